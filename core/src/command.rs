@@ -1,0 +1,233 @@
+//! Commands: everything that changes the ledger, exactly as it travels in the Raft log.
+//!
+//! A command carries no secret in clear. Card numbers arrive as keyed hashes, card passwords
+//! as salted slow hashes (or a proof computed with the stored salt), OTP codes as keyed
+//! proofs. The `intake` module turns a customer's raw input into these fields before the
+//! command is proposed, so applying stays cheap and deterministic.
+
+use crate::types::{
+    AccountId, AccountStatus, Digest32, Eligibility, MerchantId, MerchantKind, Payee, PoolId,
+    RequestKey, VipTier, YearMonth,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// A client's request: its idempotency key and the command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub key: RequestKey,
+    pub command: Command,
+}
+
+/// What the leader stamps on a command when proposing it. The core reads time only from here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Context {
+    /// The Raft log index of the entry.
+    pub index: u64,
+    /// The leader's wall clock when it proposed the entry, ms since the Unix epoch. The core
+    /// never lets ledger time run backwards: it uses the maximum seen so far.
+    pub now_ms: u64,
+}
+
+/// A salted, peppered slow hash of a card password (PBKDF2-HMAC-SHA256).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordHash {
+    pub salt: [u8; 16],
+    pub iterations: u32,
+    pub hash: Digest32,
+}
+
+/// The leader's randomness for a new OTP challenge and the verifier of its code.
+/// The code itself is derived on the leader (OCRA over the transaction digest and `nonce`)
+/// and sent by SMS; only `verifier`, a keyed hash of the code, is replicated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeSeed {
+    pub nonce: u64,
+    pub verifier: Digest32,
+}
+
+/// What the payer typed, as a keyed proof computed by the node that received it, together
+/// with the nonce of the challenge it was computed against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OtpProof {
+    pub nonce: u64,
+    pub proof: Digest32,
+}
+
+/// Campaign flags of a card.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignFlags {
+    /// An ETC device is bound to the card (绑定ETC).
+    pub etc_bound: bool,
+    /// Bought the 中邮期缴 savings product during the campaign.
+    pub savings_product: bool,
+}
+
+/// Every change to the ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Open a card account.
+    OpenAccount {
+        holder_name: String,
+        /// Keyed hash of the card number.
+        pan_digest: Digest32,
+        /// Last four digits, for display.
+        pan_last4: [u8; 4],
+        /// Keyed hash of (reserved phone, last six digits): the e-Pay look-up key.
+        lookup_digest: Digest32,
+        /// The reserved mobile phone (预留手机号), 11 digits; SMS messages go here.
+        phone: String,
+        password: PasswordHash,
+        flags: CampaignFlags,
+    },
+    /// Cash in: clearing → account.
+    Deposit { account: AccountId, amount_fen: u64 },
+    /// Cash out: account → clearing.
+    Withdraw { account: AccountId, amount_fen: u64 },
+    /// A book transfer between two customer accounts, authorised at the counter.
+    Transfer {
+        source: AccountId,
+        target: AccountId,
+        amount_fen: u64,
+    },
+    /// Freeze, unfreeze or close an account.
+    SetAccountStatus {
+        account: AccountId,
+        status: AccountStatus,
+    },
+    /// Record campaign flags (ETC bound, savings product bought).
+    SetCampaignFlags {
+        account: AccountId,
+        flags: CampaignFlags,
+    },
+    /// Change a holder's VIP tier; reaching platinum during the campaign records the gift.
+    SetVipTier { account: AccountId, tier: VipTier },
+    /// e-Pay enrolment step 1: agreement accepted, phone and card number entered.
+    EpayBegin { pan_digest: Digest32, phone: String },
+    /// Step 2: the card password, checked against the stored hash, and the alias.
+    EpayChooseAlias {
+        account: AccountId,
+        /// PBKDF2 of the typed password with the account's stored salt and pepper.
+        password_proof: Digest32,
+        alias: String,
+    },
+    /// Step 3: confirm; the bank sends an OTP to the reserved phone.
+    EpayConfirm {
+        account: AccountId,
+        challenge: ChallengeSeed,
+    },
+    /// Step 4: the OTP; the credential becomes active.
+    EpayActivate { account: AccountId, otp: OtpProof },
+    /// The customer lowers (or restores up to the caps) the e-Pay limits.
+    SetEpayLimits {
+        account: AccountId,
+        per_payment_fen: u64,
+        per_day_fen: u64,
+    },
+    /// Payment step 1: the merchant submits phone + last six digits (as `lookup_digest`),
+    /// amount and order; the bank issues an OTP bound to this transaction.
+    PaymentBegin {
+        lookup_digest: Digest32,
+        payee: Payee,
+        amount_fen: u64,
+        order_id: String,
+        challenge: ChallengeSeed,
+    },
+    /// Payment step 2: the payer's OTP; the payment settles.
+    PaymentConfirm {
+        payment: crate::types::PaymentId,
+        otp: OtpProof,
+    },
+    /// Register a merchant with its settlement account.
+    RegisterMerchant {
+        kind: MerchantKind,
+        name: String,
+        settlement_account: AccountId,
+        /// Mobile for POS and online merchants, landline for 商易通.
+        contact_phone: String,
+        terminals: u32,
+    },
+    /// A 商易通 (or any) merchant transfers out of its settlement account, paying the fee of
+    /// its current tier.
+    MerchantTransfer {
+        merchant: MerchantId,
+        target: AccountId,
+        amount_fen: u64,
+    },
+    /// Close a CST month: roll every merchant's counters into it and decide fee tiers.
+    CloseMonth { month: YearMonth },
+    /// Create a voucher pool.
+    CreatePool {
+        name: String,
+        face_value_fen: u64,
+        capacity: u64,
+        eligibility: Eligibility,
+        valid_from_ms: u64,
+        valid_until_ms: u64,
+    },
+    /// Claim one voucher from a pool, first come first served.
+    ClaimVoucher { pool: PoolId, account: AccountId },
+}
+
+/// The elements an OTP is bound to ("one transaction, one code"). Its digest is the OCRA
+/// question: change any element and the code no longer confirms it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxElements<'a> {
+    /// Enrolment step 3 for an account with the chosen alias.
+    Enrolment { account: AccountId, alias: &'a str },
+    /// A payment or small transfer.
+    Payment {
+        lookup_digest: &'a Digest32,
+        payee: Payee,
+        amount_fen: u64,
+        order_id: &'a str,
+    },
+}
+
+impl TxElements<'_> {
+    /// SHA-256 over a fixed, length-prefixed layout (domain-separated, currency included).
+    pub fn digest(&self) -> Digest32 {
+        let mut h = Sha256::new();
+        h.update(b"ledger/tx-elements/v1");
+        match self {
+            TxElements::Enrolment { account, alias } => {
+                h.update([1u8]);
+                h.update(account.0.to_be_bytes());
+                h.update((alias.len() as u64).to_be_bytes());
+                h.update(alias.as_bytes());
+            }
+            TxElements::Payment {
+                lookup_digest,
+                payee,
+                amount_fen,
+                order_id,
+            } => {
+                h.update([2u8]);
+                h.update(lookup_digest.0);
+                match payee {
+                    Payee::Merchant(m) => {
+                        h.update([1u8]);
+                        h.update(m.0.to_be_bytes());
+                    }
+                    Payee::Account(a) => {
+                        h.update([2u8]);
+                        h.update(a.0.to_be_bytes());
+                    }
+                }
+                h.update(b"CNY");
+                h.update(amount_fen.to_be_bytes());
+                h.update((order_id.len() as u64).to_be_bytes());
+                h.update(order_id.as_bytes());
+            }
+        }
+        Digest32(h.finalize().into())
+    }
+}
+
+/// SHA-256 of a merchant order id: the order index key, fixed width whatever the id's length.
+pub fn order_digest(order_id: &str) -> Digest32 {
+    let mut h = Sha256::new();
+    h.update(b"ledger/order/v1");
+    h.update(order_id.as_bytes());
+    Digest32(h.finalize().into())
+}

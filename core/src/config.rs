@@ -1,0 +1,107 @@
+//! The ledger's configuration: the bank's caps, the campaign's thresholds and the named limits.
+//!
+//! The configuration is part of the replicated state (written at genesis), so every replica
+//! applies commands under the same numbers and a snapshot carries them along.
+
+use serde::{Deserialize, Serialize};
+
+/// 1 yuan in fen.
+pub const YUAN: u64 = 100;
+
+/// Largest amount a single command may move: 10 million yuan. Anything larger is refused as
+/// bad input before it can overflow a counter.
+pub const MAX_AMOUNT_FEN: u64 = 10_000_000 * YUAN;
+/// Longest holder or merchant name, in bytes of UTF-8.
+pub const MAX_NAME_BYTES: usize = 64;
+/// Longest e-Pay alias, in characters. The alias is shown back in every SMS.
+pub const MAX_ALIAS_CHARS: usize = 16;
+/// Longest merchant order id, in bytes.
+pub const MAX_ORDER_ID_BYTES: usize = 64;
+/// Most terminals a 商易通 merchant may declare.
+pub const MAX_TERMINALS: u32 = 10_000;
+/// Most voucher pools the ledger holds; bounds the vouchers per account scanned at payment.
+pub const MAX_POOLS: u64 = 10_000;
+/// Most vouchers a pool may offer.
+pub const MAX_POOL_CAPACITY: u64 = 10_000_000;
+/// Wrong card passwords tolerated during one e-Pay enrolment before it is cancelled.
+pub const MAX_PASSWORD_FAILURES: u8 = 3;
+
+/// The configuration every replica applies commands under.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerConfig {
+    /// Bank cap on a single e-Pay payment (debited amount). Default 1,000 yuan.
+    pub epay_cap_fen_per_payment: u64,
+    /// Bank cap on e-Pay payments per China Standard Time day. Default 3,000 yuan.
+    pub epay_cap_fen_per_day: u64,
+    /// How long an OTP challenge may be answered. Default 5 minutes.
+    pub otp_expiry_ms: u64,
+    /// Wrong codes that lock a challenge. Default 3.
+    pub otp_max_attempts: u8,
+    /// First millisecond of the campaign (rewards count, gifts are recorded, merchants are new).
+    pub campaign_start_ms: u64,
+    /// First millisecond after the campaign.
+    pub campaign_end_ms: u64,
+    /// POS reward: at least this many settlements...
+    pub pos_reward_min_count: u64,
+    /// ...and at least this amount (2,000 yuan)...
+    pub pos_reward_min_fen: u64,
+    /// 商易通 reward: at least this amount (50,000 yuan) with the same count.
+    pub shangyitong_reward_min_fen: u64,
+    /// ...earns this much phone credit (100 yuan).
+    pub reward_fen: u64,
+    /// List fee for a 商易通 merchant transfer, in basis points (0.5% = 50).
+    pub list_fee_basis_points: u64,
+    /// Minimum list fee (1 yuan).
+    pub list_fee_min_fen: u64,
+    /// Maximum list fee (50 yuan).
+    pub list_fee_max_fen: u64,
+    /// Average daily balance that earns the 20% tier (30,000 yuan).
+    pub tier_discount_min_avg_balance_fen: u64,
+    /// Settlements per terminal in a month that earn the 20% tier.
+    pub tier_discount_min_tx_per_terminal: u64,
+    /// Average daily balance that waives fees (50,000 yuan).
+    pub tier_waived_min_avg_balance_fen: u64,
+    /// Months a tier is held once earned (3).
+    pub tier_hold_months: u32,
+    /// How long an idempotency record is kept after it was applied (ledger time). Default 24 h:
+    /// a retry within this window returns the original outcome; the client library gives up
+    /// on a logical operation long before it.
+    pub idempotency_retention_ms: u64,
+    /// Most idempotency records held at once. A write that would exceed it while none has
+    /// expired is refused (retryable) rather than forgetting a record early.
+    pub idempotency_max_records: u64,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            epay_cap_fen_per_payment: 1_000 * YUAN,
+            epay_cap_fen_per_day: 3_000 * YUAN,
+            otp_expiry_ms: 5 * 60_000,
+            otp_max_attempts: 3,
+            // 2014-12-01 00:00 CST to 2015-03-01 00:00 CST, the article's year-end campaign.
+            campaign_start_ms: 1_417_363_200_000,
+            campaign_end_ms: 1_425_139_200_000,
+            pos_reward_min_count: 10,
+            pos_reward_min_fen: 2_000 * YUAN,
+            shangyitong_reward_min_fen: 50_000 * YUAN,
+            reward_fen: 100 * YUAN,
+            list_fee_basis_points: 50,
+            list_fee_min_fen: YUAN,
+            list_fee_max_fen: 50 * YUAN,
+            tier_discount_min_avg_balance_fen: 30_000 * YUAN,
+            tier_discount_min_tx_per_terminal: 20,
+            tier_waived_min_avg_balance_fen: 50_000 * YUAN,
+            tier_hold_months: 3,
+            idempotency_retention_ms: 24 * 3_600_000,
+            idempotency_max_records: 10_000_000,
+        }
+    }
+}
+
+impl LedgerConfig {
+    /// Whether a timestamp falls inside the campaign.
+    pub fn in_campaign(&self, now_ms: u64) -> bool {
+        (self.campaign_start_ms..self.campaign_end_ms).contains(&now_ms)
+    }
+}

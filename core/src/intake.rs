@@ -1,0 +1,264 @@
+//! The intake: where a customer's secrets become the hashed fields of a command.
+//!
+//! This runs on the node that receives a request, before the command is proposed: it checks
+//! the raw input, then replaces card numbers with keyed hashes, card passwords with salted,
+//! peppered slow hashes, and OTP codes with keyed proofs. Nothing secret ever reaches the
+//! Raft log. It also derives the OTP codes that the SMS carries (RFC 6287 OCRA over the
+//! transaction digest and the challenge nonce), so the code itself is never stored anywhere.
+//!
+//! These functions are pure (keys, salts and nonces are arguments), but they are not part of
+//! applying a command: password hashing is deliberately slow.
+
+use crate::command::{CampaignFlags, ChallengeSeed, Command, OtpProof, PasswordHash};
+use crate::otp::{self, OcraInput, OcraSuite};
+use crate::outcome::LedgerError;
+use crate::state::Challenge;
+use crate::types::Digest32;
+use crate::validate;
+use hmac::Mac;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use zeroize::Zeroize;
+
+/// The OCRA suite of e-Pay codes: HMAC-SHA256, 6 digits, the challenge nonce as counter and
+/// the 32-byte transaction digest as a 64-hex-digit question.
+pub const OTP_SUITE: &str = "OCRA-1:HOTP-SHA256-6:C-QH64";
+/// PBKDF2 rounds for card passwords in production. The pepper (a key the database never
+/// holds) is what makes a six-digit password's hash unguessable offline; the rounds slow an
+/// attacker who has both.
+pub const PASSWORD_ITERATIONS: u32 = 100_000;
+
+/// A secret typed by a customer (card number, card password, OTP code). Its `Debug` never
+/// shows the value, it has no `Display`, and its memory is wiped when dropped.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The value, for the few functions in this module that hash it.
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// The bank's keys, shared by every node of a cluster and held outside the ledger state.
+#[derive(Clone)]
+pub struct SecretKeys {
+    /// Keys the PAN and look-up hashes.
+    pub card_key: [u8; 32],
+    /// Pepper of the card password hash.
+    pub password_pepper: [u8; 32],
+    /// Key of the OTP derivation and verifiers.
+    pub otp_key: [u8; 32],
+    /// PBKDF2 rounds for new password hashes.
+    pub password_iterations: u32,
+}
+
+impl fmt::Debug for SecretKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretKeys")
+            .field("password_iterations", &self.password_iterations)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SecretKeys {
+    /// Derives all keys from one master secret (HMAC-SHA256 with a label per key).
+    pub fn derive(master: &[u8], password_iterations: u32) -> Self {
+        let sub = |label: &str| hmac256(master, &[label.as_bytes()]).0;
+        SecretKeys {
+            card_key: sub("ledger/card-key"),
+            password_pepper: sub("ledger/password-pepper"),
+            otp_key: sub("ledger/otp-key"),
+            password_iterations,
+        }
+    }
+}
+
+fn hmac256(key: &[u8], parts: &[&[u8]]) -> Digest32 {
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(key)
+        .expect("HMAC accepts keys of any length");
+    for part in parts {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part);
+    }
+    Digest32(mac.finalize().into_bytes().into())
+}
+
+/// Keyed hash of a card number (checked first: 16-19 digits, Luhn).
+pub fn card_digest(keys: &SecretKeys, pan: &Secret) -> Result<Digest32, LedgerError> {
+    validate::card_number(pan.expose())?;
+    Ok(hmac256(&keys.card_key, &[b"pan", pan.expose().as_bytes()]))
+}
+
+/// Keyed hash of (reserved phone, last six digits of the card): how a merchant names a payer.
+pub fn lookup_digest(
+    keys: &SecretKeys,
+    phone: &str,
+    last_six: &Secret,
+) -> Result<Digest32, LedgerError> {
+    validate::mobile_phone(phone)?;
+    if !validate::six_digits(last_six.expose()) {
+        return Err(LedgerError::CardNumberLength);
+    }
+    Ok(hmac256(
+        &keys.card_key,
+        &[b"lookup", phone.as_bytes(), last_six.expose().as_bytes()],
+    ))
+}
+
+fn pbkdf2_password(
+    keys: &SecretKeys,
+    password: &Secret,
+    salt: &[u8; 16],
+    iterations: u32,
+) -> Digest32 {
+    let peppered = hmac256(&keys.password_pepper, &[password.expose().as_bytes()]);
+    let mut out = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(&peppered.0, salt, iterations, &mut out);
+    Digest32(out)
+}
+
+/// A new password hash with a fresh salt (the caller's randomness).
+pub fn hash_password(
+    keys: &SecretKeys,
+    password: &Secret,
+    salt: [u8; 16],
+) -> Result<PasswordHash, LedgerError> {
+    if !validate::six_digits(password.expose()) {
+        return Err(LedgerError::InvalidCardPasswordFormat);
+    }
+    Ok(PasswordHash {
+        salt,
+        iterations: keys.password_iterations,
+        hash: pbkdf2_password(keys, password, &salt, keys.password_iterations),
+    })
+}
+
+/// The proof of a typed password against a stored hash: the same slow hash with the stored
+/// salt and rounds. The ledger compares it with the stored hash in constant time.
+pub fn password_proof(
+    keys: &SecretKeys,
+    password: &Secret,
+    stored: &PasswordHash,
+) -> Result<Digest32, LedgerError> {
+    if !validate::six_digits(password.expose()) {
+        return Err(LedgerError::InvalidCardPasswordFormat);
+    }
+    Ok(pbkdf2_password(
+        keys,
+        password,
+        &stored.salt,
+        stored.iterations,
+    ))
+}
+
+/// What a customer types to open an account.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OpenAccountRequest {
+    pub holder_name: String,
+    pub card_number: Secret,
+    pub card_password: Secret,
+    pub phone: String,
+    pub flags: CampaignFlags,
+}
+
+/// Turns an account opening into its command: card number hashed, last four kept for
+/// display, password hashed with `salt`.
+pub fn open_account(
+    keys: &SecretKeys,
+    request: &OpenAccountRequest,
+    salt: [u8; 16],
+) -> Result<Command, LedgerError> {
+    let pan = &request.card_number;
+    let pan_digest = card_digest(keys, pan)?;
+    validate::mobile_phone(&request.phone)?;
+    let digits = pan.expose().as_bytes();
+    let last_six = Secret::new(pan.expose()[digits.len() - 6..].to_owned());
+    let mut pan_last4 = [0u8; 4];
+    pan_last4.copy_from_slice(&digits[digits.len() - 4..]);
+    Ok(Command::OpenAccount {
+        holder_name: request.holder_name.clone(),
+        pan_digest,
+        pan_last4,
+        lookup_digest: lookup_digest(keys, &request.phone, &last_six)?,
+        phone: request.phone.clone(),
+        password: hash_password(keys, &request.card_password, salt)?,
+        flags: request.flags,
+    })
+}
+
+/// The 6-digit code of a challenge, for the SMS: OCRA over the transaction digest with the
+/// nonce as counter. Recomputable by any node holding the key, stored by none.
+pub fn otp_code(keys: &SecretKeys, nonce: u64, tx_digest: &Digest32) -> Secret {
+    let suite = OcraSuite::parse(OTP_SUITE).expect("OTP_SUITE is a valid suite");
+    let question: String = tx_digest.0.iter().map(|b| format!("{b:02X}")).collect();
+    let code = otp::ocra(
+        &suite,
+        &keys.otp_key,
+        &OcraInput {
+            counter: Some(nonce),
+            question: &question,
+            ..OcraInput::default()
+        },
+    )
+    .expect("inputs match OTP_SUITE");
+    Secret::new(otp::format_code(code, suite.digits()))
+}
+
+fn otp_verifier(keys: &SecretKeys, nonce: u64, tx_digest: &Digest32, code: &Secret) -> Digest32 {
+    hmac256(
+        &keys.otp_key,
+        &[
+            b"otp-verifier",
+            &nonce.to_be_bytes(),
+            &tx_digest.0,
+            code.expose().as_bytes(),
+        ],
+    )
+}
+
+/// A new challenge for a transaction: the seed for the command (nonce and verifier) and the
+/// code for the SMS. `nonce` is the leader's randomness.
+pub fn challenge_seed(
+    keys: &SecretKeys,
+    nonce: u64,
+    tx_digest: &Digest32,
+) -> (ChallengeSeed, Secret) {
+    let code = otp_code(keys, nonce, tx_digest);
+    let seed = ChallengeSeed {
+        nonce,
+        verifier: otp_verifier(keys, nonce, tx_digest, &code),
+    };
+    (seed, code)
+}
+
+/// The proof of a typed code against a challenge, for the confirming command.
+pub fn otp_proof(
+    keys: &SecretKeys,
+    challenge: &Challenge,
+    typed: &Secret,
+) -> Result<OtpProof, LedgerError> {
+    if !validate::six_digits(typed.expose()) {
+        return Err(LedgerError::InvalidOtpFormat);
+    }
+    Ok(OtpProof {
+        nonce: challenge.nonce,
+        proof: otp_verifier(keys, challenge.nonce, &challenge.tx_digest, typed),
+    })
+}

@@ -1,0 +1,489 @@
+//! e-Pay (工银e支付): the four-step enrolment, customer limits, OTP challenges bound to the
+//! transaction, and the two-step payment that settles with the best voucher deducted.
+
+use super::{accounts, merchants, vouchers, Apply, Failure, Handled};
+use crate::command::{order_digest, ChallengeSeed, OtpProof, TxElements};
+use crate::config::{MAX_ALIAS_CHARS, MAX_ORDER_ID_BYTES, MAX_PASSWORD_FAILURES};
+use crate::otp::ct_eq;
+use crate::outcome::{EnrolmentStep, LedgerError, Reply, TextField};
+use crate::state::{
+    Challenge, ChallengePurpose, ChallengeState, Credential, Enrolment, Holder, Key, Payment,
+    PaymentState, Value,
+};
+use crate::time::cst_day;
+use crate::types::{AccountId, ChallengeId, Digest32, Payee, PaymentId};
+use crate::validate;
+
+fn alias(value: &str) -> Result<(), LedgerError> {
+    let field = TextField::Alias;
+    validate::text(field, value, MAX_ALIAS_CHARS * 4)?;
+    if value.chars().count() > MAX_ALIAS_CHARS {
+        return Err(LedgerError::TextTooLong {
+            field,
+            max: MAX_ALIAS_CHARS,
+        });
+    }
+    Ok(())
+}
+
+fn load_enrolment(a: &Apply<'_>, account: AccountId) -> Result<Enrolment, LedgerError> {
+    a.tx.get(Key::Enrolment(account))
+        .ok_or(LedgerError::NotEnrolling { account })
+}
+
+fn expect_step(enrolment: &Enrolment, expected: &[EnrolmentStep]) -> Result<(), LedgerError> {
+    if expected.contains(&enrolment.step) {
+        Ok(())
+    } else {
+        Err(LedgerError::EnrolmentStepOutOfOrder {
+            expected: expected[0],
+            actual: enrolment.step,
+        })
+    }
+}
+
+fn holder(a: &Apply<'_>, account: AccountId) -> Holder {
+    a.tx.get(Key::Holder(account))
+        .unwrap_or_else(|| panic!("corrupt state: account {account} has no holder"))
+}
+
+/// Voids a challenge that a newer one replaces (same order, or a re-sent enrolment code).
+fn void_challenge(a: &mut Apply<'_>, id: ChallengeId) {
+    if let Some(mut challenge) = a.tx.get::<Challenge>(Key::Challenge(id)) {
+        if challenge.state == ChallengeState::Open {
+            challenge.state = ChallengeState::Voided;
+            a.tx.put(Key::Challenge(id), challenge);
+        }
+    }
+}
+
+/// Records a new OTP challenge. The code was derived on the leader from the transaction
+/// digest and the seed's nonce; the ledger keeps only the verifier.
+fn issue_challenge(
+    a: &mut Apply<'_>,
+    purpose: ChallengePurpose,
+    account: AccountId,
+    tx_digest: Digest32,
+    seed: ChallengeSeed,
+) -> (ChallengeId, u64) {
+    let id = ChallengeId(a.meta.next_challenge);
+    a.meta.next_challenge += 1;
+    let expires_ms = a.now_ms.saturating_add(a.config.otp_expiry_ms);
+    a.tx.put(
+        Key::Challenge(id),
+        Challenge {
+            purpose,
+            account,
+            nonce: seed.nonce,
+            tx_digest,
+            verifier: seed.verifier,
+            issued_ms: a.now_ms,
+            expires_ms,
+            wrong_attempts: 0,
+            state: ChallengeState::Open,
+        },
+    );
+    (id, expires_ms)
+}
+
+/// Checks a typed code against a challenge: open, not expired, computed against this very
+/// challenge, and equal to the verifier in constant time. A wrong code uses up an attempt
+/// (a recorded failure); the last attempt locks the challenge. A right code marks it used,
+/// which stands only if the caller's whole command succeeds.
+fn use_challenge(a: &mut Apply<'_>, id: ChallengeId, otp: OtpProof) -> Result<(), Failure> {
+    let mut challenge: Challenge =
+        a.tx.get(Key::Challenge(id))
+            .unwrap_or_else(|| panic!("corrupt state: challenge {id} missing"));
+    match challenge.state {
+        ChallengeState::Open => {}
+        ChallengeState::Used => return Err(LedgerError::OtpAlreadyUsed { challenge: id }.into()),
+        ChallengeState::Voided => return Err(LedgerError::OtpSuperseded { challenge: id }.into()),
+        ChallengeState::Locked => return Err(LedgerError::OtpLocked { challenge: id }.into()),
+    }
+    if otp.nonce != challenge.nonce {
+        // The proof was computed against an older challenge: not the payer's mistake.
+        return Err(LedgerError::OtpSuperseded { challenge: id }.into());
+    }
+    if a.now_ms >= challenge.expires_ms {
+        return Err(LedgerError::OtpExpired {
+            issued_at_ms: challenge.issued_ms,
+            expired_at_ms: challenge.expires_ms,
+        }
+        .into());
+    }
+    if !ct_eq(&otp.proof.0, &challenge.verifier.0) {
+        challenge.wrong_attempts += 1;
+        let attempts_left = a
+            .config
+            .otp_max_attempts
+            .saturating_sub(challenge.wrong_attempts);
+        let error = if attempts_left == 0 {
+            challenge.state = ChallengeState::Locked;
+            LedgerError::OtpLocked { challenge: id }
+        } else {
+            LedgerError::WrongOtp { attempts_left }
+        };
+        a.tx.put(Key::Challenge(id), challenge);
+        return Err(Failure::Recorded(error));
+    }
+    challenge.state = ChallengeState::Used;
+    a.tx.put(Key::Challenge(id), challenge);
+    Ok(())
+}
+
+/// Step 1: the card and its reserved phone match; an enrolment starts (or restarts).
+pub(super) fn begin_enrolment(a: &mut Apply<'_>, pan_digest: Digest32, phone: &str) -> Handled {
+    validate::mobile_phone(phone)?;
+    let account =
+        a.tx.get_account_index(Key::CardIndex(pan_digest))
+            .ok_or(LedgerError::UnknownCard)?;
+    accounts::load_customer(a, account)?;
+    if holder(a, account).phone != phone {
+        return Err(LedgerError::PhoneMismatch.into());
+    }
+    if a.tx.get::<Credential>(Key::Credential(account)).is_some() {
+        return Err(LedgerError::AlreadyEnrolled { account }.into());
+    }
+    if let Some(previous) = a.tx.get::<Enrolment>(Key::Enrolment(account)) {
+        if let Some(challenge) = previous.challenge {
+            void_challenge(a, challenge);
+        }
+    }
+    a.tx.put(
+        Key::Enrolment(account),
+        Enrolment {
+            step: EnrolmentStep::Started,
+            alias: String::new(),
+            password_failures: 0,
+            challenge: None,
+        },
+    );
+    Ok(Reply::EnrolmentStarted { account })
+}
+
+/// Step 2: the card password (as a proof under the stored salt) and the alias.
+pub(super) fn choose_alias(
+    a: &mut Apply<'_>,
+    account: AccountId,
+    password_proof: Digest32,
+    chosen: &str,
+) -> Handled {
+    alias(chosen)?;
+    let mut enrolment = load_enrolment(a, account)?;
+    expect_step(&enrolment, &[EnrolmentStep::Started])?;
+    if !ct_eq(&password_proof.0, &holder(a, account).password.hash.0) {
+        enrolment.password_failures += 1;
+        let failures_left = MAX_PASSWORD_FAILURES.saturating_sub(enrolment.password_failures);
+        if failures_left == 0 {
+            a.tx.delete(Key::Enrolment(account));
+            return Err(Failure::Recorded(LedgerError::EnrolmentCancelled));
+        }
+        a.tx.put(Key::Enrolment(account), enrolment);
+        return Err(Failure::Recorded(LedgerError::WrongCardPassword {
+            failures_left,
+        }));
+    }
+    enrolment.step = EnrolmentStep::AliasChosen;
+    enrolment.alias = chosen.to_owned();
+    a.tx.put(Key::Enrolment(account), enrolment);
+    Ok(Reply::AliasChosen)
+}
+
+/// Step 3: the customer confirms; an OTP goes to the reserved phone. Confirming again
+/// re-sends a new code and voids the earlier one.
+pub(super) fn confirm_enrolment(
+    a: &mut Apply<'_>,
+    account: AccountId,
+    seed: ChallengeSeed,
+) -> Handled {
+    let mut enrolment = load_enrolment(a, account)?;
+    expect_step(
+        &enrolment,
+        &[EnrolmentStep::AliasChosen, EnrolmentStep::OtpSent],
+    )?;
+    if let Some(previous) = enrolment.challenge {
+        void_challenge(a, previous);
+    }
+    let digest = TxElements::Enrolment {
+        account,
+        alias: &enrolment.alias,
+    }
+    .digest();
+    let (challenge, expires_at_ms) = issue_challenge(
+        a,
+        ChallengePurpose::Enrolment(account),
+        account,
+        digest,
+        seed,
+    );
+    enrolment.step = EnrolmentStep::OtpSent;
+    enrolment.challenge = Some(challenge);
+    a.tx.put(Key::Enrolment(account), enrolment);
+    Ok(Reply::ChallengeIssued {
+        challenge,
+        expires_at_ms,
+    })
+}
+
+/// Step 4: the OTP; the credential becomes active with the bank's caps as its limits.
+pub(super) fn activate(a: &mut Apply<'_>, account: AccountId, otp: OtpProof) -> Handled {
+    let enrolment = load_enrolment(a, account)?;
+    expect_step(&enrolment, &[EnrolmentStep::OtpSent])?;
+    let lookup = holder(a, account).lookup_digest;
+    if a.tx.get_account_index(Key::LookupIndex(lookup)).is_some() {
+        return Err(LedgerError::LookupTaken.into());
+    }
+    let challenge = enrolment.challenge.unwrap_or_else(|| {
+        panic!("corrupt state: enrolment {account} at OtpSent has no challenge")
+    });
+    use_challenge(a, challenge, otp)?;
+    a.tx.delete(Key::Enrolment(account));
+    a.tx.put(
+        Key::Credential(account),
+        Credential {
+            alias: enrolment.alias,
+            per_payment_fen: a.config.epay_cap_fen_per_payment,
+            per_day_fen: a.config.epay_cap_fen_per_day,
+            day: cst_day(a.now_ms),
+            spent_today_fen: 0,
+        },
+    );
+    a.tx.put_value(Key::LookupIndex(lookup), Some(Value::LookupIndex(account)));
+    Ok(Reply::EpayActivated { account })
+}
+
+/// The customer sets limits within the bank's caps (lowering them, or restoring up to them).
+pub(super) fn set_limits(
+    a: &mut Apply<'_>,
+    account: AccountId,
+    per_payment_fen: u64,
+    per_day_fen: u64,
+) -> Handled {
+    validate::amount(per_payment_fen)?;
+    validate::amount(per_day_fen)?;
+    for (requested_fen, cap_fen) in [
+        (per_payment_fen, a.config.epay_cap_fen_per_payment),
+        (per_day_fen, a.config.epay_cap_fen_per_day),
+    ] {
+        if requested_fen > cap_fen {
+            return Err(LedgerError::LimitAboveCap {
+                requested_fen,
+                cap_fen,
+            }
+            .into());
+        }
+    }
+    if per_payment_fen > per_day_fen {
+        return Err(LedgerError::LimitsInconsistent.into());
+    }
+    accounts::load_customer(a, account)?;
+    let mut credential: Credential =
+        a.tx.get(Key::Credential(account))
+            .ok_or(LedgerError::UnknownCredential)?;
+    credential.per_payment_fen = per_payment_fen;
+    credential.per_day_fen = per_day_fen;
+    a.tx.put(Key::Credential(account), credential);
+    Ok(Reply::LimitsSet {
+        per_payment_fen,
+        per_day_fen,
+    })
+}
+
+/// Checks a debit against the credential's limits on today's CST day, and returns the
+/// credential with the debit counted.
+fn spend(
+    a: &Apply<'_>,
+    mut credential: Credential,
+    debit_fen: u64,
+) -> Result<Credential, LedgerError> {
+    let today = cst_day(a.now_ms);
+    if credential.day != today {
+        credential.day = today;
+        credential.spent_today_fen = 0;
+    }
+    if debit_fen > credential.per_payment_fen {
+        return Err(LedgerError::OverPaymentLimit {
+            debit_fen,
+            limit_fen: credential.per_payment_fen,
+        });
+    }
+    if credential.spent_today_fen + debit_fen > credential.per_day_fen {
+        return Err(LedgerError::OverDailyLimit {
+            debit_fen,
+            spent_today_fen: credential.spent_today_fen,
+            limit_fen: credential.per_day_fen,
+        });
+    }
+    credential.spent_today_fen += debit_fen;
+    Ok(credential)
+}
+
+/// The account a payee is paid into, checked to be usable.
+fn payee_account(a: &Apply<'_>, payer: AccountId, payee: Payee) -> Result<AccountId, LedgerError> {
+    let account = match payee {
+        Payee::Merchant(m) => merchants::load(a, m)?.settlement_account,
+        Payee::Account(t) => t,
+    };
+    if account == payer {
+        return Err(LedgerError::SameAccount);
+    }
+    accounts::load_customer(a, account)?;
+    Ok(account)
+}
+
+/// The voucher a payment would use, and the debit after it. Vouchers apply to merchant
+/// payments only, not to small transfers.
+fn debit_after_voucher(
+    a: &Apply<'_>,
+    payer: AccountId,
+    payee: Payee,
+    amount_fen: u64,
+) -> (Option<vouchers::Best>, u64) {
+    let best = match payee {
+        Payee::Merchant(_) => vouchers::best_for(a, payer, amount_fen),
+        Payee::Account(_) => None,
+    };
+    let face = best.as_ref().map_or(0, |b| b.face_value_fen);
+    (best, amount_fen - face)
+}
+
+/// Payment step 1: look the payer up by phone + last six digits, check the payment could
+/// settle now, and issue an OTP bound to payee, amount, currency and order. A new payment for
+/// an order that is still pending supersedes it and voids its code.
+pub(super) fn begin_payment(
+    a: &mut Apply<'_>,
+    lookup_digest: Digest32,
+    payee: Payee,
+    amount_fen: u64,
+    order_id: &str,
+    seed: ChallengeSeed,
+) -> Handled {
+    validate::amount(amount_fen)?;
+    validate::text(TextField::OrderId, order_id, MAX_ORDER_ID_BYTES)?;
+    let payer =
+        a.tx.get_account_index(Key::LookupIndex(lookup_digest))
+            .ok_or(LedgerError::UnknownCredential)?;
+    let payer_account = accounts::load_customer(a, payer)?;
+    let credential: Credential =
+        a.tx.get(Key::Credential(payer))
+            .ok_or(LedgerError::UnknownCredential)?;
+    payee_account(a, payer, payee)?;
+    let (_, debit_fen) = debit_after_voucher(a, payer, payee, amount_fen);
+    spend(a, credential, debit_fen)?;
+    if payer_account.balance_fen < debit_fen as i64 {
+        return Err(LedgerError::InsufficientFunds {
+            account: payer,
+            balance_fen: payer_account.balance_fen,
+            needed_fen: debit_fen,
+        }
+        .into());
+    }
+    let order_key = Key::OrderIndex(payee, order_digest(order_id));
+    if let Some(previous_id) = a.tx.get_payment_index(order_key) {
+        let mut previous: Payment = a.tx.get(Key::Payment(previous_id)).unwrap_or_else(|| {
+            panic!("corrupt state: order index names missing payment {previous_id}")
+        });
+        match previous.state {
+            PaymentState::Settled { .. } => {
+                return Err(LedgerError::OrderAlreadyPaid {
+                    payment: previous_id,
+                }
+                .into())
+            }
+            PaymentState::Superseded => {}
+            PaymentState::Pending => {
+                void_challenge(a, previous.challenge);
+                previous.state = PaymentState::Superseded;
+                a.tx.put(Key::Payment(previous_id), previous);
+            }
+        }
+    }
+    let payment = PaymentId(a.meta.next_payment);
+    a.meta.next_payment += 1;
+    let digest = TxElements::Payment {
+        lookup_digest: &lookup_digest,
+        payee,
+        amount_fen,
+        order_id,
+    }
+    .digest();
+    let (challenge, expires_at_ms) =
+        issue_challenge(a, ChallengePurpose::Payment(payment), payer, digest, seed);
+    a.tx.put(
+        Key::Payment(payment),
+        Payment {
+            payer,
+            payee,
+            amount_fen,
+            order_id: order_id.to_owned(),
+            challenge,
+            state: PaymentState::Pending,
+            created_ms: a.now_ms,
+        },
+    );
+    a.tx.put_value(order_key, Some(Value::OrderIndex(payment)));
+    Ok(Reply::PaymentPending {
+        payment,
+        challenge,
+        expires_at_ms,
+    })
+}
+
+/// Payment step 2: the OTP confirms exactly this payment; it settles with the best voucher
+/// deducted in real time. Any refusal after the code was accepted (limits, funds) drops the
+/// whole command: the code stays usable and nothing counts.
+pub(super) fn confirm_payment(a: &mut Apply<'_>, payment_id: PaymentId, otp: OtpProof) -> Handled {
+    let mut payment: Payment =
+        a.tx.get(Key::Payment(payment_id))
+            .ok_or(LedgerError::UnknownPayment {
+                payment: payment_id,
+            })?;
+    if payment.state != PaymentState::Pending {
+        return Err(LedgerError::PaymentNotPending {
+            payment: payment_id,
+        }
+        .into());
+    }
+    use_challenge(a, payment.challenge, otp)?;
+
+    let payer = payment.payer;
+    accounts::load_customer(a, payer)?;
+    let target = payee_account(a, payer, payment.payee)?;
+    let credential: Credential =
+        a.tx.get(Key::Credential(payer))
+            .ok_or(LedgerError::UnknownCredential)?;
+    let (voucher, debited_fen) = debit_after_voucher(a, payer, payment.payee, payment.amount_fen);
+    let credential = spend(a, credential, debited_fen)?;
+    if debited_fen > 0 {
+        accounts::post(a, payer, target, debited_fen)?;
+    }
+    if let Some(v) = &voucher {
+        accounts::post(
+            a,
+            crate::types::AccountId::PROMOTIONS,
+            target,
+            v.face_value_fen,
+        )?;
+        vouchers::consume(a, payer, v, payment_id);
+    }
+    a.tx.put(Key::Credential(payer), credential);
+    payment.state = PaymentState::Settled {
+        debited_fen,
+        voucher: voucher.as_ref().map(|v| v.pool),
+        settled_ms: a.now_ms,
+    };
+    let bill_fen = payment.amount_fen;
+    let payee = payment.payee;
+    a.tx.put(Key::Payment(payment_id), payment);
+    let reward_granted = match payee {
+        Payee::Merchant(m) => merchants::record_settlement(a, m, bill_fen, payment_id)?,
+        Payee::Account(_) => false,
+    };
+    Ok(Reply::PaymentSettled {
+        payment: payment_id,
+        bill_fen,
+        debited_fen,
+        voucher: voucher.map(|v| v.pool),
+        reward_granted,
+    })
+}

@@ -1,0 +1,660 @@
+//! The ledger: applies one command at a time, `(state, command, context) -> outcome`.
+//!
+//! `Ledger::apply` owns the control flow every command shares (ledger time, idempotency,
+//! atomic commit); the per-domain modules compute what a command changes. A command's reads
+//! and writes go through a [`Tx`] overlay: a refusal drops the overlay, so a refused command
+//! changes nothing, however far it got.
+
+mod accounts;
+mod epay;
+mod merchants;
+mod vouchers;
+
+use crate::command::{Command, Context, Envelope};
+use crate::config::LedgerConfig;
+use crate::outcome::{LedgerError, Outcome, Reply};
+use crate::state::{
+    Account, Challenge, Credential, Enrolment, Gift, Holder, IdempotencyRecord, Key, Merchant,
+    Meta, Payment, Pool, Store, Value, Voucher, WriteSet,
+};
+use crate::types::{
+    AccountId, AccountStatus, ChallengeId, Digest32, MerchantId, PaymentId, PoolId, RequestKey,
+    VipTier,
+};
+use sha2::{Digest, Sha256};
+
+/// Idempotency records evicted per applied command at most. More than one, so eviction
+/// always outpaces insertion and the table drains after a burst.
+pub const IDEMPOTENCY_EVICTIONS_PER_COMMAND: usize = 4;
+
+/// A record type that lives under one `Key` variant.
+pub(crate) trait Record: Sized {
+    fn from_value(value: Value) -> Option<Self>;
+    fn into_value(self) -> Value;
+}
+
+macro_rules! record {
+    ($t:ty, $variant:ident) => {
+        impl Record for $t {
+            fn from_value(value: Value) -> Option<Self> {
+                match value {
+                    Value::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn into_value(self) -> Value {
+                Value::$variant(self)
+            }
+        }
+    };
+    ($t:ty, $variant:ident, boxed) => {
+        impl Record for $t {
+            fn from_value(value: Value) -> Option<Self> {
+                match value {
+                    Value::$variant(v) => Some(*v),
+                    _ => None,
+                }
+            }
+            fn into_value(self) -> Value {
+                Value::$variant(Box::new(self))
+            }
+        }
+    };
+}
+
+record!(Meta, Meta);
+record!(Account, Account);
+record!(Voucher, Voucher);
+record!(Gift, Gift);
+record!(LedgerConfig, Config, boxed);
+record!(Holder, Holder, boxed);
+record!(Enrolment, Enrolment, boxed);
+record!(Credential, Credential, boxed);
+record!(Challenge, Challenge, boxed);
+record!(Payment, Payment, boxed);
+record!(Merchant, Merchant, boxed);
+record!(Pool, Pool, boxed);
+record!(IdempotencyRecord, Idempotency, boxed);
+
+/// A command's view of the state: the store plus the command's own uncommitted writes.
+pub(crate) struct Tx<'s> {
+    store: &'s dyn Store,
+    writes: WriteSet,
+}
+
+impl<'s> Tx<'s> {
+    fn new(store: &'s dyn Store) -> Self {
+        Tx {
+            store,
+            writes: Vec::new(),
+        }
+    }
+
+    fn get_value(&self, key: &Key) -> Option<Value> {
+        match self.writes.iter().rev().find(|(k, _)| k == key) {
+            Some((_, v)) => v.clone(),
+            None => self.store.get(key),
+        }
+    }
+
+    /// A typed record. A record of the wrong type under a key means the state is corrupt:
+    /// crash rather than serve wrong money.
+    pub(crate) fn get<T: Record>(&self, key: Key) -> Option<T> {
+        self.get_value(&key).map(|v| {
+            T::from_value(v)
+                .unwrap_or_else(|| panic!("corrupt state: wrong record type at {key:?}"))
+        })
+    }
+
+    /// An index entry pointing at an account.
+    pub(crate) fn get_account_index(&self, key: Key) -> Option<AccountId> {
+        match self.get_value(&key)? {
+            Value::CardIndex(a) | Value::LookupIndex(a) => Some(a),
+            other => panic!("corrupt state: {other:?} at {key:?}"),
+        }
+    }
+
+    pub(crate) fn get_payment_index(&self, key: Key) -> Option<PaymentId> {
+        match self.get_value(&key)? {
+            Value::OrderIndex(p) => Some(p),
+            other => panic!("corrupt state: {other:?} at {key:?}"),
+        }
+    }
+
+    pub(crate) fn put_value(&mut self, key: Key, value: Option<Value>) {
+        match self.writes.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.writes.push((key, value)),
+        }
+    }
+
+    pub(crate) fn put<T: Record>(&mut self, key: Key, record: T) {
+        self.put_value(key, Some(record.into_value()));
+    }
+
+    pub(crate) fn delete(&mut self, key: Key) {
+        self.put_value(key, None);
+    }
+
+    /// Records in `[from, to)` in key order, this command's writes included.
+    pub(crate) fn range(&self, from: Key, to: Key, limit: usize) -> Vec<(Key, Value)> {
+        let pending: Vec<&(Key, Option<Value>)> = self
+            .writes
+            .iter()
+            .filter(|(k, _)| *k >= from && *k < to)
+            .collect();
+        let mut rows = self
+            .store
+            .range(&from, &to, limit.saturating_add(pending.len()));
+        for (key, value) in pending {
+            rows.retain(|(k, _)| k != key);
+            if let Some(v) = value {
+                rows.push((*key, v.clone()));
+            }
+        }
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows.truncate(limit);
+        rows
+    }
+}
+
+/// Why a command failed, and whether its writes stand.
+pub(crate) enum Failure {
+    /// Nothing changes, nothing is recorded: a retry evaluates afresh.
+    Refused(LedgerError),
+    /// The writes stand and the outcome is recorded: a wrong OTP uses up an attempt, and a
+    /// network retry of the same request must not use up another.
+    Recorded(LedgerError),
+}
+
+impl From<LedgerError> for Failure {
+    fn from(e: LedgerError) -> Self {
+        Failure::Refused(e)
+    }
+}
+
+pub(crate) type Handled = Result<Reply, Failure>;
+
+/// Everything a handler needs: the overlay, the ledger's counters, its configuration and
+/// the ledger time of this command.
+pub(crate) struct Apply<'s> {
+    pub(crate) tx: Tx<'s>,
+    pub(crate) meta: Meta,
+    pub(crate) config: &'s LedgerConfig,
+    pub(crate) now_ms: u64,
+}
+
+/// Why a snapshot could not be restored.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("not a ledger snapshot (bad magic or version)")]
+    BadHeader,
+    #[error("snapshot is truncated or has trailing bytes")]
+    BadLength,
+    #[error("snapshot checksum does not match its contents")]
+    BadChecksum,
+    #[error("snapshot record {index} does not decode")]
+    BadRecord { index: u64 },
+    #[error("snapshot keys are not strictly increasing at record {index}")]
+    Unordered { index: u64 },
+    #[error("snapshot holds no ledger configuration")]
+    NoConfig,
+    #[error("restore needs an empty store")]
+    StoreNotEmpty,
+}
+
+/// A broken invariant: the state holds wrong money. Found by [`Ledger::check_invariants`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("ledger invariant broken: {0}")]
+pub struct InvariantViolation(pub String);
+
+const SNAPSHOT_MAGIC: &[u8; 8] = b"LEDGSNP1";
+
+/// Encodes one record as the snapshot and the state hash see it.
+pub fn encode_record(key: &Key, value: &Value) -> (Vec<u8>, Vec<u8>) {
+    let value = bincode::serialize(value).expect("state values always serialize");
+    (key.encode(), value)
+}
+
+/// Decodes one record encoded by [`encode_record`].
+pub fn decode_record(key: &[u8], value: &[u8]) -> Option<(Key, Value)> {
+    let key = Key::decode(key).ok()?;
+    let value = bincode::deserialize(value).ok()?;
+    Some((key, value))
+}
+
+fn push_framed(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// The ledger core over a store.
+pub struct Ledger<S: Store> {
+    store: S,
+    config: LedgerConfig,
+}
+
+impl<S: Store> Ledger<S> {
+    /// A new ledger on an empty store: configuration, counters and the bank's internal
+    /// accounts.
+    pub fn genesis(mut store: S, config: LedgerConfig) -> Self {
+        assert!(
+            store
+                .range(
+                    &Key::Config,
+                    &Key::IdempotencyExpiry(
+                        u64::MAX,
+                        RequestKey {
+                            client_id: u64::MAX,
+                            request_id: u64::MAX
+                        }
+                    ),
+                    1
+                )
+                .is_empty(),
+            "genesis needs an empty store"
+        );
+        let meta = Meta {
+            last_now_ms: 0,
+            next_account: AccountId::FIRST_CUSTOMER,
+            next_merchant: 1,
+            next_pool: 1,
+            next_challenge: 1,
+            next_payment: 1,
+            idempotency_records: 0,
+            last_closed_month: None,
+        };
+        let mut writes: WriteSet = vec![
+            (Key::Config, Some(config.clone().into_value())),
+            (Key::Meta, Some(meta.into_value())),
+        ];
+        for id in AccountId::INTERNAL {
+            let account = Account {
+                status: AccountStatus::Active,
+                balance_fen: 0,
+                merchant: None,
+                flags: Default::default(),
+                vip: VipTier::None,
+                pan_last4: *b"0000",
+            };
+            writes.push((Key::Account(id), Some(account.into_value())));
+        }
+        store.write(writes);
+        Ledger { store, config }
+    }
+
+    /// Opens a ledger on a store that already holds one (after a restart).
+    pub fn open(store: S) -> Option<Self> {
+        let config = Tx::new(&store).get::<LedgerConfig>(Key::Config)?;
+        Some(Ledger { store, config })
+    }
+
+    /// Restores a ledger from snapshot bytes into an empty store.
+    pub fn restore(mut store: S, snapshot: &[u8]) -> Result<Self, SnapshotError> {
+        let mut probe = false;
+        store.scan(&mut |_, _| probe = true);
+        if probe {
+            return Err(SnapshotError::StoreNotEmpty);
+        }
+        if snapshot.len() < 8 + 8 + 32 || &snapshot[..8] != SNAPSHOT_MAGIC {
+            return Err(SnapshotError::BadHeader);
+        }
+        let (body, checksum) = snapshot.split_at(snapshot.len() - 32);
+        if Sha256::digest(body).as_slice() != checksum {
+            return Err(SnapshotError::BadChecksum);
+        }
+        let count = u64::from_be_bytes(body[8..16].try_into().expect("8 bytes"));
+        let mut at = 16;
+        let take = |at: &mut usize| -> Option<&[u8]> {
+            let len = u32::from_be_bytes(body.get(*at..*at + 4)?.try_into().ok()?) as usize;
+            let bytes = body.get(*at + 4..*at + 4 + len)?;
+            *at += 4 + len;
+            Some(bytes)
+        };
+        let mut writes = WriteSet::new();
+        let mut previous: Option<Key> = None;
+        for index in 0..count {
+            let key = take(&mut at).ok_or(SnapshotError::BadLength)?;
+            let value = take(&mut at).ok_or(SnapshotError::BadLength)?;
+            let (key, value) =
+                decode_record(key, value).ok_or(SnapshotError::BadRecord { index })?;
+            if previous.is_some_and(|p| p >= key) {
+                return Err(SnapshotError::Unordered { index });
+            }
+            previous = Some(key);
+            writes.push((key, Some(value)));
+        }
+        if at != body.len() {
+            return Err(SnapshotError::BadLength);
+        }
+        store.write(writes);
+        Ledger::open(store).ok_or(SnapshotError::NoConfig)
+    }
+
+    /// The whole state as bytes: magic, record count, length-framed records in key order,
+    /// and a SHA-256 of all that. Two equal states give identical bytes.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut body = SNAPSHOT_MAGIC.to_vec();
+        body.extend_from_slice(&[0; 8]);
+        let mut count = 0u64;
+        self.store.scan(&mut |k, v| {
+            let (k, v) = encode_record(k, v);
+            push_framed(&mut body, &k);
+            push_framed(&mut body, &v);
+            count += 1;
+        });
+        body[8..16].copy_from_slice(&count.to_be_bytes());
+        let checksum = Sha256::digest(&body);
+        body.extend_from_slice(&checksum);
+        body
+    }
+
+    /// A stable hash of the whole state: equal on replicas that applied the same commands.
+    pub fn state_hash(&self) -> Digest32 {
+        let mut h = Sha256::new();
+        h.update(b"ledger/state/v1");
+        let mut buf = Vec::new();
+        self.store.scan(&mut |k, v| {
+            buf.clear();
+            let (k, v) = encode_record(k, v);
+            push_framed(&mut buf, &k);
+            push_framed(&mut buf, &v);
+            h.update(&buf);
+        });
+        Digest32(h.finalize().into())
+    }
+
+    /// Applies one command. Deterministic: the outcome and the new state depend only on the
+    /// state, the envelope and the context.
+    pub fn apply(&mut self, ctx: &Context, envelope: &Envelope) -> Outcome {
+        let tx = Tx::new(&self.store);
+        let meta: Meta = tx.get(Key::Meta).expect("state has meta");
+        let now_ms = meta.last_now_ms.max(ctx.now_ms);
+
+        if let Some(record) = tx.get::<IdempotencyRecord>(Key::Idempotency(envelope.key)) {
+            return if record.command == envelope.command {
+                record.outcome
+            } else {
+                Err(LedgerError::IdempotencyKeyReused { key: envelope.key })
+            };
+        }
+        let expired = match now_ms.checked_sub(self.config.idempotency_retention_ms) {
+            Some(horizon) => tx.range(
+                Key::IdempotencyExpiry(
+                    0,
+                    RequestKey {
+                        client_id: 0,
+                        request_id: 0,
+                    },
+                ),
+                Key::IdempotencyExpiry(
+                    horizon,
+                    RequestKey {
+                        client_id: 0,
+                        request_id: 0,
+                    },
+                ),
+                IDEMPOTENCY_EVICTIONS_PER_COMMAND,
+            ),
+            None => Vec::new(),
+        };
+        if meta.idempotency_records - expired.len() as u64 >= self.config.idempotency_max_records {
+            return Err(LedgerError::IdempotencyTableFull {
+                max_records: self.config.idempotency_max_records,
+            });
+        }
+
+        let mut apply = Apply {
+            tx,
+            meta,
+            config: &self.config,
+            now_ms,
+        };
+        let outcome = match dispatch(&mut apply, &envelope.command) {
+            Ok(reply) => Ok(reply),
+            Err(Failure::Recorded(e)) => Err(e),
+            Err(Failure::Refused(e)) => return Err(e),
+        };
+
+        let Apply {
+            mut tx, mut meta, ..
+        } = apply;
+        for (key, _) in &expired {
+            let Key::IdempotencyExpiry(_, request) = key else {
+                unreachable!("range stays inside the expiry queue")
+            };
+            tx.delete(*key);
+            tx.delete(Key::Idempotency(*request));
+        }
+        meta.idempotency_records = meta.idempotency_records - expired.len() as u64 + 1;
+        meta.last_now_ms = now_ms;
+        tx.put(Key::Meta, meta);
+        tx.put(
+            Key::Idempotency(envelope.key),
+            IdempotencyRecord {
+                command: envelope.command.clone(),
+                outcome: outcome.clone(),
+                applied_ms: now_ms,
+            },
+        );
+        tx.put_value(
+            Key::IdempotencyExpiry(now_ms, envelope.key),
+            Some(Value::IdempotencyExpiry),
+        );
+        let writes = tx.writes;
+        self.store.write(writes);
+        outcome
+    }
+
+    fn read<T: Record>(&self, key: Key) -> Option<T> {
+        Tx::new(&self.store).get(key)
+    }
+
+    pub fn config(&self) -> &LedgerConfig {
+        &self.config
+    }
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+    /// Gives the store back (a node hands it to its persistence layer).
+    pub fn into_store(self) -> S {
+        self.store
+    }
+    pub fn meta(&self) -> Meta {
+        self.read(Key::Meta).expect("state has meta")
+    }
+    pub fn account(&self, id: AccountId) -> Option<Account> {
+        self.read(Key::Account(id))
+    }
+    /// The holder record: name, phone and the stored hashes (never the card or password).
+    pub fn holder(&self, id: AccountId) -> Option<Holder> {
+        self.read(Key::Holder(id))
+    }
+    pub fn balance_fen(&self, id: AccountId) -> Option<i64> {
+        self.account(id).map(|a| a.balance_fen)
+    }
+    pub fn enrolment(&self, id: AccountId) -> Option<Enrolment> {
+        self.read(Key::Enrolment(id))
+    }
+    pub fn credential(&self, id: AccountId) -> Option<Credential> {
+        self.read(Key::Credential(id))
+    }
+    /// The account behind an e-Pay look-up digest (phone + last six digits).
+    pub fn credential_by_lookup(&self, lookup: Digest32) -> Option<AccountId> {
+        Tx::new(&self.store).get_account_index(Key::LookupIndex(lookup))
+    }
+    /// The account behind a card-number digest.
+    pub fn account_by_card(&self, pan_digest: Digest32) -> Option<AccountId> {
+        Tx::new(&self.store).get_account_index(Key::CardIndex(pan_digest))
+    }
+    pub fn challenge(&self, id: ChallengeId) -> Option<Challenge> {
+        self.read(Key::Challenge(id))
+    }
+    pub fn payment(&self, id: PaymentId) -> Option<Payment> {
+        self.read(Key::Payment(id))
+    }
+    pub fn merchant(&self, id: MerchantId) -> Option<Merchant> {
+        self.read(Key::Merchant(id))
+    }
+    pub fn pool(&self, id: PoolId) -> Option<Pool> {
+        self.read(Key::Pool(id))
+    }
+    pub fn voucher(&self, account: AccountId, pool: PoolId) -> Option<Voucher> {
+        self.read(Key::Voucher(account, pool))
+    }
+    pub fn gift(&self, account: AccountId) -> Option<Gift> {
+        self.read(Key::Gift(account))
+    }
+    pub fn idempotency_record(&self, key: RequestKey) -> Option<IdempotencyRecord> {
+        self.read(Key::Idempotency(key))
+    }
+
+    /// Checks the money invariants over the whole state: the sum of all balances is zero (it
+    /// starts at zero and every posting is double entry), no customer balance is negative, no
+    /// pool granted more than its capacity or disagrees with its vouchers, every consumed
+    /// voucher belongs to exactly one settled payment, and the idempotency counters agree.
+    pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        let mut sum: i128 = 0;
+        let mut problems = Vec::new();
+        let mut vouchers_per_pool = std::collections::BTreeMap::<PoolId, u64>::new();
+        let mut consumed = Vec::new();
+        let (mut idem, mut idem_queue) = (0u64, 0u64);
+        self.store.scan(&mut |k, v| match (k, v) {
+            (Key::Account(id), Value::Account(a)) => {
+                sum += i128::from(a.balance_fen);
+                if !id.is_internal() && a.balance_fen < 0 {
+                    problems.push(format!("account {id} is negative: {}", a.balance_fen));
+                }
+            }
+            (Key::Voucher(account, pool), Value::Voucher(v)) => {
+                *vouchers_per_pool.entry(*pool).or_default() += 1;
+                if let Some(p) = v.consumed_by {
+                    consumed.push((*account, *pool, p));
+                }
+            }
+            (Key::Idempotency(_), _) => idem += 1,
+            (Key::IdempotencyExpiry(..), _) => idem_queue += 1,
+            _ => {}
+        });
+        if sum != 0 {
+            problems.push(format!("balances sum to {sum}, not 0"));
+        }
+        for (pool_id, count) in &vouchers_per_pool {
+            match self.pool(*pool_id) {
+                Some(pool) if pool.granted == *count && pool.granted <= pool.capacity => {}
+                Some(pool) => problems.push(format!(
+                    "pool {pool_id}: granted {} capacity {} vouchers {count}",
+                    pool.granted, pool.capacity
+                )),
+                None => problems.push(format!("vouchers of unknown pool {pool_id}")),
+            }
+        }
+        for (account, pool, payment) in consumed {
+            match self.payment(payment).map(|p| (p.payer, p.state)) {
+                Some((
+                    payer,
+                    crate::state::PaymentState::Settled {
+                        voucher: Some(v), ..
+                    },
+                )) if payer == account && v == pool => {}
+                other => problems.push(format!(
+                    "voucher ({account}, {pool}) consumed by payment {payment}: {other:?}"
+                )),
+            }
+        }
+        let meta = self.meta();
+        if idem != idem_queue || idem != meta.idempotency_records {
+            problems.push(format!(
+                "idempotency records {idem}, queue {idem_queue}, counter {}",
+                meta.idempotency_records
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(InvariantViolation(problems.join("; ")))
+        }
+    }
+}
+
+fn dispatch(a: &mut Apply<'_>, command: &Command) -> Handled {
+    match command {
+        Command::OpenAccount { .. } => accounts::open_account(a, command),
+        Command::Deposit {
+            account,
+            amount_fen,
+        } => accounts::deposit(a, *account, *amount_fen),
+        Command::Withdraw {
+            account,
+            amount_fen,
+        } => accounts::withdraw(a, *account, *amount_fen),
+        Command::Transfer {
+            source,
+            target,
+            amount_fen,
+        } => accounts::transfer(a, *source, *target, *amount_fen),
+        Command::SetAccountStatus { account, status } => accounts::set_status(a, *account, *status),
+        Command::SetCampaignFlags { account, flags } => accounts::set_flags(a, *account, *flags),
+        Command::SetVipTier { account, tier } => accounts::set_vip_tier(a, *account, *tier),
+        Command::EpayBegin { pan_digest, phone } => epay::begin_enrolment(a, *pan_digest, phone),
+        Command::EpayChooseAlias {
+            account,
+            password_proof,
+            alias,
+        } => epay::choose_alias(a, *account, *password_proof, alias),
+        Command::EpayConfirm { account, challenge } => {
+            epay::confirm_enrolment(a, *account, *challenge)
+        }
+        Command::EpayActivate { account, otp } => epay::activate(a, *account, *otp),
+        Command::SetEpayLimits {
+            account,
+            per_payment_fen,
+            per_day_fen,
+        } => epay::set_limits(a, *account, *per_payment_fen, *per_day_fen),
+        Command::PaymentBegin {
+            lookup_digest,
+            payee,
+            amount_fen,
+            order_id,
+            challenge,
+        } => epay::begin_payment(a, *lookup_digest, *payee, *amount_fen, order_id, *challenge),
+        Command::PaymentConfirm { payment, otp } => epay::confirm_payment(a, *payment, *otp),
+        Command::RegisterMerchant {
+            kind,
+            name,
+            settlement_account,
+            contact_phone,
+            terminals,
+        } => merchants::register(
+            a,
+            *kind,
+            name,
+            *settlement_account,
+            contact_phone,
+            *terminals,
+        ),
+        Command::MerchantTransfer {
+            merchant,
+            target,
+            amount_fen,
+        } => merchants::transfer_out(a, *merchant, *target, *amount_fen),
+        Command::CloseMonth { month } => merchants::close_month(a, *month),
+        Command::CreatePool {
+            name,
+            face_value_fen,
+            capacity,
+            eligibility,
+            valid_from_ms,
+            valid_until_ms,
+        } => vouchers::create_pool(
+            a,
+            name,
+            *face_value_fen,
+            *capacity,
+            *eligibility,
+            *valid_from_ms,
+            *valid_until_ms,
+        ),
+        Command::ClaimVoucher { pool, account } => vouchers::claim(a, *pool, *account),
+    }
+}

@@ -1,0 +1,278 @@
+//! What applying a command returns: a reply, or a typed error that says what was wrong.
+//!
+//! Errors never carry a secret: no card number, password or code, only ids, amounts and
+//! limits. `LedgerError::is_retryable` tells a client whether sending the same request again
+//! later can succeed.
+
+use crate::types::{
+    AccountId, AccountStatus, ChallengeId, Eligibility, FeeTier, MerchantId, PaymentId, PoolId,
+    RequestKey, YearMonth,
+};
+use serde::{Deserialize, Serialize};
+
+/// The result of applying one command.
+pub type Outcome = Result<Reply, LedgerError>;
+
+/// A successful command's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    AccountOpened {
+        account: AccountId,
+    },
+    /// Deposit or withdrawal done; the account's new balance.
+    Posted {
+        account: AccountId,
+        balance_fen: i64,
+    },
+    Transferred {
+        source_balance_fen: i64,
+        target_balance_fen: i64,
+    },
+    StatusSet {
+        status: AccountStatus,
+    },
+    FlagsSet,
+    VipTierSet {
+        /// True when this change recorded the commemorative gift (once per account).
+        gift_recorded: bool,
+    },
+    EnrolmentStarted {
+        account: AccountId,
+    },
+    AliasChosen,
+    /// An OTP was issued and will be sent by SMS.
+    ChallengeIssued {
+        challenge: ChallengeId,
+        expires_at_ms: u64,
+    },
+    EpayActivated {
+        account: AccountId,
+    },
+    LimitsSet {
+        per_payment_fen: u64,
+        per_day_fen: u64,
+    },
+    PaymentPending {
+        payment: PaymentId,
+        challenge: ChallengeId,
+        expires_at_ms: u64,
+    },
+    PaymentSettled {
+        payment: PaymentId,
+        bill_fen: u64,
+        /// What left the payer's account: the bill less the voucher.
+        debited_fen: u64,
+        /// The voucher deducted, if any (its pool).
+        voucher: Option<PoolId>,
+        /// True when this settlement granted the merchant's one-time reward.
+        reward_granted: bool,
+    },
+    MerchantRegistered {
+        merchant: MerchantId,
+    },
+    MerchantTransferred {
+        fee_fen: u64,
+        tier: FeeTier,
+    },
+    MonthClosed {
+        month: YearMonth,
+        merchants: u64,
+    },
+    PoolCreated {
+        pool: PoolId,
+    },
+    VoucherClaimed {
+        pool: PoolId,
+        remaining: u64,
+    },
+}
+
+/// A text field, for errors about text input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TextField {
+    HolderName,
+    MerchantName,
+    PoolName,
+    Alias,
+    OrderId,
+}
+
+/// Where an e-Pay enrolment stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnrolmentStep {
+    /// Step 1 done: card and phone matched.
+    Started,
+    /// Step 2 done: password checked, alias chosen.
+    AliasChosen,
+    /// Step 3 done: OTP sent.
+    OtpSent,
+}
+
+/// Every way a command can be refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum LedgerError {
+    // ---- bad input, caught before anything is looked up ----
+    #[error("card number must be 16 to 19 digits")]
+    CardNumberLength,
+    #[error("card number has a wrong check digit (Luhn)")]
+    CardNumberChecksum,
+    #[error("mobile phone number must be 11 digits starting with 1")]
+    InvalidMobilePhone,
+    #[error("landline must be an area code and a number, like 0731-84567890")]
+    InvalidLandline,
+    #[error("card password must be exactly 6 digits")]
+    InvalidCardPasswordFormat,
+    #[error("one-time password must be exactly 6 digits")]
+    InvalidOtpFormat,
+    #[error("amount must be greater than zero")]
+    ZeroAmount,
+    #[error("amount {amount_fen} fen exceeds the limit of {max_fen} fen per command")]
+    AmountTooLarge { amount_fen: u64, max_fen: u64 },
+    #[error("{field:?} must not be empty")]
+    TextEmpty { field: TextField },
+    #[error("{field:?} is longer than {max} (bytes or characters)")]
+    TextTooLong { field: TextField, max: usize },
+    #[error("{field:?} contains control characters")]
+    TextHasControlChars { field: TextField },
+    #[error("a merchant needs 1 to {max} terminals")]
+    InvalidTerminalCount { max: u32 },
+    #[error("source and target are the same account")]
+    SameAccount,
+
+    // ---- references ----
+    #[error("no account {account}")]
+    UnknownAccount { account: AccountId },
+    #[error("account {account} is an internal account of the bank")]
+    InternalAccount { account: AccountId },
+    #[error("no merchant {merchant}")]
+    UnknownMerchant { merchant: MerchantId },
+    #[error("no voucher pool {pool}")]
+    UnknownPool { pool: PoolId },
+    #[error("no payment {payment}")]
+    UnknownPayment { payment: PaymentId },
+    #[error("no card with this number")]
+    UnknownCard,
+    #[error("no active e-Pay credential for this phone number and card")]
+    UnknownCredential,
+
+    // ---- accounts and money ----
+    #[error("a card with this number is already open")]
+    DuplicateCard,
+    #[error("account {account} is {status:?}")]
+    AccountNotActive {
+        account: AccountId,
+        status: AccountStatus,
+    },
+    #[error("account {account} holds {balance_fen} fen, {needed_fen} fen needed")]
+    InsufficientFunds {
+        account: AccountId,
+        balance_fen: i64,
+        needed_fen: u64,
+    },
+    #[error("account {account} would overflow")]
+    BalanceOverflow { account: AccountId },
+    #[error("account {account} still holds {balance_fen} fen and cannot be closed")]
+    AccountNotEmpty {
+        account: AccountId,
+        balance_fen: i64,
+    },
+    #[error("account {account} is closed for good")]
+    AccountClosed { account: AccountId },
+
+    // ---- e-Pay enrolment and limits ----
+    #[error("the reserved phone number does not match the card")]
+    PhoneMismatch,
+    #[error("account {account} already has an active e-Pay credential")]
+    AlreadyEnrolled { account: AccountId },
+    #[error("account {account} has no e-Pay enrolment in progress")]
+    NotEnrolling { account: AccountId },
+    #[error("enrolment is at step {actual:?}, this command needs step {expected:?}")]
+    EnrolmentStepOutOfOrder {
+        expected: EnrolmentStep,
+        actual: EnrolmentStep,
+    },
+    #[error("wrong card password; {failures_left} tries left")]
+    WrongCardPassword { failures_left: u8 },
+    #[error("too many wrong card passwords: the enrolment was cancelled; start again")]
+    EnrolmentCancelled,
+    #[error("another card already uses this phone number and last six digits for e-Pay")]
+    LookupTaken,
+    #[error("limit {requested_fen} fen is above the bank's cap of {cap_fen} fen")]
+    LimitAboveCap { requested_fen: u64, cap_fen: u64 },
+    #[error("the per-payment limit cannot exceed the daily limit")]
+    LimitsInconsistent,
+    #[error("debit of {debit_fen} fen is above the per-payment limit of {limit_fen} fen")]
+    OverPaymentLimit { debit_fen: u64, limit_fen: u64 },
+    #[error("debit of {debit_fen} fen with {spent_today_fen} fen spent today exceeds the daily limit of {limit_fen} fen")]
+    OverDailyLimit {
+        debit_fen: u64,
+        spent_today_fen: u64,
+        limit_fen: u64,
+    },
+
+    // ---- payments and OTP challenges ----
+    #[error("order already paid by payment {payment}")]
+    OrderAlreadyPaid { payment: PaymentId },
+    #[error("payment {payment} is no longer pending")]
+    PaymentNotPending { payment: PaymentId },
+    #[error("the one-time password expired at {expired_at_ms} (issued at {issued_at_ms})")]
+    OtpExpired {
+        issued_at_ms: u64,
+        expired_at_ms: u64,
+    },
+    #[error("wrong one-time password; {attempts_left} tries left")]
+    WrongOtp { attempts_left: u8 },
+    #[error("too many wrong one-time passwords: challenge {challenge} is locked")]
+    OtpLocked { challenge: ChallengeId },
+    #[error("one-time password already used")]
+    OtpAlreadyUsed { challenge: ChallengeId },
+    #[error("a newer one-time password replaced this one")]
+    OtpSuperseded { challenge: ChallengeId },
+
+    // ---- merchants ----
+    #[error("account {account} already settles merchant {merchant}")]
+    SettlementAccountTaken {
+        account: AccountId,
+        merchant: MerchantId,
+    },
+    #[error("month {month} has not ended yet")]
+    MonthNotOver { month: YearMonth },
+    #[error("month {month} is already closed")]
+    MonthAlreadyClosed { month: YearMonth },
+
+    // ---- vouchers ----
+    #[error("the ledger already holds the maximum of {max} voucher pools")]
+    TooManyPools { max: u64 },
+    #[error("pool capacity must be 1 to {max}")]
+    InvalidPoolCapacity { max: u64 },
+    #[error("pool validity must end after it starts")]
+    InvalidPoolWindow,
+    #[error("pool {pool} opens at {opens_at_ms}")]
+    PoolNotOpen { pool: PoolId, opens_at_ms: u64 },
+    #[error("pool {pool} closed at {closed_at_ms}")]
+    PoolClosed { pool: PoolId, closed_at_ms: u64 },
+    #[error("pool {pool} exhausted: all {capacity} vouchers are claimed")]
+    PoolExhausted { pool: PoolId, capacity: u64 },
+    #[error("account {account} is not eligible for pool {pool} ({eligibility:?})")]
+    NotEligible {
+        account: AccountId,
+        pool: PoolId,
+        eligibility: Eligibility,
+    },
+    #[error("account {account} already claimed from pool {pool}")]
+    AlreadyClaimed { account: AccountId, pool: PoolId },
+
+    // ---- idempotency ----
+    #[error("request key {key:?} was already used for a different command")]
+    IdempotencyKeyReused { key: RequestKey },
+    #[error("the ledger holds its maximum of {max_records} idempotency records; retry later")]
+    IdempotencyTableFull { max_records: u64 },
+}
+
+impl LedgerError {
+    /// Whether the same request, sent again later unchanged, may succeed. Everything else needs
+    /// a different request (or a different state, such as a deposit before a new payment).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, LedgerError::IdempotencyTableFull { .. })
+    }
+}

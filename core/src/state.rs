@@ -1,0 +1,473 @@
+//! The ledger's state: the records, their keys, and the storage seam.
+//!
+//! The core reads and writes state only through [`Store`]: point reads, bounded range reads
+//! in key order, and one atomic write per applied command. [`MemStore`] backs it with a
+//! `BTreeMap` (tests, benchmarks, the simulator's model); the node backs it with sled trees.
+//!
+//! Keys encode to bytes that sort exactly like the `Key` values themselves (a tag byte, then
+//! fixed-width big-endian fields), so every backend iterates in the same order and the state
+//! hash and the snapshot are identical, byte for byte, whatever holds the state.
+
+use crate::command::{CampaignFlags, Command, PasswordHash};
+use crate::config::LedgerConfig;
+use crate::outcome::{EnrolmentStep, Outcome};
+use crate::types::{
+    AccountId, AccountStatus, ChallengeId, Digest32, Eligibility, FeeTier, MerchantId,
+    MerchantKind, Payee, PaymentId, PoolId, RequestKey, VipTier, YearMonth,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// An account's hot record: what every posting reads. No heap data, so reading it is cheap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub status: AccountStatus,
+    /// Customer balances never go below zero; internal accounts may.
+    pub balance_fen: i64,
+    /// Set when this account settles a merchant: postings then update its balance average.
+    pub merchant: Option<MerchantId>,
+    pub flags: CampaignFlags,
+    pub vip: VipTier,
+    pub pan_last4: [u8; 4],
+}
+
+/// An account holder's cold record: identity and credentials, read only by enrolment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub name: String,
+    pub pan_digest: Digest32,
+    pub lookup_digest: Digest32,
+    pub phone: String,
+    pub password: PasswordHash,
+}
+
+/// An e-Pay enrolment in progress (one per account).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrolment {
+    pub step: EnrolmentStep,
+    pub alias: String,
+    pub password_failures: u8,
+    pub challenge: Option<ChallengeId>,
+}
+
+/// An active e-Pay credential (工银e支付).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credential {
+    /// The anti-phishing alias shown in every SMS.
+    pub alias: String,
+    pub per_payment_fen: u64,
+    pub per_day_fen: u64,
+    /// The CST day `spent_today_fen` belongs to.
+    pub day: u64,
+    pub spent_today_fen: u64,
+}
+
+/// What an OTP challenge confirms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChallengePurpose {
+    Enrolment(AccountId),
+    Payment(PaymentId),
+}
+
+/// Lifecycle of an OTP challenge. Only `Open` accepts a code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChallengeState {
+    Open,
+    Used,
+    /// A newer challenge for the same order or enrolment replaced it.
+    Voided,
+    /// Too many wrong codes.
+    Locked,
+}
+
+/// An OTP challenge. Holds the verifier (a keyed hash of the code), never the code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    pub purpose: ChallengePurpose,
+    /// The account whose reserved phone receives the SMS.
+    pub account: AccountId,
+    pub nonce: u64,
+    pub tx_digest: Digest32,
+    pub verifier: Digest32,
+    pub issued_ms: u64,
+    pub expires_ms: u64,
+    pub wrong_attempts: u8,
+    pub state: ChallengeState,
+}
+
+/// Lifecycle of a two-step payment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaymentState {
+    Pending,
+    Settled {
+        debited_fen: u64,
+        voucher: Option<PoolId>,
+        settled_ms: u64,
+    },
+    /// A newer payment for the same order replaced it before it settled.
+    Superseded,
+}
+
+/// A two-step e-Pay payment or small transfer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    pub payer: AccountId,
+    pub payee: Payee,
+    pub amount_fen: u64,
+    pub order_id: String,
+    pub challenge: ChallengeId,
+    pub state: PaymentState,
+    pub created_ms: u64,
+}
+
+/// Last month's figures that decided a merchant's fee tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonthFigures {
+    pub month: YearMonth,
+    pub avg_balance_fen: u64,
+    pub tx_count: u64,
+    pub earned: FeeTier,
+}
+
+/// A merchant with its campaign counters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Merchant {
+    pub kind: MerchantKind,
+    pub name: String,
+    pub settlement_account: AccountId,
+    pub contact_phone: String,
+    pub terminals: u32,
+    pub registered_ms: u64,
+    /// Registered during the campaign: eligible for the one-time reward.
+    pub new_in_campaign: bool,
+    pub campaign_tx_count: u64,
+    pub campaign_amount_fen: u64,
+    /// The settlement that granted the one-time reward, if any.
+    pub reward_payment: Option<PaymentId>,
+    /// The month the month-to-date figures below belong to.
+    pub month: YearMonth,
+    pub month_tx_count: u64,
+    /// Settlement balance × milliseconds accumulated this month, for the exact time-weighted
+    /// average daily balance.
+    pub balance_fen_ms: i128,
+    /// Up to when `balance_fen_ms` is accumulated.
+    pub balance_since_ms: u64,
+    pub last_balance_fen: i64,
+    pub fee_tier: FeeTier,
+    /// Last month the current tier is guaranteed for.
+    pub tier_held_through: YearMonth,
+    pub last_month: Option<MonthFigures>,
+}
+
+/// A voucher pool (刷卡券).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    pub name: String,
+    pub face_value_fen: u64,
+    pub capacity: u64,
+    pub granted: u64,
+    pub eligibility: Eligibility,
+    pub valid_from_ms: u64,
+    pub valid_until_ms: u64,
+}
+
+/// One claimed voucher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Voucher {
+    pub face_value_fen: u64,
+    pub valid_from_ms: u64,
+    pub valid_until_ms: u64,
+    pub consumed_by: Option<PaymentId>,
+}
+
+/// The VIP commemorative gift: a non-monetary entry, recorded once per account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gift {
+    pub recorded_ms: u64,
+    pub tier: VipTier,
+}
+
+/// What a request key was first used for, so a retry gets the same answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub command: Command,
+    pub outcome: Outcome,
+    pub applied_ms: u64,
+}
+
+/// Counters and clocks of the whole ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// Ledger time: the largest command timestamp applied so far.
+    pub last_now_ms: u64,
+    pub next_account: u64,
+    pub next_merchant: u64,
+    pub next_pool: u64,
+    pub next_challenge: u64,
+    pub next_payment: u64,
+    pub idempotency_records: u64,
+    pub last_closed_month: Option<YearMonth>,
+}
+
+/// Where a record lives. Variant order is storage order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Key {
+    Config,
+    Meta,
+    Account(AccountId),
+    Holder(AccountId),
+    /// Keyed PAN hash → account.
+    CardIndex(Digest32),
+    /// Keyed (phone, last six) hash → account with an active credential.
+    LookupIndex(Digest32),
+    Enrolment(AccountId),
+    Credential(AccountId),
+    Challenge(ChallengeId),
+    Payment(PaymentId),
+    /// (payee, order digest) → the latest payment for that order.
+    OrderIndex(Payee, Digest32),
+    Merchant(MerchantId),
+    Pool(PoolId),
+    Voucher(AccountId, PoolId),
+    Gift(AccountId),
+    Idempotency(RequestKey),
+    /// (applied ms, key): the eviction queue of idempotency records.
+    IdempotencyExpiry(u64, RequestKey),
+}
+
+/// A record. Each `Key` variant holds the `Value` variant of the same name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Value {
+    Config(Box<LedgerConfig>),
+    Meta(Meta),
+    Account(Account),
+    Holder(Box<Holder>),
+    CardIndex(AccountId),
+    LookupIndex(AccountId),
+    Enrolment(Box<Enrolment>),
+    Credential(Box<Credential>),
+    Challenge(Box<Challenge>),
+    Payment(Box<Payment>),
+    OrderIndex(PaymentId),
+    Merchant(Box<Merchant>),
+    Pool(Box<Pool>),
+    Voucher(Voucher),
+    Gift(Gift),
+    Idempotency(Box<IdempotencyRecord>),
+    IdempotencyExpiry,
+}
+
+/// A key that could not be decoded from bytes: a corrupt store or snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("undecodable state key {0:02x?}")]
+pub struct BadKey(pub Vec<u8>);
+
+impl Key {
+    /// Order-preserving bytes: tag, then fixed-width big-endian fields.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(41);
+        fn payee(out: &mut Vec<u8>, p: &Payee) {
+            match p {
+                Payee::Merchant(m) => {
+                    out.push(0);
+                    out.extend_from_slice(&m.0.to_be_bytes());
+                }
+                Payee::Account(a) => {
+                    out.push(1);
+                    out.extend_from_slice(&a.0.to_be_bytes());
+                }
+            }
+        }
+        fn rk(out: &mut Vec<u8>, k: &RequestKey) {
+            out.extend_from_slice(&k.client_id.to_be_bytes());
+            out.extend_from_slice(&k.request_id.to_be_bytes());
+        }
+        match self {
+            Key::Config => out.push(0),
+            Key::Meta => out.push(1),
+            Key::Account(a) => out.extend([&[2][..], &a.0.to_be_bytes()].concat()),
+            Key::Holder(a) => out.extend([&[3][..], &a.0.to_be_bytes()].concat()),
+            Key::CardIndex(d) => out.extend([&[4][..], &d.0[..]].concat()),
+            Key::LookupIndex(d) => out.extend([&[5][..], &d.0[..]].concat()),
+            Key::Enrolment(a) => out.extend([&[6][..], &a.0.to_be_bytes()].concat()),
+            Key::Credential(a) => out.extend([&[7][..], &a.0.to_be_bytes()].concat()),
+            Key::Challenge(c) => out.extend([&[8][..], &c.0.to_be_bytes()].concat()),
+            Key::Payment(p) => out.extend([&[9][..], &p.0.to_be_bytes()].concat()),
+            Key::OrderIndex(p, d) => {
+                out.push(10);
+                payee(&mut out, p);
+                out.extend_from_slice(&d.0);
+            }
+            Key::Merchant(m) => out.extend([&[11][..], &m.0.to_be_bytes()].concat()),
+            Key::Pool(p) => out.extend([&[12][..], &p.0.to_be_bytes()].concat()),
+            Key::Voucher(a, p) => {
+                out.push(13);
+                out.extend_from_slice(&a.0.to_be_bytes());
+                out.extend_from_slice(&p.0.to_be_bytes());
+            }
+            Key::Gift(a) => out.extend([&[14][..], &a.0.to_be_bytes()].concat()),
+            Key::Idempotency(k) => {
+                out.push(15);
+                rk(&mut out, k);
+            }
+            Key::IdempotencyExpiry(ms, k) => {
+                out.push(16);
+                out.extend_from_slice(&ms.to_be_bytes());
+                rk(&mut out, k);
+            }
+        }
+        out
+    }
+
+    /// The inverse of [`Key::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Key, BadKey> {
+        let bad = || BadKey(bytes.to_vec());
+        let (&tag, rest) = bytes.split_first().ok_or_else(bad)?;
+        let u64_at = |i: usize| -> Result<u64, BadKey> {
+            let b: [u8; 8] = rest
+                .get(i..i + 8)
+                .ok_or_else(bad)?
+                .try_into()
+                .map_err(|_| bad())?;
+            Ok(u64::from_be_bytes(b))
+        };
+        let digest_at = |i: usize| -> Result<Digest32, BadKey> {
+            let b: [u8; 32] = rest
+                .get(i..i + 32)
+                .ok_or_else(bad)?
+                .try_into()
+                .map_err(|_| bad())?;
+            Ok(Digest32(b))
+        };
+        let expect_len = |n: usize| if rest.len() == n { Ok(()) } else { Err(bad()) };
+        let key = match tag {
+            0 => Key::Config,
+            1 => Key::Meta,
+            2 => Key::Account(AccountId(u64_at(0)?)),
+            3 => Key::Holder(AccountId(u64_at(0)?)),
+            4 => Key::CardIndex(digest_at(0)?),
+            5 => Key::LookupIndex(digest_at(0)?),
+            6 => Key::Enrolment(AccountId(u64_at(0)?)),
+            7 => Key::Credential(AccountId(u64_at(0)?)),
+            8 => Key::Challenge(ChallengeId(u64_at(0)?)),
+            9 => Key::Payment(PaymentId(u64_at(0)?)),
+            10 => {
+                let id = rest.get(1..9).ok_or_else(bad)?;
+                let id = u64::from_be_bytes(id.try_into().map_err(|_| bad())?);
+                let payee = match rest.first() {
+                    Some(0) => Payee::Merchant(MerchantId(id)),
+                    Some(1) => Payee::Account(AccountId(id)),
+                    _ => return Err(bad()),
+                };
+                expect_len(41)?;
+                return Ok(Key::OrderIndex(payee, digest_at(9)?));
+            }
+            11 => Key::Merchant(MerchantId(u64_at(0)?)),
+            12 => Key::Pool(PoolId(u64_at(0)?)),
+            13 => {
+                expect_len(16)?;
+                return Ok(Key::Voucher(AccountId(u64_at(0)?), PoolId(u64_at(8)?)));
+            }
+            14 => Key::Gift(AccountId(u64_at(0)?)),
+            15 => {
+                expect_len(16)?;
+                return Ok(Key::Idempotency(RequestKey {
+                    client_id: u64_at(0)?,
+                    request_id: u64_at(8)?,
+                }));
+            }
+            16 => {
+                expect_len(24)?;
+                return Ok(Key::IdempotencyExpiry(
+                    u64_at(0)?,
+                    RequestKey {
+                        client_id: u64_at(8)?,
+                        request_id: u64_at(16)?,
+                    },
+                ));
+            }
+            _ => return Err(bad()),
+        };
+        let width = match tag {
+            0 | 1 => 0,
+            4 | 5 => 32,
+            _ => 8,
+        };
+        expect_len(width)?;
+        Ok(key)
+    }
+}
+
+/// One command's changes: `None` deletes the key. Applied atomically, in order.
+pub type WriteSet = Vec<(Key, Option<Value>)>;
+
+/// The storage seam between the ledger core and whatever holds its state.
+///
+/// Reads see every write set handed to `write` before them. A backend that persists (sled)
+/// may buffer several write sets and make them durable together, as long as it makes each
+/// one atomically.
+pub trait Store {
+    /// The record under `key`.
+    fn get(&self, key: &Key) -> Option<Value>;
+    /// Up to `limit` records with `from <= key < to`, in key order.
+    fn range(&self, from: &Key, to: &Key, limit: usize) -> Vec<(Key, Value)>;
+    /// Apply one command's write set atomically.
+    fn write(&mut self, writes: WriteSet);
+    /// Visit every record in key order (state hash, snapshot, invariant checks).
+    fn scan(&self, visit: &mut dyn FnMut(&Key, &Value));
+}
+
+/// The in-memory store: tests, benchmarks and the simulator's sequential model.
+#[derive(Clone, Debug, Default)]
+pub struct MemStore {
+    records: BTreeMap<Key, Value>,
+}
+
+impl MemStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Number of records held.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+impl Store for MemStore {
+    fn get(&self, key: &Key) -> Option<Value> {
+        self.records.get(key).cloned()
+    }
+
+    fn range(&self, from: &Key, to: &Key, limit: usize) -> Vec<(Key, Value)> {
+        if from >= to {
+            return Vec::new();
+        }
+        self.records
+            .range(*from..*to)
+            .take(limit)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect()
+    }
+
+    fn write(&mut self, writes: WriteSet) {
+        for (key, value) in writes {
+            match value {
+                Some(value) => {
+                    self.records.insert(key, value);
+                }
+                None => {
+                    self.records.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn scan(&self, visit: &mut dyn FnMut(&Key, &Value)) {
+        for (k, v) in &self.records {
+            visit(k, v);
+        }
+    }
+}

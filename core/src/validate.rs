@@ -1,0 +1,145 @@
+//! Input checks shared by the core (on commands) and the intake (on raw customer input).
+//! Each returns the typed error a client sees; none allocates on the refusal path.
+
+use crate::config::MAX_AMOUNT_FEN;
+use crate::outcome::{LedgerError, TextField};
+
+/// An amount a command may move: 1 fen to [`MAX_AMOUNT_FEN`].
+pub fn amount(amount_fen: u64) -> Result<u64, LedgerError> {
+    match amount_fen {
+        0 => Err(LedgerError::ZeroAmount),
+        a if a > MAX_AMOUNT_FEN => Err(LedgerError::AmountTooLarge {
+            amount_fen: a,
+            max_fen: MAX_AMOUNT_FEN,
+        }),
+        a => Ok(a),
+    }
+}
+
+/// A non-empty text of at most `max_bytes` bytes, without control characters. The length is
+/// checked first, so a 10 MB string is refused without being scanned.
+pub fn text(field: TextField, value: &str, max_bytes: usize) -> Result<(), LedgerError> {
+    if value.len() > max_bytes {
+        return Err(LedgerError::TextTooLong {
+            field,
+            max: max_bytes,
+        });
+    }
+    if value.trim().is_empty() {
+        return Err(LedgerError::TextEmpty { field });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(LedgerError::TextHasControlChars { field });
+    }
+    Ok(())
+}
+
+/// A mainland mobile number: 11 ASCII digits, starting with 1.
+pub fn mobile_phone(phone: &str) -> Result<(), LedgerError> {
+    let ok =
+        phone.len() == 11 && phone.starts_with('1') && phone.bytes().all(|b| b.is_ascii_digit());
+    ok.then_some(()).ok_or(LedgerError::InvalidMobilePhone)
+}
+
+/// A mainland landline: area code of 3 or 4 digits starting with 0, a dash, then 7 or 8
+/// digits not starting with 0 or 1 (e.g. `0731-84567890`).
+pub fn landline(phone: &str) -> Result<(), LedgerError> {
+    let ok = phone.len() <= 13
+        && phone.split_once('-').is_some_and(|(area, number)| {
+            (3..=4).contains(&area.len())
+                && area.starts_with('0')
+                && area.bytes().all(|b| b.is_ascii_digit())
+                && (7..=8).contains(&number.len())
+                && number.bytes().all(|b| b.is_ascii_digit())
+                && !number.starts_with(['0', '1'])
+        });
+    ok.then_some(()).ok_or(LedgerError::InvalidLandline)
+}
+
+/// A card number: 16 to 19 ASCII digits with a valid Luhn check digit.
+pub fn card_number(pan: &str) -> Result<(), LedgerError> {
+    if !(16..=19).contains(&pan.len()) || !pan.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(LedgerError::CardNumberLength);
+    }
+    let sum: u32 = pan
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 1 {
+                let d2 = d * 2;
+                if d2 > 9 {
+                    d2 - 9
+                } else {
+                    d2
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    (sum % 10 == 0)
+        .then_some(())
+        .ok_or(LedgerError::CardNumberChecksum)
+}
+
+/// Exactly six ASCII digits (card passwords and OTP codes).
+pub fn six_digits(value: &str) -> bool {
+    value.len() == 6 && value.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luhn_accepts_valid_and_refuses_a_wrong_check_digit() {
+        assert_eq!(card_number("4111111111111111"), Ok(()));
+        assert_eq!(
+            card_number("4111111111111112"),
+            Err(LedgerError::CardNumberChecksum)
+        );
+        assert_eq!(
+            card_number("411111111111111"),
+            Err(LedgerError::CardNumberLength)
+        );
+        assert_eq!(
+            card_number("41111111111111x1"),
+            Err(LedgerError::CardNumberLength)
+        );
+    }
+
+    #[test]
+    fn phone_formats_follow_the_mainland_plan() {
+        assert_eq!(mobile_phone("13800138000"), Ok(()));
+        assert_eq!(
+            mobile_phone("23800138000"),
+            Err(LedgerError::InvalidMobilePhone)
+        );
+        assert_eq!(
+            mobile_phone("1380013800"),
+            Err(LedgerError::InvalidMobilePhone)
+        );
+        assert_eq!(landline("0731-84567890"), Ok(()));
+        assert_eq!(landline("010-6123456"), Ok(()));
+        assert_eq!(landline("731-84567890"), Err(LedgerError::InvalidLandline));
+        assert_eq!(landline("0731-04567890"), Err(LedgerError::InvalidLandline));
+    }
+
+    #[test]
+    fn text_limits_refuse_empty_long_and_control_characters() {
+        let f = TextField::HolderName;
+        assert_eq!(text(f, "张三", 64), Ok(()));
+        assert_eq!(text(f, " ", 64), Err(LedgerError::TextEmpty { field: f }));
+        assert_eq!(
+            text(f, "a\nb", 64),
+            Err(LedgerError::TextHasControlChars { field: f })
+        );
+        let huge = "x".repeat(10 * 1024 * 1024);
+        assert_eq!(
+            text(f, &huge, 64),
+            Err(LedgerError::TextTooLong { field: f, max: 64 })
+        );
+    }
+}
