@@ -8,6 +8,7 @@
 mod accounts;
 mod epay;
 mod merchants;
+pub use merchants::transfer_fee_fen;
 mod vouchers;
 
 use crate::command::{Command, Context, Envelope};
@@ -378,22 +379,15 @@ impl<S: Store> Ledger<S> {
                 Err(LedgerError::IdempotencyKeyReused { key: envelope.key })
             };
         }
+        // A record applied at t is kept until t + retention, then evicted oldest first.
+        const ZERO: RequestKey = RequestKey {
+            client_id: 0,
+            request_id: 0,
+        };
         let expired = match now_ms.checked_sub(self.config.idempotency_retention_ms) {
             Some(horizon) => tx.range(
-                Key::IdempotencyExpiry(
-                    0,
-                    RequestKey {
-                        client_id: 0,
-                        request_id: 0,
-                    },
-                ),
-                Key::IdempotencyExpiry(
-                    horizon,
-                    RequestKey {
-                        client_id: 0,
-                        request_id: 0,
-                    },
-                ),
+                Key::IdempotencyExpiry(0, ZERO),
+                Key::IdempotencyExpiry(horizon + 1, ZERO),
                 IDEMPOTENCY_EVICTIONS_PER_COMMAND,
             ),
             None => Vec::new(),
