@@ -73,6 +73,8 @@ pub struct Driver {
     pub now_ms: u64,
     pub index: u64,
     pub client_id: u64,
+    /// Every (context, envelope) applied, when recording: replay it on a second replica.
+    pub journal: Option<Vec<(Context, Envelope)>>,
     next_request: u64,
     rng: u64,
 }
@@ -88,6 +90,7 @@ impl Driver {
             now_ms,
             index: 0,
             client_id: 7,
+            journal: None,
             next_request: 1,
             rng: 42,
         }
@@ -110,7 +113,12 @@ impl Driver {
             index: self.index,
             now_ms: self.now_ms,
         };
-        self.ledger.apply(&ctx, &Envelope { key, command })
+        let envelope = Envelope { key, command };
+        let outcome = self.ledger.apply(&ctx, &envelope);
+        if let Some(journal) = &mut self.journal {
+            journal.push((ctx, envelope));
+        }
+        outcome
     }
 
     /// Applies a command under a fresh key.
