@@ -12,10 +12,13 @@ use crate::types::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// A client's request: its idempotency key and the command.
+/// A client's request: its idempotency key, what it has acknowledged, and the command.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     pub key: RequestKey,
+    /// The client's lowest request id still waiting for an answer: the ledger may forget
+    /// this client's records below it. Zero acknowledges nothing.
+    pub acked_below: u64,
     pub command: Command,
 }
 

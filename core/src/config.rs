@@ -63,13 +63,16 @@ pub struct LedgerConfig {
     pub tier_waived_min_avg_balance_fen: u64,
     /// Months a tier is held once earned (3).
     pub tier_hold_months: u32,
-    /// How long an idempotency record is kept after it was applied (ledger time). Default 24 h:
-    /// a retry within this window returns the original outcome; the client library gives up
-    /// on a logical operation long before it.
-    pub idempotency_retention_ms: u64,
-    /// Most idempotency records held at once. A write that would exceed it while none has
-    /// expired is refused (retryable) rather than forgetting a record early.
-    pub idempotency_max_records: u64,
+    /// Idempotency records kept per client beyond what it has acknowledged (default 256).
+    /// A client acknowledges with `Envelope::acked_below`; when it has more records than
+    /// this, its oldest is forgotten and a retry of it is refused as too old, never re-applied.
+    pub idempotency_window_per_client: u64,
+    /// A client session idle this long (ledger time) is forgotten with its records
+    /// (default 7 days). The client library gives up on a request long before.
+    pub client_session_idle_ms: u64,
+    /// Most client sessions held at once (default 1,000,000). A new client beyond it is
+    /// refused (retryable: idle sessions expire) rather than forgetting a live one.
+    pub max_client_sessions: u64,
 }
 
 impl Default for LedgerConfig {
@@ -93,8 +96,9 @@ impl Default for LedgerConfig {
             tier_discount_min_tx_per_terminal: 20,
             tier_waived_min_avg_balance_fen: 50_000 * YUAN,
             tier_hold_months: 3,
-            idempotency_retention_ms: 24 * 3_600_000,
-            idempotency_max_records: 10_000_000,
+            idempotency_window_per_client: 256,
+            client_session_idle_ms: 7 * 86_400_000,
+            max_client_sessions: 1_000_000,
         }
     }
 }

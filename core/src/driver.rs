@@ -75,6 +75,8 @@ pub struct Driver {
     pub client_id: u64,
     /// Every (context, envelope) applied, when recording: replay it on a second replica.
     pub journal: Option<Vec<(Context, Envelope)>>,
+    /// What the driver's client acknowledges on every request (default 0: nothing).
+    pub acked_below: u64,
     next_request: u64,
     rng: u64,
 }
@@ -91,6 +93,7 @@ impl Driver {
             index: 0,
             client_id: 7,
             journal: None,
+            acked_below: 0,
             next_request: 1,
             rng: 42,
         }
@@ -113,7 +116,11 @@ impl Driver {
             index: self.index,
             now_ms: self.now_ms,
         };
-        let envelope = Envelope { key, command };
+        let envelope = Envelope {
+            key,
+            acked_below: self.acked_below,
+            command,
+        };
         let outcome = self.ledger.apply(&ctx, &envelope);
         if let Some(journal) = &mut self.journal {
             journal.push((ctx, envelope));

@@ -38,8 +38,9 @@ impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }
-    /// The value, for the few functions in this module that hash it.
-    fn expose(&self) -> &str {
+    /// The value: only for hashing it here, or for delivering it to its owner (the SMS that
+    /// carries an OTP). Never for logging.
+    pub fn expose(&self) -> &str {
         &self.0
     }
 }

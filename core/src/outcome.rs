@@ -265,14 +265,16 @@ pub enum LedgerError {
     // ---- idempotency ----
     #[error("request key {key:?} was already used for a different command")]
     IdempotencyKeyReused { key: RequestKey },
-    #[error("the ledger holds its maximum of {max_records} idempotency records; retry later")]
-    IdempotencyTableFull { max_records: u64 },
+    #[error("request {key:?} is older than the client's window (ids below {floor} are forgotten); it is never applied again")]
+    RequestTooOld { key: RequestKey, floor: u64 },
+    #[error("the ledger holds its maximum of {max_sessions} client sessions; retry later")]
+    TooManyClients { max_sessions: u64 },
 }
 
 impl LedgerError {
     /// Whether the same request, sent again later unchanged, may succeed. Everything else needs
     /// a different request (or a different state, such as a deposit before a new payment).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, LedgerError::IdempotencyTableFull { .. })
+        matches!(self, LedgerError::TooManyClients { .. })
     }
 }

@@ -195,6 +195,18 @@ pub struct IdempotencyRecord {
     pub applied_ms: u64,
 }
 
+/// A client's idempotency session: requests below `floor` are forgotten (a retry of one is
+/// refused as too old), `records` are kept for the ids at or above it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub floor: u64,
+    pub records: u64,
+    pub last_seen_ms: u64,
+    /// Where the session sits in the idle queue (`Key::SessionIdle`); lags `last_seen_ms`
+    /// by at most a minute, so a busy client does not rewrite the queue on every request.
+    pub queued_ms: u64,
+}
+
 /// Counters and clocks of the whole ledger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
@@ -205,7 +217,7 @@ pub struct Meta {
     pub next_pool: u64,
     pub next_challenge: u64,
     pub next_payment: u64,
-    pub idempotency_records: u64,
+    pub client_sessions: u64,
     pub last_closed_month: Option<YearMonth>,
 }
 
@@ -231,8 +243,10 @@ pub enum Key {
     Voucher(AccountId, PoolId),
     Gift(AccountId),
     Idempotency(RequestKey),
-    /// (applied ms, key): the eviction queue of idempotency records.
-    IdempotencyExpiry(u64, RequestKey),
+    /// Client id → its idempotency session.
+    Session(u64),
+    /// (queued ms, client id): sessions in idle order, oldest first.
+    SessionIdle(u64, u64),
 }
 
 /// A record. Each `Key` variant holds the `Value` variant of the same name.
@@ -254,7 +268,8 @@ pub enum Value {
     Voucher(Voucher),
     Gift(Gift),
     Idempotency(Box<IdempotencyRecord>),
-    IdempotencyExpiry,
+    Session(Session),
+    SessionIdle,
 }
 
 /// A key that could not be decoded from bytes: a corrupt store or snapshot.
@@ -262,7 +277,34 @@ pub enum Value {
 #[error("undecodable state key {0:02x?}")]
 pub struct BadKey(pub Vec<u8>);
 
+/// Number of `Key` variants (tags 0..KEY_TAGS).
+pub const KEY_TAGS: usize = 18;
+
 impl Key {
+    /// The variant's tag: the first byte of the encoding, and the table it lives in.
+    pub fn tag(&self) -> u8 {
+        match self {
+            Key::Config => 0,
+            Key::Meta => 1,
+            Key::Account(_) => 2,
+            Key::Holder(_) => 3,
+            Key::CardIndex(_) => 4,
+            Key::LookupIndex(_) => 5,
+            Key::Enrolment(_) => 6,
+            Key::Credential(_) => 7,
+            Key::Challenge(_) => 8,
+            Key::Payment(_) => 9,
+            Key::OrderIndex(..) => 10,
+            Key::Merchant(_) => 11,
+            Key::Pool(_) => 12,
+            Key::Voucher(..) => 13,
+            Key::Gift(_) => 14,
+            Key::Idempotency(_) => 15,
+            Key::Session(_) => 16,
+            Key::SessionIdle(..) => 17,
+        }
+    }
+
     /// Order-preserving bytes: tag, then fixed-width big-endian fields.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(41);
@@ -310,10 +352,11 @@ impl Key {
                 out.push(15);
                 rk(&mut out, k);
             }
-            Key::IdempotencyExpiry(ms, k) => {
-                out.push(16);
+            Key::Session(c) => out.extend([&[16][..], &c.to_be_bytes()].concat()),
+            Key::SessionIdle(ms, c) => {
+                out.push(17);
                 out.extend_from_slice(&ms.to_be_bytes());
-                rk(&mut out, k);
+                out.extend_from_slice(&c.to_be_bytes());
             }
         }
         out
@@ -376,15 +419,10 @@ impl Key {
                     request_id: u64_at(8)?,
                 }));
             }
-            16 => {
-                expect_len(24)?;
-                return Ok(Key::IdempotencyExpiry(
-                    u64_at(0)?,
-                    RequestKey {
-                        client_id: u64_at(8)?,
-                        request_id: u64_at(16)?,
-                    },
-                ));
+            16 => Key::Session(u64_at(0)?),
+            17 => {
+                expect_len(16)?;
+                return Ok(Key::SessionIdle(u64_at(0)?, u64_at(8)?));
             }
             _ => return Err(bad()),
         };
@@ -417,10 +455,19 @@ pub trait Store {
     fn scan(&self, visit: &mut dyn FnMut(&Key, &Value));
 }
 
-/// The in-memory store: tests, benchmarks and the simulator's sequential model.
-#[derive(Clone, Debug, Default)]
+/// The in-memory store: tests, benchmarks and the simulator's sequential model. One ordered
+/// map per key variant, so a hot table (accounts) is not slowed by a large one (payments).
+#[derive(Clone, Debug)]
 pub struct MemStore {
-    records: BTreeMap<Key, Value>,
+    tables: Vec<BTreeMap<Key, Value>>,
+}
+
+impl Default for MemStore {
+    fn default() -> Self {
+        MemStore {
+            tables: vec![BTreeMap::new(); KEY_TAGS],
+        }
+    }
 }
 
 impl MemStore {
@@ -429,24 +476,26 @@ impl MemStore {
     }
     /// Number of records held.
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.tables.iter().map(BTreeMap::len).sum()
     }
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.len() == 0
     }
 }
 
 impl Store for MemStore {
     fn get(&self, key: &Key) -> Option<Value> {
-        self.records.get(key).cloned()
+        self.tables[key.tag() as usize].get(key).cloned()
     }
 
     fn range(&self, from: &Key, to: &Key, limit: usize) -> Vec<(Key, Value)> {
         if from >= to {
             return Vec::new();
         }
-        self.records
-            .range(*from..*to)
+        let tables = &self.tables[from.tag() as usize..=(to.tag() as usize).min(KEY_TAGS - 1)];
+        tables
+            .iter()
+            .flat_map(|t| t.range(*from..*to))
             .take(limit)
             .map(|(k, v)| (*k, v.clone()))
             .collect()
@@ -454,19 +503,20 @@ impl Store for MemStore {
 
     fn write(&mut self, writes: WriteSet) {
         for (key, value) in writes {
+            let table = &mut self.tables[key.tag() as usize];
             match value {
                 Some(value) => {
-                    self.records.insert(key, value);
+                    table.insert(key, value);
                 }
                 None => {
-                    self.records.remove(&key);
+                    table.remove(&key);
                 }
             }
         }
     }
 
     fn scan(&self, visit: &mut dyn FnMut(&Key, &Value)) {
-        for (k, v) in &self.records {
+        for (k, v) in self.tables.iter().flatten() {
             visit(k, v);
         }
     }

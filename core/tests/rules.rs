@@ -162,6 +162,7 @@ fn balance_overflow_is_refused() {
         },
         &ledger_core::Envelope {
             key: d.fresh_key(),
+            acked_below: 0,
             command: Command::Transfer {
                 source: b.account,
                 target: a.account,
@@ -1398,69 +1399,115 @@ fn the_same_key_with_a_different_body_is_refused() {
 }
 
 #[test]
-fn idempotency_records_are_kept_for_the_retention_window_then_evicted() {
+fn acknowledged_records_are_forgotten_and_their_retries_refused_never_reapplied() {
     let mut d = driver();
     let a = d.funded_card(1, 100 * YUAN);
     let b = d.funded_card(2, 0);
-    let key = d.fresh_key();
+    let first = d.fresh_key();
     let command = Command::Transfer {
         source: a.account,
         target: b.account,
         amount_fen: 1,
     };
-    d.submit_with_key(key, command).unwrap();
-    d.advance(24 * 3_600_000 - 1);
+    d.submit_with_key(first, command.clone()).unwrap();
+    d.acked_below = first.request_id + 1;
     d.submit(Command::Deposit {
         account: a.account,
         amount_fen: 1,
     })
     .unwrap();
     assert!(
-        d.ledger.idempotency_record(key).is_some(),
-        "kept within 24 h"
+        d.ledger.idempotency_record(first).is_none(),
+        "acknowledged, so forgotten"
     );
-    d.advance(1);
-    for _ in 0..3 {
-        d.submit(Command::Deposit {
-            account: a.account,
-            amount_fen: 1,
-        })
-        .unwrap();
+    let before = d.ledger.state_hash();
+    let floor = first.request_id + 1;
+    assert_eq!(
+        d.submit_with_key(first, command),
+        Err(LedgerError::RequestTooOld { key: first, floor })
+    );
+    assert_eq!(d.ledger.state_hash(), before);
+    assert_eq!(balance(&d, b.account), 1);
+}
+
+#[test]
+fn a_client_that_never_acknowledges_keeps_a_bounded_window() {
+    let mut config = LedgerConfig::default();
+    config.idempotency_window_per_client = 4;
+    let mut d = Driver::new(config);
+    let a = d.funded_card(1, 100 * YUAN);
+    let first = d.fresh_key();
+    let deposit = Command::Deposit {
+        account: a.account,
+        amount_fen: 1,
+    };
+    d.submit_with_key(first, deposit.clone()).unwrap();
+    for _ in 0..4 {
+        d.submit(deposit.clone()).unwrap();
     }
-    assert!(
-        d.ledger.idempotency_record(key).is_none(),
-        "evicted after 24 h"
+    assert!(d.ledger.idempotency_record(first).is_none());
+    let floor = first.request_id + 1;
+    let before = d.ledger.state_hash();
+    assert_eq!(
+        d.submit_with_key(first, deposit),
+        Err(LedgerError::RequestTooOld { key: first, floor })
     );
+    assert_eq!(d.ledger.state_hash(), before);
     d.ledger.check_invariants().unwrap();
 }
 
 #[test]
-fn a_full_idempotency_table_refuses_new_requests_rather_than_forgetting() {
-    let mut config = LedgerConfig::default();
-    config.idempotency_max_records = 8;
-    let mut d = Driver::new(config);
-    let a = d.funded_card(1, 100 * YUAN); // two records
-    for _ in 0..6 {
-        d.submit(Command::Deposit {
-            account: a.account,
-            amount_fen: 1,
-        })
-        .unwrap();
-    }
-    refused(
-        &mut d,
+fn idle_client_sessions_expire_after_seven_days() {
+    let mut d = driver();
+    let a = d.funded_card(1, 100 * YUAN);
+    let old_client_key = d.fresh_key();
+    d.submit_with_key(
+        old_client_key,
         Command::Deposit {
             account: a.account,
             amount_fen: 1,
         },
-        LedgerError::IdempotencyTableFull { max_records: 8 },
-    );
-    d.advance(24 * 3_600_000);
+    )
+    .unwrap();
+    assert_eq!(d.ledger.meta().client_sessions, 1);
+    d.client_id = 8;
+    d.advance(7 * DAY_MS);
     d.submit(Command::Deposit {
         account: a.account,
         amount_fen: 1,
     })
     .unwrap();
+    assert!(d.ledger.idempotency_record(old_client_key).is_none());
+    assert_eq!(d.ledger.meta().client_sessions, 1);
+    d.ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn too_many_clients_are_refused_until_an_idle_session_expires() {
+    let mut config = LedgerConfig::default();
+    config.max_client_sessions = 2;
+    let mut d = Driver::new(config);
+    let a = d.funded_card(1, 100 * YUAN); // client 7
+    d.client_id = 8;
+    d.submit(Command::Deposit {
+        account: a.account,
+        amount_fen: 1,
+    })
+    .unwrap();
+    d.client_id = 9;
+    let deposit = Command::Deposit {
+        account: a.account,
+        amount_fen: 1,
+    };
+    refused(
+        &mut d,
+        deposit.clone(),
+        LedgerError::TooManyClients { max_sessions: 2 },
+    );
+    assert!(LedgerError::TooManyClients { max_sessions: 2 }.is_retryable());
+    d.advance(7 * DAY_MS);
+    d.submit(deposit).unwrap();
+    d.ledger.check_invariants().unwrap();
 }
 
 // ---------------------------------------------------------------- state

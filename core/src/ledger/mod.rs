@@ -8,6 +8,7 @@
 mod accounts;
 mod epay;
 mod merchants;
+mod sessions;
 pub use merchants::transfer_fee_fen;
 mod vouchers;
 
@@ -23,10 +24,6 @@ use crate::types::{
     VipTier,
 };
 use sha2::{Digest, Sha256};
-
-/// Idempotency records evicted per applied command at most. More than one, so eviction
-/// always outpaces insertion and the table drains after a burst.
-pub const IDEMPOTENCY_EVICTIONS_PER_COMMAND: usize = 4;
 
 /// A record type that lives under one `Key` variant.
 pub(crate) trait Record: Sized {
@@ -76,6 +73,7 @@ record!(Payment, Payment, boxed);
 record!(Merchant, Merchant, boxed);
 record!(Pool, Pool, boxed);
 record!(IdempotencyRecord, Idempotency, boxed);
+record!(crate::state::Session, Session);
 
 /// A command's view of the state: the store plus the command's own uncommitted writes.
 pub(crate) struct Tx<'s> {
@@ -239,22 +237,9 @@ impl<S: Store> Ledger<S> {
     /// A new ledger on an empty store: configuration, counters and the bank's internal
     /// accounts.
     pub fn genesis(mut store: S, config: LedgerConfig) -> Self {
-        assert!(
-            store
-                .range(
-                    &Key::Config,
-                    &Key::IdempotencyExpiry(
-                        u64::MAX,
-                        RequestKey {
-                            client_id: u64::MAX,
-                            request_id: u64::MAX
-                        }
-                    ),
-                    1
-                )
-                .is_empty(),
-            "genesis needs an empty store"
-        );
+        let mut empty = true;
+        store.scan(&mut |_, _| empty = false);
+        assert!(empty, "genesis needs an empty store");
         let meta = Meta {
             last_now_ms: 0,
             next_account: AccountId::FIRST_CUSTOMER,
@@ -262,7 +247,7 @@ impl<S: Store> Ledger<S> {
             next_pool: 1,
             next_challenge: 1,
             next_payment: 1,
-            idempotency_records: 0,
+            client_sessions: 0,
             last_closed_month: None,
         };
         let mut writes: WriteSet = vec![
@@ -372,31 +357,11 @@ impl<S: Store> Ledger<S> {
         let meta: Meta = tx.get(Key::Meta).expect("state has meta");
         let now_ms = meta.last_now_ms.max(ctx.now_ms);
 
-        if let Some(record) = tx.get::<IdempotencyRecord>(Key::Idempotency(envelope.key)) {
-            return if record.command == envelope.command {
-                record.outcome
-            } else {
-                Err(LedgerError::IdempotencyKeyReused { key: envelope.key })
-            };
-        }
-        // A record applied at t is kept until t + retention, then evicted oldest first.
-        const ZERO: RequestKey = RequestKey {
-            client_id: 0,
-            request_id: 0,
+        let (session, idle) = match sessions::admit(&tx, &meta, &self.config, envelope, now_ms) {
+            Ok(sessions::Admission::Replay(outcome)) => return outcome,
+            Ok(sessions::Admission::Admit { session, idle }) => (session, idle),
+            Err(e) => return Err(e),
         };
-        let expired = match now_ms.checked_sub(self.config.idempotency_retention_ms) {
-            Some(horizon) => tx.range(
-                Key::IdempotencyExpiry(0, ZERO),
-                Key::IdempotencyExpiry(horizon + 1, ZERO),
-                IDEMPOTENCY_EVICTIONS_PER_COMMAND,
-            ),
-            None => Vec::new(),
-        };
-        if meta.idempotency_records - expired.len() as u64 >= self.config.idempotency_max_records {
-            return Err(LedgerError::IdempotencyTableFull {
-                max_records: self.config.idempotency_max_records,
-            });
-        }
 
         let mut apply = Apply {
             tx,
@@ -413,28 +378,18 @@ impl<S: Store> Ledger<S> {
         let Apply {
             mut tx, mut meta, ..
         } = apply;
-        for (key, _) in &expired {
-            let Key::IdempotencyExpiry(_, request) = key else {
-                unreachable!("range stays inside the expiry queue")
-            };
-            tx.delete(*key);
-            tx.delete(Key::Idempotency(*request));
-        }
-        meta.idempotency_records = meta.idempotency_records - expired.len() as u64 + 1;
+        sessions::record(
+            &mut tx,
+            &mut meta,
+            &self.config,
+            envelope,
+            &outcome,
+            now_ms,
+            session,
+            idle,
+        );
         meta.last_now_ms = now_ms;
         tx.put(Key::Meta, meta);
-        tx.put(
-            Key::Idempotency(envelope.key),
-            IdempotencyRecord {
-                command: envelope.command.clone(),
-                outcome: outcome.clone(),
-                applied_ms: now_ms,
-            },
-        );
-        tx.put_value(
-            Key::IdempotencyExpiry(now_ms, envelope.key),
-            Some(Value::IdempotencyExpiry),
-        );
         let writes = tx.writes;
         self.store.write(writes);
         outcome
@@ -512,7 +467,9 @@ impl<S: Store> Ledger<S> {
         let mut problems = Vec::new();
         let mut vouchers_per_pool = std::collections::BTreeMap::<PoolId, u64>::new();
         let mut consumed = Vec::new();
-        let (mut idem, mut idem_queue) = (0u64, 0u64);
+        let mut records_per_client = std::collections::BTreeMap::<u64, (u64, u64)>::new();
+        let mut sessions = Vec::new();
+        let mut idle_queue = std::collections::BTreeSet::new();
         self.store.scan(&mut |k, v| match (k, v) {
             (Key::Account(id), Value::Account(a)) => {
                 sum += i128::from(a.balance_fen);
@@ -526,8 +483,17 @@ impl<S: Store> Ledger<S> {
                     consumed.push((*account, *pool, p));
                 }
             }
-            (Key::Idempotency(_), _) => idem += 1,
-            (Key::IdempotencyExpiry(..), _) => idem_queue += 1,
+            (Key::Idempotency(k), _) => {
+                let entry = records_per_client
+                    .entry(k.client_id)
+                    .or_insert((0, u64::MAX));
+                entry.0 += 1;
+                entry.1 = entry.1.min(k.request_id);
+            }
+            (Key::Session(client), Value::Session(s)) => sessions.push((*client, *s)),
+            (Key::SessionIdle(queued_ms, client), _) => {
+                idle_queue.insert((*queued_ms, *client));
+            }
             _ => {}
         });
         if sum != 0 {
@@ -557,11 +523,30 @@ impl<S: Store> Ledger<S> {
             }
         }
         let meta = self.meta();
-        if idem != idem_queue || idem != meta.idempotency_records {
+        if sessions.len() as u64 != meta.client_sessions
+            || idle_queue.len() as u64 != meta.client_sessions
+        {
             problems.push(format!(
-                "idempotency records {idem}, queue {idem_queue}, counter {}",
-                meta.idempotency_records
+                "sessions {}, idle queue {}, counter {}",
+                sessions.len(),
+                idle_queue.len(),
+                meta.client_sessions
             ));
+        }
+        for (client, s) in sessions {
+            let (count, lowest) = records_per_client.remove(&client).unwrap_or((0, u64::MAX));
+            let window = self.config.idempotency_window_per_client;
+            if count != s.records || count > window || lowest < s.floor {
+                problems.push(format!(
+                    "client {client}: {count} records (lowest {lowest}), session {s:?}"
+                ));
+            }
+            if !idle_queue.contains(&(s.queued_ms, client)) {
+                problems.push(format!("client {client} missing from the idle queue"));
+            }
+        }
+        if !records_per_client.is_empty() {
+            problems.push(format!("records without a session: {records_per_client:?}"));
         }
         if problems.is_empty() {
             Ok(())
