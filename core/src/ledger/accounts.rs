@@ -31,15 +31,25 @@ pub(super) fn load_customer(a: &Apply<'_>, id: AccountId) -> Result<Account, Led
     }
 }
 
+/// Refuses an internal account where a customer's is needed, without a look-up.
+fn customer_id(id: AccountId) -> Result<AccountId, LedgerError> {
+    if id.is_internal() {
+        Err(LedgerError::InternalAccount { account: id })
+    } else {
+        Ok(id)
+    }
+}
+
 /// Moves `amount_fen` from `source` to `target`: the only way money moves. Refuses (changing
-/// nothing) when either side is not active, the source is a customer who would go negative,
-/// or the target would overflow. Keeps merchant balance averages up to date.
+/// nothing) when either side is unknown or not active, the source is a customer who would go
+/// negative, or the target would overflow. Keeps merchant balance averages up to date.
+/// Returns the new balances of source and target.
 pub(super) fn post(
     a: &mut Apply<'_>,
     source: AccountId,
     target: AccountId,
     amount_fen: u64,
-) -> Result<(), LedgerError> {
+) -> Result<(i64, i64), LedgerError> {
     debug_assert!(source != target, "callers refuse self-transfers");
     let amount =
         i64::try_from(amount_fen).map_err(|_| LedgerError::BalanceOverflow { account: target })?;
@@ -77,7 +87,7 @@ pub(super) fn post(
             merchants::track_balance(a, merchant, acct.balance_fen);
         }
     }
-    Ok(())
+    Ok((from_balance, to_balance))
 }
 
 pub(super) fn open_account(a: &mut Apply<'_>, command: &Command) -> Handled {
@@ -133,9 +143,7 @@ pub(super) fn open_account(a: &mut Apply<'_>, command: &Command) -> Handled {
 
 pub(super) fn deposit(a: &mut Apply<'_>, account: AccountId, amount_fen: u64) -> Handled {
     validate::amount(amount_fen)?;
-    load_customer(a, account)?;
-    post(a, AccountId::CLEARING, account, amount_fen)?;
-    let balance_fen = load(a, account)?.balance_fen;
+    let (_, balance_fen) = post(a, AccountId::CLEARING, customer_id(account)?, amount_fen)?;
     Ok(Reply::Posted {
         account,
         balance_fen,
@@ -144,9 +152,7 @@ pub(super) fn deposit(a: &mut Apply<'_>, account: AccountId, amount_fen: u64) ->
 
 pub(super) fn withdraw(a: &mut Apply<'_>, account: AccountId, amount_fen: u64) -> Handled {
     validate::amount(amount_fen)?;
-    load_customer(a, account)?;
-    post(a, account, AccountId::CLEARING, amount_fen)?;
-    let balance_fen = load(a, account)?.balance_fen;
+    let (balance_fen, _) = post(a, customer_id(account)?, AccountId::CLEARING, amount_fen)?;
     Ok(Reply::Posted {
         account,
         balance_fen,
@@ -163,12 +169,11 @@ pub(super) fn transfer(
     if source == target {
         return Err(LedgerError::SameAccount.into());
     }
-    load_customer(a, source)?;
-    load_customer(a, target)?;
-    post(a, source, target, amount_fen)?;
+    let (source_balance_fen, target_balance_fen) =
+        post(a, customer_id(source)?, customer_id(target)?, amount_fen)?;
     Ok(Reply::Transferred {
-        source_balance_fen: load(a, source)?.balance_fen,
-        target_balance_fen: load(a, target)?.balance_fen,
+        source_balance_fen,
+        target_balance_fen,
     })
 }
 
