@@ -488,20 +488,37 @@ pub trait Store {
     fn scan(&self, visit: &mut dyn FnMut(&Key, &Value));
 }
 
-/// The in-memory store: tests, benchmarks and the simulator's sequential model. One ordered
-/// map per key variant, so a hot table (accounts) is not slowed by a large one (payments).
+/// Account ids below this live in the memory store's dense vector; any above (never handed
+/// out by the core, which counts up from 16) fall back to the ordered map.
+const DENSE_ACCOUNTS: u64 = 1 << 28;
+
+/// The in-memory store: tests, benchmarks and the simulator's sequential model. Accounts,
+/// the hottest records, sit in a vector indexed by id (ids are dense and count up); every
+/// other kind of record has an ordered map of its own, so a hot table is not slowed by a
+/// large one.
 #[derive(Clone, Debug)]
 pub struct MemStore {
+    accounts: Vec<Option<Value>>,
     tables: Vec<BTreeMap<Key, Value>>,
 }
 
 impl Default for MemStore {
     fn default() -> Self {
         MemStore {
+            accounts: Vec::new(),
             tables: vec![BTreeMap::new(); KEY_TAGS],
         }
     }
 }
+
+fn dense_index(key: &Key) -> Option<usize> {
+    match key {
+        Key::Account(AccountId(id)) if *id < DENSE_ACCOUNTS => Some(*id as usize),
+        _ => None,
+    }
+}
+
+const ACCOUNT_TAG: usize = 2;
 
 impl MemStore {
     pub fn new() -> Self {
@@ -509,33 +526,78 @@ impl MemStore {
     }
     /// Number of records held.
     pub fn len(&self) -> usize {
-        self.tables.iter().map(BTreeMap::len).sum()
+        self.accounts.iter().flatten().count()
+            + self.tables.iter().map(BTreeMap::len).sum::<usize>()
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// All records of one tag in key order.
+    fn table_iter(&self, tag: usize) -> Box<dyn Iterator<Item = (Key, &Value)> + '_> {
+        let sparse = self.tables[tag].iter().map(|(k, v)| (*k, v));
+        if tag == ACCOUNT_TAG {
+            let dense =
+                self.accounts.iter().enumerate().filter_map(|(i, v)| {
+                    v.as_ref().map(|v| (Key::Account(AccountId(i as u64)), v))
+                });
+            Box::new(dense.chain(sparse))
+        } else {
+            Box::new(sparse)
+        }
+    }
 }
 
 impl Store for MemStore {
+    #[inline]
     fn get(&self, key: &Key) -> Option<Value> {
-        self.tables[key.tag() as usize].get(key).cloned()
+        match dense_index(key) {
+            Some(i) => self.accounts.get(i).cloned().flatten(),
+            None => self.tables[key.tag() as usize].get(key).cloned(),
+        }
     }
 
     fn range(&self, from: &Key, to: &Key, limit: usize) -> Vec<(Key, Value)> {
         if from >= to {
             return Vec::new();
         }
-        let tables = &self.tables[from.tag() as usize..=(to.tag() as usize).min(KEY_TAGS - 1)];
-        tables
-            .iter()
-            .flat_map(|t| t.range(*from..*to))
-            .take(limit)
-            .map(|(k, v)| (*k, v.clone()))
-            .collect()
+        let last = (to.tag() as usize).min(KEY_TAGS - 1);
+        let mut rows = Vec::new();
+        for tag in from.tag() as usize..=last {
+            if tag == ACCOUNT_TAG {
+                rows.extend(
+                    self.table_iter(tag)
+                        .filter(|(k, _)| k >= from && k < to)
+                        .take(limit - rows.len())
+                        .map(|(k, v)| (k, v.clone())),
+                );
+            } else {
+                rows.extend(
+                    self.tables[tag]
+                        .range(*from..*to)
+                        .take(limit - rows.len())
+                        .map(|(k, v)| (*k, v.clone())),
+                );
+            }
+            if rows.len() == limit {
+                break;
+            }
+        }
+        rows
     }
 
     fn write(&mut self, writes: WriteSet) {
         for (key, value) in writes {
+            if let Some(i) = dense_index(&key) {
+                if i >= self.accounts.len() {
+                    if value.is_none() {
+                        continue;
+                    }
+                    self.accounts.resize(i + 1, None);
+                }
+                self.accounts[i] = value;
+                continue;
+            }
             let table = &mut self.tables[key.tag() as usize];
             match value {
                 Some(value) => {
@@ -549,8 +611,10 @@ impl Store for MemStore {
     }
 
     fn scan(&self, visit: &mut dyn FnMut(&Key, &Value)) {
-        for (k, v) in self.tables.iter().flatten() {
-            visit(k, v);
+        for tag in 0..KEY_TAGS {
+            for (k, v) in self.table_iter(tag) {
+                visit(&k, v);
+            }
         }
     }
 }
@@ -594,6 +658,59 @@ mod tests {
             id.clone().prop_map(Key::Session),
             (id.clone(), id).prop_map(|(t, c)| Key::SessionIdle(t, c)),
         ]
+    }
+
+    #[test]
+    fn memory_store_keeps_dense_and_sparse_accounts_in_key_order() {
+        let account = |balance_fen| {
+            Value::Account(Account {
+                status: AccountStatus::Active,
+                balance_fen,
+                merchant: None,
+                flags: CampaignFlags::default(),
+                vip: VipTier::None,
+                pan_last4: *b"0000",
+            })
+        };
+        let mut store = MemStore::new();
+        let ids = [DENSE_ACCOUNTS + 3, 20, 5, u64::MAX];
+        store.write(
+            ids.iter()
+                .map(|i| (Key::Account(AccountId(*i)), Some(account(*i as i64))))
+                .collect(),
+        );
+        store.write(vec![
+            (Key::Meta, None),
+            (Key::Account(AccountId(20)), None),
+            (Key::Account(AccountId(1 << 40)), None),
+        ]);
+        let all = store.range(
+            &Key::Account(AccountId(0)),
+            &Key::Holder(AccountId(0)),
+            usize::MAX,
+        );
+        let keys: Vec<Key> = all.iter().map(|(k, _)| *k).collect();
+        let expected: Vec<Key> = [5, DENSE_ACCOUNTS + 3, u64::MAX]
+            .iter()
+            .map(|i| Key::Account(AccountId(*i)))
+            .collect();
+        assert_eq!(keys, expected);
+        let mut scanned = Vec::new();
+        store.scan(&mut |k, _| scanned.push(*k));
+        assert_eq!(scanned, expected);
+        assert_eq!(store.get(&Key::Account(AccountId(20))), None);
+        assert_eq!(store.get(&Key::Account(AccountId(5))), Some(account(5)));
+        assert_eq!(
+            store
+                .range(
+                    &Key::Account(AccountId(6)),
+                    &Key::Account(AccountId(u64::MAX)),
+                    1
+                )
+                .len(),
+            1
+        );
+        assert_eq!(store.len(), 3);
     }
 
     proptest! {
