@@ -79,7 +79,7 @@ pub fn card_number(pan: &str) -> Result<(), LedgerError> {
             }
         })
         .sum();
-    (sum % 10 == 0)
+    sum.is_multiple_of(10)
         .then_some(())
         .ok_or(LedgerError::CardNumberChecksum)
 }

@@ -956,8 +956,10 @@ fn shangyitong_reward_needs_fifty_thousand_yuan() {
     assert!(crossing(MerchantKind::Shangyitong, 1_000 * YUAN)
         .iter()
         .all(|g| !g));
-    let mut config = LedgerConfig::default();
-    config.shangyitong_reward_min_fen = 10_000 * YUAN;
+    let config = LedgerConfig {
+        shangyitong_reward_min_fen: 10_000 * YUAN,
+        ..LedgerConfig::default()
+    };
     let mut d = Driver::new(config);
     let payer = enrolled(&mut d, 1, 0);
     let (m, _) = merchant(&mut d, 9, MerchantKind::Shangyitong);
@@ -980,8 +982,10 @@ fn online_merchants_and_merchants_registered_outside_the_campaign_earn_no_reward
     assert!(crossing(MerchantKind::Online, 300 * YUAN)
         .iter()
         .all(|g| !g));
-    let mut config = LedgerConfig::default();
-    config.campaign_end_ms = config.campaign_start_ms + 1;
+    let config = LedgerConfig {
+        campaign_end_ms: LedgerConfig::default().campaign_start_ms + 1,
+        ..LedgerConfig::default()
+    };
     let mut d = Driver::new(config);
     let payer = enrolled(&mut d, 1, 0);
     let (m, _) = merchant(&mut d, 9, MerchantKind::Pos);
@@ -1432,8 +1436,10 @@ fn acknowledged_records_are_forgotten_and_their_retries_refused_never_reapplied(
 
 #[test]
 fn a_client_that_never_acknowledges_keeps_a_bounded_window() {
-    let mut config = LedgerConfig::default();
-    config.idempotency_window_per_client = 4;
+    let config = LedgerConfig {
+        idempotency_window_per_client: 4,
+        ..LedgerConfig::default()
+    };
     let mut d = Driver::new(config);
     let a = d.funded_card(1, 100 * YUAN);
     let first = d.fresh_key();
@@ -1484,8 +1490,10 @@ fn idle_client_sessions_expire_after_seven_days() {
 
 #[test]
 fn too_many_clients_are_refused_until_an_idle_session_expires() {
-    let mut config = LedgerConfig::default();
-    config.max_client_sessions = 2;
+    let config = LedgerConfig {
+        max_client_sessions: 2,
+        ..LedgerConfig::default()
+    };
     let mut d = Driver::new(config);
     let a = d.funded_card(1, 100 * YUAN); // client 7
     d.client_id = 8;

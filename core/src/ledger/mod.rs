@@ -151,7 +151,7 @@ impl<'s> Tx<'s> {
                 rows.push((*key, v.clone()));
             }
         }
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows.sort_by_key(|row| row.0);
         rows.truncate(limit);
         rows
     }
