@@ -170,6 +170,11 @@ pub enum Command {
     },
     /// Claim one voucher from a pool, first come first served.
     ClaimVoucher { pool: PoolId, account: AccountId },
+    /// The leader sent these challenges' SMS messages: take them out of the outbox. Proposed
+    /// by the node itself, never accepted from a client.
+    AckSms {
+        challenges: Vec<crate::types::ChallengeId>,
+    },
 }
 
 /// The elements an OTP is bound to ("one transaction, one code"). Its digest is the OCRA

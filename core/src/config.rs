@@ -23,6 +23,8 @@ pub const MAX_TERMINALS: u32 = 10_000;
 pub const MAX_POOLS: u64 = 10_000;
 /// Most vouchers a pool may offer.
 pub const MAX_POOL_CAPACITY: u64 = 10_000_000;
+/// Most challenges one `AckSms` command may take out of the outbox.
+pub const MAX_SMS_ACK: usize = 1_024;
 /// Wrong card passwords tolerated during one e-Pay enrolment before it is cancelled.
 pub const MAX_PASSWORD_FAILURES: u8 = 3;
 

@@ -78,6 +78,10 @@ pub enum Reply {
         month: YearMonth,
         merchants: u64,
     },
+    /// How many of the acknowledged challenges were still in the outbox.
+    SmsAcknowledged {
+        removed: u64,
+    },
     PoolCreated {
         pool: PoolId,
     },
@@ -134,6 +138,8 @@ pub enum LedgerError {
     TextTooLong { field: TextField, max: usize },
     #[error("{field:?} contains control characters")]
     TextHasControlChars { field: TextField },
+    #[error("a command may list at most {max} items")]
+    TooManyItems { max: usize },
     #[error("a merchant needs 1 to {max} terminals")]
     InvalidTerminalCount { max: u32 },
     #[error("source and target are the same account")]

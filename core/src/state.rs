@@ -248,6 +248,8 @@ pub enum Key {
     Session(u64),
     /// (queued ms, client id): sessions in idle order, oldest first.
     SessionIdle(u64, u64),
+    /// Challenges whose SMS the leader has not yet confirmed sending.
+    Outbox(ChallengeId),
 }
 
 /// A record. Each `Key` variant holds the `Value` variant of the same name.
@@ -271,6 +273,7 @@ pub enum Value {
     Idempotency(Box<IdempotencyRecord>),
     Session(Session),
     SessionIdle,
+    Outbox,
 }
 
 /// A key that could not be decoded from bytes: a corrupt store or snapshot.
@@ -297,6 +300,7 @@ impl Ord for Key {
             (Pool(a), Pool(b)) => a.cmp(b),
             (Voucher(a, p), Voucher(b, q)) => (a, p).cmp(&(b, q)),
             (SessionIdle(a, c), SessionIdle(b, d)) => (a, c).cmp(&(b, d)),
+            (Outbox(a), Outbox(b)) => a.cmp(b),
             _ => self.tag().cmp(&other.tag()),
         }
     }
@@ -310,7 +314,7 @@ impl PartialOrd for Key {
 }
 
 /// Number of `Key` variants (tags 0..KEY_TAGS).
-pub const KEY_TAGS: usize = 18;
+pub const KEY_TAGS: usize = 19;
 
 impl Key {
     /// The variant's tag: the first byte of the encoding, and the table it lives in.
@@ -335,6 +339,7 @@ impl Key {
             Key::Idempotency(_) => 15,
             Key::Session(_) => 16,
             Key::SessionIdle(..) => 17,
+            Key::Outbox(_) => 18,
         }
     }
 
@@ -391,6 +396,7 @@ impl Key {
                 out.extend_from_slice(&ms.to_be_bytes());
                 out.extend_from_slice(&c.to_be_bytes());
             }
+            Key::Outbox(c) => out.extend([&[18][..], &c.0.to_be_bytes()].concat()),
         }
         out
     }
@@ -457,6 +463,7 @@ impl Key {
                 expect_len(16)?;
                 return Ok(Key::SessionIdle(u64_at(0)?, u64_at(8)?));
             }
+            18 => Key::Outbox(ChallengeId(u64_at(0)?)),
             _ => return Err(bad()),
         };
         let width = match tag {
@@ -656,7 +663,8 @@ mod tests {
                 request_id: r
             })),
             id.clone().prop_map(Key::Session),
-            (id.clone(), id).prop_map(|(t, c)| Key::SessionIdle(t, c)),
+            (id.clone(), id.clone()).prop_map(|(t, c)| Key::SessionIdle(t, c)),
+            id.prop_map(|c| Key::Outbox(ChallengeId(c))),
         ]
     }
 

@@ -1558,3 +1558,33 @@ fn ledger_time_never_runs_backwards() {
     assert_eq!(d.ledger.gift(card.account).unwrap().recorded_ms, later);
     assert_eq!(d.ledger.meta().last_now_ms, later);
 }
+
+#[test]
+fn issued_challenges_wait_in_the_sms_outbox_until_the_leader_acknowledges_them() {
+    let mut d = driver();
+    let card = enrolled(&mut d, 1, 1_000 * YUAN);
+    let (m, _) = merchant(&mut d, 9, MerchantKind::Online);
+    let enrolment_challenge = d.ledger.outbox(10)[0];
+    let (_, c) = d
+        .begin_payment(&card, Payee::Merchant(m), 12 * YUAN, "o")
+        .unwrap();
+    assert_eq!(d.ledger.outbox(10), vec![enrolment_challenge, c]);
+    let facts = d.ledger.sms_facts(c).unwrap();
+    assert_eq!(
+        (facts.alias.as_str(), facts.payee, facts.amount_fen),
+        ("小王的卡", Some(Payee::Merchant(m)), Some(1_200))
+    );
+    assert_eq!(facts.phone, card.phone);
+    let ack = Command::AckSms {
+        challenges: vec![enrolment_challenge, c, c],
+    };
+    assert_eq!(d.submit(ack), Ok(Reply::SmsAcknowledged { removed: 2 }));
+    assert!(d.ledger.outbox(10).is_empty());
+    refused(
+        &mut d,
+        Command::AckSms {
+            challenges: vec![c; 1_025],
+        },
+        LedgerError::TooManyItems { max: 1_024 },
+    );
+}

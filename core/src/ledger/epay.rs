@@ -83,6 +83,7 @@ fn issue_challenge(
             state: ChallengeState::Open,
         },
     );
+    a.tx.put_value(Key::Outbox(id), Some(Value::Outbox));
     (id, expires_ms)
 }
 
@@ -129,6 +130,24 @@ fn use_challenge(a: &mut Apply<'_>, id: ChallengeId, otp: OtpProof) -> Result<()
     challenge.state = ChallengeState::Used;
     a.tx.put(Key::Challenge(id), challenge);
     Ok(())
+}
+
+/// The leader sent (or gave up on, once expired) these challenges' SMS messages.
+pub(super) fn ack_sms(a: &mut Apply<'_>, challenges: &[ChallengeId]) -> Handled {
+    if challenges.len() > crate::config::MAX_SMS_ACK {
+        return Err(LedgerError::TooManyItems {
+            max: crate::config::MAX_SMS_ACK,
+        }
+        .into());
+    }
+    let mut removed = 0;
+    for id in challenges {
+        if a.tx.get_value(&Key::Outbox(*id)).is_some() {
+            a.tx.delete(Key::Outbox(*id));
+            removed += 1;
+        }
+    }
+    Ok(Reply::SmsAcknowledged { removed })
 }
 
 /// Step 1: the card and its reserved phone match; an enrolment starts (or restarts).

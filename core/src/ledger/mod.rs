@@ -89,7 +89,7 @@ impl<'s> Tx<'s> {
         }
     }
 
-    fn get_value(&self, key: &Key) -> Option<Value> {
+    pub(crate) fn get_value(&self, key: &Key) -> Option<Value> {
         match self.writes.iter().rev().find(|(k, _)| k == key) {
             Some((_, v)) => v.clone(),
             None => self.store.get(key),
@@ -202,6 +202,21 @@ pub enum SnapshotError {
     StoreNotEmpty,
 }
 
+/// What an OTP's SMS needs: recipient, alias, payee and amount, and the inputs from which
+/// the sender derives the code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmsFacts {
+    pub challenge: ChallengeId,
+    pub phone: String,
+    pub alias: String,
+    /// None for an enrolment code.
+    pub payee: Option<crate::types::Payee>,
+    pub amount_fen: Option<u64>,
+    pub nonce: u64,
+    pub tx_digest: Digest32,
+    pub expires_ms: u64,
+}
+
 /// A broken invariant: the state holds wrong money. Found by [`Ledger::check_invariants`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("ledger invariant broken: {0}")]
@@ -225,6 +240,65 @@ pub fn decode_record(key: &[u8], value: &[u8]) -> Option<(Key, Value)> {
 fn push_framed(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
     out.extend_from_slice(bytes);
+}
+
+/// Snapshot bytes from encoded records in key order: magic, record count, length-framed
+/// records, and a SHA-256 of all that. Any store that holds records in the encoding of
+/// [`encode_record`] (the node's sled trees do) builds its snapshot with this.
+pub fn encode_snapshot<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    records: impl IntoIterator<Item = (K, V)>,
+) -> Vec<u8> {
+    let mut body = SNAPSHOT_MAGIC.to_vec();
+    body.extend_from_slice(&[0; 8]);
+    let mut count = 0u64;
+    for (k, v) in records {
+        push_framed(&mut body, k.as_ref());
+        push_framed(&mut body, v.as_ref());
+        count += 1;
+    }
+    body[8..16].copy_from_slice(&count.to_be_bytes());
+    let checksum = Sha256::digest(&body);
+    body.extend_from_slice(&checksum);
+    body
+}
+
+/// Checks snapshot bytes (header, checksum, framing, decodable records in strictly
+/// increasing key order) and returns the records.
+pub fn decode_snapshot(snapshot: &[u8]) -> Result<Vec<(Key, Value)>, SnapshotError> {
+    if snapshot.len() < 8 + 8 + 32 || &snapshot[..8] != SNAPSHOT_MAGIC {
+        return Err(SnapshotError::BadHeader);
+    }
+    let (body, checksum) = snapshot.split_at(snapshot.len() - 32);
+    if Sha256::digest(body).as_slice() != checksum {
+        return Err(SnapshotError::BadChecksum);
+    }
+    let count = u64::from_be_bytes(body[8..16].try_into().expect("8 bytes"));
+    let mut at = 16;
+    let take = |at: &mut usize| -> Option<&[u8]> {
+        let len = u32::from_be_bytes(body.get(*at..*at + 4)?.try_into().ok()?) as usize;
+        let bytes = body.get(*at + 4..*at + 4 + len)?;
+        *at += 4 + len;
+        Some(bytes)
+    };
+    let mut records = Vec::new();
+    let mut previous: Option<Key> = None;
+    for index in 0..count {
+        let key = take(&mut at).ok_or(SnapshotError::BadLength)?;
+        let value = take(&mut at).ok_or(SnapshotError::BadLength)?;
+        let (key, value) = decode_record(key, value).ok_or(SnapshotError::BadRecord { index })?;
+        if previous.is_some_and(|p| p >= key) {
+            return Err(SnapshotError::Unordered { index });
+        }
+        previous = Some(key);
+        records.push((key, value));
+    }
+    if at != body.len() {
+        return Err(SnapshotError::BadLength);
+    }
+    if !records.iter().any(|(k, _)| *k == Key::Config) {
+        return Err(SnapshotError::NoConfig);
+    }
+    Ok(records)
 }
 
 /// The ledger core over a store.
@@ -282,57 +356,18 @@ impl<S: Store> Ledger<S> {
         if probe {
             return Err(SnapshotError::StoreNotEmpty);
         }
-        if snapshot.len() < 8 + 8 + 32 || &snapshot[..8] != SNAPSHOT_MAGIC {
-            return Err(SnapshotError::BadHeader);
-        }
-        let (body, checksum) = snapshot.split_at(snapshot.len() - 32);
-        if Sha256::digest(body).as_slice() != checksum {
-            return Err(SnapshotError::BadChecksum);
-        }
-        let count = u64::from_be_bytes(body[8..16].try_into().expect("8 bytes"));
-        let mut at = 16;
-        let take = |at: &mut usize| -> Option<&[u8]> {
-            let len = u32::from_be_bytes(body.get(*at..*at + 4)?.try_into().ok()?) as usize;
-            let bytes = body.get(*at + 4..*at + 4 + len)?;
-            *at += 4 + len;
-            Some(bytes)
-        };
-        let mut writes = WriteSet::new();
-        let mut previous: Option<Key> = None;
-        for index in 0..count {
-            let key = take(&mut at).ok_or(SnapshotError::BadLength)?;
-            let value = take(&mut at).ok_or(SnapshotError::BadLength)?;
-            let (key, value) =
-                decode_record(key, value).ok_or(SnapshotError::BadRecord { index })?;
-            if previous.is_some_and(|p| p >= key) {
-                return Err(SnapshotError::Unordered { index });
-            }
-            previous = Some(key);
-            writes.push((key, Some(value)));
-        }
-        if at != body.len() {
-            return Err(SnapshotError::BadLength);
-        }
-        store.write(writes);
+        let records = decode_snapshot(snapshot)?;
+        store.write(records.into_iter().map(|(k, v)| (k, Some(v))).collect());
         Ledger::open(store).ok_or(SnapshotError::NoConfig)
     }
 
-    /// The whole state as bytes: magic, record count, length-framed records in key order,
-    /// and a SHA-256 of all that. Two equal states give identical bytes.
+    /// The whole state as snapshot bytes (see [`encode_snapshot`]). Two equal states give
+    /// identical bytes.
     pub fn snapshot(&self) -> Vec<u8> {
-        let mut body = SNAPSHOT_MAGIC.to_vec();
-        body.extend_from_slice(&[0; 8]);
-        let mut count = 0u64;
-        self.store.scan(&mut |k, v| {
-            let (k, v) = encode_record(k, v);
-            push_framed(&mut body, &k);
-            push_framed(&mut body, &v);
-            count += 1;
-        });
-        body[8..16].copy_from_slice(&count.to_be_bytes());
-        let checksum = Sha256::digest(&body);
-        body.extend_from_slice(&checksum);
-        body
+        let mut records = Vec::new();
+        self.store
+            .scan(&mut |k, v| records.push(encode_record(k, v)));
+        encode_snapshot(records)
     }
 
     /// A stable hash of the whole state: equal on replicas that applied the same commands.
@@ -456,6 +491,54 @@ impl<S: Store> Ledger<S> {
     }
     pub fn idempotency_record(&self, key: RequestKey) -> Option<IdempotencyRecord> {
         self.read(Key::Idempotency(key))
+    }
+
+    /// Challenges whose SMS is still to be sent (or confirmed sent), oldest first.
+    pub fn outbox(&self, limit: usize) -> Vec<ChallengeId> {
+        self.store
+            .range(
+                &Key::Outbox(ChallengeId(0)),
+                &Key::Outbox(ChallengeId(u64::MAX)),
+                limit,
+            )
+            .into_iter()
+            .filter_map(|(k, _)| match k {
+                Key::Outbox(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// What the SMS of a challenge says and where it goes: the alias (the anti-phishing
+    /// mark), the payee and the amount. Never the code: the sender derives it.
+    pub fn sms_facts(&self, id: ChallengeId) -> Option<SmsFacts> {
+        let challenge = self.challenge(id)?;
+        let holder = self.holder(challenge.account)?;
+        let (alias, payee, amount_fen) = match challenge.purpose {
+            crate::state::ChallengePurpose::Enrolment(account) => (
+                self.enrolment(account).map(|e| e.alias).unwrap_or_default(),
+                None,
+                None,
+            ),
+            crate::state::ChallengePurpose::Payment(p) => {
+                let payment = self.payment(p)?;
+                let alias = self
+                    .credential(payment.payer)
+                    .map(|c| c.alias)
+                    .unwrap_or_default();
+                (alias, Some(payment.payee), Some(payment.amount_fen))
+            }
+        };
+        Some(SmsFacts {
+            challenge: id,
+            phone: holder.phone,
+            alias,
+            payee,
+            amount_fen,
+            nonce: challenge.nonce,
+            tx_digest: challenge.tx_digest,
+            expires_ms: challenge.expires_ms,
+        })
     }
 
     /// Checks the money invariants over the whole state: the sum of all balances is zero (it
@@ -635,5 +718,6 @@ fn dispatch(a: &mut Apply<'_>, command: &Command) -> Handled {
             *valid_until_ms,
         ),
         Command::ClaimVoucher { pool, account } => vouchers::claim(a, *pool, *account),
+        Command::AckSms { challenges } => epay::ack_sms(a, challenges),
     }
 }
