@@ -170,7 +170,7 @@ pub fn password_proof(
 }
 
 /// What a customer types to open an account.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenAccountRequest {
     pub holder_name: String,
     pub card_number: Secret,

@@ -1,0 +1,173 @@
+//! The client API's wire types: what a merchant or operator sends to a node and gets back.
+//!
+//! They live in the core crate so that the client library uses them without pulling in sled
+//! or openraft. This is an API boundary: changes are versioned (`API_VERSION`) and additive.
+//! Secrets travel here (card numbers, passwords, typed codes) as [`Secret`]s, from the client
+//! to the node's intake; they go no further.
+
+use crate::command::{CampaignFlags, Command};
+use crate::intake::{OpenAccountRequest, Secret};
+use crate::outcome::{LedgerError, Reply};
+use crate::state::{Credential, Merchant, Payment, Pool, Voucher};
+use crate::types::{
+    AccountId, AccountStatus, Digest32, MerchantId, Payee, PaymentId, PoolId, RequestKey, VipTier,
+};
+use serde::{Deserialize, Serialize};
+
+/// Version of these types; a node refuses nothing on it yet, but reports it in its status.
+pub const API_VERSION: u32 = 1;
+/// Most requests in one `submit` call.
+pub const MAX_BATCH: usize = 1_024;
+/// Largest frame a node accepts or sends on the client or Raft port.
+pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+/// One operation, in the domain's words.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Operation {
+    OpenAccount(OpenAccountRequest),
+    /// e-Pay enrolment step 1: agreement accepted, card number and reserved phone entered.
+    EpayBegin { card_number: Secret, phone: String },
+    /// Step 2: card password and alias.
+    EpayChooseAlias {
+        account: AccountId,
+        card_password: Secret,
+        alias: String,
+    },
+    /// Step 3: confirm; an OTP goes to the reserved phone.
+    EpayConfirm { account: AccountId },
+    /// Step 4: the OTP.
+    EpayActivate { account: AccountId, code: Secret },
+    /// Payment step 1, by the merchant: phone + last six digits, amount, order.
+    PaymentBegin {
+        phone: String,
+        last_six: Secret,
+        payee: Payee,
+        amount_fen: u64,
+        order_id: String,
+    },
+    /// Payment step 2: the payer's OTP.
+    PaymentConfirm { payment: PaymentId, code: Secret },
+    /// Any command that carries no secret (deposits, transfers, merchants, pools, month
+    /// close, status and flags). Commands with hashed fields must come through the
+    /// operations above, and `AckSms` only from the node itself.
+    Command(Command),
+}
+
+impl Operation {
+    /// Convenience for the flags command.
+    pub fn set_flags(account: AccountId, flags: CampaignFlags) -> Operation {
+        Operation::Command(Command::SetCampaignFlags { account, flags })
+    }
+}
+
+/// A request: the idempotency key (created once per logical operation, reused on every
+/// retry), the client's lowest request id still waiting for an answer, and the operation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientRequest {
+    pub key: RequestKey,
+    pub acked_below: u64,
+    pub operation: Operation,
+}
+
+/// A node of the cluster, as clients and operators see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: u64,
+    pub raft_addr: String,
+    pub client_addr: String,
+}
+
+/// Why a node did not apply a request. `is_retryable` says whether the same request may
+/// succeed if sent again (to the same or, after `NotLeader`, another node).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ApiError {
+    #[error("refused: {0}")]
+    Ledger(#[from] LedgerError),
+    #[error("not the leader; the leader is {leader:?}")]
+    NotLeader { leader: Option<NodeInfo> },
+    #[error("cluster unavailable: {reason}")]
+    Unavailable { reason: String },
+    #[error("a batch holds at most {max} requests")]
+    BatchTooLarge { max: usize },
+    #[error("this command may not be sent by a client: {reason}")]
+    NotAllowed { reason: String },
+}
+
+impl ApiError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ApiError::Ledger(e) => e.is_retryable(),
+            ApiError::NotLeader { .. } | ApiError::Unavailable { .. } => true,
+            ApiError::BatchTooLarge { .. } | ApiError::NotAllowed { .. } => false,
+        }
+    }
+}
+
+/// The answer to one request.
+pub type ClientResult = Result<Reply, ApiError>;
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Consistency {
+    /// Confirms leadership with a quorum, then reads at least everything committed before
+    /// the read began (read index). The default.
+    Linearizable,
+    /// Reads whatever this node has applied; may be behind.
+    Stale,
+}
+
+/// What a client may read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Query {
+    Account(AccountId),
+    Credential(AccountId),
+    Merchant(MerchantId),
+    Pool(PoolId),
+    Voucher(AccountId, PoolId),
+    Payment(PaymentId),
+    /// Applied index and state hash of the node that answers.
+    StateHash,
+}
+
+/// An account as clients see it: no hashes, no password material.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountView {
+    pub account: AccountId,
+    pub holder_name: String,
+    pub phone: String,
+    pub pan_last4: String,
+    pub status: AccountStatus,
+    pub balance_fen: i64,
+    pub merchant: Option<MerchantId>,
+    pub flags: CampaignFlags,
+    pub vip: VipTier,
+}
+
+/// The answer to a query.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueryReply {
+    Account(Option<AccountView>),
+    Credential(Option<Credential>),
+    Merchant(Option<Merchant>),
+    Pool(Option<Pool>),
+    Voucher(Option<Voucher>),
+    Payment(Option<Payment>),
+    StateHash { applied_index: u64, hash: Digest32 },
+}
+
+/// A node's view of the cluster, for `ledgerctl status` and health checks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub api_version: u32,
+    pub id: u64,
+    /// Leader, Follower, Candidate, Learner or Shutdown.
+    pub role: String,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub last_log_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    /// On the leader: each member's matched log index.
+    pub replication: Vec<(u64, Option<u64>)>,
+    pub members: Vec<NodeInfo>,
+    pub voters: Vec<u64>,
+}
