@@ -26,7 +26,10 @@ pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 pub enum Operation {
     OpenAccount(OpenAccountRequest),
     /// e-Pay enrolment step 1: agreement accepted, card number and reserved phone entered.
-    EpayBegin { card_number: Secret, phone: String },
+    EpayBegin {
+        card_number: Secret,
+        phone: String,
+    },
     /// Step 2: card password and alias.
     EpayChooseAlias {
         account: AccountId,
@@ -34,9 +37,14 @@ pub enum Operation {
         alias: String,
     },
     /// Step 3: confirm; an OTP goes to the reserved phone.
-    EpayConfirm { account: AccountId },
+    EpayConfirm {
+        account: AccountId,
+    },
     /// Step 4: the OTP.
-    EpayActivate { account: AccountId, code: Secret },
+    EpayActivate {
+        account: AccountId,
+        code: Secret,
+    },
     /// Payment step 1, by the merchant: phone + last six digits, amount, order.
     PaymentBegin {
         phone: String,
@@ -46,7 +54,10 @@ pub enum Operation {
         order_id: String,
     },
     /// Payment step 2: the payer's OTP.
-    PaymentConfirm { payment: PaymentId, code: Secret },
+    PaymentConfirm {
+        payment: PaymentId,
+        code: Secret,
+    },
     /// Any command that carries no secret (deposits, transfers, merchants, pools, month
     /// close, status and flags). Commands with hashed fields must come through the
     /// operations above, and `AckSms` only from the node itself.

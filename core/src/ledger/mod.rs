@@ -295,9 +295,6 @@ pub fn decode_snapshot(snapshot: &[u8]) -> Result<Vec<(Key, Value)>, SnapshotErr
     if at != body.len() {
         return Err(SnapshotError::BadLength);
     }
-    if !records.iter().any(|(k, _)| *k == Key::Config) {
-        return Err(SnapshotError::NoConfig);
-    }
     Ok(records)
 }
 
@@ -436,6 +433,11 @@ impl<S: Store> Ledger<S> {
 
     pub fn config(&self) -> &LedgerConfig {
         &self.config
+    }
+    /// The store, mutably: only for a persistence layer to commit what `apply` wrote (the
+    /// node drains its sled overlay into one batch per Raft batch). Never to change records.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
     }
     pub fn store(&self) -> &S {
         &self.store

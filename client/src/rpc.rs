@@ -1,0 +1,27 @@
+//! The client protocol: the tarpc service every node serves on its client port. This file is
+//! the one place that defines it; the node implements it, the client library calls it.
+//! Frames are length-delimited bincode, at most `api::MAX_FRAME_BYTES`.
+
+use ledger_core::api::{
+    ApiError, ClientRequest, ClientResult, Consistency, NodeInfo, NodeStatus, Query, QueryReply,
+};
+use ledger_core::config::LedgerConfig;
+
+/// The client service of a payment node.
+#[tarpc::service]
+pub trait LedgerRpc {
+    /// Applies a batch of requests in order, in one Raft entry. Only the leader accepts; a
+    /// follower answers `NotLeader` with the leader's address.
+    async fn submit(requests: Vec<ClientRequest>) -> Result<Vec<ClientResult>, ApiError>;
+    /// Reads the ledger; linearizable unless `Stale` is asked for.
+    async fn query(query: Query, consistency: Consistency) -> Result<QueryReply, ApiError>;
+    /// This node's view of the cluster.
+    async fn status() -> NodeStatus;
+    /// Initialises a new cluster with these members and the ledger configuration (genesis).
+    /// Answers Ok when the cluster is already initialised with a ledger.
+    async fn init_cluster(members: Vec<NodeInfo>, config: LedgerConfig) -> Result<(), ApiError>;
+    /// Adds a node: as a learner until it has caught up, then as a voter.
+    async fn add_node(node: NodeInfo) -> Result<(), ApiError>;
+    /// Removes a voter from the cluster.
+    async fn remove_node(id: u64) -> Result<(), ApiError>;
+}

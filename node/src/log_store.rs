@@ -1,0 +1,229 @@
+//! The Raft log on sled: entries in tree `raft_log` (big-endian index → bincode entry), the
+//! vote, the committed and the purged markers in tree `raft_meta`.
+//!
+//! Nothing is acknowledged before it is durable: an append is flushed once per batch of
+//! entries (group commit) before openraft is told it is on disk, and a vote is flushed
+//! before it is answered. The flush is sled's synchronous `flush`, so a simulated clock
+//! never runs while a write is in flight.
+
+use crate::raft_types::{LedgerTypes, LogId, NodeId, StorageError};
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageIOError, Vote};
+use std::fmt::Debug;
+use std::marker::PhantomData;
+use std::ops::{Bound, RangeBounds};
+
+const VOTE: &[u8] = b"vote";
+const COMMITTED: &[u8] = b"committed";
+const PURGED: &[u8] = b"purged";
+
+/// The log store. Cheap to clone: replication streams read through clones.
+pub struct LogStore<C> {
+    db: sled::Db,
+    log: sled::Tree,
+    meta: sled::Tree,
+    _config: PhantomData<C>,
+}
+
+impl<C> Clone for LogStore<C> {
+    fn clone(&self) -> Self {
+        LogStore {
+            db: self.db.clone(),
+            log: self.log.clone(),
+            meta: self.meta.clone(),
+            _config: PhantomData,
+        }
+    }
+}
+
+fn io_error(
+    subject: ErrorSubject<NodeId>,
+    verb: ErrorVerb,
+    e: impl std::error::Error + 'static,
+) -> StorageError {
+    StorageIOError::new(subject, verb, openraft::AnyError::new(&e)).into()
+}
+
+impl<C: LedgerTypes> LogStore<C> {
+    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+        Ok(LogStore {
+            db: db.clone(),
+            log: db.open_tree("raft_log")?,
+            meta: db.open_tree("raft_meta")?,
+            _config: PhantomData,
+        })
+    }
+
+    fn flush(&self, subject: ErrorSubject<NodeId>) -> Result<(), StorageError> {
+        self.db
+            .flush()
+            .map_err(|e| io_error(subject, ErrorVerb::Write, e))?;
+        Ok(())
+    }
+
+    fn read_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        subject: ErrorSubject<NodeId>,
+    ) -> Result<Option<T>, StorageError> {
+        let Some(bytes) = self
+            .meta
+            .get(key)
+            .map_err(|e| io_error(subject.clone(), ErrorVerb::Read, e))?
+        else {
+            return Ok(None);
+        };
+        bincode::deserialize(&bytes)
+            .map(Some)
+            .map_err(|e| io_error(subject, ErrorVerb::Read, e))
+    }
+
+    fn write_meta<T: serde::Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+        subject: ErrorSubject<NodeId>,
+    ) -> Result<(), StorageError> {
+        let bytes = bincode::serialize(value)
+            .map_err(|e| io_error(subject.clone(), ErrorVerb::Write, e))?;
+        self.meta
+            .insert(key, bytes)
+            .map_err(|e| io_error(subject, ErrorVerb::Write, e))?;
+        Ok(())
+    }
+
+    fn last_entry_log_id(&self) -> Result<Option<LogId>, StorageError> {
+        let Some((_, bytes)) = self
+            .log
+            .last()
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?
+        else {
+            return Ok(None);
+        };
+        let entry: C::Entry = bincode::deserialize(&bytes)
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        Ok(Some(entry.log_id))
+    }
+
+    /// Size of the log and meta trees on disk, for metrics.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+fn bound_index(bound: Bound<&u64>, start: bool) -> Option<u64> {
+    match (bound, start) {
+        (Bound::Included(i), _) => Some(*i),
+        (Bound::Excluded(i), true) => Some(i + 1),
+        (Bound::Excluded(i), false) => Some(i.saturating_sub(1)),
+        (Bound::Unbounded, true) => Some(0),
+        (Bound::Unbounded, false) => None,
+    }
+}
+
+impl<C: LedgerTypes> RaftLogReader<C> for LogStore<C> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<C::Entry>, StorageError> {
+        let start = bound_index(range.start_bound(), true).unwrap_or(0);
+        if let Bound::Excluded(0) = range.end_bound() {
+            return Ok(Vec::new());
+        }
+        let end = bound_index(range.end_bound(), false);
+        let iter = match end {
+            Some(end) if end < start => return Ok(Vec::new()),
+            Some(end) => self.log.range(start.to_be_bytes()..=end.to_be_bytes()),
+            None => self.log.range(start.to_be_bytes()..),
+        };
+        iter.map(|r| {
+            let (_, bytes) = r.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            bincode::deserialize(&bytes)
+                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))
+        })
+        .collect()
+    }
+}
+
+impl<C: LedgerTypes> RaftLogStorage<C> for LogStore<C> {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError> {
+        let last_purged_log_id: Option<LogId> = self.read_meta(PURGED, ErrorSubject::Logs)?;
+        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
+        self.write_meta(VOTE, vote, ErrorSubject::Vote)?;
+        self.flush(ErrorSubject::Vote)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
+        self.read_meta(VOTE, ErrorSubject::Vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Not flushed on its own: a lost committed marker only means re-applying from the
+        // last applied index, which the next flush of the log or the state covers.
+        self.write_meta(COMMITTED, &committed, ErrorSubject::Store)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self
+            .read_meta::<Option<LogId>>(COMMITTED, ErrorSubject::Store)?
+            .flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<C>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = C::Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut batch = sled::Batch::default();
+        for entry in entries {
+            let bytes = bincode::serialize(&entry)
+                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+            batch.insert(&entry.log_id.index.to_be_bytes(), bytes);
+        }
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        // One fsync for the whole batch: group commit.
+        let flushed = self.db.flush().map(|_| ()).map_err(std::io::Error::other);
+        callback.log_io_completed(flushed);
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for key in self.log.range(log_id.index.to_be_bytes()..).keys() {
+            batch.remove(key.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?);
+        }
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        self.flush(ErrorSubject::Logs)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // The marker first, durably: a crash mid-purge then only leaves extra entries.
+        self.write_meta(PURGED, &log_id, ErrorSubject::Logs)?;
+        self.flush(ErrorSubject::Logs)?;
+        let mut batch = sled::Batch::default();
+        for key in self.log.range(..=log_id.index.to_be_bytes()).keys() {
+            batch.remove(key.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?);
+        }
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,345 @@
+//! The Raft state machine: applies committed entries to the ledger core, stored in sled.
+//!
+//! A batch of entries is applied into the core's overlay, then written as one atomic sled
+//! batch together with the last applied log id and membership, and flushed before openraft
+//! hears back: a restarted node comes back with exactly the state it acknowledged.
+//!
+//! Snapshots: `get_snapshot_builder` copies the encoded records (a memory copy on the
+//! state-machine task, so it sees exactly the state at the applied index); the builder
+//! serialises, checksums and persists it on its own task while applying goes on. The current
+//! snapshot is one file in the data directory, replaced atomically.
+
+use crate::raft_types::{
+    Applied, LedgerTypes, LogId, NodeId, ProposalBody, SnapshotMeta, StorageError, StoredMembership,
+};
+use crate::state_store::{raw_records, SledState, META_PREFIX};
+use ledger_core::command::Context;
+use ledger_core::ledger::{decode_snapshot, encode_record, encode_snapshot};
+use ledger_core::{Ledger, Outcome};
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, Snapshot, StorageIOError,
+};
+use std::io::Cursor;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+const APPLIED: &[u8] = &[META_PREFIX, b'a'];
+const MEMBERSHIP: &[u8] = &[META_PREFIX, b'm'];
+const SNAPSHOT_FILE: &str = "snapshot.bin";
+
+fn io_error(
+    subject: ErrorSubject<NodeId>,
+    verb: ErrorVerb,
+    e: impl std::fmt::Display,
+) -> StorageError {
+    StorageIOError::new(subject, verb, openraft::AnyError::error(e.to_string())).into()
+}
+
+fn sm_error(e: impl std::fmt::Display) -> StorageError {
+    io_error(ErrorSubject::StateMachine, ErrorVerb::Write, e)
+}
+
+fn snapshot_error(e: impl std::fmt::Display) -> StorageError {
+    io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e)
+}
+
+/// The ledger state machine over sled.
+pub struct StateMachine<C> {
+    db: sled::Db,
+    state: sled::Tree,
+    /// None until genesis is applied.
+    ledger: Option<Ledger<SledState>>,
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    snapshot_dir: PathBuf,
+    snapshot_seq: Arc<AtomicU64>,
+    _config: PhantomData<C>,
+}
+
+/// Reads the ledger as last committed to sled: for queries, concurrently with applying.
+#[derive(Clone)]
+pub struct StateReader {
+    state: sled::Tree,
+}
+
+impl StateReader {
+    /// The ledger, if genesis has been applied.
+    pub fn ledger(&self) -> Option<Ledger<SledState>> {
+        Ledger::open(SledState::new(self.state.clone()))
+    }
+
+    /// The last applied log index.
+    pub fn applied_index(&self) -> Option<u64> {
+        let bytes = self.state.get(APPLIED).ok()??;
+        bincode::deserialize::<Option<LogId>>(&bytes)
+            .ok()?
+            .map(|l| l.index)
+    }
+}
+
+impl<C: LedgerTypes> StateMachine<C> {
+    /// Opens the state machine stored in `db`; snapshots go to `snapshot_dir`.
+    pub fn open(db: &sled::Db, snapshot_dir: &Path) -> Result<Self, StorageError> {
+        let state = db.open_tree("state").map_err(sm_error)?;
+        std::fs::create_dir_all(snapshot_dir).map_err(snapshot_error)?;
+        let read = |key: &[u8]| -> Result<Option<sled::IVec>, StorageError> {
+            state.get(key).map_err(sm_error)
+        };
+        let applied = match read(APPLIED)? {
+            Some(bytes) => bincode::deserialize(&bytes).map_err(sm_error)?,
+            None => None,
+        };
+        let membership = match read(MEMBERSHIP)? {
+            Some(bytes) => bincode::deserialize(&bytes).map_err(sm_error)?,
+            None => StoredMembership::default(),
+        };
+        let ledger = Ledger::open(SledState::new(state.clone()));
+        if let Some(ledger) = &ledger {
+            // After reading back: the money invariants hold, or this replica must not serve.
+            ledger
+                .check_invariants()
+                .unwrap_or_else(|e| panic!("state read back from disk is broken: {e}"));
+        }
+        Ok(StateMachine {
+            db: db.clone(),
+            state,
+            ledger,
+            applied,
+            membership,
+            snapshot_dir: snapshot_dir.to_owned(),
+            snapshot_seq: Arc::new(AtomicU64::new(0)),
+            _config: PhantomData,
+        })
+    }
+
+    pub fn reader(&self) -> StateReader {
+        StateReader {
+            state: self.state.clone(),
+        }
+    }
+
+    fn apply_body(&mut self, index: u64, now_ms: u64, body: &ProposalBody) -> Applied {
+        match body {
+            ProposalBody::Genesis(config) => {
+                if self.ledger.is_some() {
+                    return Applied::Genesis { fresh: false };
+                }
+                self.ledger = Some(Ledger::genesis(
+                    SledState::new(self.state.clone()),
+                    config.clone(),
+                ));
+                Applied::Genesis { fresh: true }
+            }
+            ProposalBody::Commands(envelopes) => {
+                let Some(ledger) = self.ledger.as_mut() else {
+                    return Applied::NotInitialised;
+                };
+                let ctx = Context { index, now_ms };
+                let outcomes: Vec<Outcome> =
+                    envelopes.iter().map(|e| ledger.apply(&ctx, e)).collect();
+                Applied::Outcomes(outcomes)
+            }
+        }
+    }
+
+    /// Writes the applied batch, the applied log id and the membership in one atomic sled
+    /// batch, and flushes it.
+    fn commit(&mut self) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        if let Some(ledger) = self.ledger.as_mut() {
+            ledger.store_mut().drain_into(&mut batch);
+        }
+        batch.insert(
+            APPLIED,
+            bincode::serialize(&self.applied).map_err(sm_error)?,
+        );
+        batch.insert(
+            MEMBERSHIP,
+            bincode::serialize(&self.membership).map_err(sm_error)?,
+        );
+        self.state.apply_batch(batch).map_err(sm_error)?;
+        self.db.flush().map_err(sm_error)?;
+        Ok(())
+    }
+
+    fn snapshot_path(&self) -> PathBuf {
+        self.snapshot_dir.join(SNAPSHOT_FILE)
+    }
+}
+
+/// Writes a snapshot file atomically: temporary file, fsync, rename, fsync of the folder.
+fn persist_snapshot(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let meta_bytes = bincode::serialize(meta).map_err(std::io::Error::other)?;
+    let tmp = dir.join(format!("{SNAPSHOT_FILE}.{}.tmp", meta.snapshot_id));
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&(meta_bytes.len() as u64).to_be_bytes())?;
+        file.write_all(&meta_bytes)?;
+        file.write_all(data)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn read_snapshot(path: &Path) -> std::io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "corrupt snapshot file");
+    let len = u64::from_be_bytes(
+        bytes
+            .get(..8)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(|_| bad())?,
+    ) as usize;
+    let meta_end = 8usize
+        .checked_add(len)
+        .filter(|end| *end <= bytes.len())
+        .ok_or_else(bad)?;
+    let meta: SnapshotMeta = bincode::deserialize(&bytes[8..meta_end]).map_err(|_| bad())?;
+    Ok(Some((meta, bytes[meta_end..].to_vec())))
+}
+
+/// Builds a snapshot from a point-in-time copy of the records.
+pub struct SnapshotBuilder<C> {
+    records: Vec<(sled::IVec, sled::IVec)>,
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    dir: PathBuf,
+    seq: Arc<AtomicU64>,
+    _config: PhantomData<C>,
+}
+
+impl<C: LedgerTypes> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError> {
+        let data = encode_snapshot(self.records.iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let snapshot_id = match self.applied {
+            Some(l) => format!("{}-{}-{seq}", l.leader_id.term, l.index),
+            None => format!("0-0-{seq}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: self.applied,
+            last_membership: self.membership.clone(),
+            snapshot_id,
+        };
+        persist_snapshot(&self.dir, &meta, &data).map_err(snapshot_error)?;
+        tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "snapshot built");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl<C: LedgerTypes> RaftStateMachine<C> for StateMachine<C> {
+    type SnapshotBuilder = SnapshotBuilder<C>;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError>
+    where
+        I: IntoIterator<Item = C::Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut replies = Vec::new();
+        for entry in entries {
+            let log_id = entry.log_id;
+            assert!(
+                self.applied.is_none_or(|a| a.index < log_id.index),
+                "applied index only grows: {:?} then {log_id}",
+                self.applied
+            );
+            let reply = match entry.payload {
+                EntryPayload::Blank => Applied::Nothing,
+                EntryPayload::Normal(proposal) => {
+                    self.apply_body(log_id.index, proposal.now_ms, &proposal.body)
+                }
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(log_id), m);
+                    Applied::Nothing
+                }
+            };
+            self.applied = Some(log_id);
+            replies.push(reply);
+        }
+        self.commit()?;
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        let records = raw_records(&self.state).unwrap_or_else(|e| panic!("state scan failed: {e}"));
+        SnapshotBuilder {
+            records,
+            applied: self.applied,
+            membership: self.membership.clone(),
+            dir: self.snapshot_dir.clone(),
+            seq: self.snapshot_seq.clone(),
+            _config: PhantomData,
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let records = decode_snapshot(&data).map_err(snapshot_error)?;
+        // One atomic batch: every old record out, every snapshot record and the markers in.
+        let mut batch = sled::Batch::default();
+        for key in self.state.iter().keys() {
+            batch.remove(key.map_err(sm_error)?);
+        }
+        for (key, value) in &records {
+            let (k, v) = encode_record(key, value);
+            batch.insert(k, v);
+        }
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        batch.insert(
+            APPLIED,
+            bincode::serialize(&self.applied).map_err(sm_error)?,
+        );
+        batch.insert(
+            MEMBERSHIP,
+            bincode::serialize(&self.membership).map_err(sm_error)?,
+        );
+        self.state.apply_batch(batch).map_err(sm_error)?;
+        self.db.flush().map_err(sm_error)?;
+        persist_snapshot(&self.snapshot_dir, meta, &data).map_err(snapshot_error)?;
+        self.ledger = Ledger::open(SledState::new(self.state.clone()));
+        if let Some(ledger) = &self.ledger {
+            ledger
+                .check_invariants()
+                .unwrap_or_else(|e| panic!("installed snapshot is broken: {e}"));
+        }
+        tracing::info!(snapshot = %meta.snapshot_id, records = records.len(), "snapshot installed");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<C>>, StorageError> {
+        let Some((meta, data)) = read_snapshot(&self.snapshot_path()).map_err(snapshot_error)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}

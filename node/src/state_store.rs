@@ -1,0 +1,154 @@
+//! The ledger core's storage seam backed by a sled tree.
+//!
+//! Records are stored under `Key::encode` (tag byte first, all below 0xFF) with values in
+//! `encode_record`'s bincode; the state machine's own markers (last applied, membership) sit
+//! in the same tree under the 0xFF prefix, so one `sled::Batch` on one tree makes "entries
+//! applied + their idempotency records + last applied index" atomic.
+//!
+//! Writes go to an overlay until the state machine commits a whole batch of Raft entries.
+//! Reads see the overlay first. A sled error or an undecodable record while applying is a
+//! broken disk or a bug: the replica panics rather than serve wrong money.
+
+use ledger_core::ledger::{decode_record, encode_record};
+use ledger_core::state::{Key, Store, Value, WriteSet};
+use std::collections::BTreeMap;
+
+/// Prefix of the state machine's own markers in the state tree.
+pub const META_PREFIX: u8 = 0xFF;
+
+/// The ledger's state in a sled tree, plus the writes not yet committed.
+pub struct SledState {
+    tree: sled::Tree,
+    overlay: BTreeMap<Key, Option<Value>>,
+}
+
+fn decode(k: &[u8], v: &[u8]) -> (Key, Value) {
+    decode_record(k, v).unwrap_or_else(|| panic!("corrupt state record at key {k:02x?}"))
+}
+
+impl SledState {
+    pub fn new(tree: sled::Tree) -> Self {
+        SledState {
+            tree,
+            overlay: BTreeMap::new(),
+        }
+    }
+
+    pub fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    /// Moves the pending writes into `batch`, checking on the way that they move no money
+    /// out of nothing: the balances they change must sum to what they summed to before, and
+    /// no customer balance may be negative. A violation is a bug: crash before writing.
+    pub fn drain_into(&mut self, batch: &mut sled::Batch) {
+        let mut delta: i128 = 0;
+        for (key, value) in std::mem::take(&mut self.overlay) {
+            let encoded = key.encode();
+            if let Key::Account(id) = key {
+                let old = self.stored(&key).map_or(0, |v| balance(&v));
+                let new = value.as_ref().map_or(0, balance);
+                assert!(
+                    id.is_internal() || new >= 0,
+                    "account {id} would be written with a negative balance {new}"
+                );
+                delta += i128::from(new) - i128::from(old);
+            }
+            match value {
+                Some(v) => batch.insert(encoded, encode_record(&key, &v).1),
+                None => batch.remove(encoded),
+            }
+        }
+        assert_eq!(delta, 0, "a batch of postings changed the sum of balances");
+    }
+
+    fn stored(&self, key: &Key) -> Option<Value> {
+        let bytes = self
+            .tree
+            .get(key.encode())
+            .unwrap_or_else(|e| panic!("state read failed: {e}"))?;
+        Some(decode(&key.encode(), &bytes).1)
+    }
+}
+
+fn balance(value: &Value) -> i64 {
+    match value {
+        Value::Account(a) => a.balance_fen,
+        other => panic!("account key holds {other:?}"),
+    }
+}
+
+/// The first key after every ledger record.
+fn end_of_records() -> Vec<u8> {
+    vec![META_PREFIX]
+}
+
+impl Store for SledState {
+    fn get(&self, key: &Key) -> Option<Value> {
+        match self.overlay.get(key) {
+            Some(v) => v.clone(),
+            None => self.stored(key),
+        }
+    }
+
+    fn range(&self, from: &Key, to: &Key, limit: usize) -> Vec<(Key, Value)> {
+        if from >= to {
+            return Vec::new();
+        }
+        let pending: Vec<(&Key, &Option<Value>)> = self.overlay.range(*from..*to).collect();
+        let mut rows: Vec<(Key, Value)> = self
+            .tree
+            .range(from.encode()..to.encode())
+            .take(limit.saturating_add(pending.len()))
+            .map(|r| {
+                let (k, v) = r.unwrap_or_else(|e| panic!("state scan failed: {e}"));
+                decode(&k, &v)
+            })
+            .collect();
+        for (key, value) in pending {
+            rows.retain(|(k, _)| k != key);
+            if let Some(v) = value {
+                rows.push((*key, v.clone()));
+            }
+        }
+        rows.sort_by_key(|row| row.0);
+        rows.truncate(limit);
+        rows
+    }
+
+    fn write(&mut self, writes: WriteSet) {
+        for (key, value) in writes {
+            self.overlay.insert(key, value);
+        }
+    }
+
+    fn scan(&self, visit: &mut dyn FnMut(&Key, &Value)) {
+        let mut merged: BTreeMap<Key, Option<Value>> = BTreeMap::new();
+        let stored = self.tree.range(..end_of_records()).map(|r| {
+            let (k, v) = r.unwrap_or_else(|e| panic!("state scan failed: {e}"));
+            decode(&k, &v)
+        });
+        if self.overlay.is_empty() {
+            for (k, v) in stored {
+                visit(&k, &v);
+            }
+            return;
+        }
+        for (k, v) in stored {
+            merged.insert(k, Some(v));
+        }
+        for (k, v) in &self.overlay {
+            merged.insert(*k, v.clone());
+        }
+        for (k, v) in merged {
+            if let Some(v) = v {
+                visit(&k, &v);
+            }
+        }
+    }
+}
+
+/// Every ledger record of a tree, encoded, in key order: the input of a snapshot.
+pub fn raw_records(tree: &sled::Tree) -> sled::Result<Vec<(sled::IVec, sled::IVec)>> {
+    tree.range(..end_of_records()).collect()
+}
