@@ -1,7 +1,13 @@
 //! The merchant client library (and, later, the `ledgerctl` command line).
 //!
-//! - [`rpc`]: the client protocol every node serves.
 //! - [`Client`]: connect to a list of endpoints, find and follow the leader, retry with the
-//!   same idempotency key.
+//!   same idempotency key so that a retry never applies an operation twice.
+//! - [`rpc`]: the client protocol every node serves. [`transport`]: its framing.
 
+mod client;
 pub mod rpc;
+pub mod sms;
+pub mod transport;
+
+pub use client::{Client, ClientConfig, ClientError, DEV_ENDPOINTS};
+pub use ledger_core::api::{Consistency, NodeInfo, NodeStatus, Operation, Query, QueryReply};

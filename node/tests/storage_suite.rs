@@ -27,6 +27,8 @@ impl StoreBuilder<TypeConfig, LogStore<TypeConfig>, StateMachine<TypeConfig>, Te
 }
 
 #[test]
-fn sled_storage_passes_the_openraft_suite() -> Result<(), StorageError> {
-    Suite::test_all(SledBuilder)
+fn sled_storage_passes_the_openraft_suite() {
+    if let Err(e) = Suite::test_all(SledBuilder) {
+        panic!("storage suite failed: {e}");
+    }
 }

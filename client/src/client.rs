@@ -1,0 +1,404 @@
+//! The client: finds and follows the leader, retries with the same idempotency key.
+
+use crate::rpc::LedgerRpcClient;
+use crate::transport;
+use ledger_core::api::{
+    ApiError, ClientRequest, Consistency, NodeInfo, NodeStatus, Operation, Query, QueryReply,
+    MAX_BATCH,
+};
+use ledger_core::config::LedgerConfig;
+use ledger_core::outcome::{LedgerError, Reply};
+use ledger_core::types::RequestKey;
+use rand::Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The `ledger-node dev` cluster's client endpoints.
+pub const DEV_ENDPOINTS: [&str; 3] = ["127.0.0.1:7201", "127.0.0.1:7202", "127.0.0.1:7203"];
+
+/// How the client connects, waits and retries.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Client ports of the cluster's nodes (`host:port`).
+    pub endpoints: Vec<String>,
+    /// Time allowed for one call to one node.
+    pub call_timeout: Duration,
+    /// Time allowed to open a connection.
+    pub connect_timeout: Duration,
+    /// Attempts per logical operation, the first included.
+    pub max_attempts: u32,
+    /// First back-off between attempts; doubles each time, with full jitter.
+    pub backoff_initial: Duration,
+    /// Largest back-off between attempts.
+    pub backoff_max: Duration,
+    /// The idempotency client id; random when None. Reuse it only with increasing request ids.
+    pub client_id: Option<u64>,
+}
+
+impl ClientConfig {
+    pub fn new(endpoints: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        ClientConfig {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            call_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(1),
+            max_attempts: 10,
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+            client_id: None,
+        }
+    }
+}
+
+/// Why an operation failed. `is_retryable` says whether trying the same operation again
+/// later (the client reuses its key) may succeed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The ledger refused the operation; retrying the same request gives the same answer.
+    #[error("refused: {0}")]
+    Refused(#[from] LedgerError),
+    /// No node could apply it within the attempts; the outcome is unknown: retry with the
+    /// same key (`submit_with_key`) to learn it without applying it twice.
+    #[error("cluster unavailable after {attempts} attempts: {last}")]
+    Unavailable { attempts: u32, last: String },
+    /// The node refused the request itself (bad batch, forbidden command).
+    #[error("rejected: {0}")]
+    Rejected(ApiError),
+}
+
+impl ClientError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Refused(e) => e.is_retryable(),
+            ClientError::Unavailable { .. } => true,
+            ClientError::Rejected(e) => e.is_retryable(),
+        }
+    }
+}
+
+struct State {
+    connections: BTreeMap<String, LedgerRpcClient>,
+    leader: Option<String>,
+    next_request: u64,
+    in_flight: BTreeSet<u64>,
+}
+
+/// A connection to a cluster.
+pub struct Client {
+    config: ClientConfig,
+    client_id: u64,
+    state: Mutex<State>,
+}
+
+enum Attempt<T> {
+    Done(T),
+    Retry(String),
+}
+
+impl Client {
+    /// A client for the cluster at `config.endpoints`. Connections open on first use.
+    pub fn new(config: ClientConfig) -> Self {
+        let client_id = config.client_id.unwrap_or_else(|| rand::thread_rng().gen());
+        // Request ids start at the wall clock in µs, so a restarted process reusing its
+        // client id still sends ids above everything it sent before.
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros() as u64);
+        Client {
+            config,
+            client_id,
+            state: Mutex::new(State {
+                connections: BTreeMap::new(),
+                leader: None,
+                next_request: now_us,
+                in_flight: BTreeSet::new(),
+            }),
+        }
+    }
+
+    pub fn client_id(&self) -> u64 {
+        self.client_id
+    }
+
+    /// A fresh idempotency key for a new logical operation.
+    pub fn new_key(&self) -> RequestKey {
+        let mut state = self.state.lock().expect("client state");
+        let request_id = state.next_request;
+        state.next_request += 1;
+        RequestKey {
+            client_id: self.client_id,
+            request_id,
+        }
+    }
+
+    fn acked_below(&self) -> u64 {
+        let state = self.state.lock().expect("client state");
+        state
+            .in_flight
+            .first()
+            .copied()
+            .unwrap_or(state.next_request)
+    }
+
+    /// The known leader, else the endpoints in turn.
+    fn pick_endpoint(&self, attempt: u32) -> String {
+        let state = self.state.lock().expect("client state");
+        match &state.leader {
+            Some(leader) => leader.clone(),
+            None => self.config.endpoints[attempt as usize % self.config.endpoints.len()].clone(),
+        }
+    }
+
+    async fn connection(&self, endpoint: &str) -> Result<LedgerRpcClient, String> {
+        if let Some(c) = self
+            .state
+            .lock()
+            .expect("client state")
+            .connections
+            .get(endpoint)
+        {
+            return Ok(c.clone());
+        }
+        let transport = transport::connect(endpoint, self.config.connect_timeout)
+            .await
+            .map_err(|e| format!("{endpoint}: {e}"))?;
+        let client = LedgerRpcClient::new(tarpc::client::Config::default(), transport).spawn();
+        self.state
+            .lock()
+            .expect("client state")
+            .connections
+            .insert(endpoint.to_owned(), client.clone());
+        Ok(client)
+    }
+
+    fn forget(&self, endpoint: &str) {
+        let mut state = self.state.lock().expect("client state");
+        state.connections.remove(endpoint);
+        if state.leader.as_deref() == Some(endpoint) {
+            state.leader = None;
+        }
+    }
+
+    fn follow(&self, leader: Option<&NodeInfo>) {
+        let mut state = self.state.lock().expect("client state");
+        state.leader = leader.map(|l| l.client_addr.clone());
+    }
+
+    fn context(&self) -> tarpc::context::Context {
+        let mut ctx = tarpc::context::current();
+        ctx.deadline = Instant::now() + self.config.call_timeout;
+        ctx
+    }
+
+    async fn backoff(&self, attempt: u32) {
+        let exp = self
+            .config
+            .backoff_initial
+            .saturating_mul(1 << attempt.min(16));
+        let cap = exp.min(self.config.backoff_max);
+        let jitter = rand::thread_rng().gen_range(0..=cap.as_millis() as u64);
+        tokio::time::sleep(Duration::from_millis(jitter)).await;
+    }
+
+    /// Calls `f` on the leader (or whichever node answers), following `NotLeader` answers
+    /// and retrying retryable failures with back-off, up to `max_attempts`.
+    async fn with_leader<T, F, Fut>(&self, mut f: F) -> Result<T, ClientError>
+    where
+        F: FnMut(LedgerRpcClient, tarpc::context::Context) -> Fut,
+        Fut: std::future::Future<Output = Result<Result<T, ApiError>, tarpc::client::RpcError>>,
+    {
+        if self.config.endpoints.is_empty() {
+            return Err(ClientError::Unavailable {
+                attempts: 0,
+                last: "no endpoint configured".to_owned(),
+            });
+        }
+        let mut last = String::new();
+        for attempt in 0..self.config.max_attempts {
+            if attempt > 0 {
+                self.backoff(attempt - 1).await;
+            }
+            let endpoint = self.pick_endpoint(attempt);
+            let outcome = match self.connection(&endpoint).await {
+                Err(e) => Attempt::Retry(e),
+                Ok(conn) => {
+                    match tokio::time::timeout(self.config.call_timeout, f(conn, self.context()))
+                        .await
+                    {
+                        Err(_) => Attempt::Retry(format!(
+                            "{endpoint}: no answer within {:?}",
+                            self.config.call_timeout
+                        )),
+                        Ok(Err(rpc)) => {
+                            self.forget(&endpoint);
+                            Attempt::Retry(format!("{endpoint}: {rpc}"))
+                        }
+                        Ok(Ok(Err(ApiError::NotLeader { leader }))) => {
+                            self.follow(leader.as_ref());
+                            Attempt::Retry(format!("{endpoint}: not the leader"))
+                        }
+                        Ok(Ok(Err(e))) if e.is_retryable() => {
+                            Attempt::Retry(format!("{endpoint}: {e}"))
+                        }
+                        Ok(Ok(Err(ApiError::Ledger(e)))) => return Err(ClientError::Refused(e)),
+                        Ok(Ok(Err(e))) => return Err(ClientError::Rejected(e)),
+                        Ok(Ok(Ok(answer))) => Attempt::Done(answer),
+                    }
+                }
+            };
+            match outcome {
+                Attempt::Done(answer) => {
+                    self.state
+                        .lock()
+                        .expect("client state")
+                        .leader
+                        .get_or_insert(endpoint);
+                    return Ok(answer);
+                }
+                Attempt::Retry(reason) => last = reason,
+            }
+        }
+        Err(ClientError::Unavailable {
+            attempts: self.config.max_attempts,
+            last,
+        })
+    }
+
+    /// Applies one operation exactly once: a fresh key, reused on every retry.
+    pub async fn submit(&self, operation: Operation) -> Result<Reply, ClientError> {
+        let key = self.new_key();
+        self.submit_with_key(key, operation).await
+    }
+
+    /// Applies (or, if it was applied before, answers) the operation under `key`.
+    pub async fn submit_with_key(
+        &self,
+        key: RequestKey,
+        operation: Operation,
+    ) -> Result<Reply, ClientError> {
+        let mut results = self.submit_batch_with_keys(vec![(key, operation)]).await?;
+        results.pop().expect("one result per request")
+    }
+
+    /// Applies up to `MAX_BATCH` operations in one Raft entry, in order; one result each.
+    pub async fn submit_batch(
+        &self,
+        operations: Vec<Operation>,
+    ) -> Result<Vec<Result<Reply, ClientError>>, ClientError> {
+        let keyed = operations
+            .into_iter()
+            .map(|op| (self.new_key(), op))
+            .collect();
+        self.submit_batch_with_keys(keyed).await
+    }
+
+    /// Like `submit_batch` with keys chosen by the caller.
+    pub async fn submit_batch_with_keys(
+        &self,
+        operations: Vec<(RequestKey, Operation)>,
+    ) -> Result<Vec<Result<Reply, ClientError>>, ClientError> {
+        if operations.len() > MAX_BATCH {
+            return Err(ClientError::Rejected(ApiError::BatchTooLarge {
+                max: MAX_BATCH,
+            }));
+        }
+        {
+            let mut state = self.state.lock().expect("client state");
+            state
+                .in_flight
+                .extend(operations.iter().map(|(k, _)| k.request_id));
+        }
+        let acked_below = self.acked_below();
+        let requests: Vec<ClientRequest> = operations
+            .iter()
+            .map(|(key, operation)| ClientRequest {
+                key: *key,
+                acked_below,
+                operation: operation.clone(),
+            })
+            .collect();
+        let answer = self
+            .with_leader(|c, ctx| {
+                let requests = requests.clone();
+                async move { c.submit(ctx, requests).await }
+            })
+            .await;
+        if answer.is_ok() {
+            let mut state = self.state.lock().expect("client state");
+            for (key, _) in &operations {
+                state.in_flight.remove(&key.request_id);
+            }
+        }
+        Ok(answer?
+            .into_iter()
+            .map(|r| {
+                r.map_err(|e| match e {
+                    ApiError::Ledger(l) => ClientError::Refused(l),
+                    other => ClientError::Rejected(other),
+                })
+            })
+            .collect())
+    }
+
+    /// Reads from the leader (linearizable) or from any node (stale).
+    pub async fn query(
+        &self,
+        query: Query,
+        consistency: Consistency,
+    ) -> Result<QueryReply, ClientError> {
+        self.with_leader(|c, ctx| async move { c.query(ctx, query, consistency).await })
+            .await
+    }
+
+    /// The status of every configured node; unreachable ones as errors.
+    pub async fn cluster_status(&self) -> Vec<(String, Result<NodeStatus, String>)> {
+        let mut out = Vec::new();
+        for endpoint in self.config.endpoints.clone() {
+            let status = match self.connection(&endpoint).await {
+                Err(e) => Err(e),
+                Ok(c) => {
+                    match tokio::time::timeout(self.config.call_timeout, c.status(self.context()))
+                        .await
+                    {
+                        Ok(Ok(s)) => Ok(s),
+                        Ok(Err(e)) => {
+                            self.forget(&endpoint);
+                            Err(e.to_string())
+                        }
+                        Err(_) => Err("no answer".to_owned()),
+                    }
+                }
+            };
+            out.push((endpoint, status));
+        }
+        out
+    }
+
+    /// Initialises a new cluster (membership and ledger genesis).
+    pub async fn init_cluster(
+        &self,
+        members: Vec<NodeInfo>,
+        config: LedgerConfig,
+    ) -> Result<(), ClientError> {
+        self.with_leader(|c, ctx| {
+            let (members, config) = (members.clone(), config.clone());
+            async move { c.init_cluster(ctx, members, config).await }
+        })
+        .await
+    }
+
+    /// Adds a node (learner, then voter).
+    pub async fn add_node(&self, node: NodeInfo) -> Result<(), ClientError> {
+        self.with_leader(|c, ctx| {
+            let node = node.clone();
+            async move { c.add_node(ctx, node).await }
+        })
+        .await
+    }
+
+    /// Removes a voter.
+    pub async fn remove_node(&self, id: u64) -> Result<(), ClientError> {
+        self.with_leader(|c, ctx| async move { c.remove_node(ctx, id).await })
+            .await
+    }
+}

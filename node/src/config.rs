@@ -1,0 +1,265 @@
+//! The node's configuration: one loader for a TOML file, environment variables and flags
+//! (flags win over the environment, which wins over the file, which wins over defaults).
+
+use clap::{Args, ValueEnum};
+use ledger_core::api::NodeInfo;
+use ledger_core::config::LedgerConfig;
+use ledger_core::intake::{SecretKeys, PASSWORD_ITERATIONS};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// `ledger-node run` settings as flags and environment variables; every one may also come
+/// from the TOML file given with `--config`.
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    /// TOML file with any of the settings below (flag names with `_` for `-`).
+    #[arg(long, env = "LEDGER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// This node's id, unique in the cluster (1 or more).
+    #[arg(long, env = "LEDGER_NODE_ID")]
+    pub id: Option<u64>,
+    /// Address for Raft traffic from the other nodes.
+    #[arg(long, env = "LEDGER_RAFT_ADDR")]
+    pub raft_addr: Option<SocketAddr>,
+    /// Address for clients (merchants, ledgerctl).
+    #[arg(long, env = "LEDGER_CLIENT_ADDR")]
+    pub client_addr: Option<SocketAddr>,
+    /// Address of the admin HTTP port (/health, /ready, /metrics).
+    #[arg(long, env = "LEDGER_ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
+    /// Where this node keeps its database, snapshots and SMS outbox.
+    #[arg(long, env = "LEDGER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A member of the initial cluster, `ID=RAFT_ADDR,CLIENT_ADDR`; repeat for each (this node
+    /// included). Used with `--init`.
+    #[arg(long = "peer", env = "LEDGER_PEERS", value_delimiter = ';')]
+    pub peers: Vec<String>,
+    /// Initialise the cluster with `--peer` members on start, unless already initialised.
+    #[arg(long, env = "LEDGER_INIT")]
+    pub init: bool,
+    /// File holding the cluster's master secret (at least 32 bytes; the same on every node).
+    #[arg(long, env = "LEDGER_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// PBKDF2 rounds for new card password hashes.
+    #[arg(long, env = "LEDGER_PASSWORD_ITERATIONS")]
+    pub password_iterations: Option<u32>,
+    /// Bank cap per e-Pay payment, in fen (used at cluster initialisation).
+    #[arg(long, env = "LEDGER_EPAY_CAP_PER_PAYMENT_FEN")]
+    pub epay_cap_per_payment_fen: Option<u64>,
+    /// Bank cap per e-Pay day (China Standard Time), in fen (used at initialisation).
+    #[arg(long, env = "LEDGER_EPAY_CAP_PER_DAY_FEN")]
+    pub epay_cap_per_day_fen: Option<u64>,
+    /// SMS gateway: `dev` writes messages to `sms-outbox.jsonl` in the data directory and to
+    /// standard output.
+    #[arg(long, env = "LEDGER_SMS")]
+    pub sms: Option<String>,
+    /// sled page cache in MiB.
+    #[arg(long, env = "LEDGER_CACHE_MB")]
+    pub cache_mb: Option<u64>,
+    /// Log format.
+    #[arg(long, env = "LEDGER_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The same settings in a TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    id: Option<u64>,
+    raft_addr: Option<SocketAddr>,
+    client_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    peers: Option<Vec<String>>,
+    init: Option<bool>,
+    master_key_file: Option<PathBuf>,
+    password_iterations: Option<u32>,
+    epay_cap_per_payment_fen: Option<u64>,
+    epay_cap_per_day_fen: Option<u64>,
+    sms: Option<String>,
+    cache_mb: Option<u64>,
+    log_format: Option<LogFormat>,
+}
+
+/// A complete, checked node configuration.
+#[derive(Debug)]
+pub struct NodeConfig {
+    pub id: u64,
+    pub raft_addr: SocketAddr,
+    pub client_addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+    pub peers: Vec<NodeInfo>,
+    pub init: bool,
+    pub master_key_file: PathBuf,
+    pub password_iterations: u32,
+    pub ledger: LedgerConfig,
+    pub sms: String,
+    pub cache_bytes: u64,
+    pub log_format: LogFormat,
+}
+
+/// What is wrong with a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("missing setting `{0}` (flag --{1}, or in the --config file)")]
+    Missing(&'static str, &'static str),
+    #[error("bad peer `{0}`: expected ID=RAFT_ADDR,CLIENT_ADDR")]
+    BadPeer(String),
+    #[error("unknown SMS gateway `{0}`: only `dev` is built in")]
+    BadSms(String),
+    #[error("master key file {path}: {reason}")]
+    MasterKey { path: PathBuf, reason: String },
+}
+
+/// Parses `ID=RAFT_ADDR,CLIENT_ADDR`.
+pub fn parse_peer(text: &str) -> Result<NodeInfo, ConfigError> {
+    let bad = || ConfigError::BadPeer(text.to_owned());
+    let (id, addrs) = text.split_once('=').ok_or_else(bad)?;
+    let (raft, client) = addrs.split_once(',').ok_or_else(bad)?;
+    Ok(NodeInfo {
+        id: id.trim().parse().map_err(|_| bad())?,
+        raft_addr: raft
+            .trim()
+            .parse::<SocketAddr>()
+            .map_err(|_| bad())?
+            .to_string(),
+        client_addr: client
+            .trim()
+            .parse::<SocketAddr>()
+            .map_err(|_| bad())?
+            .to_string(),
+    })
+}
+
+impl RunArgs {
+    /// Merges flags and environment over the file over defaults, and checks the result.
+    pub fn resolve(self) -> Result<NodeConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.clone(),
+                    source,
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .ok_or(ConfigError::Missing("data_dir", "data-dir"))?;
+        let peers = if self.peers.is_empty() {
+            file.peers.unwrap_or_default()
+        } else {
+            self.peers
+        };
+        let mut ledger = LedgerConfig::default();
+        if let Some(cap) = self
+            .epay_cap_per_payment_fen
+            .or(file.epay_cap_per_payment_fen)
+        {
+            ledger.epay_cap_fen_per_payment = cap;
+        }
+        if let Some(cap) = self.epay_cap_per_day_fen.or(file.epay_cap_per_day_fen) {
+            ledger.epay_cap_fen_per_day = cap;
+        }
+        let sms = self.sms.or(file.sms).unwrap_or_else(|| "dev".into());
+        if sms != "dev" {
+            return Err(ConfigError::BadSms(sms));
+        }
+        Ok(NodeConfig {
+            id: self
+                .id
+                .or(file.id)
+                .ok_or(ConfigError::Missing("id", "id"))?,
+            raft_addr: self
+                .raft_addr
+                .or(file.raft_addr)
+                .ok_or(ConfigError::Missing("raft_addr", "raft-addr"))?,
+            client_addr: self
+                .client_addr
+                .or(file.client_addr)
+                .ok_or(ConfigError::Missing("client_addr", "client-addr"))?,
+            admin_addr: self.admin_addr.or(file.admin_addr),
+            master_key_file: self
+                .master_key_file
+                .or(file.master_key_file)
+                .ok_or(ConfigError::Missing("master_key_file", "master-key-file"))?,
+            data_dir,
+            peers: peers
+                .iter()
+                .map(|p| parse_peer(p))
+                .collect::<Result<_, _>>()?,
+            init: self.init || file.init.unwrap_or(false),
+            password_iterations: self
+                .password_iterations
+                .or(file.password_iterations)
+                .unwrap_or(PASSWORD_ITERATIONS),
+            ledger,
+            sms,
+            cache_bytes: self.cache_mb.or(file.cache_mb).unwrap_or(256) * 1024 * 1024,
+            log_format: self
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Human),
+        })
+    }
+}
+
+/// Smallest master secret accepted.
+pub const MIN_MASTER_KEY_BYTES: usize = 32;
+
+/// Reads the cluster's master secret and derives the keys from it.
+pub fn load_keys(path: &Path, password_iterations: u32) -> Result<SecretKeys, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|e| ConfigError::MasterKey {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if bytes.len() < MIN_MASTER_KEY_BYTES {
+        return Err(ConfigError::MasterKey {
+            path: path.to_owned(),
+            reason: format!(
+                "{} bytes; at least {MIN_MASTER_KEY_BYTES} needed",
+                bytes.len()
+            ),
+        });
+    }
+    Ok(SecretKeys::derive(&bytes, password_iterations))
+}
+
+/// Creates a master key file with fresh random bytes if none exists (development only).
+pub fn ensure_dev_master_key(path: &Path) -> std::io::Result<()> {
+    use rand::RngCore;
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut key = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    std::fs::write(path, key)
+}

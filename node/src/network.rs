@@ -1,0 +1,230 @@
+//! Raft traffic over tarpc: the service a node serves on its Raft port, and the client side
+//! openraft uses to reach its peers.
+//!
+//! Every call has a deadline (openraft's per-RPC `hard_ttl`, enforced with a tokio timeout);
+//! a broken connection is dropped and re-established on the next call, no sooner than a
+//! back-off after the last failure; frames are bounded (`api::MAX_FRAME_BYTES`), and an
+//! oversized or undecodable frame closes that connection only.
+
+use crate::raft_types::{NodeAddr, NodeId, Raft, TypeConfig};
+use futures::{future, StreamExt};
+use ledger_client::transport;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tarpc::server::{BaseChannel, Channel};
+
+/// Time allowed to open a connection to a peer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// After a failed call, wait at least this long before connecting again.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The Raft service between nodes.
+#[tarpc::service]
+pub trait RaftRpc {
+    async fn append_entries(
+        req: AppendEntriesRequest<TypeConfig>,
+    ) -> Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>;
+    async fn vote(req: VoteRequest<NodeId>) -> Result<VoteResponse<NodeId>, RaftError<NodeId>>;
+    async fn install_snapshot(
+        req: InstallSnapshotRequest<TypeConfig>,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>;
+}
+
+#[derive(Clone)]
+struct RaftServer {
+    raft: Raft,
+}
+
+impl RaftRpc for RaftServer {
+    async fn append_entries(
+        self,
+        _: tarpc::context::Context,
+        req: AppendEntriesRequest<TypeConfig>,
+    ) -> Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
+        self.raft.append_entries(req).await
+    }
+
+    async fn vote(
+        self,
+        _: tarpc::context::Context,
+        req: VoteRequest<NodeId>,
+    ) -> Result<VoteResponse<NodeId>, RaftError<NodeId>> {
+        self.raft.vote(req).await
+    }
+
+    async fn install_snapshot(
+        self,
+        _: tarpc::context::Context,
+        req: InstallSnapshotRequest<TypeConfig>,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+        self.raft.install_snapshot(req).await
+    }
+}
+
+/// Serves Raft traffic on `addr` until the task is aborted.
+pub async fn serve(addr: SocketAddr, raft: Raft) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = transport::listen(addr).await?;
+    let server = RaftServer { raft };
+    Ok(tokio::spawn(
+        listener
+            .filter_map(|conn| future::ready(conn.ok()))
+            .map(BaseChannel::with_defaults)
+            .for_each_concurrent(None, move |channel| {
+                let server = server.clone();
+                channel
+                    .execute(server.serve())
+                    .for_each(|response| async move {
+                        tokio::spawn(response);
+                    })
+            }),
+    ))
+}
+
+/// Creates a connection per peer for openraft; connects lazily.
+#[derive(Clone, Default)]
+pub struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> PeerConnection {
+        PeerConnection {
+            target,
+            addr: node.raft.clone(),
+            client: None,
+            last_failure: None,
+        }
+    }
+}
+
+/// A (re)connecting client to one peer.
+pub struct PeerConnection {
+    target: NodeId,
+    addr: String,
+    client: Option<RaftRpcClient>,
+    last_failure: Option<Instant>,
+}
+
+/// A failed call: the peer could not be reached, or it answered with an error.
+enum CallError<E> {
+    Unreachable(String),
+    Network(String),
+    Remote(E),
+}
+
+impl PeerConnection {
+    async fn client(&mut self) -> Result<RaftRpcClient, String> {
+        if let Some(client) = &self.client {
+            return Ok(client.clone());
+        }
+        if let Some(failed) = self.last_failure {
+            let wait = RECONNECT_BACKOFF.saturating_sub(failed.elapsed());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let transport = transport::connect(&self.addr, CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| format!("connect to node {} at {}: {e}", self.target, self.addr))?;
+        let client = RaftRpcClient::new(tarpc::client::Config::default(), transport).spawn();
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Runs one call with openraft's deadline; drops the connection on any transport error.
+    async fn call<T, E, F, Fut>(&mut self, option: &RPCOption, f: F) -> Result<T, CallError<E>>
+    where
+        F: FnOnce(RaftRpcClient, tarpc::context::Context) -> Fut,
+        Fut: std::future::Future<Output = Result<Result<T, E>, tarpc::client::RpcError>>,
+    {
+        let client = match self.client().await {
+            Ok(c) => c,
+            Err(e) => {
+                self.last_failure = Some(Instant::now());
+                return Err(CallError::Unreachable(e));
+            }
+        };
+        let ttl = option.hard_ttl();
+        let mut ctx = tarpc::context::current();
+        ctx.deadline = Instant::now() + ttl;
+        match tokio::time::timeout(ttl, f(client, ctx)).await {
+            Ok(Ok(Ok(answer))) => Ok(answer),
+            Ok(Ok(Err(remote))) => Err(CallError::Remote(remote)),
+            Ok(Err(rpc)) => {
+                self.client = None;
+                self.last_failure = Some(Instant::now());
+                Err(CallError::Network(format!("node {}: {rpc}", self.target)))
+            }
+            Err(_) => Err(CallError::Network(format!(
+                "node {}: no answer within {ttl:?}",
+                self.target
+            ))),
+        }
+    }
+
+    fn convert<E: std::error::Error>(
+        &self,
+        e: CallError<RaftError<NodeId, E>>,
+    ) -> RPCError<NodeId, NodeAddr, RaftError<NodeId, E>> {
+        match e {
+            CallError::Unreachable(m) => {
+                RPCError::Unreachable(Unreachable::from(openraft::AnyError::error(m)))
+            }
+            CallError::Network(m) => {
+                RPCError::Network(NetworkError::from(openraft::AnyError::error(m)))
+            }
+            CallError::Remote(r) => RPCError::RemoteError(RemoteError::new(self.target, r)),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeAddr, RaftError<NodeId>>> {
+        let result = self
+            .call(
+                &option,
+                |c, ctx| async move { c.append_entries(ctx, rpc).await },
+            )
+            .await;
+        result.map_err(|e| self.convert(e))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, NodeAddr, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        let result = self
+            .call(&option, |c, ctx| async move {
+                c.install_snapshot(ctx, rpc).await
+            })
+            .await;
+        result.map_err(|e| self.convert(e))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, NodeAddr, RaftError<NodeId>>> {
+        let result = self
+            .call(&option, |c, ctx| async move { c.vote(ctx, rpc).await })
+            .await;
+        result.map_err(|e| self.convert(e))
+    }
+}

@@ -1,0 +1,289 @@
+//! A running payment node: opens its storage, starts Raft, serves the client and Raft ports,
+//! delivers SMS from the outbox while it leads, and shuts down cleanly.
+
+use crate::log_store::LogStore;
+use crate::metrics::Metrics;
+use crate::network::{self, Network};
+use crate::raft_types::{NodeAddr, NodeId, Proposal, ProposalBody, Raft, TypeConfig};
+use crate::service;
+use crate::sms::{self, SmsGateway};
+use crate::stamp::Stamper;
+use crate::state_machine::{StateMachine, StateReader};
+use ledger_core::api::NodeInfo;
+use ledger_core::command::{Command, Envelope};
+use ledger_core::intake::SecretKeys;
+use ledger_core::types::{MerchantId, Payee, RequestKey};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// Client ids at or above this are the nodes' own (SMS acknowledgements).
+pub const NODE_CLIENT_ID_BASE: u64 = 1 << 63;
+/// Most outbox messages a leader sends per round.
+const SMS_PER_ROUND: usize = 128;
+
+/// Everything needed to start a node.
+pub struct NodeOptions {
+    pub id: NodeId,
+    pub raft_addr: SocketAddr,
+    pub client_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub keys: SecretKeys,
+    pub raft_config: openraft::Config,
+    pub stamper: Arc<dyn Stamper>,
+    pub sms: Arc<dyn SmsGateway>,
+    /// How often the leader looks at the SMS outbox.
+    pub sms_interval: Duration,
+    /// sled's page cache, in bytes.
+    pub cache_bytes: u64,
+}
+
+/// The Raft configuration a node runs with unless told otherwise. The heartbeat interval is
+/// also openraft's AppendEntries timeout, which includes the follower's fsync.
+pub fn default_raft_config() -> openraft::Config {
+    openraft::Config {
+        cluster_name: "payment-ledger".into(),
+        heartbeat_interval: 200,
+        election_timeout_min: 1_000,
+        election_timeout_max: 2_000,
+        install_snapshot_timeout: 10_000,
+        max_payload_entries: 256,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
+        max_in_snapshot_log_to_keep: 1_000,
+        snapshot_max_chunk_size: 1024 * 1024,
+        purge_batch_size: 256,
+        ..Default::default()
+    }
+}
+
+/// What the node's tasks share.
+pub struct Shared {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub reader: StateReader,
+    pub keys: SecretKeys,
+    pub stamper: Arc<dyn Stamper>,
+    pub metrics: Metrics,
+    db: sled::Db,
+    next_internal_request: AtomicU64,
+}
+
+impl Shared {
+    /// Size of the node's database on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// The node info of a member, from the current membership.
+    pub fn member(&self, id: NodeId) -> Option<NodeInfo> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let node = metrics
+            .membership_config
+            .membership()
+            .get_node(&id)?
+            .clone();
+        Some(NodeInfo {
+            id,
+            raft_addr: node.raft,
+            client_addr: node.client,
+        })
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    /// A request key for a command the node proposes itself: above every earlier one.
+    fn internal_key(&self) -> RequestKey {
+        let floor = self.stamper.now_ms().saturating_mul(1_000);
+        let request_id = self
+            .next_internal_request
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.max(floor) + 1)
+            })
+            .map_or(floor, |previous| previous.max(floor) + 1);
+        RequestKey {
+            client_id: NODE_CLIENT_ID_BASE | self.id,
+            request_id,
+        }
+    }
+}
+
+/// A started node.
+pub struct RunningNode {
+    pub shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("opening the database in {path}: {source}")]
+    Storage { path: PathBuf, source: sled::Error },
+    #[error("opening the state machine: {0}")]
+    StateMachine(String),
+    #[error("invalid Raft configuration: {0}")]
+    Config(String),
+    #[error("starting Raft: {0}")]
+    Raft(String),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Opens storage and starts every task of a node.
+pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
+    let sled_path = options.data_dir.join("sled");
+    let db = sled::Config::new()
+        .path(&sled_path)
+        .cache_capacity(options.cache_bytes)
+        .flush_every_ms(None)
+        .mode(sled::Mode::HighThroughput)
+        .open()
+        .map_err(|source| StartError::Storage {
+            path: sled_path.clone(),
+            source,
+        })?;
+    let log_store = LogStore::<TypeConfig>::open(&db).map_err(|source| StartError::Storage {
+        path: sled_path.clone(),
+        source,
+    })?;
+    let state_machine = StateMachine::<TypeConfig>::open(&db, &options.data_dir.join("snapshots"))
+        .map_err(|e| StartError::StateMachine(e.to_string()))?;
+    let reader = state_machine.reader();
+    let config = Arc::new(
+        options
+            .raft_config
+            .validate()
+            .map_err(|e| StartError::Config(e.to_string()))?,
+    );
+    let raft = Raft::new(options.id, config, Network, log_store, state_machine)
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+
+    let shared = Arc::new(Shared {
+        id: options.id,
+        raft: raft.clone(),
+        reader,
+        keys: options.keys,
+        stamper: options.stamper,
+        metrics: Metrics::default(),
+        db,
+        next_internal_request: AtomicU64::new(0),
+    });
+    let raft_server = network::serve(options.raft_addr, raft.clone())
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: options.raft_addr,
+            source,
+        })?;
+    let client_server = service::serve(options.client_addr, shared.clone())
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: options.client_addr,
+            source,
+        })?;
+    let outbox = tokio::spawn(deliver_sms(
+        shared.clone(),
+        options.sms,
+        options.sms_interval,
+    ));
+    tracing::info!(id = options.id, raft = %options.raft_addr, client = %options.client_addr, "node started");
+    Ok(RunningNode {
+        shared,
+        tasks: vec![raft_server, client_server, outbox],
+    })
+}
+
+impl RunningNode {
+    pub fn raft(&self) -> &Raft {
+        &self.shared.raft
+    }
+
+    /// Stops serving, stops Raft, and flushes storage.
+    pub async fn shutdown(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        if let Err(e) = self.shared.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+        if let Err(e) = self.shared.db.flush() {
+            tracing::error!(error = %e, "final flush failed");
+        }
+        tracing::info!(id = self.shared.id, "node stopped");
+    }
+}
+
+/// While this node leads: send what is in the outbox, then acknowledge it through the log.
+/// Expired challenges are acknowledged without sending: their code could no longer be used.
+async fn deliver_sms(shared: Arc<Shared>, gateway: Arc<dyn SmsGateway>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !shared.is_leader() {
+            continue;
+        }
+        let Some(ledger) = shared.reader.ledger() else {
+            continue;
+        };
+        let now_ms = shared.stamper.now_ms();
+        let mut sent = Vec::new();
+        for challenge in ledger.outbox(SMS_PER_ROUND) {
+            let Some(facts) = ledger.sms_facts(challenge) else {
+                sent.push(challenge);
+                continue;
+            };
+            if now_ms >= facts.expires_ms {
+                sent.push(challenge);
+                continue;
+            }
+            let payee_name = match facts.payee {
+                Some(Payee::Merchant(MerchantId(m))) => {
+                    ledger.merchant(MerchantId(m)).map(|m| m.name)
+                }
+                _ => None,
+            };
+            let message = sms::compose(&shared.keys, &facts, payee_name.as_deref());
+            match gateway.deliver(&message).await {
+                Ok(()) => {
+                    shared.metrics.sms_sent.fetch_add(1, Ordering::Relaxed);
+                    sent.push(challenge);
+                }
+                Err(e) => {
+                    shared.metrics.sms_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(challenge = challenge.0, error = %e, "sms not delivered; will retry");
+                }
+            }
+        }
+        if sent.is_empty() {
+            continue;
+        }
+        let key = shared.internal_key();
+        let proposal = Proposal {
+            now_ms,
+            body: ProposalBody::Commands(vec![Envelope {
+                key,
+                acked_below: key.request_id,
+                command: Command::AckSms { challenges: sent },
+            }]),
+        };
+        if let Err(e) = shared.raft.client_write(proposal).await {
+            tracing::debug!(error = %e, "sms acknowledgement not committed; messages will be sent again");
+        }
+    }
+}
+
+/// The Raft membership entry of a node.
+pub fn node_addr(info: &NodeInfo) -> NodeAddr {
+    NodeAddr {
+        raft: info.raft_addr.clone(),
+        client: info.client_addr.clone(),
+    }
+}

@@ -1,0 +1,473 @@
+//! The client port: the `LedgerRpc` service. The leader checks each request, turns its
+//! secrets into hashes (the intake), stamps the batch with its clock and nonces, and proposes
+//! it as one Raft entry. Followers answer `NotLeader` with the leader's address.
+
+use crate::node::{node_addr, Shared, NODE_CLIENT_ID_BASE};
+use crate::raft_types::{Applied, Proposal, ProposalBody};
+use crate::state_store::SledState;
+use futures::{future, StreamExt};
+use ledger_client::rpc::LedgerRpc;
+use ledger_client::transport;
+use ledger_core::api::{
+    AccountView, ApiError, ClientRequest, ClientResult, Consistency, NodeInfo, NodeStatus,
+    Operation, Query, QueryReply, API_VERSION, MAX_BATCH,
+};
+use ledger_core::command::{Command, Envelope, TxElements};
+use ledger_core::config::LedgerConfig;
+use ledger_core::intake;
+use ledger_core::outcome::LedgerError;
+use ledger_core::Ledger;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+use tarpc::server::{BaseChannel, Channel};
+
+/// Serves the client port until the task is aborted.
+pub async fn serve(
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = transport::listen(addr).await?;
+    let service = ClientService { shared };
+    Ok(tokio::spawn(
+        listener
+            .filter_map(|conn| future::ready(conn.ok()))
+            .map(BaseChannel::with_defaults)
+            .for_each_concurrent(None, move |channel| {
+                let service = service.clone();
+                channel
+                    .execute(service.serve())
+                    .for_each(|response| async move {
+                        tokio::spawn(response);
+                    })
+            }),
+    ))
+}
+
+#[derive(Clone)]
+struct ClientService {
+    shared: Arc<Shared>,
+}
+
+fn unavailable(reason: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable {
+        reason: reason.to_string(),
+    }
+}
+
+impl ClientService {
+    fn not_leader(&self) -> ApiError {
+        self.shared
+            .metrics
+            .not_leader
+            .fetch_add(1, Ordering::Relaxed);
+        let leader = self.shared.raft.metrics().borrow().current_leader;
+        ApiError::NotLeader {
+            leader: leader.and_then(|id| self.shared.member(id)),
+        }
+    }
+
+    fn write_error(
+        &self,
+        e: RaftError<u64, ClientWriteError<u64, crate::raft_types::NodeAddr>>,
+    ) -> ApiError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                self.shared
+                    .metrics
+                    .not_leader
+                    .fetch_add(1, Ordering::Relaxed);
+                ApiError::NotLeader {
+                    leader: f.leader_id.zip(f.leader_node).map(|(id, node)| NodeInfo {
+                        id,
+                        raft_addr: node.raft,
+                        client_addr: node.client,
+                    }),
+                }
+            }
+            other => {
+                self.shared
+                    .metrics
+                    .unavailable
+                    .fetch_add(1, Ordering::Relaxed);
+                unavailable(other)
+            }
+        }
+    }
+
+    fn ledger(&self) -> Result<Ledger<SledState>, ApiError> {
+        self.shared
+            .reader
+            .ledger()
+            .ok_or_else(|| unavailable("the cluster has no ledger yet (not initialised)"))
+    }
+
+    /// The intake: one request to one command, with secrets hashed and randomness stamped.
+    async fn to_command(
+        &self,
+        ledger: &Ledger<SledState>,
+        operation: Operation,
+    ) -> Result<Command, ApiError> {
+        let keys = &self.shared.keys;
+        let stamper = &self.shared.stamper;
+        let command = match operation {
+            Operation::OpenAccount(request) => {
+                let mut salt = [0u8; 16];
+                stamper.fill_random(&mut salt);
+                let keys = keys.clone();
+                blocking(move || intake::open_account(&keys, &request, salt)).await??
+            }
+            Operation::EpayBegin { card_number, phone } => Command::EpayBegin {
+                pan_digest: intake::card_digest(keys, &card_number)?,
+                phone,
+            },
+            Operation::EpayChooseAlias {
+                account,
+                card_password,
+                alias,
+            } => {
+                let stored = ledger
+                    .holder(account)
+                    .ok_or(LedgerError::UnknownAccount { account })?
+                    .password;
+                let keys = keys.clone();
+                let password_proof =
+                    blocking(move || intake::password_proof(&keys, &card_password, &stored))
+                        .await??;
+                Command::EpayChooseAlias {
+                    account,
+                    password_proof,
+                    alias,
+                }
+            }
+            Operation::EpayConfirm { account } => {
+                let enrolment = ledger
+                    .enrolment(account)
+                    .ok_or(LedgerError::NotEnrolling { account })?;
+                let digest = TxElements::Enrolment {
+                    account,
+                    alias: &enrolment.alias,
+                }
+                .digest();
+                let (challenge, _code) =
+                    intake::challenge_seed(keys, stamper.random_u64(), &digest);
+                Command::EpayConfirm { account, challenge }
+            }
+            Operation::EpayActivate { account, code } => {
+                let challenge = ledger
+                    .enrolment(account)
+                    .and_then(|e| e.challenge)
+                    .and_then(|c| ledger.challenge(c))
+                    .ok_or(LedgerError::NotEnrolling { account })?;
+                Command::EpayActivate {
+                    account,
+                    otp: intake::otp_proof(keys, &challenge, &code)?,
+                }
+            }
+            Operation::PaymentBegin {
+                phone,
+                last_six,
+                payee,
+                amount_fen,
+                order_id,
+            } => {
+                let lookup_digest = intake::lookup_digest(keys, &phone, &last_six)?;
+                let digest = TxElements::Payment {
+                    lookup_digest: &lookup_digest,
+                    payee,
+                    amount_fen,
+                    order_id: &order_id,
+                }
+                .digest();
+                let (challenge, _code) =
+                    intake::challenge_seed(keys, stamper.random_u64(), &digest);
+                Command::PaymentBegin {
+                    lookup_digest,
+                    payee,
+                    amount_fen,
+                    order_id,
+                    challenge,
+                }
+            }
+            Operation::PaymentConfirm { payment, code } => {
+                let challenge = ledger
+                    .payment(payment)
+                    .and_then(|p| ledger.challenge(p.challenge))
+                    .ok_or(LedgerError::UnknownPayment { payment })?;
+                Command::PaymentConfirm {
+                    payment,
+                    otp: intake::otp_proof(keys, &challenge, &code)?,
+                }
+            }
+            Operation::Command(command) => {
+                check_plain(&command)?;
+                command
+            }
+        };
+        Ok(command)
+    }
+}
+
+/// Commands with hashed fields must come through their operations, which hash them here;
+/// `AckSms` only from the node itself.
+fn check_plain(command: &Command) -> Result<(), ApiError> {
+    let reason = match command {
+        Command::OpenAccount { .. } => "open accounts with Operation::OpenAccount",
+        Command::EpayBegin { .. }
+        | Command::EpayChooseAlias { .. }
+        | Command::EpayConfirm { .. }
+        | Command::EpayActivate { .. } => "enrol with the Epay operations",
+        Command::PaymentBegin { .. } | Command::PaymentConfirm { .. } => {
+            "pay with the Payment operations"
+        }
+        Command::AckSms { .. } => "only a node acknowledges SMS",
+        _ => return Ok(()),
+    };
+    Err(ApiError::NotAllowed {
+        reason: reason.into(),
+    })
+}
+
+/// Runs slow, CPU-bound work (password hashing) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(unavailable)
+}
+
+fn view(ledger: &Ledger<SledState>, account: ledger_core::types::AccountId) -> Option<AccountView> {
+    let a = ledger.account(account)?;
+    let holder = ledger.holder(account);
+    Some(AccountView {
+        account,
+        holder_name: holder
+            .as_ref()
+            .map_or_else(|| "(internal)".into(), |h| h.name.clone()),
+        phone: holder.map(|h| h.phone).unwrap_or_default(),
+        pan_last4: String::from_utf8_lossy(&a.pan_last4).into_owned(),
+        status: a.status,
+        balance_fen: a.balance_fen,
+        merchant: a.merchant,
+        flags: a.flags,
+        vip: a.vip,
+    })
+}
+
+impl LedgerRpc for ClientService {
+    async fn submit(
+        self,
+        _: tarpc::context::Context,
+        requests: Vec<ClientRequest>,
+    ) -> Result<Vec<ClientResult>, ApiError> {
+        let started = Instant::now();
+        let metrics = &self.shared.metrics;
+        metrics.submit_calls.fetch_add(1, Ordering::Relaxed);
+        if requests.len() > MAX_BATCH {
+            return Err(ApiError::BatchTooLarge { max: MAX_BATCH });
+        }
+        if !self.shared.is_leader() {
+            return Err(self.not_leader());
+        }
+        if requests
+            .iter()
+            .any(|r| r.key.client_id >= NODE_CLIENT_ID_BASE)
+        {
+            return Err(ApiError::NotAllowed {
+                reason: format!("client ids from {NODE_CLIENT_ID_BASE} up are the nodes' own"),
+            });
+        }
+        let ledger = self.ledger()?;
+        let now_ms = self.shared.stamper.now_ms();
+        let mut results: Vec<Option<ClientResult>> = vec![None; requests.len()];
+        let mut envelopes = Vec::with_capacity(requests.len());
+        let mut slots = Vec::with_capacity(requests.len());
+        for (slot, request) in requests.into_iter().enumerate() {
+            match self.to_command(&ledger, request.operation).await {
+                Ok(command) => {
+                    envelopes.push(Envelope {
+                        key: request.key,
+                        acked_below: request.acked_below,
+                        command,
+                    });
+                    slots.push(slot);
+                }
+                Err(e) => results[slot] = Some(Err(e)),
+            }
+        }
+        if !envelopes.is_empty() {
+            let proposal = Proposal {
+                now_ms,
+                body: ProposalBody::Commands(envelopes),
+            };
+            let response = self
+                .shared
+                .raft
+                .client_write(proposal)
+                .await
+                .map_err(|e| self.write_error(e))?;
+            let Applied::Outcomes(outcomes) = response.data else {
+                return Err(unavailable(
+                    "the cluster has no ledger yet (not initialised)",
+                ));
+            };
+            for (slot, outcome) in slots.into_iter().zip(outcomes) {
+                results[slot] = Some(outcome.map_err(ApiError::Ledger));
+            }
+        }
+        let results: Vec<ClientResult> = results
+            .into_iter()
+            .map(|r| r.expect("every slot answered"))
+            .collect();
+        let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
+        metrics.commands_ok.fetch_add(ok, Ordering::Relaxed);
+        metrics
+            .commands_refused
+            .fetch_add(results.len() as u64 - ok, Ordering::Relaxed);
+        metrics.submit_latency.observe(started.elapsed());
+        Ok(results)
+    }
+
+    async fn query(
+        self,
+        _: tarpc::context::Context,
+        query: Query,
+        consistency: Consistency,
+    ) -> Result<QueryReply, ApiError> {
+        let started = Instant::now();
+        self.shared.metrics.queries.fetch_add(1, Ordering::Relaxed);
+        if consistency == Consistency::Linearizable {
+            // Read index: confirm leadership with a quorum, then wait until applied.
+            self.shared
+                .raft
+                .ensure_linearizable()
+                .await
+                .map_err(|e| match e {
+                    RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
+                        _,
+                    )) => self.not_leader(),
+                    other => unavailable(other),
+                })?;
+        }
+        let ledger = self.ledger()?;
+        let reply = match query {
+            Query::Account(a) => QueryReply::Account(view(&ledger, a)),
+            Query::Credential(a) => QueryReply::Credential(ledger.credential(a)),
+            Query::Merchant(m) => QueryReply::Merchant(ledger.merchant(m)),
+            Query::Pool(p) => QueryReply::Pool(ledger.pool(p)),
+            Query::Voucher(a, p) => QueryReply::Voucher(ledger.voucher(a, p)),
+            Query::Payment(p) => QueryReply::Payment(ledger.payment(p)),
+            Query::StateHash => QueryReply::StateHash {
+                applied_index: self.shared.reader.applied_index().unwrap_or(0),
+                hash: ledger.state_hash(),
+            },
+        };
+        self.shared.metrics.query_latency.observe(started.elapsed());
+        Ok(reply)
+    }
+
+    async fn status(self, _: tarpc::context::Context) -> NodeStatus {
+        let m = self.shared.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        NodeStatus {
+            api_version: API_VERSION,
+            id: m.id,
+            role: match m.state {
+                ServerState::Leader => "Leader",
+                ServerState::Follower => "Follower",
+                ServerState::Candidate => "Candidate",
+                ServerState::Learner => "Learner",
+                ServerState::Shutdown => "Shutdown",
+            }
+            .into(),
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log_index: m.last_log_index,
+            applied_index: m.last_applied.map(|l| l.index),
+            replication: m
+                .replication
+                .as_ref()
+                .map(|r| r.iter().map(|(id, l)| (*id, l.map(|l| l.index))).collect())
+                .unwrap_or_default(),
+            members: membership
+                .nodes()
+                .map(|(id, n)| NodeInfo {
+                    id: *id,
+                    raft_addr: n.raft.clone(),
+                    client_addr: n.client.clone(),
+                })
+                .collect(),
+            voters: membership.voter_ids().collect(),
+        }
+    }
+
+    async fn init_cluster(
+        self,
+        _: tarpc::context::Context,
+        members: Vec<NodeInfo>,
+        config: LedgerConfig,
+    ) -> Result<(), ApiError> {
+        let nodes: BTreeMap<u64, crate::raft_types::NodeAddr> =
+            members.iter().map(|m| (m.id, node_addr(m))).collect();
+        match self.shared.raft.initialize(nodes).await {
+            Ok(()) => {}
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {}
+            Err(e) => return Err(unavailable(e)),
+        }
+        // Genesis goes through the leader, once an election has produced one.
+        let metrics = self
+            .shared
+            .raft
+            .wait(Some(std::time::Duration::from_secs(10)))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await
+            .map_err(unavailable)?;
+        if metrics.current_leader != Some(self.shared.id) {
+            return Err(self.not_leader());
+        }
+        let proposal = Proposal {
+            now_ms: self.shared.stamper.now_ms(),
+            body: ProposalBody::Genesis(config),
+        };
+        self.shared
+            .raft
+            .client_write(proposal)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        Ok(())
+    }
+
+    async fn add_node(self, _: tarpc::context::Context, node: NodeInfo) -> Result<(), ApiError> {
+        if !self.shared.is_leader() {
+            return Err(self.not_leader());
+        }
+        self.shared
+            .raft
+            .add_learner(node.id, node_addr(&node), true)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        let voters = ChangeMembers::AddVoterIds(BTreeSet::from([node.id]));
+        self.shared
+            .raft
+            .change_membership(voters, false)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        Ok(())
+    }
+
+    async fn remove_node(self, _: tarpc::context::Context, id: u64) -> Result<(), ApiError> {
+        if !self.shared.is_leader() {
+            return Err(self.not_leader());
+        }
+        let voters = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
+        self.shared
+            .raft
+            .change_membership(voters, false)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        Ok(())
+    }
+}
