@@ -98,7 +98,10 @@ enum Attempt<T> {
 impl Client {
     /// A client for the cluster at `config.endpoints`. Connections open on first use.
     pub fn new(config: ClientConfig) -> Self {
-        let client_id = config.client_id.unwrap_or_else(|| rand::thread_rng().gen());
+        // Ids from 2^63 up are the nodes' own.
+        let client_id = config
+            .client_id
+            .unwrap_or_else(|| rand::thread_rng().gen::<u64>() >> 1);
         // Request ids start at the wall clock in µs, so a restarted process reusing its
         // client id still sends ids above everything it sent before.
         let now_us = std::time::SystemTime::now()
@@ -220,7 +223,10 @@ impl Client {
             }
             let endpoint = self.pick_endpoint(attempt);
             let outcome = match self.connection(&endpoint).await {
-                Err(e) => Attempt::Retry(e),
+                Err(e) => {
+                    self.forget(&endpoint);
+                    Attempt::Retry(e)
+                }
                 Ok(conn) => {
                     match tokio::time::timeout(self.config.call_timeout, f(conn, self.context()))
                         .await

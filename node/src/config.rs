@@ -68,6 +68,9 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "LEDGER_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Build a snapshot (and purge the log behind it) every this many log entries.
+    #[arg(long, env = "LEDGER_SNAPSHOT_EVERY")]
+    pub snapshot_every: Option<u64>,
 }
 
 /// The same settings in a TOML file.
@@ -88,6 +91,7 @@ struct FileConfig {
     sms: Option<String>,
     cache_mb: Option<u64>,
     log_format: Option<LogFormat>,
+    snapshot_every: Option<u64>,
 }
 
 /// A complete, checked node configuration.
@@ -106,7 +110,12 @@ pub struct NodeConfig {
     pub sms: String,
     pub cache_bytes: u64,
     pub log_format: LogFormat,
+    /// Log entries between snapshots.
+    pub snapshot_every: u64,
 }
+
+/// Log entries between snapshots unless configured.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
 
 /// What is wrong with a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -225,6 +234,11 @@ impl RunArgs {
                 .log_format
                 .or(file.log_format)
                 .unwrap_or(LogFormat::Human),
+            snapshot_every: self
+                .snapshot_every
+                .or(file.snapshot_every)
+                .unwrap_or(DEFAULT_SNAPSHOT_EVERY)
+                .max(1),
         })
     }
 }

@@ -118,7 +118,11 @@ async fn start_node(config: &NodeConfig) -> Result<RunningNode, String> {
         client_addr: config.client_addr,
         data_dir: config.data_dir.clone(),
         keys,
-        raft_config: default_raft_config(),
+        raft_config: openraft::Config {
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+            max_in_snapshot_log_to_keep: config.snapshot_every / 10,
+            ..default_raft_config()
+        },
         stamper: Arc::new(SystemStamper),
         sms: Arc::new(DevGateway::new(outbox, config.id)),
         sms_interval: Duration::from_millis(100),
@@ -192,6 +196,7 @@ async fn dev(args: DevArgs) -> Result<(), String> {
             sms: "dev".into(),
             cache_bytes: 64 * 1024 * 1024,
             log_format: args.log_format,
+            snapshot_every: ledger_node::config::DEFAULT_SNAPSHOT_EVERY,
         };
         nodes.push((start_node(&config).await?, config));
     }

@@ -1,3 +1,431 @@
-//! End-to-end tests over real `ledger-node` processes on 127.0.0.1 (to come with the
-//! replicated node): elections, writes sent to followers, kill -9 of the leader under load,
-//! snapshot catch-up, full restarts and membership changes.
+//! End-to-end test harness: real `ledger-node` processes on 127.0.0.1, each with its own
+//! data directory under a temporary folder that is removed afterwards. Processes are killed
+//! (SIGKILL) when a test ends, passes or panics.
+//!
+//! The harness builds `ledger-node` with cargo (same profile as the test) the first time a
+//! test asks for it, so `cargo test --workspace` needs nothing built beforehand.
+
+use ledger_client::sms::{read_outbox, DevSms, DEV_OUTBOX_FILE};
+use ledger_client::{Client, ClientConfig, Consistency, NodeInfo, NodeStatus, Query, QueryReply};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// PBKDF2 rounds in tests: the rules are tested elsewhere, speed matters here.
+const TEST_PASSWORD_ITERATIONS: &str = "1000";
+
+/// End-to-end tests run one at a time: a 2-core machine cannot hold two clusters' elections.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The `ledger-node` binary of the current profile, built once per test process.
+pub fn node_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            if let Ok(path) = std::env::var("LEDGER_NODE_BIN") {
+                return PathBuf::from(path);
+            }
+            let exe = std::env::current_exe().expect("test executable path");
+            let profile_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("target/<profile>/deps");
+            let release = profile_dir.file_name().is_some_and(|n| n == "release");
+            let mut build = Command::new(env!("CARGO"));
+            build.args(["build", "-p", "ledger-node", "--bin", "ledger-node"]);
+            if release {
+                build.arg("--release");
+            }
+            build.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+            let status = build.status().expect("run cargo build");
+            assert!(status.success(), "building ledger-node failed");
+            profile_dir.join("ledger-node")
+        })
+        .clone()
+}
+
+/// `n` distinct free TCP ports on 127.0.0.1: all bound at once (so none repeats), then
+/// released for the nodes to take.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
+}
+
+/// Waits until `check` returns Some, or panics with `what` at the deadline.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One node: its addresses, data directory and process (if running).
+pub struct NodeProcess {
+    pub info: NodeInfo,
+    pub admin_addr: String,
+    pub data_dir: PathBuf,
+    child: Mutex<Option<Child>>,
+}
+
+impl NodeProcess {
+    fn take_child(&self) -> Option<Child> {
+        self.child.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Whether the process was started and has exited on its own.
+    fn exited(&self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+}
+
+/// A cluster of real node processes.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    pub nodes: Vec<NodeProcess>,
+    members: Vec<NodeInfo>,
+    snapshot_every: u64,
+}
+
+impl Cluster {
+    /// Starts `n` nodes, initialises them as one cluster, and waits for a leader and the
+    /// ledger's genesis on every node.
+    pub async fn start(n: u64) -> Cluster {
+        Self::start_with(n, 10_000).await
+    }
+
+    /// Like `start`, with a snapshot every `snapshot_every` log entries.
+    pub async fn start_with(n: u64, snapshot_every: u64) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("ledger-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::write(dir.path().join("master.key"), [7u8; 32]).expect("master key");
+        let mut cluster = Cluster {
+            dir,
+            nodes: Vec::new(),
+            members: Vec::new(),
+            snapshot_every,
+        };
+        for id in 1..=n {
+            cluster.add_process(id);
+        }
+        cluster.members = cluster.nodes.iter().map(|n| n.info.clone()).collect();
+        for i in 0..cluster.nodes.len() {
+            cluster.spawn(i, i == 0);
+        }
+        cluster.wait_ready(&cluster.ids()).await;
+        cluster
+    }
+
+    /// Ids of all nodes the harness knows.
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.iter().map(|n| n.info.id).collect()
+    }
+
+    /// Creates (but does not start) the process slot of a new node `id`.
+    pub fn add_process(&mut self, id: u64) -> usize {
+        let taken: Vec<String> = self
+            .nodes
+            .iter()
+            .flat_map(|n| {
+                [
+                    n.info.raft_addr.clone(),
+                    n.info.client_addr.clone(),
+                    n.admin_addr.clone(),
+                ]
+            })
+            .collect();
+        let ports: Vec<u16> = free_ports(3 + taken.len())
+            .into_iter()
+            .filter(|p| !taken.contains(&format!("127.0.0.1:{p}")))
+            .take(3)
+            .collect();
+        let info = NodeInfo {
+            id,
+            raft_addr: format!("127.0.0.1:{}", ports[0]),
+            client_addr: format!("127.0.0.1:{}", ports[1]),
+        };
+        let data_dir = self.dir.path().join(format!("node{id}"));
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        self.nodes.push(NodeProcess {
+            info,
+            admin_addr: format!("127.0.0.1:{}", ports[2]),
+            data_dir,
+            child: Mutex::new(None),
+        });
+        self.nodes.len() - 1
+    }
+
+    fn index(&self, id: u64) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.info.id == id)
+            .expect("known node id")
+    }
+
+    /// Starts node at `index` (with `--init` on the first start of the first node).
+    fn spawn(&mut self, index: usize, init: bool) {
+        let binary = node_binary();
+        let node = &self.nodes[index];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.data_dir.join("node.log"))
+            .expect("log file");
+        let mut command = Command::new(binary);
+        command
+            .arg("run")
+            .args(["--id", &node.info.id.to_string()])
+            .args(["--raft-addr", &node.info.raft_addr])
+            .args(["--client-addr", &node.info.client_addr])
+            .args(["--admin-addr", &node.admin_addr])
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .arg("--master-key-file")
+            .arg(self.dir.path().join("master.key"))
+            .args(["--password-iterations", TEST_PASSWORD_ITERATIONS])
+            .args(["--snapshot-every", &self.snapshot_every.to_string()])
+            .args(["--cache-mb", "32"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .env_remove("LEDGER_CONFIG");
+        if init {
+            command.arg("--init");
+            for m in &self.members {
+                command
+                    .arg("--peer")
+                    .arg(format!("{}={},{}", m.id, m.raft_addr, m.client_addr));
+            }
+        }
+        let child = command.spawn().expect("spawn ledger-node");
+        *self.nodes[index]
+            .child
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(child);
+    }
+
+    /// Starts a node that is not running (a restart keeps its data directory).
+    pub fn restart(&mut self, id: u64) {
+        let index = self.index(id);
+        assert!(!self.is_running(id), "node {id} is running");
+        self.spawn(index, false);
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self, id: u64) {
+        let index = self.index(id);
+        if let Some(mut child) = self.nodes[index].take_child() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit (within 10 s, else SIGKILL and fail).
+    pub fn stop(&mut self, id: u64) {
+        let index = self.index(id);
+        let Some(mut child) = self.nodes[index].take_child() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                assert!(
+                    status.success(),
+                    "node {id} exited with {status} on SIGTERM"
+                );
+                return;
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!("node {id} did not stop within 10 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn is_running(&self, id: u64) -> bool {
+        self.nodes[self.index(id)]
+            .child
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// Panics, with its log, if a node the harness started has exited on its own.
+    pub fn assert_alive(&self) {
+        for node in &self.nodes {
+            if let Some(status) = node.exited() {
+                panic!(
+                    "node {} exited with {status}; its log:\n{}",
+                    node.info.id,
+                    self.log(node.info.id)
+                );
+            }
+        }
+    }
+
+    pub fn info(&self, id: u64) -> NodeInfo {
+        self.nodes[self.index(id)].info.clone()
+    }
+
+    /// A client over the endpoints of the given nodes.
+    pub fn client_for(&self, ids: &[u64]) -> Client {
+        let mut config = ClientConfig::new(ids.iter().map(|id| self.info(*id).client_addr));
+        config.call_timeout = Duration::from_secs(3);
+        config.max_attempts = 30;
+        config.backoff_max = Duration::from_millis(500);
+        Client::new(config)
+    }
+
+    /// A client over every node.
+    pub fn client(&self) -> Client {
+        self.client_for(&self.ids())
+    }
+
+    /// The status of a node, if it answers.
+    pub async fn status(&self, id: u64) -> Option<NodeStatus> {
+        let mut config = ClientConfig::new([self.info(id).client_addr]);
+        config.call_timeout = Duration::from_secs(2);
+        config.max_attempts = 1;
+        let client = Client::new(config);
+        client
+            .cluster_status()
+            .await
+            .pop()
+            .and_then(|(_, s)| s.ok())
+    }
+
+    /// Waits until every listed node answers, agrees on one leader, and has the ledger.
+    pub async fn wait_ready(&self, ids: &[u64]) -> u64 {
+        eventually(
+            "a leader that every node knows, and the ledger's genesis",
+            Duration::from_secs(60),
+            || async {
+                self.assert_alive();
+                let mut leader = None;
+                for id in ids {
+                    let s = self.status(*id).await?;
+                    if leader.is_some() && s.leader != leader {
+                        return None;
+                    }
+                    leader = s.leader;
+                    self.state_hash(*id).await?;
+                }
+                leader
+            },
+        )
+        .await
+    }
+
+    /// The current leader as seen by the running nodes (all of them agreeing).
+    pub async fn leader(&self) -> u64 {
+        let running: Vec<u64> = self
+            .ids()
+            .into_iter()
+            .filter(|id| self.is_running(*id))
+            .collect();
+        self.wait_ready(&running).await
+    }
+
+    /// A node's applied index and state hash (a stale, local read).
+    pub async fn state_hash(&self, id: u64) -> Option<(u64, ledger_core::types::Digest32)> {
+        let mut config = ClientConfig::new([self.info(id).client_addr]);
+        config.max_attempts = 1;
+        config.call_timeout = Duration::from_secs(2);
+        match Client::new(config)
+            .query(Query::StateHash, Consistency::Stale)
+            .await
+        {
+            Ok(QueryReply::StateHash {
+                applied_index,
+                hash,
+            }) => Some((applied_index, hash)),
+            _ => None,
+        }
+    }
+
+    /// Waits until the listed nodes have applied the same index with the same state hash.
+    pub async fn wait_converged(&self, ids: &[u64]) -> ledger_core::types::Digest32 {
+        eventually(
+            "replicas with equal applied index and state hash",
+            Duration::from_secs(60),
+            || async {
+                let mut seen = None;
+                for id in ids {
+                    let here = self.state_hash(*id).await?;
+                    match seen {
+                        None => seen = Some(here),
+                        Some(s) if s == here => {}
+                        Some(_) => return None,
+                    }
+                }
+                seen.map(|(_, hash)| hash)
+            },
+        )
+        .await
+    }
+
+    /// Every SMS any node's development gateway wrote.
+    pub fn sms(&self) -> Vec<DevSms> {
+        self.nodes
+            .iter()
+            .flat_map(|n| read_outbox(&n.data_dir.join(DEV_OUTBOX_FILE)).unwrap_or_default())
+            .collect()
+    }
+
+    /// Waits for the SMS of challenge `id` and returns its code.
+    pub async fn otp(&self, challenge: u64) -> String {
+        eventually("the SMS with the code", Duration::from_secs(20), || async {
+            self.sms()
+                .into_iter()
+                .filter(|m| m.id == challenge)
+                .find_map(|m| m.code())
+        })
+        .await
+    }
+
+    /// The log of a node, for failure messages.
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.nodes[self.index(id)].data_dir.join("node.log"))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.take_child() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! End-to-end tests over real `ledger-node` processes on 127.0.0.1.
+
+use ledger_client::rpc::LedgerRpcClient;
+use ledger_client::{Client, ClientError, Consistency, Operation, Query, QueryReply};
+use ledger_core::api::ApiError;
+use ledger_core::command::{CampaignFlags, Command};
+use ledger_core::intake::{OpenAccountRequest, Secret};
+use ledger_core::outcome::Reply;
+use ledger_core::types::{AccountId, MerchantKind, Payee, RequestKey};
+use ledger_tests::{eventually, serial, Cluster};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A 16-digit Luhn-valid card number from `n`.
+fn pan(n: u64) -> String {
+    ledger_core::driver::test_pan(n)
+}
+
+async fn open_account(client: &Client, n: u64) -> AccountId {
+    let request = OpenAccountRequest {
+        holder_name: format!("holder {n}"),
+        card_number: Secret::new(pan(n)),
+        card_password: Secret::new("135790"),
+        phone: ledger_core::driver::test_phone(n),
+        flags: CampaignFlags::default(),
+    };
+    match client.submit(Operation::OpenAccount(request)).await {
+        Ok(Reply::AccountOpened { account }) => account,
+        other => panic!("open account: {other:?}"),
+    }
+}
+
+async fn balance(client: &Client, account: AccountId) -> i64 {
+    match client
+        .query(Query::Account(account), Consistency::Linearizable)
+        .await
+    {
+        Ok(QueryReply::Account(Some(view))) => view.balance_fen,
+        other => panic!("balance of {account}: {other:?}"),
+    }
+}
+
+fn deposit(account: AccountId, amount_fen: u64) -> Operation {
+    Operation::Command(Command::Deposit {
+        account,
+        amount_fen,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_elects_exactly_one_leader_that_every_node_knows() {
+    let _serial = serial();
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let mut leaders = 0;
+    let mut terms = Vec::new();
+    for id in cluster.ids() {
+        let status = cluster.status(id).await.expect("status");
+        assert_eq!(status.leader, Some(leader));
+        assert_eq!(status.voters, vec![1, 2, 3]);
+        leaders += usize::from(status.role == "Leader");
+        terms.push(status.term);
+    }
+    assert_eq!(leaders, 1, "exactly one node says it leads");
+    assert!(
+        terms.windows(2).all(|w| w[0] == w[1]),
+        "terms agree: {terms:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_sent_to_a_follower_names_the_leader_and_the_client_follows_it() {
+    let _serial = serial();
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster
+        .ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .expect("a follower");
+
+    let transport = ledger_client::transport::connect(
+        &cluster.info(follower).client_addr,
+        Duration::from_secs(1),
+    )
+    .await
+    .expect("connect");
+    let raw = LedgerRpcClient::new(tarpc::client::Config::default(), transport).spawn();
+    let request = ledger_core::api::ClientRequest {
+        key: RequestKey {
+            client_id: 1,
+            request_id: 1,
+        },
+        acked_below: 0,
+        operation: deposit(AccountId(16), 1),
+    };
+    let answer = raw
+        .submit(tarpc::context::current(), vec![request])
+        .await
+        .expect("rpc");
+    assert_eq!(
+        answer,
+        Err(ApiError::NotLeader {
+            leader: Some(cluster.info(leader))
+        })
+    );
+
+    // A client that only knows the follower still gets its write applied, by the leader.
+    let client = cluster.client_for(&[follower]);
+    let account = open_account(&client, 1).await;
+    client
+        .submit(deposit(account, 500))
+        .await
+        .expect("deposit through a follower");
+    assert_eq!(balance(&client, account).await, 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_under_load_loses_no_acknowledged_payment() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(3).await;
+    let client = Arc::new(cluster.client());
+    let account = open_account(&client, 1).await;
+
+    // Four writers deposit 1 fen each, every deposit under its own key, for ~6 s.
+    let acknowledged: Arc<Mutex<Vec<(RequestKey, Reply)>>> = Arc::default();
+    let attempted = Arc::new(AtomicU64::new(0));
+    let stop_at = Instant::now() + Duration::from_secs(6);
+    let mut writers = Vec::new();
+    for _ in 0..4 {
+        let (client, acknowledged, attempted) =
+            (client.clone(), acknowledged.clone(), attempted.clone());
+        writers.push(tokio::spawn(async move {
+            while Instant::now() < stop_at {
+                let key = client.new_key();
+                attempted.fetch_add(1, Ordering::Relaxed);
+                if let Ok(reply) = client.submit_with_key(key, deposit(account, 1)).await {
+                    acknowledged.lock().unwrap().push((key, reply));
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let old_leader = cluster.leader().await;
+    let before_kill = acknowledged.lock().unwrap().len();
+    cluster.kill(old_leader);
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, old_leader);
+
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let attempted = attempted.load(Ordering::Relaxed) as i64;
+    eprintln!(
+        "killed {old_leader}; new leader {new_leader}; acknowledged {} ({before_kill} before the kill) of {attempted}",
+        acknowledged.len()
+    );
+    assert!(
+        acknowledged.len() > before_kill,
+        "the new leader served no write after the kill; its log:\n{}",
+        cluster.log(new_leader)
+    );
+    let final_balance = balance(&client, account).await;
+    assert!(
+        acknowledged.len() as i64 <= final_balance && final_balance <= attempted,
+        "acknowledged {} <= balance {final_balance} <= attempted {attempted}",
+        acknowledged.len()
+    );
+    // Retrying an acknowledged deposit never applies it twice: the answer is the original
+    // reply, or, once the client acknowledged it, a refusal as too old.
+    for (key, reply) in acknowledged.iter().rev().take(50) {
+        match client.submit_with_key(*key, deposit(account, 1)).await {
+            Ok(again) => assert_eq!(&again, reply),
+            Err(ClientError::Refused(ledger_core::LedgerError::RequestTooOld { .. })) => {}
+            Err(e) => panic!("retry of {key:?}: {e}"),
+        }
+    }
+    assert_eq!(balance(&client, account).await, final_balance);
+
+    cluster.restart(old_leader);
+    cluster.wait_converged(&cluster.ids()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_down_long_enough_catches_up_from_a_snapshot() {
+    let _serial = serial();
+    let mut cluster = Cluster::start_with(3, 50).await;
+    let client = cluster.client();
+    let account = open_account(&client, 1).await;
+    let leader = cluster.leader().await;
+    let lagging = cluster
+        .ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .expect("a follower");
+    cluster.kill(lagging);
+    for _ in 0..300 {
+        client.submit(deposit(account, 1)).await.expect("deposit");
+    }
+    cluster.restart(lagging);
+    let hash = cluster.wait_converged(&cluster.ids()).await;
+    assert!(
+        cluster.log(lagging).contains("snapshot installed"),
+        "node {lagging} caught up without a snapshot:\n{}",
+        cluster.log(lagging)
+    );
+    assert_eq!(balance(&client, account).await, 300);
+    assert_eq!(cluster.state_hash(lagging).await.expect("hash").1, hash);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_cluster_restart_preserves_state_on_every_replica() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(3).await;
+    let client = cluster.client();
+    let a = open_account(&client, 1).await;
+    let b = open_account(&client, 2).await;
+    client.submit(deposit(a, 10_000)).await.expect("deposit");
+    client
+        .submit(Operation::Command(Command::Transfer {
+            source: a,
+            target: b,
+            amount_fen: 2_500,
+        }))
+        .await
+        .expect("transfer");
+    let before = cluster.wait_converged(&cluster.ids()).await;
+    for id in cluster.ids() {
+        cluster.kill(id);
+    }
+    for id in cluster.ids() {
+        cluster.restart(id);
+    }
+    cluster.leader().await;
+    let after = cluster.wait_converged(&cluster.ids()).await;
+    assert_eq!(before, after, "state hash after restart");
+    let client = cluster.client();
+    assert_eq!(
+        (balance(&client, a).await, balance(&client, b).await),
+        (7_500, 2_500)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_grows_from_three_to_five_nodes_and_back() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(3).await;
+    let client = cluster.client_for(&[1, 2, 3]);
+    let account = open_account(&client, 1).await;
+    for id in [4, 5] {
+        cluster.add_process(id);
+        cluster.restart(id);
+        client.add_node(cluster.info(id)).await.expect("add node");
+    }
+    let voters = eventually("five voters", Duration::from_secs(30), || async {
+        let s = cluster.status(cluster.leader().await).await?;
+        (s.voters.len() == 5).then_some(s.voters)
+    })
+    .await;
+    assert_eq!(voters, vec![1, 2, 3, 4, 5]);
+    client
+        .submit(deposit(account, 7))
+        .await
+        .expect("write with five voters");
+    cluster.wait_converged(&[1, 2, 3, 4, 5]).await;
+
+    for id in [4, 5] {
+        client.remove_node(id).await.expect("remove node");
+    }
+    let voters = eventually("three voters", Duration::from_secs(30), || async {
+        let s = cluster.status(cluster.leader().await).await?;
+        (s.voters.len() == 3).then_some(s.voters)
+    })
+    .await;
+    assert_eq!(voters, vec![1, 2, 3]);
+    cluster.stop(4);
+    cluster.stop(5);
+    client
+        .submit(deposit(account, 3))
+        .await
+        .expect("write with three voters again");
+    assert_eq!(balance(&client, account).await, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_epay_payment_is_confirmed_with_the_otp_from_the_sms() {
+    let _serial = serial();
+    let cluster = Cluster::start(3).await;
+    let client = cluster.client();
+    let payer = open_account(&client, 1).await;
+    let shop = open_account(&client, 2).await;
+    client
+        .submit(deposit(payer, 100_000))
+        .await
+        .expect("deposit");
+    let phone = ledger_core::driver::test_phone(1);
+
+    // Enrolment in four steps, the code read from the SMS outbox.
+    client
+        .submit(Operation::EpayBegin {
+            card_number: Secret::new(pan(1)),
+            phone: phone.clone(),
+        })
+        .await
+        .expect("step 1");
+    client
+        .submit(Operation::EpayChooseAlias {
+            account: payer,
+            card_password: Secret::new("135790"),
+            alias: "小王".into(),
+        })
+        .await
+        .expect("step 2");
+    let Ok(Reply::ChallengeIssued { challenge, .. }) = client
+        .submit(Operation::EpayConfirm { account: payer })
+        .await
+    else {
+        panic!("step 3")
+    };
+    let code = cluster.otp(challenge.0).await;
+    client
+        .submit(Operation::EpayActivate {
+            account: payer,
+            code: Secret::new(code),
+        })
+        .await
+        .expect("step 4");
+
+    let Ok(Reply::MerchantRegistered { merchant }) = client
+        .submit(Operation::Command(Command::RegisterMerchant {
+            kind: MerchantKind::Pos,
+            name: "湘江小店".into(),
+            settlement_account: shop,
+            contact_phone: ledger_core::driver::test_phone(2),
+            terminals: 1,
+        }))
+        .await
+    else {
+        panic!("register merchant")
+    };
+    let last_six = &pan(1)[10..];
+    let Ok(Reply::PaymentPending {
+        payment, challenge, ..
+    }) = client
+        .submit(Operation::PaymentBegin {
+            phone,
+            last_six: Secret::new(last_six),
+            payee: Payee::Merchant(merchant),
+            amount_fen: 10_000,
+            order_id: "order-1".into(),
+        })
+        .await
+    else {
+        panic!("payment step 1")
+    };
+    let sms = eventually("the payment SMS", Duration::from_secs(20), || async {
+        cluster.sms().into_iter().find(|m| m.id == challenge.0)
+    })
+    .await;
+    assert!(
+        sms.text.contains("小王") && sms.text.contains("湘江小店") && sms.text.contains("100.00"),
+        "{}",
+        sms.text
+    );
+    let code = sms.code().expect("code in the SMS");
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let refused = client
+        .submit(Operation::PaymentConfirm {
+            payment,
+            code: Secret::new(wrong),
+        })
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(ClientError::Refused(ledger_core::LedgerError::WrongOtp {
+                attempts_left: 2
+            }))
+        ),
+        "{refused:?}"
+    );
+    let settled = client
+        .submit(Operation::PaymentConfirm {
+            payment,
+            code: Secret::new(code),
+        })
+        .await;
+    assert!(
+        matches!(
+            settled,
+            Ok(Reply::PaymentSettled {
+                debited_fen: 10_000,
+                ..
+            })
+        ),
+        "{settled:?}"
+    );
+    assert_eq!(
+        (balance(&client, payer).await, balance(&client, shop).await),
+        (90_000, 10_000)
+    );
+    // The code never reached a node's log.
+    for id in cluster.ids() {
+        assert!(
+            !cluster.log(id).contains(&pan(1)),
+            "card number in node {id}'s log"
+        );
+    }
+}
