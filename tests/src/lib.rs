@@ -10,7 +10,7 @@ use ledger_client::{Client, ClientConfig, Consistency, NodeInfo, NodeStatus, Que
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// PBKDF2 rounds in tests: the rules are tested elsewhere, speed matters here.

@@ -50,7 +50,7 @@ fn deposit(account: AccountId, amount_fen: u64) -> Operation {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_elects_exactly_one_leader_that_every_node_knows() {
-    let _serial = serial();
+    let _serial = serial().await;
     let cluster = Cluster::start(3).await;
     let leader = cluster.leader().await;
     let mut leaders = 0;
@@ -71,7 +71,7 @@ async fn a_cluster_elects_exactly_one_leader_that_every_node_knows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_sent_to_a_follower_names_the_leader_and_the_client_follows_it() {
-    let _serial = serial();
+    let _serial = serial().await;
     let cluster = Cluster::start(3).await;
     let leader = cluster.leader().await;
     let follower = cluster
@@ -118,7 +118,7 @@ async fn a_write_sent_to_a_follower_names_the_leader_and_the_client_follows_it()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_under_load_loses_no_acknowledged_payment() {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut cluster = Cluster::start(3).await;
     let client = Arc::new(cluster.client());
     let account = open_account(&client, 1).await;
@@ -185,7 +185,7 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_payment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_down_long_enough_catches_up_from_a_snapshot() {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut cluster = Cluster::start_with(3, 50).await;
     let client = cluster.client();
     let account = open_account(&client, 1).await;
@@ -212,7 +212,7 @@ async fn a_node_down_long_enough_catches_up_from_a_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_cluster_restart_preserves_state_on_every_replica() {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut cluster = Cluster::start(3).await;
     let client = cluster.client();
     let a = open_account(&client, 1).await;
@@ -245,7 +245,7 @@ async fn a_full_cluster_restart_preserves_state_on_every_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_grows_from_three_to_five_nodes_and_back() {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut cluster = Cluster::start(3).await;
     let client = cluster.client_for(&[1, 2, 3]);
     let account = open_account(&client, 1).await;
@@ -286,7 +286,7 @@ async fn membership_grows_from_three_to_five_nodes_and_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_epay_payment_is_confirmed_with_the_otp_from_the_sms() {
-    let _serial = serial();
+    let _serial = serial().await;
     let cluster = Cluster::start(3).await;
     let client = cluster.client();
     let payer = open_account(&client, 1).await;
