@@ -17,11 +17,10 @@ use std::time::{Duration, Instant};
 const TEST_PASSWORD_ITERATIONS: &str = "1000";
 
 /// End-to-end tests run one at a time: a 2-core machine cannot hold two clusters' elections.
-pub fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// (An async lock: a test holds it across awaits, and a panicking test releases it.)
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
 }
 
 /// The `ledger-node` binary of the current profile, built once per test process.
