@@ -34,7 +34,14 @@ pub struct ClientConfig {
     pub backoff_max: Duration,
     /// The idempotency client id; random when None. Reuse it only with increasing request ids.
     pub client_id: Option<u64>,
+    /// Most requests this client has outstanding at once. Must stay below the ledger's
+    /// `idempotency_window_per_client` (default 1,024), so that the ledger never forgets a
+    /// record of this client before the client has its answer.
+    pub max_in_flight: usize,
 }
+
+/// Default of `ClientConfig::max_in_flight`.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
 impl ClientConfig {
     pub fn new(endpoints: impl IntoIterator<Item = impl Into<String>>) -> Self {
@@ -46,6 +53,7 @@ impl ClientConfig {
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             client_id: None,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -88,6 +96,7 @@ pub struct Client {
     config: ClientConfig,
     client_id: u64,
     state: Mutex<State>,
+    in_flight: tokio::sync::Semaphore,
 }
 
 enum Attempt<T> {
@@ -108,6 +117,7 @@ impl Client {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_micros() as u64);
         Client {
+            in_flight: tokio::sync::Semaphore::new(config.max_in_flight),
             config,
             client_id,
             state: Mutex::new(State {
@@ -303,11 +313,15 @@ impl Client {
         &self,
         operations: Vec<(RequestKey, Operation)>,
     ) -> Result<Vec<Result<Reply, ClientError>>, ClientError> {
-        if operations.len() > MAX_BATCH {
-            return Err(ClientError::Rejected(ApiError::BatchTooLarge {
-                max: MAX_BATCH,
-            }));
+        let max = MAX_BATCH.min(self.config.max_in_flight);
+        if operations.len() > max {
+            return Err(ClientError::Rejected(ApiError::BatchTooLarge { max }));
         }
+        let _permits = self
+            .in_flight
+            .acquire_many(operations.len() as u32)
+            .await
+            .expect("the semaphore is never closed");
         {
             let mut state = self.state.lock().expect("client state");
             state
@@ -329,7 +343,10 @@ impl Client {
                 async move { c.submit(ctx, requests).await }
             })
             .await;
-        if answer.is_ok() {
+        // Answered or given up on: either way this client stops holding the ledger's records
+        // for these keys. A caller that retries an unanswered key later may be told it is
+        // too old: it was then applied at most once, and never will be again.
+        {
             let mut state = self.state.lock().expect("client state");
             for (key, _) in &operations {
                 state.in_flight.remove(&key.request_id);

@@ -95,24 +95,38 @@ impl Store for SledState {
         if from >= to {
             return Vec::new();
         }
-        let pending: Vec<(&Key, &Option<Value>)> = self.overlay.range(*from..*to).collect();
-        let mut rows: Vec<(Key, Value)> = self
+        // Merge the stored records with the pending writes, both in key order, stopping at
+        // `limit`: pending writes replace stored records, pending deletions hide them.
+        let mut stored = self
             .tree
             .range(from.encode()..to.encode())
-            .take(limit.saturating_add(pending.len()))
             .map(|r| {
                 let (k, v) = r.unwrap_or_else(|e| panic!("state scan failed: {e}"));
                 decode(&k, &v)
             })
-            .collect();
-        for (key, value) in pending {
-            rows.retain(|(k, _)| k != key);
-            if let Some(v) = value {
-                rows.push((*key, v.clone()));
+            .peekable();
+        let mut pending = self.overlay.range(*from..*to).peekable();
+        let mut rows = Vec::new();
+        while rows.len() < limit {
+            let order = match (stored.peek(), pending.peek()) {
+                (None, None) => break,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some((sk, _)), Some((pk, _))) => sk.cmp(pk),
+            };
+            if order == std::cmp::Ordering::Equal {
+                stored.next(); // replaced or deleted by the pending write
+            }
+            let take_pending = order != std::cmp::Ordering::Less;
+            if take_pending {
+                let (k, v) = pending.next().expect("peeked");
+                if let Some(v) = v {
+                    rows.push((*k, v.clone()));
+                }
+            } else {
+                rows.push(stored.next().expect("peeked"));
             }
         }
-        rows.sort_by_key(|row| row.0);
-        rows.truncate(limit);
         rows
     }
 
