@@ -16,6 +16,7 @@ pub mod log_store;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod proposer;
 pub mod raft_types;
 pub mod service;
 pub mod sms;

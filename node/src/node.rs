@@ -4,6 +4,7 @@
 use crate::log_store::LogStore;
 use crate::metrics::Metrics;
 use crate::network::{self, Network};
+use crate::proposer::Proposer;
 use crate::raft_types::{NodeAddr, NodeId, Proposal, ProposalBody, Raft, TypeConfig};
 use crate::service;
 use crate::sms::{self, SmsGateway};
@@ -67,6 +68,8 @@ pub struct Shared {
     pub keys: SecretKeys,
     pub stamper: Arc<dyn Stamper>,
     pub metrics: Metrics,
+    /// Batches client commands into Raft entries.
+    pub proposer: Proposer,
     db: sled::Db,
     next_internal_request: AtomicU64,
 }
@@ -166,6 +169,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
 
+    let (proposer, proposer_task) = Proposer::start(raft.clone(), options.stamper.clone());
     let shared = Arc::new(Shared {
         id: options.id,
         raft: raft.clone(),
@@ -173,6 +177,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         keys: options.keys,
         stamper: options.stamper,
         metrics: Metrics::default(),
+        proposer,
         db,
         next_internal_request: AtomicU64::new(0),
     });
@@ -196,7 +201,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
     tracing::info!(id = options.id, raft = %options.raft_addr, client = %options.client_addr, "node started");
     Ok(RunningNode {
         shared,
-        tasks: vec![raft_server, client_server, outbox],
+        tasks: vec![raft_server, client_server, outbox, proposer_task],
     })
 }
 

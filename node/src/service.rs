@@ -3,7 +3,8 @@
 //! it as one Raft entry. Followers answer `NotLeader` with the leader's address.
 
 use crate::node::{node_addr, Shared, NODE_CLIENT_ID_BASE};
-use crate::raft_types::{Applied, Proposal, ProposalBody};
+use crate::proposer;
+use crate::raft_types::{Proposal, ProposalBody};
 use crate::state_store::SledState;
 use futures::{future, StreamExt};
 use ledger_client::rpc::LedgerRpc;
@@ -75,28 +76,17 @@ impl ClientService {
         &self,
         e: RaftError<u64, ClientWriteError<u64, crate::raft_types::NodeAddr>>,
     ) -> ApiError {
-        match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-                self.shared
-                    .metrics
-                    .not_leader
-                    .fetch_add(1, Ordering::Relaxed);
-                ApiError::NotLeader {
-                    leader: f.leader_id.zip(f.leader_node).map(|(id, node)| NodeInfo {
-                        id,
-                        raft_addr: node.raft,
-                        client_addr: node.client,
-                    }),
-                }
-            }
-            other => {
-                self.shared
-                    .metrics
-                    .unavailable
-                    .fetch_add(1, Ordering::Relaxed);
-                unavailable(other)
-            }
-        }
+        let error = proposer::write_error(e);
+        self.count_error(&error);
+        error
+    }
+
+    fn count_error(&self, e: &ApiError) {
+        let counter = match e {
+            ApiError::NotLeader { .. } => &self.shared.metrics.not_leader,
+            _ => &self.shared.metrics.unavailable,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     fn ledger(&self) -> Result<Ledger<SledState>, ApiError> {
@@ -281,7 +271,6 @@ impl LedgerRpc for ClientService {
             });
         }
         let ledger = self.ledger()?;
-        let now_ms = self.shared.stamper.now_ms();
         let mut results: Vec<Option<ClientResult>> = vec![None; requests.len()];
         let mut envelopes = Vec::with_capacity(requests.len());
         let mut slots = Vec::with_capacity(requests.len());
@@ -299,21 +288,12 @@ impl LedgerRpc for ClientService {
             }
         }
         if !envelopes.is_empty() {
-            let proposal = Proposal {
-                now_ms,
-                body: ProposalBody::Commands(envelopes),
-            };
-            let response = self
+            let outcomes = self
                 .shared
-                .raft
-                .client_write(proposal)
+                .proposer
+                .propose(envelopes)
                 .await
-                .map_err(|e| self.write_error(e))?;
-            let Applied::Outcomes(outcomes) = response.data else {
-                return Err(unavailable(
-                    "the cluster has no ledger yet (not initialised)",
-                ));
-            };
+                .inspect_err(|e| self.count_error(e))?;
             for (slot, outcome) in slots.into_iter().zip(outcomes) {
                 results[slot] = Some(outcome.map_err(ApiError::Ledger));
             }
