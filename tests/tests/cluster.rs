@@ -409,3 +409,66 @@ async fn an_epay_payment_is_confirmed_with_the_otp_from_the_sms() {
         );
     }
 }
+
+/// Sends raw bytes to an address and returns what came back before the peer closed (or 2 s).
+async fn raw_exchange(addr: &str, bytes: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let _ = stream.write_all(bytes).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer)).await;
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_undecodable_frames_are_refused_without_harming_the_node() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await;
+    let client = cluster.client();
+    let account = open_account(&client, 1).await;
+    for id in cluster.ids() {
+        let info = cluster.info(id);
+        for addr in [&info.client_addr, &info.raft_addr] {
+            // A frame announcing 1 GiB, far above the 16 MiB limit: the connection is closed.
+            let mut oversized = (1u32 << 30).to_be_bytes().to_vec();
+            oversized.extend_from_slice(&[0xAB; 4096]);
+            raw_exchange(addr, &oversized).await;
+            // A well-sized frame of garbage that does not decode.
+            let mut garbage = 64u32.to_be_bytes().to_vec();
+            garbage.extend_from_slice(&[0xFF; 64]);
+            raw_exchange(addr, &garbage).await;
+        }
+    }
+    cluster.assert_alive();
+    client.submit(deposit(account, 42)).await.expect("the cluster still serves");
+    assert_eq!(balance(&client, account).await, 42);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_port_reports_health_readiness_and_metrics() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await;
+    let client = cluster.client();
+    let account = open_account(&client, 1).await;
+    client.submit(deposit(account, 1)).await.expect("deposit");
+    let leader = cluster.leader().await;
+    let admin = cluster.nodes.iter().find(|n| n.info.id == leader).expect("leader").admin_addr.clone();
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n").into_bytes();
+    let health = String::from_utf8(raw_exchange(&admin, &get("/health")).await).expect("utf8");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let ready = String::from_utf8(raw_exchange(&admin, &get("/ready")).await).expect("utf8");
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    let metrics = String::from_utf8(raw_exchange(&admin, &get("/metrics")).await).expect("utf8");
+    for series in [
+        "ledger_raft_term ",
+        &format!("ledger_raft_leader_id {leader}"),
+        "ledger_raft_applied_index ",
+        "ledger_raft_replication_lag{peer=",
+        "ledger_commands_ok_total ",
+        "ledger_request_duration_seconds_bucket{call=\"submit\",le=\"+Inf\"}",
+    ] {
+        assert!(metrics.contains(series), "missing {series} in:\n{metrics}");
+    }
+    let missing = String::from_utf8(raw_exchange(&admin, &get("/nope")).await).expect("utf8");
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+}
