@@ -70,6 +70,9 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Batches client commands into Raft entries.
     pub proposer: Proposer,
+    /// Wakes the SMS outbox loop as soon as a challenge is committed, instead of at its
+    /// next tick.
+    pub sms_wakeup: tokio::sync::Notify,
     db: sled::Db,
     next_internal_request: AtomicU64,
 }
@@ -178,6 +181,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         stamper: options.stamper,
         metrics: Metrics::default(),
         proposer,
+        sms_wakeup: tokio::sync::Notify::new(),
         db,
         next_internal_request: AtomicU64::new(0),
     });
@@ -231,7 +235,11 @@ async fn deliver_sms(shared: Arc<Shared>, gateway: Arc<dyn SmsGateway>, interval
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            biased;
+            _ = shared.sms_wakeup.notified() => {}
+            _ = tick.tick() => {}
+        }
         if !shared.is_leader() {
             continue;
         }

@@ -302,6 +302,15 @@ impl LedgerRpc for ClientService {
             .into_iter()
             .map(|r| r.expect("every slot answered"))
             .collect();
+        if results.iter().any(|r| {
+            matches!(
+                r,
+                Ok(ledger_core::Reply::ChallengeIssued { .. }
+                    | ledger_core::Reply::PaymentPending { .. })
+            )
+        }) {
+            self.shared.sms_wakeup.notify_one();
+        }
         let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
         metrics.commands_ok.fetch_add(ok, Ordering::Relaxed);
         metrics

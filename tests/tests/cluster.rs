@@ -440,7 +440,10 @@ async fn oversized_and_undecodable_frames_are_refused_without_harming_the_node()
         }
     }
     cluster.assert_alive();
-    client.submit(deposit(account, 42)).await.expect("the cluster still serves");
+    client
+        .submit(deposit(account, 42))
+        .await
+        .expect("the cluster still serves");
     assert_eq!(balance(&client, account).await, 42);
 }
 
@@ -452,7 +455,13 @@ async fn the_admin_port_reports_health_readiness_and_metrics() {
     let account = open_account(&client, 1).await;
     client.submit(deposit(account, 1)).await.expect("deposit");
     let leader = cluster.leader().await;
-    let admin = cluster.nodes.iter().find(|n| n.info.id == leader).expect("leader").admin_addr.clone();
+    let admin = cluster
+        .nodes
+        .iter()
+        .find(|n| n.info.id == leader)
+        .expect("leader")
+        .admin_addr
+        .clone();
     let get = |path: &str| format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n").into_bytes();
     let health = String::from_utf8(raw_exchange(&admin, &get("/health")).await).expect("utf8");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
