@@ -72,6 +72,10 @@ pub enum ClientError {
     /// The node refused the request itself (bad batch, forbidden command).
     #[error("rejected: {0}")]
     Rejected(ApiError),
+    /// The node answered with a reply of another kind than the operation produces: a
+    /// version mismatch between client and cluster.
+    #[error("unexpected reply: {0}")]
+    UnexpectedReply(String),
 }
 
 impl ClientError {
@@ -80,6 +84,7 @@ impl ClientError {
             ClientError::Refused(e) => e.is_retryable(),
             ClientError::Unavailable { .. } => true,
             ClientError::Rejected(e) => e.is_retryable(),
+            ClientError::UnexpectedReply(_) => false,
         }
     }
 }

@@ -71,6 +71,12 @@ pub struct RunArgs {
     /// Build a snapshot (and purge the log behind it) every this many log entries.
     #[arg(long, env = "LEDGER_SNAPSHOT_EVERY")]
     pub snapshot_every: Option<u64>,
+    /// First millisecond (Unix epoch) of the merchant and voucher campaign (at initialisation).
+    #[arg(long, env = "LEDGER_CAMPAIGN_START_MS")]
+    pub campaign_start_ms: Option<u64>,
+    /// First millisecond after the campaign (at initialisation).
+    #[arg(long, env = "LEDGER_CAMPAIGN_END_MS")]
+    pub campaign_end_ms: Option<u64>,
 }
 
 /// The same settings in a TOML file.
@@ -92,6 +98,8 @@ struct FileConfig {
     cache_mb: Option<u64>,
     log_format: Option<LogFormat>,
     snapshot_every: Option<u64>,
+    campaign_start_ms: Option<u64>,
+    campaign_end_ms: Option<u64>,
 }
 
 /// A complete, checked node configuration.
@@ -194,6 +202,12 @@ impl RunArgs {
         }
         if let Some(cap) = self.epay_cap_per_day_fen.or(file.epay_cap_per_day_fen) {
             ledger.epay_cap_fen_per_day = cap;
+        }
+        if let Some(ms) = self.campaign_start_ms.or(file.campaign_start_ms) {
+            ledger.campaign_start_ms = ms;
+        }
+        if let Some(ms) = self.campaign_end_ms.or(file.campaign_end_ms) {
+            ledger.campaign_end_ms = ms;
         }
         let sms = self.sms.or(file.sms).unwrap_or_else(|| "dev".into());
         if sms != "dev" {

@@ -176,6 +176,14 @@ async fn dev(args: DevArgs) -> Result<(), String> {
             client_addr: format!("127.0.0.1:{}", args.base_port as u64 + 100 + i),
         })
         .collect();
+    // The dev cluster's campaign runs from a day before it was first created for 90 days,
+    // so rewards and gifts can be tried now (the article's campaign ended in 2015).
+    let now_ms = ledger_node::stamp::Stamper::now_ms(&SystemStamper);
+    let ledger_config = LedgerConfig {
+        campaign_start_ms: now_ms.saturating_sub(86_400_000),
+        campaign_end_ms: now_ms + 90 * 86_400_000,
+        ..LedgerConfig::default()
+    };
     let mut nodes = Vec::new();
     for m in &members {
         let config = NodeConfig {
@@ -192,7 +200,7 @@ async fn dev(args: DevArgs) -> Result<(), String> {
             init: true,
             master_key_file: key_file.clone(),
             password_iterations: args.password_iterations,
-            ledger: LedgerConfig::default(),
+            ledger: ledger_config.clone(),
             sms: "dev".into(),
             cache_bytes: 64 * 1024 * 1024,
             log_format: args.log_format,
@@ -200,7 +208,7 @@ async fn dev(args: DevArgs) -> Result<(), String> {
         };
         nodes.push((start_node(&config).await?, config));
     }
-    initialise(members.clone(), LedgerConfig::default()).await?;
+    initialise(members.clone(), ledger_config).await?;
     println!("Development cluster of {} nodes is up.", members.len());
     for (node, config) in &nodes {
         println!(

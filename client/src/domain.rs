@@ -1,0 +1,443 @@
+//! The client API in the domain's words: one method per operation of the ledger, each a
+//! single logical operation under one idempotency key (retried, if need be, with that key).
+
+use crate::client::{Client, ClientError};
+use ledger_core::api::{AccountView, Consistency, Operation, Query, QueryReply};
+use ledger_core::command::{CampaignFlags, Command};
+use ledger_core::intake::{OpenAccountRequest, Secret};
+use ledger_core::outcome::Reply;
+use ledger_core::state::{Credential, Merchant, Payment, Pool};
+use ledger_core::types::{
+    AccountId, AccountStatus, ChallengeId, Eligibility, FeeTier, MerchantId, MerchantKind, Payee,
+    PaymentId, PoolId, VipTier, YearMonth,
+};
+
+/// An OTP challenge the bank has issued; its code arrives by SMS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct IssuedChallenge {
+    pub challenge: ChallengeId,
+    pub expires_at_ms: u64,
+}
+
+/// A payment waiting for the payer's code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PendingPayment {
+    pub payment: PaymentId,
+    pub challenge: ChallengeId,
+    pub expires_at_ms: u64,
+}
+
+/// A settled payment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Settlement {
+    pub payment: PaymentId,
+    /// The bill.
+    pub bill_fen: u64,
+    /// What left the payer's account (the bill less the voucher).
+    pub debited_fen: u64,
+    /// The voucher deducted, by its pool.
+    pub voucher: Option<PoolId>,
+    /// Whether this settlement earned the merchant its one-time reward.
+    pub reward_granted: bool,
+}
+
+fn unexpected(reply: Reply) -> ClientError {
+    ClientError::UnexpectedReply(format!("{reply:?}"))
+}
+
+impl Client {
+    /// Opens a card account. The card number and password go to the node's intake, which
+    /// keeps only their hashes.
+    pub async fn open_account(
+        &self,
+        request: OpenAccountRequest,
+    ) -> Result<AccountId, ClientError> {
+        match self.submit(Operation::OpenAccount(request)).await? {
+            Reply::AccountOpened { account } => Ok(account),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn posted(&self, command: Command) -> Result<i64, ClientError> {
+        match self.submit(Operation::Command(command)).await? {
+            Reply::Posted { balance_fen, .. } => Ok(balance_fen),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Cash in; returns the new balance.
+    pub async fn deposit(&self, account: AccountId, amount_fen: u64) -> Result<i64, ClientError> {
+        self.posted(Command::Deposit {
+            account,
+            amount_fen,
+        })
+        .await
+    }
+
+    /// Cash out; returns the new balance.
+    pub async fn withdraw(&self, account: AccountId, amount_fen: u64) -> Result<i64, ClientError> {
+        self.posted(Command::Withdraw {
+            account,
+            amount_fen,
+        })
+        .await
+    }
+
+    /// A book transfer between two customer accounts; returns both new balances.
+    pub async fn transfer(
+        &self,
+        source: AccountId,
+        target: AccountId,
+        amount_fen: u64,
+    ) -> Result<(i64, i64), ClientError> {
+        match self
+            .submit(Operation::Command(Command::Transfer {
+                source,
+                target,
+                amount_fen,
+            }))
+            .await?
+        {
+            Reply::Transferred {
+                source_balance_fen,
+                target_balance_fen,
+            } => Ok((source_balance_fen, target_balance_fen)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn plain(&self, command: Command) -> Result<Reply, ClientError> {
+        self.submit(Operation::Command(command)).await
+    }
+
+    /// Freezes, unfreezes or closes an account.
+    pub async fn set_account_status(
+        &self,
+        account: AccountId,
+        status: AccountStatus,
+    ) -> Result<(), ClientError> {
+        self.plain(Command::SetAccountStatus { account, status })
+            .await
+            .map(drop)
+    }
+
+    /// Records campaign flags (ETC bound, savings product bought).
+    pub async fn set_campaign_flags(
+        &self,
+        account: AccountId,
+        flags: CampaignFlags,
+    ) -> Result<(), ClientError> {
+        self.plain(Command::SetCampaignFlags { account, flags })
+            .await
+            .map(drop)
+    }
+
+    /// Changes the VIP tier; returns whether the commemorative gift was recorded.
+    pub async fn set_vip_tier(
+        &self,
+        account: AccountId,
+        tier: VipTier,
+    ) -> Result<bool, ClientError> {
+        match self.plain(Command::SetVipTier { account, tier }).await? {
+            Reply::VipTierSet { gift_recorded } => Ok(gift_recorded),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// e-Pay enrolment step 1: the customer accepted the agreement and entered the card
+    /// number and the reserved phone. Returns the account being enrolled.
+    pub async fn epay_begin(
+        &self,
+        card_number: Secret,
+        phone: &str,
+    ) -> Result<AccountId, ClientError> {
+        match self
+            .submit(Operation::EpayBegin {
+                card_number,
+                phone: phone.to_owned(),
+            })
+            .await?
+        {
+            Reply::EnrolmentStarted { account } => Ok(account),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Step 2: the card password and the alias (the anti-phishing mark shown in every SMS).
+    pub async fn epay_choose_alias(
+        &self,
+        account: AccountId,
+        card_password: Secret,
+        alias: &str,
+    ) -> Result<(), ClientError> {
+        self.submit(Operation::EpayChooseAlias {
+            account,
+            card_password,
+            alias: alias.to_owned(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Step 3: confirm; the bank sends an OTP to the reserved phone.
+    pub async fn epay_confirm(&self, account: AccountId) -> Result<IssuedChallenge, ClientError> {
+        match self.submit(Operation::EpayConfirm { account }).await? {
+            Reply::ChallengeIssued {
+                challenge,
+                expires_at_ms,
+            } => Ok(IssuedChallenge {
+                challenge,
+                expires_at_ms,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Step 4: the OTP from the SMS; the credential becomes active.
+    pub async fn epay_activate(&self, account: AccountId, code: Secret) -> Result<(), ClientError> {
+        self.submit(Operation::EpayActivate { account, code })
+            .await
+            .map(drop)
+    }
+
+    /// Lowers (or restores, up to the bank's caps) the customer's e-Pay limits.
+    pub async fn set_epay_limits(
+        &self,
+        account: AccountId,
+        per_payment_fen: u64,
+        per_day_fen: u64,
+    ) -> Result<(), ClientError> {
+        self.plain(Command::SetEpayLimits {
+            account,
+            per_payment_fen,
+            per_day_fen,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Payment step 1, by the merchant: the payer's phone and the last six digits of the card,
+    /// the amount and the order. The bank sends the payer an OTP bound to this payment.
+    /// A second call for the same order replaces the first and voids its code.
+    pub async fn begin_payment(
+        &self,
+        phone: &str,
+        last_six: Secret,
+        payee: Payee,
+        amount_fen: u64,
+        order_id: &str,
+    ) -> Result<PendingPayment, ClientError> {
+        match self
+            .submit(Operation::PaymentBegin {
+                phone: phone.to_owned(),
+                last_six,
+                payee,
+                amount_fen,
+                order_id: order_id.to_owned(),
+            })
+            .await?
+        {
+            Reply::PaymentPending {
+                payment,
+                challenge,
+                expires_at_ms,
+            } => Ok(PendingPayment {
+                payment,
+                challenge,
+                expires_at_ms,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Payment step 2: the payer's code; the payment settles, the best voucher deducted.
+    pub async fn confirm_payment(
+        &self,
+        payment: PaymentId,
+        code: Secret,
+    ) -> Result<Settlement, ClientError> {
+        match self
+            .submit(Operation::PaymentConfirm { payment, code })
+            .await?
+        {
+            Reply::PaymentSettled {
+                payment,
+                bill_fen,
+                debited_fen,
+                voucher,
+                reward_granted,
+            } => Ok(Settlement {
+                payment,
+                bill_fen,
+                debited_fen,
+                voucher,
+                reward_granted,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A small transfer (小额转账) to another account: step 1, confirmed like a payment.
+    pub async fn begin_small_transfer(
+        &self,
+        phone: &str,
+        last_six: Secret,
+        target: AccountId,
+        amount_fen: u64,
+        reference: &str,
+    ) -> Result<PendingPayment, ClientError> {
+        self.begin_payment(
+            phone,
+            last_six,
+            Payee::Account(target),
+            amount_fen,
+            reference,
+        )
+        .await
+    }
+
+    /// Registers a merchant with its settlement account.
+    pub async fn register_merchant(
+        &self,
+        kind: MerchantKind,
+        name: &str,
+        settlement_account: AccountId,
+        contact_phone: &str,
+        terminals: u32,
+    ) -> Result<MerchantId, ClientError> {
+        match self
+            .plain(Command::RegisterMerchant {
+                kind,
+                name: name.to_owned(),
+                settlement_account,
+                contact_phone: contact_phone.to_owned(),
+                terminals,
+            })
+            .await?
+        {
+            Reply::MerchantRegistered { merchant } => Ok(merchant),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A merchant transfers out of its settlement account; returns the fee paid and the tier.
+    pub async fn merchant_transfer(
+        &self,
+        merchant: MerchantId,
+        target: AccountId,
+        amount_fen: u64,
+    ) -> Result<(u64, FeeTier), ClientError> {
+        match self
+            .plain(Command::MerchantTransfer {
+                merchant,
+                target,
+                amount_fen,
+            })
+            .await?
+        {
+            Reply::MerchantTransferred { fee_fen, tier } => Ok((fee_fen, tier)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Closes a CST month: merchants' figures and fee tiers are decided. Returns how many
+    /// merchants were rolled into it.
+    pub async fn close_month(&self, month: YearMonth) -> Result<u64, ClientError> {
+        match self.plain(Command::CloseMonth { month }).await? {
+            Reply::MonthClosed { merchants, .. } => Ok(merchants),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Creates a voucher pool.
+    pub async fn create_pool(
+        &self,
+        name: &str,
+        face_value_fen: u64,
+        capacity: u64,
+        eligibility: Eligibility,
+        valid_from_ms: u64,
+        valid_until_ms: u64,
+    ) -> Result<PoolId, ClientError> {
+        match self
+            .plain(Command::CreatePool {
+                name: name.to_owned(),
+                face_value_fen,
+                capacity,
+                eligibility,
+                valid_from_ms,
+                valid_until_ms,
+            })
+            .await?
+        {
+            Reply::PoolCreated { pool } => Ok(pool),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Claims one voucher, first come first served; returns how many remain.
+    pub async fn claim_voucher(
+        &self,
+        pool: PoolId,
+        account: AccountId,
+    ) -> Result<u64, ClientError> {
+        match self.plain(Command::ClaimVoucher { pool, account }).await? {
+            Reply::VoucherClaimed { remaining, .. } => Ok(remaining),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn read(&self, query: Query) -> Result<QueryReply, ClientError> {
+        self.query(query, Consistency::Linearizable).await
+    }
+
+    /// An account as the ledger holds it now (linearizable read).
+    pub async fn account(&self, account: AccountId) -> Result<Option<AccountView>, ClientError> {
+        match self.read(Query::Account(account)).await? {
+            QueryReply::Account(view) => Ok(view),
+            other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+        }
+    }
+
+    /// An account's balance, in fen.
+    pub async fn balance(&self, account: AccountId) -> Result<i64, ClientError> {
+        self.account(account)
+            .await?
+            .map(|a| a.balance_fen)
+            .ok_or(ClientError::Refused(
+                ledger_core::LedgerError::UnknownAccount { account },
+            ))
+    }
+
+    /// A customer's e-Pay credential: alias, limits, spent today.
+    pub async fn credential(&self, account: AccountId) -> Result<Option<Credential>, ClientError> {
+        match self.read(Query::Credential(account)).await? {
+            QueryReply::Credential(c) => Ok(c),
+            other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+        }
+    }
+
+    /// A merchant: its counters, reward and fee tier.
+    pub async fn merchant(&self, merchant: MerchantId) -> Result<Option<Merchant>, ClientError> {
+        match self.read(Query::Merchant(merchant)).await? {
+            QueryReply::Merchant(m) => Ok(m),
+            other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+        }
+    }
+
+    /// A voucher pool; `capacity - granted` remain.
+    pub async fn pool(&self, pool: PoolId) -> Result<Option<Pool>, ClientError> {
+        match self.read(Query::Pool(pool)).await? {
+            QueryReply::Pool(p) => Ok(p),
+            other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+        }
+    }
+
+    /// A payment and its state.
+    pub async fn payment(&self, payment: PaymentId) -> Result<Option<Payment>, ClientError> {
+        match self.read(Query::Payment(payment)).await? {
+            QueryReply::Payment(p) => Ok(p),
+            other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+        }
+    }
+}
