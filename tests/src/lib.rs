@@ -10,7 +10,7 @@ use ledger_client::{Client, ClientConfig, Consistency, NodeInfo, NodeStatus, Que
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// PBKDF2 rounds in tests: the rules are tested elsewhere, speed matters here.
@@ -23,31 +23,45 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     SERIAL.lock().await
 }
 
-/// The `ledger-node` binary of the current profile, built once per test process.
+/// A binary of the workspace, built with cargo (same profile as the test) once per test
+/// process and per binary.
+pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .to_owned();
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !built.iter().any(|b| b == bin) {
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "-p", package, "--bin", bin]);
+        if release {
+            build.arg("--release");
+        }
+        build.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "building {bin} failed");
+        built.push(bin.to_owned());
+    }
+    profile_dir.join(bin)
+}
+
+/// The `ledger-node` binary (or `LEDGER_NODE_BIN`).
 pub fn node_binary() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            if let Ok(path) = std::env::var("LEDGER_NODE_BIN") {
-                return PathBuf::from(path);
-            }
-            let exe = std::env::current_exe().expect("test executable path");
-            let profile_dir = exe
-                .parent()
-                .and_then(Path::parent)
-                .expect("target/<profile>/deps");
-            let release = profile_dir.file_name().is_some_and(|n| n == "release");
-            let mut build = Command::new(env!("CARGO"));
-            build.args(["build", "-p", "ledger-node", "--bin", "ledger-node"]);
-            if release {
-                build.arg("--release");
-            }
-            build.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-            let status = build.status().expect("run cargo build");
-            assert!(status.success(), "building ledger-node failed");
-            profile_dir.join("ledger-node")
-        })
-        .clone()
+    match std::env::var("LEDGER_NODE_BIN") {
+        Ok(path) => PathBuf::from(path),
+        Err(_) => workspace_binary("ledger-node", "ledger-node"),
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `n` distinct free TCP ports on 127.0.0.1: all bound at once (so none repeats), then
@@ -107,6 +121,7 @@ pub struct Cluster {
     pub nodes: Vec<NodeProcess>,
     members: Vec<NodeInfo>,
     snapshot_every: u64,
+    campaign: (u64, u64),
 }
 
 impl Cluster {
@@ -128,6 +143,7 @@ impl Cluster {
             nodes: Vec::new(),
             members: Vec::new(),
             snapshot_every,
+            campaign: (now_ms() - 86_400_000, now_ms() + 30 * 86_400_000),
         };
         for id in 1..=n {
             cluster.add_process(id);
@@ -138,6 +154,11 @@ impl Cluster {
         }
         cluster.wait_ready(&cluster.ids()).await;
         cluster
+    }
+
+    /// The folder holding every node's data directory (`node<id>/`).
+    pub fn data_root(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Ids of all nodes the harness knows.
@@ -209,6 +230,9 @@ impl Cluster {
             .args(["--password-iterations", TEST_PASSWORD_ITERATIONS])
             .args(["--snapshot-every", &self.snapshot_every.to_string()])
             .args(["--cache-mb", "32"])
+            // The campaign is running while the test runs.
+            .args(["--campaign-start-ms", &self.campaign.0.to_string()])
+            .args(["--campaign-end-ms", &self.campaign.1.to_string()])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
