@@ -44,6 +44,8 @@ pub struct ClientConfig {
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
 impl ClientConfig {
+    /// The defaults (5 s per call, 10 attempts, back-off from 50 ms to 2 s, 256 requests in
+    /// flight, a random client id) for these endpoints.
     pub fn new(endpoints: impl IntoIterator<Item = impl Into<String>>) -> Self {
         ClientConfig {
             endpoints: endpoints.into_iter().map(Into::into).collect(),
@@ -68,7 +70,12 @@ pub enum ClientError {
     /// No node could apply it within the attempts; the outcome is unknown: retry with the
     /// same key (`submit_with_key`) to learn it without applying it twice.
     #[error("cluster unavailable after {attempts} attempts: {last}")]
-    Unavailable { attempts: u32, last: String },
+    Unavailable {
+        /// Attempts made.
+        attempts: u32,
+        /// What went wrong the last time.
+        last: String,
+    },
     /// The node refused the request itself (bad batch, forbidden command).
     #[error("rejected: {0}")]
     Rejected(ApiError),
@@ -79,6 +86,7 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// Whether the same operation, retried later (with the same key), may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
             ClientError::Refused(e) => e.is_retryable(),
@@ -134,6 +142,7 @@ impl Client {
         }
     }
 
+    /// The idempotency client id this client sends.
     pub fn client_id(&self) -> u64 {
         self.client_id
     }

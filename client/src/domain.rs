@@ -15,21 +15,27 @@ use ledger_core::types::{
 /// An OTP challenge the bank has issued; its code arrives by SMS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct IssuedChallenge {
+    /// The challenge; its SMS carries this id.
     pub challenge: ChallengeId,
+    /// When the code stops working (ms since the Unix epoch).
     pub expires_at_ms: u64,
 }
 
 /// A payment waiting for the payer's code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct PendingPayment {
+    /// The payment to confirm.
     pub payment: PaymentId,
+    /// Its OTP challenge; the payer's SMS carries this id.
     pub challenge: ChallengeId,
+    /// When the code stops working (ms since the Unix epoch).
     pub expires_at_ms: u64,
 }
 
 /// A settled payment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Settlement {
+    /// The settled payment.
     pub payment: PaymentId,
     /// The bill.
     pub bill_fen: u64,

@@ -13,7 +13,9 @@ pub const DEV_OUTBOX_FILE: &str = "sms-outbox.jsonl";
 pub struct DevSms {
     /// The message id (the challenge id); a message delivered twice appears twice.
     pub id: u64,
+    /// The recipient's phone.
     pub to: String,
+    /// The message, code included.
     pub text: String,
     /// The node that sent it.
     pub node: u64,

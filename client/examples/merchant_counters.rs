@@ -1,0 +1,56 @@
+//! A 商易通 merchant reads its campaign counters, its one-time reward and its fee tier, and
+//! transfers out of its settlement account at that tier's fee.
+//!
+//! `cargo run -p ledger-client --example merchant_counters` (against the dev cluster)
+
+use ledger_client::{Client, ClientConfig, DEV_ENDPOINTS};
+use ledger_core::command::CampaignFlags;
+use ledger_core::intake::{OpenAccountRequest, Secret};
+use ledger_core::types::MerchantKind;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let client = Client::new(ClientConfig::new(DEV_ENDPOINTS));
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        % 1_000_000
+        * 10
+        + 5; // cards +5, +6
+    let open = |n: u64, name: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .open_account(OpenAccountRequest {
+                    holder_name: name.into(),
+                    card_number: Secret::new(ledger_core::driver::test_pan(n)),
+                    card_password: Secret::new("135790"),
+                    phone: ledger_core::driver::test_phone(n),
+                    flags: CampaignFlags::default(),
+                })
+                .await
+        }
+    };
+    let settlement = open(seed, "商易通 shop").await?;
+    let supplier = open(seed + 1, "supplier").await?;
+    let merchant = client
+        .register_merchant(
+            MerchantKind::Shangyitong,
+            "商易通 shop",
+            settlement,
+            "0731-84567890",
+            1,
+        )
+        .await?;
+    client.deposit(settlement, 1_000_000).await?;
+    let (fee_fen, tier) = client
+        .merchant_transfer(merchant, supplier, 300_000)
+        .await?;
+    println!("paid a supplier 3,000 yuan; fee {fee_fen} fen at tier {tier:?}");
+    let m = client.merchant(merchant).await?.expect("just registered");
+    println!(
+        "campaign: {} settlements, {} fen; reward {:?}; this month {} settlements; tier {:?} held through {}",
+        m.campaign_tx_count, m.campaign_amount_fen, m.reward_payment, m.month_tx_count, m.fee_tier, m.tier_held_through
+    );
+    Ok(())
+}
