@@ -40,6 +40,10 @@ pub struct ClientConfig {
     pub max_in_flight: usize,
 }
 
+/// Most keys a client holds unanswered (issued, or sent without an answer yet). Half the
+/// ledger's default per-client window, so the ledger never forgets a held key's record.
+pub const MAX_UNANSWERED_KEYS: usize = 512;
+
 /// Default of `ClientConfig::max_in_flight`.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
@@ -147,15 +151,32 @@ impl Client {
         self.client_id
     }
 
-    /// A fresh idempotency key for a new logical operation.
+    /// A fresh idempotency key for a new logical operation. Until the operation is answered
+    /// (or `forget_key` is called) the client does not acknowledge it, so the ledger keeps
+    /// its record and a retry under this key learns its outcome. At most
+    /// `MAX_UNANSWERED_KEYS` are held; beyond that the oldest is let go.
     pub fn new_key(&self) -> RequestKey {
         let mut state = self.state.lock().expect("client state");
         let request_id = state.next_request;
         state.next_request += 1;
+        state.in_flight.insert(request_id);
+        while state.in_flight.len() > MAX_UNANSWERED_KEYS {
+            state.in_flight.pop_first();
+        }
         RequestKey {
             client_id: self.client_id,
             request_id,
         }
+    }
+
+    /// Stops holding an unanswered key (the caller gave up on learning its outcome): the
+    /// ledger may then forget it, and will refuse it as too old rather than apply it later.
+    pub fn forget_key(&self, key: RequestKey) {
+        self.state
+            .lock()
+            .expect("client state")
+            .in_flight
+            .remove(&key.request_id);
     }
 
     fn acked_below(&self) -> u64 {
@@ -336,12 +357,6 @@ impl Client {
             .acquire_many(operations.len() as u32)
             .await
             .expect("the semaphore is never closed");
-        {
-            let mut state = self.state.lock().expect("client state");
-            state
-                .in_flight
-                .extend(operations.iter().map(|(k, _)| k.request_id));
-        }
         let acked_below = self.acked_below();
         let requests: Vec<ClientRequest> = operations
             .iter()
@@ -357,10 +372,9 @@ impl Client {
                 async move { c.submit(ctx, requests).await }
             })
             .await;
-        // Answered or given up on: either way this client stops holding the ledger's records
-        // for these keys. A caller that retries an unanswered key later may be told it is
-        // too old: it was then applied at most once, and never will be again.
-        {
+        // Answered: the ledger may forget these keys' records. Unanswered (Unavailable): the
+        // keys stay held, so a retry with the same key learns the outcome.
+        if !matches!(answer, Err(ClientError::Unavailable { .. })) {
             let mut state = self.state.lock().expect("client state");
             for (key, _) in &operations {
                 state.in_flight.remove(&key.request_id);

@@ -25,6 +25,8 @@ pub const MAX_POOLS: u64 = 10_000;
 pub const MAX_POOL_CAPACITY: u64 = 10_000_000;
 /// Most challenges one `AckSms` command may take out of the outbox.
 pub const MAX_SMS_ACK: usize = 1_024;
+/// Wrong card passwords in a row, across enrolments, that freeze the card.
+pub const MAX_CARD_PASSWORD_FAILURES: u8 = 6;
 /// Wrong card passwords tolerated during one e-Pay enrolment before it is cancelled.
 pub const MAX_PASSWORD_FAILURES: u8 = 3;
 
@@ -65,7 +67,7 @@ pub struct LedgerConfig {
     pub tier_waived_min_avg_balance_fen: u64,
     /// Months a tier is held once earned (3).
     pub tier_hold_months: u32,
-    /// Idempotency records kept per client beyond what it has acknowledged (default 256).
+    /// Idempotency records kept per client beyond what it has acknowledged (default 1,024).
     /// A client acknowledges with `Envelope::acked_below`; when it has more records than
     /// this, its oldest is forgotten and a retry of it is refused as too old, never re-applied.
     pub idempotency_window_per_client: u64,
@@ -98,7 +100,7 @@ impl Default for LedgerConfig {
             tier_discount_min_tx_per_terminal: 20,
             tier_waived_min_avg_balance_fen: 50_000 * YUAN,
             tier_hold_months: 3,
-            idempotency_window_per_client: 256,
+            idempotency_window_per_client: 1_024,
             client_session_idle_ms: 7 * 86_400_000,
             max_client_sessions: 1_000_000,
         }

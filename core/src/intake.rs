@@ -234,6 +234,22 @@ fn otp_verifier(keys: &SecretKeys, nonce: u64, tx_digest: &Digest32, code: &Secr
     )
 }
 
+/// The randomness of one request: an HMAC of its idempotency key under the bank's key.
+/// Unpredictable without the key, and the same for every retry of the request, so a retried
+/// request becomes the very same command (same salt, same OTP nonce) and is recognised.
+pub fn request_entropy(keys: &SecretKeys, key: crate::types::RequestKey, label: &str) -> [u8; 32] {
+    hmac256(
+        &keys.otp_key,
+        &[
+            b"request-entropy",
+            label.as_bytes(),
+            &key.client_id.to_be_bytes(),
+            &key.request_id.to_be_bytes(),
+        ],
+    )
+    .0
+}
+
 /// A new challenge for a transaction: the seed for the command (nonce and verifier) and the
 /// code for the SMS. `nonce` is the leader's randomness.
 pub fn challenge_seed(

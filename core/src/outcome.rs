@@ -201,6 +201,8 @@ pub enum LedgerError {
     WrongCardPassword { failures_left: u8 },
     #[error("too many wrong card passwords: the enrolment was cancelled; start again")]
     EnrolmentCancelled,
+    #[error("too many wrong card passwords: card {account} is frozen until the bank unfreezes it")]
+    CardLocked { account: AccountId },
     #[error("another card already uses this phone number and last six digits for e-Pay")]
     LookupTaken,
     #[error("limit {requested_fen} fen is above the bank's cap of {cap_fen} fen")]

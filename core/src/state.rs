@@ -39,6 +39,8 @@ pub struct Holder {
     pub lookup_digest: Digest32,
     pub phone: String,
     pub password: PasswordHash,
+    /// Wrong card passwords since the last right one, across enrolments.
+    pub password_failures: u8,
 }
 
 /// An e-Pay enrolment in progress (one per account).
@@ -106,6 +108,8 @@ pub enum PaymentState {
     },
     /// A newer payment for the same order replaced it before it settled.
     Superseded,
+    /// Its code was locked by wrong attempts; it will never settle.
+    Failed,
 }
 
 /// A two-step e-Pay payment or small transfer.

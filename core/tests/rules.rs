@@ -629,9 +629,10 @@ fn three_wrong_codes_lock_the_challenge() {
         d.confirm(p, &wrong),
         Err(LedgerError::OtpLocked { challenge: c })
     );
+    // Even the right code no longer settles it: the payment failed with its code.
     assert_eq!(
         d.confirm(p, &right),
-        Err(LedgerError::OtpLocked { challenge: c })
+        Err(LedgerError::PaymentNotPending { payment: p })
     );
     assert_eq!(d.ledger.challenge(c).unwrap().state, ChallengeState::Locked);
     assert_eq!(balance(&d, card.account), 1_000 * YUAN as i64);
@@ -1587,4 +1588,82 @@ fn issued_challenges_wait_in_the_sms_outbox_until_the_leader_acknowledges_them()
         },
         LedgerError::TooManyItems { max: 1_024 },
     );
+}
+
+#[test]
+fn wrong_card_passwords_across_enrolments_freeze_the_card() {
+    let mut d = driver();
+    let card = d.funded_card(1, 0);
+    let pan_digest = intake::card_digest(&d.keys, &Secret::new(&card.pan)).unwrap();
+    let stored = d.ledger.holder(card.account).unwrap().password;
+    let wrong = intake::password_proof(&d.keys, &Secret::new("999999"), &stored).unwrap();
+    let choose = Command::EpayChooseAlias {
+        account: card.account,
+        password_proof: wrong,
+        alias: "x".into(),
+    };
+    let mut last = Ok(Reply::AliasChosen);
+    for _round in 0..2 {
+        d.submit(Command::EpayBegin {
+            pan_digest,
+            phone: card.phone.clone(),
+        })
+        .unwrap();
+        for _ in 0..3 {
+            last = d.submit(choose.clone());
+        }
+    }
+    assert_eq!(
+        last,
+        Err(LedgerError::CardLocked {
+            account: card.account
+        })
+    );
+    assert_eq!(
+        d.ledger.account(card.account).unwrap().status,
+        AccountStatus::Frozen
+    );
+    refused(
+        &mut d,
+        Command::EpayBegin {
+            pan_digest,
+            phone: card.phone.clone(),
+        },
+        LedgerError::AccountNotActive {
+            account: card.account,
+            status: AccountStatus::Frozen,
+        },
+    );
+    // The bank unfreezes the card; the count starts again and the right password works.
+    d.submit(Command::SetAccountStatus {
+        account: card.account,
+        status: AccountStatus::Active,
+    })
+    .unwrap();
+    assert_eq!(
+        d.enrol(&card, "x"),
+        Ok(Reply::EpayActivated {
+            account: card.account
+        })
+    );
+}
+
+#[test]
+fn a_payment_whose_code_locks_fails_and_its_order_can_be_paid_anew() {
+    let mut d = driver();
+    let card = enrolled(&mut d, 1, 1_000 * YUAN);
+    let (m, _) = merchant(&mut d, 9, MerchantKind::Online);
+    let (p, c) = d
+        .begin_payment(&card, Payee::Merchant(m), 10 * YUAN, "o")
+        .unwrap();
+    let wrong = Secret::new(if d.code_for(c) == Secret::new("000000") {
+        "111111"
+    } else {
+        "000000"
+    });
+    for _ in 0..3 {
+        let _ = d.confirm(p, &wrong);
+    }
+    assert_eq!(d.ledger.payment(p).unwrap().state, PaymentState::Failed);
+    settled(d.pay(&card, Payee::Merchant(m), 10 * YUAN, "o"));
 }

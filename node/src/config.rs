@@ -58,10 +58,14 @@ pub struct RunArgs {
     /// Bank cap per e-Pay day (China Standard Time), in fen (used at initialisation).
     #[arg(long, env = "LEDGER_EPAY_CAP_PER_DAY_FEN")]
     pub epay_cap_per_day_fen: Option<u64>,
-    /// SMS gateway: `dev` writes messages to `sms-outbox.jsonl` in the data directory and to
-    /// standard output.
+    /// SMS gateway: `exec:PROGRAM` hands each message, as JSON on standard input, to a
+    /// program that sends it; `dev` writes messages (codes in clear) to `sms-outbox.jsonl` in
+    /// the data directory and to standard output, and needs --allow-dev-sms.
     #[arg(long, env = "LEDGER_SMS")]
     pub sms: Option<String>,
+    /// Accept the `dev` SMS gateway outside `ledger-node dev` (tests, demos; never production).
+    #[arg(long, env = "LEDGER_ALLOW_DEV_SMS")]
+    pub allow_dev_sms: bool,
     /// sled page cache in MiB.
     #[arg(long, env = "LEDGER_CACHE_MB")]
     pub cache_mb: Option<u64>,
@@ -95,6 +99,7 @@ struct FileConfig {
     epay_cap_per_payment_fen: Option<u64>,
     epay_cap_per_day_fen: Option<u64>,
     sms: Option<String>,
+    allow_dev_sms: Option<bool>,
     cache_mb: Option<u64>,
     log_format: Option<LogFormat>,
     snapshot_every: Option<u64>,
@@ -142,8 +147,10 @@ pub enum ConfigError {
     Missing(&'static str, &'static str),
     #[error("bad peer `{0}`: expected ID=RAFT_ADDR,CLIENT_ADDR")]
     BadPeer(String),
-    #[error("unknown SMS gateway `{0}`: only `dev` is built in")]
+    #[error("unknown SMS gateway `{0}`: use `exec:PROGRAM`, or `dev` with --allow-dev-sms")]
     BadSms(String),
+    #[error("the `dev` SMS gateway writes OTP codes in clear to disk; pass --allow-dev-sms if this is not production, or use `exec:PROGRAM`")]
+    DevSmsNotAllowed,
     #[error("master key file {path}: {reason}")]
     MasterKey { path: PathBuf, reason: String },
 }
@@ -209,9 +216,16 @@ impl RunArgs {
         if let Some(ms) = self.campaign_end_ms.or(file.campaign_end_ms) {
             ledger.campaign_end_ms = ms;
         }
-        let sms = self.sms.or(file.sms).unwrap_or_else(|| "dev".into());
-        if sms != "dev" {
-            return Err(ConfigError::BadSms(sms));
+        let sms = self
+            .sms
+            .or(file.sms)
+            .ok_or(ConfigError::Missing("sms", "sms"))?;
+        let allow_dev_sms = self.allow_dev_sms || file.allow_dev_sms.unwrap_or(false);
+        match sms.as_str() {
+            "dev" if !allow_dev_sms => return Err(ConfigError::DevSmsNotAllowed),
+            "dev" => {}
+            s if s.starts_with("exec:") && s.len() > 5 => {}
+            _ => return Err(ConfigError::BadSms(sms)),
         }
         Ok(NodeConfig {
             id: self
@@ -289,5 +303,11 @@ pub fn ensure_dev_master_key(path: &Path) -> std::io::Result<()> {
     }
     let mut key = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut key);
-    std::fs::write(path, key)
+    std::fs::write(path, key)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
 }

@@ -12,7 +12,7 @@ use ledger_node::config::{
     ensure_dev_master_key, load_keys, parse_peer, LogFormat, NodeConfig, RunArgs,
 };
 use ledger_node::node::{self, default_raft_config, NodeOptions, RunningNode};
-use ledger_node::sms::DevGateway;
+use ledger_node::sms::{DevGateway, ExecGateway, SmsGateway};
 use ledger_node::stamp::SystemStamper;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,7 +99,8 @@ fn init_logging(format: LogFormat) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -124,7 +125,10 @@ async fn start_node(config: &NodeConfig) -> Result<RunningNode, String> {
             ..default_raft_config()
         },
         stamper: Arc::new(SystemStamper),
-        sms: Arc::new(DevGateway::new(outbox, config.id)),
+        sms: match config.sms.strip_prefix("exec:") {
+            Some(program) => Arc::new(ExecGateway::new(program.into())) as Arc<dyn SmsGateway>,
+            None => Arc::new(DevGateway::new(outbox, config.id)),
+        },
         sms_interval: Duration::from_millis(100),
         cache_bytes: config.cache_bytes,
     })

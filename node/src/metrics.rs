@@ -123,7 +123,7 @@ impl Metrics {
         let _ = writeln!(out, "# HELP ledger_raft_replication_lag Entries a follower is behind the leader's last log (leader only).\n# TYPE ledger_raft_replication_lag gauge");
         if let Some(replication) = &raft.replication {
             let last = raft.last_log_index.unwrap_or(0);
-            for (peer, matched) in replication {
+            for (peer, matched) in replication.iter().filter(|(peer, _)| **peer != raft.id) {
                 let lag = last.saturating_sub(matched.map_or(0, |m| m.index));
                 let _ = writeln!(out, "ledger_raft_replication_lag{{peer=\"{peer}\"}} {lag}");
             }

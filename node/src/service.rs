@@ -17,6 +17,7 @@ use ledger_core::command::{Command, Envelope, TxElements};
 use ledger_core::config::LedgerConfig;
 use ledger_core::intake;
 use ledger_core::outcome::LedgerError;
+use ledger_core::types::RequestKey;
 use ledger_core::Ledger;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
@@ -96,18 +97,23 @@ impl ClientService {
             .ok_or_else(|| unavailable("the cluster has no ledger yet (not initialised)"))
     }
 
-    /// The intake: one request to one command, with secrets hashed and randomness stamped.
+    /// The intake: one request to one command, with secrets hashed and the request's
+    /// randomness derived from its key.
     async fn to_command(
         &self,
         ledger: &Ledger<SledState>,
+        key: RequestKey,
         operation: Operation,
     ) -> Result<Command, ApiError> {
         let keys = &self.shared.keys;
-        let stamper = &self.shared.stamper;
+        let nonce = |label| {
+            let e = intake::request_entropy(keys, key, label);
+            u64::from_be_bytes(e[..8].try_into().expect("8 bytes"))
+        };
         let command = match operation {
             Operation::OpenAccount(request) => {
                 let mut salt = [0u8; 16];
-                stamper.fill_random(&mut salt);
+                salt.copy_from_slice(&intake::request_entropy(keys, key, "salt")[..16]);
                 let keys = keys.clone();
                 blocking(move || intake::open_account(&keys, &request, salt)).await??
             }
@@ -143,8 +149,7 @@ impl ClientService {
                     alias: &enrolment.alias,
                 }
                 .digest();
-                let (challenge, _code) =
-                    intake::challenge_seed(keys, stamper.random_u64(), &digest);
+                let (challenge, _code) = intake::challenge_seed(keys, nonce("otp-nonce"), &digest);
                 Command::EpayConfirm { account, challenge }
             }
             Operation::EpayActivate { account, code } => {
@@ -173,8 +178,7 @@ impl ClientService {
                     order_id: &order_id,
                 }
                 .digest();
-                let (challenge, _code) =
-                    intake::challenge_seed(keys, stamper.random_u64(), &digest);
+                let (challenge, _code) = intake::challenge_seed(keys, nonce("otp-nonce"), &digest);
                 Command::PaymentBegin {
                     lookup_digest,
                     payee,
@@ -200,6 +204,64 @@ impl ClientService {
         };
         Ok(command)
     }
+}
+
+/// The recorded answer of a request this node has already applied: a retry is answered
+/// before the intake runs, so it needs nothing the original changed (an enrolment that its
+/// activation closed, a salt). A key recorded for another operation is refused.
+fn recorded_answer(
+    ledger: &Ledger<SledState>,
+    key: RequestKey,
+    operation: &Operation,
+) -> Option<ClientResult> {
+    let record = ledger.idempotency_record(key)?;
+    let same = match (operation, &record.command) {
+        (
+            Operation::OpenAccount(r),
+            Command::OpenAccount {
+                holder_name, phone, ..
+            },
+        ) => &r.holder_name == holder_name && &r.phone == phone,
+        (Operation::EpayBegin { phone, .. }, Command::EpayBegin { phone: p, .. }) => phone == p,
+        (
+            Operation::EpayChooseAlias { account, alias, .. },
+            Command::EpayChooseAlias {
+                account: a,
+                alias: b,
+                ..
+            },
+        ) => account == a && alias == b,
+        (Operation::EpayConfirm { account }, Command::EpayConfirm { account: a, .. }) => {
+            account == a
+        }
+        (Operation::EpayActivate { account, .. }, Command::EpayActivate { account: a, .. }) => {
+            account == a
+        }
+        (
+            Operation::PaymentBegin {
+                payee,
+                amount_fen,
+                order_id,
+                ..
+            },
+            Command::PaymentBegin {
+                payee: p,
+                amount_fen: m,
+                order_id: o,
+                ..
+            },
+        ) => payee == p && amount_fen == m && order_id == o,
+        (Operation::PaymentConfirm { payment, .. }, Command::PaymentConfirm { payment: p, .. }) => {
+            payment == p
+        }
+        (Operation::Command(c), recorded) => c == recorded,
+        _ => false,
+    };
+    Some(if same {
+        record.outcome.map_err(ApiError::Ledger)
+    } else {
+        Err(ApiError::Ledger(LedgerError::IdempotencyKeyReused { key }))
+    })
 }
 
 /// Commands with hashed fields must come through their operations, which hash them here;
@@ -270,12 +332,42 @@ impl LedgerRpc for ClientService {
                 reason: format!("client ids from {NODE_CLIENT_ID_BASE} up are the nodes' own"),
             });
         }
+        // The intake of these reads the ledger (salt, enrolment, challenge): it must see
+        // everything committed before, even on a leader elected a moment ago.
+        let reads_state = requests.iter().any(|r| {
+            matches!(
+                r.operation,
+                Operation::EpayChooseAlias { .. }
+                    | Operation::EpayConfirm { .. }
+                    | Operation::EpayActivate { .. }
+                    | Operation::PaymentConfirm { .. }
+            )
+        });
+        if reads_state {
+            self.shared
+                .raft
+                .ensure_linearizable()
+                .await
+                .map_err(|e| match e {
+                    RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
+                        _,
+                    )) => self.not_leader(),
+                    other => unavailable(other),
+                })?;
+        }
         let ledger = self.ledger()?;
         let mut results: Vec<Option<ClientResult>> = vec![None; requests.len()];
         let mut envelopes = Vec::with_capacity(requests.len());
         let mut slots = Vec::with_capacity(requests.len());
         for (slot, request) in requests.into_iter().enumerate() {
-            match self.to_command(&ledger, request.operation).await {
+            if let Some(answer) = recorded_answer(&ledger, request.key, &request.operation) {
+                results[slot] = Some(answer);
+                continue;
+            }
+            match self
+                .to_command(&ledger, request.key, request.operation)
+                .await
+            {
                 Ok(command) => {
                     envelopes.push(Envelope {
                         key: request.key,

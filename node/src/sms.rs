@@ -133,3 +133,55 @@ impl SmsGateway for DevGateway {
         })
     }
 }
+
+/// Longest an external sender may take for one message.
+const EXEC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The production gateway: hands each message to an operator-supplied program (which talks
+/// to the SMS service), as one JSON object `{"id","to","text"}` on its standard input. Exit
+/// status 0 means delivered; anything else, or no exit within 10 s, means try again later.
+pub struct ExecGateway {
+    program: PathBuf,
+}
+
+impl ExecGateway {
+    pub fn new(program: PathBuf) -> Self {
+        ExecGateway { program }
+    }
+}
+
+impl SmsGateway for ExecGateway {
+    fn deliver<'a>(
+        &'a self,
+        message: &'a SmsMessage,
+    ) -> Pin<Box<dyn Future<Output = Result<(), SmsError>> + Send + 'a>> {
+        Box::pin(async move {
+            use tokio::io::AsyncWriteExt;
+            let payload = serde_json::to_vec(message).map_err(|e| SmsError(e.to_string()))?;
+            let mut child = tokio::process::Command::new(&self.program)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| SmsError(format!("{}: {e}", self.program.display())))?;
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin
+                    .write_all(&payload)
+                    .await
+                    .map_err(|e| SmsError(e.to_string()))?;
+            }
+            match tokio::time::timeout(EXEC_TIMEOUT, child.wait()).await {
+                Ok(Ok(status)) if status.success() => Ok(()),
+                Ok(Ok(status)) => Err(SmsError(format!(
+                    "{} exited with {status}",
+                    self.program.display()
+                ))),
+                Ok(Err(e)) => Err(SmsError(e.to_string())),
+                Err(_) => Err(SmsError(format!(
+                    "{} took longer than {EXEC_TIMEOUT:?}",
+                    self.program.display()
+                ))),
+            }
+        })
+    }
+}

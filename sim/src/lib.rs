@@ -1,5 +1,697 @@
-//! The deterministic simulator (to come, see the simulator issue): whole clusters of the
-//! production node code (openraft storage, state machine, ledger core, wire encoding) in one
-//! process on one thread, with virtual time, a seeded network that drops, duplicates, delays
-//! and reorders messages, partitions, crashes that lose unflushed writes, and checkers that
-//! replay any failure from its seed.
+//! The deterministic simulator: whole clusters of the production node code (openraft, the
+//! sled log store and state machine, the ledger core, the bincode wire encoding) in one
+//! process, on one thread, in virtual time, with seeded faults. The same seed gives the same
+//! run, and the same trace hash, in any process built from the same lock file and toolchain.
+
+// openraft's network traits return its (large) `RPCError` by value.
+#![allow(clippy::result_large_err)]
+
+#[cfg(not(tokio_unstable))]
+compile_error!(
+    "ledger-sim needs `--cfg tokio_unstable` (set in .cargo/config.toml): a RUSTFLAGS environment variable replaces it; add `--cfg tokio_unstable` to it"
+);
+
+pub mod network;
+pub mod rng;
+
+use ledger_core::command::{CampaignFlags, Command, Envelope};
+use ledger_core::config::LedgerConfig;
+use ledger_core::intake::{self, OpenAccountRequest, Secret, SecretKeys};
+use ledger_core::types::{AccountId, PoolId, RequestKey};
+use ledger_core::{Outcome, Reply};
+use ledger_node::log_store::LogStore;
+use ledger_node::raft_types::{Applied, NodeAddr, NodeId, Proposal, ProposalBody};
+use ledger_node::state_machine::{StateMachine, StateReader};
+use network::{NetFaults, Router, SimNetwork};
+use openraft::Raft;
+use rng::SimRng;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+openraft::declare_raft_types!(
+    /// The simulator's Raft configuration: the same entry, reply and node types as
+    /// production, on tokio's (paused, single-threaded) runtime.
+    pub SimConfig:
+        D = Proposal,
+        R = Applied,
+        NodeId = NodeId,
+        Node = NodeAddr,
+        Entry = openraft::Entry<SimConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// Wall-clock time the virtual clock starts at (2014-12-10 00:00 CST, inside the campaign).
+const EPOCH_MS: u64 = 1_418_140_800_000;
+
+/// What to simulate.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    pub seed: u64,
+    pub nodes: u64,
+    /// Virtual seconds of faults and load, before healing.
+    pub duration_s: u64,
+    pub clients: u64,
+    /// Turn faults on.
+    pub faults: bool,
+}
+
+/// One client operation as the client saw it.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub client: u64,
+    pub key: RequestKey,
+    pub command: Command,
+    /// None: the client never learned the outcome (timeouts to the end).
+    pub outcome: Option<Outcome>,
+    pub invoked_ms: u64,
+    pub completed_ms: u64,
+}
+
+/// The verdict of a run.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub seed: u64,
+    pub violations: Vec<String>,
+    pub trace_hash: String,
+    pub virtual_ms: u64,
+    pub events: usize,
+    pub acknowledged: usize,
+    pub messages_delivered: u64,
+    pub messages_dropped: u64,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+struct SimNode {
+    raft: Raft<SimConfig>,
+    reader: StateReader,
+    _db: sled::Db,
+}
+
+/// The simulated cluster: nodes, their data folders, the router, the virtual clocks.
+struct Cluster {
+    dir: PathBuf,
+    router: Router,
+    nodes: BTreeMap<NodeId, SimNode>,
+    /// Per-node clock offsets (a leader's clock stepping back or forward), ms.
+    clock_offset_ms: BTreeMap<NodeId, i64>,
+    rng: SimRng,
+    trace: Arc<Mutex<Sha256>>,
+    started: tokio::time::Instant,
+}
+
+impl Cluster {
+    fn now_ms(&self, node: NodeId) -> u64 {
+        let elapsed = self.started.elapsed().as_millis() as u64;
+        (EPOCH_MS + elapsed).saturating_add_signed(*self.clock_offset_ms.get(&node).unwrap_or(&0))
+    }
+
+    fn trace(&self, line: &str) {
+        self.trace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .update(line.as_bytes());
+    }
+
+    async fn start(&mut self, id: NodeId) {
+        let dir = self.dir.join(format!("node{id}"));
+        let db = sled::Config::new()
+            .path(dir.join("sled"))
+            .flush_every_ms(None)
+            .open()
+            .expect("open sled");
+        let log = LogStore::<SimConfig>::open(&db).expect("log store");
+        let sm =
+            StateMachine::<SimConfig>::open(&db, &dir.join("snapshots")).expect("state machine");
+        let reader = sm.reader();
+        // Election timeouts from the seed, max = min + 1: openraft's own random draw
+        // then has nothing to choose.
+        let min = 300 + self.rng.below(300);
+        let config = openraft::Config {
+            heartbeat_interval: 50,
+            election_timeout_min: min,
+            election_timeout_max: min + 1,
+            install_snapshot_timeout: 2_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(200),
+            max_in_snapshot_log_to_keep: 50,
+            purge_batch_size: 16,
+            ..Default::default()
+        }
+        .validate()
+        .expect("valid config");
+        let network = SimNetwork {
+            id,
+            router: self.router.clone(),
+        };
+        let raft = Raft::new(id, Arc::new(config), network, log, sm)
+            .await
+            .expect("raft");
+        self.router
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .nodes
+            .insert(id, raft.clone());
+        self.nodes.insert(
+            id,
+            SimNode {
+                raft,
+                reader,
+                _db: db,
+            },
+        );
+        self.trace(&format!("start {id} election {min}\n"));
+    }
+
+    async fn crash(&mut self, id: NodeId) {
+        self.router
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .nodes
+            .remove(&id);
+        if let Some(node) = self.nodes.remove(&id) {
+            let _ = node.raft.shutdown().await;
+            drop(node);
+        }
+        self.trace(&format!("crash {id}\n"));
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        let mut best: Option<(u64, NodeId)> = None;
+        for (id, node) in &self.nodes {
+            let m = node.raft.metrics().borrow().clone();
+            if m.current_leader == Some(*id) && best.is_none_or(|(term, _)| m.current_term > term) {
+                best = Some((m.current_term, *id));
+            }
+        }
+        best.map(|(_, id)| id)
+    }
+}
+
+/// Submits one command through whichever node leads, retrying under the same key until it
+/// learns the outcome or gives up.
+async fn submit(
+    cluster: &Arc<tokio::sync::Mutex<Cluster>>,
+    key: RequestKey,
+    command: &Command,
+    attempts: u32,
+) -> Option<Outcome> {
+    for attempt in 0..attempts {
+        let target = {
+            let c = cluster.lock().await;
+            let leader = c.leader();
+            let ids: Vec<NodeId> = c.nodes.keys().copied().collect();
+            leader
+                .or_else(|| ids.get(attempt as usize % ids.len().max(1)).copied())
+                .and_then(|id| c.nodes.get(&id).map(|n| (id, n.raft.clone(), c.now_ms(id))))
+        };
+        if let Some((_, raft, now_ms)) = target {
+            let proposal = Proposal {
+                now_ms,
+                body: ProposalBody::Commands(vec![Envelope {
+                    key,
+                    acked_below: 0,
+                    command: command.clone(),
+                }]),
+            };
+            if let Ok(Ok(response)) =
+                tokio::time::timeout(Duration::from_secs(2), raft.client_write(proposal)).await
+            {
+                if let Applied::Outcomes(mut outcomes) = response.data {
+                    return outcomes.pop();
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50 + 50 * u64::from(attempt.min(10)))).await;
+    }
+    None
+}
+
+fn keys() -> SecretKeys {
+    SecretKeys::derive(b"simulator master key", 1)
+}
+
+/// Runs one seed and returns its verdict.
+pub fn run(options: &SimOptions) -> Report {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .rng_seed(tokio::runtime::RngSeed::from_bytes(
+            &options.seed.to_le_bytes(),
+        ))
+        .build()
+        .expect("runtime");
+    let dir = tempfile::Builder::new()
+        .prefix("ledger-sim-")
+        .tempdir()
+        .expect("temp dir");
+    let report = runtime.block_on(simulate(options.clone(), dir.path().to_owned()));
+    drop(runtime);
+    report
+}
+
+async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
+    let seed = options.seed;
+    let mut fault_rng = SimRng::stream(seed, "faults");
+    let faults = if options.faults {
+        NetFaults {
+            loss: [0.0, 0.01, 0.05, 0.15][fault_rng.below(4) as usize],
+            duplicate: [0.0, 0.02, 0.1][fault_rng.below(3) as usize],
+            max_delay_ms: [5, 20, 100][fault_rng.below(3) as usize],
+        }
+    } else {
+        NetFaults {
+            loss: 0.0,
+            duplicate: 0.0,
+            max_delay_ms: 5,
+        }
+    };
+    let trace = Arc::new(Mutex::new(Sha256::new()));
+    let router = Router::new(SimRng::stream(seed, "network"), faults.clone());
+    let members: BTreeMap<NodeId, NodeAddr> = (1..=options.nodes)
+        .map(|id| {
+            (
+                id,
+                NodeAddr {
+                    raft: format!("sim:{id}"),
+                    client: format!("sim:{id}"),
+                },
+            )
+        })
+        .collect();
+    let mut cluster = Cluster {
+        dir,
+        router,
+        nodes: BTreeMap::new(),
+        clock_offset_ms: BTreeMap::new(),
+        rng: SimRng::stream(seed, "cluster"),
+        trace: trace.clone(),
+        started: tokio::time::Instant::now(),
+    };
+    cluster.trace(&format!("seed {seed} faults {faults:?}\n"));
+    for id in 1..=options.nodes {
+        cluster.start(id).await;
+    }
+    let first = cluster.nodes[&1].raft.clone();
+    first.initialize(members.clone()).await.expect("initialize");
+    let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
+    let mut violations = Vec::new();
+
+    // Genesis, then accounts and a small voucher pool, before any fault.
+    let genesis = loop {
+        let leader = { cluster.lock().await.leader() };
+        if let Some(leader) = leader {
+            let c = cluster.lock().await;
+            let raft = c.nodes[&leader].raft.clone();
+            let now_ms = c.now_ms(leader);
+            drop(c);
+            let proposal = Proposal {
+                now_ms,
+                // Simulated clients never acknowledge, and the checks want every record.
+                body: ProposalBody::Genesis(LedgerConfig {
+                    idempotency_window_per_client: 1_000_000,
+                    ..LedgerConfig::default()
+                }),
+            };
+            if raft.client_write(proposal).await.is_ok() {
+                break true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if cluster.lock().await.started.elapsed() > Duration::from_secs(60) {
+            break false;
+        }
+    };
+    if !genesis {
+        violations.push("no leader accepted genesis within 60 virtual seconds".into());
+    }
+    let setup_client = 1_000;
+    let mut setup_request = 0;
+    let mut setup = |command: Command| {
+        setup_request += 1;
+        (
+            RequestKey {
+                client_id: setup_client,
+                request_id: setup_request,
+            },
+            command,
+        )
+    };
+    let accounts_n = 6u64;
+    let mut accounts = Vec::new();
+    for n in 0..accounts_n {
+        let request = OpenAccountRequest {
+            holder_name: format!("sim {n}"),
+            card_number: Secret::new(ledger_core::driver::test_pan(n)),
+            card_password: Secret::new("123456"),
+            phone: ledger_core::driver::test_phone(n),
+            flags: CampaignFlags::default(),
+        };
+        let command =
+            intake::open_account(&keys(), &request, [n as u8; 16]).expect("valid request");
+        let (key, command) = setup(command);
+        match submit(&cluster, key, &command, 100).await {
+            Some(Ok(Reply::AccountOpened { account })) => accounts.push(account),
+            other => violations.push(format!("setup: opening account {n}: {other:?}")),
+        }
+    }
+    for account in &accounts {
+        let (key, command) = setup(Command::Deposit {
+            account: *account,
+            amount_fen: 100_000,
+        });
+        if !matches!(submit(&cluster, key, &command, 100).await, Some(Ok(_))) {
+            violations.push(format!("setup: deposit to {account} failed"));
+        }
+    }
+    let now = { cluster.lock().await.now_ms(1) };
+    let (key, command) = setup(Command::CreatePool {
+        name: "race".into(),
+        face_value_fen: 1_000,
+        capacity: 3,
+        eligibility: ledger_core::types::Eligibility::Anyone,
+        valid_from_ms: now - 1,
+        valid_until_ms: now + 86_400_000,
+    });
+    let pool = match submit(&cluster, key, &command, 100).await {
+        Some(Ok(Reply::PoolCreated { pool })) => pool,
+        other => {
+            violations.push(format!("setup: pool: {other:?}"));
+            PoolId(1)
+        }
+    };
+
+    // Load and faults.
+    let history: Arc<Mutex<Vec<Event>>> = Arc::default();
+    let leaders_by_term: Arc<Mutex<BTreeMap<u64, BTreeSet<NodeId>>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for client in 0..options.clients {
+        let (cluster, history, stop, accounts) = (
+            cluster.clone(),
+            history.clone(),
+            stop.clone(),
+            accounts.clone(),
+        );
+        let mut rng = SimRng::stream(seed, &format!("client{client}"));
+        tasks.push(tokio::spawn(async move {
+            let mut request_id = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                request_id += 1;
+                let key = RequestKey {
+                    client_id: client + 1,
+                    request_id,
+                };
+                let a = accounts[rng.below(accounts.len() as u64) as usize];
+                let b = accounts[rng.below(accounts.len() as u64) as usize];
+                let command = match rng.below(10) {
+                    0..=5 => Command::Transfer {
+                        source: a,
+                        target: b,
+                        amount_fen: 1 + rng.below(5_000),
+                    },
+                    6 | 7 => Command::Deposit {
+                        account: a,
+                        amount_fen: 1 + rng.below(1_000),
+                    },
+                    _ => Command::ClaimVoucher { pool, account: a },
+                };
+                let invoked_ms = { cluster.lock().await.started.elapsed().as_millis() as u64 };
+                let outcome = submit(&cluster, key, &command, 12).await;
+                let completed_ms = { cluster.lock().await.started.elapsed().as_millis() as u64 };
+                let event = Event {
+                    client: client + 1,
+                    key,
+                    command,
+                    outcome,
+                    invoked_ms,
+                    completed_ms,
+                };
+                history
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(event);
+                tokio::time::sleep(Duration::from_millis(rng.below(30))).await;
+            }
+        }));
+    }
+    // The monitor: at most one leader per term, sampled every 10 virtual ms.
+    let monitor = {
+        let (cluster, leaders_by_term, stop) =
+            (cluster.clone(), leaders_by_term.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                {
+                    let c = cluster.lock().await;
+                    let mut seen = leaders_by_term.lock().unwrap_or_else(|p| p.into_inner());
+                    for (id, node) in &c.nodes {
+                        let m = node.raft.metrics().borrow().clone();
+                        if m.state == openraft::ServerState::Leader {
+                            seen.entry(m.current_term).or_default().insert(*id);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let end = Duration::from_secs(options.duration_s);
+    let mut crashed: BTreeSet<NodeId> = BTreeSet::new();
+    loop {
+        let elapsed = { cluster.lock().await.started.elapsed() };
+        if elapsed > end + Duration::from_secs(5) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200 + fault_rng.below(800))).await;
+        if !options.faults {
+            continue;
+        }
+        let mut c = cluster.lock().await;
+        let ids: Vec<NodeId> = members.keys().copied().collect();
+        match fault_rng.below(8) {
+            0 | 1 => {
+                // Partition: a random minority cut off both ways (or one way: asymmetric).
+                let victim = ids[fault_rng.below(ids.len() as u64) as usize];
+                let both = fault_rng.chance(0.7);
+                let mut r = c.router.0.lock().unwrap_or_else(|p| p.into_inner());
+                for other in &ids {
+                    if *other != victim {
+                        r.cut.insert((victim, *other));
+                        if both {
+                            r.cut.insert((*other, victim));
+                        }
+                    }
+                }
+                drop(r);
+                c.trace(&format!("partition {victim} both={both}\n"));
+            }
+            2 => {
+                // Isolate the leader.
+                if let Some(leader) = c.leader() {
+                    let mut r = c.router.0.lock().unwrap_or_else(|p| p.into_inner());
+                    for other in &ids {
+                        if *other != leader {
+                            r.cut.insert((leader, *other));
+                            r.cut.insert((*other, leader));
+                        }
+                    }
+                    drop(r);
+                    c.trace(&format!("isolate leader {leader}\n"));
+                }
+            }
+            3 | 4 => {
+                // Heal links one by one, in the seed's order.
+                let mut r = c.router.0.lock().unwrap_or_else(|p| p.into_inner());
+                let cut: Vec<(NodeId, NodeId)> = r.cut.iter().copied().collect();
+                if !cut.is_empty() {
+                    let link = cut[fault_rng.below(cut.len() as u64) as usize];
+                    r.cut.remove(&link);
+                    drop(r);
+                    c.trace(&format!("heal {link:?}\n"));
+                }
+            }
+            5 => {
+                // Crash a node (at most a minority at once), or restart a crashed one.
+                if let Some(id) = crashed.iter().next().copied() {
+                    crashed.remove(&id);
+                    c.start(id).await;
+                } else {
+                    let id = ids[fault_rng.below(ids.len() as u64) as usize];
+                    crashed.insert(id);
+                    c.crash(id).await;
+                }
+            }
+            6 => {
+                // The clock of a node steps back or forward by up to an hour.
+                let id = ids[fault_rng.below(ids.len() as u64) as usize];
+                let step = fault_rng.below(7_200_000) as i64 - 3_600_000;
+                c.clock_offset_ms.insert(id, step);
+                c.trace(&format!("clock {id} {step}\n"));
+            }
+            _ => {}
+        }
+        if elapsed > end {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    let _ = monitor.await;
+
+    // Heal everything, then the cluster must make progress within a bounded virtual time.
+    {
+        let mut c = cluster.lock().await;
+        c.router
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cut
+            .clear();
+        c.router.0.lock().unwrap_or_else(|p| p.into_inner()).faults = NetFaults {
+            loss: 0.0,
+            duplicate: 0.0,
+            max_delay_ms: 5,
+        };
+        for id in crashed.clone() {
+            c.start(id).await;
+        }
+        c.trace("heal all\n");
+    }
+    let probe_key = RequestKey {
+        client_id: 999_999,
+        request_id: 1,
+    };
+    let probe = Command::Deposit {
+        account: accounts.first().copied().unwrap_or(AccountId(16)),
+        amount_fen: 1,
+    };
+    let healed_at = { cluster.lock().await.started.elapsed() };
+    if !matches!(submit(&cluster, probe_key, &probe, 200).await, Some(Ok(_))) {
+        violations.push("liveness: no write committed within 30 virtual seconds of healing".into());
+    }
+    // Every replica catches up to the same applied index.
+    let caught_up = loop {
+        let (indexes, elapsed) = {
+            let c = cluster.lock().await;
+            let indexes: BTreeSet<Option<u64>> =
+                c.nodes.values().map(|n| n.reader.applied_index()).collect();
+            (indexes, c.started.elapsed())
+        };
+        if indexes.len() == 1 {
+            break true;
+        }
+        if elapsed > healed_at + Duration::from_secs(60) {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    if !caught_up {
+        violations.push(
+            "replicas did not reach the same applied index within 60 virtual seconds of healing"
+                .into(),
+        );
+    }
+
+    let c = cluster.lock().await;
+    let history = history.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    check(
+        &c,
+        &history,
+        &leaders_by_term.lock().unwrap_or_else(|p| p.into_inner()),
+        &mut violations,
+    );
+    let virtual_ms = c.started.elapsed().as_millis() as u64;
+    for e in &history {
+        c.trace(&format!(
+            "{} {:?} {:?} {:?} {} {}\n",
+            e.client, e.key, e.command, e.outcome, e.invoked_ms, e.completed_ms
+        ));
+    }
+    let (delivered, dropped) = {
+        let r = c.router.0.lock().unwrap_or_else(|p| p.into_inner());
+        (r.delivered, r.dropped)
+    };
+    c.trace(&format!(
+        "messages {delivered} {dropped} violations {violations:?}\n"
+    ));
+    let trace_hash = {
+        let h = trace.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        h.finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let acknowledged = history.iter().filter(|e| e.outcome.is_some()).count();
+    let nodes: Vec<NodeId> = c.nodes.keys().copied().collect();
+    drop(c);
+    for id in nodes {
+        cluster.lock().await.crash(id).await;
+    }
+    Report {
+        seed,
+        violations,
+        trace_hash,
+        virtual_ms,
+        events: history.len(),
+        acknowledged,
+        messages_delivered: delivered,
+        messages_dropped: dropped,
+    }
+}
+
+/// The checks after healing: money, vouchers, idempotency records of acknowledged
+/// operations, equal replicas, one leader per term.
+fn check(
+    c: &Cluster,
+    history: &[Event],
+    leaders_by_term: &BTreeMap<u64, BTreeSet<NodeId>>,
+    violations: &mut Vec<String>,
+) {
+    for (term, leaders) in leaders_by_term {
+        if leaders.len() > 1 {
+            violations.push(format!("term {term} had leaders {leaders:?}"));
+        }
+    }
+    let mut hashes = BTreeMap::new();
+    for (id, node) in &c.nodes {
+        let Some(ledger) = node.reader.ledger() else {
+            violations.push(format!("node {id} has no ledger"));
+            continue;
+        };
+        if let Err(e) = ledger.check_invariants() {
+            violations.push(format!("node {id}: {e}"));
+        }
+        hashes.insert(*id, (node.reader.applied_index(), ledger.state_hash()));
+        for e in history {
+            let Some(outcome) = &e.outcome else { continue };
+            match ledger.idempotency_record(e.key) {
+                Some(r) if r.command == e.command && &r.outcome == outcome => {}
+                // A refusal that changed nothing is not recorded: retries evaluate afresh.
+                None if outcome.is_err() => {}
+                other => violations.push(format!(
+                    "node {id}: acknowledged {:?} ({:?}) not present as answered: {:?}",
+                    e.key,
+                    outcome,
+                    other.map(|r| r.outcome)
+                )),
+            }
+        }
+    }
+    let distinct: BTreeSet<_> = hashes.values().collect();
+    if distinct.len() > 1 {
+        violations.push(format!("replicas differ after catching up: {hashes:?}"));
+    }
+}

@@ -24,9 +24,10 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 }
 
 /// A binary of the workspace, built with cargo (same profile as the test) once per test
-/// process and per binary.
-pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
-    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// process. All binaries are built together, with the workspace's features, so this reuses
+/// what `cargo test --workspace` compiled.
+pub fn workspace_binary(_package: &str, bin: &str) -> PathBuf {
+    static BUILT: Mutex<bool> = Mutex::new(false);
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe
         .parent()
@@ -34,17 +35,17 @@ pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
         .expect("target/<profile>/deps")
         .to_owned();
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    if !built.iter().any(|b| b == bin) {
+    if !*built {
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "-p", package, "--bin", bin]);
+        build.args(["build", "--workspace", "--bins"]);
         if release {
             build.arg("--release");
         }
         build.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
         let status = build.status().expect("run cargo build");
-        assert!(status.success(), "building {bin} failed");
-        built.push(bin.to_owned());
+        assert!(status.success(), "building the workspace's binaries failed");
+        *built = true;
     }
     profile_dir.join(bin)
 }
@@ -230,6 +231,7 @@ impl Cluster {
             .args(["--password-iterations", TEST_PASSWORD_ITERATIONS])
             .args(["--snapshot-every", &self.snapshot_every.to_string()])
             .args(["--cache-mb", "32"])
+            .args(["--sms", "dev", "--allow-dev-sms"])
             // The campaign is running while the test runs.
             .args(["--campaign-start-ms", &self.campaign.0.to_string()])
             .args(["--campaign-end-ms", &self.campaign.1.to_string()])

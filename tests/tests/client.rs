@@ -371,3 +371,102 @@ fn every_command_has_help() {
         );
     }
 }
+
+/// Submits `operation` under a fresh key, then again under the same key: both answers equal.
+async fn twice(client: &Client, operation: Operation) -> ledger_core::Reply {
+    let key = client.new_key();
+    let first = client
+        .submit_with_key(key, operation.clone())
+        .await
+        .expect("first");
+    let again = client.submit_with_key(key, operation).await.expect("retry");
+    assert_eq!(first, again, "a retry must return the original answer");
+    first
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_of_any_operation_returns_its_original_answer() {
+    use ledger_core::Reply;
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await;
+    let client = cluster.client();
+    let pan = ledger_core::driver::test_pan(1);
+    let phone = ledger_core::driver::test_phone(1);
+    let open = Operation::OpenAccount(OpenAccountRequest {
+        holder_name: "retry".into(),
+        card_number: Secret::new(&pan),
+        card_password: Secret::new("135790"),
+        phone: phone.clone(),
+        flags: CampaignFlags::default(),
+    });
+    let Reply::AccountOpened { account } = twice(&client, open).await else {
+        panic!("open")
+    };
+    twice(
+        &client,
+        Operation::Command(Command::Deposit {
+            account,
+            amount_fen: 50_000,
+        }),
+    )
+    .await;
+    twice(
+        &client,
+        Operation::EpayBegin {
+            card_number: Secret::new(&pan),
+            phone: phone.clone(),
+        },
+    )
+    .await;
+    twice(
+        &client,
+        Operation::EpayChooseAlias {
+            account,
+            card_password: Secret::new("135790"),
+            alias: "a".into(),
+        },
+    )
+    .await;
+    let Reply::ChallengeIssued { challenge, .. } =
+        twice(&client, Operation::EpayConfirm { account }).await
+    else {
+        panic!("confirm")
+    };
+    let code = cluster.otp(challenge.0).await;
+    twice(
+        &client,
+        Operation::EpayActivate {
+            account,
+            code: Secret::new(code),
+        },
+    )
+    .await;
+    let (merchant, _) = shop(&client, 2).await;
+    let begin = Operation::PaymentBegin {
+        phone,
+        last_six: Secret::new(&pan[pan.len() - 6..]),
+        payee: Payee::Merchant(merchant),
+        amount_fen: 1_000,
+        order_id: "retry-1".into(),
+    };
+    let Reply::PaymentPending {
+        payment, challenge, ..
+    } = twice(&client, begin).await
+    else {
+        panic!("begin")
+    };
+    let code = cluster.otp(challenge.0).await;
+    twice(
+        &client,
+        Operation::PaymentConfirm {
+            payment,
+            code: Secret::new(code),
+        },
+    )
+    .await;
+    assert_eq!(
+        client.balance(account).await.unwrap(),
+        49_000,
+        "every operation applied once"
+    );
+}

@@ -50,9 +50,10 @@ struct Args {
     /// Data directory of the dev cluster: its nodes' SMS outboxes (for --payments) and disk use.
     #[arg(long, default_value = "./data/dev")]
     data_dir: PathBuf,
-    /// Card numbers are derived from this, so repeated runs on one cluster do not collide.
-    #[arg(long, default_value_t = 0)]
-    card_seed: u64,
+    /// Card numbers are derived from this (default: from the clock), so repeated runs on
+    /// one cluster do not collide.
+    #[arg(long)]
+    card_seed: Option<u64>,
 }
 
 /// The kind of an error (its variant names), so that failures can be counted by kind.
@@ -141,6 +142,14 @@ async fn code_for(tail: &Mutex<SmsTail>, id: u64, deadline: Duration) -> Option<
     None
 }
 
+fn card_seed(args: &Args) -> u64 {
+    args.card_seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() % 900 + 100)
+    })
+}
+
 fn pan(n: u64) -> String {
     ledger_core::driver::test_pan(n)
 }
@@ -153,7 +162,7 @@ async fn setup(
 ) -> Result<(Vec<(AccountId, u64)>, Option<Payee>), String> {
     let mut accounts = Vec::new();
     for i in 0..args.accounts {
-        let n = args.card_seed * 1_000_000 + i;
+        let n = card_seed(args) * 1_000_000 + i;
         let request = OpenAccountRequest {
             holder_name: format!("bench {n}"),
             card_number: Secret::new(pan(n)),

@@ -135,6 +135,7 @@ pub(super) fn open_account(a: &mut Apply<'_>, command: &Command) -> Handled {
             lookup_digest: *lookup_digest,
             phone: phone.clone(),
             password: *password,
+            password_failures: 0,
         },
     );
     a.tx.put_value(Key::CardIndex(*pan_digest), Some(Value::CardIndex(id)));
@@ -194,6 +195,15 @@ pub(super) fn set_status(a: &mut Apply<'_>, id: AccountId, status: AccountStatus
     }
     account.status = status;
     a.tx.put(Key::Account(id), account);
+    // Unfreezing (by the bank) also clears a card password lock-out.
+    if status == AccountStatus::Active {
+        if let Some(mut holder) = a.tx.get::<Holder>(Key::Holder(id)) {
+            if holder.password_failures > 0 {
+                holder.password_failures = 0;
+                a.tx.put(Key::Holder(id), holder);
+            }
+        }
+    }
     Ok(Reply::StatusSet { status })
 }
 

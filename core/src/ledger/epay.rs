@@ -3,7 +3,9 @@
 
 use super::{accounts, merchants, vouchers, Apply, Failure, Handled};
 use crate::command::{order_digest, ChallengeSeed, OtpProof, TxElements};
-use crate::config::{MAX_ALIAS_CHARS, MAX_ORDER_ID_BYTES, MAX_PASSWORD_FAILURES};
+use crate::config::{
+    MAX_ALIAS_CHARS, MAX_CARD_PASSWORD_FAILURES, MAX_ORDER_ID_BYTES, MAX_PASSWORD_FAILURES,
+};
 use crate::otp::ct_eq;
 use crate::outcome::{EnrolmentStep, LedgerError, Reply, TextField};
 use crate::state::{
@@ -190,8 +192,22 @@ pub(super) fn choose_alias(
     alias(chosen)?;
     let mut enrolment = load_enrolment(a, account)?;
     expect_step(&enrolment, &[EnrolmentStep::Started])?;
-    if !ct_eq(&password_proof.0, &holder(a, account).password.hash.0) {
+    let mut card_holder = holder(a, account);
+    if !ct_eq(&password_proof.0, &card_holder.password.hash.0) {
+        // Counted twice: per enrolment (three wrong cancel it) and per card across
+        // enrolments (restarting an enrolment must not reset the count): too many in all
+        // freeze the card until the bank unfreezes it.
         enrolment.password_failures += 1;
+        card_holder.password_failures = card_holder.password_failures.saturating_add(1);
+        let card_locked = card_holder.password_failures >= MAX_CARD_PASSWORD_FAILURES;
+        a.tx.put(Key::Holder(account), card_holder);
+        if card_locked {
+            let mut acct = accounts::load(a, account)?;
+            acct.status = crate::types::AccountStatus::Frozen;
+            a.tx.put(Key::Account(account), acct);
+            a.tx.delete(Key::Enrolment(account));
+            return Err(Failure::Recorded(LedgerError::CardLocked { account }));
+        }
         let failures_left = MAX_PASSWORD_FAILURES.saturating_sub(enrolment.password_failures);
         if failures_left == 0 {
             a.tx.delete(Key::Enrolment(account));
@@ -201,6 +217,10 @@ pub(super) fn choose_alias(
         return Err(Failure::Recorded(LedgerError::WrongCardPassword {
             failures_left,
         }));
+    }
+    if card_holder.password_failures > 0 {
+        card_holder.password_failures = 0;
+        a.tx.put(Key::Holder(account), card_holder);
     }
     enrolment.step = EnrolmentStep::AliasChosen;
     enrolment.alias = chosen.to_owned();
@@ -409,7 +429,7 @@ pub(super) fn begin_payment(
                 }
                 .into())
             }
-            PaymentState::Superseded => {}
+            PaymentState::Superseded | PaymentState::Failed => {}
             PaymentState::Pending => {
                 void_challenge(a, previous.challenge);
                 previous.state = PaymentState::Superseded;
@@ -463,7 +483,16 @@ pub(super) fn confirm_payment(a: &mut Apply<'_>, payment_id: PaymentId, otp: Otp
         }
         .into());
     }
-    use_challenge(a, payment.challenge, otp)?;
+    match use_challenge(a, payment.challenge, otp) {
+        Ok(()) => {}
+        Err(Failure::Recorded(e @ LedgerError::OtpLocked { .. })) => {
+            // The last wrong code: the payment fails for good; the order may be paid anew.
+            payment.state = PaymentState::Failed;
+            a.tx.put(Key::Payment(payment_id), payment);
+            return Err(Failure::Recorded(e));
+        }
+        Err(e) => return Err(e),
+    }
 
     let payer = payment.payer;
     accounts::load_customer(a, payer)?;
