@@ -10,6 +10,17 @@ use crate::types::{
 };
 use serde::{Deserialize, Serialize};
 
+/// Fen as yuan, for messages: 12345 → "123.45".
+pub fn yuan(fen: u64) -> String {
+    format!("{}.{:02}", fen / 100, fen % 100)
+}
+
+/// Signed fen as yuan.
+pub fn signed_yuan(fen: i64) -> String {
+    let sign = if fen < 0 { "-" } else { "" };
+    format!("{sign}{}", yuan(fen.unsigned_abs()))
+}
+
 /// The result of applying one command.
 pub type Outcome = Result<Reply, LedgerError>;
 
@@ -130,11 +141,13 @@ pub enum LedgerError {
     InvalidOtpFormat,
     #[error("amount must be greater than zero")]
     ZeroAmount,
-    #[error("amount {amount_fen} fen exceeds the limit of {max_fen} fen per command")]
+    #[error("amount {} yuan exceeds the limit of {} yuan per command", yuan(*amount_fen), yuan(*max_fen))]
     AmountTooLarge { amount_fen: u64, max_fen: u64 },
     #[error("{field:?} must not be empty")]
     TextEmpty { field: TextField },
-    #[error("{field:?} is longer than {max} (bytes or characters)")]
+    #[error(
+        "{field:?} is too long: at most {max} (characters for an alias, bytes of UTF-8 otherwise)"
+    )]
     TextTooLong { field: TextField, max: usize },
     #[error("{field:?} contains control characters")]
     TextHasControlChars { field: TextField },
@@ -169,7 +182,7 @@ pub enum LedgerError {
         account: AccountId,
         status: AccountStatus,
     },
-    #[error("account {account} holds {balance_fen} fen, {needed_fen} fen needed")]
+    #[error("account {account} holds {} yuan, {} yuan needed", signed_yuan(*balance_fen), yuan(*needed_fen))]
     InsufficientFunds {
         account: AccountId,
         balance_fen: i64,
@@ -177,7 +190,7 @@ pub enum LedgerError {
     },
     #[error("account {account} would overflow")]
     BalanceOverflow { account: AccountId },
-    #[error("account {account} still holds {balance_fen} fen and cannot be closed")]
+    #[error("account {account} still holds {} yuan and cannot be closed", signed_yuan(*balance_fen))]
     AccountNotEmpty {
         account: AccountId,
         balance_fen: i64,
@@ -197,7 +210,7 @@ pub enum LedgerError {
         expected: EnrolmentStep,
         actual: EnrolmentStep,
     },
-    #[error("wrong card password; {failures_left} tries left")]
+    #[error("wrong card password; tries left: {failures_left}")]
     WrongCardPassword { failures_left: u8 },
     #[error("too many wrong card passwords: the enrolment was cancelled; start again")]
     EnrolmentCancelled,
@@ -205,13 +218,13 @@ pub enum LedgerError {
     CardLocked { account: AccountId },
     #[error("another card already uses this phone number and last six digits for e-Pay")]
     LookupTaken,
-    #[error("limit {requested_fen} fen is above the bank's cap of {cap_fen} fen")]
+    #[error("limit {} yuan is above the bank's cap of {} yuan", yuan(*requested_fen), yuan(*cap_fen))]
     LimitAboveCap { requested_fen: u64, cap_fen: u64 },
     #[error("the per-payment limit cannot exceed the daily limit")]
     LimitsInconsistent,
-    #[error("debit of {debit_fen} fen is above the per-payment limit of {limit_fen} fen")]
+    #[error("debit of {} yuan is above the per-payment limit of {} yuan", yuan(*debit_fen), yuan(*limit_fen))]
     OverPaymentLimit { debit_fen: u64, limit_fen: u64 },
-    #[error("debit of {debit_fen} fen with {spent_today_fen} fen spent today exceeds the daily limit of {limit_fen} fen")]
+    #[error("debit of {} yuan with {} yuan spent today exceeds the daily limit of {} yuan", yuan(*debit_fen), yuan(*spent_today_fen), yuan(*limit_fen))]
     OverDailyLimit {
         debit_fen: u64,
         spent_today_fen: u64,
@@ -228,7 +241,7 @@ pub enum LedgerError {
         issued_at_ms: u64,
         expired_at_ms: u64,
     },
-    #[error("wrong one-time password; {attempts_left} tries left")]
+    #[error("wrong one-time password; tries left: {attempts_left}")]
     WrongOtp { attempts_left: u8 },
     #[error("too many wrong one-time passwords: challenge {challenge} is locked")]
     OtpLocked { challenge: ChallengeId },

@@ -50,10 +50,10 @@ enum Cmd {
     OpenAccount {
         #[arg(long)]
         name: String,
-        /// Card number (16-19 digits, Luhn-valid).
+        /// Card number (16-19 digits, Luhn-valid); `-` reads it from standard input.
         #[arg(long)]
         card: String,
-        /// Card password (6 digits).
+        /// Card password (6 digits); `-` reads it from standard input.
         #[arg(long)]
         password: String,
         /// Reserved mobile phone (11 digits).
@@ -78,13 +78,15 @@ enum Cmd {
     Unfreeze { id: u64 },
     /// Close an account (its balance must be zero).
     Close { id: u64 },
-    /// Set campaign flags.
+    /// Set campaign flags (those not given keep their value).
     Flags {
         id: u64,
+        /// An ETC device is bound to the card.
         #[arg(long)]
-        etc_bound: bool,
+        etc_bound: Option<bool>,
+        /// The 中邮期缴 savings product was bought during the campaign.
         #[arg(long)]
-        savings_product: bool,
+        savings_product: Option<bool>,
     },
     /// Set the VIP tier.
     Vip { id: u64, tier: Tier },
@@ -113,6 +115,7 @@ enum Cmd {
 enum EpayCmd {
     /// Step 1: card number and reserved phone.
     Begin {
+        /// Card number; `-` reads it from standard input.
         #[arg(long)]
         card: String,
         #[arg(long)]
@@ -120,10 +123,13 @@ enum EpayCmd {
     },
     /// Step 2: card password and alias.
     Alias {
+        /// The account being enrolled (printed by step 1).
         #[arg(long)]
         account: u64,
+        /// Card password; `-` reads it from standard input.
         #[arg(long)]
         password: String,
+        /// The anti-phishing alias shown in every SMS (up to 16 characters).
         #[arg(long)]
         alias: String,
     },
@@ -134,8 +140,10 @@ enum EpayCmd {
     },
     /// Step 4: the OTP.
     Activate {
+        /// The account being enrolled.
         #[arg(long)]
         account: u64,
+        /// The 6-digit code from the SMS; `-` reads it from standard input.
         #[arg(long)]
         code: String,
     },
@@ -170,15 +178,19 @@ enum PayCmd {
         /// …or make a small transfer to an account.
         #[arg(long)]
         to_account: Option<u64>,
+        /// Amount in yuan.
         #[arg(long)]
         amount: String,
+        /// The merchant's order id (a second payment for the same order replaces a pending one).
         #[arg(long)]
         order: String,
     },
     /// Step 2 (payer): the OTP.
     Confirm {
+        /// The payment (printed by step 1).
         #[arg(long)]
         payment: u64,
+        /// The 6-digit code from the SMS; `-` reads it from standard input.
         #[arg(long)]
         code: String,
     },
@@ -277,6 +289,19 @@ enum SmsCmd {
         #[arg(long)]
         follow: bool,
     },
+}
+
+/// A secret argument; `-` reads it from standard input instead, which keeps it out of the
+/// process list and the shell history.
+fn secret(value: String) -> Result<Secret, String> {
+    if value != "-" {
+        return Ok(Secret::new(value));
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading standard input: {e}"))?;
+    Ok(Secret::new(line.trim().to_owned()))
 }
 
 /// Parses yuan with at most two decimals into fen, exactly (no floating point).
@@ -442,8 +467,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             let account = c
                 .open_account(OpenAccountRequest {
                     holder_name: name,
-                    card_number: Secret::new(card),
-                    card_password: Secret::new(password),
+                    card_number: secret(card)?,
+                    card_password: secret(password)?,
                     phone,
                     flags: CampaignFlags {
                         etc_bound,
@@ -526,18 +551,26 @@ async fn run(cli: Cli) -> Result<(), String> {
             etc_bound,
             savings_product,
         } => {
-            c.set_campaign_flags(
-                AccountId(id),
-                CampaignFlags {
-                    etc_bound,
-                    savings_product,
-                },
-            )
-            .await
-            .map_err(fail)?;
+            if etc_bound.is_none() && savings_product.is_none() {
+                return Err(
+                    "give --etc-bound true|false and/or --savings-product true|false".into(),
+                );
+            }
+            let view = c
+                .account(AccountId(id))
+                .await
+                .map_err(fail)?
+                .ok_or(format!("no account {id}"))?;
+            let flags = CampaignFlags {
+                etc_bound: etc_bound.unwrap_or(view.flags.etc_bound),
+                savings_product: savings_product.unwrap_or(view.flags.savings_product),
+            };
+            c.set_campaign_flags(AccountId(id), flags)
+                .await
+                .map_err(fail)?;
             out.show(
-                || format!("account {id}: etc {etc_bound}, savings {savings_product}"),
-                &serde_json::json!({ "account": id }),
+                || format!("account {id}: etc {}, savings {}", flags.etc_bound, flags.savings_product),
+                &serde_json::json!({ "account": id, "etc_bound": flags.etc_bound, "savings_product": flags.savings_product }),
             );
         }
         Cmd::Vip { id, tier } => {
@@ -586,7 +619,11 @@ async fn run(cli: Cli) -> Result<(), String> {
                     messages.iter().filter(|m| m.id > shown).collect()
                 };
                 for m in fresh {
-                    out.show(|| format!("#{} to {}: {}", m.id, m.to, m.text), m);
+                    if out.json {
+                        println!("{}", serde_json::to_string(m).unwrap_or_default());
+                    } else {
+                        println!("#{} to {}: {}", m.id, m.to, m.text);
+                    }
                     shown = shown.max(m.id);
                 }
                 if !follow {
@@ -632,7 +669,7 @@ async fn epay(c: &Client, out: &Out, cmd: EpayCmd) -> Result<(), String> {
             password,
             alias,
         } => {
-            c.epay_choose_alias(AccountId(account), Secret::new(password), &alias)
+            c.epay_choose_alias(AccountId(account), secret(password)?, &alias)
                 .await
                 .map_err(fail)?;
             out.show(
@@ -653,7 +690,7 @@ async fn epay(c: &Client, out: &Out, cmd: EpayCmd) -> Result<(), String> {
             );
         }
         EpayCmd::Activate { account, code } => {
-            c.epay_activate(AccountId(account), Secret::new(code))
+            c.epay_activate(AccountId(account), secret(code)?)
                 .await
                 .map_err(fail)?;
             out.show(
