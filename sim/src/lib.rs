@@ -58,6 +58,29 @@ pub struct SimOptions {
     pub clients: u64,
     /// Turn faults on.
     pub faults: bool,
+    /// A deliberately broken piece, to show the checks catch it.
+    pub bug: Option<Bug>,
+}
+
+/// Deliberately broken variants of the pieces at the simulator's boundaries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bug {
+    /// A client that takes a new idempotency key when it retries.
+    ClientForgetsKey,
+}
+
+impl Bug {
+    pub const ALL: [Bug; 1] = [Bug::ClientForgetsKey];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::ClientForgetsKey => "client-forgets-key",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Bug> {
+        Bug::ALL.into_iter().find(|b| b.name() == name)
+    }
 }
 
 /// One client operation as the client saw it.
@@ -65,6 +88,8 @@ pub struct SimOptions {
 pub struct Event {
     pub client: u64,
     pub key: RequestKey,
+    /// Every key the client used for this one logical operation (one, unless it forgot).
+    pub keys_tried: Vec<RequestKey>,
     pub command: Command,
     /// None: the client never learned the outcome (timeouts to the end).
     pub outcome: Option<Outcome>,
@@ -206,7 +231,29 @@ async fn submit(
     command: &Command,
     attempts: u32,
 ) -> Option<Outcome> {
+    submit_tracking(cluster, key, command, attempts, None, &mut Vec::new()).await
+}
+
+/// `submit`, recording every key used in `tried`. With `fresh_keys` (the
+/// `client-forgets-key` bug), each retry takes a new key from the counter.
+async fn submit_tracking(
+    cluster: &Arc<tokio::sync::Mutex<Cluster>>,
+    mut key: RequestKey,
+    command: &Command,
+    attempts: u32,
+    mut fresh_keys: Option<&mut u64>,
+    tried: &mut Vec<RequestKey>,
+) -> Option<Outcome> {
     for attempt in 0..attempts {
+        if attempt > 0 {
+            if let Some(next) = fresh_keys.as_deref_mut() {
+                *next += 1;
+                key.request_id = *next;
+            }
+        }
+        if tried.last() != Some(&key) {
+            tried.push(key);
+        }
         let target = {
             let c = cluster.lock().await;
             let leader = c.leader();
@@ -404,6 +451,7 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
             accounts.clone(),
         );
         let mut rng = SimRng::stream(seed, &format!("client{client}"));
+        let bug = options.bug;
         tasks.push(tokio::spawn(async move {
             let mut request_id = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -427,11 +475,19 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
                     _ => Command::ClaimVoucher { pool, account: a },
                 };
                 let invoked_ms = { cluster.lock().await.started.elapsed().as_millis() as u64 };
-                let outcome = submit(&cluster, key, &command, 12).await;
+                let mut keys_tried = Vec::new();
+                let fresh = if bug == Some(Bug::ClientForgetsKey) {
+                    Some(&mut request_id)
+                } else {
+                    None
+                };
+                let outcome =
+                    submit_tracking(&cluster, key, &command, 12, fresh, &mut keys_tried).await;
                 let completed_ms = { cluster.lock().await.started.elapsed().as_millis() as u64 };
                 let event = Event {
                     client: client + 1,
-                    key,
+                    key: *keys_tried.last().unwrap_or(&key),
+                    keys_tried,
                     command,
                     outcome,
                     invoked_ms,
@@ -675,6 +731,25 @@ fn check(
             violations.push(format!("node {id}: {e}"));
         }
         hashes.insert(*id, (node.reader.applied_index(), ledger.state_hash()));
+        for e in history {
+            // A logical operation applies at most once, whatever keys its retries used.
+            let applied: Vec<&RequestKey> = e
+                .keys_tried
+                .iter()
+                .filter(|k| {
+                    ledger
+                        .idempotency_record(**k)
+                        .is_some_and(|r| r.outcome.is_ok())
+                })
+                .collect();
+            if applied.len() > 1 {
+                violations.push(format!(
+                    "node {id}: one operation of client {} applied {} times: {applied:?}",
+                    e.client,
+                    applied.len()
+                ));
+            }
+        }
         for e in history {
             let Some(outcome) = &e.outcome else { continue };
             match ledger.idempotency_record(e.key) {

@@ -1,7 +1,7 @@
 //! `ledger-sim`: run one seed, or sweep a range of seeds.
 
 use clap::Parser;
-use ledger_sim::{run, SimOptions};
+use ledger_sim::{run, Bug, SimOptions};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -30,11 +30,34 @@ struct Args {
     /// Run without faults.
     #[arg(long)]
     no_faults: bool,
+    /// Run with a deliberately broken piece (see --list-bugs).
+    #[arg(long)]
+    bug: Option<String>,
+    /// List the deliberately broken variants, one name a line.
+    #[arg(long)]
+    list_bugs: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.list_bugs {
+        for bug in Bug::ALL {
+            println!("{}", bug.name());
+        }
+        return ExitCode::SUCCESS;
+    }
+    let bug = match &args.bug {
+        None => None,
+        Some(name) => match Bug::parse(name) {
+            Some(b) => Some(b),
+            None => {
+                eprintln!("ledger-sim: unknown bug `{name}`; see --list-bugs");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let options = |seed| SimOptions {
+        bug,
         seed,
         nodes: args.nodes,
         duration_s: args.duration,
@@ -79,7 +102,14 @@ fn main() -> ExitCode {
         }
         if !report.ok() {
             failed.push(*seed);
-            eprintln!("replay: cargo run --release -p ledger-sim -- --seed {seed} --nodes {} --duration {} --clients {}", args.nodes, args.duration, args.clients);
+            eprintln!(
+                "replay: cargo run --release -p ledger-sim -- --seed {seed} --nodes {} --duration {} --clients {}{}",
+                args.nodes,
+                args.duration,
+                args.clients,
+                args.bug.as_ref().map_or(String::new(), |b| format!(" --bug {b}"))
+            );
+            eprintln!("  (the same Cargo.lock and rust-toolchain.toml give the same run)");
         }
         if seeds.len() == 1 {
             println!(
