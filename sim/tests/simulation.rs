@@ -25,8 +25,8 @@ fn the_same_seed_gives_the_same_trace_hash_in_separate_processes() {
     assert_eq!(last(&a), last(&b));
     let (_, other, _) = sim(&["--seed", "12"]);
     assert_ne!(
-        last(&a).split(' ').last(),
-        last(&other).split(' ').last(),
+        last(&a).split(' ').next_back(),
+        last(&other).split(' ').next_back(),
         "different seeds, different runs"
     );
 }
