@@ -147,13 +147,28 @@ impl Cluster {
             .update(line.as_bytes());
     }
 
-    async fn start(&mut self, id: NodeId) {
+    /// Starts (or restarts) a node from its data folder. A crashed node's last tasks may
+    /// still hold its database for a few virtual milliseconds: wait for them, up to 2 s.
+    async fn start(&mut self, id: NodeId) -> bool {
         let dir = self.dir.join(format!("node{id}"));
-        let db = sled::Config::new()
-            .path(dir.join("sled"))
-            .flush_every_ms(None)
-            .open()
-            .expect("open sled");
+        let mut tries = 0;
+        let db = loop {
+            match sled::Config::new()
+                .path(dir.join("sled"))
+                .flush_every_ms(None)
+                .open()
+            {
+                Ok(db) => break db,
+                Err(_) if tries < 200 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => {
+                    self.trace(&format!("restart {id} failed: {e}\n"));
+                    return false;
+                }
+            }
+        };
         let log = LogStore::<SimConfig>::open(&db).expect("log store");
         let sm =
             StateMachine::<SimConfig>::open(&db, &dir.join("snapshots")).expect("state machine");
@@ -195,6 +210,7 @@ impl Cluster {
             },
         );
         self.trace(&format!("start {id} election {min}\n"));
+        true
     }
 
     async fn crash(&mut self, id: NodeId) {
@@ -347,7 +363,7 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
     };
     cluster.trace(&format!("seed {seed} faults {faults:?}\n"));
     for id in 1..=options.nodes {
-        cluster.start(id).await;
+        assert!(cluster.start(id).await, "a fresh node starts");
     }
     let first = cluster.nodes[&1].raft.clone();
     first.initialize(members.clone()).await.expect("initialize");
@@ -579,8 +595,9 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
             5 => {
                 // Crash a node (at most a minority at once), or restart a crashed one.
                 if let Some(id) = crashed.iter().next().copied() {
-                    crashed.remove(&id);
-                    c.start(id).await;
+                    if c.start(id).await {
+                        crashed.remove(&id);
+                    }
                 } else {
                     let id = ids[fault_rng.below(ids.len() as u64) as usize];
                     crashed.insert(id);
@@ -621,7 +638,9 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
             max_delay_ms: 5,
         };
         for id in crashed.clone() {
-            c.start(id).await;
+            if !c.start(id).await {
+                violations.push(format!("node {id} could not restart from its data"));
+            }
         }
         c.trace("heal all\n");
     }
