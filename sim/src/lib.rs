@@ -67,14 +67,25 @@ pub struct SimOptions {
 pub enum Bug {
     /// A client that takes a new idempotency key when it retries.
     ClientForgetsKey,
+    /// A network layer that delivers an answer twice: the next call of the same client gets
+    /// the previous answer again, and its own is lost.
+    NetworkDuplicatesAnswer,
+    /// A node that applies a committed entry twice.
+    NodeAppliesTwice,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 1] = [Bug::ClientForgetsKey];
+    pub const ALL: [Bug; 3] = [
+        Bug::ClientForgetsKey,
+        Bug::NetworkDuplicatesAnswer,
+        Bug::NodeAppliesTwice,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Bug::ClientForgetsKey => "client-forgets-key",
+            Bug::NetworkDuplicatesAnswer => "network-duplicates-answer",
+            Bug::NodeAppliesTwice => "node-applies-twice",
         }
     }
 
@@ -132,6 +143,7 @@ struct Cluster {
     rng: SimRng,
     trace: Arc<Mutex<Sha256>>,
     started: tokio::time::Instant,
+    bug: Option<Bug>,
 }
 
 impl Cluster {
@@ -170,9 +182,13 @@ impl Cluster {
             }
         };
         let log = LogStore::<SimConfig>::open(&db).expect("log store");
-        let sm =
+        let inner =
             StateMachine::<SimConfig>::open(&db, &dir.join("snapshots")).expect("state machine");
-        let reader = sm.reader();
+        let reader = inner.reader();
+        let sm = SimStateMachine {
+            inner,
+            applies_twice: self.bug == Some(Bug::NodeAppliesTwice) && id == 1,
+        };
         // Election timeouts from the seed, max = min + 1: openraft's own random draw
         // then has nothing to choose.
         let min = 300 + self.rng.below(300);
@@ -360,6 +376,7 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
         rng: SimRng::stream(seed, "cluster"),
         trace: trace.clone(),
         started: tokio::time::Instant::now(),
+        bug: options.bug,
     };
     cluster.trace(&format!("seed {seed} faults {faults:?}\n"));
     for id in 1..=options.nodes {
@@ -470,6 +487,7 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
         let bug = options.bug;
         tasks.push(tokio::spawn(async move {
             let mut request_id = 0;
+            let mut last_answer: Option<Outcome> = None;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 request_id += 1;
                 let key = RequestKey {
@@ -497,8 +515,15 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
                 } else {
                     None
                 };
-                let outcome =
+                let mut outcome =
                     submit_tracking(&cluster, key, &command, 12, fresh, &mut keys_tried).await;
+                if bug == Some(Bug::NetworkDuplicatesAnswer) && outcome.is_some() {
+                    if rng.chance(0.1) && last_answer.is_some() {
+                        outcome = last_answer.clone();
+                    } else {
+                        last_answer = outcome.clone();
+                    }
+                }
                 let completed_ms = { cluster.lock().await.started.elapsed().as_millis() as u64 };
                 let event = Event {
                     client: client + 1,
@@ -518,9 +543,15 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
         }));
     }
     // The monitor: at most one leader per term, sampled every 10 virtual ms.
+    // ...and no replica stops on a fatal error (a broken invariant, a storage failure).
+    let fatal: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let monitor = {
-        let (cluster, leaders_by_term, stop) =
-            (cluster.clone(), leaders_by_term.clone(), stop.clone());
+        let (cluster, leaders_by_term, stop, fatal) = (
+            cluster.clone(),
+            leaders_by_term.clone(),
+            stop.clone(),
+            fatal.clone(),
+        );
         tokio::spawn(async move {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 {
@@ -530,6 +561,12 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
                         let m = node.raft.metrics().borrow().clone();
                         if m.state == openraft::ServerState::Leader {
                             seen.entry(m.current_term).or_default().insert(*id);
+                        }
+                        if let Err(e) = &m.running_state {
+                            fatal
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(format!("node {id} stopped: {e}"));
                         }
                     }
                 }
@@ -622,6 +659,13 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
         let _ = task.await;
     }
     let _ = monitor.await;
+    violations.extend(
+        fatal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned(),
+    );
 
     // Heal everything, then the cluster must make progress within a bounded virtual time.
     {
@@ -787,5 +831,82 @@ fn check(
     let distinct: BTreeSet<_> = hashes.values().collect();
     if distinct.len() > 1 {
         violations.push(format!("replicas differ after catching up: {hashes:?}"));
+    }
+}
+
+/// The production state machine, or (for the `node-applies-twice` bug) one that applies a
+/// committed entry a second time now and then.
+pub struct SimStateMachine {
+    inner: StateMachine<SimConfig>,
+    applies_twice: bool,
+}
+
+impl openraft::storage::RaftStateMachine<SimConfig> for SimStateMachine {
+    type SnapshotBuilder = <StateMachine<SimConfig> as openraft::storage::RaftStateMachine<
+        SimConfig,
+    >>::SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<
+        (
+            Option<ledger_node::raft_types::LogId>,
+            ledger_node::raft_types::StoredMembership,
+        ),
+        ledger_node::raft_types::StorageError,
+    > {
+        self.inner.applied_state().await
+    }
+
+    async fn apply<I>(
+        &mut self,
+        entries: I,
+    ) -> Result<Vec<Applied>, ledger_node::raft_types::StorageError>
+    where
+        I: IntoIterator<Item = openraft::Entry<SimConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<_> = entries.into_iter().collect();
+        let again: Vec<_> = if self.applies_twice {
+            entries
+                .iter()
+                .filter(|e| {
+                    e.log_id.index % 40 == 0
+                        && matches!(e.payload, openraft::EntryPayload::Normal(_))
+                })
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let replies = self.inner.apply(entries).await?;
+        if !again.is_empty() {
+            let _ = self.inner.apply(again).await;
+        }
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.inner.get_snapshot_builder().await
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, ledger_node::raft_types::StorageError> {
+        self.inner.begin_receiving_snapshot().await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &ledger_node::raft_types::SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), ledger_node::raft_types::StorageError> {
+        self.inner.install_snapshot(meta, snapshot).await
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<openraft::Snapshot<SimConfig>>, ledger_node::raft_types::StorageError> {
+        self.inner.get_current_snapshot().await
     }
 }
