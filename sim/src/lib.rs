@@ -117,6 +117,9 @@ pub struct Report {
     pub virtual_ms: u64,
     pub events: usize,
     pub acknowledged: usize,
+    /// Payments settled, and confirmations refused for a wrong code.
+    pub payments_settled: usize,
+    pub wrong_codes_refused: usize,
     pub messages_delivered: u64,
     pub messages_dropped: u64,
 }
@@ -157,6 +160,9 @@ impl Cluster {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .update(line.as_bytes());
+        if std::env::var_os("LEDGER_SIM_TRACE").is_some() {
+            eprint!("[{:>7} ms] {line}", self.started.elapsed().as_millis());
+        }
     }
 
     /// Starts (or restarts) a node from its data folder. A crashed node's last tasks may
@@ -471,6 +477,29 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
         }
     };
 
+    // e-Pay for the first four cards (all four steps, codes as the SMS would carry them), and
+    // a POS merchant settling into the last card.
+    let enrolled = accounts.len().min(4);
+    for (n, account) in accounts.iter().enumerate().take(enrolled) {
+        if let Err(e) = enrol(&cluster, &mut setup, n as u64, *account).await {
+            violations.push(format!("setup: enrolling card {n}: {e}"));
+        }
+    }
+    let (key, command) = setup(Command::RegisterMerchant {
+        kind: ledger_core::types::MerchantKind::Pos,
+        name: "sim shop".into(),
+        settlement_account: accounts.last().copied().unwrap_or(AccountId(16)),
+        contact_phone: ledger_core::driver::test_phone(99),
+        terminals: 1,
+    });
+    let merchant = match submit(&cluster, key, &command, 100).await {
+        Some(Ok(Reply::MerchantRegistered { merchant })) => merchant,
+        other => {
+            violations.push(format!("setup: merchant: {other:?}"));
+            ledger_core::types::MerchantId(1)
+        }
+    };
+
     // Load and faults.
     let history: Arc<Mutex<Vec<Event>>> = Arc::default();
     let leaders_by_term: Arc<Mutex<BTreeMap<u64, BTreeSet<NodeId>>>> = Arc::default();
@@ -496,6 +525,25 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
                 };
                 let a = accounts[rng.below(accounts.len() as u64) as usize];
                 let b = accounts[rng.below(accounts.len() as u64) as usize];
+                if rng.below(10) < 3 && enrolled > 0 {
+                    // A two-step e-Pay payment; now and then the payer mistypes the code.
+                    let n = rng.below(enrolled as u64);
+                    let wrong_code = rng.chance(0.15);
+                    let amount_fen = 500 + rng.below(3_000);
+                    pay(
+                        &cluster,
+                        &history,
+                        client + 1,
+                        &mut request_id,
+                        n,
+                        merchant,
+                        amount_fen,
+                        wrong_code,
+                    )
+                    .await;
+                    tokio::time::sleep(Duration::from_millis(rng.below(30))).await;
+                    continue;
+                }
                 let command = match rng.below(10) {
                     0..=5 => Command::Transfer {
                         source: a,
@@ -559,8 +607,15 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
                     let mut seen = leaders_by_term.lock().unwrap_or_else(|p| p.into_inner());
                     for (id, node) in &c.nodes {
                         let m = node.raft.metrics().borrow().clone();
-                        if m.state == openraft::ServerState::Leader {
-                            seen.entry(m.current_term).or_default().insert(*id);
+                        // A leader of term T holds a committed vote for itself in T. (The
+                        // server state alone can lag a vote a deposed leader just granted.)
+                        let vote = m.vote;
+                        if m.state == openraft::ServerState::Leader
+                            && vote.committed
+                            && vote.leader_id.voted_for == Some(*id)
+                            && seen.entry(vote.leader_id.term).or_default().insert(*id)
+                        {
+                            c.trace(&format!("leader {id} term {}\n", vote.leader_id.term));
                         }
                         if let Err(e) = &m.running_state {
                             fatal
@@ -587,7 +642,18 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
         }
         let mut c = cluster.lock().await;
         let ids: Vec<NodeId> = members.keys().copied().collect();
-        match fault_rng.below(8) {
+        // One partition at a time: a new one only once every link of the last is unclogged
+        // (one by one, in the seed's order), so runs alternate between trouble and progress.
+        let clogged = !c
+            .router
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cut
+            .is_empty();
+        let draw = fault_rng.below(8);
+        let draw = if clogged && draw <= 2 { 3 } else { draw };
+        match draw {
             0 | 1 => {
                 // Partition: a random minority cut off both ways (or one way: asymmetric).
                 let victim = ids[fault_rng.below(ids.len() as u64) as usize];
@@ -754,6 +820,19 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
             .collect()
     };
     let acknowledged = history.iter().filter(|e| e.outcome.is_some()).count();
+    let payments_settled = history
+        .iter()
+        .filter(|e| matches!(e.outcome, Some(Ok(Reply::PaymentSettled { .. }))))
+        .count();
+    let wrong_codes_refused = history
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.outcome,
+                Some(Err(ledger_core::LedgerError::WrongOtp { .. }))
+            )
+        })
+        .count();
     let nodes: Vec<NodeId> = c.nodes.keys().copied().collect();
     drop(c);
     for id in nodes {
@@ -766,6 +845,8 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
         virtual_ms,
         events: history.len(),
         acknowledged,
+        payments_settled,
+        wrong_codes_refused,
         messages_delivered: delivered,
         messages_dropped: dropped,
     }
@@ -773,6 +854,21 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
 
 /// The checks after healing: money, vouchers, idempotency records of acknowledged
 /// operations, equal replicas, one leader per term.
+/// Every payment settles at most once, and only with the right code.
+fn check_payments(history: &[Event], violations: &mut Vec<String>) {
+    let mut settled: BTreeMap<ledger_core::types::PaymentId, usize> = BTreeMap::new();
+    for e in history {
+        if let Some(Ok(Reply::PaymentSettled { payment, .. })) = &e.outcome {
+            *settled.entry(*payment).or_default() += 1;
+        }
+    }
+    for (payment, times) in settled {
+        if times > 1 {
+            violations.push(format!("payment {payment} settled by {times} operations"));
+        }
+    }
+}
+
 fn check(
     c: &Cluster,
     history: &[Event],
@@ -828,6 +924,7 @@ fn check(
             }
         }
     }
+    check_payments(history, violations);
     let distinct: BTreeSet<_> = hashes.values().collect();
     if distinct.len() > 1 {
         violations.push(format!("replicas differ after catching up: {hashes:?}"));
@@ -909,4 +1006,196 @@ impl openraft::storage::RaftStateMachine<SimConfig> for SimStateMachine {
     ) -> Result<Option<openraft::Snapshot<SimConfig>>, ledger_node::raft_types::StorageError> {
         self.inner.get_current_snapshot().await
     }
+}
+
+/// The ledger as the current leader has applied it (a client_write returns after the
+/// leader applied, so this sees the caller's own writes).
+async fn leader_ledger(
+    cluster: &Arc<tokio::sync::Mutex<Cluster>>,
+) -> Option<ledger_core::Ledger<ledger_node::state_store::SledState>> {
+    let c = cluster.lock().await;
+    let leader = c.leader()?;
+    c.nodes.get(&leader)?.reader.ledger()
+}
+
+/// A request's OTP nonce, derived from its key as the node's intake does.
+fn nonce_for(key: RequestKey) -> u64 {
+    let e = intake::request_entropy(&keys(), key, "otp-nonce");
+    u64::from_be_bytes(e[..8].try_into().expect("8 bytes"))
+}
+
+/// The four e-Pay enrolment steps for card `n`, reading the code the SMS would carry.
+async fn enrol(
+    cluster: &Arc<tokio::sync::Mutex<Cluster>>,
+    setup: &mut impl FnMut(Command) -> (RequestKey, Command),
+    n: u64,
+    account: AccountId,
+) -> Result<(), String> {
+    let k = keys();
+    let pan = Secret::new(ledger_core::driver::test_pan(n));
+    let phone = ledger_core::driver::test_phone(n);
+    let step = |outcome: Option<Outcome>, what: &str| match outcome {
+        Some(Ok(reply)) => Ok(reply),
+        other => Err(format!("{what}: {other:?}")),
+    };
+    let (key, command) = setup(Command::EpayBegin {
+        pan_digest: intake::card_digest(&k, &pan).map_err(|e| e.to_string())?,
+        phone,
+    });
+    step(submit(cluster, key, &command, 100).await, "step 1")?;
+    let stored = leader_ledger(cluster)
+        .await
+        .and_then(|l| l.holder(account))
+        .ok_or("no holder")?
+        .password;
+    let proof =
+        intake::password_proof(&k, &Secret::new("123456"), &stored).map_err(|e| e.to_string())?;
+    let (key, command) = setup(Command::EpayChooseAlias {
+        account,
+        password_proof: proof,
+        alias: format!("card {n}"),
+    });
+    step(submit(cluster, key, &command, 100).await, "step 2")?;
+    let digest = ledger_core::command::TxElements::Enrolment {
+        account,
+        alias: &format!("card {n}"),
+    }
+    .digest();
+    let (key, _) = setup(Command::EpayConfirm {
+        account,
+        challenge: ledger_core::command::ChallengeSeed {
+            nonce: 0,
+            verifier: Default::default(),
+        },
+    });
+    let (seed, _) = intake::challenge_seed(&k, nonce_for(key), &digest);
+    let command = Command::EpayConfirm {
+        account,
+        challenge: seed,
+    };
+    step(submit(cluster, key, &command, 100).await, "step 3")?;
+    let challenge = leader_ledger(cluster)
+        .await
+        .and_then(|l| {
+            l.enrolment(account)
+                .and_then(|e| e.challenge)
+                .and_then(|c| l.challenge(c))
+        })
+        .ok_or("no challenge")?;
+    let code = intake::otp_code(&k, challenge.nonce, &challenge.tx_digest);
+    let (key, command) = setup(Command::EpayActivate {
+        account,
+        otp: intake::otp_proof(&k, &challenge, &code).map_err(|e| e.to_string())?,
+    });
+    step(submit(cluster, key, &command, 100).await, "step 4")?;
+    Ok(())
+}
+
+/// A two-step payment by card `n` to the merchant, both steps recorded in the history.
+#[allow(clippy::too_many_arguments)]
+async fn pay(
+    cluster: &Arc<tokio::sync::Mutex<Cluster>>,
+    history: &Arc<Mutex<Vec<Event>>>,
+    client: u64,
+    request_id: &mut u64,
+    n: u64,
+    merchant: ledger_core::types::MerchantId,
+    amount_fen: u64,
+    wrong_code: bool,
+) {
+    let k = keys();
+    let record = |key: RequestKey,
+                  command: Command,
+                  outcome: Option<Outcome>,
+                  invoked_ms: u64,
+                  completed_ms: u64| {
+        history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Event {
+                client,
+                key,
+                keys_tried: vec![key],
+                command,
+                outcome,
+                invoked_ms,
+                completed_ms,
+            });
+    };
+    let elapsed = |c: &Cluster| c.started.elapsed().as_millis() as u64;
+    *request_id += 1;
+    let key = RequestKey {
+        client_id: client,
+        request_id: *request_id,
+    };
+    let Ok(lookup_digest) = intake::lookup_digest(
+        &k,
+        &ledger_core::driver::test_phone(n),
+        &Secret::new(&ledger_core::driver::test_pan(n)[10..]),
+    ) else {
+        return;
+    };
+    let payee = ledger_core::types::Payee::Merchant(merchant);
+    let order_id = format!("c{client}-{request_id}");
+    let digest = ledger_core::command::TxElements::Payment {
+        lookup_digest: &lookup_digest,
+        payee,
+        amount_fen,
+        order_id: &order_id,
+    }
+    .digest();
+    let (seed, _) = intake::challenge_seed(&k, nonce_for(key), &digest);
+    let begin = Command::PaymentBegin {
+        lookup_digest,
+        payee,
+        amount_fen,
+        order_id,
+        challenge: seed,
+    };
+    let invoked = elapsed(&*cluster.lock().await);
+    let outcome = submit(cluster, key, &begin, 12).await;
+    record(
+        key,
+        begin,
+        outcome.clone(),
+        invoked,
+        elapsed(&*cluster.lock().await),
+    );
+    let Some(Ok(Reply::PaymentPending { payment, .. })) = outcome else {
+        return;
+    };
+    let Some(challenge) = leader_ledger(cluster)
+        .await
+        .and_then(|l| l.payment(payment).and_then(|p| l.challenge(p.challenge)))
+    else {
+        return;
+    };
+    let right = intake::otp_code(&k, challenge.nonce, &challenge.tx_digest);
+    let code = if wrong_code {
+        Secret::new(if right == Secret::new("000000") {
+            "111111"
+        } else {
+            "000000"
+        })
+    } else {
+        right
+    };
+    let Ok(otp) = intake::otp_proof(&k, &challenge, &code) else {
+        return;
+    };
+    *request_id += 1;
+    let key = RequestKey {
+        client_id: client,
+        request_id: *request_id,
+    };
+    let confirm = Command::PaymentConfirm { payment, otp };
+    let invoked = elapsed(&*cluster.lock().await);
+    let outcome = submit(cluster, key, &confirm, 12).await;
+    record(
+        key,
+        confirm,
+        outcome,
+        invoked,
+        elapsed(&*cluster.lock().await),
+    );
 }

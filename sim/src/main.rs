@@ -89,10 +89,12 @@ fn main() -> ExitCode {
         virtual_ms += report.virtual_ms;
         if seeds.len() > 1 {
             eprintln!(
-                "seed {seed}: {} ({} ops, {} acknowledged, {} msgs, {} dropped)",
+                "seed {seed}: {} ({} ops, {} acknowledged, {} payments settled, {} wrong codes refused, {} msgs, {} dropped)",
                 if report.ok() { "ok" } else { "VIOLATION" },
                 report.events,
                 report.acknowledged,
+                report.payments_settled,
+                report.wrong_codes_refused,
                 report.messages_delivered,
                 report.messages_dropped
             );
