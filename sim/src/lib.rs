@@ -122,6 +122,17 @@ pub struct Report {
     pub wrong_codes_refused: usize,
     pub messages_delivered: u64,
     pub messages_dropped: u64,
+    /// The run's trace, line by line (faults, starts, crashes, leaders, every operation).
+    pub trace: Vec<String>,
+}
+
+/// The toolchain and lock file a seed's replay depends on.
+pub fn build_fingerprint() -> String {
+    format!(
+        "{}; Cargo.lock fnv {}",
+        env!("LEDGER_SIM_RUSTC"),
+        env!("LEDGER_SIM_LOCK_FNV")
+    )
 }
 
 impl Report {
@@ -145,6 +156,8 @@ struct Cluster {
     clock_offset_ms: BTreeMap<NodeId, i64>,
     rng: SimRng,
     trace: Arc<Mutex<Sha256>>,
+    /// The trace as text, for the file written when a seed fails.
+    lines: Arc<Mutex<Vec<String>>>,
     started: tokio::time::Instant,
     bug: Option<Bug>,
 }
@@ -160,6 +173,13 @@ impl Cluster {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .update(line.as_bytes());
+        self.lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(format!(
+                "[{:>7} ms] {line}",
+                self.started.elapsed().as_millis()
+            ));
         if std::env::var_os("LEDGER_SIM_TRACE").is_some() {
             eprint!("[{:>7} ms] {line}", self.started.elapsed().as_millis());
         }
@@ -362,6 +382,7 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
         }
     };
     let trace = Arc::new(Mutex::new(Sha256::new()));
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
     let router = Router::new(SimRng::stream(seed, "network"), faults.clone());
     let members: BTreeMap<NodeId, NodeAddr> = (1..=options.nodes)
         .map(|id| {
@@ -381,6 +402,7 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
         clock_offset_ms: BTreeMap::new(),
         rng: SimRng::stream(seed, "cluster"),
         trace: trace.clone(),
+        lines: lines.clone(),
         started: tokio::time::Instant::now(),
         bug: options.bug,
     };
@@ -835,6 +857,7 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
         .count();
     let nodes: Vec<NodeId> = c.nodes.keys().copied().collect();
     drop(c);
+    let trace_lines = lines.lock().unwrap_or_else(|p| p.into_inner()).clone();
     for id in nodes {
         cluster.lock().await.crash(id).await;
     }
@@ -849,6 +872,7 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
         wrong_codes_refused,
         messages_delivered: delivered,
         messages_dropped: dropped,
+        trace: trace_lines,
     }
 }
 

@@ -36,6 +36,9 @@ struct Args {
     /// List the deliberately broken variants, one name a line.
     #[arg(long)]
     list_bugs: bool,
+    /// Where a failing seed's trace file goes.
+    #[arg(long, default_value = ".")]
+    trace_dir: std::path::PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -111,7 +114,12 @@ fn main() -> ExitCode {
                 args.clients,
                 args.bug.as_ref().map_or(String::new(), |b| format!(" --bug {b}"))
             );
-            eprintln!("  (the same Cargo.lock and rust-toolchain.toml give the same run)");
+            eprintln!("  built with {}", ledger_sim::build_fingerprint());
+            let file = args.trace_dir.join(format!("ledger-sim-seed-{seed}.trace"));
+            match std::fs::write(&file, report.trace.join("")) {
+                Ok(()) => eprintln!("  trace written to {}", file.display()),
+                Err(e) => eprintln!("  could not write {}: {e}", file.display()),
+            }
         }
         if seeds.len() == 1 {
             println!(

@@ -4,8 +4,11 @@
 use std::process::Command;
 
 fn sim(args: &[&str]) -> (bool, String, String) {
+    // Failing seeds write their trace files to the temporary folder, not into the repo.
     let output = Command::new(env!("CARGO_BIN_EXE_ledger-sim"))
         .args(args)
+        .arg("--trace-dir")
+        .arg(std::env::temp_dir())
         .output()
         .expect("run ledger-sim");
     (
@@ -41,6 +44,7 @@ fn a_sweep_of_seeds_with_faults_finds_no_violation() {
 #[test]
 fn every_planted_bug_is_caught_within_500_seeds() {
     let (ok, list, _) = sim(&["--list-bugs"]);
+    assert_eq!(list.lines().count(), 3, "{list}");
     assert!(ok && !list.trim().is_empty());
     for bug in list.lines() {
         let caught = (0..500u64).any(|seed| {
@@ -49,4 +53,10 @@ fn every_planted_bug_is_caught_within_500_seeds() {
         });
         assert!(caught, "bug {bug} went unnoticed for 500 seeds");
     }
+    // A failing seed leaves its trace behind, naming the build it needs to replay.
+    let (_, _, err) = sim(&["--seed", "1", "--bug", "client-forgets-key"]);
+    assert!(
+        err.contains("trace written to") && err.contains("Cargo.lock fnv"),
+        "{err}"
+    );
 }
