@@ -72,13 +72,17 @@ pub enum Bug {
     NetworkDuplicatesAnswer,
     /// A node that applies a committed entry twice.
     NodeAppliesTwice,
+    /// A log store that acknowledges appends before they are durable: a crash loses the
+    /// last `LOST_WRITES_MS` of acknowledged entries.
+    StorageAcksBeforeFlush,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 3] = [
+    pub const ALL: [Bug; 4] = [
         Bug::ClientForgetsKey,
         Bug::NetworkDuplicatesAnswer,
         Bug::NodeAppliesTwice,
+        Bug::StorageAcksBeforeFlush,
     ];
 
     pub fn name(self) -> &'static str {
@@ -86,6 +90,7 @@ impl Bug {
             Bug::ClientForgetsKey => "client-forgets-key",
             Bug::NetworkDuplicatesAnswer => "network-duplicates-answer",
             Bug::NodeAppliesTwice => "node-applies-twice",
+            Bug::StorageAcksBeforeFlush => "storage-acks-before-flush",
         }
     }
 
@@ -156,6 +161,11 @@ struct Cluster {
     clock_offset_ms: BTreeMap<NodeId, i64>,
     rng: SimRng,
     trace: Arc<Mutex<Sha256>>,
+    /// With `storage-acks-before-flush`: per node, (index, virtual ms) of appended entries
+    /// that a crash within `LOST_WRITES_MS` loses.
+    unflushed: Unflushed,
+    /// Log indexes from which a crashed node's log is lost (applied at its restart).
+    lost_suffix: BTreeMap<NodeId, u64>,
     /// The trace as text, for the file written when a seed fails.
     lines: Arc<Mutex<Vec<String>>>,
     started: tokio::time::Instant,
@@ -207,7 +217,25 @@ impl Cluster {
                 }
             }
         };
-        let log = LogStore::<SimConfig>::open(&db).expect("log store");
+        if let Some(from) = self.lost_suffix.remove(&id) {
+            let tree = db.open_tree("raft_log").expect("log tree");
+            let keys: Vec<sled::IVec> = tree
+                .range(from.to_be_bytes()..)
+                .keys()
+                .filter_map(Result::ok)
+                .collect();
+            for k in keys {
+                let _ = tree.remove(k);
+            }
+            let _ = db.flush();
+        }
+        let log = SimLogStore {
+            inner: LogStore::<SimConfig>::open(&db).expect("log store"),
+            id,
+            started: self.started,
+            unflushed: (self.bug == Some(Bug::StorageAcksBeforeFlush))
+                .then(|| self.unflushed.clone()),
+        };
         let inner =
             StateMachine::<SimConfig>::open(&db, &dir.join("snapshots")).expect("state machine");
         let reader = inner.reader();
@@ -267,6 +295,21 @@ impl Cluster {
             drop(node);
         }
         self.trace(&format!("crash {id}\n"));
+        // The planted storage bug: what was acknowledged but not yet durable is gone.
+        let now = self.started.elapsed().as_millis() as u64;
+        let lost: Vec<u64> = {
+            let mut unflushed = self.unflushed.lock().unwrap_or_else(|p| p.into_inner());
+            let entries = unflushed.remove(&id).unwrap_or_default();
+            entries
+                .into_iter()
+                .filter(|(_, at)| now.saturating_sub(*at) < LOST_WRITES_MS)
+                .map(|(i, _)| i)
+                .collect()
+        };
+        if let Some(first) = lost.iter().min() {
+            self.lost_suffix.insert(id, *first);
+            self.trace(&format!("node {id} loses log entries from {first}\n"));
+        }
     }
 
     fn leader(&self) -> Option<NodeId> {
@@ -403,6 +446,8 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
         rng: SimRng::stream(seed, "cluster"),
         trace: trace.clone(),
         lines: lines.clone(),
+        unflushed: Arc::default(),
+        lost_suffix: BTreeMap::new(),
         started: tokio::time::Instant::now(),
         bug: options.bug,
     };
@@ -1222,4 +1267,102 @@ async fn pay(
         invoked,
         elapsed(&*cluster.lock().await),
     );
+}
+
+/// Per node, (log index, virtual ms) of appended entries a crash may lose.
+type Unflushed = Arc<Mutex<BTreeMap<NodeId, Vec<(u64, u64)>>>>;
+
+/// How much acknowledged log the `storage-acks-before-flush` bug loses at a crash.
+const LOST_WRITES_MS: u64 = 300;
+
+/// The production log store; with the storage bug planted, it also notes what it appended
+/// and when, so that a crash can lose it (as a store that acknowledged before flushing would).
+pub struct SimLogStore {
+    inner: LogStore<SimConfig>,
+    id: NodeId,
+    started: tokio::time::Instant,
+    unflushed: Option<Unflushed>,
+}
+
+impl Clone for SimLogStore {
+    fn clone(&self) -> Self {
+        SimLogStore {
+            inner: self.inner.clone(),
+            id: self.id,
+            started: self.started,
+            unflushed: self.unflushed.clone(),
+        }
+    }
+}
+
+type StorageResult<T> = Result<T, ledger_node::raft_types::StorageError>;
+
+impl openraft::RaftLogReader<SimConfig> for SimLogStore {
+    async fn try_get_log_entries<
+        RB: std::ops::RangeBounds<u64> + Clone + std::fmt::Debug + Send,
+    >(
+        &mut self,
+        range: RB,
+    ) -> StorageResult<Vec<openraft::Entry<SimConfig>>> {
+        self.inner.try_get_log_entries(range).await
+    }
+}
+
+impl openraft::storage::RaftLogStorage<SimConfig> for SimLogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> StorageResult<openraft::LogState<SimConfig>> {
+        self.inner.get_log_state().await
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &openraft::Vote<NodeId>) -> StorageResult<()> {
+        self.inner.save_vote(vote).await
+    }
+
+    async fn read_vote(&mut self) -> StorageResult<Option<openraft::Vote<NodeId>>> {
+        self.inner.read_vote().await
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<ledger_node::raft_types::LogId>,
+    ) -> StorageResult<()> {
+        self.inner.save_committed(committed).await
+    }
+
+    async fn read_committed(&mut self) -> StorageResult<Option<ledger_node::raft_types::LogId>> {
+        self.inner.read_committed().await
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: openraft::storage::LogFlushed<SimConfig>,
+    ) -> StorageResult<()>
+    where
+        I: IntoIterator<Item = openraft::Entry<SimConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<_> = entries.into_iter().collect();
+        if let Some(unflushed) = &self.unflushed {
+            let at = self.started.elapsed().as_millis() as u64;
+            let mut u = unflushed.lock().unwrap_or_else(|p| p.into_inner());
+            u.entry(self.id)
+                .or_default()
+                .extend(entries.iter().map(|e| (e.log_id.index, at)));
+        }
+        self.inner.append(entries, callback).await
+    }
+
+    async fn truncate(&mut self, log_id: ledger_node::raft_types::LogId) -> StorageResult<()> {
+        self.inner.truncate(log_id).await
+    }
+
+    async fn purge(&mut self, log_id: ledger_node::raft_types::LogId) -> StorageResult<()> {
+        self.inner.purge(log_id).await
+    }
 }
