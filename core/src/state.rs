@@ -197,6 +197,8 @@ pub struct IdempotencyRecord {
     pub command: Command,
     pub outcome: Outcome,
     pub applied_ms: u64,
+    /// The Raft log index the request was applied at: its place in the one total order.
+    pub applied_index: u64,
 }
 
 /// A client's idempotency session: requests below `floor` are forgotten (a retry of one is

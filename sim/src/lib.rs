@@ -45,8 +45,10 @@ openraft::declare_raft_types!(
         AsyncRuntime = openraft::TokioRuntime,
 );
 
-/// Wall-clock time the virtual clock starts at (2014-12-10 00:00 CST, inside the campaign).
-const EPOCH_MS: u64 = 1_418_140_800_000;
+/// Wall-clock time the virtual clock starts at: two seconds before 2015-01-01 00:00 CST,
+/// inside the campaign, so that every run crosses a CST day and month (daily limits reset,
+/// merchants roll into a new month, December can be closed).
+const EPOCH_MS: u64 = 1_420_041_598_000;
 
 /// What to simulate.
 #[derive(Clone, Debug)]
@@ -166,6 +168,8 @@ struct Cluster {
     unflushed: Unflushed,
     /// Log indexes from which a crashed node's log is lost (applied at its restart).
     lost_suffix: BTreeMap<NodeId, u64>,
+    /// Slow disks: virtual ms each log append of a node takes.
+    disk_delay_ms: BTreeMap<NodeId, u64>,
     /// The trace as text, for the file written when a seed fails.
     lines: Arc<Mutex<Vec<String>>>,
     started: tokio::time::Instant,
@@ -229,9 +233,11 @@ impl Cluster {
             }
             let _ = db.flush();
         }
+        let disk_delay_ms = *self.disk_delay_ms.get(&id).unwrap_or(&0);
         let log = SimLogStore {
             inner: LogStore::<SimConfig>::open(&db).expect("log store"),
             id,
+            disk_delay_ms,
             started: self.started,
             unflushed: (self.bug == Some(Bug::StorageAcksBeforeFlush))
                 .then(|| self.unflushed.clone()),
@@ -448,6 +454,18 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
         lines: lines.clone(),
         unflushed: Arc::default(),
         lost_suffix: BTreeMap::new(),
+        disk_delay_ms: (1..=options.nodes)
+            .map(|id| {
+                (
+                    id,
+                    if options.faults && fault_rng.chance(0.3) {
+                        1 + fault_rng.below(30)
+                    } else {
+                        0
+                    },
+                )
+            })
+            .collect(),
         started: tokio::time::Instant::now(),
         bug: options.bug,
     };
@@ -620,6 +638,9 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
                     6 | 7 => Command::Deposit {
                         account: a,
                         amount_fen: 1 + rng.below(1_000),
+                    },
+                    8 if rng.chance(0.05) => Command::CloseMonth {
+                        month: ledger_core::types::YearMonth::new(2014, 12).expect("a month"),
                     },
                     _ => Command::ClaimVoucher { pool, account: a },
                 };
@@ -923,6 +944,81 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
 
 /// The checks after healing: money, vouchers, idempotency records of acknowledged
 /// operations, equal replicas, one leader per term.
+/// Linearizability against the ledger core: every replica applied the same commands in
+/// log order (equal hashes) and every acknowledged outcome is the one recorded at its log
+/// index (checked above); what remains is that the log order respects real time: an
+/// operation acknowledged before another was invoked sits earlier in the log. (First come,
+/// first served for vouchers follows.)
+fn check_real_time_order(
+    ledger: &ledger_core::Ledger<ledger_node::state_store::SledState>,
+    history: &[Event],
+    violations: &mut Vec<String>,
+) {
+    let mut placed: Vec<(u64, u64, u64, RequestKey)> = history
+        .iter()
+        .filter(|e| e.outcome.is_some())
+        .filter_map(|e| {
+            let r = ledger.idempotency_record(e.key)?;
+            Some((e.invoked_ms, e.completed_ms, r.applied_index, e.key))
+        })
+        .collect();
+    let mut by_completion = placed.clone();
+    by_completion.sort_by_key(|p| p.1);
+    placed.sort_by_key(|p| p.0);
+    let mut done = by_completion.iter().peekable();
+    let mut latest: Option<(u64, RequestKey)> = None;
+    for (invoked, _, index, key) in &placed {
+        while let Some((_, completed, i, k)) = done.peek() {
+            if completed >= invoked {
+                break;
+            }
+            if latest.is_none_or(|(li, _)| *i > li) {
+                latest = Some((*i, *k));
+            }
+            done.next();
+        }
+        if let Some((earlier_index, earlier)) = latest {
+            if *index <= earlier_index {
+                violations.push(format!(
+                    "real-time order broken: {earlier:?} (log index {earlier_index}) was acknowledged before {key:?} was sent, yet {key:?} sits at {index}"
+                ));
+            }
+        }
+    }
+}
+
+/// The one-time reward: granted at most once, only past both thresholds, paid in full.
+fn check_rewards(
+    ledger: &ledger_core::Ledger<ledger_node::state_store::SledState>,
+    violations: &mut Vec<String>,
+) {
+    let config = ledger.config().clone();
+    let mut granted = 0;
+    for id in 1..=ledger.meta().next_merchant.saturating_sub(1) {
+        let Some(m) = ledger.merchant(ledger_core::types::MerchantId(id)) else {
+            continue;
+        };
+        if m.reward_payment.is_some() {
+            granted += 1;
+            if m.campaign_tx_count < config.pos_reward_min_count
+                || m.campaign_amount_fen < config.pos_reward_min_fen
+            {
+                violations.push(format!(
+                    "merchant {id} rewarded below the thresholds: {m:?}"
+                ));
+            }
+        }
+    }
+    let paid = ledger
+        .balance_fen(AccountId::TELECOM_SETTLEMENT)
+        .unwrap_or(0);
+    if paid != granted * config.reward_fen as i64 {
+        violations.push(format!(
+            "{granted} rewards granted but {paid} fen of phone credit paid"
+        ));
+    }
+}
+
 /// Every payment settles at most once, and only with the right code.
 fn check_payments(history: &[Event], violations: &mut Vec<String>) {
     let mut settled: BTreeMap<ledger_core::types::PaymentId, usize> = BTreeMap::new();
@@ -994,6 +1090,10 @@ fn check(
         }
     }
     check_payments(history, violations);
+    if let Some(ledger) = c.nodes.values().next().and_then(|n| n.reader.ledger()) {
+        check_real_time_order(&ledger, history, violations);
+        check_rewards(&ledger, violations);
+    }
     let distinct: BTreeSet<_> = hashes.values().collect();
     if distinct.len() > 1 {
         violations.push(format!("replicas differ after catching up: {hashes:?}"));
@@ -1272,14 +1372,16 @@ async fn pay(
 /// Per node, (log index, virtual ms) of appended entries a crash may lose.
 type Unflushed = Arc<Mutex<BTreeMap<NodeId, Vec<(u64, u64)>>>>;
 
-/// How much acknowledged log the `storage-acks-before-flush` bug loses at a crash.
-const LOST_WRITES_MS: u64 = 300;
+/// How much acknowledged log the `storage-acks-before-flush` bug loses at a crash: sled's
+/// default background flush interval, what a store relying on it would lose.
+const LOST_WRITES_MS: u64 = 500;
 
 /// The production log store; with the storage bug planted, it also notes what it appended
 /// and when, so that a crash can lose it (as a store that acknowledged before flushing would).
 pub struct SimLogStore {
     inner: LogStore<SimConfig>,
     id: NodeId,
+    disk_delay_ms: u64,
     started: tokio::time::Instant,
     unflushed: Option<Unflushed>,
 }
@@ -1289,6 +1391,7 @@ impl Clone for SimLogStore {
         SimLogStore {
             inner: self.inner.clone(),
             id: self.id,
+            disk_delay_ms: self.disk_delay_ms,
             started: self.started,
             unflushed: self.unflushed.clone(),
         }
@@ -1348,6 +1451,9 @@ impl openraft::storage::RaftLogStorage<SimConfig> for SimLogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<_> = entries.into_iter().collect();
+        if self.disk_delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.disk_delay_ms)).await;
+        }
         if let Some(unflushed) = &self.unflushed {
             let at = self.started.elapsed().as_millis() as u64;
             let mut u = unflushed.lock().unwrap_or_else(|p| p.into_inner());

@@ -36,6 +36,9 @@ struct Args {
     /// List the deliberately broken variants, one name a line.
     #[arg(long)]
     list_bugs: bool,
+    /// In a sweep, stop at the first failing seed.
+    #[arg(long)]
+    stop_on_failure: bool,
     /// Where a failing seed's trace file goes.
     #[arg(long, default_value = ".")]
     trace_dir: std::path::PathBuf,
@@ -87,7 +90,9 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let mut failed = Vec::new();
     let mut virtual_ms = 0;
+    let mut ran = 0;
     for seed in &seeds {
+        ran += 1;
         let report = run(&options(*seed));
         virtual_ms += report.virtual_ms;
         if seeds.len() > 1 {
@@ -128,17 +133,20 @@ fn main() -> ExitCode {
                 report.trace_hash
             );
         }
+        if args.stop_on_failure && !failed.is_empty() {
+            break;
+        }
     }
     let wall = started.elapsed().as_secs_f64();
     if seeds.len() > 1 {
         println!(
             "{} seeds, {} failed {:?}; {:.1} s wall, {:.0}x real time, {:.0} seeds/min",
-            seeds.len(),
+            ran,
             failed.len(),
             failed,
             wall,
             virtual_ms as f64 / 1000.0 / wall,
-            seeds.len() as f64 / wall * 60.0
+            ran as f64 / wall * 60.0
         );
     }
     if failed.is_empty() {

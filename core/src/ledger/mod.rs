@@ -417,6 +417,7 @@ impl<S: Store> Ledger<S> {
             envelope,
             &outcome,
             now_ms,
+            ctx.index,
             session,
             idle,
         );

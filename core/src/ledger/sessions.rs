@@ -106,6 +106,7 @@ pub(super) fn record(
     envelope: &Envelope,
     outcome: &Outcome,
     now_ms: u64,
+    index: u64,
     own: Option<Session>,
     idle: Option<(u64, u64)>,
 ) {
@@ -166,6 +167,7 @@ pub(super) fn record(
             command: envelope.command.clone(),
             outcome: outcome.clone(),
             applied_ms: now_ms,
+            applied_index: index,
         },
     );
     s.records += 1;
