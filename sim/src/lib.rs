@@ -151,6 +151,8 @@ impl Report {
 struct SimNode {
     raft: Raft<SimConfig>,
     reader: StateReader,
+    /// A reader of the node's log, for the "committed entries never change" check.
+    log: LogStore<SimConfig>,
     _db: sled::Db,
 }
 
@@ -234,8 +236,9 @@ impl Cluster {
             let _ = db.flush();
         }
         let disk_delay_ms = *self.disk_delay_ms.get(&id).unwrap_or(&0);
+        let log_reader = LogStore::<SimConfig>::open(&db).expect("log store");
         let log = SimLogStore {
-            inner: LogStore::<SimConfig>::open(&db).expect("log store"),
+            inner: log_reader.clone(),
             id,
             disk_delay_ms,
             started: self.started,
@@ -282,6 +285,7 @@ impl Cluster {
             SimNode {
                 raft,
                 reader,
+                log: log_reader,
                 _db: db,
             },
         );
@@ -506,6 +510,16 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
     if !genesis {
         violations.push("no leader accepted genesis within 60 virtual seconds".into());
     }
+    // The SMS outbox, as the node delivers it: whoever leads reads the outbox, "sends" each
+    // code to the customer's phone, and acknowledges through the log; a new leader sends
+    // what is left (at least once).
+    let phones: Phones = Arc::default();
+    let sms_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sms_task = tokio::spawn(deliver_sms(
+        cluster.clone(),
+        phones.clone(),
+        sms_stop.clone(),
+    ));
     let setup_client = 1_000;
     let mut setup_request = 0;
     let mut setup = |command: Command| {
@@ -566,7 +580,7 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
     // a POS merchant settling into the last card.
     let enrolled = accounts.len().min(4);
     for (n, account) in accounts.iter().enumerate().take(enrolled) {
-        if let Err(e) = enrol(&cluster, &mut setup, n as u64, *account).await {
+        if let Err(e) = enrol(&cluster, &phones, &mut setup, n as u64, *account).await {
             violations.push(format!("setup: enrolling card {n}: {e}"));
         }
     }
@@ -591,11 +605,12 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     for client in 0..options.clients {
-        let (cluster, history, stop, accounts) = (
+        let (cluster, history, stop, accounts, phones) = (
             cluster.clone(),
             history.clone(),
             stop.clone(),
             accounts.clone(),
+            phones.clone(),
         );
         let mut rng = SimRng::stream(seed, &format!("client{client}"));
         let bug = options.bug;
@@ -617,6 +632,7 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
                     let amount_fen = 500 + rng.below(3_000);
                     pay(
                         &cluster,
+                        &phones,
                         &history,
                         client + 1,
                         &mut request_id,
@@ -689,7 +705,41 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
             fatal.clone(),
         );
         tokio::spawn(async move {
+            // Committed entries never change: the digest of every applied (so committed)
+            // entry any replica holds, by index, must stay the same everywhere, forever.
+            let mut committed: BTreeMap<u64, [u8; 32]> = BTreeMap::new();
+            let mut checked: BTreeMap<NodeId, u64> = BTreeMap::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                {
+                    let c = cluster.lock().await;
+                    for (id, node) in &c.nodes {
+                        let applied = node.raft.metrics().borrow().last_applied.map(|l| l.index);
+                        let Some(applied) = applied else { continue };
+                        let from = checked.get(id).map_or(0, |c| c + 1);
+                        if from > applied {
+                            continue;
+                        }
+                        let mut log = node.log.clone();
+                        let entries =
+                            openraft::RaftLogReader::try_get_log_entries(&mut log, from..=applied)
+                                .await
+                                .unwrap_or_default();
+                        for entry in entries {
+                            let digest: [u8; 32] =
+                                Sha256::digest(bincode::serialize(&entry).unwrap_or_default())
+                                    .into();
+                            let index = entry.log_id.index;
+                            if let Some(seen) = committed.insert(index, digest) {
+                                if seen != digest {
+                                    fatal.lock().unwrap_or_else(|p| p.into_inner()).insert(format!(
+                                        "committed entry {index} changed (seen differently on node {id})"
+                                    ));
+                                }
+                            }
+                        }
+                        checked.insert(*id, applied);
+                    }
+                }
                 {
                     let c = cluster.lock().await;
                     let mut seen = leaders_by_term.lock().unwrap_or_else(|p| p.into_inner());
@@ -876,6 +926,31 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
                 .into(),
         );
     }
+
+    // Every committed challenge's SMS was delivered and acknowledged (or expired).
+    let drained = loop {
+        let (empty, elapsed) = {
+            let c = cluster.lock().await;
+            let empty = c
+                .leader()
+                .and_then(|l| c.nodes.get(&l))
+                .and_then(|n| n.reader.ledger())
+                .is_some_and(|l| l.outbox(1).is_empty());
+            (empty, c.started.elapsed())
+        };
+        if empty {
+            break true;
+        }
+        if elapsed > healed_at + Duration::from_secs(90) {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    if !drained {
+        violations.push("the SMS outbox was not drained after healing".into());
+    }
+    sms_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = sms_task.await;
 
     let c = cluster.lock().await;
     let history = history.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -1196,6 +1271,7 @@ fn nonce_for(key: RequestKey) -> u64 {
 /// The four e-Pay enrolment steps for card `n`, reading the code the SMS would carry.
 async fn enrol(
     cluster: &Arc<tokio::sync::Mutex<Cluster>>,
+    phones: &Phones,
     setup: &mut impl FnMut(Command) -> (RequestKey, Command),
     n: u64,
     account: AccountId,
@@ -1243,15 +1319,16 @@ async fn enrol(
         challenge: seed,
     };
     step(submit(cluster, key, &command, 100).await, "step 3")?;
-    let challenge = leader_ledger(cluster)
+    let (challenge_id, challenge) = leader_ledger(cluster)
         .await
         .and_then(|l| {
-            l.enrolment(account)
-                .and_then(|e| e.challenge)
-                .and_then(|c| l.challenge(c))
+            let id = l.enrolment(account).and_then(|e| e.challenge)?;
+            Some((id, l.challenge(id)?))
         })
         .ok_or("no challenge")?;
-    let code = intake::otp_code(&k, challenge.nonce, &challenge.tx_digest);
+    let code = read_sms(phones, challenge_id)
+        .await
+        .ok_or("no enrolment SMS")?;
     let (key, command) = setup(Command::EpayActivate {
         account,
         otp: intake::otp_proof(&k, &challenge, &code).map_err(|e| e.to_string())?,
@@ -1264,6 +1341,7 @@ async fn enrol(
 #[allow(clippy::too_many_arguments)]
 async fn pay(
     cluster: &Arc<tokio::sync::Mutex<Cluster>>,
+    phones: &Phones,
     history: &Arc<Mutex<Vec<Event>>>,
     client: u64,
     request_id: &mut u64,
@@ -1333,13 +1411,16 @@ async fn pay(
     let Some(Ok(Reply::PaymentPending { payment, .. })) = outcome else {
         return;
     };
-    let Some(challenge) = leader_ledger(cluster)
-        .await
-        .and_then(|l| l.payment(payment).and_then(|p| l.challenge(p.challenge)))
-    else {
+    let Some((challenge_id, challenge)) = leader_ledger(cluster).await.and_then(|l| {
+        let id = l.payment(payment)?.challenge;
+        Some((id, l.challenge(id)?))
+    }) else {
         return;
     };
-    let right = intake::otp_code(&k, challenge.nonce, &challenge.tx_digest);
+    // The payer reads the code off the phone; no SMS, no confirmation.
+    let Some(right) = read_sms(phones, challenge_id).await else {
+        return;
+    };
     let code = if wrong_code {
         Secret::new(if right == Secret::new("000000") {
             "111111"
@@ -1470,5 +1551,64 @@ impl openraft::storage::RaftLogStorage<SimConfig> for SimLogStore {
 
     async fn purge(&mut self, log_id: ledger_node::raft_types::LogId) -> StorageResult<()> {
         self.inner.purge(log_id).await
+    }
+}
+
+/// The customers' phones: every SMS delivered, by challenge id, with how often it came.
+type Phones = Arc<Mutex<BTreeMap<ledger_core::types::ChallengeId, (Secret, u32)>>>;
+
+/// Waits (up to 5 virtual seconds) for the SMS of a challenge and returns its code.
+async fn read_sms(phones: &Phones, challenge: ledger_core::types::ChallengeId) -> Option<Secret> {
+    for _ in 0..250 {
+        if let Some((code, _)) = phones
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&challenge)
+        {
+            return Some(code.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// The leader's SMS outbox loop, as `ledger-node` runs it: send, then acknowledge in the log.
+async fn deliver_sms(
+    cluster: Arc<tokio::sync::Mutex<Cluster>>,
+    phones: Phones,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let k = keys();
+    let mut request_id = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (ledger, now_ms) = {
+            let c = cluster.lock().await;
+            let Some(leader) = c.leader() else { continue };
+            let Some(ledger) = c.nodes.get(&leader).and_then(|n| n.reader.ledger()) else {
+                continue;
+            };
+            (ledger, c.now_ms(leader))
+        };
+        let mut sent = Vec::new();
+        for challenge in ledger.outbox(64) {
+            if let Some(facts) = ledger.sms_facts(challenge) {
+                if now_ms < facts.expires_ms {
+                    let code = intake::otp_code(&k, facts.nonce, &facts.tx_digest);
+                    let mut p = phones.lock().unwrap_or_else(|p| p.into_inner());
+                    p.entry(challenge).or_insert((code, 0)).1 += 1;
+                }
+            }
+            sent.push(challenge);
+        }
+        if sent.is_empty() {
+            continue;
+        }
+        request_id += 1;
+        let key = RequestKey {
+            client_id: 900_000,
+            request_id,
+        };
+        let _ = submit(&cluster, key, &Command::AckSms { challenges: sent }, 3).await;
     }
 }
