@@ -769,6 +769,7 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
     };
     let end = Duration::from_secs(options.duration_s);
     let mut crashed: BTreeSet<NodeId> = BTreeSet::new();
+    let mut membership_task: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         let elapsed = { cluster.lock().await.started.elapsed() };
         if elapsed > end + Duration::from_secs(5) {
@@ -852,6 +853,26 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
                 c.clock_offset_ms.insert(id, step);
                 c.trace(&format!("clock {id} {step}\n"));
             }
+            _ if membership_task.as_ref().is_none_or(|t| t.is_finished()) => {
+                // Membership: a spare node joins (learner, then voter), or leaves again.
+                let spare = options.nodes + 1;
+                let joined = c.nodes.contains_key(&spare);
+                if let Some(leader) = c.leader() {
+                    if !joined && !c.start(spare).await {
+                        c.trace(&format!("spare {spare} could not start\n"));
+                        continue;
+                    }
+                    let raft = c.nodes[&leader].raft.clone();
+                    c.trace(&format!(
+                        "membership: node {spare} {}\n",
+                        if joined { "leaves" } else { "joins" }
+                    ));
+                    let cluster = cluster.clone();
+                    membership_task = Some(tokio::spawn(async move {
+                        change_membership(cluster, raft, spare, !joined).await;
+                    }));
+                }
+            }
             _ => {}
         }
         if elapsed > end {
@@ -860,6 +881,9 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for task in tasks {
+        let _ = task.await;
+    }
+    if let Some(task) = membership_task {
         let _ = task.await;
     }
     let _ = monitor.await;
@@ -890,6 +914,7 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
                 violations.push(format!("node {id} could not restart from its data"));
             }
         }
+        stop_spare_unless_voter(&mut c, options.nodes + 1).await;
         c.trace("heal all\n");
     }
     let probe_key = RequestKey {
@@ -904,6 +929,8 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
     if !matches!(submit(&cluster, probe_key, &probe, 200).await, Some(Ok(_))) {
         violations.push("liveness: no write committed within 30 virtual seconds of healing".into());
     }
+    // With a leader again, a spare that is no member stops before replicas are compared.
+    stop_spare_unless_voter(&mut *cluster.lock().await, options.nodes + 1).await;
     // Every replica catches up to the same applied index.
     let caught_up = loop {
         let (indexes, elapsed) = {
@@ -1610,5 +1637,64 @@ async fn deliver_sms(
             request_id,
         };
         let _ = submit(&cluster, key, &Command::AckSms { challenges: sent }, 3).await;
+    }
+}
+
+/// Adds the spare node as a learner then a voter, or removes it and stops it. A change that
+/// does not go through (partitions, a leader change) is abandoned; a spare that is not a
+/// voter at the end is stopped, so that only members are compared.
+async fn change_membership(
+    cluster: Arc<tokio::sync::Mutex<Cluster>>,
+    raft: Raft<SimConfig>,
+    spare: NodeId,
+    join: bool,
+) {
+    let limit = Duration::from_secs(5);
+    let done = if join {
+        let addr = NodeAddr {
+            raft: format!("sim:{spare}"),
+            client: format!("sim:{spare}"),
+        };
+        match tokio::time::timeout(limit, raft.add_learner(spare, addr, true)).await {
+            Ok(Ok(_)) => {
+                let voters = openraft::ChangeMembers::AddVoterIds(BTreeSet::from([spare]));
+                matches!(
+                    tokio::time::timeout(limit, raft.change_membership(voters, false)).await,
+                    Ok(Ok(_))
+                )
+            }
+            _ => false,
+        }
+    } else {
+        let voters = openraft::ChangeMembers::RemoveVoters(BTreeSet::from([spare]));
+        matches!(
+            tokio::time::timeout(limit, raft.change_membership(voters, false)).await,
+            Ok(Ok(_))
+        )
+    };
+    let mut c = cluster.lock().await;
+    c.trace(&format!(
+        "membership: node {spare} {} {}\n",
+        if join { "join" } else { "leave" },
+        if done { "done" } else { "abandoned" }
+    ));
+    stop_spare_unless_voter(&mut c, spare).await;
+}
+
+/// A spare the leader no longer counts as a member (voter or learner) stops, so that only
+/// members are compared. Without a leader nothing is decided. Its data folder stays; a
+/// later join starts it from there.
+async fn stop_spare_unless_voter(c: &mut Cluster, spare: NodeId) {
+    let member = c
+        .nodes
+        .values()
+        .filter_map(|n| {
+            let m = n.raft.metrics().borrow().clone();
+            (m.current_leader == Some(m.id))
+                .then(|| m.membership_config.membership().get_node(&spare).is_some())
+        })
+        .next();
+    if member == Some(false) && c.nodes.contains_key(&spare) {
+        c.crash(spare).await;
     }
 }
