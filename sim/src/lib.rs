@@ -60,8 +60,62 @@ pub struct SimOptions {
     pub clients: u64,
     /// Turn faults on.
     pub faults: bool,
+    /// Which kinds of fault (all by default): see `FaultKinds`.
+    pub kinds: FaultKinds,
     /// A deliberately broken piece, to show the checks catch it.
     pub bug: Option<Bug>,
+}
+
+/// The kinds of fault a run may inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultKinds {
+    /// Message loss, duplication and delay.
+    pub network: bool,
+    /// Partitions, isolating the leader, clogging single links.
+    pub partitions: bool,
+    /// Crashes and restarts.
+    pub crashes: bool,
+    /// Leader clock steps.
+    pub clocks: bool,
+    /// Slow disks.
+    pub disks: bool,
+    /// A spare node joining and leaving.
+    pub membership: bool,
+}
+
+impl FaultKinds {
+    pub const ALL: FaultKinds = FaultKinds {
+        network: true,
+        partitions: true,
+        crashes: true,
+        clocks: true,
+        disks: true,
+        membership: true,
+    };
+
+    /// Parses a comma-separated list: network, partitions, crashes, clocks, disks, membership.
+    pub fn parse(list: &str) -> Result<FaultKinds, String> {
+        let mut kinds = FaultKinds {
+            network: false,
+            partitions: false,
+            crashes: false,
+            clocks: false,
+            disks: false,
+            membership: false,
+        };
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "network" => kinds.network = true,
+                "partitions" => kinds.partitions = true,
+                "crashes" => kinds.crashes = true,
+                "clocks" => kinds.clocks = true,
+                "disks" => kinds.disks = true,
+                "membership" => kinds.membership = true,
+                other => return Err(format!("unknown fault `{other}`: network, partitions, crashes, clocks, disks, membership")),
+            }
+        }
+        Ok(kinds)
+    }
 }
 
 /// Deliberately broken variants of the pieces at the simulator's boundaries.
@@ -421,7 +475,7 @@ pub fn run(options: &SimOptions) -> Report {
 async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
     let seed = options.seed;
     let mut fault_rng = SimRng::stream(seed, "faults");
-    let faults = if options.faults {
+    let faults = if options.faults && options.kinds.network {
         NetFaults {
             loss: [0.0, 0.01, 0.05, 0.15][fault_rng.below(4) as usize],
             duplicate: [0.0, 0.02, 0.1][fault_rng.below(3) as usize],
@@ -462,7 +516,7 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
             .map(|id| {
                 (
                     id,
-                    if options.faults && fault_rng.chance(0.3) {
+                    if options.faults && options.kinds.disks && fault_rng.chance(0.3) {
                         1 + fault_rng.below(30)
                     } else {
                         0
@@ -792,7 +846,30 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
             .is_empty();
         let draw = fault_rng.below(8);
         let draw = if clogged && draw <= 2 { 3 } else { draw };
+        let allowed = match draw {
+            0..=4 => options.kinds.partitions,
+            5 => options.kinds.crashes,
+            6 => options.kinds.clocks,
+            _ => options.kinds.membership,
+        };
+        if !allowed {
+            continue;
+        }
         match draw {
+            0 if fault_rng.chance(0.5) => {
+                // Clog a single directed link.
+                let from = ids[fault_rng.below(ids.len() as u64) as usize];
+                let to = ids[fault_rng.below(ids.len() as u64) as usize];
+                if from != to {
+                    c.router
+                        .0
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .cut
+                        .insert((from, to));
+                    c.trace(&format!("clog ({from}, {to})\n"));
+                }
+            }
             0 | 1 => {
                 // Partition: a random minority cut off both ways (or one way: asymmetric).
                 let victim = ids[fault_rng.below(ids.len() as u64) as usize];

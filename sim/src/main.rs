@@ -30,6 +30,12 @@ struct Args {
     /// Run without faults.
     #[arg(long)]
     no_faults: bool,
+    /// Which faults, comma-separated: network, partitions, crashes, clocks, disks, membership.
+    #[arg(
+        long,
+        default_value = "network,partitions,crashes,clocks,disks,membership"
+    )]
+    faults: String,
     /// Run with a deliberately broken piece (see --list-bugs).
     #[arg(long)]
     bug: Option<String>,
@@ -62,7 +68,15 @@ fn main() -> ExitCode {
             }
         },
     };
+    let kinds = match ledger_sim::FaultKinds::parse(&args.faults) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("ledger-sim: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let options = |seed| SimOptions {
+        kinds,
         bug,
         seed,
         nodes: args.nodes,
