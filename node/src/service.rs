@@ -90,6 +90,22 @@ impl ClientService {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Read index: confirms leadership with a quorum, then waits until this node has applied
+    /// everything committed before the call.
+    async fn read_index(&self) -> Result<(), ApiError> {
+        self.shared
+            .raft
+            .ensure_linearizable()
+            .await
+            .map(drop)
+            .map_err(|e| match e {
+                RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(_)) => {
+                    self.not_leader()
+                }
+                other => unavailable(other),
+            })
+    }
+
     fn ledger(&self) -> Result<Ledger<SledState>, ApiError> {
         self.shared
             .reader
@@ -344,16 +360,7 @@ impl LedgerRpc for ClientService {
             )
         });
         if reads_state {
-            self.shared
-                .raft
-                .ensure_linearizable()
-                .await
-                .map_err(|e| match e {
-                    RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
-                        _,
-                    )) => self.not_leader(),
-                    other => unavailable(other),
-                })?;
+            self.read_index().await?;
         }
         let ledger = self.ledger()?;
         let mut results: Vec<Option<ClientResult>> = vec![None; requests.len()];
@@ -421,17 +428,7 @@ impl LedgerRpc for ClientService {
         let started = Instant::now();
         self.shared.metrics.queries.fetch_add(1, Ordering::Relaxed);
         if consistency == Consistency::Linearizable {
-            // Read index: confirm leadership with a quorum, then wait until applied.
-            self.shared
-                .raft
-                .ensure_linearizable()
-                .await
-                .map_err(|e| match e {
-                    RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
-                        _,
-                    )) => self.not_leader(),
-                    other => unavailable(other),
-                })?;
+            self.read_index().await?;
         }
         let ledger = self.ledger()?;
         let reply = match query {

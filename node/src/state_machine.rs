@@ -152,6 +152,12 @@ impl<C: LedgerTypes> StateMachine<C> {
         if let Some(ledger) = self.ledger.as_mut() {
             ledger.store_mut().drain_into(&mut batch);
         }
+        self.write_durably(batch)?;
+        Ok(())
+    }
+
+    /// Adds the applied log id and membership to `batch`, applies it atomically, and flushes.
+    fn write_durably(&self, mut batch: sled::Batch) -> Result<(), StorageError> {
         batch.insert(
             APPLIED,
             bincode::serialize(&self.applied).map_err(sm_error)?,
@@ -311,16 +317,7 @@ impl<C: LedgerTypes> RaftStateMachine<C> for StateMachine<C> {
         }
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        batch.insert(
-            APPLIED,
-            bincode::serialize(&self.applied).map_err(sm_error)?,
-        );
-        batch.insert(
-            MEMBERSHIP,
-            bincode::serialize(&self.membership).map_err(sm_error)?,
-        );
-        self.state.apply_batch(batch).map_err(sm_error)?;
-        self.db.flush().map_err(sm_error)?;
+        self.write_durably(batch)?;
         persist_snapshot(&self.snapshot_dir, meta, &data).map_err(snapshot_error)?;
         self.ledger = Ledger::open(SledState::new(self.state.clone()));
         if let Some(ledger) = &self.ledger {
