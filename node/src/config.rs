@@ -311,3 +311,58 @@ pub fn ensure_dev_master_key(path: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(sms: &str, allow_dev_sms: bool) -> RunArgs {
+        RunArgs {
+            id: Some(1),
+            raft_addr: Some("127.0.0.1:7101".parse().unwrap()),
+            client_addr: Some("127.0.0.1:7201".parse().unwrap()),
+            data_dir: Some("/tmp/x".into()),
+            master_key_file: Some("/tmp/x/key".into()),
+            sms: Some(sms.into()),
+            allow_dev_sms,
+            ..RunArgs::default()
+        }
+    }
+
+    #[test]
+    fn the_dev_sms_gateway_needs_an_explicit_allowance_outside_dev() {
+        assert!(matches!(
+            args("dev", false).resolve(),
+            Err(ConfigError::DevSmsNotAllowed)
+        ));
+        assert_eq!(args("dev", true).resolve().unwrap().sms, "dev");
+        assert_eq!(
+            args("exec:/usr/local/bin/send", false)
+                .resolve()
+                .unwrap()
+                .sms,
+            "exec:/usr/local/bin/send"
+        );
+        assert!(matches!(
+            args("carrier-pigeon", false).resolve(),
+            Err(ConfigError::BadSms(_))
+        ));
+        assert!(matches!(
+            args("exec:", false).resolve(),
+            Err(ConfigError::BadSms(_))
+        ));
+    }
+
+    #[test]
+    fn peers_parse_and_bad_ones_are_named() {
+        let p = parse_peer("2=127.0.0.1:7102,127.0.0.1:7202").unwrap();
+        assert_eq!(
+            (p.id, p.raft_addr.as_str(), p.client_addr.as_str()),
+            (2, "127.0.0.1:7102", "127.0.0.1:7202")
+        );
+        assert!(matches!(
+            parse_peer("2=nowhere"),
+            Err(ConfigError::BadPeer(_))
+        ));
+    }
+}
