@@ -90,6 +90,19 @@ impl ClientService {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Commits a change of the voter set (joint, then uniform configuration).
+    async fn change_voters(
+        &self,
+        change: ChangeMembers<u64, crate::raft_types::NodeAddr>,
+    ) -> Result<(), ApiError> {
+        self.shared
+            .raft
+            .change_membership(change, false)
+            .await
+            .map(drop)
+            .map_err(|e| self.write_error(e))
+    }
+
     /// Read index: confirms leadership with a quorum, then waits until this node has applied
     /// everything committed before the call.
     async fn read_index(&self) -> Result<(), ApiError> {
@@ -527,25 +540,15 @@ impl LedgerRpc for ClientService {
             .add_learner(node.id, node_addr(&node), true)
             .await
             .map_err(|e| self.write_error(e))?;
-        let voters = ChangeMembers::AddVoterIds(BTreeSet::from([node.id]));
-        self.shared
-            .raft
-            .change_membership(voters, false)
+        self.change_voters(ChangeMembers::AddVoterIds(BTreeSet::from([node.id])))
             .await
-            .map_err(|e| self.write_error(e))?;
-        Ok(())
     }
 
     async fn remove_node(self, _: tarpc::context::Context, id: u64) -> Result<(), ApiError> {
         if !self.shared.is_leader() {
             return Err(self.not_leader());
         }
-        let voters = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
-        self.shared
-            .raft
-            .change_membership(voters, false)
+        self.change_voters(ChangeMembers::RemoveVoters(BTreeSet::from([id])))
             .await
-            .map_err(|e| self.write_error(e))?;
-        Ok(())
     }
 }

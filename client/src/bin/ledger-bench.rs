@@ -318,7 +318,7 @@ async fn main() -> Result<(), String> {
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 if payments {
-                    let (payer, n) = accounts[(worker + order as usize * 7) % accounts.len()];
+                    let (_, n) = accounts[(worker + order as usize * 7) % accounts.len()];
                     order += 1;
                     let begin = Operation::PaymentBegin {
                         phone: ledger_core::driver::test_phone(n),
@@ -342,7 +342,6 @@ async fn main() -> Result<(), String> {
                         },
                         _ => false,
                     };
-                    let _ = payer;
                     if settled {
                         ok += 1;
                         latencies_us.push(t.elapsed().as_micros() as u64);
