@@ -188,7 +188,8 @@ impl Client {
             .unwrap_or(state.next_request)
     }
 
-    /// The known leader, else the endpoints in turn.
+    /// The known leader, else the endpoints in turn (after a timeout the leader is
+    /// forgotten, so the next attempt asks another node).
     fn pick_endpoint(&self, attempt: u32) -> String {
         let state = self.state.lock().expect("client state");
         match &state.leader {
@@ -276,10 +277,19 @@ impl Client {
                     match tokio::time::timeout(self.config.call_timeout, f(conn, self.context()))
                         .await
                     {
-                        Err(_) => Attempt::Retry(format!(
-                            "{endpoint}: no answer within {:?}",
-                            self.config.call_timeout
-                        )),
+                        Err(_) => {
+                            // A silent node may be cut off from the cluster (a deposed leader
+                            // behind a partition): ask the others next, they know the leader.
+                            self.state
+                                .lock()
+                                .expect("client state")
+                                .leader
+                                .take_if(|l| *l == endpoint);
+                            Attempt::Retry(format!(
+                                "{endpoint}: no answer within {:?}",
+                                self.config.call_timeout
+                            ))
+                        }
                         Ok(Err(rpc)) => {
                             self.forget(&endpoint);
                             Attempt::Retry(format!("{endpoint}: {rpc}"))

@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 pub const API_VERSION: u32 = 1;
 /// Most requests in one `submit` call.
 pub const MAX_BATCH: usize = 1_024;
+/// Most accounts one `Query::AccountRange` returns.
+pub const MAX_ACCOUNT_RANGE: u32 = 1_024;
 /// Largest frame a node accepts or sends on the client or Raft port.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
@@ -138,6 +140,10 @@ pub enum Query {
     Payment(PaymentId),
     /// Applied index and state hash of the node that answers.
     StateHash,
+    /// The accounts with ids `first .. first + count` that exist, read at one point of the
+    /// log (an atomic snapshot: audits and the chaos harness's bank reads). `count` is at most
+    /// `MAX_ACCOUNT_RANGE`.
+    AccountRange { first: AccountId, count: u32 },
 }
 
 /// An account as clients see it: no hashes, no password material.
@@ -164,6 +170,7 @@ pub enum QueryReply {
     Voucher(Option<Voucher>),
     Payment(Option<Payment>),
     StateHash { applied_index: u64, hash: Digest32 },
+    Accounts(Vec<AccountView>),
 }
 
 /// A node's view of the cluster, for `ledgerctl status` and health checks.

@@ -1,4 +1,15 @@
-//! The Jepsen-style chaos harness (to come, see the chaos harness issue): real `ledger-node`
-//! processes in network namespaces, nemeses (partitions, packet loss, kill -9, pauses,
-//! membership changes), concurrent client workloads recorded as Jepsen histories, and
-//! checkers (workload invariants, linearizability against the ledger core, durability).
+//! The Jepsen-style chaos harness: real `ledger-node` processes in network namespaces, a
+//! nemesis (partitions, packet loss, kill -9, pauses, membership changes), concurrent client
+//! workloads recorded as Jepsen histories, and checkers (workload invariants,
+//! linearizability against the ledger core, durability after healing).
+
+pub mod checker;
+pub mod cleanup;
+pub mod db;
+pub mod history;
+pub mod lin;
+pub mod nemesis;
+pub mod net;
+pub mod report;
+pub mod runner;
+pub mod workload;

@@ -81,6 +81,11 @@ pub struct RunArgs {
     /// First millisecond after the campaign (at initialisation).
     #[arg(long, env = "LEDGER_CAMPAIGN_END_MS")]
     pub campaign_end_ms: Option<u64>,
+    /// TEST ONLY, breaks linearizability: answer linearizable reads from this node's local
+    /// state without confirming leadership. The chaos harness uses it to prove its checkers
+    /// catch stale reads. Flag only (not in the --config file).
+    #[arg(long, hide = true)]
+    pub unsafe_local_reads: bool,
 }
 
 /// The same settings in a TOML file.
@@ -125,6 +130,8 @@ pub struct NodeConfig {
     pub log_format: LogFormat,
     /// Log entries between snapshots.
     pub snapshot_every: u64,
+    /// TEST ONLY (`--unsafe-local-reads`).
+    pub unsafe_local_reads: bool,
 }
 
 /// Log entries between snapshots unless configured.
@@ -267,6 +274,7 @@ impl RunArgs {
                 .or(file.snapshot_every)
                 .unwrap_or(DEFAULT_SNAPSHOT_EVERY)
                 .max(1),
+            unsafe_local_reads: self.unsafe_local_reads,
         })
     }
 }

@@ -113,6 +113,12 @@ async fn start_node(config: &NodeConfig) -> Result<RunningNode, String> {
     let keys = load_keys(&config.master_key_file, config.password_iterations)
         .map_err(|e| e.to_string())?;
     let outbox = config.data_dir.join(ledger_client::sms::DEV_OUTBOX_FILE);
+    if config.unsafe_local_reads {
+        tracing::warn!(
+            "--unsafe-local-reads: linearizable reads are answered locally without a leadership \
+             check; stale reads WILL happen (test only, never production)"
+        );
+    }
     let running = node::start(NodeOptions {
         id: config.id,
         raft_addr: config.raft_addr,
@@ -131,6 +137,7 @@ async fn start_node(config: &NodeConfig) -> Result<RunningNode, String> {
         },
         sms_interval: Duration::from_millis(100),
         cache_bytes: config.cache_bytes,
+        unsafe_local_reads: config.unsafe_local_reads,
     })
     .await
     .map_err(|e| e.to_string())?;
@@ -209,6 +216,7 @@ async fn dev(args: DevArgs) -> Result<(), String> {
             cache_bytes: 64 * 1024 * 1024,
             log_format: args.log_format,
             snapshot_every: ledger_node::config::DEFAULT_SNAPSHOT_EVERY,
+            unsafe_local_reads: false,
         };
         nodes.push((start_node(&config).await?, config));
     }

@@ -40,6 +40,9 @@ pub struct NodeOptions {
     pub sms_interval: Duration,
     /// sled's page cache, in bytes.
     pub cache_bytes: u64,
+    /// TEST ONLY: answer linearizable reads from local state without confirming leadership
+    /// (stale reads under a partition). The chaos harness's proof that it catches them.
+    pub unsafe_local_reads: bool,
 }
 
 /// The Raft configuration a node runs with unless told otherwise. The heartbeat interval is
@@ -73,6 +76,8 @@ pub struct Shared {
     /// Wakes the SMS outbox loop as soon as a challenge is committed, instead of at its
     /// next tick.
     pub sms_wakeup: tokio::sync::Notify,
+    /// TEST ONLY (see `NodeOptions::unsafe_local_reads`).
+    pub unsafe_local_reads: bool,
     db: sled::Db,
     next_internal_request: AtomicU64,
 }
@@ -182,6 +187,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         metrics: Metrics::default(),
         proposer,
         sms_wakeup: tokio::sync::Notify::new(),
+        unsafe_local_reads: options.unsafe_local_reads,
         db,
         next_internal_request: AtomicU64::new(0),
     });

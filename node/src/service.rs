@@ -11,7 +11,7 @@ use ledger_client::rpc::LedgerRpc;
 use ledger_client::transport;
 use ledger_core::api::{
     AccountView, ApiError, ClientRequest, ClientResult, Consistency, NodeInfo, NodeStatus,
-    Operation, Query, QueryReply, API_VERSION, MAX_BATCH,
+    Operation, Query, QueryReply, API_VERSION, MAX_ACCOUNT_RANGE, MAX_BATCH,
 };
 use ledger_core::command::{Command, Envelope, TxElements};
 use ledger_core::config::LedgerConfig;
@@ -440,7 +440,9 @@ impl LedgerRpc for ClientService {
     ) -> Result<QueryReply, ApiError> {
         let started = Instant::now();
         self.shared.metrics.queries.fetch_add(1, Ordering::Relaxed);
-        if consistency == Consistency::Linearizable {
+        // `unsafe_local_reads` is a test-only fault: the chaos harness's proof that its
+        // checkers catch stale reads.
+        if consistency == Consistency::Linearizable && !self.shared.unsafe_local_reads {
             self.read_index().await?;
         }
         let ledger = self.ledger()?;
@@ -455,6 +457,18 @@ impl LedgerRpc for ClientService {
                 applied_index: self.shared.reader.applied_index().unwrap_or(0),
                 hash: ledger.state_hash(),
             },
+            Query::AccountRange { first, count } => {
+                if count > MAX_ACCOUNT_RANGE {
+                    return Err(ApiError::NotAllowed {
+                        reason: format!("an account range holds at most {MAX_ACCOUNT_RANGE}"),
+                    });
+                }
+                QueryReply::Accounts(
+                    (first.0..first.0.saturating_add(u64::from(count)))
+                        .filter_map(|id| view(&ledger, ledger_core::types::AccountId(id)))
+                        .collect(),
+                )
+            }
         };
         self.shared.metrics.query_latency.observe(started.elapsed());
         Ok(reply)

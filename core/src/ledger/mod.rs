@@ -298,7 +298,9 @@ pub fn decode_snapshot(snapshot: &[u8]) -> Result<Vec<(Key, Value)>, SnapshotErr
     Ok(records)
 }
 
-/// The ledger core over a store.
+/// The ledger core over a store. Clones (of a memory store) serve as the chaos harness's
+/// sequential model, whose search backtracks.
+#[derive(Clone)]
 pub struct Ledger<S: Store> {
     store: S,
     config: LedgerConfig,

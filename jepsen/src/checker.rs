@@ -1,0 +1,586 @@
+//! The checkers. Each reads only the history and `test.json`, so `ledger-jepsen check` can
+//! re-run them on a stored run.
+
+use crate::history::{pairs, Op, OpType, Pair, Process};
+use crate::lin::{self, LinOp, Model, Verdict};
+use crate::runner::TestInfo;
+use crate::workload::{Kind, Setup, FINAL_PROCESS};
+use ledger_core::command::{Command, Context, Envelope};
+use ledger_core::config::LedgerConfig;
+use ledger_core::driver::Driver;
+use ledger_core::ledger::Ledger;
+use ledger_core::outcome::{Outcome, Reply};
+use ledger_core::state::MemStore;
+use ledger_core::types::{AccountId, Eligibility, PoolId, RequestKey};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// Steps the linearizability search may take before it answers "unknown".
+pub const LINEARIZABILITY_BUDGET: u64 = 20_000_000;
+
+/// Most offending operations reported per checker.
+const MAX_ERRORS: usize = 50;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Validity {
+    Valid,
+    Unknown,
+    Invalid,
+}
+
+/// One checker's finding.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Finding {
+    pub valid: Validity,
+    /// The offending operations, or what is wrong, as JSON.
+    pub errors: Vec<Value>,
+    /// Figures (counts, etc.).
+    #[serde(default)]
+    pub stats: Value,
+}
+
+impl Finding {
+    fn from_errors(errors: Vec<Value>, stats: Value) -> Finding {
+        Finding {
+            valid: if errors.is_empty() { Validity::Valid } else { Validity::Invalid },
+            errors: errors.into_iter().take(MAX_ERRORS).collect(),
+            stats,
+        }
+    }
+}
+
+/// The verdict of a run: the worst of its checkers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Results {
+    pub valid: Validity,
+    pub checkers: BTreeMap<String, Finding>,
+}
+
+/// Runs every checker that applies to the workload.
+pub fn check(test: &TestInfo, ops: &[Op]) -> Results {
+    let mut checkers = BTreeMap::new();
+    let all = pairs(ops);
+    checkers.insert("stats".to_owned(), stats(&all));
+    checkers.insert("durability".to_owned(), durability(test, &all));
+    match test.workload {
+        Kind::Bank => {
+            checkers.insert("bank".into(), bank(&test.setup, &all));
+            checkers.insert("linearizable".into(), linearizable(test, &all));
+        }
+        Kind::Vouchers => {
+            checkers.insert("vouchers".into(), vouchers(&test.setup, &all));
+            checkers.insert("linearizable".into(), linearizable(test, &all));
+        }
+        Kind::Epay => {
+            checkers.insert("epay".into(), epay(&test.setup, &all));
+        }
+        Kind::Idempotency => {
+            checkers.insert("idempotency".into(), idempotency(&test.setup, &all));
+        }
+    }
+    let valid = checkers
+        .values()
+        .map(|f| f.valid)
+        .max()
+        .unwrap_or(Validity::Unknown);
+    Results { valid, checkers }
+}
+
+fn describe(p: &Pair<'_>) -> Value {
+    json!({
+        "process": p.invoke.process,
+        "f": p.invoke.f,
+        "invoke_index": p.invoke.index,
+        "value": p.complete.map_or(&p.invoke.value, |c| &c.value),
+        "type": p.outcome(),
+        "error": p.complete.and_then(|c| c.error.clone()),
+        "time_s": p.invoke.time as f64 / 1e9,
+    })
+}
+
+fn is_client(p: &Pair<'_>) -> bool {
+    matches!(p.invoke.process, Process::Client(n) if n < FINAL_PROCESS)
+}
+
+fn final_process(p: &Pair<'_>) -> Option<u64> {
+    match p.invoke.process {
+        Process::Client(n) if n >= FINAL_PROCESS && p.invoke.f == "final-read" => Some(n - FINAL_PROCESS),
+        _ => None,
+    }
+}
+
+/// Counts per operation and outcome; never invalid, unknown if no client operation
+/// succeeded (a run that did nothing proves nothing).
+fn stats(all: &[Pair<'_>]) -> Finding {
+    let mut counts: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
+    for p in all.iter().filter(|p| is_client(p)) {
+        let outcome = match p.outcome() {
+            OpType::Ok => "ok",
+            OpType::Fail => "fail",
+            _ => "info",
+        };
+        *counts.entry(p.invoke.f.clone()).or_default().entry(outcome).or_default() += 1;
+    }
+    let ok: u64 = counts.values().filter_map(|c| c.get("ok")).sum();
+    Finding {
+        valid: if ok > 0 { Validity::Valid } else { Validity::Unknown },
+        errors: if ok > 0 { vec![] } else { vec![json!("no client operation succeeded")] },
+        stats: json!(counts),
+    }
+}
+
+/// After healing, the cluster answered a final read, and every node's own copy of the
+/// workload's state equals it (acknowledged operations survived the faults on every replica).
+fn durability(test: &TestInfo, all: &[Pair<'_>]) -> Finding {
+    let finals: Vec<(u64, &Pair<'_>)> = all.iter().filter_map(|p| final_process(p).map(|n| (n, p))).collect();
+    let mut errors = Vec::new();
+    let cluster = finals.iter().find(|(n, _)| *n == 0).map(|(_, p)| *p);
+    let Some(cluster) = cluster.filter(|p| p.outcome() == OpType::Ok) else {
+        return Finding {
+            valid: Validity::Unknown,
+            errors: vec![json!("the final read through the cluster did not succeed after healing")],
+            stats: Value::Null,
+        };
+    };
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Value::Object(m) = &mut v {
+            m.remove("node");
+        }
+        v
+    };
+    let expected = strip(&cluster.complete.expect("ok").value);
+    for node in 1..=test.nodes {
+        match finals.iter().find(|(n, _)| *n == node) {
+            Some((_, p)) if p.outcome() == OpType::Ok => {
+                let seen = strip(&p.complete.expect("ok").value);
+                if seen != expected {
+                    errors.push(json!({"node": node, "expected": expected, "found": seen}));
+                }
+            }
+            _ => errors.push(json!({"node": node, "error": "no final read from this node"})),
+        }
+    }
+    Finding::from_errors(errors, json!({"final": expected}))
+}
+
+fn balances_of(v: &Value) -> BTreeMap<u64, i64> {
+    let map = if v.get("balances").is_some() { &v["balances"] } else { v };
+    map.as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, b)| Some((k.parse().ok()?, b.as_i64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn bank(setup: &Setup, all: &[Pair<'_>]) -> Finding {
+    let total = setup.initial_balance_fen as i64 * setup.accounts.len() as i64;
+    let accounts: BTreeSet<u64> = setup.accounts.iter().copied().collect();
+    let mut errors = Vec::new();
+    let mut reads = 0;
+    for p in all.iter().filter(|p| p.outcome() == OpType::Ok && (p.invoke.f == "read" || p.invoke.f == "final-read")) {
+        reads += 1;
+        let b = balances_of(&p.complete.expect("ok").value);
+        let sum: i64 = b.values().sum();
+        let negative: Vec<_> = b.iter().filter(|(_, v)| **v < 0).collect();
+        let keys: BTreeSet<u64> = b.keys().copied().collect();
+        if sum != total || !negative.is_empty() || keys != accounts {
+            errors.push(json!({"op": describe(p), "total": sum, "expected_total": total, "negative": negative}));
+        }
+    }
+    Finding::from_errors(errors, json!({"reads_checked": reads, "expected_total": total}))
+}
+
+fn vouchers(setup: &Setup, all: &[Pair<'_>]) -> Finding {
+    let mut errors = Vec::new();
+    let claims: Vec<&Pair<'_>> = all.iter().filter(|p| p.invoke.f == "claim" && is_client(p)).collect();
+    let ok: Vec<&&Pair<'_>> = claims.iter().filter(|p| p.outcome() == OpType::Ok).collect();
+    let mut by_account: BTreeMap<u64, usize> = BTreeMap::new();
+    for p in &ok {
+        *by_account.entry(p.invoke.value["account"].as_u64().unwrap_or(0)).or_default() += 1;
+    }
+    for (account, n) in &by_account {
+        if *n > 1 {
+            errors.push(json!({"error": "claimed twice", "account": account, "acknowledged_claims": n}));
+        }
+    }
+    if ok.len() as u64 > setup.pool_capacity {
+        errors.push(json!({"error": "more claims acknowledged than the pool holds", "acknowledged": ok.len(), "capacity": setup.pool_capacity}));
+    }
+    // Real-time order: once a claim has been told the pool is empty, no claim invoked later
+    // may succeed (capacity never grows back).
+    let first_exhausted = claims
+        .iter()
+        .filter(|p| p.outcome() == OpType::Fail && p.complete.is_some_and(|c| c.value["refused"].get("PoolExhausted").is_some()))
+        .min_by_key(|p| p.complete.expect("failed").time);
+    if let Some(ex) = first_exhausted {
+        let at = ex.complete.expect("failed").time;
+        for p in ok.iter().filter(|p| p.invoke.time > at) {
+            errors.push(json!({"error": "claim succeeded after the pool was reported exhausted", "exhausted": describe(ex), "claim": describe(p)}));
+        }
+    }
+    let final_read = all.iter().find(|p| final_process(p) == Some(0) && p.outcome() == OpType::Ok);
+    let mut stats = json!({"claims": claims.len(), "acknowledged": ok.len(), "capacity": setup.pool_capacity});
+    match final_read {
+        None => {
+            return Finding {
+                valid: if errors.is_empty() { Validity::Unknown } else { Validity::Invalid },
+                errors: if errors.is_empty() { vec![json!("no final read of the pool")] } else { errors },
+                stats,
+            }
+        }
+        Some(f) => {
+            let v = &f.complete.expect("ok").value;
+            let holders: BTreeSet<u64> = v["holders"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect();
+            let granted = v["granted"].as_u64().unwrap_or(0);
+            stats["final_holders"] = json!(holders.len());
+            if granted != holders.len() as u64 || granted > setup.pool_capacity {
+                errors.push(json!({"error": "final pool count disagrees with the vouchers held, or exceeds capacity", "granted": granted, "holders": holders, "capacity": setup.pool_capacity}));
+            }
+            for p in &ok {
+                let account = p.invoke.value["account"].as_u64().unwrap_or(0);
+                if !holders.contains(&account) {
+                    errors.push(json!({"error": "acknowledged claim lost", "claim": describe(p)}));
+                }
+            }
+            for p in claims.iter().filter(|p| p.outcome() == OpType::Fail) {
+                let account = p.invoke.value["account"].as_u64().unwrap_or(0);
+                let already = p.complete.is_some_and(|c| c.value["refused"].get("AlreadyClaimed").is_some());
+                if already && !holders.contains(&account) {
+                    errors.push(json!({"error": "refused as already claimed, but the account holds no voucher", "claim": describe(p)}));
+                }
+            }
+        }
+    }
+    Finding::from_errors(errors, stats)
+}
+
+fn epay(setup: &Setup, all: &[Pair<'_>]) -> Finding {
+    let mut errors = Vec::new();
+    let confirms: Vec<&Pair<'_>> = all.iter().filter(|p| p.invoke.f == "confirm").collect();
+    let mut settled_by_op: BTreeMap<u64, Vec<&Pair<'_>>> = BTreeMap::new();
+    let mut right_code_tried: BTreeSet<u64> = BTreeSet::new();
+    for p in &confirms {
+        let payment = p.invoke.value["payment"].as_u64().unwrap_or(0);
+        let correct = p.invoke.value["code"] == "correct";
+        if correct && p.outcome() != OpType::Fail {
+            right_code_tried.insert(payment);
+        }
+        if p.outcome() == OpType::Ok {
+            if !correct {
+                errors.push(json!({"error": "a wrong code settled a payment", "op": describe(p)}));
+            }
+            settled_by_op.entry(payment).or_default().push(p);
+        }
+    }
+    for (payment, ops) in &settled_by_op {
+        if ops.len() > 1 {
+            errors.push(json!({"error": "payment settled more than once", "payment": payment, "ops": ops.iter().map(|p| describe(p)).collect::<Vec<_>>()}));
+        }
+    }
+    let mut stats = json!({"confirms": confirms.len(), "settled_acknowledged": settled_by_op.len()});
+    let Some(final_read) = all.iter().find(|p| final_process(p) == Some(0) && p.outcome() == OpType::Ok) else {
+        return Finding {
+            valid: if errors.is_empty() { Validity::Unknown } else { Validity::Invalid },
+            errors: if errors.is_empty() { vec![json!("no final read")] } else { errors },
+            stats,
+        };
+    };
+    let v = &final_read.complete.expect("ok").value;
+    let states = v["payments"].as_object().cloned().unwrap_or_default();
+    let mut settled_final = 0;
+    for (payment, state) in &states {
+        let id: u64 = payment.parse().unwrap_or(0);
+        let settled = state.get("Settled").is_some();
+        settled_final += u64::from(settled);
+        if settled_by_op.contains_key(&id) && !settled {
+            errors.push(json!({"error": "acknowledged settlement lost", "payment": id, "final_state": state}));
+        }
+        if settled && !right_code_tried.contains(&id) {
+            errors.push(json!({"error": "settled without the right code ever being sent", "payment": id}));
+        }
+    }
+    for id in settled_by_op.keys() {
+        if !states.contains_key(&id.to_string()) {
+            errors.push(json!({"error": "acknowledged payment missing from the final state", "payment": id}));
+        }
+    }
+    let balances = balances_of(v);
+    let total: i64 = balances.values().sum();
+    let expected = setup.initial_balance_fen as i64 * setup.accounts.len() as i64;
+    if total != expected {
+        errors.push(json!({"error": "money created or destroyed", "total": total, "deposited": expected}));
+    }
+    if let Some((a, b)) = balances.iter().find(|(_, b)| **b < 0) {
+        errors.push(json!({"error": "negative balance", "account": a, "balance": b}));
+    }
+    stats["settled_final"] = json!(settled_final);
+    Finding::from_errors(errors, stats)
+}
+
+fn idempotency(setup: &Setup, all: &[Pair<'_>]) -> Finding {
+    let mut errors = Vec::new();
+    // key -> (account, amount, answers seen, any outcome unknown)
+    let mut keys: BTreeMap<(u64, u64), (u64, u64, Vec<Value>, bool)> = BTreeMap::new();
+    for p in all.iter().filter(|p| p.invoke.f == "deposit") {
+        let v = &p.invoke.value;
+        let key = (v["key"][0].as_u64().unwrap_or(0), v["key"][1].as_u64().unwrap_or(0));
+        let entry = keys
+            .entry(key)
+            .or_insert((v["account"].as_u64().unwrap_or(0), v["amount"].as_u64().unwrap_or(0), vec![], false));
+        match p.outcome() {
+            OpType::Ok => {
+                let c = &p.complete.expect("ok").value;
+                entry.2.push(c["reply"].clone());
+                if !c["second_reply"].is_null() && c["second_reply"] != c["reply"] {
+                    errors.push(json!({"error": "the same request sent twice at once got two answers", "op": describe(p)}));
+                }
+            }
+            OpType::Fail => entry.2.push(p.complete.expect("fail").value["refused"].clone()),
+            _ => entry.3 = true,
+        }
+    }
+    let mut applied: BTreeMap<u64, i64> = BTreeMap::new();
+    let mut unknown: BTreeMap<u64, i64> = BTreeMap::new();
+    for (key, (account, amount, answers, _)) in &keys {
+        if answers.windows(2).any(|w| w[0] != w[1]) {
+            errors.push(json!({"error": "a retry under the same key got another answer", "key": key, "answers": answers}));
+        }
+        match answers.first() {
+            Some(a) if a.get("Posted").is_some() => *applied.entry(*account).or_default() += *amount as i64,
+            Some(_) => {}
+            None => *unknown.entry(*account).or_default() += *amount as i64,
+        }
+    }
+    let unresolved: usize = keys.values().filter(|k| k.2.is_empty()).count();
+    let mut stats = json!({"keys": keys.len(), "unresolved": unresolved});
+    let final_read = all.iter().find(|p| final_process(p) == Some(0) && p.outcome() == OpType::Ok);
+    let Some(final_read) = final_read else {
+        return Finding {
+            valid: if errors.is_empty() { Validity::Unknown } else { Validity::Invalid },
+            errors: if errors.is_empty() { vec![json!("no final read")] } else { errors },
+            stats,
+        };
+    };
+    let balances = balances_of(&final_read.complete.expect("ok").value);
+    for account in &setup.accounts {
+        let found = balances.get(account).copied().unwrap_or(0) - setup.initial_balance_fen as i64;
+        let known = applied.get(account).copied().unwrap_or(0);
+        let maybe = unknown.get(account).copied().unwrap_or(0);
+        if found < known || found > known + maybe {
+            errors.push(json!({"error": "final balance is not the sum of the deposits applied once each", "account": account, "deposited_in_final_state": found, "acknowledged": known, "unknown": maybe}));
+        }
+    }
+    stats["applied_fen"] = json!(applied);
+    let mut finding = Finding::from_errors(errors, stats);
+    if finding.valid == Validity::Valid && unresolved > 0 {
+        // Bounds held, but deposits whose outcome stayed unknown leave room for doubt.
+        finding.valid = Validity::Unknown;
+        finding.errors.push(json!({"unresolved_keys": unresolved}));
+    }
+    finding
+}
+
+/// The ledger core as the sequential model: every operation the workload's clients saw is
+/// replayed as a command on an in-memory ledger prepared like the cluster was.
+#[derive(Clone)]
+struct LedgerModel {
+    ledger: Ledger<MemStore>,
+    depth: u64,
+    setup: Arc<Setup>,
+}
+
+/// The model's idempotency client: each step acknowledges everything before it, so the
+/// model's state holds no growing history of records.
+const MODEL_CLIENT: u64 = 42;
+
+impl LedgerModel {
+    fn new(setup: &Setup) -> Result<LedgerModel, String> {
+        let config = LedgerConfig {
+            campaign_start_ms: setup.campaign_ms.0,
+            campaign_end_ms: setup.campaign_ms.1,
+            ..LedgerConfig::default()
+        };
+        let mut driver = Driver::new(config);
+        for (i, account) in setup.accounts.iter().enumerate() {
+            let card = driver.funded_card(setup.card_base + i as u64, setup.initial_balance_fen);
+            if card.account.0 != *account {
+                return Err(format!("the model opened account {} where the cluster opened {account}", card.account));
+            }
+        }
+        if let Some(pool) = setup.pool {
+            let outcome = driver.submit(Command::CreatePool {
+                name: "jepsen race".into(),
+                face_value_fen: 500,
+                capacity: setup.pool_capacity,
+                eligibility: Eligibility::Anyone,
+                valid_from_ms: setup.pool_valid_ms.0,
+                valid_until_ms: setup.pool_valid_ms.1,
+            });
+            if outcome != Ok(Reply::PoolCreated { pool: PoolId(pool) }) {
+                return Err(format!("the model created {outcome:?}, the cluster pool {pool}"));
+            }
+        }
+        Ok(LedgerModel {
+            ledger: driver.ledger,
+            depth: 0,
+            setup: Arc::new(setup.clone()),
+        })
+    }
+
+    fn apply(&mut self, op: &LinOp, command: Command) -> Outcome {
+        self.depth += 1;
+        let key = RequestKey {
+            client_id: MODEL_CLIENT,
+            request_id: self.depth,
+        };
+        self.ledger.apply(
+            &Context {
+                index: self.depth,
+                now_ms: op.wall_ms,
+            },
+            &Envelope {
+                key,
+                acked_below: self.depth,
+                command,
+            },
+        )
+    }
+
+    /// Whether the outcome is what the client saw (any outcome fits an unknown one).
+    fn agrees(op: &LinOp, outcome: &Outcome, ok: impl Fn(&Reply, &Value) -> bool) -> bool {
+        match (op.outcome, outcome, &op.result) {
+            (OpType::Info, _, _) => true,
+            (OpType::Ok, Ok(reply), Some(seen)) => ok(reply, seen),
+            (OpType::Fail, Err(e), Some(seen)) => serde_json::to_value(e).ok().as_ref() == seen.get("refused"),
+            _ => false,
+        }
+    }
+}
+
+impl Model for LedgerModel {
+    fn step(&self, op: &LinOp) -> Option<Self> {
+        let a = |v: &Value, k: &str| AccountId(v[k].as_u64().unwrap_or(0));
+        let mut next = self.clone();
+        let fits = match op.f.as_str() {
+            "transfer" => {
+                let outcome = next.apply(op, Command::Transfer {
+                    source: a(&op.value, "from"),
+                    target: a(&op.value, "to"),
+                    amount_fen: op.value["amount"].as_u64().unwrap_or(0),
+                });
+                Self::agrees(op, &outcome, |reply, seen| {
+                    matches!(reply, Reply::Transferred { source_balance_fen, target_balance_fen }
+                        if seen["from_balance"].as_i64() == Some(*source_balance_fen)
+                        && seen["to_balance"].as_i64() == Some(*target_balance_fen))
+                })
+            }
+            "claim" => {
+                let outcome = next.apply(op, Command::ClaimVoucher {
+                    pool: PoolId(self.setup.pool.unwrap_or(0)),
+                    account: a(&op.value, "account"),
+                });
+                Self::agrees(op, &outcome, |reply, seen| {
+                    matches!(reply, Reply::VoucherClaimed { remaining, .. } if seen["remaining"].as_u64() == Some(*remaining))
+                })
+            }
+            "read" | "final-read" => {
+                let Some(seen) = &op.result else { return Some(next) };
+                if self.setup.pool.is_some() {
+                    let pool = PoolId(self.setup.pool.unwrap_or(0));
+                    let granted = self.ledger.pool(pool).map(|p| p.granted);
+                    let granted_ok = seen["granted"].as_u64() == granted;
+                    let holders_ok = seen.get("holders").is_none_or(|h| {
+                        let held: Vec<u64> = self.setup.accounts.iter().copied().filter(|acc| self.ledger.voucher(AccountId(*acc), pool).is_some()).collect();
+                        h.as_array().is_some_and(|arr| arr.iter().filter_map(Value::as_u64).collect::<Vec<_>>() == held)
+                    });
+                    granted_ok && holders_ok
+                } else {
+                    let seen = balances_of(seen);
+                    self.setup.accounts.iter().all(|acc| seen.get(acc).copied() == self.ledger.balance_fen(AccountId(*acc)))
+                }
+            }
+            _ => true,
+        };
+        fits.then_some(next)
+    }
+
+    fn fingerprint(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for acc in &self.setup.accounts {
+            self.ledger.balance_fen(AccountId(*acc)).hash(&mut h);
+            if let Some(pool) = self.setup.pool {
+                self.ledger.voucher(AccountId(*acc), PoolId(pool)).is_some().hash(&mut h);
+            }
+        }
+        if let Some(pool) = self.setup.pool {
+            self.ledger.pool(PoolId(pool)).map(|p| p.granted).hash(&mut h);
+        }
+        h.finish()
+    }
+}
+
+/// The client operations (and the final read through the cluster) against the ledger core.
+fn linearizable(test: &TestInfo, all: &[Pair<'_>]) -> Finding {
+    let model = match LedgerModel::new(&test.setup) {
+        Ok(m) => m,
+        Err(e) => {
+            return Finding {
+                valid: Validity::Unknown,
+                errors: vec![json!(e)],
+                stats: Value::Null,
+            }
+        }
+    };
+    let ops: Vec<LinOp> = all
+        .iter()
+        .filter(|p| is_client(p) || final_process(p) == Some(0))
+        .filter(|p| match p.outcome() {
+            OpType::Ok | OpType::Info => true,
+            // A refusal by the ledger is an observation; other failures did nothing.
+            OpType::Fail => p.complete.is_some_and(|c| c.value.get("refused").is_some()),
+            OpType::Invoke => false,
+        })
+        .filter(|p| !(p.invoke.f.contains("read") && p.outcome() != OpType::Ok))
+        .map(|p| LinOp {
+            index: p.invoke.index,
+            f: p.invoke.f.clone(),
+            value: p.invoke.value.clone(),
+            result: p.complete.filter(|c| c.kind != OpType::Info).map(|c| c.value.clone()),
+            outcome: p.outcome(),
+            call_ns: p.invoke.time,
+            return_ns: p.complete.filter(|c| c.kind != OpType::Info).map(|c| c.time),
+            wall_ms: test.started_ms + p.invoke.time / 1_000_000,
+        })
+        .collect();
+    let count = ops.len();
+    let started = std::time::Instant::now();
+    let verdict = lin::check(model, &ops, LINEARIZABILITY_BUDGET);
+    let stats = json!({"operations": count, "seconds": started.elapsed().as_secs_f64()});
+    match verdict {
+        Verdict::Linearizable => Finding::from_errors(vec![], stats),
+        Verdict::Unknown(why) => Finding {
+            valid: Validity::Unknown,
+            errors: vec![json!(why)],
+            stats,
+        },
+        Verdict::NotLinearizable { stuck, candidates, linearized } => {
+            let find = |index: u64| all.iter().find(|p| p.invoke.index == index).map(describe);
+            Finding::from_errors(
+                vec![json!({
+                    "error": "no order of the operations consistent with real time explains this operation's result",
+                    "operation": find(stuck),
+                    "linearized_before_it": linearized,
+                    "could_have_gone_first": candidates.iter().take(10).filter_map(|i| find(*i)).collect::<Vec<_>>(),
+                })],
+                stats,
+            )
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The nemesis: faults on a schedule, each recorded in the history when it starts and when
+//! it is healed, and all healed at the end of the run.
+
+use crate::db::Db;
+use crate::history::{OpType, Process, Recorder};
+use crate::net::{partitions, Network};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// The kinds of fault `--nemesis` accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Fault {
+    /// Network partitions: random halves, the leader isolated, a majority ring, a bridge.
+    Partition,
+    /// Random packet loss (10-40% of every node's incoming packets), with nftables.
+    Loss,
+    /// kill -9 of a random node or of the leader; restarted when healed.
+    Kill,
+    /// SIGSTOP of a random node or of the leader; SIGCONT when healed.
+    Pause,
+    /// A voter removed from the cluster (it keeps running); added back when healed.
+    Membership,
+}
+
+impl Fault {
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Partition => "partition",
+            Fault::Loss => "loss",
+            Fault::Kill => "kill",
+            Fault::Pause => "pause",
+            Fault::Membership => "membership",
+        }
+    }
+}
+
+/// Most faults in force at once.
+pub const MAX_CONCURRENT_FAULTS: usize = 2;
+
+/// A fault in force, with what healing it needs.
+#[derive(Clone, Debug)]
+enum Active {
+    Partition,
+    Loss,
+    Kill(u64),
+    Pause(u64),
+    Membership(u64),
+}
+
+impl Active {
+    fn fault(&self) -> Fault {
+        match self {
+            Active::Partition => Fault::Partition,
+            Active::Loss => Fault::Loss,
+            Active::Kill(_) => Fault::Kill,
+            Active::Pause(_) => Fault::Pause,
+            Active::Membership(_) => Fault::Membership,
+        }
+    }
+}
+
+pub struct Nemesis {
+    pub faults: Vec<Fault>,
+    pub interval: Duration,
+    pub rng: StdRng,
+    pub db: Arc<Mutex<Db>>,
+    pub net: Arc<Mutex<Network>>,
+    pub recorder: Recorder,
+    active: Vec<Active>,
+}
+
+impl Nemesis {
+    pub fn new(faults: Vec<Fault>, interval: Duration, rng: StdRng, db: Arc<Mutex<Db>>, net: Arc<Mutex<Network>>, recorder: Recorder) -> Self {
+        Nemesis { faults, interval, rng, db, net, recorder, active: Vec::new() }
+    }
+
+    fn record(&self, f: String, value: Value, error: Option<String>) {
+        self.recorder.record(Process::NEMESIS, OpType::Info, &f, value, error);
+    }
+
+    /// Runs until `stop`, then heals everything still in force.
+    pub async fn run(mut self, stop: Arc<AtomicBool>) {
+        if !self.faults.is_empty() {
+            loop {
+                let started = std::time::Instant::now();
+                while started.elapsed() < self.interval && !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let idle: Vec<Fault> = self
+                    .faults
+                    .iter()
+                    .copied()
+                    .filter(|f| !self.active.iter().any(|a| a.fault() == *f))
+                    .collect();
+                let heal = self.active.len() >= MAX_CONCURRENT_FAULTS || idle.is_empty() || (!self.active.is_empty() && self.rng.gen_bool(0.5));
+                if heal {
+                    let oldest = self.active.remove(0);
+                    self.heal(oldest).await;
+                } else {
+                    let fault = *idle.choose(&mut self.rng).expect("not empty");
+                    self.start(fault).await;
+                }
+            }
+        }
+        while let Some(active) = self.active.pop() {
+            self.heal(active).await;
+        }
+        // Whatever else happened, the network is clean and every node runs at the end.
+        let _ = self.net.lock().await.heal();
+    }
+
+    async fn target(&mut self) -> (u64, &'static str) {
+        let db = self.db.lock().await;
+        let candidates: Vec<u64> = db.ids().into_iter().filter(|id| db.is_running(*id) && !db.is_paused(*id)).collect();
+        if self.rng.gen_bool(0.5) {
+            if let Some(leader) = db.some_leader().await.filter(|l| candidates.contains(l)) {
+                return (leader, "leader");
+            }
+        }
+        let all = if candidates.is_empty() { db.ids() } else { candidates };
+        (*all.choose(&mut self.rng).expect("nodes"), "random")
+    }
+
+    async fn start(&mut self, fault: Fault) {
+        let name = format!("start-{}", fault.name());
+        match fault {
+            Fault::Partition => {
+                let ids = self.db.lock().await.ids();
+                let mut shuffled = ids.clone();
+                shuffled.shuffle(&mut self.rng);
+                let shape = *["halves", "isolate-leader", "majority-ring", "bridge"].choose(&mut self.rng).expect("shapes");
+                let grudge = match shape {
+                    "halves" => partitions::halves(&shuffled),
+                    "majority-ring" => partitions::majority_ring(&shuffled),
+                    "bridge" => partitions::bridge(&shuffled),
+                    _ => {
+                        let leader = self.db.lock().await.some_leader().await.unwrap_or(shuffled[0]);
+                        partitions::isolate(&ids, leader)
+                    }
+                };
+                let value = json!({"shape": shape, "drops": grudge.iter().map(|(k, v)| (k.to_string(), json!(v.iter().collect::<Vec<_>>()))).collect::<serde_json::Map<_, _>>()});
+                let result = self.net.lock().await.set_grudge(grudge);
+                self.record(name, value, result.as_ref().err().map(|e| e.to_string()));
+                if result.is_ok() {
+                    self.active.push(Active::Partition);
+                }
+            }
+            Fault::Loss => {
+                let percent = self.rng.gen_range(10..=40u8);
+                let result = self.net.lock().await.set_loss(percent);
+                self.record(name, json!({"percent": percent}), result.as_ref().err().map(|e| e.to_string()));
+                if result.is_ok() {
+                    self.active.push(Active::Loss);
+                }
+            }
+            Fault::Kill => {
+                let (node, how) = self.target().await;
+                self.db.lock().await.kill(node);
+                self.record(name, json!({"node": node, "chosen": how}), None);
+                self.active.push(Active::Kill(node));
+            }
+            Fault::Pause => {
+                let (node, how) = self.target().await;
+                let paused = self.db.lock().await.pause(node);
+                self.record(name, json!({"node": node, "chosen": how}), (!paused).then(|| "node not running".to_owned()));
+                if paused {
+                    self.active.push(Active::Pause(node));
+                }
+            }
+            Fault::Membership => {
+                let (node, how) = self.target().await;
+                let client = self.db.lock().await.client(Duration::from_secs(2), 5);
+                let result = tokio::time::timeout(Duration::from_secs(15), client.remove_node(node)).await;
+                let error = match result {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some("no answer within 15 s".to_owned()),
+                };
+                self.record(name, json!({"remove": node, "chosen": how}), error);
+                // Even if the answer was lost the change may have happened: heal re-adds.
+                self.active.push(Active::Membership(node));
+            }
+        }
+    }
+
+    async fn heal(&mut self, active: Active) {
+        let name = format!("stop-{}", active.fault().name());
+        match active {
+            Active::Partition => {
+                let result = self.net.lock().await.set_grudge(Default::default());
+                self.record(name, Value::Null, result.err().map(|e| e.to_string()));
+            }
+            Active::Loss => {
+                let result = self.net.lock().await.set_loss(0);
+                self.record(name, Value::Null, result.err().map(|e| e.to_string()));
+            }
+            Active::Kill(node) => {
+                let result = self.db.lock().await.start(node, false);
+                self.record(name, json!({"node": node}), result.err().map(|e| e.to_string()));
+            }
+            Active::Pause(node) => {
+                self.db.lock().await.resume(node);
+                self.record(name, json!({"node": node}), None);
+            }
+            Active::Membership(node) => {
+                let (client, info) = {
+                    let db = self.db.lock().await;
+                    (db.client(Duration::from_secs(2), 5), db.info(node))
+                };
+                // Re-adding needs a working cluster: keep trying for a while.
+                let mut error = None;
+                for _ in 0..10 {
+                    match tokio::time::timeout(Duration::from_secs(20), client.add_node(info.clone())).await {
+                        Ok(Ok(())) => {
+                            error = None;
+                            break;
+                        }
+                        Ok(Err(e)) => error = Some(e.to_string()),
+                        Err(_) => error = Some("no answer within 20 s".to_owned()),
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                self.record(name, json!({"add": node}), error);
+            }
+        }
+    }
+}

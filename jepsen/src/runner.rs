@@ -1,0 +1,315 @@
+//! One test run, start to end: network, nodes, workload, nemesis, healing, final reads,
+//! checks, and the run's folder under the store.
+
+use crate::checker::{self, Results, Validity};
+use crate::cleanup;
+use crate::db::{now_ms, Db, DbOptions};
+use crate::history::{self, OpType, Process, Recorder};
+use crate::nemesis::{Fault, Nemesis};
+use crate::net::{self, Network};
+use crate::workload::{self, Kind, Run, Setup};
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Exit codes.
+pub const EXIT_VALID: i32 = 0;
+pub const EXIT_INVALID: i32 = 1;
+pub const EXIT_UNKNOWN: i32 = 2;
+/// Not root, or no network namespace support: nothing was tested.
+pub const EXIT_NO_PRIVILEGE: i32 = 3;
+
+/// Longest the cluster may take to become ready (at start and after healing).
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// What was run: `test.json` in the run's folder.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TestInfo {
+    pub name: String,
+    pub workload: Kind,
+    pub nemesis: Vec<Fault>,
+    pub nodes: u64,
+    pub time_limit_s: u64,
+    pub concurrency: u64,
+    pub seed: u64,
+    pub nemesis_interval_s: f64,
+    /// Wall clock at the start of the history (ms since the Unix epoch); history times count
+    /// from here.
+    pub started_ms: u64,
+    pub started_at: String,
+    pub unsafe_local_reads: bool,
+    pub node_bin: String,
+    pub setup: Setup,
+    /// Whether the cluster was ready and converged again after healing.
+    pub healed: Option<String>,
+}
+
+/// The options of `ledger-jepsen test`.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub workload: Kind,
+    pub nemesis: Vec<Fault>,
+    pub nodes: u64,
+    pub time_limit: Duration,
+    pub concurrency: u64,
+    pub seed: u64,
+    pub nemesis_interval: Duration,
+    pub node_bin: PathBuf,
+    pub store: PathBuf,
+    pub snapshot_every: u64,
+    pub unsafe_local_reads: bool,
+}
+
+/// `YYYYMMDDTHHMMSS` (UTC) for a Unix time in ms.
+pub fn timestamp(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Runs the test; returns the run's folder and its results. Errors are harness failures.
+pub async fn run(options: Options) -> Result<(PathBuf, Results), String> {
+    net::preflight().map_err(|e| e.to_string())?;
+    if !options.node_bin.is_file() {
+        return Err(format!(
+            "ledger-node not found at {} (build it with `cargo build --release -p ledger-node`, or pass --node-bin)",
+            options.node_bin.display()
+        ));
+    }
+    let nemesis_name = if options.nemesis.is_empty() {
+        "none".to_owned()
+    } else {
+        options.nemesis.iter().map(|f| f.name()).collect::<Vec<_>>().join("+")
+    };
+    let name = format!("{:?}-{nemesis_name}", options.workload).to_lowercase();
+    let started_ms = now_ms();
+    let dir = options.store.join(&name).join(timestamp(started_ms));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    eprintln!("ledger-jepsen: {name}, results in {}", dir.display());
+
+    let ids: Vec<u64> = (1..=options.nodes).collect();
+    let net = Network::create(&ids).map_err(|e| e.to_string())?;
+    let sms_paths: Vec<PathBuf>;
+    let data_root = std::env::temp_dir().join(format!("ledger-jepsen-{}", std::process::id()));
+    let mut db = Db::new(
+        DbOptions {
+            node_bin: options.node_bin.clone(),
+            snapshot_every: options.snapshot_every,
+            unsafe_local_reads: options.unsafe_local_reads,
+        },
+        &net,
+        data_root.clone(),
+    )
+    .map_err(|e| format!("data directory {}: {e}", data_root.display()))?;
+    sms_paths = ids
+        .iter()
+        .map(|id| data_root.join(format!("n{id}")).join(ledger_client::sms::DEV_OUTBOX_FILE))
+        .collect();
+    db.start_all().map_err(|e| format!("starting ledger-node: {e}"))?;
+    let outcome = drive(&options, &name, started_ms, db, net, sms_paths, &dir).await;
+    let (results, test) = outcome?;
+    std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(&results).expect("serialises"))
+        .map_err(|e| e.to_string())?;
+    let ops = history::read_jsonl(&dir.join("history.jsonl"))?;
+    crate::report::write_report(
+        &dir,
+        &ops,
+        &serde_json::to_value(&test).expect("serialises"),
+        &serde_json::to_value(&results).expect("serialises"),
+    )
+    .map_err(|e| format!("report: {e}"))?;
+    link_latest(&options.store.join(&name), &dir);
+    link_latest(&options.store, &dir);
+    Ok((dir, results))
+}
+
+fn link_latest(parent: &Path, dir: &Path) {
+    let link = parent.join("latest");
+    let _ = std::fs::remove_file(&link);
+    let target = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    let _ = std::os::unix::fs::symlink(target, link);
+}
+
+async fn drive(
+    options: &Options,
+    name: &str,
+    started_ms: u64,
+    db: Db,
+    net: Network,
+    sms_paths: Vec<PathBuf>,
+    dir: &Path,
+) -> Result<(Results, TestInfo), String> {
+    let leader = db.wait_ready(READY_TIMEOUT).await?;
+    eprintln!("ledger-jepsen: {} nodes up, leader n{leader}; setting up the {:?} workload", options.nodes, options.workload);
+    let campaign = db.campaign_ms();
+    let setup = workload::setup(options.workload, &db, options.concurrency, campaign).await?;
+    let recorder = Recorder::new();
+    let started_ms = started_ms.max(now_ms() - recorder.now_ns() / 1_000_000);
+    let run = Arc::new(Run {
+        kind: options.workload,
+        setup: setup.clone(),
+        recorder: recorder.clone(),
+        stop: AtomicBool::new(false),
+        concurrency: options.concurrency,
+        sms_paths,
+    });
+    let clients: Vec<_> = (0..options.concurrency)
+        .map(|_| db.client(Duration::from_millis(1000), 8))
+        .collect();
+    let db = Arc::new(tokio::sync::Mutex::new(db));
+    let net = Arc::new(tokio::sync::Mutex::new(net));
+    let threads: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, client)| tokio::spawn(workload::thread_loop(run.clone(), client, i as u64, options.seed)))
+        .collect();
+    let stop_nemesis = Arc::new(AtomicBool::new(false));
+    let nemesis = Nemesis::new(
+        options.nemesis.clone(),
+        options.nemesis_interval,
+        rand::rngs::StdRng::seed_from_u64(options.seed),
+        db.clone(),
+        net.clone(),
+        recorder.clone(),
+    );
+    let nemesis = tokio::spawn(nemesis.run(stop_nemesis.clone()));
+    eprintln!("ledger-jepsen: running for {:?} with {} clients", options.time_limit, options.concurrency);
+    let deadline = std::time::Instant::now() + options.time_limit;
+    while std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let crashed = db.lock().await.crashed();
+        for (id, status) in crashed {
+            recorder.record(Process::NEMESIS, OpType::Info, "node-exited", serde_json::json!({"node": id, "status": status}), Some("a node exited on its own".into()));
+        }
+    }
+    run.stop.store(true, Ordering::Relaxed);
+    stop_nemesis.store(true, Ordering::Relaxed);
+    nemesis.await.map_err(|e| format!("nemesis task: {e}"))?;
+    let mut finished = Vec::new();
+    for t in threads {
+        finished.push(t.await.map_err(|e| format!("client task: {e}"))?);
+    }
+    eprintln!("ledger-jepsen: healed; waiting for the cluster, then final reads");
+    let healed = {
+        let mut db = db.lock().await;
+        // Any node that exited on its own is started again: the final reads want them all.
+        for id in db.ids() {
+            if !db.is_running(id) {
+                let _ = db.start(id, false);
+            }
+        }
+        match db.wait_ready(READY_TIMEOUT).await {
+            Ok(_) => db.wait_converged(READY_TIMEOUT).await.err(),
+            Err(e) => Some(e),
+        }
+    };
+    if let Some(problem) = &healed {
+        eprintln!("ledger-jepsen: after healing: {problem}");
+    }
+    {
+        let db = db.lock().await;
+        workload::finish(&run, &db, finished).await;
+    }
+    let ops = recorder.ops();
+    let test = TestInfo {
+        name: name.to_owned(),
+        workload: options.workload,
+        nemesis: options.nemesis.clone(),
+        nodes: options.nodes,
+        time_limit_s: options.time_limit.as_secs(),
+        concurrency: options.concurrency,
+        seed: options.seed,
+        nemesis_interval_s: options.nemesis_interval.as_secs_f64(),
+        started_ms,
+        started_at: timestamp(started_ms),
+        unsafe_local_reads: options.unsafe_local_reads,
+        node_bin: options.node_bin.display().to_string(),
+        setup,
+        healed: healed.clone(),
+    };
+    let write = |file: &str, r: std::io::Result<()>| r.map_err(|e| format!("{file}: {e}"));
+    write("history.jsonl", history::write_jsonl(&ops, &dir.join("history.jsonl")))?;
+    write("history.edn", history::write_edn(&ops, &dir.join("history.edn")))?;
+    write("test.json", std::fs::write(dir.join("test.json"), serde_json::to_string_pretty(&test).expect("serialises")))?;
+    {
+        let mut db = db.lock().await;
+        db.kill_all();
+        write("node logs", db.copy_logs(dir))?;
+    }
+    eprintln!("ledger-jepsen: {} history entries; checking", ops.len());
+    let mut results = checker::check(&test, &ops);
+    if let Some(problem) = healed {
+        results.checkers.insert(
+            "healing".into(),
+            checker::Finding { valid: Validity::Unknown, errors: vec![serde_json::json!(problem)], stats: serde_json::Value::Null },
+        );
+        results.valid = results.valid.max(Validity::Unknown);
+    }
+    // The network and the nodes go now, before the report is written.
+    drop(db);
+    drop(net);
+    cleanup::run_all();
+    Ok((results, test))
+}
+
+/// `ledger-jepsen check PATH`: the checkers again, on a stored run.
+pub fn recheck(path: &Path) -> Result<Results, String> {
+    let dir = if path.is_dir() { path.to_owned() } else { path.parent().unwrap_or(Path::new(".")).to_owned() };
+    let test: TestInfo = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("test.json")).map_err(|e| format!("{}: {e}", dir.join("test.json").display()))?,
+    )
+    .map_err(|e| format!("test.json: {e}"))?;
+    let history = if path.is_file() { path.to_owned() } else { dir.join("history.jsonl") };
+    let ops = history::read_jsonl(&history)?;
+    let mut results = checker::check(&test, &ops);
+    if let Some(problem) = test.healed {
+        results.checkers.insert(
+            "healing".into(),
+            checker::Finding { valid: Validity::Unknown, errors: vec![serde_json::json!(problem)], stats: serde_json::Value::Null },
+        );
+        results.valid = results.valid.max(Validity::Unknown);
+    }
+    Ok(results)
+}
+
+/// The exit code for a verdict.
+pub fn exit_code(valid: Validity) -> i32 {
+    match valid {
+        Validity::Valid => EXIT_VALID,
+        Validity::Invalid => EXIT_INVALID,
+        Validity::Unknown => EXIT_UNKNOWN,
+    }
+}
+
+/// A one-screen summary of the results.
+pub fn summary(results: &Results) -> String {
+    let mut out = String::new();
+    for (name, finding) in &results.checkers {
+        out.push_str(&format!("  {name:<13} {:?}\n", finding.valid).to_lowercase());
+        for e in finding.errors.iter().take(3) {
+            let text = e.to_string();
+            let short: String = text.chars().take(300).collect();
+            out.push_str(&format!("      {short}\n"));
+        }
+    }
+    out.push_str(&format!("verdict: {:?}\n", results.valid).to_lowercase());
+    out
+}
