@@ -170,7 +170,12 @@ pub enum QueryReply {
     Voucher(Option<Voucher>),
     Payment(Option<Payment>),
     StateHash { applied_index: u64, hash: Digest32 },
-    Accounts(Vec<AccountView>),
+    /// The accounts, and the log index the node had applied when it read them (all of them
+    /// at that one index): a reader can tell a later state from an earlier one.
+    Accounts {
+        applied_index: u64,
+        accounts: Vec<AccountView>,
+    },
 }
 
 /// A node's view of the cluster, for `ledgerctl status` and health checks.

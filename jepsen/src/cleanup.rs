@@ -116,15 +116,18 @@ pub fn sweep_orphans() -> Vec<String> {
             let Some(name) = line.split(':').nth(1).map(|n| n.trim().split('@').next().unwrap_or("")) else {
                 continue;
             };
-            let Some(hex) = name.strip_prefix("lj") else {
+            let Some(rest) = name.strip_prefix("lj") else {
                 continue;
             };
-            let digits: String = hex.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
-            let suffix = &hex[digits.len()..];
-            if !(suffix == "br" || suffix.starts_with('n')) {
-                continue;
-            }
-            let Ok(tag) = u32::from_str_radix(&digits, 16) else {
+            // Our links are lj<hex pid>br (the bridge) and lj<hex pid>n<id> (veths).
+            let digits = match rest.strip_suffix("br") {
+                Some(d) => d,
+                None => match rest.rsplit_once('n') {
+                    Some((d, id)) if !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()) => d,
+                    _ => continue,
+                },
+            };
+            let Ok(tag) = u32::from_str_radix(digits, 16) else {
                 continue;
             };
             // The tag is the low 20 bits of the pid: orphaned if no live process matches.
@@ -137,6 +140,16 @@ pub fn sweep_orphans() -> Vec<String> {
             if !owner_alive {
                 remove(&Resource::Link(name.to_owned()));
                 removed.push(format!("link {name}"));
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name.strip_prefix("ledger-jepsen-").and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !is_jepsen(p)) {
+                remove(&Resource::Dir(entry.path()));
+                removed.push(format!("data directory {}", entry.path().display()));
             }
         }
     }

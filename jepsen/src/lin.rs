@@ -5,6 +5,7 @@
 //! history: they may take effect at any point after their invocation, or not at all.
 
 use crate::history::OpType;
+use ledger_core::driver::splitmix64;
 use serde_json::Value;
 use std::collections::HashSet;
 
@@ -110,9 +111,15 @@ pub fn check<M: Model>(init: M, ops: &[LinOp], max_steps: u64) -> Verdict {
         }
     };
 
-    let words = n.div_ceil(64).max(1);
-    let mut linearized = vec![0u64; words];
-    let mut cache: HashSet<(Vec<u64>, u64)> = HashSet::new();
+    // The set of operations placed so far, as a 128-bit Zobrist hash (a random number per
+    // operation, XORed in and out): memory per cache entry stays constant however long the
+    // history. Two different sets collide with probability 2^-128.
+    let mut seed = 0x5EED_u64;
+    let zobrist: Vec<u128> = (0..n)
+        .map(|_| (u128::from(splitmix64(&mut seed)) << 64) | u128::from(splitmix64(&mut seed)))
+        .collect();
+    let mut linearized: u128 = 0;
+    let mut cache: HashSet<(u128, u64)> = HashSet::new();
     let mut stack: Vec<(usize, M)> = Vec::new();
     let mut state = init;
     let mut open_finite = ops.iter().filter(|o| o.return_ns.is_some()).count();
@@ -134,8 +141,8 @@ pub fn check<M: Model>(init: M, ops: &[LinOp], max_steps: u64) -> Verdict {
                 ));
             }
             if let Some(after) = state.step(&ops[op]) {
-                linearized[op / 64] |= 1 << (op % 64);
-                if cache.insert((linearized.clone(), after.fingerprint())) {
+                linearized ^= zobrist[op];
+                if cache.insert((linearized, after.fingerprint())) {
                     stack.push((entry, std::mem::replace(&mut state, after)));
                     let partner = entries[entry].partner;
                     lift(&mut next, &mut prev, entry);
@@ -147,7 +154,7 @@ pub fn check<M: Model>(init: M, ops: &[LinOp], max_steps: u64) -> Verdict {
                     entry = next[head];
                     continue;
                 }
-                linearized[op / 64] &= !(1 << (op % 64));
+                linearized ^= zobrist[op];
             }
             tried.push(ops[op].index);
             entry = next[entry];
@@ -166,7 +173,7 @@ pub fn check<M: Model>(init: M, ops: &[LinOp], max_steps: u64) -> Verdict {
             };
         };
         let op = entries[call].op;
-        linearized[op / 64] &= !(1 << (op % 64));
+        linearized ^= zobrist[op];
         state = previous;
         let partner = entries[call].partner;
         unlift(&mut next, &mut prev, partner);

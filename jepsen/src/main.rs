@@ -57,11 +57,15 @@ struct TestArgs {
     /// Concurrent client threads (1 to 100).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100))]
     concurrency: u64,
+    /// Client operations per second, over all threads (0: unthrottled). Bounds the history,
+    /// and with it the linearizability search.
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
     /// Seed of the nemesis's and the clients' choices (random if not given).
     #[arg(long)]
     seed: Option<u64>,
     /// Seconds between nemesis actions (a fault starts or heals at each).
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 10.0)]
     nemesis_interval: f64,
     /// The ledger-node binary; by default the one beside this executable.
     #[arg(long)]
@@ -145,6 +149,7 @@ fn test(args: TestArgs) -> i32 {
         nodes: args.nodes,
         time_limit: Duration::from_secs(args.time_limit),
         concurrency: args.concurrency,
+        rate: args.rate.max(0.0),
         seed: args.seed.unwrap_or_else(rand::random),
         nemesis_interval: Duration::from_secs_f64(args.nemesis_interval),
         node_bin: args.node_bin.unwrap_or_else(default_node_bin),

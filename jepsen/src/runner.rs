@@ -34,6 +34,7 @@ pub struct TestInfo {
     pub nodes: u64,
     pub time_limit_s: u64,
     pub concurrency: u64,
+    pub rate: f64,
     pub seed: u64,
     pub nemesis_interval_s: f64,
     /// Wall clock at the start of the history (ms since the Unix epoch); history times count
@@ -55,6 +56,7 @@ pub struct Options {
     pub nodes: u64,
     pub time_limit: Duration,
     pub concurrency: u64,
+    pub rate: f64,
     pub seed: u64,
     pub nemesis_interval: Duration,
     pub node_bin: PathBuf,
@@ -169,17 +171,19 @@ async fn drive(
         recorder: recorder.clone(),
         stop: AtomicBool::new(false),
         concurrency: options.concurrency,
+        rate: options.rate,
         sms_paths,
     });
+    let ids = db.ids();
     let clients: Vec<_> = (0..options.concurrency)
-        .map(|_| db.client(Duration::from_millis(1000), 8))
+        .map(|i| (db.client(Duration::from_millis(1000), 30), db.node_client(ids[i as usize % ids.len()])))
         .collect();
     let db = Arc::new(tokio::sync::Mutex::new(db));
     let net = Arc::new(tokio::sync::Mutex::new(net));
     let threads: Vec<_> = clients
         .into_iter()
         .enumerate()
-        .map(|(i, client)| tokio::spawn(workload::thread_loop(run.clone(), client, i as u64, options.seed)))
+        .map(|(i, (client, home))| tokio::spawn(workload::thread_loop(run.clone(), client, home, i as u64, options.seed)))
         .collect();
     let stop_nemesis = Arc::new(AtomicBool::new(false));
     let nemesis = Nemesis::new(
@@ -236,6 +240,7 @@ async fn drive(
         nodes: options.nodes,
         time_limit_s: options.time_limit.as_secs(),
         concurrency: options.concurrency,
+        rate: options.rate,
         seed: options.seed,
         nemesis_interval_s: options.nemesis_interval.as_secs_f64(),
         started_ms,

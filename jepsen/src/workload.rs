@@ -38,7 +38,7 @@ pub enum Kind {
 }
 
 /// Longest a single operation may take before it is recorded as `info` (unknown).
-pub const OP_TIMEOUT: Duration = Duration::from_secs(12);
+pub const OP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Process numbers from here on are the final reads after healing (one per node, and one
 /// for the cluster), not client threads.
@@ -71,6 +71,9 @@ pub struct Run {
     pub recorder: Recorder,
     pub stop: AtomicBool,
     pub concurrency: u64,
+    /// Operations per second over all threads (0: as fast as they go). Each thread waits a
+    /// random time (mean: concurrency / rate) between operations, as Jepsen staggers.
+    pub rate: f64,
     pub sms_paths: Vec<std::path::PathBuf>,
 }
 
@@ -98,14 +101,14 @@ fn classify(e: ClientError) -> Done {
 }
 
 impl Run {
-    fn invoke(&self, process: u64, f: &str, value: &Value) {
+    fn invoke(&self, process: u64, f: &str, value: &Value) -> u64 {
         self.recorder.record(
             Process::Client(process),
             OpType::Invoke,
             f,
             value.clone(),
             None,
-        );
+        )
     }
 
     /// Records the completion; returns its type. Reads that fail or time out are `fail`
@@ -139,11 +142,11 @@ impl Run {
         is_read: bool,
         call: Fut,
         result: impl FnOnce(T) -> Value,
-    ) -> (OpType, Value)
+    ) -> (OpType, Value, u64)
     where
         Fut: std::future::Future<Output = Result<T, ClientError>>,
     {
-        self.invoke(process, f, &value);
+        let index = self.invoke(process, f, &value);
         let done = match tokio::time::timeout(OP_TIMEOUT, call).await {
             Err(_) => Done::Info(format!("no answer within {OP_TIMEOUT:?}")),
             Ok(Ok(t)) => Done::Ok(result(t)),
@@ -153,7 +156,7 @@ impl Run {
             Done::Ok(v) => v.clone(),
             _ => Value::Null,
         };
-        (self.complete(process, f, value, done, is_read), out)
+        (self.complete(process, f, value, done, is_read), out, index)
     }
 }
 
@@ -279,9 +282,71 @@ async fn enrol(client: &Client, db: &Db, account: AccountId, n: u64) -> Result<(
 /// The per-thread state a workload keeps between operations.
 #[derive(Default)]
 pub struct Thread {
-    /// Idempotency: deposits whose outcome is unknown, to retry under their key.
-    pending: Vec<(RequestKey, u64, u64)>,
+    /// Writes whose outcome is unknown, to ask again under their key (which the thread's
+    /// client holds, so the ledger keeps the record).
+    pending: Vec<Pending>,
     seq: u64,
+    /// The thread's home node: reads go there first (as a terminal talks to its nearest
+    /// node), and to the leader only if it will not answer. With correct nodes a follower
+    /// refuses linearizable reads; with `--unsafe-local-reads` it answers from its own state.
+    home: Option<Client>,
+}
+
+/// A linearizable read, asked of the home node first.
+async fn read_home_first(state: &Thread, client: &Client, query: Query) -> Result<QueryReply, ClientError> {
+    if let Some(home) = &state.home {
+        if let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(1), home.query(query, Consistency::Linearizable)).await {
+            return Ok(reply);
+        }
+    }
+    client.query(query, Consistency::Linearizable).await
+}
+
+/// A write whose outcome is unknown.
+#[derive(Clone)]
+struct Pending {
+    key: RequestKey,
+    /// History index of its invocation.
+    invoke: u64,
+    f: &'static str,
+    value: Value,
+    operation: ledger_client::Operation,
+}
+
+/// What a write's reply says, for the history (the checkers compare it with the model's).
+fn reply_value(reply: &ledger_core::outcome::Reply) -> Value {
+    use ledger_core::outcome::Reply;
+    match reply {
+        Reply::Transferred {
+            source_balance_fen,
+            target_balance_fen,
+        } => json!({"from_balance": source_balance_fen, "to_balance": target_balance_fen}),
+        Reply::VoucherClaimed { remaining, .. } => json!({"remaining": remaining}),
+        other => json!({"reply": other}),
+    }
+}
+
+/// A write under an explicit key (recorded in the invocation); an unknown outcome is kept
+/// to be asked again.
+async fn keyed_write(
+    run: &Run,
+    client: &Client,
+    state: &mut Thread,
+    process: u64,
+    f: &'static str,
+    mut value: Value,
+    command: ledger_core::command::Command,
+) -> OpType {
+    let key = client.new_key();
+    merge(&mut value, json!({"key": key_json(key)}));
+    let operation = ledger_client::Operation::Command(command);
+    let (kind, _, invoke) = run
+        .op(process, f, value.clone(), false, client.submit_with_key(key, operation.clone()), |r| reply_value(&r))
+        .await;
+    if kind == OpType::Info {
+        state.pending.push(Pending { key, invoke, f, value, operation });
+    }
+    kind
 }
 
 fn account_range(setup: &Setup) -> Query {
@@ -293,16 +358,19 @@ fn account_range(setup: &Setup) -> Query {
     }
 }
 
+/// A read of the workload's accounts: `{"balances": {id: fen}, "applied_index": n}`.
 fn balances(reply: QueryReply, setup: &Setup) -> Value {
     let mut map = serde_json::Map::new();
-    if let QueryReply::Accounts(views) = reply {
-        for v in views {
+    let mut index = Value::Null;
+    if let QueryReply::Accounts { applied_index, accounts } = reply {
+        index = json!(applied_index);
+        for v in accounts {
             if setup.accounts.contains(&v.account.0) {
                 map.insert(v.account.0.to_string(), json!(v.balance_fen));
             }
         }
     }
-    Value::Object(map)
+    json!({"balances": map, "applied_index": index})
 }
 
 /// One operation of client thread `thread` as process `process`; returns its type.
@@ -320,7 +388,7 @@ pub async fn step(
         Kind::Bank => {
             if rng.gen_bool(0.5) {
                 let q = account_range(setup);
-                run.op(process, "read", Value::Null, true, client.query(q, Consistency::Linearizable), |r| balances(r, setup))
+                run.op(process, "read", Value::Null, true, read_home_first(state, client, q), |r| balances(r, setup))
                     .await
                     .0
             } else {
@@ -333,47 +401,50 @@ pub async fn step(
                 };
                 let amount = rng.gen_range(1..=BANK_MAX_TRANSFER_FEN);
                 let value = json!({"from": from, "to": to, "amount": amount});
-                run.op(process, "transfer", value, false, client.transfer(AccountId(from), AccountId(to), amount), |(a, b)| {
-                    json!({"from_balance": a, "to_balance": b})
-                })
-                .await
-                .0
+                let command = ledger_core::command::Command::Transfer { source: AccountId(from), target: AccountId(to), amount_fen: amount };
+                keyed_write(run, client, state, process, "transfer", value, command).await
             }
         }
         Kind::Vouchers => {
             let pool = PoolId(setup.pool.expect("pool"));
             if rng.gen_bool(0.2) {
-                run.op(process, "read", Value::Null, true, client.pool(pool), |p| {
-                    json!({"granted": p.map(|p| p.granted)})
+                run.op(process, "read", Value::Null, true, read_home_first(state, client, Query::Pool(pool)), |reply| match reply {
+                    QueryReply::Pool(p) => json!({"granted": p.map(|p| p.granted)}),
+                    other => json!({"unexpected": format!("{other:?}")}),
                 })
                 .await
                 .0
             } else {
                 let account = pick(rng);
-                run.op(process, "claim", json!({"account": account}), false, client.claim_voucher(pool, AccountId(account)), |remaining| json!({"remaining": remaining}))
-                    .await
-                    .0
+                let command = ledger_core::command::Command::ClaimVoucher { pool, account: AccountId(account) };
+                keyed_write(run, client, state, process, "claim", json!({"account": account}), command).await
             }
         }
         Kind::Idempotency => {
             if !state.pending.is_empty() && rng.gen_bool(0.5) {
-                let (key, account, amount) = state.pending[0];
-                let kind = deposit(run, client, process, key, account, amount, true).await;
-                if kind != OpType::Info {
-                    state.pending.remove(0);
+                let pending = state.pending.remove(0);
+                let kind = retry(run, client, process, &pending).await;
+                if kind == OpType::Info {
+                    state.pending.push(pending);
                 }
                 return kind;
             }
             let key = client.new_key();
             let account = pick(rng);
             let amount = rng.gen_range(1..=10_000);
-            let kind = if rng.gen_bool(0.1) {
+            let (kind, invoke) = if rng.gen_bool(0.1) {
                 deposit_twice(run, client, process, key, account, amount).await
             } else {
-                deposit(run, client, process, key, account, amount, false).await
+                deposit(run, client, process, key, account, amount).await
             };
             if kind == OpType::Info {
-                state.pending.push((key, account, amount));
+                state.pending.push(Pending {
+                    key,
+                    invoke,
+                    f: "deposit",
+                    value: json!({"key": key_json(key), "account": account, "amount": amount, "retry": true}),
+                    operation: deposit_operation(account, amount),
+                });
             }
             kind
         }
@@ -385,26 +456,46 @@ fn key_json(key: RequestKey) -> Value {
     json!([key.client_id, key.request_id])
 }
 
-async fn deposit(run: &Run, client: &Client, process: u64, key: RequestKey, account: u64, amount: u64, retry: bool) -> OpType {
-    let value = json!({"key": key_json(key), "account": account, "amount": amount, "retry": retry});
-    let command = ledger_core::command::Command::Deposit {
+fn deposit_operation(account: u64, amount: u64) -> ledger_client::Operation {
+    ledger_client::Operation::Command(ledger_core::command::Command::Deposit {
         account: AccountId(account),
         amount_fen: amount,
-    };
-    run.op(process, "deposit", value, false, client.submit_with_key(key, ledger_client::Operation::Command(command)), |reply| {
-        json!({"reply": reply})
     })
-    .await
-    .0
+}
+
+async fn deposit(run: &Run, client: &Client, process: u64, key: RequestKey, account: u64, amount: u64) -> (OpType, u64) {
+    let value = json!({"key": key_json(key), "account": account, "amount": amount, "retry": false});
+    let (kind, _, invoke) = run
+        .op(process, "deposit", value, false, client.submit_with_key(key, deposit_operation(account, amount)), |reply| json!({"reply": reply}))
+        .await;
+    (kind, invoke)
+}
+
+/// Asks again, under its key, for a write whose outcome is unknown. For the idempotency
+/// workload this is an operation like any other (`deposit` with `retry: true`); for the
+/// others a `resolve` naming the invocation it resolves.
+async fn retry(run: &Run, client: &Client, process: u64, pending: &Pending) -> OpType {
+    let (f, value) = if pending.f == "deposit" {
+        ("deposit", pending.value.clone())
+    } else {
+        ("resolve", json!({"of": pending.invoke, "f": pending.f, "key": key_json(pending.key)}))
+    };
+    let result = |reply: ledger_core::outcome::Reply| {
+        if f == "deposit" {
+            json!({"reply": reply})
+        } else {
+            reply_value(&reply)
+        }
+    };
+    run.op(process, f, value, false, client.submit_with_key(pending.key, pending.operation.clone()), result)
+        .await
+        .0
 }
 
 /// The same request sent twice at once: both answers must be the same.
-async fn deposit_twice(run: &Run, client: &Client, process: u64, key: RequestKey, account: u64, amount: u64) -> OpType {
+async fn deposit_twice(run: &Run, client: &Client, process: u64, key: RequestKey, account: u64, amount: u64) -> (OpType, u64) {
     let value = json!({"key": key_json(key), "account": account, "amount": amount, "retry": false, "twice": true});
-    let command = ledger_client::Operation::Command(ledger_core::command::Command::Deposit {
-        account: AccountId(account),
-        amount_fen: amount,
-    });
+    let command = deposit_operation(account, amount);
     let both = async {
         let (a, b) = tokio::join!(
             client.submit_with_key(key, command.clone()),
@@ -416,9 +507,8 @@ async fn deposit_twice(run: &Run, client: &Client, process: u64, key: RequestKey
             (Err(e), Err(_)) => Err(e),
         }
     };
-    run.op(process, "deposit", value, false, both, |(a, b)| json!({"reply": a, "second_reply": b}))
-        .await
-        .0
+    let (kind, _, invoke) = run.op(process, "deposit", value, false, both, |(a, b)| json!({"reply": a, "second_reply": b})).await;
+    (kind, invoke)
 }
 
 async fn epay_step(run: &Run, client: &Client, state: &mut Thread, rng: &mut StdRng, thread: u64, process: u64) -> OpType {
@@ -435,7 +525,7 @@ async fn epay_step(run: &Run, client: &Client, state: &mut Thread, rng: &mut Std
     let amount = rng.gen_range(100..=20_000);
     let pan = test_pan(n);
     let value = json!({"account": account, "amount": amount, "order": order});
-    let (kind, out) = run
+    let (kind, out, _) = run
         .op(process, "begin", value, false, client.begin_payment(&test_phone(n), Secret::new(&pan[pan.len() - 6..]), Payee::Merchant(merchant), amount, &order), |p| {
             json!({"payment": p.payment.0, "challenge": p.challenge.0})
         })
@@ -490,13 +580,11 @@ async fn wait_code(run: &Run, challenge: u64, deadline: Duration) -> Option<Stri
 /// `FINAL_PROCESS`) and from every node (local reads, `FINAL_PROCESS + id`).
 pub async fn finish(run: &Run, db: &Db, threads: Vec<(Client, Thread)>) {
     let process = FINAL_PROCESS;
-    if run.kind == Kind::Idempotency {
-        for (client, thread) in &threads {
-            for (key, account, amount) in &thread.pending {
-                for _ in 0..5 {
-                    if deposit(run, client, process, *key, *account, *amount, true).await != OpType::Info {
-                        break;
-                    }
+    for (client, thread) in &threads {
+        for pending in &thread.pending {
+            for _ in 0..3 {
+                if retry(run, client, process, pending).await != OpType::Info {
+                    break;
                 }
             }
         }
@@ -515,7 +603,7 @@ async fn final_reads(run: &Run, client: &Client, process: u64, consistency: Cons
     let tag = json!({"node": if node == 0 { Value::Null } else { json!(node) }});
     match run.kind {
         Kind::Bank | Kind::Idempotency => {
-            run.op(process, "final-read", tag, true, client.query(account_range(setup), consistency), |r| json!({"balances": balances(r, setup)}))
+            run.op(process, "final-read", tag, true, client.query(account_range(setup), consistency), |r| balances(r, setup))
                 .await;
         }
         Kind::Vouchers => {
@@ -545,7 +633,7 @@ async fn final_reads(run: &Run, client: &Client, process: u64, consistency: Cons
                 let first = 1u64;
                 let last = setup.merchant_account.expect("merchant account").max(*setup.accounts.last().expect("accounts"));
                 let all = match client.query(Query::AccountRange { first: AccountId(first), count: (last - first + 1) as u32 }, consistency).await? {
-                    QueryReply::Accounts(v) => v.into_iter().map(|a| (a.account.0.to_string(), json!(a.balance_fen))).collect::<serde_json::Map<_, _>>(),
+                    QueryReply::Accounts { accounts: v, .. } => v.into_iter().map(|a| (a.account.0.to_string(), json!(a.balance_fen))).collect::<serde_json::Map<_, _>>(),
                     _ => Default::default(),
                 };
                 let mut states = BTreeMap::new();
@@ -563,12 +651,19 @@ async fn final_reads(run: &Run, client: &Client, process: u64, consistency: Cons
 
 /// A client thread: operations until the run stops. An `info` completion crashes the
 /// process (as in Jepsen): the thread goes on as process `process + concurrency`.
-pub async fn thread_loop(run: Arc<Run>, client: Client, thread: u64, seed: u64) -> (Client, Thread) {
+pub async fn thread_loop(run: Arc<Run>, client: Client, home: Client, thread: u64, seed: u64) -> (Client, Thread) {
     use rand::SeedableRng;
     let mut rng = StdRng::seed_from_u64(seed ^ (thread + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let mut state = Thread::default();
+    let mut state = Thread {
+        home: Some(home),
+        ..Thread::default()
+    };
     let mut process = thread;
     while !run.stop.load(Ordering::Relaxed) {
+        if run.rate > 0.0 {
+            let mean_s = run.concurrency as f64 / run.rate;
+            tokio::time::sleep(Duration::from_secs_f64(rng.gen_range(0.0..2.0 * mean_s))).await;
+        }
         if step(&run, &client, &mut state, &mut rng, thread, process).await == OpType::Info {
             process += run.concurrency;
         }

@@ -445,31 +445,36 @@ impl LedgerRpc for ClientService {
         if consistency == Consistency::Linearizable && !self.shared.unsafe_local_reads {
             self.read_index().await?;
         }
-        let ledger = self.ledger()?;
-        let reply = match query {
-            Query::Account(a) => QueryReply::Account(view(&ledger, a)),
-            Query::Credential(a) => QueryReply::Credential(ledger.credential(a)),
-            Query::Merchant(m) => QueryReply::Merchant(ledger.merchant(m)),
-            Query::Pool(p) => QueryReply::Pool(ledger.pool(p)),
-            Query::Voucher(a, p) => QueryReply::Voucher(ledger.voucher(a, p)),
-            Query::Payment(p) => QueryReply::Payment(ledger.payment(p)),
-            Query::StateHash => QueryReply::StateHash {
-                applied_index: self.shared.reader.applied_index().unwrap_or(0),
-                hash: ledger.state_hash(),
-            },
-            Query::AccountRange { first, count } => {
-                if count > MAX_ACCOUNT_RANGE {
-                    return Err(ApiError::NotAllowed {
-                        reason: format!("an account range holds at most {MAX_ACCOUNT_RANGE}"),
-                    });
-                }
-                QueryReply::Accounts(
-                    (first.0..first.0.saturating_add(u64::from(count)))
-                        .filter_map(|id| view(&ledger, ledger_core::types::AccountId(id)))
-                        .collect(),
-                )
+        if let Query::AccountRange { count, .. } = query {
+            if count > MAX_ACCOUNT_RANGE {
+                return Err(ApiError::NotAllowed {
+                    reason: format!("an account range holds at most {MAX_ACCOUNT_RANGE}"),
+                });
             }
-        };
+        }
+        // One consistent view: no applied batch lands halfway through the query.
+        let reply = self
+            .shared
+            .reader
+            .read(|ledger, applied_index| match query {
+                Query::Account(a) => QueryReply::Account(view(ledger, a)),
+                Query::Credential(a) => QueryReply::Credential(ledger.credential(a)),
+                Query::Merchant(m) => QueryReply::Merchant(ledger.merchant(m)),
+                Query::Pool(p) => QueryReply::Pool(ledger.pool(p)),
+                Query::Voucher(a, p) => QueryReply::Voucher(ledger.voucher(a, p)),
+                Query::Payment(p) => QueryReply::Payment(ledger.payment(p)),
+                Query::StateHash => QueryReply::StateHash {
+                    applied_index: applied_index.unwrap_or(0),
+                    hash: ledger.state_hash(),
+                },
+                Query::AccountRange { first, count } => QueryReply::Accounts {
+                    applied_index: applied_index.unwrap_or(0),
+                    accounts: (first.0..first.0.saturating_add(u64::from(count)))
+                        .filter_map(|id| view(ledger, ledger_core::types::AccountId(id)))
+                        .collect(),
+                },
+            })
+            .ok_or_else(|| unavailable("the cluster has no ledger yet (not initialised)"))?;
         self.shared.metrics.query_latency.observe(started.elapsed());
         Ok(reply)
     }

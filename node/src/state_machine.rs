@@ -24,7 +24,7 @@ use std::io::Cursor;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 const APPLIED: &[u8] = &[META_PREFIX, b'a'];
 const MEMBERSHIP: &[u8] = &[META_PREFIX, b'm'];
@@ -50,6 +50,10 @@ fn snapshot_error(e: impl std::fmt::Display) -> StorageError {
 pub struct StateMachine<C> {
     db: sled::Db,
     state: sled::Tree,
+    /// Held for writing while a batch is applied, for reading by queries: sled applies a
+    /// batch atomically for each key, not for a reader of several keys, so without it a
+    /// query could see half of a batch (a transfer's debit without its credit).
+    gate: Arc<RwLock<()>>,
     /// None until genesis is applied.
     ledger: Option<Ledger<SledState>>,
     applied: Option<LogId>,
@@ -63,12 +67,22 @@ pub struct StateMachine<C> {
 #[derive(Clone)]
 pub struct StateReader {
     state: sled::Tree,
+    gate: Arc<RwLock<()>>,
 }
 
 impl StateReader {
-    /// The ledger, if genesis has been applied.
+    /// The ledger, if genesis has been applied. Reads of several records through it may
+    /// straddle an applied batch: use `read` for anything that must be consistent.
     pub fn ledger(&self) -> Option<Ledger<SledState>> {
         Ledger::open(SledState::new(self.state.clone()))
+    }
+
+    /// Runs `f` on the ledger with no batch applied meanwhile: every record it reads is
+    /// from one and the same applied index. Keep `f` short; it holds up applying.
+    pub fn read<T>(&self, f: impl FnOnce(&Ledger<SledState>, Option<u64>) -> T) -> Option<T> {
+        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        let ledger = self.ledger()?;
+        Some(f(&ledger, self.applied_index()))
     }
 
     /// The last applied log index.
@@ -106,6 +120,7 @@ impl<C: LedgerTypes> StateMachine<C> {
         Ok(StateMachine {
             db: db.clone(),
             state,
+            gate: Arc::new(RwLock::new(())),
             ledger,
             applied,
             membership,
@@ -118,6 +133,7 @@ impl<C: LedgerTypes> StateMachine<C> {
     pub fn reader(&self) -> StateReader {
         StateReader {
             state: self.state.clone(),
+            gate: self.gate.clone(),
         }
     }
 
@@ -166,7 +182,10 @@ impl<C: LedgerTypes> StateMachine<C> {
             MEMBERSHIP,
             bincode::serialize(&self.membership).map_err(sm_error)?,
         );
-        self.state.apply_batch(batch).map_err(sm_error)?;
+        {
+            let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+            self.state.apply_batch(batch).map_err(sm_error)?;
+        }
         self.db.flush().map_err(sm_error)?;
         Ok(())
     }
