@@ -4,7 +4,7 @@
 use crate::history::{pairs, Op, OpType, Pair, Process};
 use crate::lin::{self, LinOp, Model, Verdict};
 use crate::runner::TestInfo;
-use crate::workload::{Kind, Setup, FINAL_PROCESS};
+use crate::workload::{Kind, Setup, FINAL_PROCESS, VOUCHER_FACE_FEN, VOUCHER_POOL_NAME};
 use ledger_core::command::{Command, Context, Envelope};
 use ledger_core::config::LedgerConfig;
 use ledger_core::driver::Driver;
@@ -205,62 +205,73 @@ fn bank(setup: &Setup, all: &[Pair<'_>]) -> Finding {
 fn vouchers(setup: &Setup, all: &[Pair<'_>]) -> Finding {
     let mut errors = Vec::new();
     let claims: Vec<&Pair<'_>> = all.iter().filter(|p| p.invoke.f == "claim" && is_client(p)).collect();
+    let pool_of = |p: &Pair<'_>| p.invoke.value["pool"].as_u64().unwrap_or(0);
+    let account_of = |p: &Pair<'_>| p.invoke.value["account"].as_u64().unwrap_or(0);
+    let refused_as = |p: &Pair<'_>, what: &str| p.complete.is_some_and(|c| c.value["refused"].get(what).is_some());
     let ok: Vec<&&Pair<'_>> = claims.iter().filter(|p| p.outcome() == OpType::Ok).collect();
-    let mut by_account: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut by_claim: BTreeMap<(u64, u64), usize> = BTreeMap::new();
+    let mut by_pool: BTreeMap<u64, usize> = BTreeMap::new();
     for p in &ok {
-        *by_account.entry(p.invoke.value["account"].as_u64().unwrap_or(0)).or_default() += 1;
+        *by_claim.entry((pool_of(p), account_of(p))).or_default() += 1;
+        *by_pool.entry(pool_of(p)).or_default() += 1;
     }
-    for (account, n) in &by_account {
+    for ((pool, account), n) in &by_claim {
         if *n > 1 {
-            errors.push(json!({"error": "claimed twice", "account": account, "acknowledged_claims": n}));
+            errors.push(json!({"error": "claimed twice", "pool": pool, "account": account, "acknowledged_claims": n}));
         }
     }
-    if ok.len() as u64 > setup.pool_capacity {
-        errors.push(json!({"error": "more claims acknowledged than the pool holds", "acknowledged": ok.len(), "capacity": setup.pool_capacity}));
-    }
-    // Real-time order: once a claim has been told the pool is empty, no claim invoked later
-    // may succeed (capacity never grows back).
-    let first_exhausted = claims
-        .iter()
-        .filter(|p| p.outcome() == OpType::Fail && p.complete.is_some_and(|c| c.value["refused"].get("PoolExhausted").is_some()))
-        .min_by_key(|p| p.complete.expect("failed").time);
-    if let Some(ex) = first_exhausted {
-        let at = ex.complete.expect("failed").time;
-        for p in ok.iter().filter(|p| p.invoke.time > at) {
-            errors.push(json!({"error": "claim succeeded after the pool was reported exhausted", "exhausted": describe(ex), "claim": describe(p)}));
+    for (pool, n) in &by_pool {
+        if *n as u64 > setup.pool_capacity {
+            errors.push(json!({"error": "more claims acknowledged than the pool holds", "pool": pool, "acknowledged": n, "capacity": setup.pool_capacity}));
         }
     }
-    let final_read = all.iter().find(|p| final_process(p) == Some(0) && p.outcome() == OpType::Ok);
-    let mut stats = json!({"claims": claims.len(), "acknowledged": ok.len(), "capacity": setup.pool_capacity});
-    match final_read {
-        None => {
-            return Finding {
-                valid: if errors.is_empty() { Validity::Unknown } else { Validity::Invalid },
-                errors: if errors.is_empty() { vec![json!("no final read of the pool")] } else { errors },
-                stats,
+    // Real-time order: once a claim has been told a pool is empty, no claim on that pool
+    // invoked later may succeed (capacity never grows back).
+    let mut first_exhausted: BTreeMap<u64, &Pair<'_>> = BTreeMap::new();
+    for p in claims.iter().filter(|p| refused_as(p, "PoolExhausted")) {
+        let at = p.complete.expect("refused").time;
+        let slot = first_exhausted.entry(pool_of(p)).or_insert(p);
+        if at < slot.complete.expect("refused").time {
+            *slot = p;
+        }
+    }
+    for p in &ok {
+        if let Some(ex) = first_exhausted.get(&pool_of(p)) {
+            if p.invoke.time > ex.complete.expect("refused").time {
+                errors.push(json!({"error": "claim succeeded after the pool was reported exhausted", "exhausted": describe(ex), "claim": describe(p)}));
             }
         }
-        Some(f) => {
-            let v = &f.complete.expect("ok").value;
-            let holders: BTreeSet<u64> = v["holders"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect();
-            let granted = v["granted"].as_u64().unwrap_or(0);
-            stats["final_holders"] = json!(holders.len());
-            if granted != holders.len() as u64 || granted > setup.pool_capacity {
-                errors.push(json!({"error": "final pool count disagrees with the vouchers held, or exceeds capacity", "granted": granted, "holders": holders, "capacity": setup.pool_capacity}));
-            }
-            for p in &ok {
-                let account = p.invoke.value["account"].as_u64().unwrap_or(0);
-                if !holders.contains(&account) {
-                    errors.push(json!({"error": "acknowledged claim lost", "claim": describe(p)}));
-                }
-            }
-            for p in claims.iter().filter(|p| p.outcome() == OpType::Fail) {
-                let account = p.invoke.value["account"].as_u64().unwrap_or(0);
-                let already = p.complete.is_some_and(|c| c.value["refused"].get("AlreadyClaimed").is_some());
-                if already && !holders.contains(&account) {
-                    errors.push(json!({"error": "refused as already claimed, but the account holds no voucher", "claim": describe(p)}));
-                }
-            }
+    }
+    let mut stats = json!({"claims": claims.len(), "acknowledged": ok.len(), "pools_raced": by_pool.len().max(first_exhausted.len()), "capacity_each": setup.pool_capacity});
+    let Some(final_read) = all.iter().find(|p| final_process(p) == Some(0) && p.outcome() == OpType::Ok) else {
+        return Finding {
+            valid: if errors.is_empty() { Validity::Unknown } else { Validity::Invalid },
+            errors: if errors.is_empty() { vec![json!("no final read of the pools")] } else { errors },
+            stats,
+        };
+    };
+    let pools = final_read.complete.expect("ok").value["pools"].as_object().cloned().unwrap_or_default();
+    let holders_of = |pool: u64| -> BTreeSet<u64> {
+        pools.get(&pool.to_string()).map_or_else(BTreeSet::new, |v| v["holders"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect())
+    };
+    let mut held = 0;
+    for (pool, v) in &pools {
+        let holders = holders_of(pool.parse().unwrap_or(0));
+        let granted = v["granted"].as_u64().unwrap_or(0);
+        held += holders.len();
+        if granted != holders.len() as u64 || granted > setup.pool_capacity {
+            errors.push(json!({"error": "a pool's count disagrees with the vouchers held, or exceeds its capacity", "pool": pool, "granted": granted, "holders": holders, "capacity": setup.pool_capacity}));
+        }
+    }
+    stats["vouchers_held_at_end"] = json!(held);
+    for p in &ok {
+        if !holders_of(pool_of(p)).contains(&account_of(p)) {
+            errors.push(json!({"error": "acknowledged claim lost", "claim": describe(p)}));
+        }
+    }
+    for p in claims.iter().filter(|p| refused_as(p, "AlreadyClaimed")) {
+        if !holders_of(pool_of(p)).contains(&account_of(p)) {
+            errors.push(json!({"error": "refused as already claimed, but the account holds no voucher", "claim": describe(p)}));
         }
     }
     Finding::from_errors(errors, stats)
@@ -316,13 +327,20 @@ fn epay(setup: &Setup, all: &[Pair<'_>]) -> Finding {
             errors.push(json!({"error": "acknowledged payment missing from the final state", "payment": id}));
         }
     }
+    // Double entry: every account together sums to zero (deposits came from the bank's
+    // clearing account); the customers and the merchant hold exactly what was deposited.
     let balances = balances_of(v);
-    let total: i64 = balances.values().sum();
+    let everything: i64 = balances.values().sum();
+    let customers: i64 = balances
+        .iter()
+        .filter(|(id, _)| **id >= AccountId::FIRST_CUSTOMER)
+        .map(|(_, b)| b)
+        .sum();
     let expected = setup.initial_balance_fen as i64 * setup.accounts.len() as i64;
-    if total != expected {
-        errors.push(json!({"error": "money created or destroyed", "total": total, "deposited": expected}));
+    if everything != 0 || customers != expected {
+        errors.push(json!({"error": "money created or destroyed", "all_accounts": everything, "customers_and_merchant": customers, "deposited": expected}));
     }
-    if let Some((a, b)) = balances.iter().find(|(_, b)| **b < 0) {
+    if let Some((a, b)) = balances.iter().find(|(id, b)| **id >= AccountId::FIRST_CUSTOMER && **b < 0) {
         errors.push(json!({"error": "negative balance", "account": a, "balance": b}));
     }
     stats["settled_final"] = json!(settled_final);
@@ -442,6 +460,8 @@ fn read_order(all: &[Pair<'_>]) -> Finding {
 struct LedgerModel {
     ledger: Ledger<MemStore>,
     depth: u64,
+    /// XOR of a hash of every (pool, account) claimed: the vouchers' whole state, cheaply.
+    claims: u64,
     setup: Arc<Setup>,
 }
 
@@ -463,22 +483,23 @@ impl LedgerModel {
                 return Err(format!("the model opened account {} where the cluster opened {account}", card.account));
             }
         }
-        if let Some(pool) = setup.pool {
+        for pool in &setup.pools {
             let outcome = driver.submit(Command::CreatePool {
-                name: "jepsen race".into(),
-                face_value_fen: 500,
+                name: VOUCHER_POOL_NAME.into(),
+                face_value_fen: VOUCHER_FACE_FEN,
                 capacity: setup.pool_capacity,
                 eligibility: Eligibility::Anyone,
                 valid_from_ms: setup.pool_valid_ms.0,
                 valid_until_ms: setup.pool_valid_ms.1,
             });
-            if outcome != Ok(Reply::PoolCreated { pool: PoolId(pool) }) {
+            if outcome != Ok(Reply::PoolCreated { pool: PoolId(*pool) }) {
                 return Err(format!("the model created {outcome:?}, the cluster pool {pool}"));
             }
         }
         Ok(LedgerModel {
             ledger: driver.ledger,
             depth: 0,
+            claims: 0,
             setup: Arc::new(setup.clone()),
         })
     }
@@ -531,25 +552,32 @@ impl Model for LedgerModel {
                 })
             }
             "claim" => {
-                let outcome = next.apply(op, Command::ClaimVoucher {
-                    pool: PoolId(self.setup.pool.unwrap_or(0)),
-                    account: a(&op.value, "account"),
-                });
+                let pool = PoolId(op.value["pool"].as_u64().unwrap_or(0));
+                let account = a(&op.value, "account");
+                let outcome = next.apply(op, Command::ClaimVoucher { pool, account });
+                if outcome.is_ok() {
+                    next.claims ^= claim_hash(pool, account);
+                }
                 Self::agrees(op, &outcome, |reply, seen| {
                     matches!(reply, Reply::VoucherClaimed { remaining, .. } if seen["remaining"].as_u64() == Some(*remaining))
                 })
             }
             "read" | "final-read" => {
                 let Some(seen) = &op.result else { return Some(next) };
-                if self.setup.pool.is_some() {
-                    let pool = PoolId(self.setup.pool.unwrap_or(0));
-                    let granted = self.ledger.pool(pool).map(|p| p.granted);
-                    let granted_ok = seen["granted"].as_u64() == granted;
-                    let holders_ok = seen.get("holders").is_none_or(|h| {
-                        let held: Vec<u64> = self.setup.accounts.iter().copied().filter(|acc| self.ledger.voucher(AccountId(*acc), pool).is_some()).collect();
-                        h.as_array().is_some_and(|arr| arr.iter().filter_map(Value::as_u64).collect::<Vec<_>>() == held)
-                    });
-                    granted_ok && holders_ok
+                if !self.setup.pools.is_empty() {
+                    let pools: Vec<(u64, &Value)> = match seen.get("pools").and_then(Value::as_object) {
+                        Some(all) => all.iter().filter_map(|(k, v)| Some((k.parse().ok()?, v))).collect(),
+                        None => vec![(op.value["pool"].as_u64().unwrap_or(0), seen)],
+                    };
+                    pools.iter().all(|(pool, seen)| {
+                        let pool = PoolId(*pool);
+                        let granted_ok = seen["granted"].as_u64() == self.ledger.pool(pool).map(|p| p.granted);
+                        let holders_ok = seen.get("holders").is_none_or(|h| {
+                            let held: Vec<u64> = self.setup.accounts.iter().copied().filter(|acc| self.ledger.voucher(AccountId(*acc), pool).is_some()).collect();
+                            h.as_array().is_some_and(|arr| arr.iter().filter_map(Value::as_u64).collect::<Vec<_>>() == held)
+                        });
+                        granted_ok && holders_ok
+                    })
                 } else {
                     let seen = balances_of(seen);
                     self.setup.accounts.iter().all(|acc| seen.get(acc).copied() == self.ledger.balance_fen(AccountId(*acc)))
@@ -564,15 +592,16 @@ impl Model for LedgerModel {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         for acc in &self.setup.accounts {
             self.ledger.balance_fen(AccountId(*acc)).hash(&mut h);
-            if let Some(pool) = self.setup.pool {
-                self.ledger.voucher(AccountId(*acc), PoolId(pool)).is_some().hash(&mut h);
-            }
         }
-        if let Some(pool) = self.setup.pool {
-            self.ledger.pool(PoolId(pool)).map(|p| p.granted).hash(&mut h);
-        }
+        self.claims.hash(&mut h);
         h.finish()
     }
+}
+
+fn claim_hash(pool: PoolId, account: AccountId) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (pool.0, account.0).hash(&mut h);
+    h.finish()
 }
 
 /// The client operations (and the final read through the cluster) against the ledger core.

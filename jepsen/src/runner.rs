@@ -171,6 +171,7 @@ async fn drive(
         recorder: recorder.clone(),
         stop: AtomicBool::new(false),
         concurrency: options.concurrency,
+        current_pool: Default::default(),
         rate: options.rate,
         sms_paths,
     });

@@ -51,8 +51,8 @@ pub struct Setup {
     pub accounts: Vec<u64>,
     /// Each customer account's balance after setup.
     pub initial_balance_fen: u64,
-    /// The voucher pool (vouchers).
-    pub pool: Option<u64>,
+    /// The voucher pools (vouchers), raced for one after another, and each one's capacity.
+    pub pools: Vec<u64>,
     pub pool_capacity: u64,
     pub pool_valid_ms: (u64, u64),
     /// The merchant and its settlement account (epay).
@@ -71,6 +71,8 @@ pub struct Run {
     pub recorder: Recorder,
     pub stop: AtomicBool,
     pub concurrency: u64,
+    /// Vouchers: the position in `setup.pools` of the pool being raced for.
+    pub current_pool: std::sync::atomic::AtomicUsize,
     /// Operations per second over all threads (0: as fast as they go). Each thread waits a
     /// random time (mean: concurrency / rate) between operations, as Jepsen staggers.
     pub rate: f64,
@@ -186,10 +188,15 @@ pub const BANK_ACCOUNTS: u64 = 8;
 pub const BANK_INITIAL_FEN: u64 = 100_000;
 /// Largest transfer, so that some are refused for insufficient funds.
 pub const BANK_MAX_TRANSFER_FEN: u64 = 40_000;
+/// Vouchers: pools created at setup; the clients race for one, and move on to the next once
+/// they are told it is exhausted.
+pub const VOUCHER_POOLS: u64 = 256;
+pub const VOUCHER_POOL_NAME: &str = "jepsen race";
+pub const VOUCHER_FACE_FEN: u64 = 500;
 /// Idempotency: accounts deposited to.
 pub const IDEMPOTENCY_ACCOUNTS: u64 = 4;
 /// e-Pay: customers per client thread, and their starting balance.
-pub const EPAY_CUSTOMERS_PER_THREAD: u64 = 2;
+pub const EPAY_CUSTOMERS_PER_THREAD: u64 = 3;
 pub const EPAY_INITIAL_FEN: u64 = 500_000;
 
 /// Prepares the cluster for the workload (no faults yet).
@@ -227,11 +234,13 @@ pub async fn setup(kind: Kind, db: &Db, concurrency: u64, campaign_ms: (u64, u64
         Kind::Vouchers => {
             let capacity = (count / 4).max(3);
             let valid = (now_ms() - 3_600_000, now_ms() + 86_400_000);
-            let pool = client
-                .create_pool("jepsen race", 500, capacity, Eligibility::Anyone, valid.0, valid.1)
-                .await
-                .map_err(|err| e("create pool", err))?;
-            setup.pool = Some(pool.0);
+            for _ in 0..VOUCHER_POOLS {
+                let pool = client
+                    .create_pool(VOUCHER_POOL_NAME, VOUCHER_FACE_FEN, capacity, Eligibility::Anyone, valid.0, valid.1)
+                    .await
+                    .map_err(|err| e("create pool", err))?;
+                setup.pools.push(pool.0);
+            }
             setup.pool_capacity = capacity;
             setup.pool_valid_ms = valid;
         }
@@ -406,9 +415,10 @@ pub async fn step(
             }
         }
         Kind::Vouchers => {
-            let pool = PoolId(setup.pool.expect("pool"));
+            let position = run.current_pool.load(Ordering::Relaxed);
+            let pool = PoolId(setup.pools[position]);
             if rng.gen_bool(0.2) {
-                run.op(process, "read", Value::Null, true, read_home_first(state, client, Query::Pool(pool)), |reply| match reply {
+                run.op(process, "read", json!({"pool": pool.0}), true, read_home_first(state, client, Query::Pool(pool)), |reply| match reply {
                     QueryReply::Pool(p) => json!({"granted": p.map(|p| p.granted)}),
                     other => json!({"unexpected": format!("{other:?}")}),
                 })
@@ -417,7 +427,13 @@ pub async fn step(
             } else {
                 let account = pick(rng);
                 let command = ledger_core::command::Command::ClaimVoucher { pool, account: AccountId(account) };
-                keyed_write(run, client, state, process, "claim", json!({"account": account}), command).await
+                let kind = keyed_write(run, client, state, process, "claim", json!({"pool": pool.0, "account": account}), command).await;
+                let exhausted = run.recorder.last_of(Process::Client(process)).is_some_and(|op| op.value["refused"].get("PoolExhausted").is_some());
+                if exhausted && position + 1 < setup.pools.len() {
+                    // The race is over: on to the next pool (once, whoever notices first).
+                    let _ = run.current_pool.compare_exchange(position, position + 1, Ordering::Relaxed, Ordering::Relaxed);
+                }
+                kind
             }
         }
         Kind::Idempotency => {
@@ -522,7 +538,7 @@ async fn epay_step(run: &Run, client: &Client, state: &mut Thread, rng: &mut Std
     let merchant = ledger_core::types::MerchantId(setup.merchant.expect("merchant"));
     state.seq += 1;
     let order = format!("t{thread}-{}", state.seq);
-    let amount = rng.gen_range(100..=20_000);
+    let amount = rng.gen_range(100..=1_500);
     let pan = test_pan(n);
     let value = json!({"account": account, "amount": amount, "order": order});
     let (kind, out, _) = run
@@ -607,19 +623,23 @@ async fn final_reads(run: &Run, client: &Client, process: u64, consistency: Cons
                 .await;
         }
         Kind::Vouchers => {
-            let pool = PoolId(setup.pool.expect("pool"));
+            let raced = run.current_pool.load(Ordering::Relaxed) + 1;
             let read = async {
-                let granted = match client.query(Query::Pool(pool), consistency).await? {
-                    QueryReply::Pool(p) => p.map(|p| p.granted),
-                    _ => None,
-                };
-                let mut holders = Vec::new();
-                for a in &setup.accounts {
-                    if let QueryReply::Voucher(Some(_)) = client.query(Query::Voucher(AccountId(*a), pool), consistency).await? {
-                        holders.push(*a);
+                let mut pools = serde_json::Map::new();
+                for pool in setup.pools.iter().take(raced).map(|p| PoolId(*p)) {
+                    let granted = match client.query(Query::Pool(pool), consistency).await? {
+                        QueryReply::Pool(p) => p.map(|p| p.granted),
+                        _ => None,
+                    };
+                    let mut holders = Vec::new();
+                    for a in &setup.accounts {
+                        if let QueryReply::Voucher(Some(_)) = client.query(Query::Voucher(AccountId(*a), pool), consistency).await? {
+                            holders.push(*a);
+                        }
                     }
+                    pools.insert(pool.0.to_string(), json!({"granted": granted, "holders": holders}));
                 }
-                Ok::<_, ClientError>(json!({"granted": granted, "holders": holders}))
+                Ok::<_, ClientError>(json!({ "pools": pools }))
             };
             run.op(process, "final-read", tag, true, read, |v| v).await;
         }
