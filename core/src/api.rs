@@ -143,7 +143,10 @@ pub enum Query {
     /// The accounts with ids `first .. first + count` that exist, read at one point of the
     /// log (an atomic snapshot: audits and the chaos harness's bank reads). `count` is at most
     /// `MAX_ACCOUNT_RANGE`.
-    AccountRange { first: AccountId, count: u32 },
+    AccountRange {
+        first: AccountId,
+        count: u32,
+    },
 }
 
 /// An account as clients see it: no hashes, no password material.
@@ -169,7 +172,10 @@ pub enum QueryReply {
     Pool(Option<Pool>),
     Voucher(Option<Voucher>),
     Payment(Option<Payment>),
-    StateHash { applied_index: u64, hash: Digest32 },
+    StateHash {
+        applied_index: u64,
+        hash: Digest32,
+    },
     /// The accounts, and the log index the node had applied when it read them (all of them
     /// at that one index): a reader can tell a later state from an earlier one.
     Accounts {

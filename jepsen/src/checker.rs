@@ -48,7 +48,11 @@ pub struct Finding {
 impl Finding {
     fn from_errors(errors: Vec<Value>, stats: Value) -> Finding {
         Finding {
-            valid: if errors.is_empty() { Validity::Valid } else { Validity::Invalid },
+            valid: if errors.is_empty() {
+                Validity::Valid
+            } else {
+                Validity::Invalid
+            },
             errors: errors.into_iter().take(MAX_ERRORS).collect(),
             stats,
         }
@@ -111,7 +115,9 @@ fn is_client(p: &Pair<'_>) -> bool {
 
 fn final_process(p: &Pair<'_>) -> Option<u64> {
     match p.invoke.process {
-        Process::Client(n) if n >= FINAL_PROCESS && p.invoke.f == "final-read" => Some(n - FINAL_PROCESS),
+        Process::Client(n) if n >= FINAL_PROCESS && p.invoke.f == "final-read" => {
+            Some(n - FINAL_PROCESS)
+        }
         _ => None,
     }
 }
@@ -126,12 +132,24 @@ fn stats(all: &[Pair<'_>]) -> Finding {
             OpType::Fail => "fail",
             _ => "info",
         };
-        *counts.entry(p.invoke.f.clone()).or_default().entry(outcome).or_default() += 1;
+        *counts
+            .entry(p.invoke.f.clone())
+            .or_default()
+            .entry(outcome)
+            .or_default() += 1;
     }
     let ok: u64 = counts.values().filter_map(|c| c.get("ok")).sum();
     Finding {
-        valid: if ok > 0 { Validity::Valid } else { Validity::Unknown },
-        errors: if ok > 0 { vec![] } else { vec![json!("no client operation succeeded")] },
+        valid: if ok > 0 {
+            Validity::Valid
+        } else {
+            Validity::Unknown
+        },
+        errors: if ok > 0 {
+            vec![]
+        } else {
+            vec![json!("no client operation succeeded")]
+        },
         stats: json!(counts),
     }
 }
@@ -139,13 +157,18 @@ fn stats(all: &[Pair<'_>]) -> Finding {
 /// After healing, the cluster answered a final read, and every node's own copy of the
 /// workload's state equals it (acknowledged operations survived the faults on every replica).
 fn durability(test: &TestInfo, all: &[Pair<'_>]) -> Finding {
-    let finals: Vec<(u64, &Pair<'_>)> = all.iter().filter_map(|p| final_process(p).map(|n| (n, p))).collect();
+    let finals: Vec<(u64, &Pair<'_>)> = all
+        .iter()
+        .filter_map(|p| final_process(p).map(|n| (n, p)))
+        .collect();
     let mut errors = Vec::new();
     let cluster = finals.iter().find(|(n, _)| *n == 0).map(|(_, p)| *p);
     let Some(cluster) = cluster.filter(|p| p.outcome() == OpType::Ok) else {
         return Finding {
             valid: Validity::Unknown,
-            errors: vec![json!("the final read through the cluster did not succeed after healing")],
+            errors: vec![json!(
+                "the final read through the cluster did not succeed after healing"
+            )],
             stats: Value::Null,
         };
     };
@@ -174,7 +197,11 @@ fn durability(test: &TestInfo, all: &[Pair<'_>]) -> Finding {
 }
 
 fn balances_of(v: &Value) -> BTreeMap<u64, i64> {
-    let map = if v.get("balances").is_some() { &v["balances"] } else { v };
+    let map = if v.get("balances").is_some() {
+        &v["balances"]
+    } else {
+        v
+    };
     map.as_object()
         .map(|m| {
             m.iter()
@@ -189,7 +216,9 @@ fn bank(setup: &Setup, all: &[Pair<'_>]) -> Finding {
     let accounts: BTreeSet<u64> = setup.accounts.iter().copied().collect();
     let mut errors = Vec::new();
     let mut reads = 0;
-    for p in all.iter().filter(|p| p.outcome() == OpType::Ok && (p.invoke.f == "read" || p.invoke.f == "final-read")) {
+    for p in all.iter().filter(|p| {
+        p.outcome() == OpType::Ok && (p.invoke.f == "read" || p.invoke.f == "final-read")
+    }) {
         reads += 1;
         let b = balances_of(&p.complete.expect("ok").value);
         let sum: i64 = b.values().sum();
@@ -199,16 +228,28 @@ fn bank(setup: &Setup, all: &[Pair<'_>]) -> Finding {
             errors.push(json!({"op": describe(p), "total": sum, "expected_total": total, "negative": negative}));
         }
     }
-    Finding::from_errors(errors, json!({"reads_checked": reads, "expected_total": total}))
+    Finding::from_errors(
+        errors,
+        json!({"reads_checked": reads, "expected_total": total}),
+    )
 }
 
 fn vouchers(setup: &Setup, all: &[Pair<'_>]) -> Finding {
     let mut errors = Vec::new();
-    let claims: Vec<&Pair<'_>> = all.iter().filter(|p| p.invoke.f == "claim" && is_client(p)).collect();
+    let claims: Vec<&Pair<'_>> = all
+        .iter()
+        .filter(|p| p.invoke.f == "claim" && is_client(p))
+        .collect();
     let pool_of = |p: &Pair<'_>| p.invoke.value["pool"].as_u64().unwrap_or(0);
     let account_of = |p: &Pair<'_>| p.invoke.value["account"].as_u64().unwrap_or(0);
-    let refused_as = |p: &Pair<'_>, what: &str| p.complete.is_some_and(|c| c.value["refused"].get(what).is_some());
-    let ok: Vec<&&Pair<'_>> = claims.iter().filter(|p| p.outcome() == OpType::Ok).collect();
+    let refused_as = |p: &Pair<'_>, what: &str| {
+        p.complete
+            .is_some_and(|c| c.value["refused"].get(what).is_some())
+    };
+    let ok: Vec<&&Pair<'_>> = claims
+        .iter()
+        .filter(|p| p.outcome() == OpType::Ok)
+        .collect();
     let mut by_claim: BTreeMap<(u64, u64), usize> = BTreeMap::new();
     let mut by_pool: BTreeMap<u64, usize> = BTreeMap::new();
     for p in &ok {
@@ -243,16 +284,39 @@ fn vouchers(setup: &Setup, all: &[Pair<'_>]) -> Finding {
         }
     }
     let mut stats = json!({"claims": claims.len(), "acknowledged": ok.len(), "pools_raced": by_pool.len().max(first_exhausted.len()), "capacity_each": setup.pool_capacity});
-    let Some(final_read) = all.iter().find(|p| final_process(p) == Some(0) && p.outcome() == OpType::Ok) else {
+    let Some(final_read) = all
+        .iter()
+        .find(|p| final_process(p) == Some(0) && p.outcome() == OpType::Ok)
+    else {
         return Finding {
-            valid: if errors.is_empty() { Validity::Unknown } else { Validity::Invalid },
-            errors: if errors.is_empty() { vec![json!("no final read of the pools")] } else { errors },
+            valid: if errors.is_empty() {
+                Validity::Unknown
+            } else {
+                Validity::Invalid
+            },
+            errors: if errors.is_empty() {
+                vec![json!("no final read of the pools")]
+            } else {
+                errors
+            },
             stats,
         };
     };
-    let pools = final_read.complete.expect("ok").value["pools"].as_object().cloned().unwrap_or_default();
+    let pools = final_read.complete.expect("ok").value["pools"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     let holders_of = |pool: u64| -> BTreeSet<u64> {
-        pools.get(&pool.to_string()).map_or_else(BTreeSet::new, |v| v["holders"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect())
+        pools
+            .get(&pool.to_string())
+            .map_or_else(BTreeSet::new, |v| {
+                v["holders"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_u64)
+                    .collect()
+            })
     };
     let mut held = 0;
     for (pool, v) in &pools {
@@ -300,11 +364,23 @@ fn epay(setup: &Setup, all: &[Pair<'_>]) -> Finding {
             errors.push(json!({"error": "payment settled more than once", "payment": payment, "ops": ops.iter().map(|p| describe(p)).collect::<Vec<_>>()}));
         }
     }
-    let mut stats = json!({"confirms": confirms.len(), "settled_acknowledged": settled_by_op.len()});
-    let Some(final_read) = all.iter().find(|p| final_process(p) == Some(0) && p.outcome() == OpType::Ok) else {
+    let mut stats =
+        json!({"confirms": confirms.len(), "settled_acknowledged": settled_by_op.len()});
+    let Some(final_read) = all
+        .iter()
+        .find(|p| final_process(p) == Some(0) && p.outcome() == OpType::Ok)
+    else {
         return Finding {
-            valid: if errors.is_empty() { Validity::Unknown } else { Validity::Invalid },
-            errors: if errors.is_empty() { vec![json!("no final read")] } else { errors },
+            valid: if errors.is_empty() {
+                Validity::Unknown
+            } else {
+                Validity::Invalid
+            },
+            errors: if errors.is_empty() {
+                vec![json!("no final read")]
+            } else {
+                errors
+            },
             stats,
         };
     };
@@ -319,7 +395,9 @@ fn epay(setup: &Setup, all: &[Pair<'_>]) -> Finding {
             errors.push(json!({"error": "acknowledged settlement lost", "payment": id, "final_state": state}));
         }
         if settled && !right_code_tried.contains(&id) {
-            errors.push(json!({"error": "settled without the right code ever being sent", "payment": id}));
+            errors.push(
+                json!({"error": "settled without the right code ever being sent", "payment": id}),
+            );
         }
     }
     for id in settled_by_op.keys() {
@@ -340,7 +418,10 @@ fn epay(setup: &Setup, all: &[Pair<'_>]) -> Finding {
     if everything != 0 || customers != expected {
         errors.push(json!({"error": "money created or destroyed", "all_accounts": everything, "customers_and_merchant": customers, "deposited": expected}));
     }
-    if let Some((a, b)) = balances.iter().find(|(id, b)| **id >= AccountId::FIRST_CUSTOMER && **b < 0) {
+    if let Some((a, b)) = balances
+        .iter()
+        .find(|(id, b)| **id >= AccountId::FIRST_CUSTOMER && **b < 0)
+    {
         errors.push(json!({"error": "negative balance", "account": a, "balance": b}));
     }
     stats["settled_final"] = json!(settled_final);
@@ -353,10 +434,16 @@ fn idempotency(setup: &Setup, all: &[Pair<'_>]) -> Finding {
     let mut keys: BTreeMap<(u64, u64), (u64, u64, Vec<Value>, bool)> = BTreeMap::new();
     for p in all.iter().filter(|p| p.invoke.f == "deposit") {
         let v = &p.invoke.value;
-        let key = (v["key"][0].as_u64().unwrap_or(0), v["key"][1].as_u64().unwrap_or(0));
-        let entry = keys
-            .entry(key)
-            .or_insert((v["account"].as_u64().unwrap_or(0), v["amount"].as_u64().unwrap_or(0), vec![], false));
+        let key = (
+            v["key"][0].as_u64().unwrap_or(0),
+            v["key"][1].as_u64().unwrap_or(0),
+        );
+        let entry = keys.entry(key).or_insert((
+            v["account"].as_u64().unwrap_or(0),
+            v["amount"].as_u64().unwrap_or(0),
+            vec![],
+            false,
+        ));
         match p.outcome() {
             OpType::Ok => {
                 let c = &p.complete.expect("ok").value;
@@ -365,7 +452,9 @@ fn idempotency(setup: &Setup, all: &[Pair<'_>]) -> Finding {
                     errors.push(json!({"error": "the same request sent twice at once got two answers", "op": describe(p)}));
                 }
             }
-            OpType::Fail => entry.2.push(p.complete.expect("fail").value["refused"].clone()),
+            OpType::Fail => entry
+                .2
+                .push(p.complete.expect("fail").value["refused"].clone()),
             _ => entry.3 = true,
         }
     }
@@ -376,18 +465,30 @@ fn idempotency(setup: &Setup, all: &[Pair<'_>]) -> Finding {
             errors.push(json!({"error": "a retry under the same key got another answer", "key": key, "answers": answers}));
         }
         match answers.first() {
-            Some(a) if a.get("Posted").is_some() => *applied.entry(*account).or_default() += *amount as i64,
+            Some(a) if a.get("Posted").is_some() => {
+                *applied.entry(*account).or_default() += *amount as i64
+            }
             Some(_) => {}
             None => *unknown.entry(*account).or_default() += *amount as i64,
         }
     }
     let unresolved: usize = keys.values().filter(|k| k.2.is_empty()).count();
     let mut stats = json!({"keys": keys.len(), "unresolved": unresolved});
-    let final_read = all.iter().find(|p| final_process(p) == Some(0) && p.outcome() == OpType::Ok);
+    let final_read = all
+        .iter()
+        .find(|p| final_process(p) == Some(0) && p.outcome() == OpType::Ok);
     let Some(final_read) = final_read else {
         return Finding {
-            valid: if errors.is_empty() { Validity::Unknown } else { Validity::Invalid },
-            errors: if errors.is_empty() { vec![json!("no final read")] } else { errors },
+            valid: if errors.is_empty() {
+                Validity::Unknown
+            } else {
+                Validity::Invalid
+            },
+            errors: if errors.is_empty() {
+                vec![json!("no final read")]
+            } else {
+                errors
+            },
             stats,
         };
     };
@@ -480,7 +581,10 @@ impl LedgerModel {
         for (i, account) in setup.accounts.iter().enumerate() {
             let card = driver.funded_card(setup.card_base + i as u64, setup.initial_balance_fen);
             if card.account.0 != *account {
-                return Err(format!("the model opened account {} where the cluster opened {account}", card.account));
+                return Err(format!(
+                    "the model opened account {} where the cluster opened {account}",
+                    card.account
+                ));
             }
         }
         for pool in &setup.pools {
@@ -492,8 +596,14 @@ impl LedgerModel {
                 valid_from_ms: setup.pool_valid_ms.0,
                 valid_until_ms: setup.pool_valid_ms.1,
             });
-            if outcome != Ok(Reply::PoolCreated { pool: PoolId(*pool) }) {
-                return Err(format!("the model created {outcome:?}, the cluster pool {pool}"));
+            if outcome
+                != Ok(Reply::PoolCreated {
+                    pool: PoolId(*pool),
+                })
+            {
+                return Err(format!(
+                    "the model created {outcome:?}, the cluster pool {pool}"
+                ));
             }
         }
         Ok(LedgerModel {
@@ -528,7 +638,9 @@ impl LedgerModel {
         match (op.outcome, outcome, &op.result) {
             (OpType::Info, _, _) => true,
             (OpType::Ok, Ok(reply), Some(seen)) => ok(reply, seen),
-            (OpType::Fail, Err(e), Some(seen)) => serde_json::to_value(e).ok().as_ref() == seen.get("refused"),
+            (OpType::Fail, Err(e), Some(seen)) => {
+                serde_json::to_value(e).ok().as_ref() == seen.get("refused")
+            }
             _ => false,
         }
     }
@@ -540,11 +652,14 @@ impl Model for LedgerModel {
         let mut next = self.clone();
         let fits = match op.f.as_str() {
             "transfer" => {
-                let outcome = next.apply(op, Command::Transfer {
-                    source: a(&op.value, "from"),
-                    target: a(&op.value, "to"),
-                    amount_fen: op.value["amount"].as_u64().unwrap_or(0),
-                });
+                let outcome = next.apply(
+                    op,
+                    Command::Transfer {
+                        source: a(&op.value, "from"),
+                        target: a(&op.value, "to"),
+                        amount_fen: op.value["amount"].as_u64().unwrap_or(0),
+                    },
+                );
                 Self::agrees(op, &outcome, |reply, seen| {
                     matches!(reply, Reply::Transferred { source_balance_fen, target_balance_fen }
                         if seen["from_balance"].as_i64() == Some(*source_balance_fen)
@@ -558,29 +673,48 @@ impl Model for LedgerModel {
                 if outcome.is_ok() {
                     next.claims ^= claim_hash(pool, account);
                 }
-                Self::agrees(op, &outcome, |reply, seen| {
-                    matches!(reply, Reply::VoucherClaimed { remaining, .. } if seen["remaining"].as_u64() == Some(*remaining))
-                })
+                Self::agrees(
+                    op,
+                    &outcome,
+                    |reply, seen| matches!(reply, Reply::VoucherClaimed { remaining, .. } if seen["remaining"].as_u64() == Some(*remaining)),
+                )
             }
             "read" | "final-read" => {
-                let Some(seen) = &op.result else { return Some(next) };
+                let Some(seen) = &op.result else {
+                    return Some(next);
+                };
                 if !self.setup.pools.is_empty() {
-                    let pools: Vec<(u64, &Value)> = match seen.get("pools").and_then(Value::as_object) {
-                        Some(all) => all.iter().filter_map(|(k, v)| Some((k.parse().ok()?, v))).collect(),
-                        None => vec![(op.value["pool"].as_u64().unwrap_or(0), seen)],
-                    };
+                    let pools: Vec<(u64, &Value)> =
+                        match seen.get("pools").and_then(Value::as_object) {
+                            Some(all) => all
+                                .iter()
+                                .filter_map(|(k, v)| Some((k.parse().ok()?, v)))
+                                .collect(),
+                            None => vec![(op.value["pool"].as_u64().unwrap_or(0), seen)],
+                        };
                     pools.iter().all(|(pool, seen)| {
                         let pool = PoolId(*pool);
-                        let granted_ok = seen["granted"].as_u64() == self.ledger.pool(pool).map(|p| p.granted);
+                        let granted_ok =
+                            seen["granted"].as_u64() == self.ledger.pool(pool).map(|p| p.granted);
                         let holders_ok = seen.get("holders").is_none_or(|h| {
-                            let held: Vec<u64> = self.setup.accounts.iter().copied().filter(|acc| self.ledger.voucher(AccountId(*acc), pool).is_some()).collect();
-                            h.as_array().is_some_and(|arr| arr.iter().filter_map(Value::as_u64).collect::<Vec<_>>() == held)
+                            let held: Vec<u64> = self
+                                .setup
+                                .accounts
+                                .iter()
+                                .copied()
+                                .filter(|acc| self.ledger.voucher(AccountId(*acc), pool).is_some())
+                                .collect();
+                            h.as_array().is_some_and(|arr| {
+                                arr.iter().filter_map(Value::as_u64).collect::<Vec<_>>() == held
+                            })
                         });
                         granted_ok && holders_ok
                     })
                 } else {
                     let seen = balances_of(seen);
-                    self.setup.accounts.iter().all(|acc| seen.get(acc).copied() == self.ledger.balance_fen(AccountId(*acc)))
+                    self.setup.accounts.iter().all(|acc| {
+                        seen.get(acc).copied() == self.ledger.balance_fen(AccountId(*acc))
+                    })
                 }
             }
             _ => true,
@@ -626,7 +760,12 @@ fn linearizable(test: &TestInfo, all: &[Pair<'_>]) -> Finding {
         .iter()
         .filter(|p| is_client(p) || final_process(p) == Some(0))
         // An unknown write the ledger refused when asked again did nothing: leave it out.
-        .filter(|p| !(p.outcome() == OpType::Info && resolved.get(&p.invoke.index).is_some_and(|r| r.kind == OpType::Fail)))
+        .filter(|p| {
+            !(p.outcome() == OpType::Info
+                && resolved
+                    .get(&p.invoke.index)
+                    .is_some_and(|r| r.kind == OpType::Fail))
+        })
         .filter(|p| match p.outcome() {
             OpType::Ok | OpType::Info => true,
             // A refusal by the ledger is an observation; other failures did nothing.
@@ -637,20 +776,29 @@ fn linearizable(test: &TestInfo, all: &[Pair<'_>]) -> Finding {
         .map(|p| {
             // An unknown write the ledger applied, asked again, has a known result but may
             // still have taken effect at any time after its invocation.
-            let resolution = (p.outcome() == OpType::Info).then(|| resolved.get(&p.invoke.index)).flatten();
+            let resolution = (p.outcome() == OpType::Info)
+                .then(|| resolved.get(&p.invoke.index))
+                .flatten();
             LinOp {
-            index: p.invoke.index,
-            f: p.invoke.f.clone(),
-            value: p.invoke.value.clone(),
-            result: match resolution {
-                Some(r) => Some(r.value.clone()),
-                None => p.complete.filter(|c| c.kind != OpType::Info).map(|c| c.value.clone()),
-            },
-            outcome: resolution.map_or(p.outcome(), |_| OpType::Ok),
-            call_ns: p.invoke.time,
-            return_ns: p.complete.filter(|c| c.kind != OpType::Info).map(|c| c.time),
-            wall_ms: test.started_ms + p.invoke.time / 1_000_000,
-        }})
+                index: p.invoke.index,
+                f: p.invoke.f.clone(),
+                value: p.invoke.value.clone(),
+                result: match resolution {
+                    Some(r) => Some(r.value.clone()),
+                    None => p
+                        .complete
+                        .filter(|c| c.kind != OpType::Info)
+                        .map(|c| c.value.clone()),
+                },
+                outcome: resolution.map_or(p.outcome(), |_| OpType::Ok),
+                call_ns: p.invoke.time,
+                return_ns: p
+                    .complete
+                    .filter(|c| c.kind != OpType::Info)
+                    .map(|c| c.time),
+                wall_ms: test.started_ms + p.invoke.time / 1_000_000,
+            }
+        })
         .collect();
     let count = ops.len();
     let unknown = ops.iter().filter(|o| o.outcome == OpType::Info).count();
@@ -665,7 +813,11 @@ fn linearizable(test: &TestInfo, all: &[Pair<'_>]) -> Finding {
             errors: vec![json!(why)],
             stats,
         },
-        Verdict::NotLinearizable { stuck, candidates, linearized } => {
+        Verdict::NotLinearizable {
+            stuck,
+            candidates,
+            linearized,
+        } => {
             let find = |index: u64| all.iter().find(|p| p.invoke.index == index).map(describe);
             Finding::from_errors(
                 vec![json!({

@@ -113,7 +113,11 @@ pub fn sweep_orphans() -> Vec<String> {
     }
     if let Ok(out) = crate::net::run("ip", &["-o", "link", "show"]) {
         for line in out.lines() {
-            let Some(name) = line.split(':').nth(1).map(|n| n.trim().split('@').next().unwrap_or("")) else {
+            let Some(name) = line
+                .split(':')
+                .nth(1)
+                .map(|n| n.trim().split('@').next().unwrap_or(""))
+            else {
                 continue;
             };
             let Some(rest) = name.strip_prefix("lj") else {
@@ -131,12 +135,16 @@ pub fn sweep_orphans() -> Vec<String> {
                 continue;
             };
             // The tag is the low 20 bits of the pid: orphaned if no live process matches.
-            let owner_alive = std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|e| {
-                e.file_name()
-                    .to_str()
-                    .and_then(|s| s.parse::<u32>().ok())
-                    .is_some_and(|p| p & 0xfffff == tag && is_jepsen(p))
-            });
+            let owner_alive = std::fs::read_dir("/proc")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|s| s.parse::<u32>().ok())
+                        .is_some_and(|p| p & 0xfffff == tag && is_jepsen(p))
+                });
             if !owner_alive {
                 remove(&Resource::Link(name.to_owned()));
                 removed.push(format!("link {name}"));
@@ -146,7 +154,9 @@ pub fn sweep_orphans() -> Vec<String> {
     if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let pid = name.strip_prefix("ledger-jepsen-").and_then(|p| p.parse::<u32>().ok());
+            let pid = name
+                .strip_prefix("ledger-jepsen-")
+                .and_then(|p| p.parse::<u32>().ok());
             if pid.is_some_and(|p| !is_jepsen(p)) {
                 remove(&Resource::Dir(entry.path()));
                 removed.push(format!("data directory {}", entry.path().display()));

@@ -137,7 +137,10 @@ impl Db {
             .create(true)
             .append(true)
             .open(slot.data_dir.join("node.log"))?;
-        let admin = slot.info.client_addr.replace(&CLIENT_PORT.to_string(), &ADMIN_PORT.to_string());
+        let admin = slot
+            .info
+            .client_addr
+            .replace(&CLIENT_PORT.to_string(), &ADMIN_PORT.to_string());
         let mut command = Command::new("ip");
         command
             .args(["netns", "exec", &slot.netns])

@@ -329,11 +329,35 @@ mod tests {
     #[test]
     fn jsonl_round_trips_and_pairs_match_by_process() {
         let rec = Recorder::new();
-        rec.record(Process::Client(0), OpType::Invoke, "transfer", json!({"from": 1}), None);
-        rec.record(Process::Client(1), OpType::Invoke, "read", Value::Null, None);
+        rec.record(
+            Process::Client(0),
+            OpType::Invoke,
+            "transfer",
+            json!({"from": 1}),
+            None,
+        );
+        rec.record(
+            Process::Client(1),
+            OpType::Invoke,
+            "read",
+            Value::Null,
+            None,
+        );
         rec.record(Process::NEMESIS, OpType::Info, "kill", json!(3), None);
-        rec.record(Process::Client(1), OpType::Ok, "read", json!({"1": 5}), None);
-        rec.record(Process::Client(0), OpType::Info, "transfer", json!({"from": 1}), Some("timeout".into()));
+        rec.record(
+            Process::Client(1),
+            OpType::Ok,
+            "read",
+            json!({"1": 5}),
+            None,
+        );
+        rec.record(
+            Process::Client(0),
+            OpType::Info,
+            "transfer",
+            json!({"from": 1}),
+            Some("timeout".into()),
+        );
         let ops = rec.ops();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.jsonl");

@@ -91,9 +91,13 @@ pub fn check<M: Model>(init: M, ops: &[LinOp], max_steps: u64) -> Verdict {
     }
     // A doubly linked list over the entries, with a head sentinel at index `len`.
     let head = entries.len();
-    let mut next: Vec<usize> = (1..=entries.len()).map(|i| if i == head { NONE } else { i }).collect();
+    let mut next: Vec<usize> = (1..=entries.len())
+        .map(|i| if i == head { NONE } else { i })
+        .collect();
     next.push(if entries.is_empty() { NONE } else { 0 });
-    let mut prev: Vec<usize> = (0..entries.len()).map(|i| if i == 0 { head } else { i - 1 }).collect();
+    let mut prev: Vec<usize> = (0..entries.len())
+        .map(|i| if i == 0 { head } else { i - 1 })
+        .collect();
     prev.push(NONE);
 
     let lift = |next: &mut Vec<usize>, prev: &mut Vec<usize>, e: usize| {
@@ -210,13 +214,24 @@ mod tests {
         }
     }
 
-    fn op(index: u64, f: &str, value: i64, result: Option<i64>, call: u64, ret: Option<u64>) -> LinOp {
+    fn op(
+        index: u64,
+        f: &str,
+        value: i64,
+        result: Option<i64>,
+        call: u64,
+        ret: Option<u64>,
+    ) -> LinOp {
         LinOp {
             index,
             f: f.into(),
             value: json!(value),
             result: result.map(|r| json!(r)),
-            outcome: if ret.is_some() { OpType::Ok } else { OpType::Info },
+            outcome: if ret.is_some() {
+                OpType::Ok
+            } else {
+                OpType::Info
+            },
             call_ns: call,
             return_ns: ret,
             wall_ms: 0,
@@ -232,7 +247,10 @@ mod tests {
         ];
         assert_eq!(check(Register(0), &ops, 1_000), Verdict::Linearizable);
         // Read 0 while the write is in flight is fine too.
-        let ops = vec![op(0, "write", 1, None, 0, Some(10)), op(1, "read", 0, Some(0), 5, Some(6))];
+        let ops = vec![
+            op(0, "write", 1, None, 0, Some(10)),
+            op(1, "read", 0, Some(0), 5, Some(6)),
+        ];
         assert_eq!(check(Register(0), &ops, 1_000), Verdict::Linearizable);
     }
 
@@ -252,8 +270,15 @@ mod tests {
     fn an_unknown_write_may_or_may_not_have_happened() {
         // The write never completed: reading 1 later, or 0, are both explained...
         for seen in [0, 1] {
-            let ops = vec![op(0, "write", 1, None, 0, None), op(2, "read", 0, Some(seen), 20, Some(30))];
-            assert_eq!(check(Register(0), &ops, 1_000), Verdict::Linearizable, "read {seen}");
+            let ops = vec![
+                op(0, "write", 1, None, 0, None),
+                op(2, "read", 0, Some(seen), 20, Some(30)),
+            ];
+            assert_eq!(
+                check(Register(0), &ops, 1_000),
+                Verdict::Linearizable,
+                "read {seen}"
+            );
         }
         // ...but not reading 1 and then 0 (it cannot be undone).
         let ops = vec![
@@ -261,7 +286,10 @@ mod tests {
             op(2, "read", 0, Some(1), 20, Some(30)),
             op(4, "read", 0, Some(0), 40, Some(50)),
         ];
-        assert!(matches!(check(Register(0), &ops, 1_000), Verdict::NotLinearizable { .. }));
+        assert!(matches!(
+            check(Register(0), &ops, 1_000),
+            Verdict::NotLinearizable { .. }
+        ));
     }
 
     #[test]

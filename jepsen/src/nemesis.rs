@@ -15,7 +15,9 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 /// The kinds of fault `--nemesis` accepts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Fault {
     /// Network partitions: random halves, the leader isolated, a majority ring, a bridge.
@@ -78,12 +80,28 @@ pub struct Nemesis {
 }
 
 impl Nemesis {
-    pub fn new(faults: Vec<Fault>, interval: Duration, rng: StdRng, db: Arc<Mutex<Db>>, net: Arc<Mutex<Network>>, recorder: Recorder) -> Self {
-        Nemesis { faults, interval, rng, db, net, recorder, active: Vec::new() }
+    pub fn new(
+        faults: Vec<Fault>,
+        interval: Duration,
+        rng: StdRng,
+        db: Arc<Mutex<Db>>,
+        net: Arc<Mutex<Network>>,
+        recorder: Recorder,
+    ) -> Self {
+        Nemesis {
+            faults,
+            interval,
+            rng,
+            db,
+            net,
+            recorder,
+            active: Vec::new(),
+        }
     }
 
     fn record(&self, f: String, value: Value, error: Option<String>) {
-        self.recorder.record(Process::NEMESIS, OpType::Info, &f, value, error);
+        self.recorder
+            .record(Process::NEMESIS, OpType::Info, &f, value, error);
     }
 
     /// Runs until `stop`, then heals everything still in force.
@@ -103,7 +121,9 @@ impl Nemesis {
                     .copied()
                     .filter(|f| !self.active.iter().any(|a| a.fault() == *f))
                     .collect();
-                let heal = self.active.len() >= MAX_CONCURRENT_FAULTS || idle.is_empty() || (!self.active.is_empty() && self.rng.gen_bool(0.5));
+                let heal = self.active.len() >= MAX_CONCURRENT_FAULTS
+                    || idle.is_empty()
+                    || (!self.active.is_empty() && self.rng.gen_bool(0.5));
                 if heal {
                     let oldest = self.active.remove(0);
                     self.heal(oldest).await;
@@ -122,13 +142,21 @@ impl Nemesis {
 
     async fn target(&mut self) -> (u64, &'static str) {
         let db = self.db.lock().await;
-        let candidates: Vec<u64> = db.ids().into_iter().filter(|id| db.is_running(*id) && !db.is_paused(*id)).collect();
+        let candidates: Vec<u64> = db
+            .ids()
+            .into_iter()
+            .filter(|id| db.is_running(*id) && !db.is_paused(*id))
+            .collect();
         if self.rng.gen_bool(0.5) {
             if let Some(leader) = db.some_leader().await.filter(|l| candidates.contains(l)) {
                 return (leader, "leader");
             }
         }
-        let all = if candidates.is_empty() { db.ids() } else { candidates };
+        let all = if candidates.is_empty() {
+            db.ids()
+        } else {
+            candidates
+        };
         (*all.choose(&mut self.rng).expect("nodes"), "random")
     }
 
@@ -139,13 +167,21 @@ impl Nemesis {
                 let ids = self.db.lock().await.ids();
                 let mut shuffled = ids.clone();
                 shuffled.shuffle(&mut self.rng);
-                let shape = *["halves", "isolate-leader", "majority-ring", "bridge"].choose(&mut self.rng).expect("shapes");
+                let shape = *["halves", "isolate-leader", "majority-ring", "bridge"]
+                    .choose(&mut self.rng)
+                    .expect("shapes");
                 let grudge = match shape {
                     "halves" => partitions::halves(&shuffled),
                     "majority-ring" => partitions::majority_ring(&shuffled),
                     "bridge" => partitions::bridge(&shuffled),
                     _ => {
-                        let leader = self.db.lock().await.some_leader().await.unwrap_or(shuffled[0]);
+                        let leader = self
+                            .db
+                            .lock()
+                            .await
+                            .some_leader()
+                            .await
+                            .unwrap_or(shuffled[0]);
                         partitions::isolate(&ids, leader)
                     }
                 };
@@ -159,7 +195,11 @@ impl Nemesis {
             Fault::Loss => {
                 let percent = self.rng.gen_range(10..=40u8);
                 let result = self.net.lock().await.set_loss(percent);
-                self.record(name, json!({"percent": percent}), result.as_ref().err().map(|e| e.to_string()));
+                self.record(
+                    name,
+                    json!({"percent": percent}),
+                    result.as_ref().err().map(|e| e.to_string()),
+                );
                 if result.is_ok() {
                     self.active.push(Active::Loss);
                 }
@@ -173,7 +213,11 @@ impl Nemesis {
             Fault::Pause => {
                 let (node, how) = self.target().await;
                 let paused = self.db.lock().await.pause(node);
-                self.record(name, json!({"node": node, "chosen": how}), (!paused).then(|| "node not running".to_owned()));
+                self.record(
+                    name,
+                    json!({"node": node, "chosen": how}),
+                    (!paused).then(|| "node not running".to_owned()),
+                );
                 if paused {
                     self.active.push(Active::Pause(node));
                 }
@@ -181,7 +225,8 @@ impl Nemesis {
             Fault::Membership => {
                 let (node, how) = self.target().await;
                 let client = self.db.lock().await.client(Duration::from_secs(2), 5);
-                let result = tokio::time::timeout(Duration::from_secs(15), client.remove_node(node)).await;
+                let result =
+                    tokio::time::timeout(Duration::from_secs(15), client.remove_node(node)).await;
                 let error = match result {
                     Ok(Ok(())) => None,
                     Ok(Err(e)) => Some(e.to_string()),
@@ -207,7 +252,11 @@ impl Nemesis {
             }
             Active::Kill(node) => {
                 let result = self.db.lock().await.start(node, false);
-                self.record(name, json!({"node": node}), result.err().map(|e| e.to_string()));
+                self.record(
+                    name,
+                    json!({"node": node}),
+                    result.err().map(|e| e.to_string()),
+                );
             }
             Active::Pause(node) => {
                 self.db.lock().await.resume(node);
@@ -221,7 +270,12 @@ impl Nemesis {
                 // Re-adding needs a working cluster: keep trying for a while.
                 let mut error = None;
                 for _ in 0..10 {
-                    match tokio::time::timeout(Duration::from_secs(20), client.add_node(info.clone())).await {
+                    match tokio::time::timeout(
+                        Duration::from_secs(20),
+                        client.add_node(info.clone()),
+                    )
+                    .await
+                    {
                         Ok(Ok(())) => {
                             error = None;
                             break;

@@ -67,10 +67,7 @@ pub fn preflight() -> Result<(), NetError> {
     let probe = format!("ledger-jepsen-probe-{}", std::process::id());
     cleanup::register(Resource::Netns(probe.clone()));
     run("ip", &["netns", "add", &probe]).map_err(|e| NetError::NoNamespaces(e.to_string()))?;
-    let nft = run(
-        "ip",
-        &["netns", "exec", &probe, "nft", "list", "tables"],
-    );
+    let nft = run("ip", &["netns", "exec", &probe, "nft", "list", "tables"]);
     let _ = run("ip", &["netns", "del", &probe]);
     cleanup::forget(&Resource::Netns(probe));
     nft.map_err(|e| NetError::NoNamespaces(format!("nftables inside a namespace: {e}")))?;
@@ -109,7 +106,10 @@ impl Network {
         let gateway = Ipv4Addr::new(10, 117, subnet, 1);
         cleanup::register(Resource::Link(bridge.clone()));
         run("ip", &["link", "add", &bridge, "type", "bridge"])?;
-        run("ip", &["addr", "add", &format!("{gateway}/24"), "dev", &bridge])?;
+        run(
+            "ip",
+            &["addr", "add", &format!("{gateway}/24"), "dev", &bridge],
+        )?;
         run("ip", &["link", "set", &bridge, "up"])?;
         let mut net = Network {
             bridge,
@@ -131,15 +131,34 @@ impl Network {
             run(
                 "ip",
                 &[
-                    "link", "add", &host.veth, "type", "veth", "peer", "name", "eth0", "netns",
+                    "link",
+                    "add",
+                    &host.veth,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "eth0",
+                    "netns",
                     &host.netns,
                 ],
             )?;
-            run("ip", &["link", "set", &host.veth, "master", &net.bridge, "up"])?;
+            run(
+                "ip",
+                &["link", "set", &host.veth, "master", &net.bridge, "up"],
+            )?;
             let ns = host.netns.as_str();
             run(
                 "ip",
-                &["-n", ns, "addr", "add", &format!("{}/24", host.addr), "dev", "eth0"],
+                &[
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{}/24", host.addr),
+                    "dev",
+                    "eth0",
+                ],
             )?;
             run("ip", &["-n", ns, "link", "set", "eth0", "up"])?;
             run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
@@ -303,7 +322,10 @@ pub mod partitions {
             let heard: BTreeSet<u64> = (0..majority).map(|k| ring[(i + k) % n]).collect();
             grudge.insert(
                 *node,
-                ring.iter().copied().filter(|o| !heard.contains(o)).collect(),
+                ring.iter()
+                    .copied()
+                    .filter(|o| !heard.contains(o))
+                    .collect(),
             );
         }
         grudge
@@ -333,7 +355,10 @@ pub mod partitions {
             let h = halves(&ids);
             assert!(!hears(&h, 1, 3) && !hears(&h, 3, 1) && hears(&h, 1, 2) && hears(&h, 3, 5));
             let i = isolate(&ids, 4);
-            assert!(ids.iter().filter(|o| **o != 4).all(|o| !hears(&i, 4, *o) && !hears(&i, *o, 4)));
+            assert!(ids
+                .iter()
+                .filter(|o| **o != 4)
+                .all(|o| !hears(&i, 4, *o) && !hears(&i, *o, 4)));
             assert!(hears(&i, 1, 2));
             let r = majority_ring(&ids);
             for n in ids {

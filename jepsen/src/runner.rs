@@ -99,7 +99,12 @@ pub async fn run(options: Options) -> Result<(PathBuf, Results), String> {
     let nemesis_name = if options.nemesis.is_empty() {
         "none".to_owned()
     } else {
-        options.nemesis.iter().map(|f| f.name()).collect::<Vec<_>>().join("+")
+        options
+            .nemesis
+            .iter()
+            .map(|f| f.name())
+            .collect::<Vec<_>>()
+            .join("+")
     };
     let name = format!("{:?}-{nemesis_name}", options.workload).to_lowercase();
     let started_ms = now_ms();
@@ -111,6 +116,16 @@ pub async fn run(options: Options) -> Result<(PathBuf, Results), String> {
     let net = Network::create(&ids).map_err(|e| e.to_string())?;
     let sms_paths: Vec<PathBuf>;
     let data_root = std::env::temp_dir().join(format!("ledger-jepsen-{}", std::process::id()));
+    eprintln!(
+        "ledger-jepsen: nodes at {} on bridge {}, data in {} (all removed at exit)",
+        net.hosts
+            .iter()
+            .map(|h| h.addr.to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+        net.bridge,
+        data_root.display()
+    );
     let mut db = Db::new(
         DbOptions {
             node_bin: options.node_bin.clone(),
@@ -123,13 +138,21 @@ pub async fn run(options: Options) -> Result<(PathBuf, Results), String> {
     .map_err(|e| format!("data directory {}: {e}", data_root.display()))?;
     sms_paths = ids
         .iter()
-        .map(|id| data_root.join(format!("n{id}")).join(ledger_client::sms::DEV_OUTBOX_FILE))
+        .map(|id| {
+            data_root
+                .join(format!("n{id}"))
+                .join(ledger_client::sms::DEV_OUTBOX_FILE)
+        })
         .collect();
-    db.start_all().map_err(|e| format!("starting ledger-node: {e}"))?;
+    db.start_all()
+        .map_err(|e| format!("starting ledger-node: {e}"))?;
     let outcome = drive(&options, &name, started_ms, db, net, sms_paths, &dir).await;
     let (results, test) = outcome?;
-    std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(&results).expect("serialises"))
-        .map_err(|e| e.to_string())?;
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_string_pretty(&results).expect("serialises"),
+    )
+    .map_err(|e| e.to_string())?;
     let ops = history::read_jsonl(&dir.join("history.jsonl"))?;
     crate::report::write_report(
         &dir,
@@ -160,7 +183,10 @@ async fn drive(
     dir: &Path,
 ) -> Result<(Results, TestInfo), String> {
     let leader = db.wait_ready(READY_TIMEOUT).await?;
-    eprintln!("ledger-jepsen: {} nodes up, leader n{leader}; setting up the {:?} workload", options.nodes, options.workload);
+    eprintln!(
+        "ledger-jepsen: {} nodes up, leader n{leader}; setting up the {:?} workload",
+        options.nodes, options.workload
+    );
     let campaign = db.campaign_ms();
     let setup = workload::setup(options.workload, &db, options.concurrency, campaign).await?;
     let recorder = Recorder::new();
@@ -177,14 +203,27 @@ async fn drive(
     });
     let ids = db.ids();
     let clients: Vec<_> = (0..options.concurrency)
-        .map(|i| (db.client(Duration::from_millis(1000), 30), db.node_client(ids[i as usize % ids.len()])))
+        .map(|i| {
+            (
+                db.client(Duration::from_millis(1000), 30),
+                db.node_client(ids[i as usize % ids.len()]),
+            )
+        })
         .collect();
     let db = Arc::new(tokio::sync::Mutex::new(db));
     let net = Arc::new(tokio::sync::Mutex::new(net));
     let threads: Vec<_> = clients
         .into_iter()
         .enumerate()
-        .map(|(i, (client, home))| tokio::spawn(workload::thread_loop(run.clone(), client, home, i as u64, options.seed)))
+        .map(|(i, (client, home))| {
+            tokio::spawn(workload::thread_loop(
+                run.clone(),
+                client,
+                home,
+                i as u64,
+                options.seed,
+            ))
+        })
         .collect();
     let stop_nemesis = Arc::new(AtomicBool::new(false));
     let nemesis = Nemesis::new(
@@ -196,13 +235,22 @@ async fn drive(
         recorder.clone(),
     );
     let nemesis = tokio::spawn(nemesis.run(stop_nemesis.clone()));
-    eprintln!("ledger-jepsen: running for {:?} with {} clients", options.time_limit, options.concurrency);
+    eprintln!(
+        "ledger-jepsen: running for {:?} with {} clients",
+        options.time_limit, options.concurrency
+    );
     let deadline = std::time::Instant::now() + options.time_limit;
     while std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let crashed = db.lock().await.crashed();
         for (id, status) in crashed {
-            recorder.record(Process::NEMESIS, OpType::Info, "node-exited", serde_json::json!({"node": id, "status": status}), Some("a node exited on its own".into()));
+            recorder.record(
+                Process::NEMESIS,
+                OpType::Info,
+                "node-exited",
+                serde_json::json!({"node": id, "status": status}),
+                Some("a node exited on its own".into()),
+            );
         }
     }
     run.stop.store(true, Ordering::Relaxed);
@@ -252,9 +300,21 @@ async fn drive(
         healed: healed.clone(),
     };
     let write = |file: &str, r: std::io::Result<()>| r.map_err(|e| format!("{file}: {e}"));
-    write("history.jsonl", history::write_jsonl(&ops, &dir.join("history.jsonl")))?;
-    write("history.edn", history::write_edn(&ops, &dir.join("history.edn")))?;
-    write("test.json", std::fs::write(dir.join("test.json"), serde_json::to_string_pretty(&test).expect("serialises")))?;
+    write(
+        "history.jsonl",
+        history::write_jsonl(&ops, &dir.join("history.jsonl")),
+    )?;
+    write(
+        "history.edn",
+        history::write_edn(&ops, &dir.join("history.edn")),
+    )?;
+    write(
+        "test.json",
+        std::fs::write(
+            dir.join("test.json"),
+            serde_json::to_string_pretty(&test).expect("serialises"),
+        ),
+    )?;
     {
         let mut db = db.lock().await;
         db.kill_all();
@@ -265,7 +325,11 @@ async fn drive(
     if let Some(problem) = healed {
         results.checkers.insert(
             "healing".into(),
-            checker::Finding { valid: Validity::Unknown, errors: vec![serde_json::json!(problem)], stats: serde_json::Value::Null },
+            checker::Finding {
+                valid: Validity::Unknown,
+                errors: vec![serde_json::json!(problem)],
+                stats: serde_json::Value::Null,
+            },
         );
         results.valid = results.valid.max(Validity::Unknown);
     }
@@ -278,18 +342,31 @@ async fn drive(
 
 /// `ledger-jepsen check PATH`: the checkers again, on a stored run.
 pub fn recheck(path: &Path) -> Result<Results, String> {
-    let dir = if path.is_dir() { path.to_owned() } else { path.parent().unwrap_or(Path::new(".")).to_owned() };
+    let dir = if path.is_dir() {
+        path.to_owned()
+    } else {
+        path.parent().unwrap_or(Path::new(".")).to_owned()
+    };
     let test: TestInfo = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("test.json")).map_err(|e| format!("{}: {e}", dir.join("test.json").display()))?,
+        &std::fs::read_to_string(dir.join("test.json"))
+            .map_err(|e| format!("{}: {e}", dir.join("test.json").display()))?,
     )
     .map_err(|e| format!("test.json: {e}"))?;
-    let history = if path.is_file() { path.to_owned() } else { dir.join("history.jsonl") };
+    let history = if path.is_file() {
+        path.to_owned()
+    } else {
+        dir.join("history.jsonl")
+    };
     let ops = history::read_jsonl(&history)?;
     let mut results = checker::check(&test, &ops);
     if let Some(problem) = test.healed {
         results.checkers.insert(
             "healing".into(),
-            checker::Finding { valid: Validity::Unknown, errors: vec![serde_json::json!(problem)], stats: serde_json::Value::Null },
+            checker::Finding {
+                valid: Validity::Unknown,
+                errors: vec![serde_json::json!(problem)],
+                stats: serde_json::Value::Null,
+            },
         );
         results.valid = results.valid.max(Validity::Unknown);
     }

@@ -9,7 +9,9 @@ use ledger_core::command::CampaignFlags;
 use ledger_core::driver::{test_pan, test_phone};
 use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::outcome::LedgerError;
-use ledger_core::types::{AccountId, Eligibility, MerchantKind, Payee, PaymentId, PoolId, RequestKey};
+use ledger_core::types::{
+    AccountId, Eligibility, MerchantKind, Payee, PaymentId, PoolId, RequestKey,
+};
 use rand::rngs::StdRng;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -115,7 +117,14 @@ impl Run {
 
     /// Records the completion; returns its type. Reads that fail or time out are `fail`
     /// (a read changes nothing, so it is simply left out of the checks).
-    fn complete(&self, process: u64, f: &str, mut value: Value, done: Done, is_read: bool) -> OpType {
+    fn complete(
+        &self,
+        process: u64,
+        f: &str,
+        mut value: Value,
+        done: Done,
+        is_read: bool,
+    ) -> OpType {
         let (kind, error) = match done {
             Done::Ok(result) => {
                 merge(&mut value, result);
@@ -200,7 +209,12 @@ pub const EPAY_CUSTOMERS_PER_THREAD: u64 = 3;
 pub const EPAY_INITIAL_FEN: u64 = 500_000;
 
 /// Prepares the cluster for the workload (no faults yet).
-pub async fn setup(kind: Kind, db: &Db, concurrency: u64, campaign_ms: (u64, u64)) -> Result<Setup, String> {
+pub async fn setup(
+    kind: Kind,
+    db: &Db,
+    concurrency: u64,
+    campaign_ms: (u64, u64),
+) -> Result<Setup, String> {
     let client = db.client(Duration::from_secs(3), 20);
     let e = |what: &str, err: ClientError| format!("setup: {what}: {err}");
     let card_base = 1_000 + u64::from(rand::random::<u16>()) * 1_000;
@@ -236,7 +250,14 @@ pub async fn setup(kind: Kind, db: &Db, concurrency: u64, campaign_ms: (u64, u64
             let valid = (now_ms() - 3_600_000, now_ms() + 86_400_000);
             for _ in 0..VOUCHER_POOLS {
                 let pool = client
-                    .create_pool(VOUCHER_POOL_NAME, VOUCHER_FACE_FEN, capacity, Eligibility::Anyone, valid.0, valid.1)
+                    .create_pool(
+                        VOUCHER_POOL_NAME,
+                        VOUCHER_FACE_FEN,
+                        capacity,
+                        Eligibility::Anyone,
+                        valid.0,
+                        valid.1,
+                    )
                     .await
                     .map_err(|err| e("create pool", err))?;
                 setup.pools.push(pool.0);
@@ -251,7 +272,13 @@ pub async fn setup(kind: Kind, db: &Db, concurrency: u64, campaign_ms: (u64, u64
                 .await
                 .map_err(|err| e("open merchant account", err))?;
             let merchant = client
-                .register_merchant(MerchantKind::Online, "jepsen shop", account, &test_phone(n), 1)
+                .register_merchant(
+                    MerchantKind::Online,
+                    "jepsen shop",
+                    account,
+                    &test_phone(n),
+                    1,
+                )
                 .await
                 .map_err(|err| e("register merchant", err))?;
             setup.merchant = Some(merchant.0);
@@ -265,19 +292,30 @@ pub async fn setup(kind: Kind, db: &Db, concurrency: u64, campaign_ms: (u64, u64
 }
 
 async fn enrol(client: &Client, db: &Db, account: AccountId, n: u64) -> Result<(), String> {
-    let e = |what: &str, err: ClientError| format!("setup: e-Pay enrolment of {account}: {what}: {err}");
+    let e = |what: &str, err: ClientError| {
+        format!("setup: e-Pay enrolment of {account}: {what}: {err}")
+    };
     let started = client
         .epay_begin(Secret::new(test_pan(n)), &test_phone(n))
         .await
         .map_err(|err| e("begin", err))?;
     if started != account {
-        return Err(format!("setup: card {n} enrols account {started}, expected {account}"));
+        return Err(format!(
+            "setup: card {n} enrols account {started}, expected {account}"
+        ));
     }
     client
-        .epay_choose_alias(account, Secret::new(card_password(n)), &format!("jepsen{n}"))
+        .epay_choose_alias(
+            account,
+            Secret::new(card_password(n)),
+            &format!("jepsen{n}"),
+        )
         .await
         .map_err(|err| e("alias", err))?;
-    let challenge = client.epay_confirm(account).await.map_err(|err| e("confirm", err))?;
+    let challenge = client
+        .epay_confirm(account)
+        .await
+        .map_err(|err| e("confirm", err))?;
     let code = db
         .otp(challenge.challenge.0, Duration::from_secs(20))
         .await
@@ -302,9 +340,18 @@ pub struct Thread {
 }
 
 /// A linearizable read, asked of the home node first.
-async fn read_home_first(state: &Thread, client: &Client, query: Query) -> Result<QueryReply, ClientError> {
+async fn read_home_first(
+    state: &Thread,
+    client: &Client,
+    query: Query,
+) -> Result<QueryReply, ClientError> {
     if let Some(home) = &state.home {
-        if let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(1), home.query(query, Consistency::Linearizable)).await {
+        if let Ok(Ok(reply)) = tokio::time::timeout(
+            Duration::from_secs(1),
+            home.query(query, Consistency::Linearizable),
+        )
+        .await
+        {
             return Ok(reply);
         }
     }
@@ -350,10 +397,23 @@ async fn keyed_write(
     merge(&mut value, json!({"key": key_json(key)}));
     let operation = ledger_client::Operation::Command(command);
     let (kind, _, invoke) = run
-        .op(process, f, value.clone(), false, client.submit_with_key(key, operation.clone()), |r| reply_value(&r))
+        .op(
+            process,
+            f,
+            value.clone(),
+            false,
+            client.submit_with_key(key, operation.clone()),
+            |r| reply_value(&r),
+        )
         .await;
     if kind == OpType::Info {
-        state.pending.push(Pending { key, invoke, f, value, operation });
+        state.pending.push(Pending {
+            key,
+            invoke,
+            f,
+            value,
+            operation,
+        });
     }
     kind
 }
@@ -371,7 +431,11 @@ fn account_range(setup: &Setup) -> Query {
 fn balances(reply: QueryReply, setup: &Setup) -> Value {
     let mut map = serde_json::Map::new();
     let mut index = Value::Null;
-    if let QueryReply::Accounts { applied_index, accounts } = reply {
+    if let QueryReply::Accounts {
+        applied_index,
+        accounts,
+    } = reply
+    {
         index = json!(applied_index);
         for v in accounts {
             if setup.accounts.contains(&v.account.0) {
@@ -397,9 +461,16 @@ pub async fn step(
         Kind::Bank => {
             if rng.gen_bool(0.5) {
                 let q = account_range(setup);
-                run.op(process, "read", Value::Null, true, read_home_first(state, client, q), |r| balances(r, setup))
-                    .await
-                    .0
+                run.op(
+                    process,
+                    "read",
+                    Value::Null,
+                    true,
+                    read_home_first(state, client, q),
+                    |r| balances(r, setup),
+                )
+                .await
+                .0
             } else {
                 let from = pick(rng);
                 let to = loop {
@@ -410,7 +481,11 @@ pub async fn step(
                 };
                 let amount = rng.gen_range(1..=BANK_MAX_TRANSFER_FEN);
                 let value = json!({"from": from, "to": to, "amount": amount});
-                let command = ledger_core::command::Command::Transfer { source: AccountId(from), target: AccountId(to), amount_fen: amount };
+                let command = ledger_core::command::Command::Transfer {
+                    source: AccountId(from),
+                    target: AccountId(to),
+                    amount_fen: amount,
+                };
                 keyed_write(run, client, state, process, "transfer", value, command).await
             }
         }
@@ -418,20 +493,47 @@ pub async fn step(
             let position = run.current_pool.load(Ordering::Relaxed);
             let pool = PoolId(setup.pools[position]);
             if rng.gen_bool(0.2) {
-                run.op(process, "read", json!({"pool": pool.0}), true, read_home_first(state, client, Query::Pool(pool)), |reply| match reply {
-                    QueryReply::Pool(p) => json!({"granted": p.map(|p| p.granted)}),
-                    other => json!({"unexpected": format!("{other:?}")}),
-                })
+                run.op(
+                    process,
+                    "read",
+                    json!({"pool": pool.0}),
+                    true,
+                    read_home_first(state, client, Query::Pool(pool)),
+                    |reply| match reply {
+                        QueryReply::Pool(p) => json!({"granted": p.map(|p| p.granted)}),
+                        other => json!({"unexpected": format!("{other:?}")}),
+                    },
+                )
                 .await
                 .0
             } else {
                 let account = pick(rng);
-                let command = ledger_core::command::Command::ClaimVoucher { pool, account: AccountId(account) };
-                let kind = keyed_write(run, client, state, process, "claim", json!({"pool": pool.0, "account": account}), command).await;
-                let exhausted = run.recorder.last_of(Process::Client(process)).is_some_and(|op| op.value["refused"].get("PoolExhausted").is_some());
+                let command = ledger_core::command::Command::ClaimVoucher {
+                    pool,
+                    account: AccountId(account),
+                };
+                let kind = keyed_write(
+                    run,
+                    client,
+                    state,
+                    process,
+                    "claim",
+                    json!({"pool": pool.0, "account": account}),
+                    command,
+                )
+                .await;
+                let exhausted = run
+                    .recorder
+                    .last_of(Process::Client(process))
+                    .is_some_and(|op| op.value["refused"].get("PoolExhausted").is_some());
                 if exhausted && position + 1 < setup.pools.len() {
                     // The race is over: on to the next pool (once, whoever notices first).
-                    let _ = run.current_pool.compare_exchange(position, position + 1, Ordering::Relaxed, Ordering::Relaxed);
+                    let _ = run.current_pool.compare_exchange(
+                        position,
+                        position + 1,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
                 }
                 kind
             }
@@ -479,10 +581,24 @@ fn deposit_operation(account: u64, amount: u64) -> ledger_client::Operation {
     })
 }
 
-async fn deposit(run: &Run, client: &Client, process: u64, key: RequestKey, account: u64, amount: u64) -> (OpType, u64) {
+async fn deposit(
+    run: &Run,
+    client: &Client,
+    process: u64,
+    key: RequestKey,
+    account: u64,
+    amount: u64,
+) -> (OpType, u64) {
     let value = json!({"key": key_json(key), "account": account, "amount": amount, "retry": false});
     let (kind, _, invoke) = run
-        .op(process, "deposit", value, false, client.submit_with_key(key, deposit_operation(account, amount)), |reply| json!({"reply": reply}))
+        .op(
+            process,
+            "deposit",
+            value,
+            false,
+            client.submit_with_key(key, deposit_operation(account, amount)),
+            |reply| json!({"reply": reply}),
+        )
         .await;
     (kind, invoke)
 }
@@ -494,7 +610,10 @@ async fn retry(run: &Run, client: &Client, process: u64, pending: &Pending) -> O
     let (f, value) = if pending.f == "deposit" {
         ("deposit", pending.value.clone())
     } else {
-        ("resolve", json!({"of": pending.invoke, "f": pending.f, "key": key_json(pending.key)}))
+        (
+            "resolve",
+            json!({"of": pending.invoke, "f": pending.f, "key": key_json(pending.key)}),
+        )
     };
     let result = |reply: ledger_core::outcome::Reply| {
         if f == "deposit" {
@@ -503,13 +622,27 @@ async fn retry(run: &Run, client: &Client, process: u64, pending: &Pending) -> O
             reply_value(&reply)
         }
     };
-    run.op(process, f, value, false, client.submit_with_key(pending.key, pending.operation.clone()), result)
-        .await
-        .0
+    run.op(
+        process,
+        f,
+        value,
+        false,
+        client.submit_with_key(pending.key, pending.operation.clone()),
+        result,
+    )
+    .await
+    .0
 }
 
 /// The same request sent twice at once: both answers must be the same.
-async fn deposit_twice(run: &Run, client: &Client, process: u64, key: RequestKey, account: u64, amount: u64) -> (OpType, u64) {
+async fn deposit_twice(
+    run: &Run,
+    client: &Client,
+    process: u64,
+    key: RequestKey,
+    account: u64,
+    amount: u64,
+) -> (OpType, u64) {
     let value = json!({"key": key_json(key), "account": account, "amount": amount, "retry": false, "twice": true});
     let command = deposit_operation(account, amount);
     let both = async {
@@ -523,11 +656,27 @@ async fn deposit_twice(run: &Run, client: &Client, process: u64, key: RequestKey
             (Err(e), Err(_)) => Err(e),
         }
     };
-    let (kind, _, invoke) = run.op(process, "deposit", value, false, both, |(a, b)| json!({"reply": a, "second_reply": b})).await;
+    let (kind, _, invoke) = run
+        .op(
+            process,
+            "deposit",
+            value,
+            false,
+            both,
+            |(a, b)| json!({"reply": a, "second_reply": b}),
+        )
+        .await;
     (kind, invoke)
 }
 
-async fn epay_step(run: &Run, client: &Client, state: &mut Thread, rng: &mut StdRng, thread: u64, process: u64) -> OpType {
+async fn epay_step(
+    run: &Run,
+    client: &Client,
+    state: &mut Thread,
+    rng: &mut StdRng,
+    thread: u64,
+    process: u64,
+) -> OpType {
     let setup = &run.setup;
     // Each thread pays from its own customers, so that one order's steps are one thread's.
     let i = thread * EPAY_CUSTOMERS_PER_THREAD + rng.gen_range(0..EPAY_CUSTOMERS_PER_THREAD);
@@ -542,9 +691,20 @@ async fn epay_step(run: &Run, client: &Client, state: &mut Thread, rng: &mut Std
     let pan = test_pan(n);
     let value = json!({"account": account, "amount": amount, "order": order});
     let (kind, out, _) = run
-        .op(process, "begin", value, false, client.begin_payment(&test_phone(n), Secret::new(&pan[pan.len() - 6..]), Payee::Merchant(merchant), amount, &order), |p| {
-            json!({"payment": p.payment.0, "challenge": p.challenge.0})
-        })
+        .op(
+            process,
+            "begin",
+            value,
+            false,
+            client.begin_payment(
+                &test_phone(n),
+                Secret::new(&pan[pan.len() - 6..]),
+                Payee::Merchant(merchant),
+                amount,
+                &order,
+            ),
+            |p| json!({"payment": p.payment.0, "challenge": p.challenge.0}),
+        )
         .await;
     if kind != OpType::Ok {
         return kind;
@@ -564,12 +724,25 @@ async fn epay_step(run: &Run, client: &Client, state: &mut Thread, rng: &mut Std
     confirm(run, client, process, payment, account, code, true).await
 }
 
-async fn confirm(run: &Run, client: &Client, process: u64, payment: u64, account: u64, code: String, correct: bool) -> OpType {
+async fn confirm(
+    run: &Run,
+    client: &Client,
+    process: u64,
+    payment: u64,
+    account: u64,
+    code: String,
+    correct: bool,
+) -> OpType {
     // The code itself is a secret: the history says only whether it was the right one.
     let value = json!({"payment": payment, "account": account, "code": if correct { "correct" } else { "wrong" }});
-    run.op(process, "confirm", value, false, client.confirm_payment(PaymentId(payment), Secret::new(code)), |s| {
-        json!({"debited": s.debited_fen, "bill": s.bill_fen})
-    })
+    run.op(
+        process,
+        "confirm",
+        value,
+        false,
+        client.confirm_payment(PaymentId(payment), Secret::new(code)),
+        |s| json!({"debited": s.debited_fen, "bill": s.bill_fen}),
+    )
     .await
     .0
 }
@@ -579,7 +752,11 @@ async fn wait_code(run: &Run, challenge: u64, deadline: Duration) -> Option<Stri
     loop {
         for path in &run.sms_paths {
             if let Ok(messages) = ledger_client::sms::read_outbox(path) {
-                if let Some(code) = messages.iter().filter(|m| m.id == challenge).find_map(|m| m.code()) {
+                if let Some(code) = messages
+                    .iter()
+                    .filter(|m| m.id == challenge)
+                    .find_map(|m| m.code())
+                {
                     return Some(code);
                 }
             }
@@ -619,8 +796,15 @@ async fn final_reads(run: &Run, client: &Client, process: u64, consistency: Cons
     let tag = json!({"node": if node == 0 { Value::Null } else { json!(node) }});
     match run.kind {
         Kind::Bank | Kind::Idempotency => {
-            run.op(process, "final-read", tag, true, client.query(account_range(setup), consistency), |r| balances(r, setup))
-                .await;
+            run.op(
+                process,
+                "final-read",
+                tag,
+                true,
+                client.query(account_range(setup), consistency),
+                |r| balances(r, setup),
+            )
+            .await;
         }
         Kind::Vouchers => {
             let raced = run.current_pool.load(Ordering::Relaxed) + 1;
@@ -633,11 +817,17 @@ async fn final_reads(run: &Run, client: &Client, process: u64, consistency: Cons
                     };
                     let mut holders = Vec::new();
                     for a in &setup.accounts {
-                        if let QueryReply::Voucher(Some(_)) = client.query(Query::Voucher(AccountId(*a), pool), consistency).await? {
+                        if let QueryReply::Voucher(Some(_)) = client
+                            .query(Query::Voucher(AccountId(*a), pool), consistency)
+                            .await?
+                        {
                             holders.push(*a);
                         }
                     }
-                    pools.insert(pool.0.to_string(), json!({"granted": granted, "holders": holders}));
+                    pools.insert(
+                        pool.0.to_string(),
+                        json!({"granted": granted, "holders": holders}),
+                    );
                 }
                 Ok::<_, ClientError>(json!({ "pools": pools }))
             };
@@ -651,15 +841,36 @@ async fn final_reads(run: &Run, client: &Client, process: u64, consistency: Cons
                 .collect();
             let read = async {
                 let first = 1u64;
-                let last = setup.merchant_account.expect("merchant account").max(*setup.accounts.last().expect("accounts"));
-                let all = match client.query(Query::AccountRange { first: AccountId(first), count: (last - first + 1) as u32 }, consistency).await? {
-                    QueryReply::Accounts { accounts: v, .. } => v.into_iter().map(|a| (a.account.0.to_string(), json!(a.balance_fen))).collect::<serde_json::Map<_, _>>(),
+                let last = setup
+                    .merchant_account
+                    .expect("merchant account")
+                    .max(*setup.accounts.last().expect("accounts"));
+                let all = match client
+                    .query(
+                        Query::AccountRange {
+                            first: AccountId(first),
+                            count: (last - first + 1) as u32,
+                        },
+                        consistency,
+                    )
+                    .await?
+                {
+                    QueryReply::Accounts { accounts: v, .. } => v
+                        .into_iter()
+                        .map(|a| (a.account.0.to_string(), json!(a.balance_fen)))
+                        .collect::<serde_json::Map<_, _>>(),
                     _ => Default::default(),
                 };
                 let mut states = BTreeMap::new();
                 for p in &payments {
-                    if let QueryReply::Payment(Some(payment)) = client.query(Query::Payment(PaymentId(*p)), consistency).await? {
-                        states.insert(p.to_string(), serde_json::to_value(payment.state).expect("serialises"));
+                    if let QueryReply::Payment(Some(payment)) = client
+                        .query(Query::Payment(PaymentId(*p)), consistency)
+                        .await?
+                    {
+                        states.insert(
+                            p.to_string(),
+                            serde_json::to_value(payment.state).expect("serialises"),
+                        );
                     }
                 }
                 Ok::<_, ClientError>(json!({"balances": all, "payments": states}))
@@ -671,7 +882,13 @@ async fn final_reads(run: &Run, client: &Client, process: u64, consistency: Cons
 
 /// A client thread: operations until the run stops. An `info` completion crashes the
 /// process (as in Jepsen): the thread goes on as process `process + concurrency`.
-pub async fn thread_loop(run: Arc<Run>, client: Client, home: Client, thread: u64, seed: u64) -> (Client, Thread) {
+pub async fn thread_loop(
+    run: Arc<Run>,
+    client: Client,
+    home: Client,
+    thread: u64,
+    seed: u64,
+) -> (Client, Thread) {
     use rand::SeedableRng;
     let mut rng = StdRng::seed_from_u64(seed ^ (thread + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut state = Thread {
