@@ -428,10 +428,12 @@ fn epay(setup: &Setup, all: &[Pair<'_>]) -> Finding {
     Finding::from_errors(errors, stats)
 }
 
+/// An idempotency key's deposit: account, amount, every answer seen, any outcome unknown.
+type KeyRecord = (u64, u64, Vec<Value>, bool);
+
 fn idempotency(setup: &Setup, all: &[Pair<'_>]) -> Finding {
     let mut errors = Vec::new();
-    // key -> (account, amount, answers seen, any outcome unknown)
-    let mut keys: BTreeMap<(u64, u64), (u64, u64, Vec<Value>, bool)> = BTreeMap::new();
+    let mut keys: BTreeMap<(u64, u64), KeyRecord> = BTreeMap::new();
     for p in all.iter().filter(|p| p.invoke.f == "deposit") {
         let v = &p.invoke.value;
         let key = (

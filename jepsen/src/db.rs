@@ -362,8 +362,8 @@ impl Db {
                 last.push((id, self.state_hash(id).await));
             }
             let first = last[0].1;
-            if first.is_some() && last.iter().all(|(_, h)| *h == first) {
-                return Ok(first.expect("checked"));
+            if let Some(hash) = first.filter(|_| last.iter().all(|(_, h)| *h == first)) {
+                return Ok(hash);
             }
             if started.elapsed() > deadline {
                 let seen: Vec<String> = last

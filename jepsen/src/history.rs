@@ -109,12 +109,6 @@ impl Recorder {
         index
     }
 
-    /// The last entry of a process.
-    pub fn last_of(&self, process: Process) -> Option<Op> {
-        let ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
-        ops.iter().rev().find(|op| op.process == process).cloned()
-    }
-
     /// Everything recorded so far.
     pub fn ops(&self) -> Vec<Op> {
         self.ops.lock().unwrap_or_else(|p| p.into_inner()).clone()

@@ -114,7 +114,6 @@ pub async fn run(options: Options) -> Result<(PathBuf, Results), String> {
 
     let ids: Vec<u64> = (1..=options.nodes).collect();
     let net = Network::create(&ids).map_err(|e| e.to_string())?;
-    let sms_paths: Vec<PathBuf>;
     let data_root = std::env::temp_dir().join(format!("ledger-jepsen-{}", std::process::id()));
     eprintln!(
         "ledger-jepsen: nodes at {} on bridge {}, data in {} (all removed at exit)",
@@ -136,7 +135,7 @@ pub async fn run(options: Options) -> Result<(PathBuf, Results), String> {
         data_root.clone(),
     )
     .map_err(|e| format!("data directory {}: {e}", data_root.display()))?;
-    sms_paths = ids
+    let sms_paths: Vec<PathBuf> = ids
         .iter()
         .map(|id| {
             data_root
@@ -188,7 +187,14 @@ async fn drive(
         options.nodes, options.workload
     );
     let campaign = db.campaign_ms();
-    let setup = workload::setup(options.workload, &db, options.concurrency, campaign).await?;
+    let setup = workload::setup(
+        options.workload,
+        &db,
+        options.concurrency,
+        options.time_limit,
+        campaign,
+    )
+    .await?;
     let recorder = Recorder::new();
     let started_ms = started_ms.max(now_ms() - recorder.now_ns() / 1_000_000);
     let run = Arc::new(Run {

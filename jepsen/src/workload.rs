@@ -28,8 +28,9 @@ pub enum Kind {
     /// Transfers between accounts and reads of every balance: the total stays constant, no
     /// balance goes negative, and the history is linearizable against the ledger core.
     Bank,
-    /// Many clients race to claim from a small voucher pool: never over capacity, never two
-    /// vouchers for one account, every acknowledged claim durable, linearizable.
+    /// Many clients race to claim from a small voucher pool (a fresh one every 2 seconds):
+    /// never over capacity, never two vouchers for one account, every acknowledged claim
+    /// durable, linearizable.
     Vouchers,
     /// Two-step e-Pay payments confirmed with the OTP from the SMS outbox, wrong codes among
     /// them: a wrong code never settles, a payment settles once, money is conserved.
@@ -73,7 +74,7 @@ pub struct Run {
     pub recorder: Recorder,
     pub stop: AtomicBool,
     pub concurrency: u64,
-    /// Vouchers: the position in `setup.pools` of the pool being raced for.
+    /// Vouchers: the last position in `setup.pools` raced for so far.
     pub current_pool: std::sync::atomic::AtomicUsize,
     /// Operations per second over all threads (0: as fast as they go). Each thread waits a
     /// random time (mean: concurrency / rate) between operations, as Jepsen staggers.
@@ -197,9 +198,10 @@ pub const BANK_ACCOUNTS: u64 = 8;
 pub const BANK_INITIAL_FEN: u64 = 100_000;
 /// Largest transfer, so that some are refused for insufficient funds.
 pub const BANK_MAX_TRANSFER_FEN: u64 = 40_000;
-/// Vouchers: pools created at setup; the clients race for one, and move on to the next once
-/// they are told it is exhausted.
-pub const VOUCHER_POOLS: u64 = 256;
+/// Vouchers: a new race (a fresh pool) every this many seconds; pools enough for the run
+/// are created at setup, at most `VOUCHER_MAX_POOLS` (later rounds stay on the last pool).
+pub const VOUCHER_ROUND_S: u64 = 2;
+pub const VOUCHER_MAX_POOLS: u64 = 512;
 pub const VOUCHER_POOL_NAME: &str = "jepsen race";
 pub const VOUCHER_FACE_FEN: u64 = 500;
 /// Idempotency: accounts deposited to.
@@ -213,6 +215,7 @@ pub async fn setup(
     kind: Kind,
     db: &Db,
     concurrency: u64,
+    time_limit: Duration,
     campaign_ms: (u64, u64),
 ) -> Result<Setup, String> {
     let client = db.client(Duration::from_secs(3), 20);
@@ -248,7 +251,8 @@ pub async fn setup(
         Kind::Vouchers => {
             let capacity = (count / 4).max(3);
             let valid = (now_ms() - 3_600_000, now_ms() + 86_400_000);
-            for _ in 0..VOUCHER_POOLS {
+            let rounds = (time_limit.as_secs() / VOUCHER_ROUND_S + 2).min(VOUCHER_MAX_POOLS);
+            for _ in 0..rounds {
                 let pool = client
                     .create_pool(
                         VOUCHER_POOL_NAME,
@@ -490,7 +494,10 @@ pub async fn step(
             }
         }
         Kind::Vouchers => {
-            let position = run.current_pool.load(Ordering::Relaxed);
+            // Every thread races for the same pool in the same round.
+            let round = (run.recorder.now_ns() / 1_000_000_000 / VOUCHER_ROUND_S) as usize;
+            let position = round.min(setup.pools.len() - 1);
+            run.current_pool.fetch_max(position, Ordering::Relaxed);
             let pool = PoolId(setup.pools[position]);
             if rng.gen_bool(0.2) {
                 run.op(
@@ -512,7 +519,7 @@ pub async fn step(
                     pool,
                     account: AccountId(account),
                 };
-                let kind = keyed_write(
+                keyed_write(
                     run,
                     client,
                     state,
@@ -521,21 +528,7 @@ pub async fn step(
                     json!({"pool": pool.0, "account": account}),
                     command,
                 )
-                .await;
-                let exhausted = run
-                    .recorder
-                    .last_of(Process::Client(process))
-                    .is_some_and(|op| op.value["refused"].get("PoolExhausted").is_some());
-                if exhausted && position + 1 < setup.pools.len() {
-                    // The race is over: on to the next pool (once, whoever notices first).
-                    let _ = run.current_pool.compare_exchange(
-                        position,
-                        position + 1,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
-                }
-                kind
+                .await
             }
         }
         Kind::Idempotency => {

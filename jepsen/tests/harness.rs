@@ -90,15 +90,17 @@ fn leftovers(pid: u32) -> Vec<String> {
     if data.exists() {
         found.push(data.display().to_string());
     }
-    let nodes = Command::new("pgrep")
-        .args(["-f", &format!("ledger-jepsen-{pid}/")])
-        .output();
-    if let Ok(nodes) = nodes {
-        found.extend(
-            String::from_utf8_lossy(&nodes.stdout)
-                .lines()
-                .map(|p| format!("node process {p}")),
-        );
+    // Node processes: their data directory (on the command line) carries the harness's pid.
+    let marker = format!("ledger-jepsen-{pid}/");
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            if String::from_utf8_lossy(&cmdline).contains(&marker) {
+                found.push(format!(
+                    "node process {}",
+                    entry.file_name().to_string_lossy()
+                ));
+            }
+        }
     }
     found
 }
