@@ -38,6 +38,10 @@ pub struct ClientConfig {
     /// `idempotency_window_per_client` (default 1,024), so that the ledger never forgets a
     /// record of this client before the client has its answer.
     pub max_in_flight: usize,
+    /// Whether to follow `NotLeader` answers to the leader (the default). A client that does
+    /// not only ever talks to its configured endpoints: a node-bound client, for health checks
+    /// and tests that must hear one particular node.
+    pub follow_leader: bool,
 }
 
 /// Most keys a client holds unanswered (issued, or sent without an answer yet). Half the
@@ -60,6 +64,7 @@ impl ClientConfig {
             backoff_max: Duration::from_secs(2),
             client_id: None,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            follow_leader: true,
         }
     }
 }
@@ -295,7 +300,9 @@ impl Client {
                             Attempt::Retry(format!("{endpoint}: {rpc}"))
                         }
                         Ok(Ok(Err(ApiError::NotLeader { leader }))) => {
-                            self.follow(leader.as_ref());
+                            if self.config.follow_leader {
+                                self.follow(leader.as_ref());
+                            }
                             Attempt::Retry(format!("{endpoint}: not the leader"))
                         }
                         Ok(Ok(Err(e))) if e.is_retryable() => {

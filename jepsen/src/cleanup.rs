@@ -67,7 +67,7 @@ fn remove(resource: &Resource) {
     }
 }
 
-/// Installs the Ctrl-C / SIGTERM handler and the panic hook. On a signal the harness cleans
+/// Installs the Ctrl-C / SIGTERM / SIGHUP handler and the panic hook. On a signal the harness cleans
 /// up and exits with `exit_code`.
 pub fn install(exit_code: i32) {
     let default_hook = std::panic::take_hook();
@@ -78,15 +78,17 @@ pub fn install(exit_code: i32) {
     }));
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
         ) else {
             return;
         };
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
+            _ = hup.recv() => {}
         }
         eprintln!("ledger-jepsen: interrupted; removing the test network, nodes and data");
         run_all();

@@ -176,11 +176,19 @@ impl Db {
                     .arg(format!("{}={},{}", m.id, m.raft_addr, m.client_addr));
             }
         }
-        // SAFETY: prctl in the child before exec; async-signal-safe. The node dies with the
-        // harness even if the harness itself is killed with SIGKILL.
+        // The node dies with the harness even if the harness is killed with SIGKILL. The
+        // signal is tied to the *thread* that spawns the node: spawn only from tokio's worker
+        // threads (alive as long as the runtime), never from `spawn_blocking`, whose idle
+        // threads exit and would take their nodes with them.
+        let harness = std::process::id() as i32;
+        // SAFETY: prctl and getppid in the child before exec; both async-signal-safe.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() != harness {
+                    // The harness died before prctl took effect.
+                    libc::_exit(1);
+                }
                 Ok(())
             });
         }
@@ -270,12 +278,13 @@ impl Db {
         Client::new(config)
     }
 
-    /// A client of one node only (no failover).
+    /// A client of one node only: it never follows the node's `NotLeader` answers elsewhere.
     pub fn node_client(&self, id: u64) -> Client {
         let mut config = ClientConfig::new([self.info(id).client_addr]);
         config.call_timeout = Duration::from_secs(2);
         config.connect_timeout = Duration::from_millis(500);
         config.max_attempts = 1;
+        config.follow_leader = false;
         Client::new(config)
     }
 

@@ -60,8 +60,14 @@ struct Entry {
     partner: usize,
 }
 
-/// Checks `ops` against `init`, giving up after `max_steps` model steps.
-pub fn check<M: Model>(init: M, ops: &[LinOp], max_steps: u64) -> Verdict {
+/// Checks `ops` against `init`, giving up after `max_steps` model steps or `max_time`.
+pub fn check<M: Model>(
+    init: M,
+    ops: &[LinOp],
+    max_steps: u64,
+    max_time: std::time::Duration,
+) -> Verdict {
+    let started = std::time::Instant::now();
     let n = ops.len();
     // Calls sort before returns at the same instant: such operations count as concurrent.
     let mut raw: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * n);
@@ -138,9 +144,9 @@ pub fn check<M: Model>(init: M, ops: &[LinOp], max_steps: u64) -> Verdict {
         if entry != NONE && entries[entry].is_call {
             let op = entries[entry].op;
             steps += 1;
-            if steps > max_steps {
+            if steps > max_steps || (steps % 4096 == 0 && started.elapsed() > max_time) {
                 return Verdict::Unknown(format!(
-                    "search budget of {max_steps} steps exhausted after linearizing {} of {n} operations",
+                    "search budget ({max_steps} steps or {max_time:?}) exhausted after {steps} steps, having linearized up to {} of {n} operations",
                     deepest.0
                 ));
             }
@@ -195,6 +201,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const SECOND: std::time::Duration = std::time::Duration::from_secs(1);
+
     /// A register: `write` sets it, `read` observes it.
     #[derive(Clone)]
     struct Register(i64);
@@ -245,13 +253,19 @@ mod tests {
             op(1, "read", 0, Some(1), 5, Some(6)),
             op(2, "read", 0, Some(1), 11, Some(12)),
         ];
-        assert_eq!(check(Register(0), &ops, 1_000), Verdict::Linearizable);
+        assert_eq!(
+            check(Register(0), &ops, 1_000, SECOND),
+            Verdict::Linearizable
+        );
         // Read 0 while the write is in flight is fine too.
         let ops = vec![
             op(0, "write", 1, None, 0, Some(10)),
             op(1, "read", 0, Some(0), 5, Some(6)),
         ];
-        assert_eq!(check(Register(0), &ops, 1_000), Verdict::Linearizable);
+        assert_eq!(
+            check(Register(0), &ops, 1_000, SECOND),
+            Verdict::Linearizable
+        );
     }
 
     #[test]
@@ -260,7 +274,7 @@ mod tests {
             op(0, "write", 1, None, 0, Some(10)),
             op(2, "read", 0, Some(0), 20, Some(30)),
         ];
-        match check(Register(0), &ops, 1_000) {
+        match check(Register(0), &ops, 1_000, SECOND) {
             Verdict::NotLinearizable { stuck, .. } => assert_eq!(stuck, 2),
             other => panic!("expected a violation, got {other:?}"),
         }
@@ -275,7 +289,7 @@ mod tests {
                 op(2, "read", 0, Some(seen), 20, Some(30)),
             ];
             assert_eq!(
-                check(Register(0), &ops, 1_000),
+                check(Register(0), &ops, 1_000, SECOND),
                 Verdict::Linearizable,
                 "read {seen}"
             );
@@ -287,7 +301,7 @@ mod tests {
             op(4, "read", 0, Some(0), 40, Some(50)),
         ];
         assert!(matches!(
-            check(Register(0), &ops, 1_000),
+            check(Register(0), &ops, 1_000, SECOND),
             Verdict::NotLinearizable { .. }
         ));
     }
@@ -298,6 +312,9 @@ mod tests {
             .map(|i| op(i, "write", i as i64, None, i, Some(1_000)))
             .chain([op(99, "read", 0, Some(-1), 2_000, Some(2_001))])
             .collect();
-        assert!(matches!(check(Register(0), &ops, 500), Verdict::Unknown(_)));
+        assert!(matches!(
+            check(Register(0), &ops, 500, SECOND),
+            Verdict::Unknown(_)
+        ));
     }
 }

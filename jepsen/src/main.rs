@@ -29,13 +29,17 @@ struct Cli {
 #[derive(Subcommand)]
 enum Commands {
     /// Runs a test and checks its history.
+    #[command(
+        after_help = "Exit codes: 0 valid, 1 invalid, 2 unknown or harness failure (also a usage error), 3 not root, no network namespaces, or iproute2/nftables missing."
+    )]
     Test(TestArgs),
     /// Re-runs the checkers on a stored run (its folder, or its history.jsonl).
     Check {
         /// A run folder (store/<test>/<time>/ or a `latest` link), or a history.jsonl in one.
         path: PathBuf,
     },
-    /// Removes namespaces and links left behind by runs that were killed with SIGKILL.
+    /// Removes namespaces, links and data directories left behind by runs that were killed
+    /// with SIGKILL (and so could not clean up).
     Clean,
 }
 
@@ -97,6 +101,9 @@ fn parse_nemesis(text: &str) -> Result<NemesisList, String> {
                 format!("unknown fault `{other}`: use partition, loss, kill, pause, membership, all or none")
             })?),
         }
+    }
+    if text.split(',').all(|p| p.trim().is_empty()) {
+        return Err("name at least one fault, or `none`".to_owned());
     }
     faults.sort();
     faults.dedup();

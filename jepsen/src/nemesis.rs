@@ -44,6 +44,9 @@ impl Fault {
     }
 }
 
+/// Longest the end of a run keeps trying to heal a fault that will not heal.
+pub const HEAL_DEADLINE: Duration = Duration::from_secs(120);
+
 /// Most faults in force at once.
 pub const MAX_CONCURRENT_FAULTS: usize = 2;
 
@@ -125,19 +128,39 @@ impl Nemesis {
                     || idle.is_empty()
                     || (!self.active.is_empty() && self.rng.gen_bool(0.5));
                 if heal {
-                    let oldest = self.active.remove(0);
-                    self.heal(oldest).await;
+                    // Newest first: a removed voter is re-added only once the faults that
+                    // came after it (and may have taken its quorum) are gone.
+                    let newest = self.active.pop().expect("not empty");
+                    if !self.heal(newest.clone()).await {
+                        self.active.push(newest);
+                    }
                 } else {
                     let fault = *idle.choose(&mut self.rng).expect("not empty");
                     self.start(fault).await;
                 }
             }
         }
+        // At the end every fault is healed, newest first; one that will not heal (a voter
+        // that cannot be re-added yet) is tried again until HEAL_DEADLINE.
+        let deadline = std::time::Instant::now() + HEAL_DEADLINE;
         while let Some(active) = self.active.pop() {
-            self.heal(active).await;
+            if !self.heal(active.clone()).await && std::time::Instant::now() < deadline {
+                self.active.insert(0, active);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
         // Whatever else happened, the network is clean and every node runs at the end.
         let _ = self.net.lock().await.heal();
+    }
+
+    /// A fault that did not start is over at once (so the report does not shade the rest of
+    /// the run).
+    fn failed_start(&self, fault: Fault) {
+        self.record(
+            format!("stop-{}", fault.name()),
+            Value::Null,
+            Some("the fault did not start".into()),
+        );
     }
 
     async fn target(&mut self) -> (u64, &'static str) {
@@ -167,9 +190,13 @@ impl Nemesis {
                 let ids = self.db.lock().await.ids();
                 let mut shuffled = ids.clone();
                 shuffled.shuffle(&mut self.rng);
-                let shape = *["halves", "isolate-leader", "majority-ring", "bridge"]
-                    .choose(&mut self.rng)
-                    .expect("shapes");
+                // With 3 nodes a majority ring is no partition at all: everyone hears everyone.
+                let shapes: &[&str] = if ids.len() > 3 {
+                    &["halves", "isolate-leader", "majority-ring", "bridge"]
+                } else {
+                    &["halves", "isolate-leader", "bridge"]
+                };
+                let shape = *shapes.choose(&mut self.rng).expect("shapes");
                 let grudge = match shape {
                     "halves" => partitions::halves(&shuffled),
                     "majority-ring" => partitions::majority_ring(&shuffled),
@@ -188,8 +215,9 @@ impl Nemesis {
                 let value = json!({"shape": shape, "drops": grudge.iter().map(|(k, v)| (k.to_string(), json!(v.iter().collect::<Vec<_>>()))).collect::<serde_json::Map<_, _>>()});
                 let result = self.net.lock().await.set_grudge(grudge);
                 self.record(name, value, result.as_ref().err().map(|e| e.to_string()));
-                if result.is_ok() {
-                    self.active.push(Active::Partition);
+                match result {
+                    Ok(()) => self.active.push(Active::Partition),
+                    Err(_) => self.failed_start(fault),
                 }
             }
             Fault::Loss => {
@@ -200,8 +228,9 @@ impl Nemesis {
                     json!({"percent": percent}),
                     result.as_ref().err().map(|e| e.to_string()),
                 );
-                if result.is_ok() {
-                    self.active.push(Active::Loss);
+                match result {
+                    Ok(()) => self.active.push(Active::Loss),
+                    Err(_) => self.failed_start(fault),
                 }
             }
             Fault::Kill => {
@@ -220,6 +249,8 @@ impl Nemesis {
                 );
                 if paused {
                     self.active.push(Active::Pause(node));
+                } else {
+                    self.failed_start(fault);
                 }
             }
             Fault::Membership => {
@@ -239,7 +270,8 @@ impl Nemesis {
         }
     }
 
-    async fn heal(&mut self, active: Active) {
+    /// Heals a fault; false if it could not be healed (yet).
+    async fn heal(&mut self, active: Active) -> bool {
         let name = format!("stop-{}", active.fault().name());
         match active {
             Active::Partition => {
@@ -267,26 +299,27 @@ impl Nemesis {
                     let db = self.db.lock().await;
                     (db.client(Duration::from_secs(2), 5), db.info(node))
                 };
-                // Re-adding needs a working cluster: keep trying for a while.
-                let mut error = None;
-                for _ in 0..10 {
-                    match tokio::time::timeout(
-                        Duration::from_secs(20),
-                        client.add_node(info.clone()),
-                    )
-                    .await
-                    {
-                        Ok(Ok(())) => {
-                            error = None;
-                            break;
-                        }
-                        Ok(Err(e)) => error = Some(e.to_string()),
-                        Err(_) => error = Some("no answer within 20 s".to_owned()),
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                // Re-adding needs a quorum; if there is none yet, the fault stays in force
+                // and healing is tried again at the next action.
+                let error = match tokio::time::timeout(
+                    Duration::from_secs(15),
+                    client.add_node(info.clone()),
+                )
+                .await
+                {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some("no answer within 15 s".to_owned()),
+                };
+                let healed = error.is_none();
+                if healed {
+                    self.record(name, json!({"add": node}), None);
+                } else {
+                    self.record("heal-failed".to_owned(), json!({"add": node}), error);
                 }
-                self.record(name, json!({"add": node}), error);
+                return healed;
             }
         }
+        true
     }
 }

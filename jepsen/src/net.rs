@@ -104,8 +104,9 @@ impl Network {
         let subnet = free_subnet(pid)?;
         let bridge = format!("{tag}br");
         let gateway = Ipv4Addr::new(10, 117, subnet, 1);
-        cleanup::register(Resource::Link(bridge.clone()));
+        // Registered once made: a name taken by another run must not be removed by this one.
         run("ip", &["link", "add", &bridge, "type", "bridge"])?;
+        cleanup::register(Resource::Link(bridge.clone()));
         run(
             "ip",
             &["addr", "add", &format!("{gateway}/24"), "dev", &bridge],
@@ -125,9 +126,8 @@ impl Network {
                 addr: Ipv4Addr::new(10, 117, subnet, 10 + id as u8),
                 veth: format!("{tag}n{id}"),
             };
-            cleanup::register(Resource::Netns(host.netns.clone()));
             run("ip", &["netns", "add", &host.netns])?;
-            cleanup::register(Resource::Link(host.veth.clone()));
+            cleanup::register(Resource::Netns(host.netns.clone()));
             run(
                 "ip",
                 &[
@@ -143,6 +143,7 @@ impl Network {
                     &host.netns,
                 ],
             )?;
+            cleanup::register(Resource::Link(host.veth.clone()));
             run(
                 "ip",
                 &["link", "set", &host.veth, "master", &net.bridge, "up"],
@@ -312,14 +313,18 @@ pub mod partitions {
         complete(&[vec![alone], rest])
     }
 
-    /// Every node hears a majority (itself and the next nodes round the ring), and no two
-    /// nodes hear the same majority.
+    /// Every node hears a majority (itself and its neighbours on both sides round the ring;
+    /// links work both ways, as TCP needs), and no two nodes hear the same majority. With 3
+    /// nodes that is everyone: no partition (the nemesis does not choose it then).
     pub fn majority_ring(ring: &[u64]) -> Grudge {
         let n = ring.len();
         let majority = n / 2 + 1;
+        let reach = majority / 2;
         let mut grudge = Grudge::new();
         for (i, node) in ring.iter().enumerate() {
-            let heard: BTreeSet<u64> = (0..majority).map(|k| ring[(i + k) % n]).collect();
+            let heard: BTreeSet<u64> = (0..=2 * reach)
+                .map(|k| ring[(i + n + k - reach) % n])
+                .collect();
             grudge.insert(
                 *node,
                 ring.iter()
@@ -364,6 +369,24 @@ pub mod partitions {
             for n in ids {
                 let heard = ids.iter().filter(|o| hears(&r, n, **o)).count();
                 assert_eq!(heard, 3, "node {n} hears a bare majority");
+                for o in ids {
+                    assert_eq!(
+                        hears(&r, n, o),
+                        hears(&r, o, n),
+                        "{n} and {o}: links work both ways"
+                    );
+                }
+            }
+            for size in 4..=9u64 {
+                let ring: Vec<u64> = (1..=size).collect();
+                let r = majority_ring(&ring);
+                for n in &ring {
+                    let heard = ring.iter().filter(|o| hears(&r, *n, **o)).count() as u64;
+                    assert!(
+                        heard > size / 2 && heard < size,
+                        "{size} nodes: node {n} hears {heard}"
+                    );
+                }
             }
             let majorities: BTreeSet<Vec<u64>> = ids
                 .iter()

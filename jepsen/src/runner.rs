@@ -65,7 +65,7 @@ pub struct Options {
     pub unsafe_local_reads: bool,
 }
 
-/// `YYYYMMDDTHHMMSS` (UTC) for a Unix time in ms.
+/// `YYYYMMDDTHHMMSS.mmm` (UTC) for a Unix time in ms.
 pub fn timestamp(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
@@ -80,10 +80,11 @@ pub fn timestamp(ms: u64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}",
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}.{:03}",
         rem / 3600,
         rem / 60 % 60,
-        rem % 60
+        rem % 60,
+        ms % 1000
     )
 }
 
@@ -110,7 +111,11 @@ pub async fn run(options: Options) -> Result<(PathBuf, Results), String> {
     let started_ms = now_ms();
     let dir = options.store.join(&name).join(timestamp(started_ms));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    eprintln!("ledger-jepsen: {name}, results in {}", dir.display());
+    eprintln!(
+        "ledger-jepsen: {name}, seed {}, results in {}",
+        options.seed,
+        dir.display()
+    );
 
     let ids: Vec<u64> = (1..=options.nodes).collect();
     let net = Network::create(&ids).map_err(|e| e.to_string())?;
@@ -270,6 +275,15 @@ async fn drive(
     let healed = {
         let mut db = db.lock().await;
         // Any node that exited on its own is started again: the final reads want them all.
+        for (id, status) in db.crashed() {
+            recorder.record(
+                Process::NEMESIS,
+                OpType::Info,
+                "node-exited",
+                serde_json::json!({"node": id, "status": status}),
+                Some("a node exited on its own".into()),
+            );
+        }
         for id in db.ids() {
             if !db.is_running(id) {
                 let _ = db.start(id, false);
@@ -348,6 +362,12 @@ async fn drive(
 
 /// `ledger-jepsen check PATH`: the checkers again, on a stored run.
 pub fn recheck(path: &Path) -> Result<Results, String> {
+    if !path.exists() {
+        return Err(format!(
+            "{}: no such run folder or history file",
+            path.display()
+        ));
+    }
     let dir = if path.is_dir() {
         path.to_owned()
     } else {

@@ -461,6 +461,19 @@ pub async fn step(
 ) -> OpType {
     let setup = &run.setup;
     let pick = |rng: &mut StdRng| setup.accounts[rng.gen_range(0..setup.accounts.len())];
+    // Unknown writes are asked about again now and then during the run, while the ledger
+    // surely still holds their records (its window per client is 1,024 requests).
+    if matches!(run.kind, Kind::Bank | Kind::Vouchers)
+        && !state.pending.is_empty()
+        && rng.gen_bool(0.2)
+    {
+        let pending = state.pending.remove(0);
+        let kind = retry(run, client, process, &pending).await;
+        if kind == OpType::Info {
+            state.pending.push(pending);
+        }
+        return kind;
+    }
     match run.kind {
         Kind::Bank => {
             if rng.gen_bool(0.5) {
@@ -646,7 +659,12 @@ async fn deposit_twice(
         match (a, b) {
             (Ok(a), Ok(b)) => Ok((a, Some(b))),
             (Ok(a), Err(_)) | (Err(_), Ok(a)) => Ok((a, None)),
-            (Err(e), Err(_)) => Err(e),
+            // If either send's outcome is unknown, so is the operation's.
+            (Err(a), Err(b)) => Err(if matches!(classify(a.clone()), Done::Info(_)) {
+                a
+            } else {
+                b
+            }),
         }
     };
     let (kind, _, invoke) = run
@@ -765,25 +783,47 @@ async fn wait_code(run: &Run, challenge: u64, deadline: Duration) -> Option<Stri
 /// under their keys) and reads the final state, through the cluster (linearizable, process
 /// `FINAL_PROCESS`) and from every node (local reads, `FINAL_PROCESS + id`).
 pub async fn finish(run: &Run, db: &Db, threads: Vec<(Client, Thread)>) {
-    let process = FINAL_PROCESS;
+    // Unknown writes, asked again under their keys: each asking is a process of its own
+    // (from RESOLVE_PROCESS up), a new one after every unknown answer, as in Jepsen.
+    let deadline = std::time::Instant::now() + FINISH_RESOLVE_TIME;
+    let mut process = RESOLVE_PROCESS;
     for (client, thread) in &threads {
         for pending in &thread.pending {
             for _ in 0..3 {
-                if retry(run, client, process, pending).await != OpType::Info {
+                if std::time::Instant::now() > deadline {
+                    break;
+                }
+                let kind = retry(run, client, process, pending).await;
+                process += 1;
+                if kind != OpType::Info {
                     break;
                 }
             }
         }
     }
+    // What the resolves applied reaches every replica before the replicas are read.
+    let _ = db.wait_converged(Duration::from_secs(30)).await;
     let client = db.client(Duration::from_secs(3), 10);
-    final_reads(run, &client, process, Consistency::Linearizable).await;
+    final_reads(run, &client, FINAL_PROCESS, Consistency::Linearizable).await;
     for id in db.ids() {
         let client = db.node_client(id);
-        final_reads(run, &client, process + id, Consistency::Stale).await;
+        for _ in 0..3 {
+            if final_reads(run, &client, FINAL_PROCESS + id, Consistency::Stale).await == OpType::Ok
+            {
+                break;
+            }
+        }
     }
 }
 
-async fn final_reads(run: &Run, client: &Client, process: u64, consistency: Consistency) {
+/// Longest the end of a run spends asking again about unknown writes.
+pub const FINISH_RESOLVE_TIME: Duration = Duration::from_secs(60);
+
+/// Process numbers of the askings-again after healing (below FINAL_PROCESS are client
+/// threads, FINAL_PROCESS + node id the final reads).
+pub const RESOLVE_PROCESS: u64 = 2_000_000;
+
+async fn final_reads(run: &Run, client: &Client, process: u64, consistency: Consistency) -> OpType {
     let setup = &run.setup;
     let node = process - FINAL_PROCESS;
     let tag = json!({"node": if node == 0 { Value::Null } else { json!(node) }});
@@ -797,7 +837,8 @@ async fn final_reads(run: &Run, client: &Client, process: u64, consistency: Cons
                 client.query(account_range(setup), consistency),
                 |r| balances(r, setup),
             )
-            .await;
+            .await
+            .0
         }
         Kind::Vouchers => {
             let raced = run.current_pool.load(Ordering::Relaxed) + 1;
@@ -824,7 +865,9 @@ async fn final_reads(run: &Run, client: &Client, process: u64, consistency: Cons
                 }
                 Ok::<_, ClientError>(json!({ "pools": pools }))
             };
-            run.op(process, "final-read", tag, true, read, |v| v).await;
+            run.op(process, "final-read", tag, true, read, |v| v)
+                .await
+                .0
         }
         Kind::Epay => {
             let payments: Vec<u64> = crate::history::pairs(&run.recorder.ops())
@@ -868,7 +911,9 @@ async fn final_reads(run: &Run, client: &Client, process: u64, consistency: Cons
                 }
                 Ok::<_, ClientError>(json!({"balances": all, "payments": states}))
             };
-            run.op(process, "final-read", tag, true, read, |v| v).await;
+            run.op(process, "final-read", tag, true, read, |v| v)
+                .await
+                .0
         }
     }
 }
