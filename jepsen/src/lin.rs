@@ -144,7 +144,7 @@ pub fn check<M: Model>(
         if entry != NONE && entries[entry].is_call {
             let op = entries[entry].op;
             steps += 1;
-            if steps > max_steps || (steps % 4096 == 0 && started.elapsed() > max_time) {
+            if steps > max_steps || (steps.is_multiple_of(4096) && started.elapsed() > max_time) {
                 return Verdict::Unknown(format!(
                     "search budget ({max_steps} steps or {max_time:?}) exhausted after {steps} steps, having linearized up to {} of {n} operations",
                     deepest.0
