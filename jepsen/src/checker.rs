@@ -856,3 +856,315 @@ fn linearizable(test: &TestInfo, all: &[Pair<'_>]) -> Finding {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Op;
+    use crate::workload::FINAL_PROCESS;
+
+    /// Builds histories by hand: each entry 10 ns after the previous.
+    #[derive(Default)]
+    struct History(Vec<Op>);
+
+    impl History {
+        fn add(&mut self, process: u64, kind: OpType, f: &str, value: Value) -> &mut Self {
+            let index = self.0.len() as u64;
+            self.0.push(Op {
+                index,
+                kind,
+                f: f.into(),
+                value,
+                process: Process::Client(process),
+                time: 10 * (index + 1),
+                error: None,
+            });
+            self
+        }
+
+        /// A whole operation: invocation then completion.
+        fn call(
+            &mut self,
+            process: u64,
+            f: &str,
+            input: Value,
+            kind: OpType,
+            output: Value,
+        ) -> &mut Self {
+            let mut done = input.clone();
+            if let (Value::Object(a), Value::Object(b)) = (&mut done, output.clone()) {
+                a.extend(b);
+            } else if !output.is_null() {
+                done = output;
+            }
+            self.add(process, OpType::Invoke, f, input)
+                .add(process, kind, f, done)
+        }
+
+        /// The final reads through the cluster and from node 1.
+        fn finals(&mut self, state: Value) -> &mut Self {
+            self.call(
+                FINAL_PROCESS,
+                "final-read",
+                json!({"node": null}),
+                OpType::Ok,
+                state.clone(),
+            )
+            .call(
+                FINAL_PROCESS + 1,
+                "final-read",
+                json!({"node": 1}),
+                OpType::Ok,
+                state,
+            )
+        }
+    }
+
+    fn test(workload: Kind, accounts: Vec<u64>, initial_balance_fen: u64) -> TestInfo {
+        TestInfo {
+            name: "unit".into(),
+            workload,
+            nemesis: vec![],
+            nodes: 1,
+            time_limit_s: 1,
+            concurrency: 2,
+            rate: 0.0,
+            seed: 0,
+            nemesis_interval_s: 1.0,
+            started_ms: 1_800_000_000_000,
+            started_at: String::new(),
+            unsafe_local_reads: false,
+            node_bin: String::new(),
+            setup: Setup {
+                accounts,
+                initial_balance_fen,
+                card_base: 5_000,
+                campaign_ms: (1_700_000_000_000, 1_900_000_000_000),
+                ..Setup::default()
+            },
+            healed: None,
+        }
+    }
+
+    fn bank_state(a: i64, b: i64, index: u64) -> Value {
+        json!({"balances": {"16": a, "17": b}, "applied_index": index})
+    }
+
+    fn transfer(h: &mut History, process: u64, kind: OpType, result: Value) {
+        h.call(
+            process,
+            "transfer",
+            json!({"from": 16, "to": 17, "amount": 30, "key": [1, process]}),
+            kind,
+            result,
+        );
+    }
+
+    fn verdicts(results: &Results) -> BTreeMap<&str, Validity> {
+        results
+            .checkers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.valid))
+            .collect()
+    }
+
+    #[test]
+    fn a_correct_bank_history_is_valid() {
+        let mut h = History::default();
+        transfer(
+            &mut h,
+            0,
+            OpType::Ok,
+            json!({"from_balance": 70, "to_balance": 130}),
+        );
+        h.call(1, "read", Value::Null, OpType::Ok, bank_state(70, 130, 5));
+        h.finals(bank_state(70, 130, 5));
+        let r = check(&test(Kind::Bank, vec![16, 17], 100), &h.0);
+        assert_eq!(r.valid, Validity::Valid, "{:?}", verdicts(&r));
+    }
+
+    #[test]
+    fn a_read_that_misses_a_completed_transfer_is_not_linearizable() {
+        let mut h = History::default();
+        transfer(
+            &mut h,
+            0,
+            OpType::Ok,
+            json!({"from_balance": 70, "to_balance": 130}),
+        );
+        h.call(1, "read", Value::Null, OpType::Ok, bank_state(100, 100, 4));
+        h.finals(bank_state(70, 130, 5));
+        let r = check(&test(Kind::Bank, vec![16, 17], 100), &h.0);
+        assert_eq!(r.checkers["linearizable"].valid, Validity::Invalid);
+        // The total was right all along: only the order is wrong.
+        assert_eq!(r.checkers["bank"].valid, Validity::Valid);
+    }
+
+    #[test]
+    fn an_unknown_transfer_resolved_as_applied_must_show_in_the_final_state() {
+        let history = |final_state: Value| {
+            let mut h = History::default();
+            h.add(
+                0,
+                OpType::Invoke,
+                "transfer",
+                json!({"from": 16, "to": 17, "amount": 30, "key": [1, 0]}),
+            )
+            .add(
+                0,
+                OpType::Info,
+                "transfer",
+                json!({"from": 16, "to": 17, "amount": 30, "key": [1, 0]}),
+            );
+            h.call(
+                9,
+                "resolve",
+                json!({"of": 0, "f": "transfer", "key": [1, 0]}),
+                OpType::Ok,
+                json!({"from_balance": 70, "to_balance": 130}),
+            );
+            h.finals(final_state);
+            h.0
+        };
+        let t = test(Kind::Bank, vec![16, 17], 100);
+        assert_eq!(
+            check(&t, &history(bank_state(70, 130, 5))).valid,
+            Validity::Valid
+        );
+        let lost = check(&t, &history(bank_state(100, 100, 5)));
+        assert_eq!(
+            lost.checkers["linearizable"].valid,
+            Validity::Invalid,
+            "{:?}",
+            verdicts(&lost)
+        );
+    }
+
+    #[test]
+    fn reads_going_back_in_log_order_are_stale() {
+        let mut h = History::default();
+        h.call(0, "read", Value::Null, OpType::Ok, bank_state(100, 100, 10));
+        h.call(1, "read", Value::Null, OpType::Ok, bank_state(100, 100, 9));
+        h.finals(bank_state(100, 100, 10));
+        let r = check(&test(Kind::Bank, vec![16, 17], 100), &h.0);
+        assert_eq!(r.checkers["read-order"].valid, Validity::Invalid);
+        assert_eq!(
+            r.checkers["linearizable"].valid,
+            Validity::Valid,
+            "same balances: only the index shows it"
+        );
+    }
+
+    #[test]
+    fn a_replica_that_lost_a_transfer_fails_durability() {
+        let mut h = History::default();
+        transfer(
+            &mut h,
+            0,
+            OpType::Ok,
+            json!({"from_balance": 70, "to_balance": 130}),
+        );
+        h.call(
+            FINAL_PROCESS,
+            "final-read",
+            json!({"node": null}),
+            OpType::Ok,
+            bank_state(70, 130, 5),
+        );
+        h.call(
+            FINAL_PROCESS + 1,
+            "final-read",
+            json!({"node": 1}),
+            OpType::Ok,
+            bank_state(100, 100, 4),
+        );
+        let r = check(&test(Kind::Bank, vec![16, 17], 100), &h.0);
+        assert_eq!(r.checkers["durability"].valid, Validity::Invalid);
+    }
+
+    #[test]
+    fn a_voucher_acknowledged_twice_to_one_account_is_invalid() {
+        let mut t = test(Kind::Vouchers, vec![16, 17], 0);
+        t.setup.pools = vec![1];
+        t.setup.pool_capacity = 3;
+        t.setup.pool_valid_ms = (0, u64::MAX / 2);
+        let mut h = History::default();
+        h.call(
+            0,
+            "claim",
+            json!({"pool": 1, "account": 16}),
+            OpType::Ok,
+            json!({"remaining": 2}),
+        );
+        h.call(
+            1,
+            "claim",
+            json!({"pool": 1, "account": 16}),
+            OpType::Ok,
+            json!({"remaining": 1}),
+        );
+        h.finals(json!({"pools": {"1": {"granted": 1, "holders": [16]}}}));
+        let r = check(&t, &h.0);
+        assert_eq!(r.checkers["vouchers"].valid, Validity::Invalid);
+        assert_eq!(r.checkers["linearizable"].valid, Validity::Invalid);
+    }
+
+    #[test]
+    fn a_deposit_applied_twice_is_caught_by_the_idempotency_checker() {
+        let t = test(Kind::Idempotency, vec![16], 0);
+        let deposit = json!({"key": [7, 1], "account": 16, "amount": 50, "retry": false});
+        let history = |final_balance: i64| {
+            let mut h = History::default();
+            h.add(0, OpType::Invoke, "deposit", deposit.clone()).add(
+                0,
+                OpType::Info,
+                "deposit",
+                deposit.clone(),
+            );
+            h.call(
+                10,
+                "deposit",
+                deposit.clone(),
+                OpType::Ok,
+                json!({"reply": {"Posted": {"balance_fen": 50}}}),
+            );
+            h.finals(json!({"balances": {"16": final_balance}, "applied_index": 3}));
+            h.0
+        };
+        assert_eq!(check(&t, &history(50)).valid, Validity::Valid);
+        assert_eq!(
+            check(&t, &history(100)).checkers["idempotency"].valid,
+            Validity::Invalid
+        );
+    }
+
+    #[test]
+    fn a_wrong_code_that_settles_a_payment_is_invalid() {
+        let mut t = test(Kind::Epay, vec![16], 1_000);
+        t.setup.merchant_account = Some(17);
+        let mut h = History::default();
+        h.call(
+            0,
+            "begin",
+            json!({"account": 16, "amount": 100, "order": "o"}),
+            OpType::Ok,
+            json!({"payment": 1, "challenge": 1}),
+        );
+        h.call(
+            0,
+            "confirm",
+            json!({"payment": 1, "account": 16, "code": "wrong"}),
+            OpType::Ok,
+            json!({"debited": 100, "bill": 100}),
+        );
+        h.finals(json!({
+            "balances": {"4": -1000, "16": 900, "17": 100},
+            "payments": {"1": {"Settled": {"debited_fen": 100, "voucher": null, "settled_ms": 1}}},
+        }));
+        let r = check(&t, &h.0);
+        assert_eq!(r.checkers["epay"].valid, Validity::Invalid);
+        let text = serde_json::to_string(&r.checkers["epay"].errors).unwrap();
+        assert!(text.contains("wrong code settled"), "{text}");
+        assert!(text.contains("without the right code"), "{text}");
+    }
+}
