@@ -830,7 +830,7 @@ fn linearizable(test: &TestInfo, all: &[Pair<'_>]) -> Finding {
     let resolved_count = resolved.len();
     let started = std::time::Instant::now();
     let verdict = lin::check(model, &ops, LINEARIZABILITY_BUDGET, LINEARIZABILITY_TIME);
-    let stats = json!({"operations": count, "unknown_outcome": unknown, "resolved_after_healing": resolved_count, "seconds": started.elapsed().as_secs_f64()});
+    let stats = json!({"operations": count, "unknown_outcome": unknown, "unknown_writes_resolved": resolved_count, "seconds": started.elapsed().as_secs_f64()});
     match verdict {
         Verdict::Linearizable => Finding::from_errors(vec![], stats),
         Verdict::Unknown(why) => Finding {
