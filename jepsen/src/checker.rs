@@ -420,9 +420,33 @@ fn epay(setup: &Setup, all: &[Pair<'_>]) -> Finding {
             errors.push(json!({"error": "acknowledged payment missing from the final state", "payment": id}));
         }
     }
+    // Each customer paid exactly the settled payments' debits (a payment's payer is the
+    // account its `begin` named).
+    let balances = balances_of(v);
+    let mut debited: BTreeMap<u64, i64> = BTreeMap::new();
+    for p in all
+        .iter()
+        .filter(|p| p.invoke.f == "begin" && p.outcome() == OpType::Ok)
+    {
+        let payment = p.complete.expect("ok").value["payment"]
+            .as_u64()
+            .unwrap_or(0);
+        let debit = states
+            .get(&payment.to_string())
+            .and_then(|s| s["Settled"]["debited_fen"].as_i64());
+        if let (Some(debit), Some(payer)) = (debit, p.invoke.value["account"].as_u64()) {
+            *debited.entry(payer).or_default() += debit;
+        }
+    }
+    for account in &setup.accounts {
+        let paid = setup.initial_balance_fen as i64 - balances.get(account).copied().unwrap_or(0);
+        let settled = debited.get(account).copied().unwrap_or(0);
+        if paid != settled {
+            errors.push(json!({"error": "a customer's balance does not match the payments settled", "account": account, "paid": paid, "settled_debits": settled}));
+        }
+    }
     // Double entry: every account together sums to zero (deposits came from the bank's
     // clearing account); the customers and the merchant hold exactly what was deposited.
-    let balances = balances_of(v);
     let everything: i64 = balances.values().sum();
     let customers: i64 = balances
         .iter()
@@ -1166,5 +1190,44 @@ mod tests {
         let text = serde_json::to_string(&r.checkers["epay"].errors).unwrap();
         assert!(text.contains("wrong code settled"), "{text}");
         assert!(text.contains("without the right code"), "{text}");
+        assert!(
+            !text.contains("does not match"),
+            "the balances agree with the settlement: {text}"
+        );
+    }
+
+    #[test]
+    fn a_customer_charged_other_than_the_settled_debits_is_invalid() {
+        let mut t = test(Kind::Epay, vec![16], 1_000);
+        t.setup.merchant_account = Some(17);
+        let history = |payer_balance: i64| {
+            let mut h = History::default();
+            h.call(
+                0,
+                "begin",
+                json!({"account": 16, "amount": 100, "order": "o"}),
+                OpType::Ok,
+                json!({"payment": 1, "challenge": 1}),
+            );
+            h.call(
+                0,
+                "confirm",
+                json!({"payment": 1, "account": 16, "code": "correct"}),
+                OpType::Ok,
+                json!({"debited": 100, "bill": 100}),
+            );
+            h.finals(json!({
+                "balances": {"4": -1000, "16": payer_balance, "17": 1000 - payer_balance},
+                "payments": {"1": {"Settled": {"debited_fen": 100, "voucher": null, "settled_ms": 1}}},
+            }));
+            h.0
+        };
+        assert_eq!(check(&t, &history(900)).valid, Validity::Valid);
+        // Charged twice (and the merchant paid twice): the totals still add up.
+        let twice = check(&t, &history(800));
+        assert_eq!(twice.checkers["epay"].valid, Validity::Invalid);
+        assert!(serde_json::to_string(&twice.checkers["epay"].errors)
+            .unwrap()
+            .contains("does not match"));
     }
 }

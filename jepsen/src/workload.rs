@@ -275,6 +275,8 @@ pub async fn setup(
                 .open_account(card_request(n))
                 .await
                 .map_err(|err| e("open merchant account", err))?;
+            // An online merchant: it earns no campaign reward, so the customers and the
+            // merchant together hold exactly what was deposited (the e-Pay checker's sum).
             let merchant = client
                 .register_merchant(
                     MerchantKind::Online,
