@@ -38,9 +38,9 @@ pub struct ClientConfig {
     /// `idempotency_window_per_client` (default 1,024), so that the ledger never forgets a
     /// record of this client before the client has its answer.
     pub max_in_flight: usize,
-    /// Whether to follow `NotLeader` answers to the leader (the default). A client that does
-    /// not only ever talks to its configured endpoints: a node-bound client, for health checks
-    /// and tests that must hear one particular node.
+    /// Whether to follow `NotLeader` answers to the leader (the default). Without it the
+    /// client only ever talks to its configured endpoints: a node-bound client, for health
+    /// checks and tests that must hear one particular node.
     pub follow_leader: bool,
 }
 

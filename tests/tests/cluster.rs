@@ -2,7 +2,7 @@
 
 use ledger_client::rpc::LedgerRpcClient;
 use ledger_client::{Client, ClientError, Consistency, Operation, Query, QueryReply};
-use ledger_core::api::ApiError;
+use ledger_core::api::{ApiError, MAX_ACCOUNT_RANGE};
 use ledger_core::command::{CampaignFlags, Command};
 use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::outcome::Reply;
@@ -114,6 +114,48 @@ async fn a_write_sent_to_a_follower_names_the_leader_and_the_client_follows_it()
         .await
         .expect("deposit through a follower");
     assert_eq!(balance(&client, account).await, 500);
+
+    // An account range is read at one applied index; a range over the limit is refused.
+    match client
+        .query(
+            Query::AccountRange {
+                first: account,
+                count: 2,
+            },
+            Consistency::Linearizable,
+        )
+        .await
+        .expect("account range")
+    {
+        QueryReply::Accounts {
+            applied_index,
+            accounts,
+        } => {
+            assert!(applied_index > 0);
+            assert_eq!(accounts.len(), 1, "one account exists in the range");
+            assert_eq!(
+                (accounts[0].account, accounts[0].balance_fen),
+                (account, 500)
+            );
+        }
+        other => panic!("unexpected reply {other:?}"),
+    }
+    let too_many = client
+        .query(
+            Query::AccountRange {
+                first: AccountId(1),
+                count: MAX_ACCOUNT_RANGE + 1,
+            },
+            Consistency::Stale,
+        )
+        .await;
+    assert!(
+        matches!(
+            too_many,
+            Err(ClientError::Rejected(ApiError::NotAllowed { .. }))
+        ),
+        "{too_many:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
