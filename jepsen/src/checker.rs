@@ -91,6 +91,18 @@ pub fn check(test: &TestInfo, ops: &[Op]) -> Results {
             checkers.insert("idempotency".into(), idempotency(&test.setup, &all));
         }
     }
+    if let Some(problem) = &test.healed {
+        // The cluster did not come back (ready and converged) after healing: whatever the
+        // other checkers say, the run did not show it whole.
+        checkers.insert(
+            "healing".into(),
+            Finding {
+                valid: Validity::Unknown,
+                errors: vec![json!(problem)],
+                stats: Value::Null,
+            },
+        );
+    }
     let valid = checkers
         .values()
         .map(|f| f.valid)
