@@ -176,15 +176,8 @@ fn durability(test: &TestInfo, all: &[Pair<'_>]) -> Finding {
         .filter_map(|p| final_process(p).map(|n| (n, p)))
         .collect();
     let mut errors = Vec::new();
-    let cluster = finals.iter().find(|(n, _)| *n == 0).map(|(_, p)| *p);
-    let Some(cluster) = cluster.filter(|p| p.outcome() == OpType::Ok) else {
-        return Finding {
-            valid: Validity::Unknown,
-            errors: vec![json!(
-                "the final read through the cluster did not succeed after healing"
-            )],
-            stats: Value::Null,
-        };
+    let Some(cluster) = cluster_final_read(all) else {
+        return without_final_read(vec![], Value::Null);
     };
     let strip = |v: &Value| {
         let mut v = v.clone();
@@ -195,7 +188,7 @@ fn durability(test: &TestInfo, all: &[Pair<'_>]) -> Finding {
         }
         v
     };
-    let expected = strip(&cluster.complete.expect("ok").value);
+    let expected = strip(cluster);
     let mut unread = Vec::new();
     for node in 1..=test.nodes {
         let read = finals
@@ -221,6 +214,28 @@ fn durability(test: &TestInfo, all: &[Pair<'_>]) -> Finding {
         };
     }
     Finding::from_errors(errors, json!({"final": expected}))
+}
+
+/// What the final read through the cluster, after healing, saw.
+fn cluster_final_read<'a>(all: &[Pair<'a>]) -> Option<&'a Value> {
+    all.iter()
+        .find(|p| final_process(p) == Some(0) && p.outcome() == OpType::Ok)
+        .and_then(|p| p.complete)
+        .map(|c| &c.value)
+}
+
+/// A checker's answer when the final state could not be read: invalid if what it saw
+/// before was already wrong, unknown otherwise.
+fn without_final_read(errors: Vec<Value>, stats: Value) -> Finding {
+    if errors.is_empty() {
+        Finding {
+            valid: Validity::Unknown,
+            errors: vec![json!("no final read through the cluster after healing")],
+            stats,
+        }
+    } else {
+        Finding::from_errors(errors, stats)
+    }
 }
 
 fn balances_of(v: &Value) -> BTreeMap<u64, i64> {
@@ -311,28 +326,10 @@ fn vouchers(setup: &Setup, all: &[Pair<'_>]) -> Finding {
         }
     }
     let mut stats = json!({"claims": claims.len(), "acknowledged": ok.len(), "pools_raced": by_pool.len().max(first_exhausted.len()), "capacity_each": setup.pool_capacity});
-    let Some(final_read) = all
-        .iter()
-        .find(|p| final_process(p) == Some(0) && p.outcome() == OpType::Ok)
-    else {
-        return Finding {
-            valid: if errors.is_empty() {
-                Validity::Unknown
-            } else {
-                Validity::Invalid
-            },
-            errors: if errors.is_empty() {
-                vec![json!("no final read of the pools")]
-            } else {
-                errors
-            },
-            stats,
-        };
+    let Some(final_read) = cluster_final_read(all) else {
+        return without_final_read(errors, stats);
     };
-    let pools = final_read.complete.expect("ok").value["pools"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
+    let pools = final_read["pools"].as_object().cloned().unwrap_or_default();
     let holders_of = |pool: u64| -> BTreeSet<u64> {
         pools
             .get(&pool.to_string())
@@ -393,25 +390,9 @@ fn epay(setup: &Setup, all: &[Pair<'_>]) -> Finding {
     }
     let mut stats =
         json!({"confirms": confirms.len(), "settled_acknowledged": settled_by_op.len()});
-    let Some(final_read) = all
-        .iter()
-        .find(|p| final_process(p) == Some(0) && p.outcome() == OpType::Ok)
-    else {
-        return Finding {
-            valid: if errors.is_empty() {
-                Validity::Unknown
-            } else {
-                Validity::Invalid
-            },
-            errors: if errors.is_empty() {
-                vec![json!("no final read")]
-            } else {
-                errors
-            },
-            stats,
-        };
+    let Some(v) = cluster_final_read(all) else {
+        return without_final_read(errors, stats);
     };
-    let v = &final_read.complete.expect("ok").value;
     let states = v["payments"].as_object().cloned().unwrap_or_default();
     let mut settled_final = 0;
     for (payment, state) in &states {
@@ -531,25 +512,10 @@ fn idempotency(setup: &Setup, all: &[Pair<'_>]) -> Finding {
     }
     let unresolved: usize = keys.values().filter(|k| k.2.is_empty()).count();
     let mut stats = json!({"keys": keys.len(), "unresolved": unresolved});
-    let final_read = all
-        .iter()
-        .find(|p| final_process(p) == Some(0) && p.outcome() == OpType::Ok);
-    let Some(final_read) = final_read else {
-        return Finding {
-            valid: if errors.is_empty() {
-                Validity::Unknown
-            } else {
-                Validity::Invalid
-            },
-            errors: if errors.is_empty() {
-                vec![json!("no final read")]
-            } else {
-                errors
-            },
-            stats,
-        };
+    let Some(final_read) = cluster_final_read(all) else {
+        return without_final_read(errors, stats);
     };
-    let balances = balances_of(&final_read.complete.expect("ok").value);
+    let balances = balances_of(final_read);
     for account in &setup.accounts {
         let found = balances.get(account).copied().unwrap_or(0) - setup.initial_balance_fen as i64;
         let known = applied.get(account).copied().unwrap_or(0);
@@ -1174,8 +1140,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_wrong_code_that_settles_a_payment_is_invalid() {
+    /// An e-Pay run: customer 16 (1,000 fen) pays 100 fen to the merchant's account 17,
+    /// confirmed with `code`; the final state shows the payment settled and the payer holding
+    /// `payer_balance`.
+    fn epay_run(code: &str, payer_balance: i64) -> Results {
         let mut t = test(Kind::Epay, vec![16], 1_000);
         t.setup.merchant_account = Some(17);
         let mut h = History::default();
@@ -1189,15 +1157,20 @@ mod tests {
         h.call(
             0,
             "confirm",
-            json!({"payment": 1, "account": 16, "code": "wrong"}),
+            json!({"payment": 1, "account": 16, "code": code}),
             OpType::Ok,
             json!({"debited": 100, "bill": 100}),
         );
         h.finals(json!({
-            "balances": {"4": -1000, "16": 900, "17": 100},
+            "balances": {"4": -1000, "16": payer_balance, "17": 1000 - payer_balance},
             "payments": {"1": {"Settled": {"debited_fen": 100, "voucher": null, "settled_ms": 1}}},
         }));
-        let r = check(&t, &h.0);
+        check(&t, &h.0)
+    }
+
+    #[test]
+    fn a_wrong_code_that_settles_a_payment_is_invalid() {
+        let r = epay_run("wrong", 900);
         assert_eq!(r.checkers["epay"].valid, Validity::Invalid);
         let text = serde_json::to_string(&r.checkers["epay"].errors).unwrap();
         assert!(text.contains("wrong code settled"), "{text}");
@@ -1210,33 +1183,9 @@ mod tests {
 
     #[test]
     fn a_customer_charged_other_than_the_settled_debits_is_invalid() {
-        let mut t = test(Kind::Epay, vec![16], 1_000);
-        t.setup.merchant_account = Some(17);
-        let history = |payer_balance: i64| {
-            let mut h = History::default();
-            h.call(
-                0,
-                "begin",
-                json!({"account": 16, "amount": 100, "order": "o"}),
-                OpType::Ok,
-                json!({"payment": 1, "challenge": 1}),
-            );
-            h.call(
-                0,
-                "confirm",
-                json!({"payment": 1, "account": 16, "code": "correct"}),
-                OpType::Ok,
-                json!({"debited": 100, "bill": 100}),
-            );
-            h.finals(json!({
-                "balances": {"4": -1000, "16": payer_balance, "17": 1000 - payer_balance},
-                "payments": {"1": {"Settled": {"debited_fen": 100, "voucher": null, "settled_ms": 1}}},
-            }));
-            h.0
-        };
-        assert_eq!(check(&t, &history(900)).valid, Validity::Valid);
+        assert_eq!(epay_run("correct", 900).valid, Validity::Valid);
         // Charged twice (and the merchant paid twice): the totals still add up.
-        let twice = check(&t, &history(800));
+        let twice = epay_run("correct", 800);
         assert_eq!(twice.checkers["epay"].valid, Validity::Invalid);
         assert!(serde_json::to_string(&twice.checkers["epay"].errors)
             .unwrap()

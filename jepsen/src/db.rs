@@ -3,7 +3,7 @@
 
 use crate::cleanup::{self, Resource};
 use crate::net::Network;
-use ledger_client::sms::{read_outbox, DevSms, DEV_OUTBOX_FILE};
+use ledger_client::sms::{find_message, DEV_OUTBOX_FILE};
 use ledger_client::{Client, ClientConfig, Consistency, NodeInfo, NodeStatus, Query, QueryReply};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -391,31 +391,12 @@ impl Db {
         }
     }
 
-    /// Every SMS the nodes' development gateways wrote.
-    pub fn sms(&self) -> Vec<DevSms> {
+    /// The nodes' development SMS outboxes (the customers' phones).
+    pub fn outboxes(&self) -> Vec<PathBuf> {
         self.nodes
             .iter()
-            .flat_map(|n| read_outbox(&n.data_dir.join(DEV_OUTBOX_FILE)).unwrap_or_default())
+            .map(|n| n.data_dir.join(DEV_OUTBOX_FILE))
             .collect()
-    }
-
-    /// Waits for the code of challenge `id` to reach the customer's phone.
-    pub async fn otp(&self, challenge: u64, deadline: Duration) -> Option<String> {
-        let started = Instant::now();
-        loop {
-            if let Some(code) = self
-                .sms()
-                .into_iter()
-                .filter(|m| m.id == challenge)
-                .find_map(|m| m.code())
-            {
-                return Some(code);
-            }
-            if started.elapsed() > deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 
     /// Copies each node's log to `dest/n<id>/node.log`.
@@ -429,6 +410,25 @@ impl Db {
             }
         }
         Ok(())
+    }
+}
+
+/// Waits for the code of challenge `challenge` to reach the customer's phone (any node's
+/// outbox: whichever led sent it).
+pub async fn wait_for_code(
+    outboxes: &[PathBuf],
+    challenge: u64,
+    deadline: Duration,
+) -> Option<String> {
+    let started = Instant::now();
+    loop {
+        if let Some(code) = find_message(outboxes, challenge).and_then(|m| m.code()) {
+            return Some(code);
+        }
+        if started.elapsed() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -6,7 +6,7 @@ use crate::cleanup;
 use crate::db::{now_ms, Db, DbOptions};
 use crate::history::{self, OpType, Process, Recorder};
 use crate::nemesis::{Fault, Nemesis};
-use crate::net::{self, Network};
+use crate::net::Network;
 use crate::workload::{self, Kind, Run, Setup};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -89,8 +89,8 @@ pub fn timestamp(ms: u64) -> String {
 }
 
 /// Runs the test; returns the run's folder and its results. Errors are harness failures.
+/// The caller has checked `crate::net::preflight` (root, tools, namespaces) first.
 pub async fn run(options: Options) -> Result<(PathBuf, Results), String> {
-    net::preflight().map_err(|e| e.to_string())?;
     if !options.node_bin.is_file() {
         return Err(format!(
             "ledger-node not found at {} (build it with `cargo build --release -p ledger-node`, or pass --node-bin)",
@@ -140,14 +140,7 @@ pub async fn run(options: Options) -> Result<(PathBuf, Results), String> {
         data_root.clone(),
     )
     .map_err(|e| format!("data directory {}: {e}", data_root.display()))?;
-    let sms_paths: Vec<PathBuf> = ids
-        .iter()
-        .map(|id| {
-            data_root
-                .join(format!("n{id}"))
-                .join(ledger_client::sms::DEV_OUTBOX_FILE)
-        })
-        .collect();
+    let sms_paths = db.outboxes();
     db.start_all()
         .map_err(|e| format!("starting ledger-node: {e}"))?;
     let outcome = drive(&options, &name, started_ms, db, net, sms_paths, &dir).await;

@@ -322,10 +322,13 @@ async fn enrol(client: &Client, db: &Db, account: AccountId, n: u64) -> Result<(
         .epay_confirm(account)
         .await
         .map_err(|err| e("confirm", err))?;
-    let code = db
-        .otp(challenge.challenge.0, Duration::from_secs(20))
-        .await
-        .ok_or_else(|| format!("setup: no SMS for challenge {}", challenge.challenge.0))?;
+    let code = crate::db::wait_for_code(
+        &db.outboxes(),
+        challenge.challenge.0,
+        Duration::from_secs(20),
+    )
+    .await
+    .ok_or_else(|| format!("setup: no SMS for challenge {}", challenge.challenge.0))?;
     client
         .epay_activate(account, Secret::new(code))
         .await
@@ -724,7 +727,9 @@ async fn epay_step(
     }
     let payment = out["payment"].as_u64().expect("recorded above");
     let challenge = out["challenge"].as_u64().expect("recorded above");
-    let Some(code) = wait_code(run, challenge, Duration::from_secs(5)).await else {
+    let Some(code) =
+        crate::db::wait_for_code(&run.sms_paths, challenge, Duration::from_secs(5)).await
+    else {
         return OpType::Ok;
     };
     if rng.gen_bool(0.25) {
@@ -758,27 +763,6 @@ async fn confirm(
     )
     .await
     .0
-}
-
-async fn wait_code(run: &Run, challenge: u64, deadline: Duration) -> Option<String> {
-    let started = std::time::Instant::now();
-    loop {
-        for path in &run.sms_paths {
-            if let Ok(messages) = ledger_client::sms::read_outbox(path) {
-                if let Some(code) = messages
-                    .iter()
-                    .filter(|m| m.id == challenge)
-                    .find_map(|m| m.code())
-                {
-                    return Some(code);
-                }
-            }
-        }
-        if started.elapsed() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// After healing: resolves what can be resolved (idempotency retries its unknown deposits

@@ -48,15 +48,22 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn run(args: &[&str], store: &Path) -> Output {
-    Command::new(harness())
+/// `ledger-jepsen test ARGS` (whitespace-separated) with the node binary beside it and the given store.
+fn test_command(args: &str, store: &Path) -> Command {
+    let mut command = Command::new(harness());
+    command
         .arg("test")
-        .args(args)
+        .args(args.split_whitespace())
         .arg("--node-bin")
         .arg(node_binary())
         .arg("--store")
         .arg(store)
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    command
+}
+
+fn run(args: &str, store: &Path) -> Output {
+    test_command(args, store)
         .output()
         .expect("run ledger-jepsen")
 }
@@ -141,23 +148,7 @@ fn stale_reads_from_a_broken_node_are_reported_invalid() {
     // Followers answering reads from their own state, and a partition now and then: the
     // checkers must say invalid (exit code 1) and name the stale reads.
     let out = run(
-        &[
-            "--workload",
-            "bank",
-            "--nemesis",
-            "partition",
-            "--nodes",
-            "3",
-            "--time-limit",
-            "20",
-            "--concurrency",
-            "6",
-            "--nemesis-interval",
-            "6",
-            "--seed",
-            "11",
-            "--unsafe-local-reads",
-        ],
+        "--workload bank --nemesis partition --nodes 3 --time-limit 20 --concurrency 6 --nemesis-interval 6 --seed 11 --unsafe-local-reads",
         store.path(),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -194,22 +185,7 @@ fn a_correct_cluster_under_faults_is_valid_and_the_run_is_complete() {
     let _serial = serial();
     let store = tempfile::tempdir().expect("temp dir");
     let out = run(
-        &[
-            "--workload",
-            "bank",
-            "--nemesis",
-            "partition,kill,pause",
-            "--nodes",
-            "3",
-            "--time-limit",
-            "20",
-            "--concurrency",
-            "6",
-            "--nemesis-interval",
-            "5",
-            "--seed",
-            "12",
-        ],
+        "--workload bank --nemesis partition,kill,pause --nodes 3 --time-limit 20 --concurrency 6 --nemesis-interval 5 --seed 12",
         store.path(),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -291,29 +267,14 @@ fn ctrl_c_removes_everything_and_exits_with_code_2() {
     require_root();
     let _serial = serial();
     let store = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(harness())
-        .args([
-            "test",
-            "--workload",
-            "bank",
-            "--nemesis",
-            "partition",
-            "--nodes",
-            "3",
-            "--time-limit",
-            "120",
-            "--nemesis-interval",
-            "1",
-        ])
-        .arg("--node-bin")
-        .arg(node_binary())
-        .arg("--store")
-        .arg(store.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ledger-jepsen");
+    let mut child = test_command(
+        "--workload bank --nemesis partition --nodes 3 --time-limit 120 --nemesis-interval 1",
+        store.path(),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn ledger-jepsen");
     let pid = child.id();
     // Wait for the clients to be running (and a partition or two to be in force).
     let stderr = child.stderr.take().expect("piped");
