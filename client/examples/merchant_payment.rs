@@ -4,11 +4,11 @@
 //! Against the dev cluster (`cargo run --release -p ledger-node -- dev` in another terminal):
 //! `cargo run -p ledger-client --example merchant_payment`
 
-use ledger_client::sms::read_outbox;
 use ledger_client::{Client, ClientConfig, DEV_ENDPOINTS};
 use ledger_core::command::CampaignFlags;
 use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::types::{MerchantKind, Payee};
+use ledger_wire::dev_sms::read_outbox;
 use std::time::Duration;
 
 /// Reads the code of a challenge from the dev cluster's SMS outbox, as the payer would from

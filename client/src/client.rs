@@ -1,14 +1,14 @@
 //! The client: finds and follows the leader, retries with the same idempotency key.
 
-use crate::rpc::LedgerRpcClient;
-use crate::transport;
-use ledger_core::api::{
-    ApiError, ClientRequest, Consistency, NodeInfo, NodeStatus, Operation, Query, QueryReply,
-    MAX_BATCH,
-};
 use ledger_core::config::LedgerConfig;
 use ledger_core::outcome::{LedgerError, Reply};
 use ledger_core::types::RequestKey;
+use ledger_wire::api::{
+    ApiError, ClientRequest, Consistency, NodeInfo, NodeStatus, Operation, Query, QueryReply,
+    MAX_BATCH,
+};
+use ledger_wire::rpc::LedgerRpcClient;
+use ledger_wire::transport;
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;

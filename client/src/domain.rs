@@ -2,7 +2,6 @@
 //! single logical operation under one idempotency key (retried, if need be, with that key).
 
 use crate::client::{Client, ClientError};
-use ledger_core::api::{AccountView, Consistency, Operation, Query, QueryReply};
 use ledger_core::command::{CampaignFlags, Command};
 use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::outcome::Reply;
@@ -11,6 +10,7 @@ use ledger_core::types::{
     AccountId, AccountStatus, ChallengeId, Eligibility, FeeTier, MerchantId, MerchantKind, Payee,
     PaymentId, PoolId, VipTier, YearMonth,
 };
+use ledger_wire::api::{AccountView, Consistency, Operation, Query, QueryReply};
 
 /// An OTP challenge the bank has issued; its code arrives by SMS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

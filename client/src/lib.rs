@@ -3,8 +3,8 @@
 //!
 //! - [`Client`]: connect to a list of endpoints, find and follow the leader, retry with the
 //!   same idempotency key so that a retry never applies an operation twice.
-//! - [`rpc`]: the client protocol every node serves. [`transport`]: its framing.
-//! - [`sms`]: the development SMS outbox (where `ledger-node dev` writes the codes).
+//! - The protocol it speaks (API types, the tarpc service, framing, the development SMS
+//!   outbox) is the `ledger-wire` crate, which the node depends on too.
 //!
 //! Every method that changes the ledger is one logical operation: the client creates its
 //! idempotency key once and reuses it on every retry, so a retry after a timeout or a
@@ -34,10 +34,7 @@
 
 mod client;
 mod domain;
-pub mod rpc;
-pub mod sms;
-pub mod transport;
 
 pub use client::{Client, ClientConfig, ClientError, DEFAULT_MAX_IN_FLIGHT, DEV_ENDPOINTS};
 pub use domain::{IssuedChallenge, PendingPayment, Settlement};
-pub use ledger_core::api::{Consistency, NodeInfo, NodeStatus, Operation, Query, QueryReply};
+pub use ledger_wire::api::{Consistency, NodeInfo, NodeStatus, Operation, Query, QueryReply};

@@ -12,7 +12,6 @@
 //! - [`intake`]: turning a customer's secrets into hashed command fields, before proposal.
 //! - [`otp`]: HOTP and OCRA (RFC 4226, RFC 6287).
 
-pub mod api;
 pub mod command;
 pub mod config;
 pub mod driver;

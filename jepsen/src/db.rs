@@ -3,8 +3,8 @@
 
 use crate::cleanup::{self, Resource};
 use crate::net::Network;
-use ledger_client::sms::{find_message, DEV_OUTBOX_FILE};
 use ledger_client::{Client, ClientConfig, Consistency, NodeInfo, NodeStatus, Query, QueryReply};
+use ledger_wire::dev_sms::{find_message, DEV_OUTBOX_FILE};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

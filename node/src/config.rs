@@ -2,9 +2,9 @@
 //! (flags win over the environment, which wins over the file, which wins over defaults).
 
 use clap::{Args, ValueEnum};
-use ledger_core::api::NodeInfo;
 use ledger_core::config::LedgerConfig;
 use ledger_core::intake::{SecretKeys, PASSWORD_ITERATIONS};
+use ledger_wire::api::NodeInfo;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -112,7 +112,7 @@ async fn start_node(config: &NodeConfig) -> Result<RunningNode, String> {
         .map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
     let keys = load_keys(&config.master_key_file, config.password_iterations)
         .map_err(|e| e.to_string())?;
-    let outbox = config.data_dir.join(ledger_client::sms::DEV_OUTBOX_FILE);
+    let outbox = config.data_dir.join(ledger_wire::dev_sms::DEV_OUTBOX_FILE);
     if config.unsafe_local_reads {
         tracing::warn!(
             "--unsafe-local-reads: linearizable reads are answered locally without a leadership \
@@ -235,7 +235,7 @@ async fn dev(args: DevArgs) -> Result<(), String> {
     println!(
         "SMS messages (OTP codes) are printed here and appended to {}/node*/{}",
         args.data_dir.display(),
-        ledger_client::sms::DEV_OUTBOX_FILE
+        ledger_wire::dev_sms::DEV_OUTBOX_FILE
     );
     println!(
         "Endpoints: {}",

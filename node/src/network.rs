@@ -8,7 +8,7 @@
 
 use crate::raft_types::{NodeAddr, NodeId, Raft, TypeConfig};
 use futures::{future, StreamExt};
-use ledger_client::transport;
+use ledger_wire::transport;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };

@@ -5,9 +5,9 @@
 
 use crate::raft_types::{Applied, NodeAddr, Proposal, ProposalBody, Raft};
 use crate::stamp::Stamper;
-use ledger_core::api::{ApiError, NodeInfo};
 use ledger_core::command::Envelope;
 use ledger_core::Outcome;
+use ledger_wire::api::{ApiError, NodeInfo};
 use openraft::error::{ClientWriteError, RaftError};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Semaphore};

@@ -7,18 +7,18 @@ use crate::proposer;
 use crate::raft_types::{Proposal, ProposalBody};
 use crate::state_store::SledState;
 use futures::{future, StreamExt};
-use ledger_client::rpc::LedgerRpc;
-use ledger_client::transport;
-use ledger_core::api::{
-    AccountView, ApiError, ClientRequest, ClientResult, Consistency, NodeInfo, NodeStatus,
-    Operation, Query, QueryReply, API_VERSION, MAX_ACCOUNT_RANGE, MAX_BATCH,
-};
 use ledger_core::command::{Command, Envelope, TxElements};
 use ledger_core::config::LedgerConfig;
 use ledger_core::intake;
 use ledger_core::outcome::LedgerError;
 use ledger_core::types::RequestKey;
 use ledger_core::Ledger;
+use ledger_wire::api::{
+    AccountView, ApiError, ClientRequest, ClientResult, Consistency, NodeInfo, NodeStatus,
+    Operation, Query, QueryReply, API_VERSION, MAX_ACCOUNT_RANGE, MAX_BATCH,
+};
+use ledger_wire::rpc::LedgerRpc;
+use ledger_wire::transport;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use std::collections::{BTreeMap, BTreeSet};

@@ -3,10 +3,10 @@
 //! is still in the outbox afterwards and the new leader sends it: at least once, with the
 //! challenge id as message id so duplicates can be recognised.
 
-use ledger_client::sms::DevSms;
 use ledger_core::intake::{self, SecretKeys};
 use ledger_core::ledger::SmsFacts;
 use ledger_core::types::Payee;
+use ledger_wire::dev_sms::DevSms;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::io::Write;

@@ -5,8 +5,8 @@
 //! The harness builds `ledger-node` with cargo (same profile as the test) the first time a
 //! test asks for it, so `cargo test --workspace` needs nothing built beforehand.
 
-use ledger_client::sms::{read_outbox, DevSms, DEV_OUTBOX_FILE};
 use ledger_client::{Client, ClientConfig, Consistency, NodeInfo, NodeStatus, Query, QueryReply};
+use ledger_wire::dev_sms::{read_outbox, DevSms, DEV_OUTBOX_FILE};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

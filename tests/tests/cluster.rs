@@ -1,13 +1,13 @@
 //! End-to-end tests over real `ledger-node` processes on 127.0.0.1.
 
-use ledger_client::rpc::LedgerRpcClient;
 use ledger_client::{Client, ClientError, Consistency, Operation, Query, QueryReply};
-use ledger_core::api::{ApiError, MAX_ACCOUNT_RANGE};
 use ledger_core::command::{CampaignFlags, Command};
 use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::outcome::Reply;
 use ledger_core::types::{AccountId, MerchantKind, Payee, RequestKey};
 use ledger_tests::{eventually, serial, Cluster};
+use ledger_wire::api::{ApiError, MAX_ACCOUNT_RANGE};
+use ledger_wire::rpc::LedgerRpcClient;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -80,14 +80,14 @@ async fn a_write_sent_to_a_follower_names_the_leader_and_the_client_follows_it()
         .find(|id| *id != leader)
         .expect("a follower");
 
-    let transport = ledger_client::transport::connect(
+    let transport = ledger_wire::transport::connect(
         &cluster.info(follower).client_addr,
         Duration::from_secs(1),
     )
     .await
     .expect("connect");
     let raw = LedgerRpcClient::new(tarpc::client::Config::default(), transport).spawn();
-    let request = ledger_core::api::ClientRequest {
+    let request = ledger_wire::api::ClientRequest {
         key: RequestKey {
             client_id: 1,
             request_id: 1,

@@ -7,7 +7,6 @@
 //! cluster on 127.0.0.1).
 
 use clap::Parser;
-use ledger_client::sms::{DevSms, DEV_OUTBOX_FILE};
 use ledger_client::{
     Client, ClientConfig, Consistency, Operation, Query, QueryReply, DEV_ENDPOINTS,
 };
@@ -15,6 +14,7 @@ use ledger_core::command::{CampaignFlags, Command};
 use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::outcome::Reply;
 use ledger_core::types::{AccountId, MerchantKind, Payee};
+use ledger_wire::dev_sms::{DevSms, DEV_OUTBOX_FILE};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Seek};
 use std::path::PathBuf;

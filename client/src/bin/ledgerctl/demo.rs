@@ -4,11 +4,11 @@
 
 use super::{outbox, yuan};
 use ledger_client::{Client, ClientError};
-use ledger_core::api::Operation;
 use ledger_core::command::CampaignFlags;
 use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::types::{AccountId, ChallengeId, Eligibility, MerchantKind, Payee};
 use ledger_core::LedgerError;
+use ledger_wire::api::Operation;
 use std::path::Path;
 use std::time::{Duration, Instant};
 

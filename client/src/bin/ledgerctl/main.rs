@@ -4,7 +4,6 @@
 //! the `ledger-node dev` cluster on 127.0.0.1.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use ledger_client::sms::{read_outbox, DevSms, DEV_OUTBOX_FILE};
 use ledger_client::{Client, ClientConfig, ClientError, DEV_ENDPOINTS};
 use ledger_core::command::CampaignFlags;
 use ledger_core::intake::{OpenAccountRequest, Secret};
@@ -12,6 +11,7 @@ use ledger_core::types::{
     AccountId, AccountStatus, Eligibility, MerchantId, MerchantKind, Payee, PaymentId, PoolId,
     VipTier, YearMonth,
 };
+use ledger_wire::dev_sms::{read_outbox, DevSms, DEV_OUTBOX_FILE};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -2,7 +2,7 @@
 //! limit `MAX_FRAME_BYTES` on both sides. Used by the client library and by the node for
 //! its client and Raft ports.
 
-use ledger_core::api::MAX_FRAME_BYTES;
+use crate::api::MAX_FRAME_BYTES;
 use serde::{de::DeserializeOwned, Serialize};
 use std::net::SocketAddr;
 use std::time::Duration;

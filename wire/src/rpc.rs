@@ -2,7 +2,7 @@
 //! the one place that defines it; the node implements it, the client library calls it.
 //! Frames are length-delimited bincode, at most `api::MAX_FRAME_BYTES`.
 
-use ledger_core::api::{
+use crate::api::{
     ApiError, ClientRequest, ClientResult, Consistency, NodeInfo, NodeStatus, Query, QueryReply,
 };
 use ledger_core::config::LedgerConfig;

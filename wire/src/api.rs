@@ -1,15 +1,15 @@
 //! The client API's wire types: what a merchant or operator sends to a node and gets back.
 //!
-//! They live in the core crate so that the client library uses them without pulling in sled
-//! or openraft. This is an API boundary: changes are versioned (`API_VERSION`) and additive.
+//! They live in the wire crate, beside the service and its framing, so that the client library
+//! and the node share them and neither depends on the other. This is an API boundary: changes are versioned (`API_VERSION`) and additive.
 //! Secrets travel here (card numbers, passwords, typed codes) as [`Secret`]s, from the client
 //! to the node's intake; they go no further.
 
-use crate::command::{CampaignFlags, Command};
-use crate::intake::{OpenAccountRequest, Secret};
-use crate::outcome::{LedgerError, Reply};
-use crate::state::{Credential, Merchant, Payment, Pool, Voucher};
-use crate::types::{
+use ledger_core::command::{CampaignFlags, Command};
+use ledger_core::intake::{OpenAccountRequest, Secret};
+use ledger_core::outcome::{LedgerError, Reply};
+use ledger_core::state::{Credential, Merchant, Payment, Pool, Voucher};
+use ledger_core::types::{
     AccountId, AccountStatus, Digest32, MerchantId, Payee, PaymentId, PoolId, RequestKey, VipTier,
 };
 use serde::{Deserialize, Serialize};
