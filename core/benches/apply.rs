@@ -127,15 +127,15 @@ fn main() {
         .map(|i| {
             let a = splitmix64(&mut rng) % args.accounts;
             let b = (a + 1 + splitmix64(&mut rng) % (args.accounts - 1)) % args.accounts;
-            Envelope {
-                key: key(i),
-                acked_below: i as u64,
-                command: Command::Transfer {
+            Envelope::new(
+                key(i),
+                i as u64,
+                Command::Transfer {
                     source: cards[a as usize].account,
                     target: cards[b as usize].account,
                     amount_fen: 1 + splitmix64(&mut rng) % 10_000,
                 },
-            }
+            )
         })
         .collect();
     run("transfers", &d.ledger, d.now_ms, &transfers, 1);
@@ -169,25 +169,25 @@ fn main() {
             state: ledger_core::state::ChallengeState::Open,
         };
         let otp = intake::otp_proof(&d.keys, &challenge, &code).unwrap();
-        payments.push(Envelope {
-            key: key(args.transfers + 2 * i),
-            acked_below: (args.transfers + 2 * i) as u64,
-            command: Command::PaymentBegin {
+        payments.push(Envelope::new(
+            key(args.transfers + 2 * i),
+            (args.transfers + 2 * i) as u64,
+            Command::PaymentBegin {
                 lookup_digest,
                 payee: merchant,
                 amount_fen,
                 order_id,
                 challenge: seed,
             },
-        });
-        payments.push(Envelope {
-            key: key(args.transfers + 2 * i + 1),
-            acked_below: (args.transfers + 2 * i + 1) as u64,
-            command: Command::PaymentConfirm {
+        ));
+        payments.push(Envelope::new(
+            key(args.transfers + 2 * i + 1),
+            (args.transfers + 2 * i + 1) as u64,
+            Command::PaymentConfirm {
                 payment: PaymentId(first_payment + i as u64),
                 otp,
             },
-        });
+        ));
     }
     run("payments", &d.ledger, d.now_ms, &payments, 2);
 }

@@ -20,6 +20,26 @@ pub struct Envelope {
     /// this client's records below it. Zero acknowledges nothing.
     pub acked_below: u64,
     pub command: Command,
+    /// What the request said, secrets included, as the intake received it: a keyed digest
+    /// (`intake::request_digest`) for a client's request, the command's own digest for one
+    /// that carries no secret. A retry under the same key must carry the same request: two
+    /// requests whose secrets differ (another card number, another OTP code) have different
+    /// digests even where the commands they became could not tell them apart.
+    pub request_digest: Digest32,
+}
+
+impl Envelope {
+    /// An envelope for a command that came in as itself (no secret went into it): its
+    /// request digest is the command's own.
+    pub fn new(key: RequestKey, acked_below: u64, command: Command) -> Self {
+        let request_digest = command.digest();
+        Envelope {
+            key,
+            acked_below,
+            command,
+            request_digest,
+        }
+    }
 }
 
 /// What the leader stamps on a command when proposing it. The core reads time only from here.
@@ -175,6 +195,17 @@ pub enum Command {
     AckSms {
         challenges: Vec<crate::types::ChallengeId>,
     },
+}
+
+impl Command {
+    /// SHA-256 of the command's encoding: the request digest of a command that came in as
+    /// itself. (A command holds no secret in clear, so its digest reveals none.)
+    pub fn digest(&self) -> Digest32 {
+        let mut h = Sha256::new();
+        h.update(b"ledger/command/v1");
+        h.update(bincode::serialize(self).expect("a command always encodes"));
+        Digest32(h.finalize().into())
+    }
 }
 
 /// The elements an OTP is bound to ("one transaction, one code"). Its digest is the OCRA

@@ -101,11 +101,7 @@ impl Driver {
             index: self.index,
             now_ms: self.now_ms,
         };
-        let envelope = Envelope {
-            key,
-            acked_below: self.acked_below,
-            command,
-        };
+        let envelope = Envelope::new(key, self.acked_below, command);
         let outcome = self.ledger.apply(&ctx, &envelope);
         if let Some(journal) = &mut self.journal {
             journal.push((ctx, envelope));

@@ -250,6 +250,14 @@ pub fn request_entropy(keys: &SecretKeys, key: crate::types::RequestKey, label: 
     .0
 }
 
+/// The digest of a request as the intake received it (`request` is its encoding, secrets
+/// included), keyed so that neither the log nor a snapshot that holds it reveals a secret
+/// (a six-digit code could be found from an unkeyed hash by trying every code). A retry of
+/// the request has the same digest; the same key with another card number or code does not.
+pub fn request_digest(keys: &SecretKeys, request: &[u8]) -> Digest32 {
+    hmac256(&keys.otp_key, &[b"request-digest", request])
+}
+
 /// A new challenge for a transaction: the seed for the command (nonce and verifier) and the
 /// code for the SMS. `nonce` is the leader's randomness.
 pub fn challenge_seed(

@@ -195,6 +195,8 @@ pub struct Gift {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
     pub command: Command,
+    /// The request's digest (`Envelope::request_digest`): a retry must match it too.
+    pub request_digest: Digest32,
     pub outcome: Outcome,
     pub applied_ms: u64,
     /// The Raft log index the request was applied at: its place in the one total order.

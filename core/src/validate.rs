@@ -1,7 +1,10 @@
 //! Input checks shared by the core (on commands) and the intake (on raw customer input).
 //! Each returns the typed error a client sees; none allocates on the refusal path.
 
-use crate::config::MAX_AMOUNT_FEN;
+use crate::command::Command;
+use crate::config::{
+    MAX_ALIAS_CHARS, MAX_AMOUNT_FEN, MAX_NAME_BYTES, MAX_ORDER_ID_BYTES, MAX_SMS_ACK,
+};
 use crate::outcome::{LedgerError, TextField};
 
 /// An amount a command may move: 1 fen to [`MAX_AMOUNT_FEN`].
@@ -141,5 +144,54 @@ mod tests {
             text(f, &huge, 64),
             Err(LedgerError::TextTooLong { field: f, max: 64 })
         );
+    }
+}
+
+/// Longest contact phone a merchant may give (a landline with its area code and dash).
+pub const MAX_PHONE_BYTES: usize = 13;
+
+/// The size bounds of every variable-size field of a command. The node's intake checks them
+/// before it proposes a command, so a request with a 10 MB order id is refused with a typed
+/// error and never reaches the Raft log; the core checks the full rules (these bounds
+/// among them) again when it applies the command. The simulator checks every committed
+/// command against this function.
+pub fn field_limits(command: &Command) -> Result<(), LedgerError> {
+    let bounded = |field, value: &str, max: usize| {
+        if value.len() > max {
+            Err(LedgerError::TextTooLong { field, max })
+        } else {
+            Ok(())
+        }
+    };
+    match command {
+        Command::OpenAccount {
+            holder_name, phone, ..
+        } => {
+            bounded(TextField::HolderName, holder_name, MAX_NAME_BYTES)?;
+            mobile_phone(phone)
+        }
+        Command::EpayBegin { phone, .. } => mobile_phone(phone),
+        Command::EpayChooseAlias { alias, .. } => {
+            bounded(TextField::Alias, alias, MAX_ALIAS_CHARS * 4)
+        }
+        Command::PaymentBegin { order_id, .. } => {
+            bounded(TextField::OrderId, order_id, MAX_ORDER_ID_BYTES)
+        }
+        Command::RegisterMerchant {
+            name,
+            contact_phone,
+            ..
+        } => {
+            bounded(TextField::MerchantName, name, MAX_NAME_BYTES)?;
+            if contact_phone.len() > MAX_PHONE_BYTES {
+                return Err(LedgerError::InvalidLandline);
+            }
+            Ok(())
+        }
+        Command::CreatePool { name, .. } => bounded(TextField::PoolName, name, MAX_NAME_BYTES),
+        Command::AckSms { challenges } if challenges.len() > MAX_SMS_ACK => {
+            Err(LedgerError::TooManyItems { max: MAX_SMS_ACK })
+        }
+        _ => Ok(()),
     }
 }

@@ -153,15 +153,8 @@ impl World {
         let key = self.d.fresh_key();
         let outcome = self.d.submit_with_key(key, command.clone());
         let applied_ms = self.d.ledger.idempotency_record(key).map(|r| r.applied_ms);
-        self.history.push((
-            Envelope {
-                key,
-                acked_below: 0,
-                command,
-            },
-            outcome.clone(),
-            applied_ms,
-        ));
+        self.history
+            .push((Envelope::new(key, 0, command), outcome.clone(), applied_ms));
         outcome
     }
 

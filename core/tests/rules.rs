@@ -160,15 +160,15 @@ fn balance_overflow_is_refused() {
             index: 99,
             now_ms: d.now_ms,
         },
-        &ledger_core::Envelope {
-            key: d.fresh_key(),
-            acked_below: 0,
-            command: Command::Transfer {
+        &ledger_core::Envelope::new(
+            d.fresh_key(),
+            0,
+            Command::Transfer {
                 source: b.account,
                 target: a.account,
                 amount_fen: 11,
             },
-        },
+        ),
     );
     assert_eq!(
         outcome,

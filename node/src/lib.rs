@@ -3,8 +3,12 @@
 //!
 //! - [`raft_types`]: what a log entry carries. [`log_store`], [`state_machine`],
 //!   [`state_store`]: storage on sled. [`network`]: Raft over tarpc.
-//! - [`service`]: the client port (intake, leader stamping, reads). [`node`]: wiring.
-//! - [`sms`]: the SMS outbox and gateways. [`stamp`]: clock and randomness. [`metrics`].
+//! - [`service`]: the client port (reads, writes, status, cluster administration), over any
+//!   transport. [`intake`]: one request to one command (secrets hashed, randomness from the
+//!   key, field bounds, request digests). [`proposer`]: batching in the log, leader stamping.
+//! - [`outbox`]: the SMS outbox loop; [`sms`]: messages and gateways. [`stamp`]: the clock.
+//! - [`node`]: wiring (`assemble` for any transport, `start` for tarpc and sled).
+//!   [`planted`]: deliberately broken variants, for the simulator only. [`metrics`], [`admin`].
 
 // openraft's storage traits return its `StorageError` (over 200 bytes) by value; helpers
 // that build it follow suit rather than box what the traits will unbox again.
@@ -12,10 +16,13 @@
 
 pub mod admin;
 pub mod config;
+pub mod intake;
 pub mod log_store;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod outbox;
+pub mod planted;
 pub mod proposer;
 pub mod raft_types;
 pub mod service;

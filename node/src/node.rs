@@ -1,18 +1,20 @@
 //! A running payment node: opens its storage, starts Raft, serves the client and Raft ports,
 //! delivers SMS from the outbox while it leads, and shuts down cleanly.
 
+use crate::intake::{CpuWork, Intake};
 use crate::log_store::LogStore;
 use crate::metrics::Metrics;
 use crate::network::{self, Network};
+use crate::outbox;
+use crate::planted::PlantedBug;
 use crate::proposer::Proposer;
-use crate::raft_types::{NodeAddr, NodeId, Proposal, ProposalBody, Raft, TypeConfig};
+use crate::raft_types::{LedgerTypes, NodeAddr, NodeId, Raft, TypeConfig};
 use crate::service;
-use crate::sms::{self, SmsGateway};
+use crate::sms::SmsGateway;
 use crate::stamp::Stamper;
 use crate::state_machine::{StateMachine, StateReader};
-use ledger_core::command::{Command, Envelope};
 use ledger_core::intake::SecretKeys;
-use ledger_core::types::{MerchantId, Payee, RequestKey};
+use ledger_core::types::RequestKey;
 use ledger_wire::api::NodeInfo;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,8 +25,6 @@ use tokio::task::JoinHandle;
 
 /// Client ids at or above this are the nodes' own (SMS acknowledgements).
 pub const NODE_CLIENT_ID_BASE: u64 = 1 << 63;
-/// Most outbox messages a leader sends per round.
-const SMS_PER_ROUND: usize = 128;
 
 /// Everything needed to start a node.
 pub struct NodeOptions {
@@ -63,12 +63,12 @@ pub fn default_raft_config() -> openraft::Config {
     }
 }
 
-/// What the node's tasks share.
-pub struct Shared {
+/// What the node's tasks share: its Raft, its state, its intake, its proposer.
+pub struct Shared<C: LedgerTypes = TypeConfig> {
     pub id: NodeId,
-    pub raft: Raft,
+    pub raft: openraft::Raft<C>,
     pub reader: StateReader,
-    pub keys: SecretKeys,
+    pub intake: Intake,
     pub stamper: Arc<dyn Stamper>,
     pub metrics: Metrics,
     /// Batches client commands into Raft entries.
@@ -82,7 +82,7 @@ pub struct Shared {
     next_internal_request: AtomicU64,
 }
 
-impl Shared {
+impl<C: LedgerTypes> Shared<C> {
     /// Size of the node's database on disk.
     pub fn disk_bytes(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
@@ -108,7 +108,7 @@ impl Shared {
     }
 
     /// A request key for a command the node proposes itself: above every earlier one.
-    fn internal_key(&self) -> RequestKey {
+    pub(crate) fn internal_key(&self) -> RequestKey {
         let floor = self.stamper.now_ms().saturating_mul(1_000);
         let request_id = self
             .next_internal_request
@@ -123,9 +123,59 @@ impl Shared {
     }
 }
 
+/// A node's own code around a started Raft, whatever carries its messages and whatever
+/// clock it reads: `start` builds these over tarpc and the system clock for `ledger-node`;
+/// the simulator builds them over its router and virtual clocks, so it runs the node's
+/// intake, proposer and SMS outbox exactly as production does.
+pub struct NodeParts<C: LedgerTypes> {
+    pub id: NodeId,
+    pub raft: openraft::Raft<C>,
+    pub reader: StateReader,
+    /// The database the log store and state machine live in (flushed at shutdown).
+    pub db: sled::Db,
+    pub keys: SecretKeys,
+    pub stamper: Arc<dyn Stamper>,
+    pub sms: Arc<dyn SmsGateway>,
+    /// How often the leader looks at the SMS outbox.
+    pub sms_interval: Duration,
+    pub cpu: CpuWork,
+    /// TEST ONLY (see `NodeOptions::unsafe_local_reads`).
+    pub unsafe_local_reads: bool,
+    /// SIMULATOR ONLY: a deliberately broken piece of the node's code.
+    pub planted: Option<PlantedBug>,
+}
+
+/// Starts the node's own tasks (the proposer and the SMS outbox loop) around its Raft.
+pub fn assemble<C: LedgerTypes>(parts: NodeParts<C>) -> RunningNode<C> {
+    let (proposer, proposer_task) =
+        Proposer::start(parts.raft.clone(), parts.stamper.clone(), parts.planted);
+    let shared = Arc::new(Shared {
+        id: parts.id,
+        raft: parts.raft,
+        reader: parts.reader,
+        intake: Intake {
+            keys: parts.keys,
+            cpu: parts.cpu,
+            planted: parts.planted,
+        },
+        stamper: parts.stamper,
+        metrics: Metrics::default(),
+        proposer,
+        sms_wakeup: tokio::sync::Notify::new(),
+        unsafe_local_reads: parts.unsafe_local_reads,
+        db: parts.db,
+        next_internal_request: AtomicU64::new(0),
+    });
+    let outbox = tokio::spawn(outbox::run(shared.clone(), parts.sms, parts.sms_interval));
+    RunningNode {
+        shared,
+        tasks: vec![outbox, proposer_task],
+    }
+}
+
 /// A started node.
-pub struct RunningNode {
-    pub shared: Arc<Shared>,
+pub struct RunningNode<C: LedgerTypes = TypeConfig> {
+    pub shared: Arc<Shared<C>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -177,19 +227,18 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
 
-    let (proposer, proposer_task) = Proposer::start(raft.clone(), options.stamper.clone());
-    let shared = Arc::new(Shared {
+    let mut node = assemble(NodeParts {
         id: options.id,
         raft: raft.clone(),
         reader,
+        db,
         keys: options.keys,
         stamper: options.stamper,
-        metrics: Metrics::default(),
-        proposer,
-        sms_wakeup: tokio::sync::Notify::new(),
+        sms: options.sms,
+        sms_interval: options.sms_interval,
+        cpu: CpuWork::BlockingPool,
         unsafe_local_reads: options.unsafe_local_reads,
-        db,
-        next_internal_request: AtomicU64::new(0),
+        planted: None,
     });
     let raft_server = network::serve(options.raft_addr, raft.clone())
         .await
@@ -197,26 +246,19 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
             addr: options.raft_addr,
             source,
         })?;
-    let client_server = service::serve(options.client_addr, shared.clone())
+    let client_server = service::serve(options.client_addr, node.shared.clone())
         .await
         .map_err(|source| StartError::Listen {
             addr: options.client_addr,
             source,
         })?;
-    let outbox = tokio::spawn(deliver_sms(
-        shared.clone(),
-        options.sms,
-        options.sms_interval,
-    ));
+    node.tasks.extend([raft_server, client_server]);
     tracing::info!(id = options.id, raft = %options.raft_addr, client = %options.client_addr, "node started");
-    Ok(RunningNode {
-        shared,
-        tasks: vec![raft_server, client_server, outbox, proposer_task],
-    })
+    Ok(node)
 }
 
-impl RunningNode {
-    pub fn raft(&self) -> &Raft {
+impl<C: LedgerTypes> RunningNode<C> {
+    pub fn raft(&self) -> &openraft::Raft<C> {
         &self.shared.raft
     }
 
@@ -232,70 +274,6 @@ impl RunningNode {
             tracing::error!(error = %e, "final flush failed");
         }
         tracing::info!(id = self.shared.id, "node stopped");
-    }
-}
-
-/// While this node leads: send what is in the outbox, then acknowledge it through the log.
-/// Expired challenges are acknowledged without sending: their code could no longer be used.
-async fn deliver_sms(shared: Arc<Shared>, gateway: Arc<dyn SmsGateway>, interval: Duration) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            _ = shared.sms_wakeup.notified() => {}
-            _ = tick.tick() => {}
-        }
-        if !shared.is_leader() {
-            continue;
-        }
-        let Some(ledger) = shared.reader.ledger() else {
-            continue;
-        };
-        let now_ms = shared.stamper.now_ms();
-        let mut sent = Vec::new();
-        for challenge in ledger.outbox(SMS_PER_ROUND) {
-            let Some(facts) = ledger.sms_facts(challenge) else {
-                sent.push(challenge);
-                continue;
-            };
-            if now_ms >= facts.expires_ms {
-                sent.push(challenge);
-                continue;
-            }
-            let payee_name = match facts.payee {
-                Some(Payee::Merchant(MerchantId(m))) => {
-                    ledger.merchant(MerchantId(m)).map(|m| m.name)
-                }
-                _ => None,
-            };
-            let message = sms::compose(&shared.keys, &facts, payee_name.as_deref());
-            match gateway.deliver(&message).await {
-                Ok(()) => {
-                    shared.metrics.sms_sent.fetch_add(1, Ordering::Relaxed);
-                    sent.push(challenge);
-                }
-                Err(e) => {
-                    shared.metrics.sms_failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(challenge = challenge.0, error = %e, "sms not delivered; will retry");
-                }
-            }
-        }
-        if sent.is_empty() {
-            continue;
-        }
-        let key = shared.internal_key();
-        let proposal = Proposal {
-            now_ms,
-            body: ProposalBody::Commands(vec![Envelope {
-                key,
-                acked_below: key.request_id,
-                command: Command::AckSms { challenges: sent },
-            }]),
-        };
-        if let Err(e) = shared.raft.client_write(proposal).await {
-            tracing::debug!(error = %e, "sms acknowledgement not committed; messages will be sent again");
-        }
     }
 }
 

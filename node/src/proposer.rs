@@ -3,7 +3,8 @@
 //! of them (up to `MAX_ENTRY_COMMANDS`). Under light load an entry holds one call; under heavy
 //! load one entry, one fsync per replica, carries hundreds of commands.
 
-use crate::raft_types::{Applied, NodeAddr, Proposal, ProposalBody, Raft};
+use crate::planted::PlantedBug;
+use crate::raft_types::{Applied, LedgerTypes, NodeAddr, Proposal, ProposalBody};
 use crate::stamp::Stamper;
 use ledger_core::command::Envelope;
 use ledger_core::Outcome;
@@ -32,9 +33,13 @@ pub struct Proposer {
 
 impl Proposer {
     /// Starts the batching task for this node's Raft.
-    pub fn start(raft: Raft, stamper: Arc<dyn Stamper>) -> (Proposer, tokio::task::JoinHandle<()>) {
+    pub fn start<C: LedgerTypes>(
+        raft: openraft::Raft<C>,
+        stamper: Arc<dyn Stamper>,
+        planted: Option<PlantedBug>,
+    ) -> (Proposer, tokio::task::JoinHandle<()>) {
         let (queue, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(raft, stamper, rx));
+        let task = tokio::spawn(run(raft, stamper, rx, planted));
         (Proposer { queue }, task)
     }
 
@@ -72,7 +77,12 @@ pub fn write_error(e: RaftError<u64, ClientWriteError<u64, NodeAddr>>) -> ApiErr
     }
 }
 
-async fn run(raft: Raft, stamper: Arc<dyn Stamper>, mut rx: mpsc::Receiver<Pending>) {
+async fn run<C: LedgerTypes>(
+    raft: openraft::Raft<C>,
+    stamper: Arc<dyn Stamper>,
+    mut rx: mpsc::Receiver<Pending>,
+    planted: Option<PlantedBug>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_ENTRIES_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let permit = slots.clone().acquire_owned().await.expect("never closed");
@@ -96,6 +106,12 @@ async fn run(raft: Raft, stamper: Arc<dyn Stamper>, mut rx: mpsc::Receiver<Pendi
             for pending in batch {
                 envelopes.extend(pending.envelopes);
                 replies.push(pending.reply);
+            }
+            if planted == Some(PlantedBug::ProposerMisroutesReplies)
+                && sizes.len() >= 2
+                && sizes[0] == sizes[1]
+            {
+                replies.swap(0, 1);
             }
             let proposal = Proposal {
                 now_ms,

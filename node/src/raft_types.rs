@@ -58,8 +58,9 @@ openraft::declare_raft_types!(
         AsyncRuntime = openraft::TokioRuntime,
 );
 
-/// Any Raft type configuration for the ledger: the storage and the state machine are generic
-/// over it, so the simulator runs them with its own `AsyncRuntime`.
+/// Any Raft type configuration for the ledger: the storage, the state machine and the node's
+/// own code (service, intake, proposer, SMS outbox) are generic over it, so the simulator
+/// runs all of them under a configuration of its own.
 pub trait LedgerTypes:
     RaftTypeConfig<
     D = Proposal,
@@ -68,6 +69,7 @@ pub trait LedgerTypes:
     Node = NodeAddr,
     Entry = openraft::Entry<Self>,
     SnapshotData = Cursor<Vec<u8>>,
+    Responder = openraft::impls::OneshotResponder<Self>,
 >
 {
 }
@@ -80,6 +82,7 @@ impl<C> LedgerTypes for C where
         Node = NodeAddr,
         Entry = openraft::Entry<C>,
         SnapshotData = Cursor<Vec<u8>>,
+        Responder = openraft::impls::OneshotResponder<C>,
     >
 {
 }

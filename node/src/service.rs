@@ -2,20 +2,18 @@
 //! secrets into hashes (the intake), stamps the batch with its clock and nonces, and proposes
 //! it as one Raft entry. Followers answer `NotLeader` with the leader's address.
 
+use crate::intake;
 use crate::node::{node_addr, Shared, NODE_CLIENT_ID_BASE};
 use crate::proposer;
-use crate::raft_types::{Proposal, ProposalBody};
+use crate::raft_types::{LedgerTypes, Proposal, ProposalBody, TypeConfig};
 use crate::state_store::SledState;
 use futures::{future, StreamExt};
-use ledger_core::command::{Command, Envelope, TxElements};
+use ledger_core::command::Envelope;
 use ledger_core::config::LedgerConfig;
-use ledger_core::intake;
-use ledger_core::outcome::LedgerError;
-use ledger_core::types::RequestKey;
 use ledger_core::Ledger;
 use ledger_wire::api::{
-    AccountView, ApiError, ClientRequest, ClientResult, Consistency, NodeInfo, NodeStatus,
-    Operation, Query, QueryReply, API_VERSION, MAX_ACCOUNT_RANGE, MAX_BATCH,
+    AccountView, ApiError, ClientRequest, ClientResult, Consistency, NodeInfo, NodeStatus, Query,
+    QueryReply, API_VERSION, MAX_ACCOUNT_RANGE, MAX_BATCH,
 };
 use ledger_wire::rpc::LedgerRpc;
 use ledger_wire::transport;
@@ -34,7 +32,7 @@ pub async fn serve(
     shared: Arc<Shared>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = transport::listen(addr).await?;
-    let service = ClientService { shared };
+    let service = ClientService::new(shared);
     Ok(tokio::spawn(
         listener
             .filter_map(|conn| future::ready(conn.ok()))
@@ -50,9 +48,18 @@ pub async fn serve(
     ))
 }
 
-#[derive(Clone)]
-struct ClientService {
-    shared: Arc<Shared>,
+/// The client port's service: what a node answers, whatever transport brought the call
+/// (tarpc over TCP for `ledger-node`, the simulator's router in `ledger-sim`).
+pub struct ClientService<C: LedgerTypes = TypeConfig> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C: LedgerTypes> Clone for ClientService<C> {
+    fn clone(&self) -> Self {
+        ClientService {
+            shared: self.shared.clone(),
+        }
+    }
 }
 
 fn unavailable(reason: impl std::fmt::Display) -> ApiError {
@@ -61,7 +68,11 @@ fn unavailable(reason: impl std::fmt::Display) -> ApiError {
     }
 }
 
-impl ClientService {
+impl<C: LedgerTypes> ClientService<C> {
+    pub fn new(shared: Arc<Shared<C>>) -> Self {
+        ClientService { shared }
+    }
+
     fn not_leader(&self) -> ApiError {
         self.shared
             .metrics
@@ -125,199 +136,6 @@ impl ClientService {
             .ledger()
             .ok_or_else(|| unavailable("the cluster has no ledger yet (not initialised)"))
     }
-
-    /// The intake: one request to one command, with secrets hashed and the request's
-    /// randomness derived from its key.
-    async fn to_command(
-        &self,
-        ledger: &Ledger<SledState>,
-        key: RequestKey,
-        operation: Operation,
-    ) -> Result<Command, ApiError> {
-        let keys = &self.shared.keys;
-        let nonce = |label| {
-            let e = intake::request_entropy(keys, key, label);
-            u64::from_be_bytes(e[..8].try_into().expect("8 bytes"))
-        };
-        let command = match operation {
-            Operation::OpenAccount(request) => {
-                let mut salt = [0u8; 16];
-                salt.copy_from_slice(&intake::request_entropy(keys, key, "salt")[..16]);
-                let keys = keys.clone();
-                blocking(move || intake::open_account(&keys, &request, salt)).await??
-            }
-            Operation::EpayBegin { card_number, phone } => Command::EpayBegin {
-                pan_digest: intake::card_digest(keys, &card_number)?,
-                phone,
-            },
-            Operation::EpayChooseAlias {
-                account,
-                card_password,
-                alias,
-            } => {
-                let stored = ledger
-                    .holder(account)
-                    .ok_or(LedgerError::UnknownAccount { account })?
-                    .password;
-                let keys = keys.clone();
-                let password_proof =
-                    blocking(move || intake::password_proof(&keys, &card_password, &stored))
-                        .await??;
-                Command::EpayChooseAlias {
-                    account,
-                    password_proof,
-                    alias,
-                }
-            }
-            Operation::EpayConfirm { account } => {
-                let enrolment = ledger
-                    .enrolment(account)
-                    .ok_or(LedgerError::NotEnrolling { account })?;
-                let digest = TxElements::Enrolment {
-                    account,
-                    alias: &enrolment.alias,
-                }
-                .digest();
-                let (challenge, _code) = intake::challenge_seed(keys, nonce("otp-nonce"), &digest);
-                Command::EpayConfirm { account, challenge }
-            }
-            Operation::EpayActivate { account, code } => {
-                let challenge = ledger
-                    .enrolment(account)
-                    .and_then(|e| e.challenge)
-                    .and_then(|c| ledger.challenge(c))
-                    .ok_or(LedgerError::NotEnrolling { account })?;
-                Command::EpayActivate {
-                    account,
-                    otp: intake::otp_proof(keys, &challenge, &code)?,
-                }
-            }
-            Operation::PaymentBegin {
-                phone,
-                last_six,
-                payee,
-                amount_fen,
-                order_id,
-            } => {
-                let lookup_digest = intake::lookup_digest(keys, &phone, &last_six)?;
-                let digest = TxElements::Payment {
-                    lookup_digest: &lookup_digest,
-                    payee,
-                    amount_fen,
-                    order_id: &order_id,
-                }
-                .digest();
-                let (challenge, _code) = intake::challenge_seed(keys, nonce("otp-nonce"), &digest);
-                Command::PaymentBegin {
-                    lookup_digest,
-                    payee,
-                    amount_fen,
-                    order_id,
-                    challenge,
-                }
-            }
-            Operation::PaymentConfirm { payment, code } => {
-                let challenge = ledger
-                    .payment(payment)
-                    .and_then(|p| ledger.challenge(p.challenge))
-                    .ok_or(LedgerError::UnknownPayment { payment })?;
-                Command::PaymentConfirm {
-                    payment,
-                    otp: intake::otp_proof(keys, &challenge, &code)?,
-                }
-            }
-            Operation::Command(command) => {
-                check_plain(&command)?;
-                command
-            }
-        };
-        Ok(command)
-    }
-}
-
-/// The recorded answer of a request this node has already applied: a retry is answered
-/// before the intake runs, so it needs nothing the original changed (an enrolment that its
-/// activation closed, a salt). A key recorded for another operation is refused.
-fn recorded_answer(
-    ledger: &Ledger<SledState>,
-    key: RequestKey,
-    operation: &Operation,
-) -> Option<ClientResult> {
-    let record = ledger.idempotency_record(key)?;
-    let same = match (operation, &record.command) {
-        (
-            Operation::OpenAccount(r),
-            Command::OpenAccount {
-                holder_name, phone, ..
-            },
-        ) => &r.holder_name == holder_name && &r.phone == phone,
-        (Operation::EpayBegin { phone, .. }, Command::EpayBegin { phone: p, .. }) => phone == p,
-        (
-            Operation::EpayChooseAlias { account, alias, .. },
-            Command::EpayChooseAlias {
-                account: a,
-                alias: b,
-                ..
-            },
-        ) => account == a && alias == b,
-        (Operation::EpayConfirm { account }, Command::EpayConfirm { account: a, .. }) => {
-            account == a
-        }
-        (Operation::EpayActivate { account, .. }, Command::EpayActivate { account: a, .. }) => {
-            account == a
-        }
-        (
-            Operation::PaymentBegin {
-                payee,
-                amount_fen,
-                order_id,
-                ..
-            },
-            Command::PaymentBegin {
-                payee: p,
-                amount_fen: m,
-                order_id: o,
-                ..
-            },
-        ) => payee == p && amount_fen == m && order_id == o,
-        (Operation::PaymentConfirm { payment, .. }, Command::PaymentConfirm { payment: p, .. }) => {
-            payment == p
-        }
-        (Operation::Command(c), recorded) => c == recorded,
-        _ => false,
-    };
-    Some(if same {
-        record.outcome.map_err(ApiError::Ledger)
-    } else {
-        Err(ApiError::Ledger(LedgerError::IdempotencyKeyReused { key }))
-    })
-}
-
-/// Commands with hashed fields must come through their operations, which hash them here;
-/// `AckSms` only from the node itself.
-fn check_plain(command: &Command) -> Result<(), ApiError> {
-    let reason = match command {
-        Command::OpenAccount { .. } => "open accounts with Operation::OpenAccount",
-        Command::EpayBegin { .. }
-        | Command::EpayChooseAlias { .. }
-        | Command::EpayConfirm { .. }
-        | Command::EpayActivate { .. } => "enrol with the Epay operations",
-        Command::PaymentBegin { .. } | Command::PaymentConfirm { .. } => {
-            "pay with the Payment operations"
-        }
-        Command::AckSms { .. } => "only a node acknowledges SMS",
-        _ => return Ok(()),
-    };
-    Err(ApiError::NotAllowed {
-        reason: reason.into(),
-    })
-}
-
-/// Runs slow, CPU-bound work (password hashing) off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(unavailable)
 }
 
 fn view(ledger: &Ledger<SledState>, account: ledger_core::types::AccountId) -> Option<AccountView> {
@@ -338,7 +156,7 @@ fn view(ledger: &Ledger<SledState>, account: ledger_core::types::AccountId) -> O
     })
 }
 
-impl LedgerRpc for ClientService {
+impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
     async fn submit(
         self,
         _: tarpc::context::Context,
@@ -361,31 +179,22 @@ impl LedgerRpc for ClientService {
                 reason: format!("client ids from {NODE_CLIENT_ID_BASE} up are the nodes' own"),
             });
         }
-        // The intake of these reads the ledger (salt, enrolment, challenge): it must see
-        // everything committed before, even on a leader elected a moment ago.
-        let reads_state = requests.iter().any(|r| {
-            matches!(
-                r.operation,
-                Operation::EpayChooseAlias { .. }
-                    | Operation::EpayConfirm { .. }
-                    | Operation::EpayActivate { .. }
-                    | Operation::PaymentConfirm { .. }
-            )
-        });
-        if reads_state {
+        if requests.iter().any(|r| intake::reads_state(&r.operation)) {
             self.read_index().await?;
         }
         let ledger = self.ledger()?;
+        let intake = &self.shared.intake;
         let mut results: Vec<Option<ClientResult>> = vec![None; requests.len()];
         let mut envelopes = Vec::with_capacity(requests.len());
         let mut slots = Vec::with_capacity(requests.len());
         for (slot, request) in requests.into_iter().enumerate() {
-            if let Some(answer) = recorded_answer(&ledger, request.key, &request.operation) {
+            let request_digest = intake.digest(&request.operation);
+            if let Some(answer) = intake.recorded_answer(&ledger, request.key, request_digest) {
                 results[slot] = Some(answer);
                 continue;
             }
-            match self
-                .to_command(&ledger, request.key, request.operation)
+            match intake
+                .command(&ledger, request.key, request.operation)
                 .await
             {
                 Ok(command) => {
@@ -393,6 +202,7 @@ impl LedgerRpc for ClientService {
                         key: request.key,
                         acked_below: request.acked_below,
                         command,
+                        request_digest,
                     });
                     slots.push(slot);
                 }

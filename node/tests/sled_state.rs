@@ -80,11 +80,7 @@ fn sled_state_matches_the_memory_store_command_for_command() {
         };
         now_ms += splitmix64(&mut rng) % 1_000;
         let ctx = Context { index: i, now_ms };
-        let envelope = Envelope {
-            key,
-            acked_below,
-            command,
-        };
+        let envelope = Envelope::new(key, acked_below, command);
         assert_eq!(
             sled_ledger.apply(&ctx, &envelope),
             mem.apply(&ctx, &envelope),

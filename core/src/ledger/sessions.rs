@@ -58,7 +58,9 @@ pub(super) fn admit(
 ) -> Result<Admission, LedgerError> {
     let key = envelope.key;
     if let Some(record) = tx.get::<IdempotencyRecord>(Key::Idempotency(key)) {
-        return Ok(Admission::Replay(if record.command == envelope.command {
+        let same =
+            record.command == envelope.command && record.request_digest == envelope.request_digest;
+        return Ok(Admission::Replay(if same {
             record.outcome
         } else {
             Err(LedgerError::IdempotencyKeyReused { key })
@@ -165,6 +167,7 @@ pub(super) fn record(
         Key::Idempotency(envelope.key),
         IdempotencyRecord {
             command: envelope.command.clone(),
+            request_digest: envelope.request_digest,
             outcome: outcome.clone(),
             applied_ms: now_ms,
             applied_index: index,

@@ -1,0 +1,100 @@
+//! The SMS outbox loop: while this node leads, it sends what is in the replicated outbox
+//! through the gateway, then acknowledges it through the log. A message committed before a
+//! leader change is still in the outbox afterwards and the new leader sends it: at least
+//! once. Expired challenges are acknowledged without sending: their code could no longer be
+//! used. A message the gateway refused stays in the outbox and is tried again.
+
+use crate::node::Shared;
+use crate::planted::PlantedBug;
+use crate::raft_types::{LedgerTypes, Proposal, ProposalBody};
+use crate::sms::{self, SmsGateway};
+use crate::state_store::SledState;
+use ledger_core::command::{Command, Envelope};
+use ledger_core::types::{ChallengeId, MerchantId, Payee};
+use ledger_core::Ledger;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most outbox messages a leader sends per round.
+pub const SMS_PER_ROUND: usize = 128;
+
+/// Runs the loop until the task is aborted: a round at every tick, and as soon as a request
+/// committed a challenge.
+pub async fn run<C: LedgerTypes>(
+    shared: Arc<Shared<C>>,
+    gateway: Arc<dyn SmsGateway>,
+    interval: Duration,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shared.sms_wakeup.notified() => {}
+            _ = tick.tick() => {}
+        }
+        if !shared.is_leader() {
+            continue;
+        }
+        let Some(ledger) = shared.reader.ledger() else {
+            continue;
+        };
+        let now_ms = shared.stamper.now_ms();
+        let done = send_round(&shared, gateway.as_ref(), &ledger, now_ms).await;
+        if done.is_empty() {
+            continue;
+        }
+        let key = shared.internal_key();
+        let proposal = Proposal {
+            now_ms,
+            body: ProposalBody::Commands(vec![Envelope::new(
+                key,
+                key.request_id,
+                Command::AckSms { challenges: done },
+            )]),
+        };
+        if let Err(e) = shared.raft.client_write(proposal).await {
+            tracing::debug!(error = %e, "sms acknowledgement not committed; messages will be sent again");
+        }
+    }
+}
+
+/// Sends one round of the outbox; returns the challenges it is done with (sent, or expired).
+async fn send_round<C: LedgerTypes>(
+    shared: &Shared<C>,
+    gateway: &dyn SmsGateway,
+    ledger: &Ledger<SledState>,
+    now_ms: u64,
+) -> Vec<ChallengeId> {
+    let mut done = Vec::new();
+    for challenge in ledger.outbox(SMS_PER_ROUND) {
+        let Some(facts) = ledger.sms_facts(challenge) else {
+            done.push(challenge);
+            continue;
+        };
+        if now_ms >= facts.expires_ms {
+            done.push(challenge);
+            continue;
+        }
+        let payee_name = match facts.payee {
+            Some(Payee::Merchant(MerchantId(m))) => ledger.merchant(MerchantId(m)).map(|m| m.name),
+            _ => None,
+        };
+        let message = sms::compose(&shared.intake.keys, &facts, payee_name.as_deref());
+        match gateway.deliver(&message).await {
+            Ok(()) => {
+                shared.metrics.sms_sent.fetch_add(1, Ordering::Relaxed);
+                done.push(challenge);
+            }
+            Err(e) => {
+                shared.metrics.sms_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(challenge = challenge.0, error = %e, "sms not delivered; will retry");
+                if shared.intake.planted == Some(PlantedBug::OutboxAcksUndelivered) {
+                    done.push(challenge);
+                }
+            }
+        }
+    }
+    done
+}
