@@ -1,0 +1,182 @@
+//! The rules of DOMAIN.md section 2, e-Pay credential: the four-step enrolment and the
+//! limits. One test per rule, named after the rule. Every refusal is also checked to leave
+//! the state hash unchanged.
+
+mod common;
+
+use common::{driver, enrolled, merchant, pool, refused, settled};
+use ledger_core::command::Command;
+use ledger_core::config::YUAN;
+use ledger_core::intake::{self, Secret};
+use ledger_core::outcome::{LedgerError, Reply};
+use ledger_core::time::{cst_month, month_start_ms, DAY_MS};
+use ledger_core::types::{Eligibility, MerchantKind, Payee};
+
+#[test]
+fn enrolment_takes_four_steps_in_order() {
+    let mut d = driver();
+    let card = d.funded_card(1, 0);
+    // Step 4 before step 1.
+    assert_eq!(
+        d.activate(&card, &Secret::new("000000")),
+        Err(LedgerError::NotEnrolling {
+            account: card.account
+        })
+    );
+    assert_eq!(
+        d.enrol(&card, "小王"),
+        Ok(Reply::EpayActivated {
+            account: card.account
+        })
+    );
+    let credential = d.ledger.credential(card.account).unwrap();
+    assert_eq!(credential.alias, "小王");
+    assert_eq!(credential.per_payment_fen, 1_000 * YUAN);
+    assert_eq!(credential.per_day_fen, 3_000 * YUAN);
+    let pan_digest = intake::card_digest(&d.keys, &Secret::new(&card.pan)).unwrap();
+    refused(
+        &mut d,
+        Command::EpayBegin {
+            pan_digest,
+            phone: card.phone.clone(),
+        },
+        LedgerError::AlreadyEnrolled {
+            account: card.account,
+        },
+    );
+}
+
+#[test]
+fn enrolment_needs_the_reserved_phone() {
+    let mut d = driver();
+    let card = d.funded_card(1, 0);
+    let pan_digest = intake::card_digest(&d.keys, &Secret::new(&card.pan)).unwrap();
+    refused(
+        &mut d,
+        Command::EpayBegin {
+            pan_digest,
+            phone: "13999999999".into(),
+        },
+        LedgerError::PhoneMismatch,
+    );
+}
+
+#[test]
+fn three_wrong_card_passwords_cancel_the_enrolment() {
+    let mut d = driver();
+    let card = d.funded_card(1, 0);
+    let pan_digest = intake::card_digest(&d.keys, &Secret::new(&card.pan)).unwrap();
+    d.submit(Command::EpayBegin {
+        pan_digest,
+        phone: card.phone.clone(),
+    })
+    .unwrap();
+    let stored = d.ledger.holder(card.account).unwrap().password;
+    let wrong = intake::password_proof(&d.keys, &Secret::new("999999"), &stored).unwrap();
+    let choose = Command::EpayChooseAlias {
+        account: card.account,
+        password_proof: wrong,
+        alias: "x".into(),
+    };
+    assert_eq!(
+        d.submit(choose.clone()),
+        Err(LedgerError::WrongCardPassword { failures_left: 2 })
+    );
+    assert_eq!(
+        d.submit(choose.clone()),
+        Err(LedgerError::WrongCardPassword { failures_left: 1 })
+    );
+    assert_eq!(d.submit(choose), Err(LedgerError::EnrolmentCancelled));
+    assert!(d.ledger.enrolment(card.account).is_none());
+}
+
+#[test]
+fn limits_can_be_lowered_never_raised_above_the_caps() {
+    let mut d = driver();
+    let card = enrolled(&mut d, 1, 0);
+    refused(
+        &mut d,
+        Command::SetEpayLimits {
+            account: card.account,
+            per_payment_fen: 1_001 * YUAN,
+            per_day_fen: 3_000 * YUAN,
+        },
+        LedgerError::LimitAboveCap {
+            requested_fen: 1_001 * YUAN,
+            cap_fen: 1_000 * YUAN,
+        },
+    );
+    refused(
+        &mut d,
+        Command::SetEpayLimits {
+            account: card.account,
+            per_payment_fen: 500 * YUAN,
+            per_day_fen: 400 * YUAN,
+        },
+        LedgerError::LimitsInconsistent,
+    );
+    d.submit(Command::SetEpayLimits {
+        account: card.account,
+        per_payment_fen: 200 * YUAN,
+        per_day_fen: 300 * YUAN,
+    })
+    .unwrap();
+    let (m, _) = merchant(&mut d, 9, MerchantKind::Online);
+    d.submit(Command::Deposit {
+        account: card.account,
+        amount_fen: 1_000 * YUAN,
+    })
+    .unwrap();
+    let before = d.ledger.state_hash();
+    assert_eq!(
+        d.begin_payment(&card, Payee::Merchant(m), 201 * YUAN, "o1"),
+        Err(LedgerError::OverPaymentLimit {
+            debit_fen: 201 * YUAN,
+            limit_fen: 200 * YUAN
+        })
+    );
+    assert_eq!(d.ledger.state_hash(), before);
+}
+
+#[test]
+fn daily_limit_counts_the_cst_day_and_resets_at_beijing_midnight() {
+    let mut d = driver();
+    // Put the clock at 23:00 CST.
+    let day_start = month_start_ms(cst_month(d.now_ms)) + 5 * DAY_MS;
+    d.now_ms = day_start + 23 * 3_600_000;
+    let card = enrolled(&mut d, 1, 10_000 * YUAN);
+    let (m, _) = merchant(&mut d, 9, MerchantKind::Online);
+    for i in 0..3 {
+        settled(d.pay(&card, Payee::Merchant(m), 1_000 * YUAN, &format!("o{i}")));
+    }
+    assert_eq!(
+        d.pay(&card, Payee::Merchant(m), 1, "o4"),
+        Err(LedgerError::OverDailyLimit {
+            debit_fen: 1,
+            spent_today_fen: 3_000 * YUAN,
+            limit_fen: 3_000 * YUAN
+        })
+    );
+    d.now_ms = day_start + DAY_MS; // 00:00 CST the next day
+    settled(d.pay(&card, Payee::Merchant(m), 1_000 * YUAN, "o5"));
+}
+
+#[test]
+fn daily_limit_counts_the_debit_after_the_voucher() {
+    let mut d = driver();
+    let card = enrolled(&mut d, 1, 10_000 * YUAN);
+    let (m, _) = merchant(&mut d, 9, MerchantKind::Online);
+    let p = pool(&mut d, 50 * YUAN, 10, Eligibility::Anyone);
+    d.submit(Command::ClaimVoucher {
+        pool: p,
+        account: card.account,
+    })
+    .unwrap();
+    // 1,040 yuan bill, 50 yuan voucher: 990 debited, under the 1,000 per-payment cap.
+    let (debited, voucher, _) = settled(d.pay(&card, Payee::Merchant(m), 1_040 * YUAN, "big"));
+    assert_eq!((debited, voucher), (990 * YUAN, Some(p)));
+    assert_eq!(
+        d.ledger.credential(card.account).unwrap().spent_today_fen,
+        990 * YUAN
+    );
+}

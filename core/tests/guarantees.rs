@@ -1,0 +1,160 @@
+//! The state rules of DOMAIN.md section 6, What the ledger guarantees: snapshots, ledger
+//! time, the SMS outbox, and lock-outs that carry across commands. One test per rule,
+//! named after the rule. Every refusal is also checked to leave the state hash unchanged.
+
+mod common;
+
+use common::{driver, enrolled, merchant, refused, settled};
+use ledger_core::command::Command;
+use ledger_core::config::YUAN;
+use ledger_core::intake::{self, Secret};
+use ledger_core::outcome::{LedgerError, Reply};
+use ledger_core::state::PaymentState;
+use ledger_core::types::{AccountStatus, MerchantKind, Payee, VipTier};
+
+#[test]
+fn snapshot_then_restore_gives_the_same_hash_and_the_same_bytes() {
+    let mut d = driver();
+    let payer = enrolled(&mut d, 1, 1_000 * YUAN);
+    let (m, _) = merchant(&mut d, 9, MerchantKind::Pos);
+    settled(d.pay(&payer, Payee::Merchant(m), 10 * YUAN, "o"));
+    let bytes = d.ledger.snapshot();
+    let restored = ledger_core::Ledger::restore(ledger_core::MemStore::new(), &bytes).unwrap();
+    assert_eq!(restored.state_hash(), d.ledger.state_hash());
+    assert_eq!(restored.snapshot(), bytes);
+}
+
+#[test]
+fn a_corrupt_snapshot_is_refused() {
+    use ledger_core::ledger::SnapshotError;
+    let d = driver();
+    let mut bytes = d.ledger.snapshot();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    let restore = |b: &[u8]| ledger_core::Ledger::restore(ledger_core::MemStore::new(), b).err();
+    assert_eq!(restore(&bytes), Some(SnapshotError::BadChecksum));
+    assert_eq!(restore(b"not a snapshot"), Some(SnapshotError::BadHeader));
+}
+
+#[test]
+fn ledger_time_never_runs_backwards() {
+    let mut d = driver();
+    let card = d.funded_card(1, 0);
+    let later = d.now_ms;
+    d.now_ms -= 3_600_000; // the leader's clock steps back an hour
+    d.submit(Command::SetVipTier {
+        account: card.account,
+        tier: VipTier::Platinum,
+    })
+    .unwrap();
+    assert_eq!(d.ledger.gift(card.account).unwrap().recorded_ms, later);
+    assert_eq!(d.ledger.meta().last_now_ms, later);
+}
+
+#[test]
+fn issued_challenges_wait_in_the_sms_outbox_until_the_leader_acknowledges_them() {
+    let mut d = driver();
+    let card = enrolled(&mut d, 1, 1_000 * YUAN);
+    let (m, _) = merchant(&mut d, 9, MerchantKind::Online);
+    let enrolment_challenge = d.ledger.outbox(10)[0];
+    let (_, c) = d
+        .begin_payment(&card, Payee::Merchant(m), 12 * YUAN, "o")
+        .unwrap();
+    assert_eq!(d.ledger.outbox(10), vec![enrolment_challenge, c]);
+    let facts = d.ledger.sms_facts(c).unwrap();
+    assert_eq!(
+        (facts.alias.as_str(), facts.payee, facts.amount_fen),
+        ("小王的卡", Some(Payee::Merchant(m)), Some(1_200))
+    );
+    assert_eq!(facts.phone, card.phone);
+    let ack = Command::AckSms {
+        challenges: vec![enrolment_challenge, c, c],
+    };
+    assert_eq!(d.submit(ack), Ok(Reply::SmsAcknowledged { removed: 2 }));
+    assert!(d.ledger.outbox(10).is_empty());
+    refused(
+        &mut d,
+        Command::AckSms {
+            challenges: vec![c; 1_025],
+        },
+        LedgerError::TooManyItems { max: 1_024 },
+    );
+}
+
+#[test]
+fn wrong_card_passwords_across_enrolments_freeze_the_card() {
+    let mut d = driver();
+    let card = d.funded_card(1, 0);
+    let pan_digest = intake::card_digest(&d.keys, &Secret::new(&card.pan)).unwrap();
+    let stored = d.ledger.holder(card.account).unwrap().password;
+    let wrong = intake::password_proof(&d.keys, &Secret::new("999999"), &stored).unwrap();
+    let choose = Command::EpayChooseAlias {
+        account: card.account,
+        password_proof: wrong,
+        alias: "x".into(),
+    };
+    let mut last = Ok(Reply::AliasChosen);
+    for _round in 0..2 {
+        d.submit(Command::EpayBegin {
+            pan_digest,
+            phone: card.phone.clone(),
+        })
+        .unwrap();
+        for _ in 0..3 {
+            last = d.submit(choose.clone());
+        }
+    }
+    assert_eq!(
+        last,
+        Err(LedgerError::CardLocked {
+            account: card.account
+        })
+    );
+    assert_eq!(
+        d.ledger.account(card.account).unwrap().status,
+        AccountStatus::Frozen
+    );
+    refused(
+        &mut d,
+        Command::EpayBegin {
+            pan_digest,
+            phone: card.phone.clone(),
+        },
+        LedgerError::AccountNotActive {
+            account: card.account,
+            status: AccountStatus::Frozen,
+        },
+    );
+    // The bank unfreezes the card; the count starts again and the right password works.
+    d.submit(Command::SetAccountStatus {
+        account: card.account,
+        status: AccountStatus::Active,
+    })
+    .unwrap();
+    assert_eq!(
+        d.enrol(&card, "x"),
+        Ok(Reply::EpayActivated {
+            account: card.account
+        })
+    );
+}
+
+#[test]
+fn a_payment_whose_code_locks_fails_and_its_order_can_be_paid_anew() {
+    let mut d = driver();
+    let card = enrolled(&mut d, 1, 1_000 * YUAN);
+    let (m, _) = merchant(&mut d, 9, MerchantKind::Online);
+    let (p, c) = d
+        .begin_payment(&card, Payee::Merchant(m), 10 * YUAN, "o")
+        .unwrap();
+    let wrong = Secret::new(if d.code_for(c) == Secret::new("000000") {
+        "111111"
+    } else {
+        "000000"
+    });
+    for _ in 0..3 {
+        let _ = d.confirm(p, &wrong);
+    }
+    assert_eq!(d.ledger.payment(p).unwrap().state, PaymentState::Failed);
+    settled(d.pay(&card, Payee::Merchant(m), 10 * YUAN, "o"));
+}

@@ -1,0 +1,300 @@
+//! The rules of DOMAIN.md section 4, Merchants and their counters: rewards, list fee and
+//! fee tiers. One test per rule, named after the rule. Every refusal is also checked to
+//! leave the state hash unchanged.
+
+mod common;
+
+use common::{balance, driver, enrolled, merchant, refused, settled};
+use ledger_core::command::Command;
+use ledger_core::config::{LedgerConfig, YUAN};
+use ledger_core::driver::{Card, Driver};
+use ledger_core::ledger::transfer_fee_fen;
+use ledger_core::outcome::{LedgerError, Reply};
+use ledger_core::time::{cst_month, month_start_ms, DAY_MS};
+use ledger_core::types::{AccountId, FeeTier, MerchantId, MerchantKind, Payee};
+
+fn crossing(kind: MerchantKind, bill_fen: u64) -> Vec<bool> {
+    let mut d = driver();
+    let payer = enrolled(&mut d, 1, 0);
+    let (m, _) = merchant(&mut d, 9, kind);
+    let mut rewards = Vec::new();
+    for i in 0..12 {
+        d.submit(Command::Deposit {
+            account: payer.account,
+            amount_fen: bill_fen,
+        })
+        .unwrap();
+        d.advance(DAY_MS); // stay under the daily limit
+        rewards.push(settled(d.pay(&payer, Payee::Merchant(m), bill_fen, &format!("o{i}"))).2);
+        d.ledger.check_invariants().unwrap();
+    }
+    rewards
+}
+
+#[test]
+fn pos_reward_is_granted_once_by_the_settlement_crossing_both_thresholds() {
+    let rewards = crossing(MerchantKind::Pos, 200 * YUAN);
+    let granted: Vec<usize> = rewards
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| **g)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        granted,
+        vec![9],
+        "the 10th settlement (2,000 yuan) crosses both"
+    );
+    // Count reached but not the amount: no reward.
+    assert!(crossing(MerchantKind::Pos, 100 * YUAN).iter().all(|g| !g));
+}
+
+#[test]
+fn pos_reward_pays_phone_credit_from_promotions() {
+    let mut d = driver();
+    let payer = enrolled(&mut d, 1, 0);
+    let (m, _) = merchant(&mut d, 9, MerchantKind::Pos);
+    for i in 0..10 {
+        d.submit(Command::Deposit {
+            account: payer.account,
+            amount_fen: 200 * YUAN,
+        })
+        .unwrap();
+        d.advance(DAY_MS);
+        d.pay(&payer, Payee::Merchant(m), 200 * YUAN, &format!("o{i}"))
+            .unwrap();
+    }
+    assert_eq!(
+        balance(&d, AccountId::TELECOM_SETTLEMENT),
+        100 * YUAN as i64
+    );
+    assert_eq!(balance(&d, AccountId::PROMOTIONS), -(100 * YUAN as i64));
+    assert!(d.ledger.merchant(m).unwrap().reward_payment.is_some());
+}
+
+#[test]
+fn shangyitong_reward_needs_fifty_thousand_yuan() {
+    // 12 payments of 1,000 yuan (the per-payment cap) never reach 50,000 yuan.
+    assert!(crossing(MerchantKind::Shangyitong, 1_000 * YUAN)
+        .iter()
+        .all(|g| !g));
+    let config = LedgerConfig {
+        shangyitong_reward_min_fen: 10_000 * YUAN,
+        ..LedgerConfig::default()
+    };
+    let mut d = Driver::new(config);
+    let payer = enrolled(&mut d, 1, 0);
+    let (m, _) = merchant(&mut d, 9, MerchantKind::Shangyitong);
+    let mut granted = Vec::new();
+    for i in 0..11 {
+        d.submit(Command::Deposit {
+            account: payer.account,
+            amount_fen: 1_000 * YUAN,
+        })
+        .unwrap();
+        d.advance(DAY_MS);
+        granted.push(settled(d.pay(&payer, Payee::Merchant(m), 1_000 * YUAN, &format!("o{i}"))).2);
+    }
+    assert_eq!(granted.iter().filter(|g| **g).count(), 1);
+    assert!(granted[9]);
+}
+
+#[test]
+fn online_merchants_and_merchants_registered_outside_the_campaign_earn_no_reward() {
+    assert!(crossing(MerchantKind::Online, 300 * YUAN)
+        .iter()
+        .all(|g| !g));
+    let config = LedgerConfig {
+        campaign_end_ms: LedgerConfig::default().campaign_start_ms + 1,
+        ..LedgerConfig::default()
+    };
+    let mut d = Driver::new(config);
+    let payer = enrolled(&mut d, 1, 0);
+    let (m, _) = merchant(&mut d, 9, MerchantKind::Pos);
+    for i in 0..11 {
+        d.submit(Command::Deposit {
+            account: payer.account,
+            amount_fen: 300 * YUAN,
+        })
+        .unwrap();
+        d.advance(DAY_MS);
+        assert!(!settled(d.pay(&payer, Payee::Merchant(m), 300 * YUAN, &format!("o{i}"))).2);
+    }
+    assert!(!d.ledger.merchant(m).unwrap().new_in_campaign);
+}
+
+#[test]
+fn list_fee_is_half_a_percent_between_one_and_fifty_yuan_rounded_half_up() {
+    let c = LedgerConfig::default();
+    assert_eq!(transfer_fee_fen(&c, FeeTier::List, 100 * YUAN), 100); // 0.5 yuan → min 1 yuan
+    assert_eq!(transfer_fee_fen(&c, FeeTier::List, 1_000 * YUAN), 500);
+    assert_eq!(transfer_fee_fen(&c, FeeTier::List, 100_000 * YUAN), 5_000); // capped at 50 yuan
+    assert_eq!(transfer_fee_fen(&c, FeeTier::List, 30_100), 151); // 150.5 → 151
+    assert_eq!(transfer_fee_fen(&c, FeeTier::TwentyPercent, 30_100), 30); // 20% of 151 = 30.2
+    assert_eq!(transfer_fee_fen(&c, FeeTier::TwentyPercent, 30_300), 30); // 20% of 152 = 30.4
+    assert_eq!(transfer_fee_fen(&c, FeeTier::TwentyPercent, 100 * YUAN), 20);
+    assert_eq!(transfer_fee_fen(&c, FeeTier::Waived, 100_000 * YUAN), 0);
+}
+
+/// A 商易通 merchant whose settlement account holds `balance_fen` all through the first full
+/// month after registration; returns the driver at the start of the month after.
+fn shangyitong_with_balance(balance_fen: u64) -> (Driver, MerchantId, Card) {
+    let mut d = driver();
+    let (m, shop) = merchant(&mut d, 9, MerchantKind::Shangyitong);
+    let month = cst_month(d.now_ms).next();
+    d.now_ms = month_start_ms(month);
+    if balance_fen > 0 {
+        d.submit(Command::Deposit {
+            account: shop.account,
+            amount_fen: balance_fen,
+        })
+        .unwrap();
+    }
+    d.now_ms = month_start_ms(month.next());
+    (d, m, shop)
+}
+
+fn transfer_fee(d: &mut Driver, m: MerchantId, amount_fen: u64) -> (u64, FeeTier) {
+    let target = d.funded_card(1000 + d.index, 0).account;
+    match d.submit(Command::MerchantTransfer {
+        merchant: m,
+        target,
+        amount_fen,
+    }) {
+        Ok(Reply::MerchantTransferred { fee_fen, tier }) => (fee_fen, tier),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn thirty_thousand_yuan_average_balance_earns_the_twenty_percent_tier_for_three_months() {
+    let (mut d, m, shop) = shangyitong_with_balance(40_000 * YUAN);
+    assert_eq!(
+        transfer_fee(&mut d, m, 39_000 * YUAN),
+        (1_000, FeeTier::TwentyPercent)
+    );
+    // Next month the balance is ~1,000 yuan, yet the tier holds for three months.
+    for _ in 0..2 {
+        d.now_ms = month_start_ms(cst_month(d.now_ms).next());
+        assert_eq!(transfer_fee(&mut d, m, 10 * YUAN).1, FeeTier::TwentyPercent);
+    }
+    d.now_ms = month_start_ms(cst_month(d.now_ms).next());
+    assert_eq!(transfer_fee(&mut d, m, 10 * YUAN).1, FeeTier::List);
+    assert!(balance(&d, shop.account) >= 0);
+}
+
+#[test]
+fn fifty_thousand_yuan_average_balance_waives_fees() {
+    let (mut d, m, _) = shangyitong_with_balance(60_000 * YUAN);
+    assert_eq!(transfer_fee(&mut d, m, 1_000 * YUAN), (0, FeeTier::Waived));
+}
+
+#[test]
+fn a_better_tier_earned_meanwhile_replaces_the_held_one_at_once() {
+    let (mut d, m, shop) = shangyitong_with_balance(40_000 * YUAN);
+    assert_eq!(transfer_fee(&mut d, m, 10 * YUAN).1, FeeTier::TwentyPercent);
+    d.submit(Command::Deposit {
+        account: shop.account,
+        amount_fen: 30_000 * YUAN,
+    })
+    .unwrap();
+    d.now_ms = month_start_ms(cst_month(d.now_ms).next());
+    assert_eq!(transfer_fee(&mut d, m, 10 * YUAN).1, FeeTier::Waived);
+}
+
+#[test]
+fn twenty_settlements_per_terminal_earn_the_discount() {
+    let mut d = driver();
+    let payer = enrolled(&mut d, 1, 0);
+    let (m, _) = merchant(&mut d, 9, MerchantKind::Shangyitong);
+    let month = cst_month(d.now_ms).next();
+    d.now_ms = month_start_ms(month);
+    for i in 0..20 {
+        d.submit(Command::Deposit {
+            account: payer.account,
+            amount_fen: 10 * YUAN,
+        })
+        .unwrap();
+        d.advance(3_600_000);
+        settled(d.pay(&payer, Payee::Merchant(m), 10 * YUAN, &format!("o{i}")));
+    }
+    d.now_ms = month_start_ms(month.next());
+    let reply = d.submit(Command::CloseMonth { month }).unwrap();
+    assert_eq!(
+        reply,
+        Reply::MonthClosed {
+            month,
+            merchants: 1
+        }
+    );
+    let figures = d.ledger.merchant(m).unwrap().last_month.unwrap();
+    assert_eq!(
+        (figures.tx_count, figures.earned),
+        (20, FeeTier::TwentyPercent)
+    );
+    assert_eq!(
+        d.ledger.merchant(m).unwrap().fee_tier,
+        FeeTier::TwentyPercent
+    );
+}
+
+#[test]
+fn the_average_balance_is_weighted_by_time_since_registration() {
+    let mut d = driver();
+    let (m, shop) = merchant(&mut d, 9, MerchantKind::Shangyitong);
+    let month = cst_month(d.now_ms).next();
+    d.now_ms = month_start_ms(month);
+    d.submit(Command::Deposit {
+        account: shop.account,
+        amount_fen: 60_000 * YUAN,
+    })
+    .unwrap();
+    // Half the month at 60,000 yuan, half at 0: the average is 30,000 yuan.
+    let half = (month_start_ms(month.next()) - month_start_ms(month)) / 2;
+    d.advance(half);
+    d.submit(Command::Withdraw {
+        account: shop.account,
+        amount_fen: 60_000 * YUAN,
+    })
+    .unwrap();
+    d.now_ms = month_start_ms(month.next());
+    d.submit(Command::CloseMonth { month }).unwrap();
+    let figures = d.ledger.merchant(m).unwrap().last_month.unwrap();
+    assert_eq!(figures.avg_balance_fen, 30_000 * YUAN);
+    assert_eq!(figures.earned, FeeTier::TwentyPercent);
+}
+
+#[test]
+fn a_month_closes_once_and_only_after_it_ended() {
+    let mut d = driver();
+    let month = cst_month(d.now_ms);
+    refused(
+        &mut d,
+        Command::CloseMonth { month },
+        LedgerError::MonthNotOver { month },
+    );
+    d.now_ms = month_start_ms(month.next());
+    d.submit(Command::CloseMonth { month }).unwrap();
+    refused(
+        &mut d,
+        Command::CloseMonth { month },
+        LedgerError::MonthAlreadyClosed { month },
+    );
+}
+
+#[test]
+fn shangyitong_merchants_need_a_landline() {
+    let mut d = driver();
+    let card = d.funded_card(1, 0);
+    refused(
+        &mut d,
+        Command::RegisterMerchant {
+            kind: MerchantKind::Shangyitong,
+            name: "shop".into(),
+            settlement_account: card.account,
+            contact_phone: card.phone.clone(),
+            terminals: 1,
+        },
+        LedgerError::InvalidLandline,
+    );
+}
