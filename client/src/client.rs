@@ -7,12 +7,63 @@ use ledger_wire::api::{
     ApiError, ClientRequest, Consistency, NodeInfo, NodeStatus, Operation, Query, QueryReply,
     MAX_BATCH,
 };
-use ledger_wire::rpc::LedgerRpcClient;
+use ledger_wire::rpc::{LedgerRpcClient, LedgerRpcRequest, LedgerRpcResponse};
 use ledger_wire::transport;
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tarpc::client::stub::Stub;
+
+/// What the client needs from the world: a way to reach a node, a wall clock (request ids
+/// start at it) and randomness (back-off jitter, a random client id). `Tcp` is the real one;
+/// the simulator supplies its own, so its clients run this library's retry and
+/// leader-following code on simulated connections, in virtual time, from a seed.
+pub trait Transport: Send + Sync + 'static {
+    /// A connection to one node's client port.
+    type Stub: Stub<Req = LedgerRpcRequest, Resp = LedgerRpcResponse>
+        + Clone
+        + Send
+        + Sync
+        + 'static;
+
+    /// Connects to `endpoint` within `timeout`.
+    fn connect(
+        &self,
+        endpoint: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = std::io::Result<Self::Stub>> + Send;
+
+    /// Wall-clock time, µs since the Unix epoch.
+    fn now_us(&self) -> u64;
+
+    /// A uniformly random number.
+    fn random_u64(&self) -> u64;
+}
+
+/// The real transport: tarpc over TCP, the system clock, the thread's random source.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tcp;
+
+impl Transport for Tcp {
+    type Stub = tarpc::client::Channel<LedgerRpcRequest, LedgerRpcResponse>;
+
+    async fn connect(&self, endpoint: &str, timeout: Duration) -> std::io::Result<Self::Stub> {
+        let framed = transport::connect(endpoint, timeout).await?;
+        Ok(tarpc::client::new(tarpc::client::Config::default(), framed).spawn())
+    }
+
+    fn now_us(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros() as u64)
+    }
+
+    fn random_u64(&self) -> u64 {
+        rand::thread_rng().gen()
+    }
+}
 
 /// The `ledger-node dev` cluster's client endpoints.
 pub const DEV_ENDPOINTS: [&str; 3] = ["127.0.0.1:7201", "127.0.0.1:7202", "127.0.0.1:7203"];
@@ -106,18 +157,19 @@ impl ClientError {
     }
 }
 
-struct State {
-    connections: BTreeMap<String, LedgerRpcClient>,
+struct State<S> {
+    connections: BTreeMap<String, LedgerRpcClient<S>>,
     leader: Option<String>,
     next_request: u64,
     in_flight: BTreeSet<u64>,
 }
 
 /// A connection to a cluster.
-pub struct Client {
+pub struct Client<T: Transport = Tcp> {
     config: ClientConfig,
     client_id: u64,
-    state: Mutex<State>,
+    transport: T,
+    state: Mutex<State<T::Stub>>,
     in_flight: tokio::sync::Semaphore,
 }
 
@@ -129,19 +181,25 @@ enum Attempt<T> {
 impl Client {
     /// A client for the cluster at `config.endpoints`. Connections open on first use.
     pub fn new(config: ClientConfig) -> Self {
+        Client::with_transport(config, Tcp)
+    }
+}
+
+impl<T: Transport> Client<T> {
+    /// A client that reaches the cluster through `transport`.
+    pub fn with_transport(config: ClientConfig, transport: T) -> Self {
         // Ids from 2^63 up are the nodes' own.
         let client_id = config
             .client_id
-            .unwrap_or_else(|| rand::thread_rng().gen::<u64>() >> 1);
+            .unwrap_or_else(|| transport.random_u64() >> 1);
         // Request ids start at the wall clock in µs, so a restarted process reusing its
         // client id still sends ids above everything it sent before.
-        let now_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_micros() as u64);
+        let now_us = transport.now_us().max(1);
         Client {
             in_flight: tokio::sync::Semaphore::new(config.max_in_flight),
             config,
             client_id,
+            transport,
             state: Mutex::new(State {
                 connections: BTreeMap::new(),
                 leader: None,
@@ -203,7 +261,7 @@ impl Client {
         }
     }
 
-    async fn connection(&self, endpoint: &str) -> Result<LedgerRpcClient, String> {
+    async fn connection(&self, endpoint: &str) -> Result<LedgerRpcClient<T::Stub>, String> {
         if let Some(c) = self
             .state
             .lock()
@@ -213,10 +271,12 @@ impl Client {
         {
             return Ok(c.clone());
         }
-        let transport = transport::connect(endpoint, self.config.connect_timeout)
+        let stub = self
+            .transport
+            .connect(endpoint, self.config.connect_timeout)
             .await
             .map_err(|e| format!("{endpoint}: {e}"))?;
-        let client = LedgerRpcClient::new(tarpc::client::Config::default(), transport).spawn();
+        let client = LedgerRpcClient::from(stub);
         self.state
             .lock()
             .expect("client state")
@@ -250,16 +310,16 @@ impl Client {
             .backoff_initial
             .saturating_mul(1 << attempt.min(16));
         let cap = exp.min(self.config.backoff_max);
-        let jitter = rand::thread_rng().gen_range(0..=cap.as_millis() as u64);
+        let jitter = self.transport.random_u64() % (cap.as_millis() as u64 + 1);
         tokio::time::sleep(Duration::from_millis(jitter)).await;
     }
 
     /// Calls `f` on the leader (or whichever node answers), following `NotLeader` answers
     /// and retrying retryable failures with back-off, up to `max_attempts`.
-    async fn with_leader<T, F, Fut>(&self, mut f: F) -> Result<T, ClientError>
+    async fn with_leader<A, F, Fut>(&self, mut f: F) -> Result<A, ClientError>
     where
-        F: FnMut(LedgerRpcClient, tarpc::context::Context) -> Fut,
-        Fut: std::future::Future<Output = Result<Result<T, ApiError>, tarpc::client::RpcError>>,
+        F: FnMut(LedgerRpcClient<T::Stub>, tarpc::context::Context) -> Fut,
+        Fut: std::future::Future<Output = Result<Result<A, ApiError>, tarpc::client::RpcError>>,
     {
         if self.config.endpoints.is_empty() {
             return Err(ClientError::Unavailable {

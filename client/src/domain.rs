@@ -1,7 +1,7 @@
 //! The client API in the domain's words: one method per operation of the ledger, each a
 //! single logical operation under one idempotency key (retried, if need be, with that key).
 
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, Transport};
 use ledger_core::command::{CampaignFlags, Command};
 use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::outcome::Reply;
@@ -51,7 +51,7 @@ fn unexpected(reply: Reply) -> ClientError {
     ClientError::UnexpectedReply(format!("{reply:?}"))
 }
 
-impl Client {
+impl<T: Transport> Client<T> {
     /// Opens a card account. The card number and password go to the node's intake, which
     /// keeps only their hashes.
     pub async fn open_account(

@@ -35,6 +35,8 @@
 mod client;
 mod domain;
 
-pub use client::{Client, ClientConfig, ClientError, DEFAULT_MAX_IN_FLIGHT, DEV_ENDPOINTS};
+pub use client::{
+    Client, ClientConfig, ClientError, Tcp, Transport, DEFAULT_MAX_IN_FLIGHT, DEV_ENDPOINTS,
+};
 pub use domain::{IssuedChallenge, PendingPayment, Settlement};
 pub use ledger_wire::api::{Consistency, NodeInfo, NodeStatus, Operation, Query, QueryReply};

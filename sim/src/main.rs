@@ -30,10 +30,10 @@ struct Args {
     /// Run without faults.
     #[arg(long)]
     no_faults: bool,
-    /// Which faults, comma-separated: network, partitions, crashes, clocks, disks, membership.
+    /// Which faults, comma-separated: network, partitions, crashes, clocks, disks, membership, sms.
     #[arg(
         long,
-        default_value = "network,partitions,crashes,clocks,disks,membership"
+        default_value = "network,partitions,crashes,clocks,disks,membership,sms"
     )]
     faults: String,
     /// Run with a deliberately broken piece (see --list-bugs).
@@ -53,7 +53,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.list_bugs {
-        for bug in Bug::ALL {
+        for bug in Bug::all() {
             println!("{}", bug.name());
         }
         return ExitCode::SUCCESS;

@@ -27,6 +27,15 @@ pub struct NetFaults {
     pub max_delay_ms: u64,
 }
 
+impl NetFaults {
+    /// A healthy network: nothing lost or duplicated, up to 5 ms of delay.
+    pub const NONE: NetFaults = NetFaults {
+        loss: 0.0,
+        duplicate: 0.0,
+        max_delay_ms: 5,
+    };
+}
+
 /// What the router knows: who is up, which links are cut, and the network's randomness.
 pub struct RouterState {
     pub rng: SimRng,

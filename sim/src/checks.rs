@@ -1,0 +1,328 @@
+//! The checks. During the run (the monitor, every `MONITOR_EVERY_MS`): one leader per term,
+//! committed entries never change, every committed command within its fields' bounds, no
+//! replica stopped on a fatal error. After healing: money and voucher invariants on every
+//! replica, equal state hashes, every acknowledged answer the one recorded, each logical
+//! operation applied at most once, each payment settled at most once, rewards only past the
+//! thresholds, the log order respecting real time, probes refused as they must be, and
+//! every SMS the outbox let go of delivered (or expired).
+
+use crate::cluster::{keys, Cluster};
+use crate::phones::Phones;
+use crate::workload::{as_expected, Event, Expect};
+use ledger_core::types::{AccountId, ChallengeId, MerchantId, PaymentId, RequestKey};
+use ledger_core::{validate, Ledger, Reply};
+use ledger_node::intake::request_digest;
+use ledger_node::raft_types::{NodeId, ProposalBody};
+use ledger_node::state_store::SledState;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the monitor samples the cluster, virtual ms.
+const MONITOR_EVERY_MS: u64 = 10;
+
+/// What the monitor saw.
+#[derive(Default)]
+pub struct Observed {
+    pub leaders_by_term: BTreeMap<u64, BTreeSet<NodeId>>,
+    /// Violations found during the run.
+    pub fatal: BTreeSet<String>,
+    /// Digest of every applied entry by index, as first seen.
+    committed: BTreeMap<u64, [u8; 32]>,
+    checked: BTreeMap<NodeId, u64>,
+}
+
+/// Samples the cluster until `stop`; returns what it saw.
+pub async fn monitor(cluster: Arc<tokio::sync::Mutex<Cluster>>, stop: Arc<AtomicBool>) -> Observed {
+    let mut observed = Observed::default();
+    while !stop.load(Ordering::Relaxed) {
+        {
+            let c = cluster.lock().await;
+            check_committed(&c, &mut observed).await;
+            check_leaders(&c, &mut observed);
+        }
+        tokio::time::sleep(Duration::from_millis(MONITOR_EVERY_MS)).await;
+    }
+    observed
+}
+
+/// Committed entries never change (the digest of every applied entry, by index, is the
+/// same everywhere, forever), and no committed command has a field past its bound.
+async fn check_committed(c: &Cluster, o: &mut Observed) {
+    for (id, node) in &c.nodes {
+        let applied = node.raft().metrics().borrow().last_applied.map(|l| l.index);
+        let Some(applied) = applied else { continue };
+        let from = o.checked.get(id).map_or(0, |c| c + 1);
+        if from > applied {
+            continue;
+        }
+        let mut log = node.log.clone();
+        let entries = openraft::RaftLogReader::try_get_log_entries(&mut log, from..=applied)
+            .await
+            .unwrap_or_default();
+        for entry in entries {
+            let digest: [u8; 32] =
+                Sha256::digest(bincode::serialize(&entry).unwrap_or_default()).into();
+            let index = entry.log_id.index;
+            if o.committed
+                .insert(index, digest)
+                .is_some_and(|seen| seen != digest)
+            {
+                o.fatal.insert(format!(
+                    "committed entry {index} changed (seen differently on node {id})"
+                ));
+            }
+            if let openraft::EntryPayload::Normal(proposal) = &entry.payload {
+                if let ProposalBody::Commands(envelopes) = &proposal.body {
+                    for e in envelopes {
+                        if let Err(error) = validate::field_limits(&e.command) {
+                            o.fatal.insert(format!(
+                                "the log holds a command past a field bound at index {index} ({error}): the intake let {:?} through",
+                                e.key
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        o.checked.insert(*id, applied);
+    }
+}
+
+/// At most one leader per term; no replica stopped on a fatal error.
+fn check_leaders(c: &Cluster, o: &mut Observed) {
+    for (id, node) in &c.nodes {
+        let m = node.raft().metrics().borrow().clone();
+        // A leader of term T holds a committed vote for itself in T. (The server state
+        // alone can lag a vote a deposed leader just granted.)
+        let vote = m.vote;
+        if m.state == openraft::ServerState::Leader
+            && vote.committed
+            && vote.leader_id.voted_for == Some(*id)
+            && o.leaders_by_term
+                .entry(vote.leader_id.term)
+                .or_default()
+                .insert(*id)
+        {
+            c.trace(&format!("leader {id} term {}\n", vote.leader_id.term));
+        }
+        if let Err(e) = &m.running_state {
+            o.fatal.insert(format!("node {id} stopped: {e}"));
+        }
+    }
+}
+
+/// The checks after healing.
+pub fn after_healing(
+    c: &Cluster,
+    history: &[Event],
+    observed: &Observed,
+    phones: &Phones,
+    violations: &mut Vec<String>,
+) {
+    for (term, leaders) in &observed.leaders_by_term {
+        if leaders.len() > 1 {
+            violations.push(format!("term {term} had leaders {leaders:?}"));
+        }
+    }
+    let mut hashes = BTreeMap::new();
+    for (id, node) in &c.nodes {
+        let Some(ledger) = node.reader().ledger() else {
+            violations.push(format!("node {id} has no ledger"));
+            continue;
+        };
+        if let Err(e) = ledger.check_invariants() {
+            violations.push(format!("node {id}: {e}"));
+        }
+        hashes.insert(*id, (node.reader().applied_index(), ledger.state_hash()));
+        check_records(*id, &ledger, history, violations);
+    }
+    check_probes(history, violations);
+    check_payments(history, violations);
+    if let Some(ledger) = c.nodes.values().next().and_then(|n| n.reader().ledger()) {
+        check_real_time_order(&ledger, history, violations);
+        check_rewards(&ledger, violations);
+        check_sms_delivered(&ledger, history, phones, violations);
+    }
+    let distinct: BTreeSet<_> = hashes.values().collect();
+    if distinct.len() > 1 {
+        violations.push(format!("replicas differ after catching up: {hashes:?}"));
+    }
+}
+
+/// Every acknowledged answer is the one the replica recorded for that request, and each
+/// logical operation applied at most once, whatever keys its retries used.
+fn check_records(
+    id: NodeId,
+    ledger: &Ledger<SledState>,
+    history: &[Event],
+    violations: &mut Vec<String>,
+) {
+    let keys = keys();
+    for e in history {
+        let applied: Vec<&RequestKey> = e
+            .keys_tried
+            .iter()
+            .filter(|k| {
+                ledger
+                    .idempotency_record(**k)
+                    .is_some_and(|r| r.outcome.is_ok())
+            })
+            .collect();
+        if applied.len() > 1 {
+            violations.push(format!(
+                "node {id}: one operation of client {} applied {} times: {applied:?}",
+                e.client,
+                applied.len()
+            ));
+        }
+        let Some(outcome) = &e.outcome else { continue };
+        if e.expect == Expect::KeyReused {
+            continue;
+        }
+        match ledger.idempotency_record(e.key) {
+            Some(r)
+                if r.request_digest == request_digest(&keys, &e.operation)
+                    && &r.outcome == outcome => {}
+            // A refusal that changed nothing is not recorded: retries evaluate afresh.
+            None if outcome.is_err() => {}
+            other => violations.push(format!(
+                "node {id}: acknowledged {:?} ({:?}) not present as answered: {:?}",
+                e.key,
+                outcome,
+                other.map(|r| r.outcome)
+            )),
+        }
+    }
+}
+
+/// Probes got the refusal they must: a recorded key sent with another code is refused as
+/// reused; an over-long field is refused.
+fn check_probes(history: &[Event], violations: &mut Vec<String>) {
+    for e in history {
+        if let Some(outcome) = &e.outcome {
+            if !as_expected(e.expect, outcome) {
+                violations.push(format!(
+                    "{:?} probe under {:?} was answered {outcome:?}",
+                    e.expect, e.key
+                ));
+            }
+        }
+    }
+}
+
+/// Every payment settles at most once.
+fn check_payments(history: &[Event], violations: &mut Vec<String>) {
+    let mut settled: BTreeMap<PaymentId, usize> = BTreeMap::new();
+    for e in history.iter().filter(|e| e.expect == Expect::Normal) {
+        if let Some(Ok(Reply::PaymentSettled { payment, .. })) = &e.outcome {
+            *settled.entry(*payment).or_default() += 1;
+        }
+    }
+    for (payment, times) in settled {
+        if times > 1 {
+            violations.push(format!("payment {payment} settled by {times} operations"));
+        }
+    }
+}
+
+/// Linearizability against the ledger core: every replica applied the same commands in log
+/// order (equal hashes) and every acknowledged outcome is the one recorded at its log index
+/// (`check_records`); what remains is that the log order respects real time: an operation
+/// acknowledged before another was invoked sits earlier in the log. (First come, first
+/// served for vouchers follows.)
+fn check_real_time_order(
+    ledger: &Ledger<SledState>,
+    history: &[Event],
+    violations: &mut Vec<String>,
+) {
+    let mut placed: Vec<(u64, u64, u64, RequestKey)> = history
+        .iter()
+        .filter(|e| e.outcome.is_some() && e.expect == Expect::Normal)
+        .filter_map(|e| {
+            let r = ledger.idempotency_record(e.key)?;
+            Some((e.invoked_ms, e.completed_ms, r.applied_index, e.key))
+        })
+        .collect();
+    let mut by_completion = placed.clone();
+    by_completion.sort_by_key(|p| p.1);
+    placed.sort_by_key(|p| p.0);
+    let mut done = by_completion.iter().peekable();
+    let mut latest: Option<(u64, RequestKey)> = None;
+    for (invoked, _, index, key) in &placed {
+        while let Some((_, completed, i, k)) = done.peek() {
+            if completed >= invoked {
+                break;
+            }
+            if latest.is_none_or(|(li, _)| *i > li) {
+                latest = Some((*i, *k));
+            }
+            done.next();
+        }
+        if let Some((earlier_index, earlier)) = latest {
+            if *index <= earlier_index {
+                violations.push(format!(
+                    "real-time order broken: {earlier:?} (log index {earlier_index}) was acknowledged before {key:?} was sent, yet {key:?} sits at {index}"
+                ));
+            }
+        }
+    }
+}
+
+/// The one-time reward: granted at most once, only past both thresholds, paid in full.
+fn check_rewards(ledger: &Ledger<SledState>, violations: &mut Vec<String>) {
+    let config = ledger.config().clone();
+    let mut granted = 0;
+    for id in 1..=ledger.meta().next_merchant.saturating_sub(1) {
+        let Some(m) = ledger.merchant(MerchantId(id)) else {
+            continue;
+        };
+        if m.reward_payment.is_some() {
+            granted += 1;
+            if m.campaign_tx_count < config.pos_reward_min_count
+                || m.campaign_amount_fen < config.pos_reward_min_fen
+            {
+                violations.push(format!(
+                    "merchant {id} rewarded below the thresholds: {m:?}"
+                ));
+            }
+        }
+    }
+    let paid = ledger
+        .balance_fen(AccountId::TELECOM_SETTLEMENT)
+        .unwrap_or(0);
+    if paid != granted * config.reward_fen as i64 {
+        violations.push(format!(
+            "{granted} rewards granted but {paid} fen of phone credit paid"
+        ));
+    }
+}
+
+/// Every challenge a client was told of that left the outbox reached the customer's phone,
+/// unless it had expired by ledger time (the leader then lets it go unsent).
+fn check_sms_delivered(
+    ledger: &Ledger<SledState>,
+    history: &[Event],
+    phones: &Phones,
+    violations: &mut Vec<String>,
+) {
+    let outbox: BTreeSet<ChallengeId> = ledger.outbox(usize::MAX).into_iter().collect();
+    let now_ms = ledger.meta().last_now_ms;
+    for e in history {
+        let challenge = match &e.outcome {
+            Some(Ok(Reply::PaymentPending { challenge, .. }))
+            | Some(Ok(Reply::ChallengeIssued { challenge, .. })) => *challenge,
+            _ => continue,
+        };
+        let expired = ledger
+            .challenge(challenge)
+            .is_none_or(|c| now_ms >= c.expires_ms);
+        if !outbox.contains(&challenge) && !phones.received(challenge) && !expired {
+            violations.push(format!(
+                "the SMS of challenge {challenge} left the outbox but never reached the phone"
+            ));
+        }
+    }
+}

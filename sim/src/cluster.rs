@@ -1,0 +1,262 @@
+//! The simulated cluster: each node is the production node (`ledger_node::node::assemble`:
+//! its Raft, storage, state machine, intake, proposer and SMS outbox loop) on the simulator's
+//! router, its own virtual clock and the simulated SMS gateway. A crash stops a node's tasks
+//! and closes its database; a restart reopens its data folder.
+
+use crate::clients::{endpoint, ClientNet};
+use crate::network::{Router, SimNetwork};
+use crate::options::Bug;
+use crate::phones::Gateway;
+use crate::rng::SimRng;
+use crate::storage::{SimLogStore, SimStateMachine, Unflushed, LOST_WRITES_MS};
+use crate::trace::{lock, Trace};
+use crate::{SimConfig, EPOCH_MS};
+use ledger_core::intake::SecretKeys;
+use ledger_node::intake::CpuWork;
+use ledger_node::log_store::LogStore;
+use ledger_node::node::{assemble, NodeParts, RunningNode};
+use ledger_node::raft_types::{NodeAddr, NodeId};
+use ledger_node::service::ClientService;
+use ledger_node::stamp::Stamper;
+use ledger_node::state_machine::{StateMachine, StateReader};
+use openraft::Raft;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How often a leader looks at its SMS outbox, virtual ms.
+const SMS_INTERVAL_MS: u64 = 50;
+/// How long a restart waits for a crashed node's last tasks to let go of its database.
+const REOPEN_TRIES: u32 = 200;
+
+/// The bank's keys, the same on every node (as the master key file is in production).
+pub fn keys() -> SecretKeys {
+    SecretKeys::derive(b"simulator master key", 1)
+}
+
+/// Per-node clock offsets: a node's clock stepping back or forward.
+#[derive(Clone, Default)]
+pub struct ClockOffsets(Arc<Mutex<BTreeMap<NodeId, i64>>>);
+
+impl ClockOffsets {
+    pub fn set(&self, node: NodeId, offset_ms: i64) {
+        lock(&self.0).insert(node, offset_ms);
+    }
+}
+
+/// A node's wall clock: virtual time since the run began, from `EPOCH_MS`, plus its offset.
+struct SimClock {
+    node: NodeId,
+    offsets: ClockOffsets,
+    started: tokio::time::Instant,
+}
+
+impl Stamper for SimClock {
+    fn now_ms(&self) -> u64 {
+        let elapsed = self.started.elapsed().as_millis() as u64;
+        let offset = *lock(&self.offsets.0).get(&self.node).unwrap_or(&0);
+        (EPOCH_MS + elapsed).saturating_add_signed(offset)
+    }
+}
+
+/// A running simulated node.
+pub struct SimNode {
+    pub node: RunningNode<SimConfig>,
+    /// A reader of the node's log, for the "committed entries never change" check.
+    pub log: LogStore<SimConfig>,
+}
+
+impl SimNode {
+    pub fn raft(&self) -> &Raft<SimConfig> {
+        self.node.raft()
+    }
+
+    pub fn reader(&self) -> &StateReader {
+        &self.node.shared.reader
+    }
+}
+
+/// The simulated cluster.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub router: Router,
+    pub clients: ClientNet,
+    pub nodes: BTreeMap<NodeId, SimNode>,
+    pub clocks: ClockOffsets,
+    pub gateway: Arc<Gateway>,
+    pub rng: SimRng,
+    pub trace: Trace,
+    /// With `storage-acks-before-flush`: per node, (index, virtual ms) of appended entries
+    /// that a crash within `LOST_WRITES_MS` loses.
+    pub unflushed: Unflushed,
+    /// Log indexes from which a crashed node's log is lost (applied at its restart).
+    pub lost_suffix: BTreeMap<NodeId, u64>,
+    /// Slow disks: virtual ms each log append of a node takes.
+    pub disk_delay_ms: BTreeMap<NodeId, u64>,
+    pub started: tokio::time::Instant,
+    pub bug: Option<Bug>,
+}
+
+impl Cluster {
+    pub fn trace(&self, line: &str) {
+        self.trace.line(line);
+    }
+
+    /// Starts (or restarts) a node from its data folder.
+    pub async fn start(&mut self, id: NodeId) -> bool {
+        let dir = self.dir.join(format!("node{id}"));
+        let Some(db) = self.open_db(id, &dir).await else {
+            return false;
+        };
+        if let Some(from) = self.lost_suffix.remove(&id) {
+            lose_log_suffix(&db, from);
+        }
+        let log_reader = LogStore::<SimConfig>::open(&db).expect("log store");
+        let log = SimLogStore {
+            inner: log_reader.clone(),
+            id,
+            disk_delay_ms: *self.disk_delay_ms.get(&id).unwrap_or(&0),
+            started: self.started,
+            unflushed: (self.bug == Some(Bug::StorageAcksBeforeFlush))
+                .then(|| self.unflushed.clone()),
+        };
+        let inner =
+            StateMachine::<SimConfig>::open(&db, &dir.join("snapshots")).expect("state machine");
+        let reader = inner.reader();
+        let sm = SimStateMachine {
+            inner,
+            applies_twice: self.bug == Some(Bug::NodeAppliesTwice) && id == 1,
+        };
+        // Election timeouts from the seed, max = min + 1: openraft's own random draw
+        // then has nothing to choose.
+        let min = 300 + self.rng.below(300);
+        let network = SimNetwork {
+            id,
+            router: self.router.clone(),
+        };
+        let raft = Raft::new(id, Arc::new(raft_config(min)), network, log, sm)
+            .await
+            .expect("raft");
+        lock(&self.router.0).nodes.insert(id, raft.clone());
+        let node = assemble(NodeParts {
+            id,
+            raft,
+            reader,
+            db,
+            keys: keys(),
+            stamper: Arc::new(SimClock {
+                node: id,
+                offsets: self.clocks.clone(),
+                started: self.started,
+            }),
+            sms: self.gateway.clone(),
+            sms_interval: Duration::from_millis(SMS_INTERVAL_MS),
+            cpu: CpuWork::Inline,
+            unsafe_local_reads: false,
+            planted: self.bug.and_then(Bug::planted),
+        });
+        self.clients
+            .open(id, ClientService::new(node.shared.clone()));
+        self.nodes.insert(
+            id,
+            SimNode {
+                node,
+                log: log_reader,
+            },
+        );
+        self.trace(&format!("start {id} election {min}\n"));
+        true
+    }
+
+    /// Opens a node's database. A crashed node's last tasks may still hold it for a few
+    /// virtual milliseconds: wait for them, up to `REOPEN_TRIES` × 10 ms.
+    async fn open_db(&self, id: NodeId, dir: &std::path::Path) -> Option<sled::Db> {
+        for _ in 0..REOPEN_TRIES {
+            match sled::Config::new()
+                .path(dir.join("sled"))
+                .flush_every_ms(None)
+                .open()
+            {
+                Ok(db) => return Some(db),
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        self.trace(&format!(
+            "restart {id} failed: the database stayed locked\n"
+        ));
+        None
+    }
+
+    pub async fn crash(&mut self, id: NodeId) {
+        lock(&self.router.0).nodes.remove(&id);
+        self.clients.close(id);
+        if let Some(node) = self.nodes.remove(&id) {
+            node.node.shutdown().await;
+        }
+        self.trace(&format!("crash {id}\n"));
+        // The planted storage bug: what was acknowledged but not yet durable is gone.
+        let now = self.started.elapsed().as_millis() as u64;
+        let entries = lock(&self.unflushed).remove(&id).unwrap_or_default();
+        let lost = entries
+            .into_iter()
+            .filter(|(_, at)| now.saturating_sub(*at) < LOST_WRITES_MS)
+            .map(|(i, _)| i)
+            .min();
+        if let Some(first) = lost {
+            self.lost_suffix.insert(id, first);
+            self.trace(&format!("node {id} loses log entries from {first}\n"));
+        }
+    }
+
+    /// The leader with the highest term, as the simulator (not a client) sees it.
+    pub fn leader(&self) -> Option<NodeId> {
+        let mut best: Option<(u64, NodeId)> = None;
+        for (id, node) in &self.nodes {
+            let m = node.raft().metrics().borrow().clone();
+            if m.current_leader == Some(*id) && best.is_none_or(|(term, _)| m.current_term > term) {
+                best = Some((m.current_term, *id));
+            }
+        }
+        best.map(|(_, id)| id)
+    }
+}
+
+/// The Raft configuration of a simulated node: faster than production, so that a run of
+/// a few virtual seconds sees elections, snapshots and log purges.
+fn raft_config(election_timeout_min: u64) -> openraft::Config {
+    openraft::Config {
+        heartbeat_interval: 50,
+        election_timeout_min,
+        election_timeout_max: election_timeout_min + 1,
+        install_snapshot_timeout: 2_000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(200),
+        max_in_snapshot_log_to_keep: 50,
+        purge_batch_size: 16,
+        ..Default::default()
+    }
+    .validate()
+    .expect("valid config")
+}
+
+/// `storage-acks-before-flush`: a crashed node's log loses its entries from `from` on.
+fn lose_log_suffix(db: &sled::Db, from: u64) {
+    let tree = db.open_tree("raft_log").expect("log tree");
+    let keys: Vec<sled::IVec> = tree
+        .range(from.to_be_bytes()..)
+        .keys()
+        .filter_map(Result::ok)
+        .collect();
+    for k in keys {
+        let _ = tree.remove(k);
+    }
+    let _ = db.flush();
+}
+
+/// The Raft membership entry of a simulated node.
+pub fn node_addr(id: NodeId) -> NodeAddr {
+    NodeAddr {
+        raft: endpoint(id),
+        client: endpoint(id),
+    }
+}

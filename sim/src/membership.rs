@@ -1,0 +1,64 @@
+//! Membership changes: a spare node joins (learner, then voter) and leaves again, through
+//! openraft's membership API on the leader (what `ledger-node cluster add|remove` reach).
+
+use crate::clients::{endpoint, SimTransport};
+use crate::cluster::Cluster;
+use ledger_client::Client;
+use ledger_node::raft_types::NodeId;
+use ledger_wire::api::NodeInfo;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a membership change may take before it is abandoned, virtual time.
+const LIMIT: Duration = Duration::from_secs(5);
+
+/// Adds the spare node (learner, then voter) or removes it, through the nodes' own cluster
+/// administration calls (`add_node`, `remove_node`: what `ledger-node cluster add|remove`
+/// send), by the client library. A change that does not go through within `LIMIT`
+/// (partitions, a leader change) is abandoned; a spare that is not a member at the end is
+/// stopped, so that only members are compared.
+pub async fn change_membership(
+    cluster: Arc<tokio::sync::Mutex<Cluster>>,
+    admin: Arc<Client<SimTransport>>,
+    spare: NodeId,
+    join: bool,
+) {
+    let change = async {
+        if join {
+            let node = NodeInfo {
+                id: spare,
+                raft_addr: endpoint(spare),
+                client_addr: endpoint(spare),
+            };
+            admin.add_node(node).await
+        } else {
+            admin.remove_node(spare).await
+        }
+    };
+    let done = matches!(tokio::time::timeout(LIMIT, change).await, Ok(Ok(())));
+    let mut c = cluster.lock().await;
+    c.trace(&format!(
+        "membership: node {spare} {} {}\n",
+        if join { "join" } else { "leave" },
+        if done { "done" } else { "abandoned" }
+    ));
+    stop_spare_unless_voter(&mut c, spare).await;
+}
+
+/// A spare the leader no longer counts as a member (voter or learner) stops, so that only
+/// members are compared. Without a leader nothing is decided. Its data folder stays; a
+/// later join starts it from there.
+pub async fn stop_spare_unless_voter(c: &mut Cluster, spare: NodeId) {
+    let member = c
+        .nodes
+        .values()
+        .filter_map(|n| {
+            let m = n.raft().metrics().borrow().clone();
+            (m.current_leader == Some(m.id))
+                .then(|| m.membership_config.membership().get_node(&spare).is_some())
+        })
+        .next();
+    if member == Some(false) && c.nodes.contains_key(&spare) {
+        c.crash(spare).await;
+    }
+}

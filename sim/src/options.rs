@@ -1,0 +1,157 @@
+//! What a run simulates: the seed, the cluster's size, the faults, a planted bug.
+
+use ledger_node::planted::PlantedBug;
+
+/// What to simulate.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    pub seed: u64,
+    pub nodes: u64,
+    /// Virtual seconds of faults and load, before healing.
+    pub duration_s: u64,
+    pub clients: u64,
+    /// Turn faults on.
+    pub faults: bool,
+    /// Which kinds of fault (all by default).
+    pub kinds: FaultKinds,
+    /// A deliberately broken piece, to show the checks catch it.
+    pub bug: Option<Bug>,
+}
+
+/// A kind of fault a run may inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Message loss, duplication and delay, between nodes and between clients and nodes.
+    Network,
+    /// Partitions, isolating the leader, clogging single links.
+    Partitions,
+    /// Crashes and restarts.
+    Crashes,
+    /// Node clock steps of up to an hour either way.
+    Clocks,
+    /// Slow disks.
+    Disks,
+    /// A spare node joining and leaving.
+    Membership,
+    /// The SMS gateway refusing messages now and then.
+    Sms,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 7] = [
+        FaultKind::Network,
+        FaultKind::Partitions,
+        FaultKind::Crashes,
+        FaultKind::Clocks,
+        FaultKind::Disks,
+        FaultKind::Membership,
+        FaultKind::Sms,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Network => "network",
+            FaultKind::Partitions => "partitions",
+            FaultKind::Crashes => "crashes",
+            FaultKind::Clocks => "clocks",
+            FaultKind::Disks => "disks",
+            FaultKind::Membership => "membership",
+            FaultKind::Sms => "sms",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// A set of fault kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultKinds(u8);
+
+impl FaultKinds {
+    pub const NONE: FaultKinds = FaultKinds(0);
+
+    pub fn all() -> FaultKinds {
+        FaultKind::ALL
+            .into_iter()
+            .fold(FaultKinds::NONE, FaultKinds::with)
+    }
+
+    pub fn with(self, kind: FaultKind) -> FaultKinds {
+        FaultKinds(self.0 | kind.bit())
+    }
+
+    pub fn contains(self, kind: FaultKind) -> bool {
+        self.0 & kind.bit() != 0
+    }
+
+    /// Parses a comma-separated list of fault names (`FaultKind::name`).
+    pub fn parse(list: &str) -> Result<FaultKinds, String> {
+        let mut kinds = FaultKinds::NONE;
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match FaultKind::ALL.into_iter().find(|k| k.name() == name) {
+                Some(kind) => kinds = kinds.with(kind),
+                None => {
+                    let known: Vec<&str> = FaultKind::ALL.iter().map(|k| k.name()).collect();
+                    return Err(format!("unknown fault `{name}`: {}", known.join(", ")));
+                }
+            }
+        }
+        Ok(kinds)
+    }
+}
+
+/// Deliberately broken variants: of the pieces at the simulator's boundaries (a client
+/// application, the network, the storage) and of the node's own code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bug {
+    /// An application that retries an operation whose outcome it did not learn under a new
+    /// idempotency key.
+    ClientForgetsKey,
+    /// A network that delivers an answer twice: a client's next call gets its previous
+    /// answer again, and its own is lost.
+    NetworkDuplicatesAnswer,
+    /// A node that applies a committed entry twice.
+    NodeAppliesTwice,
+    /// A log store that acknowledges appends before they are durable: a crash loses the
+    /// last `LOST_WRITES_MS` of acknowledged entries.
+    StorageAcksBeforeFlush,
+    /// A bug planted in the node's intake, proposer or SMS outbox.
+    Node(PlantedBug),
+}
+
+impl Bug {
+    pub fn all() -> Vec<Bug> {
+        let mut all = vec![
+            Bug::ClientForgetsKey,
+            Bug::NetworkDuplicatesAnswer,
+            Bug::NodeAppliesTwice,
+            Bug::StorageAcksBeforeFlush,
+        ];
+        all.extend(PlantedBug::ALL.map(Bug::Node));
+        all
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::ClientForgetsKey => "client-forgets-key",
+            Bug::NetworkDuplicatesAnswer => "network-duplicates-answer",
+            Bug::NodeAppliesTwice => "node-applies-twice",
+            Bug::StorageAcksBeforeFlush => "storage-acks-before-flush",
+            Bug::Node(bug) => bug.name(),
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Bug> {
+        Bug::all().into_iter().find(|b| b.name() == name)
+    }
+
+    /// The bug planted in the node's code, if this is one.
+    pub fn planted(self) -> Option<PlantedBug> {
+        match self {
+            Bug::Node(bug) => Some(bug),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The storage boundary: the production log store and state machine, wrapped so that the
+//! simulator can slow a disk down, and plant the storage bugs (a store that acknowledges
+//! before flushing; a state machine that applies an entry twice).
+
+use crate::SimConfig;
+use ledger_node::log_store::LogStore;
+use ledger_node::raft_types::{Applied, NodeId};
+use ledger_node::state_machine::StateMachine;
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Per node, (log index, virtual ms) of appended entries a crash may lose.
+pub type Unflushed = Arc<Mutex<BTreeMap<NodeId, Vec<(u64, u64)>>>>;
+
+/// How much acknowledged log the `storage-acks-before-flush` bug loses at a crash: sled's
+/// default background flush interval, what a store relying on it would lose.
+pub const LOST_WRITES_MS: u64 = 500;
+
+/// The production log store; with the storage bug planted, it also notes what it appended
+/// and when, so that a crash can lose it (as a store that acknowledged before flushing would).
+pub struct SimLogStore {
+    pub inner: LogStore<SimConfig>,
+    pub id: NodeId,
+    pub disk_delay_ms: u64,
+    pub started: tokio::time::Instant,
+    pub unflushed: Option<Unflushed>,
+}
+
+impl Clone for SimLogStore {
+    fn clone(&self) -> Self {
+        SimLogStore {
+            inner: self.inner.clone(),
+            id: self.id,
+            disk_delay_ms: self.disk_delay_ms,
+            started: self.started,
+            unflushed: self.unflushed.clone(),
+        }
+    }
+}
+
+type StorageResult<T> = Result<T, ledger_node::raft_types::StorageError>;
+
+impl openraft::RaftLogReader<SimConfig> for SimLogStore {
+    async fn try_get_log_entries<
+        RB: std::ops::RangeBounds<u64> + Clone + std::fmt::Debug + Send,
+    >(
+        &mut self,
+        range: RB,
+    ) -> StorageResult<Vec<openraft::Entry<SimConfig>>> {
+        self.inner.try_get_log_entries(range).await
+    }
+}
+
+impl openraft::storage::RaftLogStorage<SimConfig> for SimLogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> StorageResult<openraft::LogState<SimConfig>> {
+        self.inner.get_log_state().await
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &openraft::Vote<NodeId>) -> StorageResult<()> {
+        self.inner.save_vote(vote).await
+    }
+
+    async fn read_vote(&mut self) -> StorageResult<Option<openraft::Vote<NodeId>>> {
+        self.inner.read_vote().await
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<ledger_node::raft_types::LogId>,
+    ) -> StorageResult<()> {
+        self.inner.save_committed(committed).await
+    }
+
+    async fn read_committed(&mut self) -> StorageResult<Option<ledger_node::raft_types::LogId>> {
+        self.inner.read_committed().await
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: openraft::storage::LogFlushed<SimConfig>,
+    ) -> StorageResult<()>
+    where
+        I: IntoIterator<Item = openraft::Entry<SimConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<_> = entries.into_iter().collect();
+        if self.disk_delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.disk_delay_ms)).await;
+        }
+        if let Some(unflushed) = &self.unflushed {
+            let at = self.started.elapsed().as_millis() as u64;
+            let mut u = unflushed.lock().unwrap_or_else(|p| p.into_inner());
+            u.entry(self.id)
+                .or_default()
+                .extend(entries.iter().map(|e| (e.log_id.index, at)));
+        }
+        self.inner.append(entries, callback).await
+    }
+
+    async fn truncate(&mut self, log_id: ledger_node::raft_types::LogId) -> StorageResult<()> {
+        self.inner.truncate(log_id).await
+    }
+
+    async fn purge(&mut self, log_id: ledger_node::raft_types::LogId) -> StorageResult<()> {
+        self.inner.purge(log_id).await
+    }
+}
+
+/// The production state machine, or (for the `node-applies-twice` bug) one that applies a
+/// committed entry a second time now and then.
+pub struct SimStateMachine {
+    pub inner: StateMachine<SimConfig>,
+    pub applies_twice: bool,
+}
+
+impl openraft::storage::RaftStateMachine<SimConfig> for SimStateMachine {
+    type SnapshotBuilder = <StateMachine<SimConfig> as openraft::storage::RaftStateMachine<
+        SimConfig,
+    >>::SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<
+        (
+            Option<ledger_node::raft_types::LogId>,
+            ledger_node::raft_types::StoredMembership,
+        ),
+        ledger_node::raft_types::StorageError,
+    > {
+        self.inner.applied_state().await
+    }
+
+    async fn apply<I>(
+        &mut self,
+        entries: I,
+    ) -> Result<Vec<Applied>, ledger_node::raft_types::StorageError>
+    where
+        I: IntoIterator<Item = openraft::Entry<SimConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<_> = entries.into_iter().collect();
+        let again: Vec<_> = if self.applies_twice {
+            entries
+                .iter()
+                .filter(|e| {
+                    e.log_id.index % 40 == 0
+                        && matches!(e.payload, openraft::EntryPayload::Normal(_))
+                })
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let replies = self.inner.apply(entries).await?;
+        if !again.is_empty() {
+            let _ = self.inner.apply(again).await;
+        }
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.inner.get_snapshot_builder().await
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, ledger_node::raft_types::StorageError> {
+        self.inner.begin_receiving_snapshot().await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &ledger_node::raft_types::SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), ledger_node::raft_types::StorageError> {
+        self.inner.install_snapshot(meta, snapshot).await
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<openraft::Snapshot<SimConfig>>, ledger_node::raft_types::StorageError> {
+        self.inner.get_current_snapshot().await
+    }
+}

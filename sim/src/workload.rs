@@ -1,0 +1,377 @@
+//! The workload: a setup (accounts, deposits, a voucher pool, four cards enrolled in e-Pay,
+//! a POS merchant), then clients that transfer, deposit, race for vouchers, close a month and
+//! pay in two steps with the code read off the customer's phone (now and then a wrong one).
+//! Every client is the real client library on the simulated network. Two kinds of probe
+//! check the node's intake: a settled payment's key sent again with another code (must be
+//! refused as a reused key) and an order id past its bound (must be refused before it
+//! reaches the log).
+
+use crate::clients::{endpoint, ClientNet, SimTransport};
+use crate::options::Bug;
+use crate::phones::Phones;
+use crate::rng::SimRng;
+use crate::trace::lock;
+use ledger_client::{Client, ClientConfig, ClientError};
+use ledger_core::command::{CampaignFlags, Command};
+use ledger_core::config::{LedgerConfig, MAX_ORDER_ID_BYTES};
+use ledger_core::driver::{test_pan, test_phone};
+use ledger_core::intake::{OpenAccountRequest, Secret};
+use ledger_core::types::{
+    AccountId, Eligibility, MerchantId, MerchantKind, Payee, PoolId, RequestKey, YearMonth,
+};
+use ledger_core::{LedgerError, Outcome, Reply};
+use ledger_node::raft_types::NodeId;
+use ledger_wire::api::{NodeInfo, Operation};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Accounts opened at setup; the first `ENROLLED` are enrolled in e-Pay.
+const ACCOUNTS: u64 = 6;
+const ENROLLED: u64 = 4;
+/// The card password every simulated customer chose.
+const CARD_PASSWORD: &str = "123456";
+/// Times an application sends an operation whose outcome it did not learn.
+const APPLICATION_TRIES: u32 = 3;
+
+/// What an operation was sent to show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// An ordinary operation: any answer the ledger's rules allow.
+    Normal,
+    /// A recorded key sent again with another request: must be refused as reused.
+    KeyReused,
+    /// A field past its bound: must be refused, and never reach the log.
+    FieldTooLong,
+}
+
+/// One operation as the client saw it.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub client: u64,
+    pub key: RequestKey,
+    /// Every key the application used for this one logical operation.
+    pub keys_tried: Vec<RequestKey>,
+    pub operation: Operation,
+    pub expect: Expect,
+    /// None: the client never learned the outcome.
+    pub outcome: Option<Outcome>,
+    pub invoked_ms: u64,
+    pub completed_ms: u64,
+}
+
+/// Every operation of the run, in completion order.
+pub type History = Arc<Mutex<Vec<Event>>>;
+
+/// What the setup made, for the clients to use.
+#[derive(Clone, Debug)]
+pub struct Fixture {
+    pub accounts: Vec<AccountId>,
+    pub pool: PoolId,
+    pub merchant: MerchantId,
+}
+
+/// A client of the real client library on the simulated network.
+pub fn client(net: &ClientNet, seed: u64, id: u64, members: &[NodeId]) -> Client<SimTransport> {
+    let mut config = ClientConfig::new(members.iter().map(|m| endpoint(*m)));
+    config.client_id = Some(id);
+    config.call_timeout = Duration::from_secs(1);
+    config.max_attempts = 4;
+    config.backoff_initial = Duration::from_millis(50);
+    config.backoff_max = Duration::from_millis(500);
+    Client::with_transport(
+        config,
+        SimTransport {
+            net: net.clone(),
+            client: id,
+            rng: Mutex::new(SimRng::stream(seed, &format!("client{id}"))),
+            started: tokio::time::Instant::now(),
+        },
+    )
+}
+
+/// The ledger's configuration: simulated clients acknowledge nothing and the checks want
+/// every record, so the per-client window holds a whole run.
+pub fn genesis_config() -> LedgerConfig {
+    LedgerConfig {
+        idempotency_window_per_client: 1_000_000,
+        ..LedgerConfig::default()
+    }
+}
+
+/// Initialises the cluster through the client library (`init_cluster`, as `ledger-node dev`
+/// does) and sets up accounts, a pool, e-Pay enrolments and a merchant.
+pub async fn set_up(
+    setup: &Client<SimTransport>,
+    members: Vec<NodeInfo>,
+    phones: &Phones,
+    now_ms: u64,
+) -> Result<Fixture, String> {
+    setup
+        .init_cluster(members, genesis_config())
+        .await
+        .map_err(|e| format!("init: {e}"))?;
+    let submit = |operation: Operation| async move {
+        let mut last = None;
+        for _ in 0..20 {
+            match setup.submit(operation.clone()).await {
+                Err(ClientError::Unavailable { .. }) => last = Some("unavailable"),
+                other => return other.map_err(|e| e.to_string()),
+            }
+        }
+        Err(last.unwrap_or("no attempt").to_owned())
+    };
+    let mut accounts = Vec::new();
+    for n in 0..ACCOUNTS {
+        let request = OpenAccountRequest {
+            holder_name: format!("sim {n}"),
+            card_number: Secret::new(test_pan(n)),
+            card_password: Secret::new(CARD_PASSWORD),
+            phone: test_phone(n),
+            flags: CampaignFlags::default(),
+        };
+        match submit(Operation::OpenAccount(request)).await? {
+            Reply::AccountOpened { account } => accounts.push(account),
+            other => return Err(format!("opening account {n}: {other:?}")),
+        }
+        let deposit = Command::Deposit {
+            account: accounts[n as usize],
+            amount_fen: 100_000,
+        };
+        submit(Operation::Command(deposit)).await?;
+    }
+    let pool = match submit(Operation::Command(Command::CreatePool {
+        name: "race".into(),
+        face_value_fen: 1_000,
+        capacity: 3,
+        eligibility: Eligibility::Anyone,
+        valid_from_ms: now_ms - 1,
+        valid_until_ms: now_ms + 86_400_000,
+    }))
+    .await?
+    {
+        Reply::PoolCreated { pool } => pool,
+        other => return Err(format!("pool: {other:?}")),
+    };
+    for (n, account) in accounts.iter().enumerate().take(ENROLLED as usize) {
+        enrol(&submit, phones, n as u64, *account)
+            .await
+            .map_err(|e| format!("enrolling card {n}: {e}"))?;
+    }
+    let merchant = match submit(Operation::Command(Command::RegisterMerchant {
+        kind: MerchantKind::Pos,
+        name: "sim shop".into(),
+        settlement_account: *accounts.last().expect("accounts"),
+        contact_phone: test_phone(99),
+        terminals: 1,
+    }))
+    .await?
+    {
+        Reply::MerchantRegistered { merchant } => merchant,
+        other => return Err(format!("merchant: {other:?}")),
+    };
+    Ok(Fixture {
+        accounts,
+        pool,
+        merchant,
+    })
+}
+
+/// The four e-Pay enrolment steps for card `n`, with the code the SMS brought.
+async fn enrol<F, Fut>(
+    submit: &F,
+    phones: &Phones,
+    n: u64,
+    account: AccountId,
+) -> Result<(), String>
+where
+    F: Fn(Operation) -> Fut,
+    Fut: std::future::Future<Output = Result<Reply, String>>,
+{
+    submit(Operation::EpayBegin {
+        card_number: Secret::new(test_pan(n)),
+        phone: test_phone(n),
+    })
+    .await?;
+    submit(Operation::EpayChooseAlias {
+        account,
+        card_password: Secret::new(CARD_PASSWORD),
+        alias: format!("card {n}"),
+    })
+    .await?;
+    let Reply::ChallengeIssued { challenge, .. } =
+        submit(Operation::EpayConfirm { account }).await?
+    else {
+        return Err("step 3 issued no challenge".into());
+    };
+    let code = phones.read(challenge).await.ok_or("no enrolment SMS")?;
+    submit(Operation::EpayActivate { account, code }).await?;
+    Ok(())
+}
+
+/// One simulated client: its library client, its random stream, where it records.
+pub struct Runner {
+    pub id: u64,
+    pub client: Client<SimTransport>,
+    pub rng: SimRng,
+    pub history: History,
+    pub phones: Phones,
+    pub fixture: Fixture,
+    pub bug: Option<Bug>,
+    pub started: tokio::time::Instant,
+}
+
+impl Runner {
+    /// Sends operations until `stop`.
+    pub async fn run(mut self, stop: Arc<AtomicBool>) {
+        while !stop.load(Ordering::Relaxed) {
+            if self.rng.below(10) < 3 {
+                self.pay().await;
+            } else {
+                let operation = self.plain_operation();
+                self.send(operation, Expect::Normal).await;
+            }
+            tokio::time::sleep(Duration::from_millis(self.rng.below(30))).await;
+        }
+    }
+
+    fn account(&mut self) -> AccountId {
+        let accounts = &self.fixture.accounts;
+        accounts[self.rng.below(accounts.len() as u64) as usize]
+    }
+
+    fn plain_operation(&mut self) -> Operation {
+        let (a, b) = (self.account(), self.account());
+        let command = match self.rng.below(10) {
+            0..=5 => Command::Transfer {
+                source: a,
+                target: b,
+                amount_fen: 1 + self.rng.below(5_000),
+            },
+            6 | 7 => Command::Deposit {
+                account: a,
+                amount_fen: 1 + self.rng.below(1_000),
+            },
+            8 if self.rng.chance(0.05) => Command::CloseMonth {
+                month: YearMonth::new(2014, 12).expect("a month"),
+            },
+            _ => Command::ClaimVoucher {
+                pool: self.fixture.pool,
+                account: a,
+            },
+        };
+        Operation::Command(command)
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Sends one logical operation, retrying it (as an application would) while its
+    /// outcome is unknown: under the same key, or under a new one with `client-forgets-key`.
+    async fn send(&mut self, operation: Operation, expect: Expect) -> Option<Outcome> {
+        let key = self.client.new_key();
+        self.send_with_key(key, operation, expect).await
+    }
+
+    async fn send_with_key(
+        &mut self,
+        mut key: RequestKey,
+        operation: Operation,
+        expect: Expect,
+    ) -> Option<Outcome> {
+        let invoked_ms = self.elapsed_ms();
+        let mut keys_tried = vec![key];
+        let mut outcome = None;
+        for attempt in 0..APPLICATION_TRIES {
+            if attempt > 0 && self.bug == Some(Bug::ClientForgetsKey) {
+                key = self.client.new_key();
+                keys_tried.push(key);
+            }
+            match self.client.submit_with_key(key, operation.clone()).await {
+                Ok(reply) => outcome = Some(Ok(reply)),
+                Err(ClientError::Refused(e)) => outcome = Some(Err(e)),
+                Err(_) => continue,
+            }
+            break;
+        }
+        let event = Event {
+            client: self.id,
+            key,
+            keys_tried,
+            operation,
+            expect,
+            outcome: outcome.clone(),
+            invoked_ms,
+            completed_ms: self.elapsed_ms(),
+        };
+        lock(&self.history).push(event);
+        outcome
+    }
+
+    /// A two-step e-Pay payment by one of the enrolled cards; now and then the payer
+    /// mistypes the code, the merchant sends an over-long order id, or (after a settled
+    /// payment) the confirmation's key is sent again with another code.
+    async fn pay(&mut self) {
+        let n = self.rng.below(ENROLLED);
+        let wrong_code = self.rng.chance(0.15);
+        let amount_fen = 500 + self.rng.below(3_000);
+        let too_long = self.rng.chance(0.05);
+        let order_id = if too_long {
+            "x".repeat(MAX_ORDER_ID_BYTES + 1 + self.rng.below(64) as usize)
+        } else {
+            format!("c{}-{}", self.id, self.rng.next_u64())
+        };
+        let begin = Operation::PaymentBegin {
+            phone: test_phone(n),
+            last_six: Secret::new(&test_pan(n)[10..]),
+            payee: Payee::Merchant(self.fixture.merchant),
+            amount_fen,
+            order_id,
+        };
+        let expect = if too_long {
+            Expect::FieldTooLong
+        } else {
+            Expect::Normal
+        };
+        let Some(Ok(Reply::PaymentPending {
+            payment, challenge, ..
+        })) = self.send(begin, expect).await
+        else {
+            return;
+        };
+        // The payer reads the code off the phone; no SMS, no confirmation.
+        let Some(right) = self.phones.read(challenge).await else {
+            return;
+        };
+        let other = Secret::new(if right == Secret::new("000000") {
+            "111111"
+        } else {
+            "000000"
+        });
+        let (code, other) = if wrong_code {
+            (other, right)
+        } else {
+            (right, other)
+        };
+        let key = self.client.new_key();
+        let confirm = Operation::PaymentConfirm { payment, code };
+        let settled = self.send_with_key(key, confirm, Expect::Normal).await;
+        if matches!(settled, Some(Ok(Reply::PaymentSettled { .. }))) && self.rng.chance(0.5) {
+            let probe = Operation::PaymentConfirm {
+                payment,
+                code: other,
+            };
+            self.send_with_key(key, probe, Expect::KeyReused).await;
+        }
+    }
+}
+
+/// Whether an outcome is the refusal an `Expect` asks for.
+pub fn as_expected(expect: Expect, outcome: &Outcome) -> bool {
+    match expect {
+        Expect::Normal => true,
+        Expect::KeyReused => matches!(outcome, Err(LedgerError::IdempotencyKeyReused { .. })),
+        Expect::FieldTooLong => matches!(outcome, Err(LedgerError::TextTooLong { .. })),
+    }
+}
