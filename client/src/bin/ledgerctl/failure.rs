@@ -168,7 +168,7 @@ impl Failure {
     /// Prints the error: JSON on standard output, or text on standard error.
     pub fn report(&self, json: bool) {
         if json {
-            println!("{}", self.to_json());
+            crate::view::out(&self.to_json().to_string());
         } else {
             eprintln!("ledgerctl: {}", self.message());
         }

@@ -29,7 +29,8 @@ const AFTER_HELP: &str = "\
 Failover: a command keeps trying through leader elections for up to --deadline-ms. A write it \
 gives up on has an UNKNOWN outcome (it may have been applied): ledgerctl prints its \
 idempotency key; run the same command again with --key CLIENT_ID:REQUEST_ID to learn the \
-outcome without applying it twice.
+outcome without applying it twice (the ledger keeps it for the nodes' client_session_idle_ms, \
+7 days by default). When no node accepts connections, nothing is sent and it fails at once.
 
 Errors: as text on standard error; under --json, as one JSON object on standard output, \
 {\"error\": {\"type\", \"message\", \"retryable\", ...}}.

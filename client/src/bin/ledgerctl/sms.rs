@@ -2,7 +2,7 @@
 
 use crate::failure::Failure;
 use crate::session::Session;
-use crate::view::View;
+use crate::view::{out, View};
 use clap::Subcommand;
 use ledger_wire::dev_sms::{read_outbox, DevSms, DEV_OUTBOX_FILE};
 use serde::Serialize;
@@ -37,9 +37,9 @@ impl View for Message {
 
     fn print(&self, json: bool) {
         if json {
-            println!("{}", serde_json::to_string(&self.0).unwrap_or_default());
+            out(&serde_json::to_string(&self.0).unwrap_or_default());
         } else {
-            println!("{}", self.text());
+            out(&self.text());
         }
     }
 }

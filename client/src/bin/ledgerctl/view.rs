@@ -14,16 +14,23 @@ pub trait View: Serialize {
     fn print(&self, json: bool) {
         if json {
             match serde_json::to_string_pretty(self) {
-                Ok(text) => println!("{text}"),
+                Ok(text) => out(&text),
                 Err(e) => Failure::UnexpectedReply {
                     reply: format!("cannot print as JSON: {e}"),
                 }
                 .report(true),
             }
         } else {
-            println!("{}", self.text());
+            out(&self.text());
         }
     }
+}
+
+/// Prints a line on standard output; a closed pipe (`ledgerctl ... | head`) is not an error
+/// worth a panic.
+pub fn out(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 /// A two-column table of a record's fields, labels aligned.
