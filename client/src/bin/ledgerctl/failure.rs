@@ -115,10 +115,10 @@ impl Failure {
                 waited_ms,
                 last,
             } => format!(
-                "outcome UNKNOWN: the write was sent, but no answer came within {} s ({last}); \
-                 it may or may not have been applied.\nTo learn its outcome without applying \
-                 it twice, run the same command again with --key {}",
-                waited_ms / 1_000,
+                "outcome UNKNOWN: no answer came within {:.1} s ({last}); the write may or may \
+                 not have been applied.\nTo learn its outcome without applying it twice, run \
+                 the same command again with --key {}",
+                *waited_ms as f64 / 1_000.0,
                 key_text(*key)
             ),
             Failure::DemoFailed { message } => message.clone(),

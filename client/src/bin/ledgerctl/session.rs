@@ -178,14 +178,15 @@ impl Session {
         }
         let started = Instant::now();
         let mut down_since: Option<Instant> = None;
-        let mut last = String::from("no answer yet");
+        let mut last = String::from("no node answered in time");
         loop {
             let left = self.deadline.saturating_sub(started.elapsed());
             match tokio::time::timeout(left, call()).await {
                 Ok(Ok(answer)) => return Ok(answer),
                 Ok(Err(ClientError::Unavailable { last: reason, .. })) => last = reason,
                 Ok(Err(answered)) => return Err(Err(answered)),
-                Err(_) => last = format!("{last}; deadline reached"),
+                // The deadline cut a round short: `last` keeps the round before's reason.
+                Err(_) => {}
             }
             down_since = if self.any_node_up().await {
                 None
