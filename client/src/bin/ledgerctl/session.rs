@@ -46,12 +46,15 @@ pub struct Session {
     key: Option<RequestKey>,
 }
 
-/// Why a round of retries ended without an answer.
-enum GaveUp {
-    /// No node accepted a connection before anything was sent.
+/// Why retrying a call ended without its answer.
+enum Unanswered {
+    /// No node accepted a connection, so nothing was sent.
     NothingSent,
-    /// Something may have been sent; `last` is the last reason a call failed.
-    AfterSending { waited: Duration, last: String },
+    /// The deadline passed, or the whole cluster went away, after the call may have been
+    /// sent; `last` is the last reason a call failed.
+    GaveUp { waited: Duration, last: String },
+    /// The call failed in a way no retry changes.
+    Failed(ClientError),
 }
 
 impl Session {
@@ -114,14 +117,14 @@ impl Session {
         let attempt = || self.client.submit_with_key(key, operation.clone());
         self.patiently(attempt)
             .await
-            .map_err(|gave_up| match gave_up {
-                Ok(GaveUp::NothingSent) => self.no_node(),
-                Ok(GaveUp::AfterSending { waited, last }) => Failure::OutcomeUnknown {
+            .map_err(|unanswered| match unanswered {
+                Unanswered::NothingSent => self.no_node(),
+                Unanswered::GaveUp { waited, last } => Failure::OutcomeUnknown {
                     key,
                     waited_ms: waited.as_millis() as u64,
                     last,
                 },
-                Err(answered) => Failure::answered(answered),
+                Unanswered::Failed(error) => Failure::answered(error),
             })
     }
 
@@ -136,14 +139,16 @@ impl Session {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
-        self.patiently(read).await.map_err(|gave_up| match gave_up {
-            Ok(GaveUp::NothingSent) => self.no_node(),
-            Ok(GaveUp::AfterSending { waited, last }) => Failure::Unavailable {
-                waited_ms: waited.as_millis() as u64,
-                last,
-            },
-            Err(answered) => Failure::answered(answered),
-        })
+        self.patiently(read)
+            .await
+            .map_err(|unanswered| match unanswered {
+                Unanswered::NothingSent => self.no_node(),
+                Unanswered::GaveUp { waited, last } => Failure::Unavailable {
+                    waited_ms: waited.as_millis() as u64,
+                    last,
+                },
+                Unanswered::Failed(error) => Failure::answered(error),
+            })
     }
 
     /// Reads one record, which must exist: `what` and `id` name it when it does not.
@@ -168,13 +173,13 @@ impl Session {
 
     /// Runs `call` in rounds until it answers (with a result or a non-retryable error), the
     /// deadline passes, or no node has accepted connections for `NO_NODE_GRACE`.
-    async fn patiently<T, F, Fut>(&self, mut call: F) -> Result<T, Result<GaveUp, ClientError>>
+    async fn patiently<T, F, Fut>(&self, mut call: F) -> Result<T, Unanswered>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
         if !self.any_node_up().await {
-            return Err(Ok(GaveUp::NothingSent));
+            return Err(Unanswered::NothingSent);
         }
         let started = Instant::now();
         let mut down_since: Option<Instant> = None;
@@ -184,20 +189,24 @@ impl Session {
             match tokio::time::timeout(left, call()).await {
                 Ok(Ok(answer)) => return Ok(answer),
                 Ok(Err(ClientError::Unavailable { last: reason, .. })) => last = reason,
-                Ok(Err(answered)) => return Err(Err(answered)),
+                Ok(Err(error)) => return Err(Unanswered::Failed(error)),
                 // The deadline cut a round short: `last` keeps the round before's reason.
                 Err(_) => {}
+            }
+            let waited = started.elapsed();
+            let left = self.deadline.saturating_sub(waited);
+            if left.is_zero() {
+                return Err(Unanswered::GaveUp { waited, last });
             }
             down_since = if self.any_node_up().await {
                 None
             } else {
                 down_since.or(Some(Instant::now()))
             };
-            let cluster_gone = down_since.is_some_and(|t| t.elapsed() >= NO_NODE_GRACE);
-            let left = self.deadline.saturating_sub(started.elapsed());
-            if left.is_zero() || cluster_gone {
+            if down_since.is_some_and(|t| t.elapsed() >= NO_NODE_GRACE) {
                 let waited = started.elapsed();
-                return Err(Ok(GaveUp::AfterSending { waited, last }));
+                let last = format!("{last}; no node accepted connections for {NO_NODE_GRACE:?}");
+                return Err(Unanswered::GaveUp { waited, last });
             }
             tokio::time::sleep(ROUND_PAUSE.min(left)).await;
         }
