@@ -2,7 +2,9 @@
 //! checked at every step. Codes are read from the development SMS outbox, as the customer
 //! would read them from their phone.
 
-use super::{outbox, yuan};
+use crate::failure::Failure;
+use crate::sms::outbox;
+use crate::view::yuan;
 use ledger_client::{Client, ClientError};
 use ledger_core::command::CampaignFlags;
 use ledger_core::intake::{OpenAccountRequest, Secret};
@@ -61,7 +63,7 @@ impl Story<'_> {
 }
 
 fn e(err: ClientError) -> String {
-    super::explain(&err)
+    Failure::answered(err).message()
 }
 
 async fn open(client: &Client, n: u64, name: &str, etc_bound: bool) -> Result<AccountId, String> {

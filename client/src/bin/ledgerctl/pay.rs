@@ -1,0 +1,185 @@
+//! `ledgerctl pay`: two-step e-Pay payments and small transfers, and a payment's state.
+
+use crate::failure::Failure;
+use crate::session::Session;
+use crate::view::{fields, parse_yuan, secret, unexpected, yuan_u, View};
+use clap::{Args, Subcommand};
+use ledger_client::{PendingPayment, Settlement};
+use ledger_core::state::Payment;
+use ledger_core::types::{AccountId, MerchantId, Payee, PaymentId};
+use ledger_core::Reply;
+use ledger_wire::api::Operation;
+use serde::Serialize;
+
+#[derive(Subcommand)]
+pub enum PayCmd {
+    /// Step 1 (merchant): payer's phone and last six card digits, amount, order.
+    Begin(BeginArgs),
+    /// Step 2 (payer): the OTP.
+    Confirm {
+        /// The payment (printed by step 1).
+        #[arg(long)]
+        payment: u64,
+        /// The 6-digit code from the SMS; `-` reads it from standard input.
+        #[arg(long)]
+        code: String,
+    },
+    /// Show a payment.
+    Show { id: u64 },
+}
+
+#[derive(Args)]
+pub struct BeginArgs {
+    #[arg(long)]
+    phone: String,
+    /// The last six digits of the payer's card; `-` reads them from standard input.
+    #[arg(long)]
+    last_six: String,
+    /// Pay a merchant…
+    #[arg(
+        long,
+        conflicts_with = "to_account",
+        required_unless_present = "to_account"
+    )]
+    merchant: Option<u64>,
+    /// …or make a small transfer to an account.
+    #[arg(long)]
+    to_account: Option<u64>,
+    /// Amount in yuan.
+    #[arg(long)]
+    amount: String,
+    /// The merchant's order id (a second payment for the same order replaces a pending one).
+    #[arg(long)]
+    order: String,
+}
+
+impl PayCmd {
+    pub fn changes_ledger(&self) -> bool {
+        !matches!(self, PayCmd::Show { .. })
+    }
+}
+
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct Pending(PendingPayment);
+
+impl View for Pending {
+    fn text(&self) -> String {
+        format!(
+            "payment {} pending; the payer's code is on its way by SMS (challenge {})",
+            self.0.payment, self.0.challenge
+        )
+    }
+}
+
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct Settled(Settlement);
+
+impl View for Settled {
+    fn text(&self) -> String {
+        let s = &self.0;
+        let voucher = s
+            .voucher
+            .map_or(String::new(), |p| format!(", voucher of pool {p} used"));
+        let reward = if s.reward_granted {
+            "; the merchant earned its reward"
+        } else {
+            ""
+        };
+        format!(
+            "payment {} settled: bill {} yuan, debited {} yuan{voucher}{reward}",
+            s.payment,
+            yuan_u(s.bill_fen),
+            yuan_u(s.debited_fen)
+        )
+    }
+}
+
+/// A payment as the ledger holds it (JSON: the record itself).
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct Shown(Payment);
+
+impl View for Shown {
+    fn text(&self) -> String {
+        let p = &self.0;
+        fields(&[
+            ("amount", format!("{} yuan", yuan_u(p.amount_fen))),
+            ("payer", format!("account {}", p.payer)),
+            ("payee", format!("{:?}", p.payee)),
+            ("order", p.order_id.clone()),
+            ("state", format!("{:?}", p.state)),
+        ])
+    }
+}
+
+async fn begin(session: &Session, args: BeginArgs) -> Result<(), Failure> {
+    let payee = match (args.merchant, args.to_account) {
+        (Some(m), _) => Payee::Merchant(MerchantId(m)),
+        (None, Some(a)) => Payee::Account(AccountId(a)),
+        (None, None) => {
+            return Err(Failure::InvalidArgument {
+                message: "give --merchant or --to-account".into(),
+            })
+        }
+    };
+    let operation = Operation::PaymentBegin {
+        phone: args.phone,
+        last_six: secret(args.last_six)?,
+        payee,
+        amount_fen: parse_yuan(&args.amount)?,
+        order_id: args.order,
+    };
+    match session.write(operation).await? {
+        Reply::PaymentPending {
+            payment,
+            challenge,
+            expires_at_ms,
+        } => session.show(&Pending(PendingPayment {
+            payment,
+            challenge,
+            expires_at_ms,
+        })),
+        other => return Err(unexpected(other)),
+    }
+    Ok(())
+}
+
+async fn confirm(session: &Session, payment: u64, code: String) -> Result<(), Failure> {
+    let operation = Operation::PaymentConfirm {
+        payment: PaymentId(payment),
+        code: secret(code)?,
+    };
+    match session.write(operation).await? {
+        Reply::PaymentSettled {
+            payment,
+            bill_fen,
+            debited_fen,
+            voucher,
+            reward_granted,
+        } => session.show(&Settled(Settlement {
+            payment,
+            bill_fen,
+            debited_fen,
+            voucher,
+            reward_granted,
+        })),
+        other => return Err(unexpected(other)),
+    }
+    Ok(())
+}
+
+pub async fn run(session: &Session, cmd: PayCmd) -> Result<(), Failure> {
+    match cmd {
+        PayCmd::Begin(args) => begin(session, args).await,
+        PayCmd::Confirm { payment, code } => confirm(session, payment, code).await,
+        PayCmd::Show { id } => {
+            let payment = session
+                .read_record("payment", id, || session.client().payment(PaymentId(id)))
+                .await?;
+            session.show(&Shown(payment));
+            Ok(())
+        }
+    }
+}

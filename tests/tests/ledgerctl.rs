@@ -1,0 +1,180 @@
+//! `ledgerctl` as a script sees it, against real node processes: errors as JSON, a write
+//! given up on retried under its printed key (applied once), a deposit sent while the leader
+//! dies.
+
+use ledger_client::Client;
+use ledger_core::command::CampaignFlags;
+use ledger_core::intake::{OpenAccountRequest, Secret};
+use ledger_core::types::AccountId;
+use ledger_tests::{eventually, serial, workspace_binary, Cluster};
+use serde_json::Value;
+use std::process::{Command as Process, Output};
+use std::time::Duration;
+
+/// Runs ledgerctl with `--json` against the cluster's endpoints (or `endpoints`).
+fn ledgerctl(endpoints: &str, args: &[&str]) -> Output {
+    Process::new(workspace_binary("ledger-client", "ledgerctl"))
+        .args(["--json", "--endpoints", endpoints])
+        .args(args)
+        .output()
+        .expect("run ledgerctl")
+}
+
+fn endpoints(cluster: &Cluster) -> String {
+    let all: Vec<String> = cluster
+        .ids()
+        .iter()
+        .map(|id| cluster.info(*id).client_addr)
+        .collect();
+    all.join(",")
+}
+
+/// Standard output as one JSON document; panics with both streams when it is not.
+fn json(output: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON document ({e}):\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// The `error` object of a failed run, checked for the fields every error has.
+fn error(output: &Output, exit_code: i32) -> Value {
+    let doc = json(output);
+    assert_eq!(output.status.code(), Some(exit_code), "{doc}");
+    let error = doc["error"].clone();
+    assert!(error["type"].is_string(), "{doc}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{doc}"
+    );
+    assert!(error["retryable"].is_boolean(), "{doc}");
+    error
+}
+
+async fn open_account(client: &Client, n: u64) -> AccountId {
+    client
+        .open_account(OpenAccountRequest {
+            holder_name: format!("ledgerctl {n}"),
+            card_number: Secret::new(ledger_core::driver::test_pan(n)),
+            card_password: Secret::new("135790"),
+            phone: ledger_core::driver::test_phone(n),
+            flags: CampaignFlags::default(),
+        })
+        .await
+        .expect("open account")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_errors_name_their_type_and_whether_a_retry_can_help() {
+    let nobody = error(&ledgerctl("127.0.0.1:1", &["deposit", "16", "1"]), 1);
+    assert_eq!(nobody["type"], "NoNodeReachable");
+    assert_eq!(nobody["retryable"], true);
+
+    let bad_amount = error(&ledgerctl("127.0.0.1:1", &["deposit", "16", "1.234"]), 2);
+    assert_eq!(bad_amount["type"], "InvalidArgument");
+    assert_eq!(bad_amount["retryable"], false);
+
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await;
+    let account = open_account(&cluster.client(), 1).await;
+    let id = account.0.to_string();
+    let refused = error(&ledgerctl(&endpoints(&cluster), &["withdraw", &id, "1"]), 1);
+    assert_eq!(refused["type"], "Refused");
+    assert_eq!(refused["reason"], "InsufficientFunds");
+    assert_eq!(refused["retryable"], false);
+
+    let missing = error(&ledgerctl(&endpoints(&cluster), &["account", "999999"]), 1);
+    assert_eq!(missing["type"], "NotFound");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_given_up_on_prints_its_key_and_retried_with_it_applies_once() {
+    let _serial = serial().await;
+    let mut cluster = Cluster::start(3).await;
+    let client = cluster.client();
+    let account = open_account(&client, 2).await;
+    let id = account.0.to_string();
+    let leader = cluster.leader().await;
+    let followers: Vec<u64> = cluster.ids().into_iter().filter(|n| *n != leader).collect();
+    // Without its followers the leader takes the write but cannot commit it: no answer.
+    for follower in &followers {
+        cluster.kill(*follower);
+    }
+    let given_up = ledgerctl(
+        &endpoints(&cluster),
+        &[
+            "--deadline-ms",
+            "3000",
+            "--timeout-ms",
+            "1000",
+            "deposit",
+            &id,
+            "12.34",
+        ],
+    );
+    let unknown = error(&given_up, 3);
+    assert_eq!(unknown["type"], "OutcomeUnknown", "{unknown}");
+    assert_eq!(unknown["retryable"], true);
+    let key = unknown["key"]
+        .as_str()
+        .expect("the key to retry with")
+        .to_owned();
+    assert!(unknown["message"].as_str().unwrap().contains(&key));
+
+    for follower in &followers {
+        cluster.restart(*follower);
+    }
+    cluster.wait_ready(&cluster.ids()).await;
+    let retried = ledgerctl(
+        &endpoints(&cluster),
+        &["--key", &key, "deposit", &id, "12.34"],
+    );
+    assert!(retried.status.success(), "{}", json(&retried));
+    assert_eq!(json(&retried)["balance_fen"], 1_234);
+
+    // Another deposit moves the balance, so a replay is told apart from a second apply.
+    client.deposit(account, 100).await.expect("deposit");
+    let again = ledgerctl(
+        &endpoints(&cluster),
+        &["--key", &key, "deposit", &id, "12.34"],
+    );
+    assert!(again.status.success(), "{}", json(&again));
+    assert_eq!(
+        json(&again)["balance_fen"],
+        1_234,
+        "a retry under the key answers the original outcome"
+    );
+    assert_eq!(client.balance(account).await.expect("balance"), 1_334);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposit_sent_while_the_leader_dies_is_applied_once() {
+    let _serial = serial().await;
+    let mut cluster = Cluster::start(3).await;
+    let account = open_account(&cluster.client(), 3).await;
+    let id = account.0.to_string();
+    let leader = cluster.leader().await;
+    cluster.kill(leader);
+    // Sent at once, so ledgerctl meets the election (its old limit was ~1.5 s of retries).
+    let deposit = ledgerctl(&endpoints(&cluster), &["deposit", &id, "5"]);
+    assert!(
+        deposit.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&deposit.stdout),
+        String::from_utf8_lossy(&deposit.stderr)
+    );
+    assert_eq!(json(&deposit)["balance_fen"], 500);
+    let survivors: Vec<u64> = cluster.ids().into_iter().filter(|n| *n != leader).collect();
+    let client = cluster.client_for(&survivors);
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, leader);
+    eventually(
+        "the deposit on the new leader",
+        Duration::from_secs(10),
+        || async { (client.balance(account).await.ok()? == 500).then_some(()) },
+    )
+    .await;
+}
