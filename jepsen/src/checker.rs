@@ -648,11 +648,7 @@ impl LedgerModel {
                 index: self.depth,
                 now_ms: op.wall_ms,
             },
-            &Envelope {
-                key,
-                acked_below: self.depth,
-                command,
-            },
+            &Envelope::new(key, self.depth, command),
         )
     }
 
