@@ -183,9 +183,13 @@ fn check_records(
             continue;
         }
         match ledger.idempotency_record(e.key) {
-            Some(r)
-                if r.request_digest == request_digest(&keys, &e.operation)
-                    && &r.outcome == outcome => {}
+            Some(r) if r.request_digest != request_digest(&keys, &e.operation) => {
+                violations.push(format!(
+                    "node {id}: {:?} is recorded with a digest that is not its request's: the intake digested something else",
+                    e.key
+                ))
+            }
+            Some(r) if &r.outcome == outcome => {}
             // A refusal that changed nothing is not recorded: retries evaluate afresh.
             None if outcome.is_err() => {}
             other => violations.push(format!(

@@ -33,6 +33,8 @@ const ENROLLED: u64 = 4;
 const CARD_PASSWORD: &str = "123456";
 /// Times an application sends an operation whose outcome it did not learn.
 const APPLICATION_TRIES: u32 = 3;
+/// Times the setup sends one of its operations (under one key) before the run gives up.
+const SETUP_TRIES: u32 = 20;
 
 /// What an operation was sent to show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,15 +113,17 @@ pub async fn set_up(
         .init_cluster(members, genesis_config())
         .await
         .map_err(|e| format!("init: {e}"))?;
+    // One key per operation, kept through every retry: the setup learns each outcome once.
     let submit = |operation: Operation| async move {
-        let mut last = None;
-        for _ in 0..20 {
-            match setup.submit(operation.clone()).await {
-                Err(ClientError::Unavailable { .. }) => last = Some("unavailable"),
+        let key = setup.new_key();
+        let mut last = String::from("no attempt");
+        for _ in 0..SETUP_TRIES {
+            match setup.submit_with_key(key, operation.clone()).await {
+                Err(e @ ClientError::Unavailable { .. }) => last = e.to_string(),
                 other => return other.map_err(|e| e.to_string()),
             }
         }
-        Err(last.unwrap_or("no attempt").to_owned())
+        Err(last)
     };
     let mut accounts = Vec::new();
     for n in 0..ACCOUNTS {
