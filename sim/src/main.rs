@@ -84,22 +84,12 @@ fn main() -> ExitCode {
         clients: args.clients,
         faults: !args.no_faults,
     };
-    let seeds: Vec<u64> = match (&args.seeds, args.seed) {
-        (Some(range), _) => {
-            let Some((a, b)) = range.split_once("..") else {
-                eprintln!("ledger-sim: --seeds takes A..B");
-                return ExitCode::from(2);
-            };
-            match (a.parse::<u64>(), b.parse::<u64>()) {
-                (Ok(a), Ok(b)) => (a..b).collect(),
-                _ => {
-                    eprintln!("ledger-sim: --seeds takes A..B");
-                    return ExitCode::from(2);
-                }
-            }
+    let seeds = match seeds(&args) {
+        Ok(seeds) => seeds,
+        Err(e) => {
+            eprintln!("ledger-sim: {e}");
+            return ExitCode::from(2);
         }
-        (None, Some(seed)) => vec![seed],
-        (None, None) => vec![0],
     };
     let started = Instant::now();
     let mut failed = Vec::new();
@@ -126,19 +116,7 @@ fn main() -> ExitCode {
         }
         if !report.ok() {
             failed.push(*seed);
-            eprintln!(
-                "replay: cargo run --release -p ledger-sim -- --seed {seed} --nodes {} --duration {} --clients {}{}",
-                args.nodes,
-                args.duration,
-                args.clients,
-                args.bug.as_ref().map_or(String::new(), |b| format!(" --bug {b}"))
-            );
-            eprintln!("  built with {}", ledger_sim::build_fingerprint());
-            let file = args.trace_dir.join(format!("ledger-sim-seed-{seed}.trace"));
-            match std::fs::write(&file, report.trace.join("")) {
-                Ok(()) => eprintln!("  trace written to {}", file.display()),
-                Err(e) => eprintln!("  could not write {}: {e}", file.display()),
-            }
+            explain_failure(&args, &report);
         }
         if seeds.len() == 1 {
             println!(
@@ -167,5 +145,39 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// The seeds to run: `--seeds A..B`, `--seed N`, or seed 0.
+fn seeds(args: &Args) -> Result<Vec<u64>, String> {
+    match (&args.seeds, args.seed) {
+        (Some(range), _) => {
+            let parsed = range
+                .split_once("..")
+                .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+            let (a, b) = parsed.ok_or("--seeds takes A..B")?;
+            Ok((a..b).collect())
+        }
+        (None, Some(seed)) => Ok(vec![seed]),
+        (None, None) => Ok(vec![0]),
+    }
+}
+
+/// How to replay a failing seed, what it was built with, and its trace file.
+fn explain_failure(args: &Args, report: &ledger_sim::Report) {
+    let seed = report.seed;
+    eprintln!(
+        "replay: cargo run --release -p ledger-sim -- --seed {seed} --nodes {} --duration {} --clients {} --faults {}{}",
+        args.nodes,
+        args.duration,
+        args.clients,
+        args.faults,
+        args.bug.as_ref().map_or(String::new(), |b| format!(" --bug {b}"))
+    );
+    eprintln!("  built with {}", ledger_sim::build_fingerprint());
+    let file = args.trace_dir.join(format!("ledger-sim-seed-{seed}.trace"));
+    match std::fs::write(&file, report.trace.join("")) {
+        Ok(()) => eprintln!("  trace written to {}", file.display()),
+        Err(e) => eprintln!("  could not write {}: {e}", file.display()),
     }
 }
