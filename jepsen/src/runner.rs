@@ -179,7 +179,10 @@ async fn drive(
     sms_paths: Vec<PathBuf>,
     dir: &Path,
 ) -> Result<(Results, TestInfo), String> {
-    let leader = db.wait_ready(READY_TIMEOUT).await?;
+    let leader = db
+        .wait_ready(READY_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
     eprintln!(
         "ledger-jepsen: {} nodes up, leader n{leader}; setting up the {:?} workload",
         options.nodes, options.workload
@@ -283,8 +286,12 @@ async fn drive(
             }
         }
         match db.wait_ready(READY_TIMEOUT).await {
-            Ok(_) => db.wait_converged(READY_TIMEOUT).await.err(),
-            Err(e) => Some(e),
+            Ok(_) => db
+                .wait_converged(READY_TIMEOUT)
+                .await
+                .err()
+                .map(|e| e.to_string()),
+            Err(e) => Some(e.to_string()),
         }
     };
     if let Some(problem) = &healed {
