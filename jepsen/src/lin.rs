@@ -6,19 +6,15 @@
 
 use crate::history::OpType;
 use ledger_core::driver::splitmix64;
-use serde_json::Value;
 use std::collections::HashSet;
 
-/// One operation, as the search sees it.
+/// One operation, as the search sees it: `call` is what the model needs of it (what was
+/// asked and what was seen).
 #[derive(Clone, Debug)]
-pub struct LinOp {
+pub struct LinOp<C> {
     /// History index of the invocation.
     pub index: u64,
-    pub f: String,
-    /// Invocation value.
-    pub value: Value,
-    /// Completion value (ok, fail), None if unknown.
-    pub result: Option<Value>,
+    pub call: C,
     pub outcome: OpType,
     /// Invocation and completion times (ns); None: never known to complete.
     pub call_ns: u64,
@@ -30,7 +26,8 @@ pub struct LinOp {
 /// A sequential model. `step` returns the state after `op` if the model can produce what the
 /// history says `op` observed, else None. States with equal fingerprints must behave alike.
 pub trait Model: Clone {
-    fn step(&self, op: &LinOp) -> Option<Self>;
+    type Call;
+    fn step(&self, op: &LinOp<Self::Call>) -> Option<Self>;
     fn fingerprint(&self) -> u64;
 }
 
@@ -63,7 +60,7 @@ struct Entry {
 /// Checks `ops` against `init`, giving up after `max_steps` model steps or `max_time`.
 pub fn check<M: Model>(
     init: M,
-    ops: &[LinOp],
+    ops: &[LinOp<M::Call>],
     max_steps: u64,
     max_time: std::time::Duration,
 ) -> Verdict {
@@ -199,7 +196,6 @@ pub fn check<M: Model>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     const SECOND: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -207,14 +203,21 @@ mod tests {
     #[derive(Clone)]
     struct Register(i64);
 
+    #[derive(Clone, Debug)]
+    enum Call {
+        Write(i64),
+        /// What the read saw, if it completed.
+        Read(Option<i64>),
+    }
+
     impl Model for Register {
-        fn step(&self, op: &LinOp) -> Option<Self> {
-            match op.f.as_str() {
-                "write" => Some(Register(op.value.as_i64().unwrap())),
-                _ => match &op.result {
-                    Some(v) if v.as_i64() == Some(self.0) => Some(self.clone()),
-                    _ => None,
-                },
+        type Call = Call;
+
+        fn step(&self, op: &LinOp<Call>) -> Option<Self> {
+            match op.call {
+                Call::Write(v) => Some(Register(v)),
+                Call::Read(Some(seen)) if seen == self.0 => Some(self.clone()),
+                Call::Read(_) => None,
             }
         }
         fn fingerprint(&self) -> u64 {
@@ -229,12 +232,14 @@ mod tests {
         result: Option<i64>,
         call: u64,
         ret: Option<u64>,
-    ) -> LinOp {
+    ) -> LinOp<Call> {
         LinOp {
             index,
-            f: f.into(),
-            value: json!(value),
-            result: result.map(|r| json!(r)),
+            call: if f == "write" {
+                Call::Write(value)
+            } else {
+                Call::Read(result)
+            },
             outcome: if ret.is_some() {
                 OpType::Ok
             } else {
@@ -308,7 +313,7 @@ mod tests {
 
     #[test]
     fn the_budget_makes_the_answer_unknown() {
-        let ops: Vec<LinOp> = (0..40)
+        let ops: Vec<LinOp<Call>> = (0..40)
             .map(|i| op(i, "write", i as i64, None, i, Some(1_000)))
             .chain([op(99, "read", 0, Some(-1), 2_000, Some(2_001))])
             .collect();

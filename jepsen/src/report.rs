@@ -3,7 +3,7 @@
 //! throughput and latency over time, with the nemesis's faults shaded behind them.
 //! Self-contained: no scripts, no external resources.
 
-use crate::history::{pairs, Op, OpType, Process};
+use crate::history::{pairs, Entry, OpType, Process};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -21,10 +21,10 @@ pub struct Fault {
 /// Pairs each nemesis `start-<kind>` with the next `stop-<kind>` of the same kind, in order.
 /// A start never stopped lasts until the end of the history; a stop with nothing open is
 /// ignored. The detail is the start's value as text. Sorted by start time.
-pub fn fault_intervals(ops: &[Op]) -> Vec<Fault> {
+pub fn fault_intervals(ops: &[Entry]) -> Vec<Fault> {
     let end = ops.iter().map(|o| o.time).max().unwrap_or(0);
     let (mut open, mut out): (Vec<Fault>, Vec<Fault>) = Default::default();
-    let nemesis = |o: &&Op| matches!(o.process, Process::Nemesis(_)) && o.kind != OpType::Invoke;
+    let nemesis = |o: &&Entry| matches!(o.process, Process::Nemesis(_)) && o.kind != OpType::Invoke;
     for op in ops.iter().filter(nemesis) {
         if let Some(kind) = op.f.strip_prefix("start-") {
             let (kind, detail) = (kind.to_owned(), value_text(&op.value));
@@ -130,7 +130,7 @@ fn decimals(step: f64) -> usize {
 }
 
 /// Seconds the plots cover: the history and every fault, or 1 s if that is nothing.
-fn span_s(ops: &[Op], faults: &[Fault]) -> f64 {
+fn span_s(ops: &[Entry], faults: &[Fault]) -> f64 {
     let ends = ops
         .iter()
         .map(|o| o.time)
@@ -327,11 +327,11 @@ impl Frame {
 
 /// Completed client operations per second over time, one line per outcome (ok green, fail
 /// orange, info grey), with the fault intervals shaded behind.
-pub fn throughput_svg(ops: &[Op], faults: &[Fault]) -> String {
+pub fn throughput_svg(ops: &[Entry], faults: &[Fault]) -> String {
     let span = span_s(ops, faults);
     let (width, n) = buckets(span);
     let mut counts = vec![[0u64; 3]; n];
-    let done: Vec<&Op> = pairs(ops).iter().filter_map(|p| p.complete).collect();
+    let done: Vec<&Entry> = pairs(ops).iter().filter_map(|p| p.complete).collect();
     for c in &done {
         let i = ((c.time as f64 / 1e9 / width) as usize).min(n - 1);
         counts[i][outcome_index(c.kind)] += 1;
@@ -361,7 +361,7 @@ pub fn throughput_svg(ops: &[Op], faults: &[Fault]) -> String {
 /// Latency of each completed client operation at its invocation time, on a log scale in ms
 /// (clamped to at least 0.01 ms), colored by outcome, one marker shape per `f`; p50 and p99 per
 /// time bucket as lines; faults shaded behind. At most `MAX_POINTS` points, sampled evenly.
-pub fn latency_svg(ops: &[Op], faults: &[Fault]) -> String {
+pub fn latency_svg(ops: &[Entry], faults: &[Fault]) -> String {
     let mut fs: Vec<&str> = Vec::new();
     let mut points: Vec<(f64, f64, usize, usize)> = Vec::new(); // (s, ms, outcome, shape)
     for p in pairs(ops) {
@@ -508,7 +508,7 @@ fn node_logs(dir: &Path) -> std::io::Result<Vec<String>> {
 /// Test parameters shown first, in this order; the others follow.
 const PREFERRED: &str = "workload nemesis nodes time_limit_s concurrency seed started_at";
 
-fn index_html(ops: &[Op], test: &Value, results: &Value, logs: &[String]) -> String {
+fn index_html(ops: &[Entry], test: &Value, results: &Value, logs: &[String]) -> String {
     let verdict = verdict_of(&results["valid"]);
     let loud = verdict.to_uppercase();
     let workload = match &test["workload"] {
@@ -614,7 +614,12 @@ fn index_html(ops: &[Op], test: &Value, results: &Value, logs: &[String]) -> Str
 /// Writes `throughput.svg`, `latency.svg` and `index.html` into `dir` (created if missing).
 /// `results` is the run's results.json, `test` its test.json; node logs are linked if found as
 /// `n<digits>/node.log` under `dir` now.
-pub fn write_report(dir: &Path, ops: &[Op], test: &Value, results: &Value) -> std::io::Result<()> {
+pub fn write_report(
+    dir: &Path,
+    ops: &[Entry],
+    test: &Value,
+    results: &Value,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let faults = fault_intervals(ops);
     std::fs::write(dir.join("throughput.svg"), throughput_svg(ops, &faults))?;
@@ -628,9 +633,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn op(kind: OpType, f: &str, process: Process, ms: u64) -> Op {
+    fn op(kind: OpType, f: &str, process: Process, ms: u64) -> Entry {
         let (value, time) = (json!(format!("{f}@{ms}")), ms * 1_000_000);
-        Op {
+        Entry {
             index: 0,
             kind,
             f: f.into(),
@@ -643,8 +648,8 @@ mod tests {
 
     /// Nemesis entries at the given (f, ms); a client op invoked every 10 ms, taking
     /// `latency_ms`, ending ok, fail, info in turn (transfer, read, transfer).
-    fn history(nemesis: &[(&str, u64)], clients: u64, latency_ms: u64) -> Vec<Op> {
-        let mut ops: Vec<Op> = nemesis
+    fn history(nemesis: &[(&str, u64)], clients: u64, latency_ms: u64) -> Vec<Entry> {
+        let mut ops: Vec<Entry> = nemesis
             .iter()
             .map(|&(f, t)| op(OpType::Info, f, Process::NEMESIS, t))
             .collect();

@@ -7,7 +7,8 @@ use crate::db::{now_ms, Db, DbOptions};
 use crate::history::{self, OpType, Process, Recorder};
 use crate::nemesis::{Fault, Nemesis};
 use crate::net::Network;
-use crate::workload::{self, Kind, Run, Setup};
+use crate::workloads::client::{self, Run};
+use crate::workloads::{Kind, Setup};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -188,18 +189,19 @@ async fn drive(
         options.nodes, options.workload
     );
     let campaign = db.campaign_ms();
-    let setup = workload::setup(
-        options.workload,
+    let setup = client::setup(
+        options.workload.workload(),
         &db,
         options.concurrency,
         options.time_limit,
         campaign,
     )
-    .await?;
+    .await
+    .map_err(|e| e.to_string())?;
     let recorder = Recorder::new();
     let started_ms = started_ms.max(now_ms() - recorder.now_ns() / 1_000_000);
     let run = Arc::new(Run {
-        kind: options.workload,
+        workload: options.workload.workload(),
         setup: setup.clone(),
         recorder: recorder.clone(),
         stop: AtomicBool::new(false),
@@ -223,7 +225,7 @@ async fn drive(
         .into_iter()
         .enumerate()
         .map(|(i, (client, home))| {
-            tokio::spawn(workload::thread_loop(
+            tokio::spawn(client::thread_loop(
                 run.clone(),
                 client,
                 home,
@@ -299,7 +301,7 @@ async fn drive(
     }
     {
         let db = db.lock().await;
-        workload::finish(&run, &db, finished).await;
+        client::finish(&run, &db, finished).await;
     }
     let ops = recorder.ops();
     let test = TestInfo {
