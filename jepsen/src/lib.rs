@@ -12,6 +12,7 @@ pub mod model;
 pub mod nemesis;
 pub mod net;
 pub mod ops;
+pub mod plots;
 pub mod report;
 pub mod runner;
 pub mod workloads;
