@@ -154,16 +154,9 @@ fn node_logs(dir: &Path) -> std::io::Result<Vec<String>> {
 /// Test parameters shown first, in this order; the others follow.
 const PREFERRED: &str = "workload nemesis nodes time_limit_s concurrency seed started_at";
 
-fn index_html(ops: &[Entry], test: &Value, results: &Value, logs: &[String]) -> String {
-    let verdict = verdict_of(&results["valid"]);
-    let loud = verdict.to_uppercase();
-    let workload = match &test["workload"] {
-        Value::Null => "ledger".to_owned(),
-        v => esc(&value_text(v)),
-    };
-    let mut h = format!("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/><title>{workload} — {loud}</title><style>{CSS}</style></head><body>\n<h1>Jepsen run: {workload}</h1>\n<p><span class=\"badge big {verdict}\">{loud}</span></p>\n<h2>Test</h2>\n");
-
-    head(&mut h, "parameter|value");
+/// The test's parameters: the usual ones first, then the rest.
+fn parameters(h: &mut String, test: &Value) {
+    head(h, "parameter|value");
     let empty = serde_json::Map::new();
     let map = test.as_object().unwrap_or(&empty);
     let mut keys: Vec<&str> = PREFERRED
@@ -176,15 +169,23 @@ fn index_html(ops: &[Entry], test: &Value, results: &Value, logs: &[String]) -> 
             .filter(|k| !PREFERRED.split(' ').any(|p| p == *k)),
     );
     for k in keys {
-        row(&mut h, "td", &[esc(k), esc(&value_text(&map[k]))]);
+        row(h, "td", &[esc(k), esc(&value_text(&map[k]))]);
     }
     if !test.is_object() {
-        row(
-            &mut h,
-            "td",
-            &["(not an object)".into(), esc(&test.to_string())],
-        );
+        row(h, "td", &["(not an object)".into(), esc(&test.to_string())]);
     }
+}
+
+fn index_html(ops: &[Entry], test: &Value, results: &Value, logs: &[String]) -> String {
+    let verdict = verdict_of(&results["valid"]);
+    let loud = verdict.to_uppercase();
+    let workload = match &test["workload"] {
+        Value::Null => "ledger".to_owned(),
+        v => esc(&value_text(v)),
+    };
+    let mut h = format!("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/><title>{workload} — {loud}</title><style>{CSS}</style></head><body>\n<h1>Jepsen run: {workload}</h1>\n<p><span class=\"badge big {verdict}\">{loud}</span></p>\n<h2>Test</h2>\n");
+
+    parameters(&mut h, test);
 
     // Per f: invocations, [ok, fail, info] (never completed counts as info), latencies.
     let mut stats: BTreeMap<String, (u64, [u64; 3], Vec<f64>)> = BTreeMap::new();
@@ -212,6 +213,7 @@ fn index_html(ops: &[Entry], test: &Value, results: &Value, logs: &[String]) -> 
 
     h.push_str("</table>\n<h2>Checkers</h2>\n");
     head(&mut h, "checker|valid|errors and other fields");
+    let empty = serde_json::Map::new();
     for (name, c) in results["checkers"].as_object().unwrap_or(&empty) {
         let v = verdict_of(&c["valid"]);
         let mut details = String::new();
