@@ -3,20 +3,22 @@
 
 use crate::cleanup::{self, Resource};
 use crate::net::Network;
-use ledger_client::{Client, ClientConfig, Consistency, NodeInfo, NodeStatus, Query, QueryReply};
+use ledger_client::{Client, ClientConfig, NodeInfo, NodeStatus};
+use ledger_testkit::nodes::{self, NodeLauncher, NodeProcess, NODE_LOG_FILE};
+use ledger_testkit::probe;
 use ledger_wire::dev_sms::{find_message, DEV_OUTBOX_FILE};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+pub use ledger_testkit::nodes::now_ms;
 
 /// Ports every node uses on its own address.
 const RAFT_PORT: u16 = 7101;
 const CLIENT_PORT: u16 = 7201;
 const ADMIN_PORT: u16 = 7301;
 
-/// PBKDF2 rounds for card passwords: the harness tests replication, not password hashing.
-const PASSWORD_ITERATIONS: &str = "1000";
+/// How often the cluster is asked again while waiting for it.
+const WAIT_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How the nodes are run.
 #[derive(Clone, Debug)]
@@ -31,26 +33,55 @@ pub struct DbOptions {
 }
 
 struct NodeSlot {
-    info: NodeInfo,
-    netns: String,
-    data_dir: PathBuf,
-    child: Option<Child>,
+    launcher: NodeLauncher,
+    process: Option<NodeProcess>,
     paused: bool,
+}
+
+impl NodeSlot {
+    fn info(&self) -> &NodeInfo {
+        self.launcher.info()
+    }
 }
 
 /// The nodes of one test.
 pub struct Db {
-    options: DbOptions,
     root: PathBuf,
     members: Vec<NodeInfo>,
     nodes: Vec<NodeSlot>,
     campaign_ms: (u64, u64),
 }
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// How node `host` of `net` is started: inside its namespace (`ip netns exec` execs the
+/// node, so the pid is the node's own and signals reach it), dying with the harness.
+fn launcher(
+    options: &DbOptions,
+    host: &crate::net::Host,
+    root: &Path,
+    campaign_ms: (u64, u64),
+) -> NodeLauncher {
+    let info = NodeInfo {
+        id: host.id,
+        raft_addr: format!("{}:{RAFT_PORT}", host.addr),
+        client_addr: format!("{}:{CLIENT_PORT}", host.addr),
+    };
+    let launcher = NodeLauncher::new(
+        &options.node_bin,
+        info,
+        format!("{}:{ADMIN_PORT}", host.addr),
+        root.join(format!("n{}", host.id)),
+        root.join("master.key"),
+    )
+    .prefix(["ip", "netns", "exec", host.netns.as_str()])
+    .snapshot_every(options.snapshot_every)
+    .campaign_ms(campaign_ms)
+    .env("RUST_LOG", "info")
+    .die_with_parent();
+    if options.unsafe_local_reads {
+        launcher.arg("--unsafe-local-reads")
+    } else {
+        launcher
+    }
 }
 
 impl Db {
@@ -61,29 +92,22 @@ impl Db {
         let mut key = [0u8; 32];
         rand::Rng::fill(&mut rand::thread_rng(), &mut key);
         std::fs::write(root.join("master.key"), key)?;
-        let mut nodes = Vec::new();
+        let campaign_ms = nodes::campaign_around(now_ms());
+        let mut slots = Vec::new();
         for host in &net.hosts {
-            let data_dir = root.join(format!("n{}", host.id));
-            std::fs::create_dir_all(&data_dir)?;
-            nodes.push(NodeSlot {
-                info: NodeInfo {
-                    id: host.id,
-                    raft_addr: format!("{}:{RAFT_PORT}", host.addr),
-                    client_addr: format!("{}:{CLIENT_PORT}", host.addr),
-                },
-                netns: host.netns.clone(),
-                data_dir,
-                child: None,
+            let launcher = launcher(&options, host, &root, campaign_ms);
+            std::fs::create_dir_all(launcher.data_dir())?;
+            slots.push(NodeSlot {
+                launcher,
+                process: None,
                 paused: false,
             });
         }
-        let now = now_ms();
         Ok(Db {
-            options,
             root,
-            members: nodes.iter().map(|n| n.info.clone()).collect(),
-            nodes,
-            campaign_ms: (now - 86_400_000, now + 30 * 86_400_000),
+            members: slots.iter().map(|n| n.info().clone()).collect(),
+            nodes: slots,
+            campaign_ms,
         })
     }
 
@@ -93,7 +117,7 @@ impl Db {
     }
 
     pub fn ids(&self) -> Vec<u64> {
-        self.nodes.iter().map(|n| n.info.id).collect()
+        self.nodes.iter().map(|n| n.info().id).collect()
     }
 
     pub fn members(&self) -> &[NodeInfo] {
@@ -101,20 +125,20 @@ impl Db {
     }
 
     pub fn info(&self, id: u64) -> NodeInfo {
-        self.slot(id).info.clone()
+        self.slot(id).info().clone()
     }
 
     fn slot(&self, id: u64) -> &NodeSlot {
         self.nodes
             .iter()
-            .find(|n| n.info.id == id)
+            .find(|n| n.info().id == id)
             .expect("a node of this test")
     }
 
     fn slot_mut(&mut self, id: u64) -> &mut NodeSlot {
         self.nodes
             .iter_mut()
-            .find(|n| n.info.id == id)
+            .find(|n| n.info().id == id)
             .expect("a node of this test")
     }
 
@@ -126,76 +150,18 @@ impl Db {
         Ok(())
     }
 
-    /// Starts node `id` inside its namespace (`ip netns exec` execs the node, so the pid is
-    /// the node's own and signals reach it).
+    /// Starts node `id` inside its namespace. Spawn only from tokio's worker threads (alive
+    /// as long as the runtime), never from `spawn_blocking`: the node dies with the thread
+    /// that spawned it (`NodeLauncher::die_with_parent`).
     pub fn start(&mut self, id: u64, init: bool) -> std::io::Result<()> {
-        let slot = self.slot(id);
-        if slot.child.is_some() {
+        let members = init.then(|| self.members.clone());
+        let slot = self.slot_mut(id);
+        if slot.process.is_some() {
             return Ok(());
         }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(slot.data_dir.join("node.log"))?;
-        let admin = slot
-            .info
-            .client_addr
-            .replace(&CLIENT_PORT.to_string(), &ADMIN_PORT.to_string());
-        let mut command = Command::new("ip");
-        command
-            .args(["netns", "exec", &slot.netns])
-            .arg(&self.options.node_bin)
-            .arg("run")
-            .args(["--id", &id.to_string()])
-            .args(["--raft-addr", &slot.info.raft_addr])
-            .args(["--client-addr", &slot.info.client_addr])
-            .args(["--admin-addr", &admin])
-            .arg("--data-dir")
-            .arg(&slot.data_dir)
-            .arg("--master-key-file")
-            .arg(self.root.join("master.key"))
-            .args(["--password-iterations", PASSWORD_ITERATIONS])
-            .args(["--snapshot-every", &self.options.snapshot_every.to_string()])
-            .args(["--cache-mb", "32"])
-            .args(["--sms", "dev", "--allow-dev-sms"])
-            .args(["--campaign-start-ms", &self.campaign_ms.0.to_string()])
-            .args(["--campaign-end-ms", &self.campaign_ms.1.to_string()])
-            .env_remove("LEDGER_CONFIG")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        if self.options.unsafe_local_reads {
-            command.arg("--unsafe-local-reads");
-        }
-        if init {
-            command.arg("--init");
-            for m in &self.members {
-                command
-                    .arg("--peer")
-                    .arg(format!("{}={},{}", m.id, m.raft_addr, m.client_addr));
-            }
-        }
-        // The node dies with the harness even if the harness is killed with SIGKILL. The
-        // signal is tied to the *thread* that spawns the node: spawn only from tokio's worker
-        // threads (alive as long as the runtime), never from `spawn_blocking`, whose idle
-        // threads exit and would take their nodes with them.
-        let harness = std::process::id() as i32;
-        // SAFETY: prctl and getppid in the child before exec; both async-signal-safe.
-        unsafe {
-            command.pre_exec(move || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                if libc::getppid() != harness {
-                    // The harness died before prctl took effect.
-                    libc::_exit(1);
-                }
-                Ok(())
-            });
-        }
-        let child = command.spawn()?;
-        cleanup::register(Resource::Process(child.id() as i32));
-        let slot = self.slot_mut(id);
-        slot.child = Some(child);
+        let process = slot.launcher.spawn(members.as_deref())?;
+        cleanup::register(Resource::Process(process.pid()));
+        slot.process = Some(process);
         slot.paused = false;
         Ok(())
     }
@@ -203,42 +169,40 @@ impl Db {
     /// kill -9, and reaps the process.
     pub fn kill(&mut self, id: u64) {
         let slot = self.slot_mut(id);
-        if let Some(mut child) = slot.child.take() {
-            let pid = child.id() as i32;
-            // SAFETY: our own child; SIGCONT so a paused node dies at once.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::kill(pid, libc::SIGCONT);
-            }
-            let _ = child.wait();
+        if let Some(process) = slot.process.take() {
+            let pid = process.pid();
+            process.kill();
             cleanup::forget(&Resource::Process(pid));
         }
         slot.paused = false;
     }
 
-    fn signal(&mut self, id: u64, signal: i32, paused: bool) -> bool {
-        let slot = self.slot_mut(id);
-        let Some(child) = &slot.child else {
-            return false;
-        };
-        // SAFETY: our own, unreaped child.
-        unsafe { libc::kill(child.id() as i32, signal) };
-        slot.paused = paused;
-        true
-    }
-
     /// SIGSTOP; false if the node is not running.
     pub fn pause(&mut self, id: u64) -> bool {
-        self.signal(id, libc::SIGSTOP, true)
+        self.set_paused(id, true)
     }
 
     /// SIGCONT.
     pub fn resume(&mut self, id: u64) -> bool {
-        self.signal(id, libc::SIGCONT, false)
+        self.set_paused(id, false)
+    }
+
+    fn set_paused(&mut self, id: u64, paused: bool) -> bool {
+        let slot = self.slot_mut(id);
+        let Some(process) = &slot.process else {
+            return false;
+        };
+        if paused {
+            process.pause();
+        } else {
+            process.resume();
+        }
+        slot.paused = paused;
+        true
     }
 
     pub fn is_running(&self, id: u64) -> bool {
-        self.slot(id).child.is_some()
+        self.slot(id).process.is_some()
     }
 
     pub fn is_paused(&self, id: u64) -> bool {
@@ -249,12 +213,13 @@ impl Db {
     pub fn crashed(&mut self) -> Vec<(u64, String)> {
         let mut out = Vec::new();
         for slot in &mut self.nodes {
-            if let Some(child) = &mut slot.child {
-                if let Ok(Some(status)) = child.try_wait() {
-                    out.push((slot.info.id, status.to_string()));
-                    cleanup::forget(&Resource::Process(child.id() as i32));
-                    slot.child = None;
-                }
+            let Some(process) = &mut slot.process else {
+                continue;
+            };
+            if let Some(status) = process.exited() {
+                out.push((slot.launcher.info().id, status.to_string()));
+                cleanup::forget(&Resource::Process(process.pid()));
+                slot.process = None;
             }
         }
         out
@@ -289,36 +254,28 @@ impl Db {
     }
 
     pub async fn status(&self, id: u64) -> Option<NodeStatus> {
-        self.node_client(id)
-            .cluster_status()
-            .await
-            .pop()
-            .and_then(|(_, s)| s.ok())
+        probe::status(&self.node_client(id)).await
+    }
+
+    /// Clients of the nodes that run and are not paused.
+    fn live_node_clients(&self) -> Vec<Client> {
+        self.ids()
+            .into_iter()
+            .filter(|id| self.is_running(*id) && !self.is_paused(*id))
+            .map(|id| self.node_client(id))
+            .collect()
     }
 
     /// The leader every running, unpaused node agrees on, if they do.
     pub async fn agreed_leader(&self) -> Option<u64> {
-        let mut leader = None;
-        for id in self.ids() {
-            if !self.is_running(id) || self.is_paused(id) {
-                continue;
-            }
-            let s = self.status(id).await?;
-            if leader.is_some() && s.leader != leader {
-                return None;
-            }
-            leader = s.leader;
-        }
-        leader
+        probe::agreed_leader(&self.live_node_clients()).await
     }
 
     /// The leader as some node reports it (for the nemesis: quick, may be stale).
     pub async fn some_leader(&self) -> Option<u64> {
-        for id in self.ids() {
-            if self.is_running(id) && !self.is_paused(id) {
-                if let Some(leader) = self.status(id).await.and_then(|s| s.leader) {
-                    return Some(leader);
-                }
+        for node in self.live_node_clients() {
+            if let Some(leader) = probe::status(&node).await.and_then(|s| s.leader) {
+                return Some(leader);
             }
         }
         None
@@ -326,91 +283,87 @@ impl Db {
 
     /// A node's applied index and state hash (a local read).
     pub async fn state_hash(&self, id: u64) -> Option<(u64, [u8; 32])> {
-        match self
-            .node_client(id)
-            .query(Query::StateHash, Consistency::Stale)
+        probe::state_hash(&self.node_client(id))
             .await
-        {
-            Ok(QueryReply::StateHash {
-                applied_index,
-                hash,
-            }) => Some((applied_index, hash.0)),
-            _ => None,
-        }
+            .map(|(index, hash)| (index, hash.0))
     }
 
     /// Waits until every node agrees on a leader and has the ledger, within `deadline`.
-    pub async fn wait_ready(&self, deadline: Duration) -> Result<u64, String> {
-        let started = Instant::now();
-        loop {
-            if let Some(leader) = self.agreed_leader().await {
-                let mut all = true;
-                for id in self.ids() {
-                    all &= self.state_hash(id).await.is_some();
-                }
-                if all {
-                    return Ok(leader);
-                }
+    pub async fn wait_ready(&self, deadline: Duration) -> Result<u64, DbError> {
+        let all: Vec<Client> = self
+            .ids()
+            .into_iter()
+            .map(|id| self.node_client(id))
+            .collect();
+        probe::poll_until(deadline, WAIT_INTERVAL, || async {
+            let leader = self.agreed_leader().await?;
+            for node in &all {
+                probe::state_hash(node).await?;
             }
-            if started.elapsed() > deadline {
-                return Err(format!(
-                    "no leader known to every node, with the ledger, within {deadline:?}"
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            Some(leader)
+        })
+        .await
+        .ok_or(DbError::NotReady { deadline })
     }
 
     /// Waits until every node has applied the same index with the same state hash.
-    pub async fn wait_converged(&self, deadline: Duration) -> Result<(u64, [u8; 32]), String> {
-        let started = Instant::now();
-        let mut last = Vec::new();
-        loop {
-            last.clear();
-            for id in self.ids() {
-                last.push((id, self.state_hash(id).await));
-            }
-            let first = last[0].1;
-            if let Some(hash) = first.filter(|_| last.iter().all(|(_, h)| *h == first)) {
-                return Ok(hash);
-            }
-            if started.elapsed() > deadline {
-                let seen: Vec<String> = last
-                    .iter()
-                    .map(|(id, h)| match h {
-                        Some((index, _)) => format!("n{id} applied {index}"),
-                        None => format!("n{id} no answer"),
-                    })
-                    .collect();
-                return Err(format!(
-                    "replicas did not converge within {deadline:?}: {}",
-                    seen.join(", ")
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+    pub async fn wait_converged(&self, deadline: Duration) -> Result<(u64, [u8; 32]), DbError> {
+        let all: Vec<Client> = self
+            .ids()
+            .into_iter()
+            .map(|id| self.node_client(id))
+            .collect();
+        let converged = probe::poll_until(deadline, WAIT_INTERVAL, || probe::converged(&all)).await;
+        match converged {
+            Some((index, hash)) => Ok((index, hash.0)),
+            None => Err(DbError::NotConverged {
+                deadline,
+                seen: self.applied_indexes().await,
+            }),
         }
+    }
+
+    /// What each node says it has applied, for a report.
+    async fn applied_indexes(&self) -> String {
+        let mut seen = Vec::new();
+        for id in self.ids() {
+            seen.push(match self.state_hash(id).await {
+                Some((index, _)) => format!("n{id} applied {index}"),
+                None => format!("n{id} no answer"),
+            });
+        }
+        seen.join(", ")
     }
 
     /// The nodes' development SMS outboxes (the customers' phones).
     pub fn outboxes(&self) -> Vec<PathBuf> {
         self.nodes
             .iter()
-            .map(|n| n.data_dir.join(DEV_OUTBOX_FILE))
+            .map(|n| n.launcher.data_dir().join(DEV_OUTBOX_FILE))
             .collect()
     }
 
     /// Copies each node's log to `dest/n<id>/node.log`.
     pub fn copy_logs(&self, dest: &Path) -> std::io::Result<()> {
         for slot in &self.nodes {
-            let dir = dest.join(format!("n{}", slot.info.id));
+            let dir = dest.join(format!("n{}", slot.info().id));
             std::fs::create_dir_all(&dir)?;
-            let from = slot.data_dir.join("node.log");
+            let from = slot.launcher.log_path();
             if from.exists() {
-                std::fs::copy(from, dir.join("node.log"))?;
+                std::fs::copy(from, dir.join(NODE_LOG_FILE))?;
             }
         }
         Ok(())
     }
+}
+
+/// Why the cluster did not come up.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("no leader known to every node, with the ledger, within {deadline:?}")]
+    NotReady { deadline: Duration },
+    #[error("replicas did not converge within {deadline:?}: {seen}")]
+    NotConverged { deadline: Duration, seen: String },
 }
 
 /// Waits for the code of challenge `challenge` to reach the customer's phone (any node's

@@ -45,9 +45,9 @@ impl Process {
     pub const NEMESIS: Process = Process::Nemesis(NemesisTag::Nemesis);
 }
 
-/// One history entry.
+/// One history entry (raw, as stored; `ops::Op` is its typed reading).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Op {
+pub struct Entry {
     /// Position in the history, from 0.
     pub index: u64,
     #[serde(rename = "type")]
@@ -68,7 +68,7 @@ pub struct Op {
 #[derive(Clone)]
 pub struct Recorder {
     started: Instant,
-    ops: Arc<Mutex<Vec<Op>>>,
+    ops: Arc<Mutex<Vec<Entry>>>,
 }
 
 impl Recorder {
@@ -97,7 +97,7 @@ impl Recorder {
         let index = ops.len() as u64;
         // Time is read under the lock, so times never decrease along the history.
         let time = self.now_ns();
-        ops.push(Op {
+        ops.push(Entry {
             index,
             kind,
             f: f.to_owned(),
@@ -110,7 +110,7 @@ impl Recorder {
     }
 
     /// Everything recorded so far.
-    pub fn ops(&self) -> Vec<Op> {
+    pub fn ops(&self) -> Vec<Entry> {
         self.ops.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
@@ -124,8 +124,8 @@ impl Default for Recorder {
 /// An invocation and its completion (None while open, or never completed).
 #[derive(Clone, Debug)]
 pub struct Pair<'a> {
-    pub invoke: &'a Op,
-    pub complete: Option<&'a Op>,
+    pub invoke: &'a Entry,
+    pub complete: Option<&'a Entry>,
 }
 
 impl Pair<'_> {
@@ -137,7 +137,7 @@ impl Pair<'_> {
 
 /// Pairs each client invocation with its process's next completion, in invocation order.
 /// Nemesis entries are left out.
-pub fn pairs(ops: &[Op]) -> Vec<Pair<'_>> {
+pub fn pairs(ops: &[Entry]) -> Vec<Pair<'_>> {
     let mut open: std::collections::BTreeMap<Process, usize> = Default::default();
     let mut out: Vec<Pair<'_>> = Vec::new();
     for op in ops {
@@ -163,7 +163,7 @@ pub fn pairs(ops: &[Op]) -> Vec<Pair<'_>> {
 }
 
 /// Writes the history as JSON lines, one entry per line.
-pub fn write_jsonl(ops: &[Op], path: &Path) -> std::io::Result<()> {
+pub fn write_jsonl(ops: &[Entry], path: &Path) -> std::io::Result<()> {
     let mut text = String::new();
     for op in ops {
         text.push_str(&serde_json::to_string(op).expect("an op serialises"));
@@ -173,7 +173,7 @@ pub fn write_jsonl(ops: &[Op], path: &Path) -> std::io::Result<()> {
 }
 
 /// Reads a history written by `write_jsonl`.
-pub fn read_jsonl(path: &Path) -> Result<Vec<Op>, String> {
+pub fn read_jsonl(path: &Path) -> Result<Vec<Entry>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     text.lines()
         .enumerate()
@@ -185,7 +185,7 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Op>, String> {
 }
 
 /// Writes the history as EDN, one map per line, as Jepsen's `history.edn`.
-pub fn write_edn(ops: &[Op], path: &Path) -> std::io::Result<()> {
+pub fn write_edn(ops: &[Entry], path: &Path) -> std::io::Result<()> {
     let mut text = String::new();
     for op in ops {
         text.push_str(&op_to_edn(op));
@@ -195,7 +195,7 @@ pub fn write_edn(ops: &[Op], path: &Path) -> std::io::Result<()> {
 }
 
 /// One entry as an EDN map: `{:index 0, :type :invoke, :f :transfer, :value {...}, ...}`.
-pub fn op_to_edn(op: &Op) -> String {
+pub fn op_to_edn(op: &Entry) -> String {
     let process = match op.process {
         Process::Client(n) => n.to_string(),
         Process::Nemesis(_) => ":nemesis".to_owned(),
@@ -291,7 +291,7 @@ mod tests {
 
     #[test]
     fn an_op_reads_as_jepsen_edn() {
-        let op = Op {
+        let op = Entry {
             index: 3,
             kind: OpType::Ok,
             f: "read".into(),
@@ -304,7 +304,7 @@ mod tests {
             op_to_edn(&op),
             "{:index 3, :type :ok, :f :read, :value {17 100, 18 0}, :process 2, :time 1500}"
         );
-        let nemesis = Op {
+        let nemesis = Entry {
             index: 4,
             kind: OpType::Info,
             f: "start-partition".into(),

@@ -6,19 +6,15 @@
 
 use crate::history::OpType;
 use ledger_core::driver::splitmix64;
-use serde_json::Value;
 use std::collections::HashSet;
 
-/// One operation, as the search sees it.
+/// One operation, as the search sees it: `call` is what the model needs of it (what was
+/// asked and what was seen).
 #[derive(Clone, Debug)]
-pub struct LinOp {
+pub struct LinOp<C> {
     /// History index of the invocation.
     pub index: u64,
-    pub f: String,
-    /// Invocation value.
-    pub value: Value,
-    /// Completion value (ok, fail), None if unknown.
-    pub result: Option<Value>,
+    pub call: C,
     pub outcome: OpType,
     /// Invocation and completion times (ns); None: never known to complete.
     pub call_ns: u64,
@@ -30,7 +26,8 @@ pub struct LinOp {
 /// A sequential model. `step` returns the state after `op` if the model can produce what the
 /// history says `op` observed, else None. States with equal fingerprints must behave alike.
 pub trait Model: Clone {
-    fn step(&self, op: &LinOp) -> Option<Self>;
+    type Call;
+    fn step(&self, op: &LinOp<Self::Call>) -> Option<Self>;
     fn fingerprint(&self) -> u64;
 }
 
@@ -63,13 +60,88 @@ struct Entry {
 /// Checks `ops` against `init`, giving up after `max_steps` model steps or `max_time`.
 pub fn check<M: Model>(
     init: M,
-    ops: &[LinOp],
+    ops: &[LinOp<M::Call>],
     max_steps: u64,
     max_time: std::time::Duration,
 ) -> Verdict {
     let started = std::time::Instant::now();
     let n = ops.len();
-    // Calls sort before returns at the same instant: such operations count as concurrent.
+    let entries = entries(ops);
+    let mut links = Links::new(entries.len());
+    let head = links.head;
+    let zobrist = zobrist(n);
+    let mut linearized: u128 = 0;
+    let mut cache: HashSet<(u128, u64)> = HashSet::new();
+    let mut stack: Vec<(usize, M)> = Vec::new();
+    let mut state = init;
+    let mut open_finite = ops.iter().filter(|o| o.return_ns.is_some()).count();
+    let mut steps = 0u64;
+    let mut deepest = (0usize, NONE, Vec::<u64>::new());
+    let mut tried: Vec<u64> = Vec::new();
+    let mut entry = links.next[head];
+    loop {
+        if open_finite == 0 {
+            return Verdict::Linearizable;
+        }
+        if entry != NONE && entries[entry].is_call {
+            let op = entries[entry].op;
+            steps += 1;
+            if steps > max_steps || (steps.is_multiple_of(4096) && started.elapsed() > max_time) {
+                return Verdict::Unknown(format!(
+                    "search budget ({max_steps} steps or {max_time:?}) exhausted after {steps} steps, having linearized up to {} of {n} operations",
+                    deepest.0
+                ));
+            }
+            if let Some(after) = state.step(&ops[op]) {
+                linearized ^= zobrist[op];
+                if cache.insert((linearized, after.fingerprint())) {
+                    stack.push((entry, std::mem::replace(&mut state, after)));
+                    let partner = entries[entry].partner;
+                    links.lift(entry);
+                    links.lift(partner);
+                    if ops[op].return_ns.is_some() {
+                        open_finite -= 1;
+                    }
+                    tried.clear();
+                    entry = links.next[head];
+                    continue;
+                }
+                linearized ^= zobrist[op];
+            }
+            tried.push(ops[op].index);
+            entry = links.next[entry];
+            continue;
+        }
+        // A return (or the end): the operation returning here was never placed. Backtrack.
+        if stack.len() >= deepest.0 && entry != NONE {
+            deepest = (stack.len(), entries[entry].op, tried.clone());
+        }
+        let Some((call, previous)) = stack.pop() else {
+            let (depth, op, candidates) = deepest;
+            return Verdict::NotLinearizable {
+                stuck: if op == NONE { 0 } else { ops[op].index },
+                candidates,
+                linearized: depth,
+            };
+        };
+        let op = entries[call].op;
+        linearized ^= zobrist[op];
+        state = previous;
+        let partner = entries[call].partner;
+        links.unlift(partner);
+        links.unlift(call);
+        if ops[op].return_ns.is_some() {
+            open_finite += 1;
+        }
+        tried.clear();
+        entry = links.next[call];
+    }
+}
+
+/// The history as calls and returns in time order, each call knowing its return. Calls sort
+/// before returns at the same instant: such operations count as concurrent.
+fn entries<C>(ops: &[LinOp<C>]) -> Vec<Entry> {
+    let n = ops.len();
     let mut raw: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * n);
     for (i, op) in ops.iter().enumerate() {
         raw.push((op.call_ns, true, i));
@@ -95,111 +167,61 @@ pub fn check<M: Model>(
             entry.partner = return_of[entry.op];
         }
     }
-    // A doubly linked list over the entries, with a head sentinel at index `len`.
-    let head = entries.len();
-    let mut next: Vec<usize> = (1..=entries.len())
-        .map(|i| if i == head { NONE } else { i })
-        .collect();
-    next.push(if entries.is_empty() { NONE } else { 0 });
-    let mut prev: Vec<usize> = (0..entries.len())
-        .map(|i| if i == 0 { head } else { i - 1 })
-        .collect();
-    prev.push(NONE);
+    entries
+}
 
-    let lift = |next: &mut Vec<usize>, prev: &mut Vec<usize>, e: usize| {
-        let (p, nx) = (prev[e], next[e]);
-        next[p] = nx;
-        if nx != NONE {
-            prev[nx] = p;
-        }
-    };
-    let unlift = |next: &mut Vec<usize>, prev: &mut Vec<usize>, e: usize| {
-        let (p, nx) = (prev[e], next[e]);
-        next[p] = e;
-        if nx != NONE {
-            prev[nx] = e;
-        }
-    };
+/// A doubly linked list over the entries, with a head sentinel at index `len`: placing an
+/// operation lifts its call and return out, backtracking puts them back.
+struct Links {
+    next: Vec<usize>,
+    prev: Vec<usize>,
+    head: usize,
+}
 
-    // The set of operations placed so far, as a 128-bit Zobrist hash (a random number per
-    // operation, XORed in and out): memory per cache entry stays constant however long the
-    // history. Two different sets collide with probability 2^-128.
-    let mut seed = 0x5EED_u64;
-    let zobrist: Vec<u128> = (0..n)
-        .map(|_| (u128::from(splitmix64(&mut seed)) << 64) | u128::from(splitmix64(&mut seed)))
-        .collect();
-    let mut linearized: u128 = 0;
-    let mut cache: HashSet<(u128, u64)> = HashSet::new();
-    let mut stack: Vec<(usize, M)> = Vec::new();
-    let mut state = init;
-    let mut open_finite = ops.iter().filter(|o| o.return_ns.is_some()).count();
-    let mut steps = 0u64;
-    let mut deepest = (0usize, NONE, Vec::<u64>::new());
-    let mut tried: Vec<u64> = Vec::new();
-    let mut entry = next[head];
-    loop {
-        if open_finite == 0 {
-            return Verdict::Linearizable;
-        }
-        if entry != NONE && entries[entry].is_call {
-            let op = entries[entry].op;
-            steps += 1;
-            if steps > max_steps || (steps.is_multiple_of(4096) && started.elapsed() > max_time) {
-                return Verdict::Unknown(format!(
-                    "search budget ({max_steps} steps or {max_time:?}) exhausted after {steps} steps, having linearized up to {} of {n} operations",
-                    deepest.0
-                ));
-            }
-            if let Some(after) = state.step(&ops[op]) {
-                linearized ^= zobrist[op];
-                if cache.insert((linearized, after.fingerprint())) {
-                    stack.push((entry, std::mem::replace(&mut state, after)));
-                    let partner = entries[entry].partner;
-                    lift(&mut next, &mut prev, entry);
-                    lift(&mut next, &mut prev, partner);
-                    if ops[op].return_ns.is_some() {
-                        open_finite -= 1;
-                    }
-                    tried.clear();
-                    entry = next[head];
-                    continue;
-                }
-                linearized ^= zobrist[op];
-            }
-            tried.push(ops[op].index);
-            entry = next[entry];
-            continue;
-        }
-        // A return (or the end): the operation returning here was never placed. Backtrack.
-        if stack.len() >= deepest.0 && entry != NONE {
-            deepest = (stack.len(), entries[entry].op, tried.clone());
-        }
-        let Some((call, previous)) = stack.pop() else {
-            let (depth, op, candidates) = deepest;
-            return Verdict::NotLinearizable {
-                stuck: if op == NONE { 0 } else { ops[op].index },
-                candidates,
-                linearized: depth,
-            };
-        };
-        let op = entries[call].op;
-        linearized ^= zobrist[op];
-        state = previous;
-        let partner = entries[call].partner;
-        unlift(&mut next, &mut prev, partner);
-        unlift(&mut next, &mut prev, call);
-        if ops[op].return_ns.is_some() {
-            open_finite += 1;
-        }
-        tried.clear();
-        entry = next[call];
+impl Links {
+    fn new(len: usize) -> Links {
+        let head = len;
+        let mut next: Vec<usize> = (1..=len)
+            .map(|i| if i == head { NONE } else { i })
+            .collect();
+        next.push(if len == 0 { NONE } else { 0 });
+        let mut prev: Vec<usize> = (0..len)
+            .map(|i| if i == 0 { head } else { i - 1 })
+            .collect();
+        prev.push(NONE);
+        Links { next, prev, head }
     }
+
+    fn lift(&mut self, e: usize) {
+        let (p, nx) = (self.prev[e], self.next[e]);
+        self.next[p] = nx;
+        if nx != NONE {
+            self.prev[nx] = p;
+        }
+    }
+
+    fn unlift(&mut self, e: usize) {
+        let (p, nx) = (self.prev[e], self.next[e]);
+        self.next[p] = e;
+        if nx != NONE {
+            self.prev[nx] = e;
+        }
+    }
+}
+
+/// The set of operations placed so far is a 128-bit Zobrist hash (a random number per
+/// operation, XORed in and out): memory per cache entry stays constant however long the
+/// history. Two different sets collide with probability 2^-128.
+fn zobrist(n: usize) -> Vec<u128> {
+    let mut seed = 0x5EED_u64;
+    (0..n)
+        .map(|_| (u128::from(splitmix64(&mut seed)) << 64) | u128::from(splitmix64(&mut seed)))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     const SECOND: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -207,14 +229,21 @@ mod tests {
     #[derive(Clone)]
     struct Register(i64);
 
+    #[derive(Clone, Debug)]
+    enum Call {
+        Write(i64),
+        /// What the read saw, if it completed.
+        Read(Option<i64>),
+    }
+
     impl Model for Register {
-        fn step(&self, op: &LinOp) -> Option<Self> {
-            match op.f.as_str() {
-                "write" => Some(Register(op.value.as_i64().unwrap())),
-                _ => match &op.result {
-                    Some(v) if v.as_i64() == Some(self.0) => Some(self.clone()),
-                    _ => None,
-                },
+        type Call = Call;
+
+        fn step(&self, op: &LinOp<Call>) -> Option<Self> {
+            match op.call {
+                Call::Write(v) => Some(Register(v)),
+                Call::Read(Some(seen)) if seen == self.0 => Some(self.clone()),
+                Call::Read(_) => None,
             }
         }
         fn fingerprint(&self) -> u64 {
@@ -229,12 +258,14 @@ mod tests {
         result: Option<i64>,
         call: u64,
         ret: Option<u64>,
-    ) -> LinOp {
+    ) -> LinOp<Call> {
         LinOp {
             index,
-            f: f.into(),
-            value: json!(value),
-            result: result.map(|r| json!(r)),
+            call: if f == "write" {
+                Call::Write(value)
+            } else {
+                Call::Read(result)
+            },
             outcome: if ret.is_some() {
                 OpType::Ok
             } else {
@@ -308,7 +339,7 @@ mod tests {
 
     #[test]
     fn the_budget_makes_the_answer_unknown() {
-        let ops: Vec<LinOp> = (0..40)
+        let ops: Vec<LinOp<Call>> = (0..40)
             .map(|i| op(i, "write", i as i64, None, i, Some(1_000)))
             .chain([op(99, "read", 0, Some(-1), 2_000, Some(2_001))])
             .collect();

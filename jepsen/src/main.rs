@@ -10,7 +10,7 @@
 use clap::{Parser, Subcommand};
 use ledger_jepsen::nemesis::Fault;
 use ledger_jepsen::runner::{self, Options, EXIT_NO_PRIVILEGE, EXIT_UNKNOWN};
-use ledger_jepsen::workload::Kind;
+use ledger_jepsen::workloads::Kind;
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -7,7 +7,8 @@ use crate::db::{now_ms, Db, DbOptions};
 use crate::history::{self, OpType, Process, Recorder};
 use crate::nemesis::{Fault, Nemesis};
 use crate::net::Network;
-use crate::workload::{self, Kind, Run, Setup};
+use crate::workloads::client::{self, Run};
+use crate::workloads::{Kind, Setup};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -179,24 +180,28 @@ async fn drive(
     sms_paths: Vec<PathBuf>,
     dir: &Path,
 ) -> Result<(Results, TestInfo), String> {
-    let leader = db.wait_ready(READY_TIMEOUT).await?;
+    let leader = db
+        .wait_ready(READY_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
     eprintln!(
         "ledger-jepsen: {} nodes up, leader n{leader}; setting up the {:?} workload",
         options.nodes, options.workload
     );
-    let campaign = db.campaign_ms();
-    let setup = workload::setup(
-        options.workload,
+    let workload = options.workload.workload();
+    let setup = client::setup(
+        workload,
         &db,
         options.concurrency,
         options.time_limit,
-        campaign,
+        db.campaign_ms(),
     )
-    .await?;
+    .await
+    .map_err(|e| e.to_string())?;
     let recorder = Recorder::new();
     let started_ms = started_ms.max(now_ms() - recorder.now_ns() / 1_000_000);
     let run = Arc::new(Run {
-        kind: options.workload,
+        workload,
         setup: setup.clone(),
         recorder: recorder.clone(),
         stop: AtomicBool::new(false),
@@ -205,30 +210,57 @@ async fn drive(
         rate: options.rate,
         sms_paths,
     });
-    let ids = db.ids();
-    let clients: Vec<_> = (0..options.concurrency)
-        .map(|i| {
-            (
-                db.client(Duration::from_millis(1000), 30),
-                db.node_client(ids[i as usize % ids.len()]),
-            )
-        })
-        .collect();
     let db = Arc::new(tokio::sync::Mutex::new(db));
     let net = Arc::new(tokio::sync::Mutex::new(net));
-    let threads: Vec<_> = clients
-        .into_iter()
-        .enumerate()
-        .map(|(i, (client, home))| {
-            tokio::spawn(workload::thread_loop(
-                run.clone(),
-                client,
-                home,
-                i as u64,
-                options.seed,
-            ))
-        })
-        .collect();
+    let finished = run_under_faults(options, &run, &db, &net).await?;
+    eprintln!("ledger-jepsen: healed; waiting for the cluster, then final reads");
+    let healed = heal(&db, &recorder).await;
+    if let Some(problem) = &healed {
+        eprintln!("ledger-jepsen: after healing: {problem}");
+    }
+    client::finish(&run, &*db.lock().await, finished).await;
+    let ops = recorder.ops();
+    let test = test_info(options, name, started_ms, setup, healed);
+    write_run(dir, &ops, &test)?;
+    {
+        let mut db = db.lock().await;
+        db.kill_all();
+        db.copy_logs(dir).map_err(|e| format!("node logs: {e}"))?;
+    }
+    eprintln!("ledger-jepsen: {} history entries; checking", ops.len());
+    let results = checker::check(&test, &ops);
+    // The network and the nodes go now, before the report is written.
+    drop(db);
+    drop(net);
+    cleanup::run_all();
+    Ok((results, test))
+}
+
+/// The client threads and the nemesis, for the time limit; then both stopped. Returns each
+/// thread's client and state (its unknown writes).
+async fn run_under_faults(
+    options: &Options,
+    run: &Arc<Run>,
+    db: &Arc<tokio::sync::Mutex<Db>>,
+    net: &Arc<tokio::sync::Mutex<Network>>,
+) -> Result<Vec<(ledger_client::Client, client::Thread)>, String> {
+    let threads: Vec<_> = {
+        let db = db.lock().await;
+        let ids = db.ids();
+        (0..options.concurrency)
+            .map(|i| {
+                let client = db.client(Duration::from_millis(1000), 30);
+                let home = db.node_client(ids[i as usize % ids.len()]);
+                tokio::spawn(client::thread_loop(
+                    run.clone(),
+                    client,
+                    home,
+                    i,
+                    options.seed,
+                ))
+            })
+            .collect()
+    };
     let stop_nemesis = Arc::new(AtomicBool::new(false));
     let nemesis = Nemesis::new(
         options.nemesis.clone(),
@@ -236,7 +268,7 @@ async fn drive(
         rand::rngs::StdRng::seed_from_u64(options.seed),
         db.clone(),
         net.clone(),
-        recorder.clone(),
+        run.recorder.clone(),
     );
     let nemesis = tokio::spawn(nemesis.run(stop_nemesis.clone()));
     eprintln!(
@@ -246,16 +278,7 @@ async fn drive(
     let deadline = std::time::Instant::now() + options.time_limit;
     while std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let crashed = db.lock().await.crashed();
-        for (id, status) in crashed {
-            recorder.record(
-                Process::NEMESIS,
-                OpType::Info,
-                "node-exited",
-                serde_json::json!({"node": id, "status": status}),
-                Some("a node exited on its own".into()),
-            );
-        }
+        record_crashes(&mut *db.lock().await, &run.recorder);
     }
     run.stop.store(true, Ordering::Relaxed);
     stop_nemesis.store(true, Ordering::Relaxed);
@@ -264,38 +287,51 @@ async fn drive(
     for t in threads {
         finished.push(t.await.map_err(|e| format!("client task: {e}"))?);
     }
-    eprintln!("ledger-jepsen: healed; waiting for the cluster, then final reads");
-    let healed = {
-        let mut db = db.lock().await;
-        // Any node that exited on its own is started again: the final reads want them all.
-        for (id, status) in db.crashed() {
-            recorder.record(
-                Process::NEMESIS,
-                OpType::Info,
-                "node-exited",
-                serde_json::json!({"node": id, "status": status}),
-                Some("a node exited on its own".into()),
-            );
-        }
-        for id in db.ids() {
-            if !db.is_running(id) {
-                let _ = db.start(id, false);
-            }
-        }
-        match db.wait_ready(READY_TIMEOUT).await {
-            Ok(_) => db.wait_converged(READY_TIMEOUT).await.err(),
-            Err(e) => Some(e),
-        }
-    };
-    if let Some(problem) = &healed {
-        eprintln!("ledger-jepsen: after healing: {problem}");
+    Ok(finished)
+}
+
+/// Records each node that exited on its own since last asked.
+fn record_crashes(db: &mut Db, recorder: &Recorder) {
+    for (id, status) in db.crashed() {
+        recorder.record(
+            Process::NEMESIS,
+            OpType::Info,
+            "node-exited",
+            serde_json::json!({"node": id, "status": status}),
+            Some("a node exited on its own".into()),
+        );
     }
-    {
-        let db = db.lock().await;
-        workload::finish(&run, &db, finished).await;
+}
+
+/// After the faults: every node running again, then ready and converged. Returns what kept
+/// the cluster from coming back, if anything did.
+async fn heal(db: &tokio::sync::Mutex<Db>, recorder: &Recorder) -> Option<String> {
+    let mut db = db.lock().await;
+    // Any node that exited on its own is started again: the final reads want them all.
+    record_crashes(&mut db, recorder);
+    for id in db.ids() {
+        if !db.is_running(id) {
+            let _ = db.start(id, false);
+        }
     }
-    let ops = recorder.ops();
-    let test = TestInfo {
+    match db.wait_ready(READY_TIMEOUT).await {
+        Ok(_) => db
+            .wait_converged(READY_TIMEOUT)
+            .await
+            .err()
+            .map(|e| e.to_string()),
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+fn test_info(
+    options: &Options,
+    name: &str,
+    started_ms: u64,
+    setup: Setup,
+    healed: Option<String>,
+) -> TestInfo {
+    TestInfo {
         name: name.to_owned(),
         workload: options.workload,
         nemesis: options.nemesis.clone(),
@@ -310,36 +346,28 @@ async fn drive(
         unsafe_local_reads: options.unsafe_local_reads,
         node_bin: options.node_bin.display().to_string(),
         setup,
-        healed: healed.clone(),
-    };
+        healed,
+    }
+}
+
+/// The history (JSON lines and EDN) and `test.json` in the run's folder.
+fn write_run(dir: &Path, ops: &[crate::history::Entry], test: &TestInfo) -> Result<(), String> {
     let write = |file: &str, r: std::io::Result<()>| r.map_err(|e| format!("{file}: {e}"));
     write(
         "history.jsonl",
-        history::write_jsonl(&ops, &dir.join("history.jsonl")),
+        history::write_jsonl(ops, &dir.join("history.jsonl")),
     )?;
     write(
         "history.edn",
-        history::write_edn(&ops, &dir.join("history.edn")),
+        history::write_edn(ops, &dir.join("history.edn")),
     )?;
     write(
         "test.json",
         std::fs::write(
             dir.join("test.json"),
-            serde_json::to_string_pretty(&test).expect("serialises"),
+            serde_json::to_string_pretty(test).expect("serialises"),
         ),
-    )?;
-    {
-        let mut db = db.lock().await;
-        db.kill_all();
-        write("node logs", db.copy_logs(dir))?;
-    }
-    eprintln!("ledger-jepsen: {} history entries; checking", ops.len());
-    let results = checker::check(&test, &ops);
-    // The network and the nodes go now, before the report is written.
-    drop(db);
-    drop(net);
-    cleanup::run_all();
-    Ok((results, test))
+    )
 }
 
 /// `ledger-jepsen check PATH`: the checkers again, on a stored run.

@@ -5,16 +5,21 @@
 //! The harness builds `ledger-node` with cargo (same profile as the test) the first time a
 //! test asks for it, so `cargo test --workspace` needs nothing built beforehand.
 
-use ledger_client::{Client, ClientConfig, Consistency, NodeInfo, NodeStatus, Query, QueryReply};
+use ledger_client::{Client, ClientConfig, NodeInfo, NodeStatus};
+use ledger_testkit::nodes::{self, NodeLauncher};
+use ledger_testkit::probe;
 use ledger_wire::dev_sms::{read_outbox, DevSms, DEV_OUTBOX_FILE};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// PBKDF2 rounds in tests: the rules are tested elsewhere, speed matters here.
-const TEST_PASSWORD_ITERATIONS: &str = "1000";
+/// Longest a node may take to exit cleanly on SIGTERM.
+const STOP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How often `eventually` checks again.
+const EVENTUALLY_INTERVAL: Duration = Duration::from_millis(100);
 
 /// End-to-end tests run one at a time: a 2-core machine cannot hold two clusters' elections.
 /// (An async lock: a test holds it across awaits, and a panicking test releases it.)
@@ -60,9 +65,7 @@ pub fn node_binary() -> PathBuf {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    nodes::now_ms()
 }
 
 /// `n` distinct free TCP ports on 127.0.0.1: all bound at once (so none repeats), then
@@ -83,16 +86,9 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            started.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    match probe::poll_until(deadline, EVENTUALLY_INTERVAL, &mut check).await {
+        Some(value) => value,
+        None => panic!("timed out after {deadline:?} waiting for {what}"),
     }
 }
 
@@ -101,18 +97,22 @@ pub struct NodeProcess {
     pub info: NodeInfo,
     pub admin_addr: String,
     pub data_dir: PathBuf,
-    child: Mutex<Option<Child>>,
+    launcher: NodeLauncher,
+    process: Mutex<Option<nodes::NodeProcess>>,
 }
 
 impl NodeProcess {
-    fn take_child(&self) -> Option<Child> {
-        self.child.lock().unwrap_or_else(|p| p.into_inner()).take()
+    fn process(&self) -> std::sync::MutexGuard<'_, Option<nodes::NodeProcess>> {
+        self.process.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take_process(&self) -> Option<nodes::NodeProcess> {
+        self.process().take()
     }
 
     /// Whether the process was started and has exited on its own.
     fn exited(&self) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
-        child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.process().as_mut().and_then(nodes::NodeProcess::exited)
     }
 }
 
@@ -144,7 +144,7 @@ impl Cluster {
             nodes: Vec::new(),
             members: Vec::new(),
             snapshot_every,
-            campaign: (now_ms() - 86_400_000, now_ms() + 30 * 86_400_000),
+            campaign: nodes::campaign_around(now_ms()),
         };
         for id in 1..=n {
             cluster.add_process(id);
@@ -192,11 +192,21 @@ impl Cluster {
         };
         let data_dir = self.dir.path().join(format!("node{id}"));
         std::fs::create_dir_all(&data_dir).expect("data dir");
+        let launcher = NodeLauncher::new(
+            node_binary(),
+            info.clone(),
+            format!("127.0.0.1:{}", ports[2]),
+            &data_dir,
+            self.dir.path().join("master.key"),
+        )
+        .snapshot_every(self.snapshot_every)
+        .campaign_ms(self.campaign);
         self.nodes.push(NodeProcess {
             info,
-            admin_addr: format!("127.0.0.1:{}", ports[2]),
+            admin_addr: launcher.admin_addr().to_owned(),
             data_dir,
-            child: Mutex::new(None),
+            launcher,
+            process: Mutex::new(None),
         });
         self.nodes.len() - 1
     }
@@ -210,48 +220,10 @@ impl Cluster {
 
     /// Starts node at `index` (with `--init` on the first start of the first node).
     fn spawn(&mut self, index: usize, init: bool) {
-        let binary = node_binary();
         let node = &self.nodes[index];
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(node.data_dir.join("node.log"))
-            .expect("log file");
-        let mut command = Command::new(binary);
-        command
-            .arg("run")
-            .args(["--id", &node.info.id.to_string()])
-            .args(["--raft-addr", &node.info.raft_addr])
-            .args(["--client-addr", &node.info.client_addr])
-            .args(["--admin-addr", &node.admin_addr])
-            .arg("--data-dir")
-            .arg(&node.data_dir)
-            .arg("--master-key-file")
-            .arg(self.dir.path().join("master.key"))
-            .args(["--password-iterations", TEST_PASSWORD_ITERATIONS])
-            .args(["--snapshot-every", &self.snapshot_every.to_string()])
-            .args(["--cache-mb", "32"])
-            .args(["--sms", "dev", "--allow-dev-sms"])
-            // The campaign is running while the test runs.
-            .args(["--campaign-start-ms", &self.campaign.0.to_string()])
-            .args(["--campaign-end-ms", &self.campaign.1.to_string()])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .env_remove("LEDGER_CONFIG");
-        if init {
-            command.arg("--init");
-            for m in &self.members {
-                command
-                    .arg("--peer")
-                    .arg(format!("{}={},{}", m.id, m.raft_addr, m.client_addr));
-            }
-        }
-        let child = command.spawn().expect("spawn ledger-node");
-        *self.nodes[index]
-            .child
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(child);
+        let members = init.then_some(self.members.as_slice());
+        let process = node.launcher.spawn(members).expect("spawn ledger-node");
+        *node.process() = Some(process);
     }
 
     /// Starts a node that is not running (a restart keeps its data directory).
@@ -263,45 +235,23 @@ impl Cluster {
 
     /// kill -9.
     pub fn kill(&mut self, id: u64) {
-        let index = self.index(id);
-        if let Some(mut child) = self.nodes[index].take_child() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(process) = self.nodes[self.index(id)].take_process() {
+            process.kill();
         }
     }
 
     /// SIGTERM, then wait for a clean exit (within 10 s, else SIGKILL and fail).
     pub fn stop(&mut self, id: u64) {
-        let index = self.index(id);
-        let Some(mut child) = self.nodes[index].take_child() else {
+        let Some(process) = self.nodes[self.index(id)].take_process() else {
             return;
         };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                assert!(
-                    status.success(),
-                    "node {id} exited with {status} on SIGTERM"
-                );
-                return;
-            }
-            if started.elapsed() > Duration::from_secs(10) {
-                let _ = child.kill();
-                panic!("node {id} did not stop within 10 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Err(e) = process.stop(STOP_DEADLINE) {
+            panic!("node {id} {e}");
         }
     }
 
     pub fn is_running(&self, id: u64) -> bool {
-        self.nodes[self.index(id)]
-            .child
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
+        self.nodes[self.index(id)].process().is_some()
     }
 
     /// Panics, with its log, if a node the harness started has exited on its own.
@@ -335,36 +285,36 @@ impl Cluster {
         self.client_for(&self.ids())
     }
 
-    /// The status of a node, if it answers.
-    pub async fn status(&self, id: u64) -> Option<NodeStatus> {
+    /// A client of node `id` alone that asks once, for probes.
+    fn probe_client(&self, id: u64) -> Client {
         let mut config = ClientConfig::new([self.info(id).client_addr]);
         config.call_timeout = Duration::from_secs(2);
         config.max_attempts = 1;
-        let client = Client::new(config);
-        client
-            .cluster_status()
-            .await
-            .pop()
-            .and_then(|(_, s)| s.ok())
+        Client::new(config)
+    }
+
+    fn probe_clients(&self, ids: &[u64]) -> Vec<Client> {
+        ids.iter().map(|id| self.probe_client(*id)).collect()
+    }
+
+    /// The status of a node, if it answers.
+    pub async fn status(&self, id: u64) -> Option<NodeStatus> {
+        probe::status(&self.probe_client(id)).await
     }
 
     /// Waits until every listed node answers, agrees on one leader, and has the ledger.
     pub async fn wait_ready(&self, ids: &[u64]) -> u64 {
+        let nodes = self.probe_clients(ids);
         eventually(
             "a leader that every node knows, and the ledger's genesis",
             Duration::from_secs(60),
             || async {
                 self.assert_alive();
-                let mut leader = None;
-                for id in ids {
-                    let s = self.status(*id).await?;
-                    if leader.is_some() && s.leader != leader {
-                        return None;
-                    }
-                    leader = s.leader;
-                    self.state_hash(*id).await?;
+                let leader = probe::agreed_leader(&nodes).await?;
+                for node in &nodes {
+                    probe::state_hash(node).await?;
                 }
-                leader
+                Some(leader)
             },
         )
         .await
@@ -382,38 +332,16 @@ impl Cluster {
 
     /// A node's applied index and state hash (a stale, local read).
     pub async fn state_hash(&self, id: u64) -> Option<(u64, ledger_core::types::Digest32)> {
-        let mut config = ClientConfig::new([self.info(id).client_addr]);
-        config.max_attempts = 1;
-        config.call_timeout = Duration::from_secs(2);
-        match Client::new(config)
-            .query(Query::StateHash, Consistency::Stale)
-            .await
-        {
-            Ok(QueryReply::StateHash {
-                applied_index,
-                hash,
-            }) => Some((applied_index, hash)),
-            _ => None,
-        }
+        probe::state_hash(&self.probe_client(id)).await
     }
 
     /// Waits until the listed nodes have applied the same index with the same state hash.
     pub async fn wait_converged(&self, ids: &[u64]) -> ledger_core::types::Digest32 {
+        let nodes = self.probe_clients(ids);
         eventually(
             "replicas with equal applied index and state hash",
             Duration::from_secs(60),
-            || async {
-                let mut seen = None;
-                for id in ids {
-                    let here = self.state_hash(*id).await?;
-                    match seen {
-                        None => seen = Some(here),
-                        Some(s) if s == here => {}
-                        Some(_) => return None,
-                    }
-                }
-                seen.map(|(_, hash)| hash)
-            },
+            || async { probe::converged(&nodes).await.map(|(_, hash)| hash) },
         )
         .await
     }
@@ -439,17 +367,15 @@ impl Cluster {
 
     /// The log of a node, for failure messages.
     pub fn log(&self, id: u64) -> String {
-        std::fs::read_to_string(self.nodes[self.index(id)].data_dir.join("node.log"))
-            .unwrap_or_default()
+        nodes::read_log(&self.nodes[self.index(id)].data_dir)
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
-            if let Some(mut child) = node.take_child() {
-                let _ = child.kill();
-                let _ = child.wait();
+            if let Some(process) = node.take_process() {
+                process.kill();
             }
         }
     }

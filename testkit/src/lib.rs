@@ -1,0 +1,10 @@
+//! Real `ledger-node` processes for tests: one way to launch them (`nodes`) and one way to
+//! ask a running node what it knows (`probe`). The end-to-end tests (`ledger-tests`) and the
+//! chaos harness (`ledger-jepsen`) both start their nodes through here; what differs between
+//! them (addresses, a network namespace to exec in, dying with the harness) is a builder
+//! option, not a second copy.
+
+pub mod nodes;
+pub mod probe;
+
+pub use nodes::{now_ms, NodeLauncher, NodeProcess, StopError};
