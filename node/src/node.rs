@@ -13,8 +13,10 @@ use crate::service;
 use crate::sms::SmsGateway;
 use crate::stamp::Stamper;
 use crate::state_machine::{StateMachine, StateReader};
+use crate::state_store::SledState;
 use ledger_core::intake::SecretKeys;
 use ledger_core::types::RequestKey;
+use ledger_core::Ledger;
 use ledger_wire::api::NodeInfo;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -107,9 +109,15 @@ impl<C: LedgerTypes> Shared<C> {
         self.raft.metrics().borrow().current_leader == Some(self.id)
     }
 
-    /// A request key for a command the node proposes itself: above every earlier one.
-    pub(crate) fn internal_key(&self) -> RequestKey {
-        let floor = self.stamper.now_ms().saturating_mul(1_000);
+    /// A request key for a command the node proposes itself: above every earlier one, this
+    /// process's and (from the ledger's session of this node) an earlier process's, whatever
+    /// the clock says. (A node restarted with its clock behind once drew ids below its own
+    /// floor: every SMS acknowledgement was refused as too old and the outbox resent every
+    /// message each round; the simulator found it.)
+    pub(crate) fn internal_key(&self, ledger: &Ledger<SledState>) -> RequestKey {
+        let client_id = NODE_CLIENT_ID_BASE | self.id;
+        let recorded = ledger.session(client_id).map_or(0, |s| s.floor);
+        let floor = self.stamper.now_ms().saturating_mul(1_000).max(recorded);
         let request_id = self
             .next_internal_request
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
@@ -117,7 +125,7 @@ impl<C: LedgerTypes> Shared<C> {
             })
             .map_or(floor, |previous| previous.max(floor) + 1);
         RequestKey {
-            client_id: NODE_CLIENT_ID_BASE | self.id,
+            client_id,
             request_id,
         }
     }

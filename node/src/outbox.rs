@@ -45,7 +45,7 @@ pub async fn run<C: LedgerTypes>(
         if done.is_empty() {
             continue;
         }
-        let key = shared.internal_key();
+        let key = shared.internal_key(&ledger);
         let proposal = Proposal {
             now_ms,
             body: ProposalBody::Commands(vec![Envelope::new(

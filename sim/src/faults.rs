@@ -118,8 +118,8 @@ impl Nemesis {
         }
     }
 
-    /// Injects faults until `end`, then sets `stop` (the clients stop) and waits for a
-    /// membership change under way.
+    /// Injects faults for `end` (from now), then sets `stop` (the clients stop), goes on
+    /// for five more seconds, and waits for a membership change under way.
     pub async fn run(
         &mut self,
         cluster: &Arc<tokio::sync::Mutex<Cluster>>,
@@ -127,8 +127,9 @@ impl Nemesis {
         faults: bool,
         stop: &AtomicBool,
     ) {
+        let begun = { cluster.lock().await.started.elapsed() };
         loop {
-            let elapsed = { cluster.lock().await.started.elapsed() };
+            let elapsed = { cluster.lock().await.started.elapsed() } - begun;
             if elapsed > end + Duration::from_secs(5) {
                 break;
             }

@@ -83,6 +83,11 @@ const OUTBOX_DRAIN_LIMIT: Duration = Duration::from_secs(90);
 const SETUP_CLIENT: u64 = 1_000;
 const ADMIN_CLIENT: u64 = 1_001;
 const PROBE_CLIENT: u64 = 999_999;
+/// Links between clients and nodes without faults (the setup's, and after healing).
+const HEALTHY_CLIENT_LINKS: ClientLinkFaults = ClientLinkFaults {
+    loss: 0.0,
+    max_delay_ms: NetFaults::NONE.max_delay_ms,
+};
 /// Chance that the simulated SMS gateway refuses a message, with SMS faults on.
 const SMS_REFUSAL: f64 = 0.2;
 
@@ -141,6 +146,9 @@ pub fn run(options: &SimOptions) -> Report {
 /// Everything a run shares between its phases.
 struct Run {
     options: SimOptions,
+    /// The network's faults for the load phase (the setup runs on a healthy network).
+    net_faults: NetFaults,
+    client_faults: ClientLinkFaults,
     cluster: Arc<tokio::sync::Mutex<Cluster>>,
     members: Vec<NodeId>,
     phones: Phones,
@@ -162,6 +170,10 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
         None => Default::default(),
     };
     run.violations.extend(observed.fatal.iter().cloned());
+    if fixture.is_some() && history.is_empty() {
+        run.violations
+            .push("no client operation completed during the run: the harness did nothing".into());
+    }
     heal(&mut run, crashed).await;
     require_progress(&mut run, fixture.as_ref()).await;
     finish(run, &history, &observed).await
@@ -207,10 +219,10 @@ async fn start_cluster(options: SimOptions, dir: PathBuf) -> Run {
         .collect();
     let mut cluster = Cluster {
         dir,
-        router: Router::new(SimRng::stream(seed, "network"), faults.clone()),
+        router: Router::new(SimRng::stream(seed, "network"), NetFaults::NONE),
         clients: ClientNet::new(
             SimRng::stream(seed, "client-links"),
-            client_faults,
+            HEALTHY_CLIENT_LINKS,
             options.bug == Some(Bug::NetworkDuplicatesAnswer),
         ),
         nodes: BTreeMap::new(),
@@ -233,6 +245,8 @@ async fn start_cluster(options: SimOptions, dir: PathBuf) -> Run {
     }
     Run {
         options,
+        net_faults: faults,
+        client_faults,
         cluster: Arc::new(tokio::sync::Mutex::new(cluster)),
         members,
         phones,
@@ -266,7 +280,12 @@ async fn set_up(run: &Run) -> Result<Fixture, String> {
 async fn load_and_faults(run: &Run, fixture: &Fixture) -> (Vec<Event>, Observed, BTreeSet<NodeId>) {
     let history: History = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let started = { run.cluster.lock().await.started };
+    let started = {
+        let c = run.cluster.lock().await;
+        lock(&c.router.0).faults = run.net_faults.clone();
+        c.clients.set_faults(run.client_faults);
+        c.started
+    };
     let mut tasks = Vec::new();
     for n in 0..run.options.clients {
         let id = n + 1;
@@ -307,10 +326,7 @@ async fn heal(run: &mut Run, crashed: BTreeSet<NodeId>) {
     let mut c = run.cluster.lock().await;
     lock(&c.router.0).cut.clear();
     lock(&c.router.0).faults = NetFaults::NONE;
-    c.clients.set_faults(ClientLinkFaults {
-        loss: 0.0,
-        max_delay_ms: NetFaults::NONE.max_delay_ms,
-    });
+    c.clients.set_faults(HEALTHY_CLIENT_LINKS);
     for id in crashed {
         if !c.start(id).await {
             run.violations

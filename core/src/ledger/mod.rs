@@ -497,6 +497,10 @@ impl<S: Store> Ledger<S> {
     pub fn idempotency_record(&self, key: RequestKey) -> Option<IdempotencyRecord> {
         self.read(Key::Idempotency(key))
     }
+    /// A client's idempotency session: its floor (ids below it are refused as too old).
+    pub fn session(&self, client_id: u64) -> Option<crate::state::Session> {
+        self.read(Key::Session(client_id))
+    }
 
     /// Challenges whose SMS is still to be sent (or confirmed sent), oldest first.
     pub fn outbox(&self, limit: usize) -> Vec<ChallengeId> {
