@@ -23,9 +23,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             client
                 .open_account(OpenAccountRequest {
                     holder_name: name.into(),
-                    card_number: Secret::new(ledger_core::driver::test_pan(n)),
+                    card_number: Secret::new(ledger_client::sample::card_number(n)),
                     card_password: Secret::new("135790"),
-                    phone: ledger_core::driver::test_phone(n),
+                    phone: ledger_client::sample::phone(n),
                     flags: CampaignFlags::default(),
                 })
                 .await

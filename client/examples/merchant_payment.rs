@@ -40,8 +40,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         % 1_000_000
         * 10;
     let (pan, phone) = (
-        ledger_core::driver::test_pan(seed),
-        ledger_core::driver::test_phone(seed),
+        ledger_client::sample::card_number(seed),
+        ledger_client::sample::phone(seed),
     );
 
     // The payer: a card, money on it, e-Pay enrolled (four steps, the last with the SMS code).
@@ -68,9 +68,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settlement = client
         .open_account(OpenAccountRequest {
             holder_name: "网店".into(),
-            card_number: Secret::new(ledger_core::driver::test_pan(seed + 1)),
+            card_number: Secret::new(ledger_client::sample::card_number(seed + 1)),
             card_password: Secret::new("135790"),
-            phone: ledger_core::driver::test_phone(seed + 1),
+            phone: ledger_client::sample::phone(seed + 1),
             flags: CampaignFlags::default(),
         })
         .await?;
@@ -79,7 +79,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             MerchantKind::Online,
             "网店",
             settlement,
-            &ledger_core::driver::test_phone(seed + 1),
+            &ledger_client::sample::phone(seed + 1),
             1,
         )
         .await?;

@@ -30,9 +30,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let account = client
             .open_account(OpenAccountRequest {
                 holder_name: format!("ETC holder {i}"),
-                card_number: Secret::new(ledger_core::driver::test_pan(seed + i)),
+                card_number: Secret::new(ledger_client::sample::card_number(seed + i)),
                 card_password: Secret::new("135790"),
-                phone: ledger_core::driver::test_phone(seed + i),
+                phone: ledger_client::sample::phone(seed + i),
                 flags: CampaignFlags {
                     etc_bound: true,
                     savings_product: false,

@@ -34,6 +34,7 @@
 
 mod client;
 mod domain;
+pub mod sample;
 
 pub use client::{
     Client, ClientConfig, ClientError, Tcp, Transport, DEFAULT_MAX_IN_FLIGHT, DEV_ENDPOINTS,

@@ -8,10 +8,10 @@
 
 use ledger_core::command::{Command, Context, Envelope, TxElements};
 use ledger_core::config::{LedgerConfig, YUAN};
-use ledger_core::driver::{splitmix64, Card, Driver};
 use ledger_core::intake;
 use ledger_core::types::{MerchantKind, Payee, PaymentId, RequestKey};
 use ledger_core::{Ledger, MemStore, Reply};
+use ledger_testkit::driver::{splitmix64, Card, Driver};
 use std::hint::black_box;
 use std::time::Instant;
 

@@ -14,7 +14,6 @@
 
 pub mod command;
 pub mod config;
-pub mod driver;
 pub mod intake;
 pub mod ledger;
 pub mod otp;

@@ -92,6 +92,55 @@ pub fn six_digits(value: &str) -> bool {
     value.len() == 6 && value.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// Longest contact phone a merchant may give (a landline with its area code and dash).
+pub const MAX_PHONE_BYTES: usize = 13;
+
+/// The size bounds of every variable-size field of a command. The node's intake checks them
+/// before it proposes a command, so a request with a 10 MB order id is refused with a typed
+/// error and never reaches the Raft log; the core checks the full rules (these bounds
+/// among them) again when it applies the command. The simulator checks every committed
+/// command against this function.
+pub fn field_limits(command: &Command) -> Result<(), LedgerError> {
+    let bounded = |field, value: &str, max: usize| {
+        if value.len() > max {
+            Err(LedgerError::TextTooLong { field, max })
+        } else {
+            Ok(())
+        }
+    };
+    match command {
+        Command::OpenAccount {
+            holder_name, phone, ..
+        } => {
+            bounded(TextField::HolderName, holder_name, MAX_NAME_BYTES)?;
+            mobile_phone(phone)
+        }
+        Command::EpayBegin { phone, .. } => mobile_phone(phone),
+        Command::EpayChooseAlias { alias, .. } => {
+            bounded(TextField::Alias, alias, MAX_ALIAS_CHARS * 4)
+        }
+        Command::PaymentBegin { order_id, .. } => {
+            bounded(TextField::OrderId, order_id, MAX_ORDER_ID_BYTES)
+        }
+        Command::RegisterMerchant {
+            name,
+            contact_phone,
+            ..
+        } => {
+            bounded(TextField::MerchantName, name, MAX_NAME_BYTES)?;
+            if contact_phone.len() > MAX_PHONE_BYTES {
+                return Err(LedgerError::InvalidLandline);
+            }
+            Ok(())
+        }
+        Command::CreatePool { name, .. } => bounded(TextField::PoolName, name, MAX_NAME_BYTES),
+        Command::AckSms { challenges } if challenges.len() > MAX_SMS_ACK => {
+            Err(LedgerError::TooManyItems { max: MAX_SMS_ACK })
+        }
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,53 +194,28 @@ mod tests {
             Err(LedgerError::TextTooLong { field: f, max: 64 })
         );
     }
-}
 
-/// Longest contact phone a merchant may give (a landline with its area code and dash).
-pub const MAX_PHONE_BYTES: usize = 13;
-
-/// The size bounds of every variable-size field of a command. The node's intake checks them
-/// before it proposes a command, so a request with a 10 MB order id is refused with a typed
-/// error and never reaches the Raft log; the core checks the full rules (these bounds
-/// among them) again when it applies the command. The simulator checks every committed
-/// command against this function.
-pub fn field_limits(command: &Command) -> Result<(), LedgerError> {
-    let bounded = |field, value: &str, max: usize| {
-        if value.len() > max {
-            Err(LedgerError::TextTooLong { field, max })
-        } else {
-            Ok(())
-        }
-    };
-    match command {
-        Command::OpenAccount {
-            holder_name, phone, ..
-        } => {
-            bounded(TextField::HolderName, holder_name, MAX_NAME_BYTES)?;
-            mobile_phone(phone)
-        }
-        Command::EpayBegin { phone, .. } => mobile_phone(phone),
-        Command::EpayChooseAlias { alias, .. } => {
-            bounded(TextField::Alias, alias, MAX_ALIAS_CHARS * 4)
-        }
-        Command::PaymentBegin { order_id, .. } => {
-            bounded(TextField::OrderId, order_id, MAX_ORDER_ID_BYTES)
-        }
-        Command::RegisterMerchant {
-            name,
-            contact_phone,
-            ..
-        } => {
-            bounded(TextField::MerchantName, name, MAX_NAME_BYTES)?;
-            if contact_phone.len() > MAX_PHONE_BYTES {
-                return Err(LedgerError::InvalidLandline);
-            }
-            Ok(())
-        }
-        Command::CreatePool { name, .. } => bounded(TextField::PoolName, name, MAX_NAME_BYTES),
-        Command::AckSms { challenges } if challenges.len() > MAX_SMS_ACK => {
-            Err(LedgerError::TooManyItems { max: MAX_SMS_ACK })
-        }
-        _ => Ok(()),
+    #[test]
+    fn field_limits_refuse_an_over_long_order_id_before_it_is_proposed() {
+        use crate::command::{ChallengeSeed, Command};
+        use crate::types::{Digest32, MerchantId, Payee};
+        let begin = |order_id: String| Command::PaymentBegin {
+            lookup_digest: Digest32([0; 32]),
+            payee: Payee::Merchant(MerchantId(1)),
+            amount_fen: 100,
+            order_id,
+            challenge: ChallengeSeed {
+                nonce: 1,
+                verifier: Digest32([0; 32]),
+            },
+        };
+        assert!(super::field_limits(&begin("o".repeat(super::MAX_ORDER_ID_BYTES))).is_ok());
+        assert_eq!(
+            super::field_limits(&begin("o".repeat(super::MAX_ORDER_ID_BYTES + 1))),
+            Err(LedgerError::TextTooLong {
+                field: TextField::OrderId,
+                max: super::MAX_ORDER_ID_BYTES
+            })
+        );
     }
 }

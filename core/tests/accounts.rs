@@ -7,10 +7,10 @@ mod common;
 use common::{balance, driver, refused};
 use ledger_core::command::{CampaignFlags, Command};
 use ledger_core::config::{MAX_AMOUNT_FEN, YUAN};
-use ledger_core::driver::test_pan;
 use ledger_core::intake::{self, OpenAccountRequest, Secret};
 use ledger_core::outcome::{LedgerError, TextField};
 use ledger_core::types::{AccountId, AccountStatus, MerchantKind};
+use ledger_testkit::driver::test_pan;
 
 #[test]
 fn deposit_moves_money_from_clearing_in_double_entry() {

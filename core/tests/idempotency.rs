@@ -7,9 +7,9 @@ mod common;
 use common::{balance, driver, refused};
 use ledger_core::command::Command;
 use ledger_core::config::{LedgerConfig, YUAN};
-use ledger_core::driver::Driver;
 use ledger_core::outcome::LedgerError;
 use ledger_core::time::DAY_MS;
+use ledger_testkit::driver::Driver;
 
 #[test]
 fn a_retry_returns_the_original_outcome_and_charges_once() {

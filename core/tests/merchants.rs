@@ -7,11 +7,11 @@ mod common;
 use common::{balance, driver, enrolled, merchant, refused, settled};
 use ledger_core::command::Command;
 use ledger_core::config::{LedgerConfig, YUAN};
-use ledger_core::driver::{Card, Driver};
 use ledger_core::ledger::transfer_fee_fen;
 use ledger_core::outcome::{LedgerError, Reply};
 use ledger_core::time::{cst_month, month_start_ms, DAY_MS};
 use ledger_core::types::{AccountId, FeeTier, MerchantId, MerchantKind, Payee};
+use ledger_testkit::driver::{Card, Driver};
 
 fn crossing(kind: MerchantKind, bill_fen: u64) -> Vec<bool> {
     let mut d = driver();

@@ -3,7 +3,6 @@
 
 use ledger_core::command::{CampaignFlags, Command, Envelope};
 use ledger_core::config::{LedgerConfig, YUAN};
-use ledger_core::driver::{Card, Driver};
 use ledger_core::intake::Secret;
 use ledger_core::outcome::{LedgerError, Reply};
 use ledger_core::time::{cst_month, month_start_ms};
@@ -12,6 +11,7 @@ use ledger_core::types::{
     VipTier,
 };
 use ledger_core::{Ledger, MemStore, Outcome};
+use ledger_testkit::driver::{Card, Driver};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 

@@ -7,10 +7,10 @@ mod common;
 use common::{balance, driver, enrolled, merchant, pool, refused, settled};
 use ledger_core::command::{CampaignFlags, Command};
 use ledger_core::config::YUAN;
-use ledger_core::driver::Card;
 use ledger_core::outcome::{LedgerError, Reply};
 use ledger_core::time::DAY_MS;
 use ledger_core::types::{AccountId, Eligibility, MerchantKind, Payee, VipTier};
+use ledger_testkit::driver::Card;
 
 #[test]
 fn the_article_worked_example_settles_as_the_domain_says() {

@@ -5,7 +5,7 @@
 //! history: they may take effect at any point after their invocation, or not at all.
 
 use crate::history::OpType;
-use ledger_core::driver::splitmix64;
+use ledger_testkit::driver::splitmix64;
 use std::collections::HashSet;
 
 /// One operation, as the search sees it: `call` is what the model needs of it (what was

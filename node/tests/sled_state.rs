@@ -3,10 +3,10 @@
 
 use ledger_core::command::{Command, Context, Envelope};
 use ledger_core::config::LedgerConfig;
-use ledger_core::driver::{splitmix64, Driver};
 use ledger_core::types::{AccountId, PoolId, RequestKey};
 use ledger_core::{Ledger, MemStore};
 use ledger_node::state_store::SledState;
+use ledger_testkit::driver::{splitmix64, Driver};
 
 #[test]
 fn sled_state_matches_the_memory_store_command_for_command() {

@@ -24,7 +24,7 @@ impl SimRng {
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        ledger_core::driver::splitmix64(&mut self.state)
+        ledger_testkit::driver::splitmix64(&mut self.state)
     }
 
     /// Uniform in `[0, n)`; 0 when `n` is 0.

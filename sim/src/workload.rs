@@ -14,13 +14,13 @@ use crate::trace::lock;
 use ledger_client::{Client, ClientConfig, ClientError};
 use ledger_core::command::{CampaignFlags, Command};
 use ledger_core::config::{LedgerConfig, MAX_ORDER_ID_BYTES};
-use ledger_core::driver::{test_pan, test_phone};
 use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::types::{
     AccountId, Eligibility, MerchantId, MerchantKind, Payee, PoolId, RequestKey, YearMonth,
 };
 use ledger_core::{LedgerError, Outcome, Reply};
 use ledger_node::raft_types::NodeId;
+use ledger_testkit::driver::{test_pan, test_phone};
 use ledger_wire::api::{NodeInfo, Operation};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -2,8 +2,11 @@
 //! ask a running node what it knows (`probe`). The end-to-end tests (`ledger-tests`) and the
 //! chaos harness (`ledger-jepsen`) both start their nodes through here; what differs between
 //! them (addresses, a network namespace to exec in, dying with the harness) is a builder
-//! option, not a second copy.
+//! option, not a second copy. `driver`: a single-replica driver of the ledger core that
+//! plays leader, intake and customer, for the core's tests and benchmark, the chaos
+//! harness's model and the simulator's random streams (`splitmix64`).
 
+pub mod driver;
 pub mod nodes;
 pub mod probe;
 

@@ -17,8 +17,8 @@ struct Payer {
 }
 
 async fn enrolled_payer(cluster: &Cluster, client: &Client, n: u64, balance_fen: u64) -> Payer {
-    let pan = ledger_core::driver::test_pan(n);
-    let phone = ledger_core::driver::test_phone(n);
+    let pan = ledger_testkit::driver::test_pan(n);
+    let phone = ledger_testkit::driver::test_phone(n);
     let account = client
         .open_account(OpenAccountRequest {
             holder_name: format!("payer {n}"),
@@ -55,9 +55,9 @@ async fn shop(client: &Client, n: u64) -> (MerchantId, AccountId) {
     let account = client
         .open_account(OpenAccountRequest {
             holder_name: "shop".into(),
-            card_number: Secret::new(ledger_core::driver::test_pan(n)),
+            card_number: Secret::new(ledger_testkit::driver::test_pan(n)),
             card_password: Secret::new("135790"),
-            phone: ledger_core::driver::test_phone(n),
+            phone: ledger_testkit::driver::test_phone(n),
             flags: CampaignFlags::default(),
         })
         .await
@@ -67,7 +67,7 @@ async fn shop(client: &Client, n: u64) -> (MerchantId, AccountId) {
             MerchantKind::Online,
             "网店",
             account,
-            &ledger_core::driver::test_phone(n),
+            &ledger_testkit::driver::test_phone(n),
             1,
         )
         .await
@@ -390,8 +390,8 @@ async fn a_retry_of_any_operation_returns_its_original_answer() {
     let _serial = serial().await;
     let cluster = Cluster::start(3).await;
     let client = cluster.client();
-    let pan = ledger_core::driver::test_pan(1);
-    let phone = ledger_core::driver::test_phone(1);
+    let pan = ledger_testkit::driver::test_pan(1);
+    let phone = ledger_testkit::driver::test_phone(1);
     let open = Operation::OpenAccount(OpenAccountRequest {
         holder_name: "retry".into(),
         card_number: Secret::new(&pan),

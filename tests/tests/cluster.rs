@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 /// A 16-digit Luhn-valid card number from `n`.
 fn pan(n: u64) -> String {
-    ledger_core::driver::test_pan(n)
+    ledger_testkit::driver::test_pan(n)
 }
 
 async fn open_account(client: &Client, n: u64) -> AccountId {
@@ -22,7 +22,7 @@ async fn open_account(client: &Client, n: u64) -> AccountId {
         holder_name: format!("holder {n}"),
         card_number: Secret::new(pan(n)),
         card_password: Secret::new("135790"),
-        phone: ledger_core::driver::test_phone(n),
+        phone: ledger_testkit::driver::test_phone(n),
         flags: CampaignFlags::default(),
     };
     match client.submit(Operation::OpenAccount(request)).await {
@@ -338,7 +338,7 @@ async fn an_epay_payment_is_confirmed_with_the_otp_from_the_sms() {
         .submit(deposit(payer, 100_000))
         .await
         .expect("deposit");
-    let phone = ledger_core::driver::test_phone(1);
+    let phone = ledger_testkit::driver::test_phone(1);
 
     // Enrolment in four steps, the code read from the SMS outbox.
     client
@@ -376,7 +376,7 @@ async fn an_epay_payment_is_confirmed_with_the_otp_from_the_sms() {
             kind: MerchantKind::Pos,
             name: "湘江小店".into(),
             settlement_account: shop,
-            contact_phone: ledger_core::driver::test_phone(2),
+            contact_phone: ledger_testkit::driver::test_phone(2),
             terminals: 1,
         }))
         .await

@@ -58,9 +58,9 @@ async fn open_account(client: &Client, n: u64) -> AccountId {
     client
         .open_account(OpenAccountRequest {
             holder_name: format!("ledgerctl {n}"),
-            card_number: Secret::new(ledger_core::driver::test_pan(n)),
+            card_number: Secret::new(ledger_testkit::driver::test_pan(n)),
             card_password: Secret::new("135790"),
-            phone: ledger_core::driver::test_phone(n),
+            phone: ledger_testkit::driver::test_phone(n),
             flags: CampaignFlags::default(),
         })
         .await

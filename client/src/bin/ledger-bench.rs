@@ -15,6 +15,7 @@ use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::outcome::Reply;
 use ledger_core::types::{AccountId, MerchantKind, Payee};
 use ledger_wire::dev_sms::{DevSms, DEV_OUTBOX_FILE};
+use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Seek};
 use std::path::PathBuf;
@@ -151,7 +152,7 @@ fn card_seed(args: &Args) -> u64 {
 }
 
 fn pan(n: u64) -> String {
-    ledger_core::driver::test_pan(n)
+    ledger_client::sample::card_number(n)
 }
 
 /// Opens (and for payments enrols) the accounts, funded.
@@ -167,7 +168,7 @@ async fn setup(
             holder_name: format!("bench {n}"),
             card_number: Secret::new(pan(n)),
             card_password: Secret::new("246810"),
-            phone: ledger_core::driver::test_phone(n),
+            phone: ledger_client::sample::phone(n),
             flags: CampaignFlags::default(),
         };
         let account = match client.submit(Operation::OpenAccount(request)).await {
@@ -182,7 +183,7 @@ async fn setup(
             .await
             .map_err(|e| e.to_string())?;
         if args.payments {
-            let phone = ledger_core::driver::test_phone(n);
+            let phone = ledger_client::sample::phone(n);
             client
                 .submit(Operation::EpayBegin {
                     card_number: Secret::new(pan(n)),
@@ -313,7 +314,7 @@ async fn main() -> Result<(), String> {
             let mut latencies_us = Vec::new();
             let (mut ok, mut failed) = (0u64, 0u64);
             let mut errors: BTreeMap<String, u64> = BTreeMap::new();
-            let mut rng = worker as u64 + 1;
+            let mut rng = StdRng::seed_from_u64(worker as u64 + 1);
             let mut order = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
@@ -321,7 +322,7 @@ async fn main() -> Result<(), String> {
                     let (_, n) = accounts[(worker + order as usize * 7) % accounts.len()];
                     order += 1;
                     let begin = Operation::PaymentBegin {
-                        phone: ledger_core::driver::test_phone(n),
+                        phone: ledger_client::sample::phone(n),
                         last_six: Secret::new(&pan(n)[10..]),
                         payee: merchant.expect("merchant"),
                         amount_fen: 100,
@@ -352,11 +353,8 @@ async fn main() -> Result<(), String> {
                 }
                 let ops: Vec<Operation> = (0..batch)
                     .map(|_| {
-                        let a = ledger_core::driver::splitmix64(&mut rng) as usize % accounts.len();
-                        let b = (a
-                            + 1
-                            + ledger_core::driver::splitmix64(&mut rng) as usize
-                                % (accounts.len() - 1))
+                        let a = rng.gen::<u64>() as usize % accounts.len();
+                        let b = (a + 1 + rng.gen::<u64>() as usize % (accounts.len() - 1))
                             % accounts.len();
                         Operation::Command(Command::Transfer {
                             source: accounts[a].0,

@@ -5,11 +5,11 @@
 
 use ledger_core::command::Command;
 use ledger_core::config::LedgerConfig;
-use ledger_core::driver::{Card, Driver};
 use ledger_core::outcome::{LedgerError, Reply};
 use ledger_core::time::DAY_MS;
 use ledger_core::types::{AccountId, Eligibility, MerchantId, MerchantKind, PoolId};
 use ledger_core::Outcome;
+use ledger_testkit::driver::{Card, Driver};
 
 pub fn driver() -> Driver {
     Driver::new(LedgerConfig::default())

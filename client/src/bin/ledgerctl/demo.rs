@@ -70,9 +70,9 @@ async fn open(client: &Client, n: u64, name: &str, etc_bound: bool) -> Result<Ac
     client
         .open_account(OpenAccountRequest {
             holder_name: name.to_owned(),
-            card_number: Secret::new(ledger_core::driver::test_pan(n)),
+            card_number: Secret::new(ledger_client::sample::card_number(n)),
             card_password: Secret::new("135790"),
-            phone: ledger_core::driver::test_phone(n),
+            phone: ledger_client::sample::phone(n),
             flags: CampaignFlags {
                 etc_bound,
                 savings_product: false,
@@ -110,7 +110,7 @@ pub async fn run(client: &Client, data_dir: &Path) -> Result<(), String> {
             MerchantKind::Pos,
             "湘江小店",
             shop_account,
-            &ledger_core::driver::test_phone(base + 1),
+            &ledger_client::sample::phone(base + 1),
             1,
         )
         .await
@@ -126,8 +126,8 @@ pub async fn run(client: &Client, data_dir: &Path) -> Result<(), String> {
     )?;
 
     s.say("小王 enrols in 工银e支付: card and phone, password and alias, then the SMS code.");
-    let phone = ledger_core::driver::test_phone(base);
-    let card = ledger_core::driver::test_pan(base);
+    let phone = ledger_client::sample::phone(base);
+    let card = ledger_client::sample::card_number(base);
     let account = client
         .epay_begin(Secret::new(&card), &phone)
         .await

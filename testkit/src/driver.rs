@@ -4,13 +4,13 @@
 //!
 //! It is not used to apply commands on a node; the node has its own intake wiring.
 
-use crate::command::{CampaignFlags, Command, Context, Envelope};
-use crate::config::LedgerConfig;
-use crate::intake::{self, OpenAccountRequest, Secret, SecretKeys};
-use crate::ledger::Ledger;
-use crate::outcome::{LedgerError, Outcome, Reply};
-use crate::state::MemStore;
-use crate::types::{AccountId, ChallengeId, Payee, PaymentId, RequestKey};
+use ledger_core::command::{CampaignFlags, Command, Context, Envelope};
+use ledger_core::config::LedgerConfig;
+use ledger_core::intake::{self, OpenAccountRequest, Secret, SecretKeys};
+use ledger_core::ledger::Ledger;
+use ledger_core::outcome::{LedgerError, Outcome, Reply};
+use ledger_core::state::MemStore;
+use ledger_core::types::{AccountId, ChallengeId, Payee, PaymentId, RequestKey};
 
 /// A test card: its account and the secrets its holder knows.
 #[derive(Clone, Debug)]
@@ -28,19 +28,7 @@ impl Card {
     }
 }
 
-/// A 16-digit, Luhn-valid card number derived from `n`.
-pub fn test_pan(n: u64) -> String {
-    let body = format!("622202{:09}", n % 1_000_000_000);
-    (0..10)
-        .map(|check| format!("{body}{check}"))
-        .find(|pan| crate::validate::card_number(pan).is_ok())
-        .expect("one check digit makes any body Luhn-valid")
-}
-
-/// An 11-digit mobile number derived from `n`.
-pub fn test_phone(n: u64) -> String {
-    format!("138{:08}", n % 100_000_000)
-}
+pub use ledger_client::sample::{card_number as test_pan, phone as test_phone};
 
 /// splitmix64: a tiny, well-mixed deterministic sequence for nonces and salts.
 pub fn splitmix64(state: &mut u64) -> u64 {
@@ -192,7 +180,7 @@ impl Driver {
     pub fn issue_enrolment_code(&mut self, card: &Card) -> Result<ChallengeId, LedgerError> {
         let enrolment = self.ledger.enrolment(card.account);
         let alias = enrolment.map(|e| e.alias).unwrap_or_default();
-        let digest = crate::command::TxElements::Enrolment {
+        let digest = ledger_core::command::TxElements::Enrolment {
             account: card.account,
             alias: &alias,
         }
@@ -234,7 +222,7 @@ impl Driver {
         order_id: &str,
     ) -> Result<Command, LedgerError> {
         let lookup_digest = intake::lookup_digest(&self.keys, &card.phone, &card.last_six())?;
-        let digest = crate::command::TxElements::Payment {
+        let digest = ledger_core::command::TxElements::Payment {
             lookup_digest: &lookup_digest,
             payee,
             amount_fen,
