@@ -40,11 +40,11 @@ pub struct SmsError(pub String);
 /// Where messages go. The production gateway talks to the operator's SMS service; the
 /// development gateway writes them down for a person to read.
 pub trait SmsGateway: Send + Sync + 'static {
-    fn deliver<'a>(
-        &'a self,
-        message: &'a SmsMessage,
-    ) -> Pin<Box<dyn Future<Output = Result<(), SmsError>> + Send + 'a>>;
+    fn deliver<'a>(&'a self, message: &'a SmsMessage) -> Delivery<'a>;
 }
+
+/// A delivery under way: done when the gateway accepted the message (or refused it).
+pub type Delivery<'a> = Pin<Box<dyn Future<Output = Result<(), SmsError>> + Send + 'a>>;
 
 /// The national sender number the article names.
 pub const SENDER: &str = "95588";
@@ -102,10 +102,7 @@ impl DevGateway {
 }
 
 impl SmsGateway for DevGateway {
-    fn deliver<'a>(
-        &'a self,
-        message: &'a SmsMessage,
-    ) -> Pin<Box<dyn Future<Output = Result<(), SmsError>> + Send + 'a>> {
+    fn deliver<'a>(&'a self, message: &'a SmsMessage) -> Delivery<'a> {
         Box::pin(async move {
             let line = serde_json::to_string(&DevSms {
                 id: message.id,
@@ -151,10 +148,7 @@ impl ExecGateway {
 }
 
 impl SmsGateway for ExecGateway {
-    fn deliver<'a>(
-        &'a self,
-        message: &'a SmsMessage,
-    ) -> Pin<Box<dyn Future<Output = Result<(), SmsError>> + Send + 'a>> {
+    fn deliver<'a>(&'a self, message: &'a SmsMessage) -> Delivery<'a> {
         Box::pin(async move {
             use tokio::io::AsyncWriteExt;
             let payload = serde_json::to_vec(message).map_err(|e| SmsError(e.to_string()))?;

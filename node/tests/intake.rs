@@ -69,13 +69,16 @@ fn intake(planted: Option<PlantedBug>) -> Intake {
     }
 }
 
+/// The key the tests record a confirmation under.
+const KEY: RequestKey = RequestKey {
+    client_id: 1,
+    request_id: 1,
+};
+
 #[test]
 fn a_retry_with_another_code_under_the_same_key_is_refused_as_reused() {
     let intake = intake(None);
-    let key = RequestKey {
-        client_id: 1,
-        request_id: 1,
-    };
+    let key = KEY;
     let ledger = ledger_with_record(&intake, key, &confirm("123456"));
     let same = intake.recorded_answer(&ledger, key, intake.digest(&confirm("123456")));
     assert!(matches!(same, Some(Ok(_))), "{same:?}");
@@ -109,10 +112,7 @@ fn request_digests_differ_in_every_secret_and_are_keyed() {
 #[test]
 fn the_planted_intake_bug_answers_another_code_with_the_first_receipt() {
     let intake = intake(Some(PlantedBug::IntakeIgnoresSecretOnRetry));
-    let key = RequestKey {
-        client_id: 1,
-        request_id: 1,
-    };
+    let key = KEY;
     let ledger = ledger_with_record(&intake, key, &confirm("123456"));
     let other = intake.recorded_answer(&ledger, key, intake.digest(&confirm("654321")));
     assert!(matches!(other, Some(Ok(_))), "{other:?}");

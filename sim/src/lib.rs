@@ -42,13 +42,12 @@ use ledger_client::{Client, ClientError};
 use ledger_core::command::Command;
 use ledger_core::types::AccountId;
 use ledger_core::Reply;
-use ledger_node::raft_types::{Applied, NodeAddr, NodeId, Proposal};
+use ledger_node::raft_types::NodeId;
 use ledger_wire::api::{NodeInfo, Operation};
 use network::{NetFaults, Router};
 use phones::{Gateway, Phones};
 use rng::SimRng;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -56,18 +55,9 @@ use std::time::Duration;
 use trace::{lock, Trace};
 use workload::{Event, Fixture, History, Runner};
 
-openraft::declare_raft_types!(
-    /// The simulator's Raft configuration: the same entry, reply and node types as
-    /// production, on tokio's (paused, single-threaded) runtime.
-    pub SimConfig:
-        D = Proposal,
-        R = Applied,
-        NodeId = NodeId,
-        Node = NodeAddr,
-        Entry = openraft::Entry<SimConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
-);
+/// The simulator's Raft type configuration: production's own (the same entry, reply and
+/// node types, on tokio's runtime, here paused and single-threaded).
+pub type SimConfig = ledger_node::raft_types::TypeConfig;
 
 /// Wall-clock time the virtual clock starts at: two seconds before 2015-01-01 00:00 CST,
 /// inside the campaign, so that every run crosses a CST day and month (daily limits reset,
@@ -360,18 +350,7 @@ async fn require_progress(run: &mut Run, fixture: Option<&Fixture>) {
             "liveness: no write committed within {LIVENESS_LIMIT:?} of healing: {committed:?}"
         ));
     }
-    // With a leader again, a spare that is no member stops before replicas are compared.
-    membership::stop_spare_unless_voter(&mut *run.cluster.lock().await, run.options.nodes + 1)
-        .await;
-    let converged = wait_until(run, healed_at + CONVERGENCE_LIMIT, |c| {
-        let indexes: BTreeSet<Option<u64>> = c
-            .nodes
-            .values()
-            .map(|n| n.reader().applied_index())
-            .collect();
-        indexes.len() == 1
-    })
-    .await;
+    let converged = converge(run, healed_at + CONVERGENCE_LIMIT).await;
     if !converged {
         run.violations.push(format!(
             "replicas did not reach the same applied index within {CONVERGENCE_LIMIT:?} of healing"
@@ -388,6 +367,30 @@ async fn require_progress(run: &mut Run, fixture: Option<&Fixture>) {
         run.violations.push(format!(
             "the SMS outbox was not drained within {OUTBOX_DRAIN_LIMIT:?} of healing"
         ));
+    }
+}
+
+/// Waits until every replica has applied the same index. A spare the leader no longer
+/// counts as a member stops first (the entry that removed it never reaches it), checked
+/// on every round: its removal may commit while we wait.
+async fn converge(run: &Run, deadline: Duration) -> bool {
+    loop {
+        {
+            let mut c = run.cluster.lock().await;
+            membership::stop_spare_unless_voter(&mut c, run.options.nodes + 1).await;
+            let indexes: BTreeSet<Option<u64>> = c
+                .nodes
+                .values()
+                .map(|n| n.reader().applied_index())
+                .collect();
+            if indexes.len() == 1 {
+                return true;
+            }
+        }
+        if Duration::from_millis(run.trace.elapsed_ms()) > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

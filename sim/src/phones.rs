@@ -6,11 +6,9 @@ use crate::rng::SimRng;
 use crate::trace::lock;
 use ledger_core::intake::Secret;
 use ledger_core::types::ChallengeId;
-use ledger_node::sms::{SmsError, SmsGateway, SmsMessage};
-use ledger_wire::dev_sms::DevSms;
+use ledger_node::sms::{Delivery, SmsError, SmsGateway, SmsMessage};
+use ledger_wire::dev_sms;
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,22 +55,12 @@ impl Gateway {
 }
 
 impl SmsGateway for Gateway {
-    fn deliver<'a>(
-        &'a self,
-        message: &'a SmsMessage,
-    ) -> Pin<Box<dyn Future<Output = Result<(), SmsError>> + Send + 'a>> {
+    fn deliver<'a>(&'a self, message: &'a SmsMessage) -> Delivery<'a> {
         Box::pin(async move {
             if lock(&self.rng).chance(self.refusal) {
                 return Err(SmsError("the simulated gateway is busy".into()));
             }
-            let sms = DevSms {
-                id: message.id,
-                to: message.to.clone(),
-                text: message.text.clone(),
-                node: 0,
-            };
-            let code = sms
-                .code()
+            let code = dev_sms::code_in(&message.text)
                 .ok_or_else(|| SmsError("no code in the message".into()))?;
             lock(&self.phones.0)
                 .entry(ChallengeId(message.id))

@@ -24,10 +24,15 @@ pub struct DevSms {
 impl DevSms {
     /// The six-digit code in the text (after 验证码).
     pub fn code(&self) -> Option<String> {
-        let at = self.text.find("验证码")? + "验证码".len();
-        let code: String = self.text[at..].chars().take(6).collect();
-        (code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit())).then_some(code)
+        code_in(&self.text)
     }
+}
+
+/// The six-digit code in a message's text (after 验证码), as a person reads it.
+pub fn code_in(text: &str) -> Option<String> {
+    let at = text.find("验证码")? + "验证码".len();
+    let code: String = text[at..].chars().take(6).collect();
+    (code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit())).then_some(code)
 }
 
 /// Every message in an outbox file, in the order written; a missing file is empty.
