@@ -101,6 +101,16 @@ fn hmac256(key: &[u8], parts: &[&[u8]]) -> Digest32 {
     Digest32(mac.finalize().into_bytes().into())
 }
 
+/// Refuses with `error` a typed secret (last six card digits, password, OTP code) that is
+/// not exactly six digits.
+fn six_digits_or(typed: &Secret, error: LedgerError) -> Result<(), LedgerError> {
+    if validate::six_digits(typed.expose()) {
+        Ok(())
+    } else {
+        Err(error)
+    }
+}
+
 /// Keyed hash of a card number (checked first: 16-19 digits, Luhn).
 pub fn card_digest(keys: &SecretKeys, pan: &Secret) -> Result<Digest32, LedgerError> {
     validate::card_number(pan.expose())?;
@@ -114,9 +124,7 @@ pub fn lookup_digest(
     last_six: &Secret,
 ) -> Result<Digest32, LedgerError> {
     validate::mobile_phone(phone)?;
-    if !validate::six_digits(last_six.expose()) {
-        return Err(LedgerError::CardNumberLength);
-    }
+    six_digits_or(last_six, LedgerError::CardNumberLength)?;
     Ok(hmac256(
         &keys.card_key,
         &[b"lookup", phone.as_bytes(), last_six.expose().as_bytes()],
@@ -141,9 +149,7 @@ pub fn hash_password(
     password: &Secret,
     salt: [u8; 16],
 ) -> Result<PasswordHash, LedgerError> {
-    if !validate::six_digits(password.expose()) {
-        return Err(LedgerError::InvalidCardPasswordFormat);
-    }
+    six_digits_or(password, LedgerError::InvalidCardPasswordFormat)?;
     Ok(PasswordHash {
         salt,
         iterations: keys.password_iterations,
@@ -158,9 +164,7 @@ pub fn password_proof(
     password: &Secret,
     stored: &PasswordHash,
 ) -> Result<Digest32, LedgerError> {
-    if !validate::six_digits(password.expose()) {
-        return Err(LedgerError::InvalidCardPasswordFormat);
-    }
+    six_digits_or(password, LedgerError::InvalidCardPasswordFormat)?;
     Ok(pbkdf2_password(
         keys,
         password,
@@ -279,9 +283,7 @@ pub fn otp_proof(
     challenge: &Challenge,
     typed: &Secret,
 ) -> Result<OtpProof, LedgerError> {
-    if !validate::six_digits(typed.expose()) {
-        return Err(LedgerError::InvalidOtpFormat);
-    }
+    six_digits_or(typed, LedgerError::InvalidOtpFormat)?;
     Ok(OtpProof {
         nonce: challenge.nonce,
         proof: otp_verifier(keys, challenge.nonce, &challenge.tx_digest, typed),

@@ -289,6 +289,11 @@ pub enum Value {
 #[error("undecodable state key {0:02x?}")]
 pub struct BadKey(pub Vec<u8>);
 
+/// The `N` bytes of `bytes` from `i` on, if it has that many.
+fn bytes_at<const N: usize>(bytes: &[u8], i: usize) -> Option<[u8; N]> {
+    bytes.get(i..i + N)?.try_into().ok()
+}
+
 impl Ord for Key {
     /// Hand-written so the hot comparisons (one table, one id) inline into map look-ups.
     #[inline]
@@ -414,20 +419,10 @@ impl Key {
         let bad = || BadKey(bytes.to_vec());
         let (&tag, rest) = bytes.split_first().ok_or_else(bad)?;
         let u64_at = |i: usize| -> Result<u64, BadKey> {
-            let b: [u8; 8] = rest
-                .get(i..i + 8)
-                .ok_or_else(bad)?
-                .try_into()
-                .map_err(|_| bad())?;
-            Ok(u64::from_be_bytes(b))
+            bytes_at(rest, i).map(u64::from_be_bytes).ok_or_else(bad)
         };
         let digest_at = |i: usize| -> Result<Digest32, BadKey> {
-            let b: [u8; 32] = rest
-                .get(i..i + 32)
-                .ok_or_else(bad)?
-                .try_into()
-                .map_err(|_| bad())?;
-            Ok(Digest32(b))
+            bytes_at(rest, i).map(Digest32).ok_or_else(bad)
         };
         let expect_len = |n: usize| if rest.len() == n { Ok(()) } else { Err(bad()) };
         let key = match tag {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{balance, driver, refused};
+use common::{balance, driver, refused, set_status, transfer, unchanged, with_card, withdraw};
 use ledger_core::command::{CampaignFlags, Command};
 use ledger_core::config::{MAX_AMOUNT_FEN, YUAN};
 use ledger_core::intake::{self, OpenAccountRequest, Secret};
@@ -14,8 +14,7 @@ use ledger_testkit::driver::test_pan;
 
 #[test]
 fn deposit_moves_money_from_clearing_in_double_entry() {
-    let mut d = driver();
-    let card = d.funded_card(1, 1_000 * YUAN);
+    let (d, card) = with_card(1_000 * YUAN);
     assert_eq!(balance(&d, card.account), 100_000);
     assert_eq!(balance(&d, AccountId::CLEARING), -100_000);
     d.ledger.check_invariants().unwrap();
@@ -23,14 +22,10 @@ fn deposit_moves_money_from_clearing_in_double_entry() {
 
 #[test]
 fn customer_balance_never_goes_below_zero() {
-    let mut d = driver();
-    let card = d.funded_card(1, 100);
+    let (mut d, card) = with_card(100);
     refused(
         &mut d,
-        Command::Withdraw {
-            account: card.account,
-            amount_fen: 101,
-        },
+        withdraw(card.account, 101),
         LedgerError::InsufficientFunds {
             account: card.account,
             balance_fen: 100,
@@ -41,14 +36,9 @@ fn customer_balance_never_goes_below_zero() {
 
 #[test]
 fn zero_and_oversized_amounts_are_refused() {
-    let mut d = driver();
-    let a = d.funded_card(1, 100);
+    let (mut d, a) = with_card(100);
     let b = d.funded_card(2, 0);
-    let t = |amount_fen| Command::Transfer {
-        source: a.account,
-        target: b.account,
-        amount_fen,
-    };
+    let t = |amount_fen| transfer(a.account, b.account, amount_fen);
     refused(&mut d, t(0), LedgerError::ZeroAmount);
     refused(
         &mut d,
@@ -65,8 +55,7 @@ fn balance_overflow_is_refused() {
     use ledger_core::state::{Key, Store, Value};
     // No sequence of bounded commands gets near i64::MAX in a test's lifetime, so plant a
     // nearly full account through the storage seam.
-    let mut d = driver();
-    let a = d.funded_card(1, 0);
+    let (mut d, a) = with_card(0);
     let b = d.funded_card(2, 100);
     let mut store = d.ledger.store().clone();
     let mut account = d.ledger.account(a.account).unwrap();
@@ -82,15 +71,7 @@ fn balance_overflow_is_refused() {
             index: 99,
             now_ms: d.now_ms,
         },
-        &ledger_core::Envelope::new(
-            d.fresh_key(),
-            0,
-            Command::Transfer {
-                source: b.account,
-                target: a.account,
-                amount_fen: 11,
-            },
-        ),
+        &ledger_core::Envelope::new(d.fresh_key(), 0, transfer(b.account, a.account, 11)),
     );
     assert_eq!(
         outcome,
@@ -101,41 +82,27 @@ fn balance_overflow_is_refused() {
 
 #[test]
 fn transfer_to_the_same_account_is_refused() {
-    let mut d = driver();
-    let a = d.funded_card(1, 100);
+    let (mut d, a) = with_card(100);
     refused(
         &mut d,
-        Command::Transfer {
-            source: a.account,
-            target: a.account,
-            amount_fen: 1,
-        },
+        transfer(a.account, a.account, 1),
         LedgerError::SameAccount,
     );
 }
 
 #[test]
 fn unknown_and_internal_accounts_are_typed_errors() {
-    let mut d = driver();
-    let a = d.funded_card(1, 100);
+    let (mut d, a) = with_card(100);
     refused(
         &mut d,
-        Command::Transfer {
-            source: a.account,
-            target: AccountId(999),
-            amount_fen: 1,
-        },
+        transfer(a.account, AccountId(999), 1),
         LedgerError::UnknownAccount {
             account: AccountId(999),
         },
     );
     refused(
         &mut d,
-        Command::Transfer {
-            source: a.account,
-            target: AccountId::PROMOTIONS,
-            amount_fen: 1,
-        },
+        transfer(a.account, AccountId::PROMOTIONS, 1),
         LedgerError::InternalAccount {
             account: AccountId::PROMOTIONS,
         },
@@ -144,44 +111,26 @@ fn unknown_and_internal_accounts_are_typed_errors() {
 
 #[test]
 fn frozen_account_moves_no_money_until_unfrozen() {
-    let mut d = driver();
-    let a = d.funded_card(1, 100);
-    d.submit(Command::SetAccountStatus {
-        account: a.account,
-        status: AccountStatus::Frozen,
-    })
-    .unwrap();
+    let (mut d, a) = with_card(100);
+    d.submit(set_status(a.account, AccountStatus::Frozen))
+        .unwrap();
     refused(
         &mut d,
-        Command::Withdraw {
-            account: a.account,
-            amount_fen: 1,
-        },
+        withdraw(a.account, 1),
         LedgerError::AccountNotActive {
             account: a.account,
             status: AccountStatus::Frozen,
         },
     );
-    d.submit(Command::SetAccountStatus {
-        account: a.account,
-        status: AccountStatus::Active,
-    })
-    .unwrap();
-    d.submit(Command::Withdraw {
-        account: a.account,
-        amount_fen: 1,
-    })
-    .unwrap();
+    d.submit(set_status(a.account, AccountStatus::Active))
+        .unwrap();
+    d.submit(withdraw(a.account, 1)).unwrap();
 }
 
 #[test]
 fn closing_needs_a_zero_balance_and_is_final() {
-    let mut d = driver();
-    let a = d.funded_card(1, 100);
-    let close = Command::SetAccountStatus {
-        account: a.account,
-        status: AccountStatus::Closed,
-    };
+    let (mut d, a) = with_card(100);
+    let close = set_status(a.account, AccountStatus::Closed);
     refused(
         &mut d,
         close.clone(),
@@ -190,18 +139,11 @@ fn closing_needs_a_zero_balance_and_is_final() {
             balance_fen: 100,
         },
     );
-    d.submit(Command::Withdraw {
-        account: a.account,
-        amount_fen: 100,
-    })
-    .unwrap();
+    d.submit(withdraw(a.account, 100)).unwrap();
     d.submit(close).unwrap();
     refused(
         &mut d,
-        Command::SetAccountStatus {
-            account: a.account,
-            status: AccountStatus::Active,
-        },
+        set_status(a.account, AccountStatus::Active),
         LedgerError::AccountClosed { account: a.account },
     );
 }
@@ -210,9 +152,10 @@ fn closing_needs_a_zero_balance_and_is_final() {
 fn a_card_number_opens_one_account_only() {
     let mut d = driver();
     d.open_card(1).unwrap();
-    let before = d.ledger.state_hash();
-    assert_eq!(d.open_card(1).unwrap_err(), LedgerError::DuplicateCard);
-    assert_eq!(d.ledger.state_hash(), before);
+    assert_eq!(
+        unchanged(&mut d, |d| d.open_card(1)).unwrap_err(),
+        LedgerError::DuplicateCard
+    );
 }
 
 #[test]
@@ -257,8 +200,7 @@ fn wrong_luhn_digit_and_malformed_phone_are_refused_before_anything_is_stored() 
 
 #[test]
 fn a_ten_megabyte_name_is_refused_unchanged() {
-    let mut d = driver();
-    let card = d.funded_card(1, 0);
+    let (mut d, card) = with_card(0);
     let huge = "商".repeat(10 * 1024 * 1024 / 3);
     refused(
         &mut d,

@@ -4,18 +4,20 @@
 
 mod common;
 
-use common::{driver, enrolled, merchant, pool, refused, settled};
+use common::{
+    claim, deposit, driver, enrolled, merchant, pan_digest, payer_and_merchant, pool, refused,
+    settled, unchanged, with_card, wrong_password_choice,
+};
 use ledger_core::command::Command;
 use ledger_core::config::YUAN;
-use ledger_core::intake::{self, Secret};
+use ledger_core::intake::Secret;
 use ledger_core::outcome::{LedgerError, Reply};
 use ledger_core::time::{cst_month, month_start_ms, DAY_MS};
 use ledger_core::types::{Eligibility, MerchantKind, Payee};
 
 #[test]
 fn enrolment_takes_four_steps_in_order() {
-    let mut d = driver();
-    let card = d.funded_card(1, 0);
+    let (mut d, card) = with_card(0);
     // Step 4 before step 1.
     assert_eq!(
         d.activate(&card, &Secret::new("000000")),
@@ -33,7 +35,7 @@ fn enrolment_takes_four_steps_in_order() {
     assert_eq!(credential.alias, "小王");
     assert_eq!(credential.per_payment_fen, 1_000 * YUAN);
     assert_eq!(credential.per_day_fen, 3_000 * YUAN);
-    let pan_digest = intake::card_digest(&d.keys, &Secret::new(&card.pan)).unwrap();
+    let pan_digest = pan_digest(&d, &card);
     refused(
         &mut d,
         Command::EpayBegin {
@@ -48,9 +50,8 @@ fn enrolment_takes_four_steps_in_order() {
 
 #[test]
 fn enrolment_needs_the_reserved_phone() {
-    let mut d = driver();
-    let card = d.funded_card(1, 0);
-    let pan_digest = intake::card_digest(&d.keys, &Secret::new(&card.pan)).unwrap();
+    let (mut d, card) = with_card(0);
+    let pan_digest = pan_digest(&d, &card);
     refused(
         &mut d,
         Command::EpayBegin {
@@ -63,29 +64,19 @@ fn enrolment_needs_the_reserved_phone() {
 
 #[test]
 fn three_wrong_card_passwords_cancel_the_enrolment() {
-    let mut d = driver();
-    let card = d.funded_card(1, 0);
-    let pan_digest = intake::card_digest(&d.keys, &Secret::new(&card.pan)).unwrap();
+    let (mut d, card) = with_card(0);
     d.submit(Command::EpayBegin {
-        pan_digest,
+        pan_digest: pan_digest(&d, &card),
         phone: card.phone.clone(),
     })
     .unwrap();
-    let stored = d.ledger.holder(card.account).unwrap().password;
-    let wrong = intake::password_proof(&d.keys, &Secret::new("999999"), &stored).unwrap();
-    let choose = Command::EpayChooseAlias {
-        account: card.account,
-        password_proof: wrong,
-        alias: "x".into(),
-    };
-    assert_eq!(
-        d.submit(choose.clone()),
-        Err(LedgerError::WrongCardPassword { failures_left: 2 })
-    );
-    assert_eq!(
-        d.submit(choose.clone()),
-        Err(LedgerError::WrongCardPassword { failures_left: 1 })
-    );
+    let choose = wrong_password_choice(&d, &card);
+    for failures_left in [2, 1] {
+        assert_eq!(
+            d.submit(choose.clone()),
+            Err(LedgerError::WrongCardPassword { failures_left })
+        );
+    }
     assert_eq!(d.submit(choose), Err(LedgerError::EnrolmentCancelled));
     assert!(d.ledger.enrolment(card.account).is_none());
 }
@@ -122,20 +113,17 @@ fn limits_can_be_lowered_never_raised_above_the_caps() {
     })
     .unwrap();
     let (m, _) = merchant(&mut d, 9, MerchantKind::Online);
-    d.submit(Command::Deposit {
-        account: card.account,
-        amount_fen: 1_000 * YUAN,
-    })
-    .unwrap();
-    let before = d.ledger.state_hash();
+    d.submit(deposit(card.account, 1_000 * YUAN)).unwrap();
+    let over_limit = unchanged(&mut d, |d| {
+        d.begin_payment(&card, Payee::Merchant(m), 201 * YUAN, "o1")
+    });
     assert_eq!(
-        d.begin_payment(&card, Payee::Merchant(m), 201 * YUAN, "o1"),
+        over_limit,
         Err(LedgerError::OverPaymentLimit {
             debit_fen: 201 * YUAN,
             limit_fen: 200 * YUAN
         })
     );
-    assert_eq!(d.ledger.state_hash(), before);
 }
 
 #[test]
@@ -144,8 +132,7 @@ fn daily_limit_counts_the_cst_day_and_resets_at_beijing_midnight() {
     // Put the clock at 23:00 CST.
     let day_start = month_start_ms(cst_month(d.now_ms)) + 5 * DAY_MS;
     d.now_ms = day_start + 23 * 3_600_000;
-    let card = enrolled(&mut d, 1, 10_000 * YUAN);
-    let (m, _) = merchant(&mut d, 9, MerchantKind::Online);
+    let (card, m) = payer_and_merchant(&mut d, 10_000 * YUAN, MerchantKind::Online);
     for i in 0..3 {
         settled(d.pay(&card, Payee::Merchant(m), 1_000 * YUAN, &format!("o{i}")));
     }
@@ -164,14 +151,9 @@ fn daily_limit_counts_the_cst_day_and_resets_at_beijing_midnight() {
 #[test]
 fn daily_limit_counts_the_debit_after_the_voucher() {
     let mut d = driver();
-    let card = enrolled(&mut d, 1, 10_000 * YUAN);
-    let (m, _) = merchant(&mut d, 9, MerchantKind::Online);
+    let (card, m) = payer_and_merchant(&mut d, 10_000 * YUAN, MerchantKind::Online);
     let p = pool(&mut d, 50 * YUAN, 10, Eligibility::Anyone);
-    d.submit(Command::ClaimVoucher {
-        pool: p,
-        account: card.account,
-    })
-    .unwrap();
+    d.submit(claim(p, card.account)).unwrap();
     // 1,040 yuan bill, 50 yuan voucher: 990 debited, under the 1,000 per-payment cap.
     let (debited, voucher, _) = settled(d.pay(&card, Payee::Merchant(m), 1_040 * YUAN, "big"));
     assert_eq!((debited, voucher), (990 * YUAN, Some(p)));

@@ -4,19 +4,19 @@
 
 mod common;
 
-use common::{driver, enrolled, merchant, refused, settled};
+use common::{
+    driver, pan_digest, payer_and_shop, pending, refused, set_status, settled, with_card,
+    wrong_code, wrong_password_choice,
+};
 use ledger_core::command::Command;
 use ledger_core::config::YUAN;
-use ledger_core::intake::{self, Secret};
 use ledger_core::outcome::{LedgerError, Reply};
 use ledger_core::state::PaymentState;
 use ledger_core::types::{AccountStatus, MerchantKind, Payee, VipTier};
 
 #[test]
 fn snapshot_then_restore_gives_the_same_hash_and_the_same_bytes() {
-    let mut d = driver();
-    let payer = enrolled(&mut d, 1, 1_000 * YUAN);
-    let (m, _) = merchant(&mut d, 9, MerchantKind::Pos);
+    let (mut d, payer, m) = payer_and_shop(MerchantKind::Pos);
     settled(d.pay(&payer, Payee::Merchant(m), 10 * YUAN, "o"));
     let bytes = d.ledger.snapshot();
     let restored = ledger_core::Ledger::restore(ledger_core::MemStore::new(), &bytes).unwrap();
@@ -38,8 +38,7 @@ fn a_corrupt_snapshot_is_refused() {
 
 #[test]
 fn ledger_time_never_runs_backwards() {
-    let mut d = driver();
-    let card = d.funded_card(1, 0);
+    let (mut d, card) = with_card(0);
     let later = d.now_ms;
     d.now_ms -= 3_600_000; // the leader's clock steps back an hour
     d.submit(Command::SetVipTier {
@@ -53,13 +52,9 @@ fn ledger_time_never_runs_backwards() {
 
 #[test]
 fn issued_challenges_wait_in_the_sms_outbox_until_the_leader_acknowledges_them() {
-    let mut d = driver();
-    let card = enrolled(&mut d, 1, 1_000 * YUAN);
-    let (m, _) = merchant(&mut d, 9, MerchantKind::Online);
+    let (mut d, card, m) = payer_and_shop(MerchantKind::Online);
     let enrolment_challenge = d.ledger.outbox(10)[0];
-    let (_, c) = d
-        .begin_payment(&card, Payee::Merchant(m), 12 * YUAN, "o")
-        .unwrap();
+    let (_, c) = pending(&mut d, &card, m, 12 * YUAN, "o");
     assert_eq!(d.ledger.outbox(10), vec![enrolment_challenge, c]);
     let facts = d.ledger.sms_facts(c).unwrap();
     assert_eq!(
@@ -83,16 +78,9 @@ fn issued_challenges_wait_in_the_sms_outbox_until_the_leader_acknowledges_them()
 
 #[test]
 fn wrong_card_passwords_across_enrolments_freeze_the_card() {
-    let mut d = driver();
-    let card = d.funded_card(1, 0);
-    let pan_digest = intake::card_digest(&d.keys, &Secret::new(&card.pan)).unwrap();
-    let stored = d.ledger.holder(card.account).unwrap().password;
-    let wrong = intake::password_proof(&d.keys, &Secret::new("999999"), &stored).unwrap();
-    let choose = Command::EpayChooseAlias {
-        account: card.account,
-        password_proof: wrong,
-        alias: "x".into(),
-    };
+    let (mut d, card) = with_card(0);
+    let pan_digest = pan_digest(&d, &card);
+    let choose = wrong_password_choice(&d, &card);
     let mut last = Ok(Reply::AliasChosen);
     for _round in 0..2 {
         d.submit(Command::EpayBegin {
@@ -126,11 +114,8 @@ fn wrong_card_passwords_across_enrolments_freeze_the_card() {
         },
     );
     // The bank unfreezes the card; the count starts again and the right password works.
-    d.submit(Command::SetAccountStatus {
-        account: card.account,
-        status: AccountStatus::Active,
-    })
-    .unwrap();
+    d.submit(set_status(card.account, AccountStatus::Active))
+        .unwrap();
     assert_eq!(
         d.enrol(&card, "x"),
         Ok(Reply::EpayActivated {
@@ -141,17 +126,9 @@ fn wrong_card_passwords_across_enrolments_freeze_the_card() {
 
 #[test]
 fn a_payment_whose_code_locks_fails_and_its_order_can_be_paid_anew() {
-    let mut d = driver();
-    let card = enrolled(&mut d, 1, 1_000 * YUAN);
-    let (m, _) = merchant(&mut d, 9, MerchantKind::Online);
-    let (p, c) = d
-        .begin_payment(&card, Payee::Merchant(m), 10 * YUAN, "o")
-        .unwrap();
-    let wrong = Secret::new(if d.code_for(c) == Secret::new("000000") {
-        "111111"
-    } else {
-        "000000"
-    });
+    let (mut d, card, m) = payer_and_shop(MerchantKind::Online);
+    let (p, c) = pending(&mut d, &card, m, 10 * YUAN, "o");
+    let wrong = wrong_code(&d, c);
     for _ in 0..3 {
         let _ = d.confirm(p, &wrong);
     }

@@ -4,143 +4,101 @@
 
 mod common;
 
-use common::{balance, driver, refused};
+use common::{balance, deposit, driver, driver_with, refused, transfer, unchanged, with_card};
 use ledger_core::command::Command;
-use ledger_core::config::{LedgerConfig, YUAN};
+use ledger_core::config::YUAN;
 use ledger_core::outcome::LedgerError;
 use ledger_core::time::DAY_MS;
-use ledger_testkit::driver::Driver;
+use ledger_core::types::RequestKey;
+use ledger_testkit::driver::{Card, Driver};
+
+/// Card 1 holding 100 yuan and card 2 holding nothing.
+fn two_cards(d: &mut Driver) -> (Card, Card) {
+    let a = d.funded_card(1, 100 * YUAN);
+    let b = d.funded_card(2, 0);
+    (a, b)
+}
+
+/// A retry of `first`'s command after the ledger forgot it: refused as too old, unchanged.
+fn too_old(d: &mut Driver, first: RequestKey, command: Command) {
+    let floor = first.request_id + 1;
+    assert_eq!(
+        unchanged(d, |d| d.submit_with_key(first, command)),
+        Err(LedgerError::RequestTooOld { key: first, floor })
+    );
+}
 
 #[test]
 fn a_retry_returns_the_original_outcome_and_charges_once() {
     let mut d = driver();
-    let a = d.funded_card(1, 100 * YUAN);
-    let b = d.funded_card(2, 0);
+    let (a, b) = two_cards(&mut d);
     let key = d.fresh_key();
-    let command = Command::Transfer {
-        source: a.account,
-        target: b.account,
-        amount_fen: 30 * YUAN,
-    };
+    let command = transfer(a.account, b.account, 30 * YUAN);
     let first = d.submit_with_key(key, command.clone());
     d.advance(60_000);
-    let before = d.ledger.state_hash();
-    assert_eq!(d.submit_with_key(key, command), first);
-    assert_eq!(d.ledger.state_hash(), before);
+    assert_eq!(
+        unchanged(&mut d, |d| d.submit_with_key(key, command)),
+        first
+    );
     assert_eq!(balance(&d, b.account), 30 * YUAN as i64);
 }
 
 #[test]
 fn the_same_key_with_a_different_body_is_refused() {
     let mut d = driver();
-    let a = d.funded_card(1, 100 * YUAN);
-    let b = d.funded_card(2, 0);
+    let (a, b) = two_cards(&mut d);
     let key = d.fresh_key();
-    d.submit_with_key(
-        key,
-        Command::Transfer {
-            source: a.account,
-            target: b.account,
-            amount_fen: 1,
-        },
-    )
-    .unwrap();
-    let before = d.ledger.state_hash();
+    d.submit_with_key(key, transfer(a.account, b.account, 1))
+        .unwrap();
+    let reused = transfer(a.account, b.account, 2);
     assert_eq!(
-        d.submit_with_key(
-            key,
-            Command::Transfer {
-                source: a.account,
-                target: b.account,
-                amount_fen: 2
-            }
-        ),
+        unchanged(&mut d, |d| d.submit_with_key(key, reused)),
         Err(LedgerError::IdempotencyKeyReused { key })
     );
-    assert_eq!(d.ledger.state_hash(), before);
 }
 
 #[test]
 fn acknowledged_records_are_forgotten_and_their_retries_refused_never_reapplied() {
     let mut d = driver();
-    let a = d.funded_card(1, 100 * YUAN);
-    let b = d.funded_card(2, 0);
+    let (a, b) = two_cards(&mut d);
     let first = d.fresh_key();
-    let command = Command::Transfer {
-        source: a.account,
-        target: b.account,
-        amount_fen: 1,
-    };
+    let command = transfer(a.account, b.account, 1);
     d.submit_with_key(first, command.clone()).unwrap();
     d.acked_below = first.request_id + 1;
-    d.submit(Command::Deposit {
-        account: a.account,
-        amount_fen: 1,
-    })
-    .unwrap();
+    d.submit(deposit(a.account, 1)).unwrap();
     assert!(
         d.ledger.idempotency_record(first).is_none(),
         "acknowledged, so forgotten"
     );
-    let before = d.ledger.state_hash();
-    let floor = first.request_id + 1;
-    assert_eq!(
-        d.submit_with_key(first, command),
-        Err(LedgerError::RequestTooOld { key: first, floor })
-    );
-    assert_eq!(d.ledger.state_hash(), before);
+    too_old(&mut d, first, command);
     assert_eq!(balance(&d, b.account), 1);
 }
 
 #[test]
 fn a_client_that_never_acknowledges_keeps_a_bounded_window() {
-    let config = LedgerConfig {
-        idempotency_window_per_client: 4,
-        ..LedgerConfig::default()
-    };
-    let mut d = Driver::new(config);
+    let mut d = driver_with(|c| c.idempotency_window_per_client = 4);
     let a = d.funded_card(1, 100 * YUAN);
     let first = d.fresh_key();
-    let deposit = Command::Deposit {
-        account: a.account,
-        amount_fen: 1,
-    };
-    d.submit_with_key(first, deposit.clone()).unwrap();
+    let one_fen = deposit(a.account, 1);
+    d.submit_with_key(first, one_fen.clone()).unwrap();
     for _ in 0..4 {
-        d.submit(deposit.clone()).unwrap();
+        d.submit(one_fen.clone()).unwrap();
     }
     assert!(d.ledger.idempotency_record(first).is_none());
-    let floor = first.request_id + 1;
-    let before = d.ledger.state_hash();
-    assert_eq!(
-        d.submit_with_key(first, deposit),
-        Err(LedgerError::RequestTooOld { key: first, floor })
-    );
-    assert_eq!(d.ledger.state_hash(), before);
+    too_old(&mut d, first, one_fen);
     d.ledger.check_invariants().unwrap();
 }
 
 #[test]
 fn idle_client_sessions_expire_after_seven_days() {
-    let mut d = driver();
-    let a = d.funded_card(1, 100 * YUAN);
+    let (mut d, a) = with_card(100 * YUAN);
     let old_client_key = d.fresh_key();
-    d.submit_with_key(
-        old_client_key,
-        Command::Deposit {
-            account: a.account,
-            amount_fen: 1,
-        },
-    )
-    .unwrap();
+    d.submit_with_key(old_client_key, deposit(a.account, 1))
+        .unwrap();
     assert_eq!(d.ledger.meta().client_sessions, 1);
     d.client_id = 8;
     d.advance(7 * DAY_MS);
-    d.submit(Command::Deposit {
-        account: a.account,
-        amount_fen: 1,
-    })
-    .unwrap();
+    d.submit(deposit(a.account, 1)).unwrap();
     assert!(d.ledger.idempotency_record(old_client_key).is_none());
     assert_eq!(d.ledger.meta().client_sessions, 1);
     d.ledger.check_invariants().unwrap();
@@ -148,30 +106,19 @@ fn idle_client_sessions_expire_after_seven_days() {
 
 #[test]
 fn too_many_clients_are_refused_until_an_idle_session_expires() {
-    let config = LedgerConfig {
-        max_client_sessions: 2,
-        ..LedgerConfig::default()
-    };
-    let mut d = Driver::new(config);
+    let mut d = driver_with(|c| c.max_client_sessions = 2);
     let a = d.funded_card(1, 100 * YUAN); // client 7
     d.client_id = 8;
-    d.submit(Command::Deposit {
-        account: a.account,
-        amount_fen: 1,
-    })
-    .unwrap();
+    d.submit(deposit(a.account, 1)).unwrap();
     d.client_id = 9;
-    let deposit = Command::Deposit {
-        account: a.account,
-        amount_fen: 1,
-    };
+    let one_fen = deposit(a.account, 1);
     refused(
         &mut d,
-        deposit.clone(),
+        one_fen.clone(),
         LedgerError::TooManyClients { max_sessions: 2 },
     );
     assert!(LedgerError::TooManyClients { max_sessions: 2 }.is_retryable());
     d.advance(7 * DAY_MS);
-    d.submit(deposit).unwrap();
+    d.submit(one_fen).unwrap();
     d.ledger.check_invariants().unwrap();
 }

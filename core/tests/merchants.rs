@@ -4,28 +4,46 @@
 
 mod common;
 
-use common::{balance, driver, enrolled, merchant, refused, settled};
+use common::{
+    balance, deposit, driver, driver_with, merchant, payer_and_merchant, refused, settled,
+    with_card, withdraw,
+};
 use ledger_core::command::Command;
 use ledger_core::config::{LedgerConfig, YUAN};
 use ledger_core::ledger::transfer_fee_fen;
-use ledger_core::outcome::{LedgerError, Reply};
+use ledger_core::outcome::{LedgerError, Outcome, Reply};
 use ledger_core::time::{cst_month, month_start_ms, DAY_MS};
-use ledger_core::types::{AccountId, FeeTier, MerchantId, MerchantKind, Payee};
+use ledger_core::types::{AccountId, FeeTier, MerchantId, MerchantKind, Payee, YearMonth};
 use ledger_testkit::driver::{Card, Driver};
+
+/// Deposits `bill_fen` for the payer, lets `wait_ms` pass (a day keeps the payer under the
+/// daily limit), then pays the bill to `m` as order `o{i}`.
+fn deposit_and_pay(
+    d: &mut Driver,
+    payer: &Card,
+    m: MerchantId,
+    bill_fen: u64,
+    wait_ms: u64,
+    i: usize,
+) -> Outcome {
+    d.submit(deposit(payer.account, bill_fen)).unwrap();
+    d.advance(wait_ms);
+    d.pay(payer, Payee::Merchant(m), bill_fen, &format!("o{i}"))
+}
+
+/// Moves the clock to the start of the next CST month and returns that month.
+fn start_next_month(d: &mut Driver) -> YearMonth {
+    let month = cst_month(d.now_ms).next();
+    d.now_ms = month_start_ms(month);
+    month
+}
 
 fn crossing(kind: MerchantKind, bill_fen: u64) -> Vec<bool> {
     let mut d = driver();
-    let payer = enrolled(&mut d, 1, 0);
-    let (m, _) = merchant(&mut d, 9, kind);
+    let (payer, m) = payer_and_merchant(&mut d, 0, kind);
     let mut rewards = Vec::new();
     for i in 0..12 {
-        d.submit(Command::Deposit {
-            account: payer.account,
-            amount_fen: bill_fen,
-        })
-        .unwrap();
-        d.advance(DAY_MS); // stay under the daily limit
-        rewards.push(settled(d.pay(&payer, Payee::Merchant(m), bill_fen, &format!("o{i}"))).2);
+        rewards.push(settled(deposit_and_pay(&mut d, &payer, m, bill_fen, DAY_MS, i)).2);
         d.ledger.check_invariants().unwrap();
     }
     rewards
@@ -52,17 +70,9 @@ fn pos_reward_is_granted_once_by_the_settlement_crossing_both_thresholds() {
 #[test]
 fn pos_reward_pays_phone_credit_from_promotions() {
     let mut d = driver();
-    let payer = enrolled(&mut d, 1, 0);
-    let (m, _) = merchant(&mut d, 9, MerchantKind::Pos);
+    let (payer, m) = payer_and_merchant(&mut d, 0, MerchantKind::Pos);
     for i in 0..10 {
-        d.submit(Command::Deposit {
-            account: payer.account,
-            amount_fen: 200 * YUAN,
-        })
-        .unwrap();
-        d.advance(DAY_MS);
-        d.pay(&payer, Payee::Merchant(m), 200 * YUAN, &format!("o{i}"))
-            .unwrap();
+        deposit_and_pay(&mut d, &payer, m, 200 * YUAN, DAY_MS, i).unwrap();
     }
     assert_eq!(
         balance(&d, AccountId::TELECOM_SETTLEMENT),
@@ -78,22 +88,11 @@ fn shangyitong_reward_needs_fifty_thousand_yuan() {
     assert!(crossing(MerchantKind::Shangyitong, 1_000 * YUAN)
         .iter()
         .all(|g| !g));
-    let config = LedgerConfig {
-        shangyitong_reward_min_fen: 10_000 * YUAN,
-        ..LedgerConfig::default()
-    };
-    let mut d = Driver::new(config);
-    let payer = enrolled(&mut d, 1, 0);
-    let (m, _) = merchant(&mut d, 9, MerchantKind::Shangyitong);
+    let mut d = driver_with(|c| c.shangyitong_reward_min_fen = 10_000 * YUAN);
+    let (payer, m) = payer_and_merchant(&mut d, 0, MerchantKind::Shangyitong);
     let mut granted = Vec::new();
     for i in 0..11 {
-        d.submit(Command::Deposit {
-            account: payer.account,
-            amount_fen: 1_000 * YUAN,
-        })
-        .unwrap();
-        d.advance(DAY_MS);
-        granted.push(settled(d.pay(&payer, Payee::Merchant(m), 1_000 * YUAN, &format!("o{i}"))).2);
+        granted.push(settled(deposit_and_pay(&mut d, &payer, m, 1_000 * YUAN, DAY_MS, i)).2);
     }
     assert_eq!(granted.iter().filter(|g| **g).count(), 1);
     assert!(granted[9]);
@@ -104,21 +103,10 @@ fn online_merchants_and_merchants_registered_outside_the_campaign_earn_no_reward
     assert!(crossing(MerchantKind::Online, 300 * YUAN)
         .iter()
         .all(|g| !g));
-    let config = LedgerConfig {
-        campaign_end_ms: LedgerConfig::default().campaign_start_ms + 1,
-        ..LedgerConfig::default()
-    };
-    let mut d = Driver::new(config);
-    let payer = enrolled(&mut d, 1, 0);
-    let (m, _) = merchant(&mut d, 9, MerchantKind::Pos);
+    let mut d = driver_with(|c| c.campaign_end_ms = c.campaign_start_ms + 1);
+    let (payer, m) = payer_and_merchant(&mut d, 0, MerchantKind::Pos);
     for i in 0..11 {
-        d.submit(Command::Deposit {
-            account: payer.account,
-            amount_fen: 300 * YUAN,
-        })
-        .unwrap();
-        d.advance(DAY_MS);
-        assert!(!settled(d.pay(&payer, Payee::Merchant(m), 300 * YUAN, &format!("o{i}"))).2);
+        assert!(!settled(deposit_and_pay(&mut d, &payer, m, 300 * YUAN, DAY_MS, i)).2);
     }
     assert!(!d.ledger.merchant(m).unwrap().new_in_campaign);
 }
@@ -141,14 +129,9 @@ fn list_fee_is_half_a_percent_between_one_and_fifty_yuan_rounded_half_up() {
 fn shangyitong_with_balance(balance_fen: u64) -> (Driver, MerchantId, Card) {
     let mut d = driver();
     let (m, shop) = merchant(&mut d, 9, MerchantKind::Shangyitong);
-    let month = cst_month(d.now_ms).next();
-    d.now_ms = month_start_ms(month);
+    let month = start_next_month(&mut d);
     if balance_fen > 0 {
-        d.submit(Command::Deposit {
-            account: shop.account,
-            amount_fen: balance_fen,
-        })
-        .unwrap();
+        d.submit(deposit(shop.account, balance_fen)).unwrap();
     }
     d.now_ms = month_start_ms(month.next());
     (d, m, shop)
@@ -175,10 +158,10 @@ fn thirty_thousand_yuan_average_balance_earns_the_twenty_percent_tier_for_three_
     );
     // Next month the balance is ~1,000 yuan, yet the tier holds for three months.
     for _ in 0..2 {
-        d.now_ms = month_start_ms(cst_month(d.now_ms).next());
+        start_next_month(&mut d);
         assert_eq!(transfer_fee(&mut d, m, 10 * YUAN).1, FeeTier::TwentyPercent);
     }
-    d.now_ms = month_start_ms(cst_month(d.now_ms).next());
+    start_next_month(&mut d);
     assert_eq!(transfer_fee(&mut d, m, 10 * YUAN).1, FeeTier::List);
     assert!(balance(&d, shop.account) >= 0);
 }
@@ -193,30 +176,18 @@ fn fifty_thousand_yuan_average_balance_waives_fees() {
 fn a_better_tier_earned_meanwhile_replaces_the_held_one_at_once() {
     let (mut d, m, shop) = shangyitong_with_balance(40_000 * YUAN);
     assert_eq!(transfer_fee(&mut d, m, 10 * YUAN).1, FeeTier::TwentyPercent);
-    d.submit(Command::Deposit {
-        account: shop.account,
-        amount_fen: 30_000 * YUAN,
-    })
-    .unwrap();
-    d.now_ms = month_start_ms(cst_month(d.now_ms).next());
+    d.submit(deposit(shop.account, 30_000 * YUAN)).unwrap();
+    start_next_month(&mut d);
     assert_eq!(transfer_fee(&mut d, m, 10 * YUAN).1, FeeTier::Waived);
 }
 
 #[test]
 fn twenty_settlements_per_terminal_earn_the_discount() {
     let mut d = driver();
-    let payer = enrolled(&mut d, 1, 0);
-    let (m, _) = merchant(&mut d, 9, MerchantKind::Shangyitong);
-    let month = cst_month(d.now_ms).next();
-    d.now_ms = month_start_ms(month);
+    let (payer, m) = payer_and_merchant(&mut d, 0, MerchantKind::Shangyitong);
+    let month = start_next_month(&mut d);
     for i in 0..20 {
-        d.submit(Command::Deposit {
-            account: payer.account,
-            amount_fen: 10 * YUAN,
-        })
-        .unwrap();
-        d.advance(3_600_000);
-        settled(d.pay(&payer, Payee::Merchant(m), 10 * YUAN, &format!("o{i}")));
+        settled(deposit_and_pay(&mut d, &payer, m, 10 * YUAN, 3_600_000, i));
     }
     d.now_ms = month_start_ms(month.next());
     let reply = d.submit(Command::CloseMonth { month }).unwrap();
@@ -242,21 +213,12 @@ fn twenty_settlements_per_terminal_earn_the_discount() {
 fn the_average_balance_is_weighted_by_time_since_registration() {
     let mut d = driver();
     let (m, shop) = merchant(&mut d, 9, MerchantKind::Shangyitong);
-    let month = cst_month(d.now_ms).next();
-    d.now_ms = month_start_ms(month);
-    d.submit(Command::Deposit {
-        account: shop.account,
-        amount_fen: 60_000 * YUAN,
-    })
-    .unwrap();
+    let month = start_next_month(&mut d);
+    d.submit(deposit(shop.account, 60_000 * YUAN)).unwrap();
     // Half the month at 60,000 yuan, half at 0: the average is 30,000 yuan.
     let half = (month_start_ms(month.next()) - month_start_ms(month)) / 2;
     d.advance(half);
-    d.submit(Command::Withdraw {
-        account: shop.account,
-        amount_fen: 60_000 * YUAN,
-    })
-    .unwrap();
+    d.submit(withdraw(shop.account, 60_000 * YUAN)).unwrap();
     d.now_ms = month_start_ms(month.next());
     d.submit(Command::CloseMonth { month }).unwrap();
     let figures = d.ledger.merchant(m).unwrap().last_month.unwrap();
@@ -284,8 +246,7 @@ fn a_month_closes_once_and_only_after_it_ended() {
 
 #[test]
 fn shangyitong_merchants_need_a_landline() {
-    let mut d = driver();
-    let card = d.funded_card(1, 0);
+    let (mut d, card) = with_card(0);
     refused(
         &mut d,
         Command::RegisterMerchant {

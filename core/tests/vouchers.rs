@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{balance, driver, enrolled, merchant, pool, refused, settled};
+use common::{
+    balance, claim, confirm_refused, deposit, driver, enrolled, merchant, pending, pool, refused,
+    settled, with_card, withdraw,
+};
 use ledger_core::command::{CampaignFlags, Command};
 use ledger_core::config::YUAN;
 use ledger_core::outcome::{LedgerError, Reply};
@@ -25,11 +28,7 @@ fn the_article_worked_example_settles_as_the_domain_says() {
     })
     .unwrap();
     let etc = pool(&mut d, 50 * YUAN, 20_000, Eligibility::EtcBound);
-    d.submit(Command::ClaimVoucher {
-        pool: etc,
-        account: payer.account,
-    })
-    .unwrap();
+    d.submit(claim(etc, payer.account)).unwrap();
     let (m, shop) = merchant(&mut d, 9, MerchantKind::Pos);
     let promotions = balance(&d, AccountId::PROMOTIONS);
 
@@ -58,11 +57,7 @@ fn a_voucher_applies_only_to_a_bill_at_least_its_face_value() {
     let p50 = pool(&mut d, 50 * YUAN, 10, Eligibility::Anyone);
     let p100 = pool(&mut d, 100 * YUAN, 10, Eligibility::Anyone);
     for p in [p50, p100] {
-        d.submit(Command::ClaimVoucher {
-            pool: p,
-            account: payer.account,
-        })
-        .unwrap();
+        d.submit(claim(p, payer.account)).unwrap();
     }
     let (m, _) = merchant(&mut d, 9, MerchantKind::Online);
     assert_eq!(
@@ -89,11 +84,7 @@ fn a_small_transfer_moves_money_between_cards_without_vouchers() {
     let payer = enrolled(&mut d, 1, 1_000 * YUAN);
     let friend = d.funded_card(2, 0);
     let p = pool(&mut d, 10 * YUAN, 10, Eligibility::Anyone);
-    d.submit(Command::ClaimVoucher {
-        pool: p,
-        account: payer.account,
-    })
-    .unwrap();
+    d.submit(claim(p, payer.account)).unwrap();
     let (debited, voucher, _) =
         settled(d.pay(&payer, Payee::Account(friend.account), 200 * YUAN, "gift"));
     assert_eq!((debited, voucher), (200 * YUAN, None));
@@ -105,32 +96,18 @@ fn a_refused_payment_counts_for_nothing() {
     let mut d = driver();
     let payer = enrolled(&mut d, 1, 100 * YUAN);
     let p = pool(&mut d, 50 * YUAN, 10, Eligibility::Anyone);
-    d.submit(Command::ClaimVoucher {
-        pool: p,
-        account: payer.account,
-    })
-    .unwrap();
+    d.submit(claim(p, payer.account)).unwrap();
     let (m, _) = merchant(&mut d, 9, MerchantKind::Pos);
-    let (payment, challenge) = d
-        .begin_payment(&payer, Payee::Merchant(m), 150 * YUAN, "o")
-        .unwrap();
+    let (payment, challenge) = pending(&mut d, &payer, m, 150 * YUAN, "o");
     // The payer spends the money elsewhere before confirming.
-    d.submit(Command::Withdraw {
-        account: payer.account,
-        amount_fen: 60 * YUAN,
-    })
-    .unwrap();
+    d.submit(withdraw(payer.account, 60 * YUAN)).unwrap();
     let code = d.code_for(challenge);
-    let command = d.confirm_command(payment, &code).unwrap();
-    refused(
-        &mut d,
-        command,
-        LedgerError::InsufficientFunds {
-            account: payer.account,
-            balance_fen: 40 * YUAN as i64,
-            needed_fen: 100 * YUAN,
-        },
-    );
+    let short = LedgerError::InsufficientFunds {
+        account: payer.account,
+        balance_fen: 40 * YUAN as i64,
+        needed_fen: 100 * YUAN,
+    };
+    confirm_refused(&mut d, payment, &code, short);
     assert_eq!(d.ledger.merchant(m).unwrap().campaign_tx_count, 0);
     assert_eq!(
         d.ledger.voucher(payer.account, p).unwrap().consumed_by,
@@ -141,18 +118,13 @@ fn a_refused_payment_counts_for_nothing() {
         0
     );
     // The code still works once the money is back.
-    d.submit(Command::Deposit {
-        account: payer.account,
-        amount_fen: 60 * YUAN,
-    })
-    .unwrap();
+    d.submit(deposit(payer.account, 60 * YUAN)).unwrap();
     settled(d.confirm(payment, &code));
 }
 
 #[test]
 fn an_unknown_credential_is_a_typed_error() {
-    let mut d = driver();
-    let card = d.funded_card(1, 100);
+    let (mut d, card) = with_card(100);
     let (m, _) = merchant(&mut d, 9, MerchantKind::Online);
     let command = d
         .begin_payment_command(&card, Payee::Merchant(m), 1, "o")
@@ -166,10 +138,7 @@ fn a_pool_never_grants_past_its_capacity() {
     let p = pool(&mut d, 50 * YUAN, 3, Eligibility::Anyone);
     let cards: Vec<Card> = (0..5).map(|n| d.funded_card(n, 0)).collect();
     for (i, card) in cards.iter().enumerate() {
-        let outcome = d.submit(Command::ClaimVoucher {
-            pool: p,
-            account: card.account,
-        });
+        let outcome = d.submit(claim(p, card.account));
         if i < 3 {
             assert_eq!(
                 outcome,
@@ -197,17 +166,10 @@ fn one_voucher_per_account_per_pool() {
     let mut d = driver();
     let p = pool(&mut d, 50 * YUAN, 3, Eligibility::Anyone);
     let card = d.funded_card(1, 0);
-    d.submit(Command::ClaimVoucher {
-        pool: p,
-        account: card.account,
-    })
-    .unwrap();
+    d.submit(claim(p, card.account)).unwrap();
     refused(
         &mut d,
-        Command::ClaimVoucher {
-            pool: p,
-            account: card.account,
-        },
+        claim(p, card.account),
         LedgerError::AlreadyClaimed {
             account: card.account,
             pool: p,
@@ -223,10 +185,7 @@ fn only_eligible_accounts_claim() {
     let card = d.funded_card(1, 0);
     refused(
         &mut d,
-        Command::ClaimVoucher {
-            pool: etc,
-            account: card.account,
-        },
+        claim(etc, card.account),
         LedgerError::NotEligible {
             account: card.account,
             pool: etc,
@@ -241,11 +200,7 @@ fn only_eligible_accounts_claim() {
         },
     })
     .unwrap();
-    d.submit(Command::ClaimVoucher {
-        pool: savers,
-        account: card.account,
-    })
-    .unwrap();
+    d.submit(claim(savers, card.account)).unwrap();
 }
 
 #[test]
@@ -268,21 +223,14 @@ fn claims_only_within_the_validity_window_and_vouchers_expire() {
     let payer = enrolled(&mut d, 1, 500 * YUAN);
     refused(
         &mut d,
-        Command::ClaimVoucher {
-            pool: p,
-            account: payer.account,
-        },
+        claim(p, payer.account),
         LedgerError::PoolNotOpen {
             pool: p,
             opens_at_ms: start,
         },
     );
     d.now_ms = start;
-    d.submit(Command::ClaimVoucher {
-        pool: p,
-        account: payer.account,
-    })
-    .unwrap();
+    d.submit(claim(p, payer.account)).unwrap();
     d.now_ms = start + DAY_MS;
     let (m, _) = merchant(&mut d, 9, MerchantKind::Online);
     assert_eq!(
@@ -292,10 +240,7 @@ fn claims_only_within_the_validity_window_and_vouchers_expire() {
     let other = d.funded_card(2, 0);
     refused(
         &mut d,
-        Command::ClaimVoucher {
-            pool: p,
-            account: other.account,
-        },
+        claim(p, other.account),
         LedgerError::PoolClosed {
             pool: p,
             closed_at_ms: start + DAY_MS,
@@ -305,8 +250,7 @@ fn claims_only_within_the_validity_window_and_vouchers_expire() {
 
 #[test]
 fn the_vip_gift_is_recorded_once_on_reaching_platinum() {
-    let mut d = driver();
-    let card = d.funded_card(1, 0);
+    let (mut d, card) = with_card(0);
     let set = |tier| Command::SetVipTier {
         account: card.account,
         tier,
