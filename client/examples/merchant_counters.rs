@@ -11,12 +11,7 @@ use ledger_core::types::MerchantKind;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = Client::new(ClientConfig::new(DEV_ENDPOINTS));
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs()
-        % 1_000_000
-        * 10
-        + 5; // cards +5, +6
+    let seed = ledger_client::sample::fresh_base() + 5; // cards +5, +6
     let open = |n: u64, name: &'static str| {
         let client = &client;
         async move {

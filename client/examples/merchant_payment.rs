@@ -34,11 +34,7 @@ async fn code_from_sms(challenge: u64) -> String {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = Client::new(ClientConfig::new(DEV_ENDPOINTS));
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs()
-        % 1_000_000
-        * 10;
+    let seed = ledger_client::sample::fresh_base();
     let (pan, phone) = (
         ledger_client::sample::card_number(seed),
         ledger_client::sample::phone(seed),

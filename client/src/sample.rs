@@ -16,6 +16,15 @@ pub fn phone(n: u64) -> String {
     format!("138{:08}", n % 100_000_000)
 }
 
+/// A base for this run's sample customers: ten numbers of its own (`base` to `base + 9`),
+/// from the wall clock in seconds, so that a run does not meet an earlier run's customers.
+pub fn fresh_base() -> u64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    secs % 1_000_000 * 10
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
