@@ -47,6 +47,68 @@ pub struct Settlement {
     pub reward_granted: bool,
 }
 
+/// A `ChallengeIssued` reply as the challenge; a reply of another kind is given back.
+impl TryFrom<Reply> for IssuedChallenge {
+    type Error = Reply;
+
+    fn try_from(reply: Reply) -> Result<IssuedChallenge, Reply> {
+        match reply {
+            Reply::ChallengeIssued {
+                challenge,
+                expires_at_ms,
+            } => Ok(IssuedChallenge {
+                challenge,
+                expires_at_ms,
+            }),
+            other => Err(other),
+        }
+    }
+}
+
+/// A `PaymentPending` reply as the pending payment; a reply of another kind is given back.
+impl TryFrom<Reply> for PendingPayment {
+    type Error = Reply;
+
+    fn try_from(reply: Reply) -> Result<PendingPayment, Reply> {
+        match reply {
+            Reply::PaymentPending {
+                payment,
+                challenge,
+                expires_at_ms,
+            } => Ok(PendingPayment {
+                payment,
+                challenge,
+                expires_at_ms,
+            }),
+            other => Err(other),
+        }
+    }
+}
+
+/// A `PaymentSettled` reply as a settlement; a reply of another kind is given back.
+impl TryFrom<Reply> for Settlement {
+    type Error = Reply;
+
+    fn try_from(reply: Reply) -> Result<Settlement, Reply> {
+        match reply {
+            Reply::PaymentSettled {
+                payment,
+                bill_fen,
+                debited_fen,
+                voucher,
+                reward_granted,
+            } => Ok(Settlement {
+                payment,
+                bill_fen,
+                debited_fen,
+                voucher,
+                reward_granted,
+            }),
+            other => Err(other),
+        }
+    }
+}
+
 fn unexpected(reply: Reply) -> ClientError {
     ClientError::UnexpectedReply(format!("{reply:?}"))
 }
@@ -187,16 +249,8 @@ impl<T: Transport> Client<T> {
 
     /// Step 3: confirm; the bank sends an OTP to the reserved phone.
     pub async fn epay_confirm(&self, account: AccountId) -> Result<IssuedChallenge, ClientError> {
-        match self.submit(Operation::EpayConfirm { account }).await? {
-            Reply::ChallengeIssued {
-                challenge,
-                expires_at_ms,
-            } => Ok(IssuedChallenge {
-                challenge,
-                expires_at_ms,
-            }),
-            other => Err(unexpected(other)),
-        }
+        let reply = self.submit(Operation::EpayConfirm { account }).await?;
+        IssuedChallenge::try_from(reply).map_err(unexpected)
     }
 
     /// Step 4: the OTP from the SMS; the credential becomes active.
@@ -233,7 +287,7 @@ impl<T: Transport> Client<T> {
         amount_fen: u64,
         order_id: &str,
     ) -> Result<PendingPayment, ClientError> {
-        match self
+        let reply = self
             .submit(Operation::PaymentBegin {
                 phone: phone.to_owned(),
                 last_six,
@@ -241,19 +295,8 @@ impl<T: Transport> Client<T> {
                 amount_fen,
                 order_id: order_id.to_owned(),
             })
-            .await?
-        {
-            Reply::PaymentPending {
-                payment,
-                challenge,
-                expires_at_ms,
-            } => Ok(PendingPayment {
-                payment,
-                challenge,
-                expires_at_ms,
-            }),
-            other => Err(unexpected(other)),
-        }
+            .await?;
+        PendingPayment::try_from(reply).map_err(unexpected)
     }
 
     /// Payment step 2: the payer's code; the payment settles, the best voucher deducted.
@@ -262,25 +305,10 @@ impl<T: Transport> Client<T> {
         payment: PaymentId,
         code: Secret,
     ) -> Result<Settlement, ClientError> {
-        match self
+        let reply = self
             .submit(Operation::PaymentConfirm { payment, code })
-            .await?
-        {
-            Reply::PaymentSettled {
-                payment,
-                bill_fen,
-                debited_fen,
-                voucher,
-                reward_granted,
-            } => Ok(Settlement {
-                payment,
-                bill_fen,
-                debited_fen,
-                voucher,
-                reward_granted,
-            }),
-            other => Err(unexpected(other)),
-        }
+            .await?;
+        Settlement::try_from(reply).map_err(unexpected)
     }
 
     /// A small transfer (小额转账) to another account: step 1, confirmed like a payment.

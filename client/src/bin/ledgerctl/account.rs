@@ -3,7 +3,7 @@
 
 use crate::failure::Failure;
 use crate::session::Session;
-use crate::view::{fields, or_dash, parse_yuan, secret, unexpected, yuan, View};
+use crate::view::{or_dash, parse_yuan, secret, yuan, Line, Record, Table, View};
 use clap::{Subcommand, ValueEnum};
 use ledger_core::command::{CampaignFlags, Command};
 use ledger_core::intake::OpenAccountRequest;
@@ -73,127 +73,65 @@ impl AccountCmd {
     }
 }
 
+/// Applies `command` and prints the answer `view` makes of its reply.
+async fn command<V: View>(
+    session: &Session,
+    command: Command,
+    view: impl FnOnce(Reply) -> Result<V, Reply>,
+) -> Result<(), Failure> {
+    session.write_shown(Operation::Command(command), view).await
+}
+
 #[derive(Serialize)]
-pub struct Opened {
+struct Opened {
     account: u64,
 }
 
-impl View for Opened {
-    fn text(&self) -> String {
-        format!("opened account {}", self.account)
+async fn open(
+    session: &Session,
+    name: String,
+    card: String,
+    password: String,
+    phone: String,
+    flags: CampaignFlags,
+) -> Result<(), Failure> {
+    let request = OpenAccountRequest {
+        holder_name: name,
+        card_number: secret(card)?,
+        card_password: secret(password)?,
+        phone,
+        flags,
+    };
+    let operation = Operation::OpenAccount(request);
+    session
+        .write_shown(operation, |reply| match reply {
+            Reply::AccountOpened { account } => {
+                let account = account.0;
+                Ok(Line::new(
+                    Opened { account },
+                    format!("opened account {account}"),
+                ))
+            }
+            other => Err(other),
+        })
+        .await
+}
+
+impl Table for AccountView {
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("account", self.account.to_string()),
+            ("holder", self.holder_name.clone()),
+            ("card", format!("****{}", self.pan_last4)),
+            ("phone", self.phone.clone()),
+            ("status", format!("{:?}", self.status)),
+            ("balance", format!("{} yuan", yuan(self.balance_fen))),
+            ("vip", format!("{:?}", self.vip)),
+            ("etc bound", self.flags.etc_bound.to_string()),
+            ("savings", self.flags.savings_product.to_string()),
+            ("settles merchant", or_dash(self.merchant)),
+        ]
     }
-}
-
-/// An account as the ledger holds it (JSON: the record itself).
-#[derive(Serialize)]
-#[serde(transparent)]
-pub struct Shown(AccountView);
-
-impl View for Shown {
-    fn text(&self) -> String {
-        let a = &self.0;
-        fields(&[
-            ("account", a.account.to_string()),
-            ("holder", a.holder_name.clone()),
-            ("card", format!("****{}", a.pan_last4)),
-            ("phone", a.phone.clone()),
-            ("status", format!("{:?}", a.status)),
-            ("balance", format!("{} yuan", yuan(a.balance_fen))),
-            ("vip", format!("{:?}", a.vip)),
-            ("etc bound", a.flags.etc_bound.to_string()),
-            ("savings", a.flags.savings_product.to_string()),
-            ("settles merchant", or_dash(a.merchant)),
-        ])
-    }
-}
-
-#[derive(Serialize)]
-pub struct Balance {
-    account: u64,
-    balance_fen: i64,
-}
-
-impl View for Balance {
-    fn text(&self) -> String {
-        format!(
-            "account {} balance {} yuan",
-            self.account,
-            yuan(self.balance_fen)
-        )
-    }
-}
-
-#[derive(Serialize)]
-pub struct Transferred {
-    #[serde(skip)]
-    source: u64,
-    #[serde(skip)]
-    target: u64,
-    source_balance_fen: i64,
-    target_balance_fen: i64,
-}
-
-impl View for Transferred {
-    fn text(&self) -> String {
-        format!(
-            "account {} balance {} yuan; account {} balance {} yuan",
-            self.source,
-            yuan(self.source_balance_fen),
-            self.target,
-            yuan(self.target_balance_fen)
-        )
-    }
-}
-
-#[derive(Serialize)]
-pub struct StatusSet {
-    account: u64,
-    status: AccountStatus,
-}
-
-impl View for StatusSet {
-    fn text(&self) -> String {
-        format!("account {} is {:?}", self.account, self.status)
-    }
-}
-
-#[derive(Serialize)]
-pub struct FlagsSet {
-    account: u64,
-    etc_bound: bool,
-    savings_product: bool,
-}
-
-impl View for FlagsSet {
-    fn text(&self) -> String {
-        format!(
-            "account {}: etc {}, savings {}",
-            self.account, self.etc_bound, self.savings_product
-        )
-    }
-}
-
-#[derive(Serialize)]
-pub struct VipSet {
-    account: u64,
-    #[serde(skip)]
-    tier: VipTier,
-    gift_recorded: bool,
-}
-
-impl View for VipSet {
-    fn text(&self) -> String {
-        let gift = if self.gift_recorded {
-            "; commemorative gift recorded"
-        } else {
-            ""
-        };
-        format!("account {} is {:?}{gift}", self.account, self.tier)
-    }
-}
-
-async fn command(session: &Session, command: Command) -> Result<Reply, Failure> {
-    session.write(Operation::Command(command)).await
 }
 
 async fn shown(session: &Session, id: u64) -> Result<AccountView, Failure> {
@@ -202,25 +140,103 @@ async fn shown(session: &Session, id: u64) -> Result<AccountView, Failure> {
         .await
 }
 
-async fn posted(session: &Session, id: u64, command: Command) -> Result<(), Failure> {
-    match self::command(session, command).await? {
-        Reply::Posted { balance_fen, .. } => session.show(&Balance {
-            account: id,
-            balance_fen,
-        }),
-        other => return Err(unexpected(other)),
-    }
-    Ok(())
+/// Which way money moves in `posted`.
+enum Posting {
+    Deposit,
+    Withdraw,
+}
+
+#[derive(Serialize)]
+struct Balance {
+    account: u64,
+    balance_fen: i64,
+}
+
+/// A deposit or a withdrawal, and the new balance.
+async fn posted(session: &Session, id: u64, amount: &str, posting: Posting) -> Result<(), Failure> {
+    let (account, amount_fen) = (AccountId(id), parse_yuan(amount)?);
+    let posting = match posting {
+        Posting::Deposit => Command::Deposit {
+            account,
+            amount_fen,
+        },
+        Posting::Withdraw => Command::Withdraw {
+            account,
+            amount_fen,
+        },
+    };
+    command(session, posting, |reply| match reply {
+        Reply::Posted { balance_fen, .. } => {
+            let text = format!("account {id} balance {} yuan", yuan(balance_fen));
+            let balance = Balance {
+                account: id,
+                balance_fen,
+            };
+            Ok(Line::new(balance, text))
+        }
+        other => Err(other),
+    })
+    .await
+}
+
+#[derive(Serialize)]
+struct Transferred {
+    source_balance_fen: i64,
+    target_balance_fen: i64,
+}
+
+async fn transfer(session: &Session, from: u64, to: u64, amount: &str) -> Result<(), Failure> {
+    let transfer = Command::Transfer {
+        source: AccountId(from),
+        target: AccountId(to),
+        amount_fen: parse_yuan(amount)?,
+    };
+    command(session, transfer, |reply| match reply {
+        Reply::Transferred {
+            source_balance_fen,
+            target_balance_fen,
+        } => {
+            let balances = Transferred {
+                source_balance_fen,
+                target_balance_fen,
+            };
+            let (from_yuan, to_yuan) = (yuan(source_balance_fen), yuan(target_balance_fen));
+            let text = format!(
+                "account {from} balance {from_yuan} yuan; account {to} balance {to_yuan} yuan"
+            );
+            Ok(Line::new(balances, text))
+        }
+        other => Err(other),
+    })
+    .await
+}
+
+#[derive(Serialize)]
+struct StatusSet {
+    account: u64,
+    status: AccountStatus,
 }
 
 async fn set_status(session: &Session, id: u64, status: AccountStatus) -> Result<(), Failure> {
-    let account = AccountId(id);
-    command(session, Command::SetAccountStatus { account, status }).await?;
-    session.show(&StatusSet {
+    let command = Command::SetAccountStatus {
+        account: AccountId(id),
+        status,
+    };
+    let set = StatusSet {
         account: id,
         status,
-    });
-    Ok(())
+    };
+    let view = Line::new(set, format!("account {id} is {status:?}"));
+    session
+        .write_then_show(Operation::Command(command), view)
+        .await
+}
+
+#[derive(Serialize)]
+struct FlagsSet {
+    account: u64,
+    etc_bound: bool,
+    savings_product: bool,
 }
 
 async fn set_flags(
@@ -239,14 +255,28 @@ async fn set_flags(
         etc_bound: etc_bound.unwrap_or(now.etc_bound),
         savings_product: savings_product.unwrap_or(now.savings_product),
     };
-    let account = AccountId(id);
-    command(session, Command::SetCampaignFlags { account, flags }).await?;
-    session.show(&FlagsSet {
+    let command = Command::SetCampaignFlags {
+        account: AccountId(id),
+        flags,
+    };
+    let text = format!(
+        "account {id}: etc {}, savings {}",
+        flags.etc_bound, flags.savings_product
+    );
+    let set = FlagsSet {
         account: id,
         etc_bound: flags.etc_bound,
         savings_product: flags.savings_product,
-    });
-    Ok(())
+    };
+    session
+        .write_then_show(Operation::Command(command), Line::new(set, text))
+        .await
+}
+
+#[derive(Serialize)]
+struct VipSet {
+    account: u64,
+    gift_recorded: bool,
 }
 
 async fn set_vip(session: &Session, id: u64, tier: Tier) -> Result<(), Failure> {
@@ -256,58 +286,23 @@ async fn set_vip(session: &Session, id: u64, tier: Tier) -> Result<(), Failure> 
         Tier::Diamond => VipTier::Diamond,
     };
     let account = AccountId(id);
-    match command(session, Command::SetVipTier { account, tier }).await? {
-        Reply::VipTierSet { gift_recorded } => session.show(&VipSet {
+    command(session, Command::SetVipTier { account, tier }, |reply| {
+        let Reply::VipTierSet { gift_recorded } = reply else {
+            return Err(reply);
+        };
+        let gift = if gift_recorded {
+            "; commemorative gift recorded"
+        } else {
+            ""
+        };
+        let text = format!("account {id} is {tier:?}{gift}");
+        let set = VipSet {
             account: id,
-            tier,
             gift_recorded,
-        }),
-        other => return Err(unexpected(other)),
-    }
-    Ok(())
-}
-
-async fn transfer(session: &Session, from: u64, to: u64, amount: &str) -> Result<(), Failure> {
-    let transfer = Command::Transfer {
-        source: AccountId(from),
-        target: AccountId(to),
-        amount_fen: parse_yuan(amount)?,
-    };
-    match command(session, transfer).await? {
-        Reply::Transferred {
-            source_balance_fen,
-            target_balance_fen,
-        } => session.show(&Transferred {
-            source: from,
-            target: to,
-            source_balance_fen,
-            target_balance_fen,
-        }),
-        other => return Err(unexpected(other)),
-    }
-    Ok(())
-}
-
-async fn open(
-    session: &Session,
-    name: String,
-    card: String,
-    password: String,
-    phone: String,
-    flags: CampaignFlags,
-) -> Result<(), Failure> {
-    let request = OpenAccountRequest {
-        holder_name: name,
-        card_number: secret(card)?,
-        card_password: secret(password)?,
-        phone,
-        flags,
-    };
-    match session.write(Operation::OpenAccount(request)).await? {
-        Reply::AccountOpened { account } => session.show(&Opened { account: account.0 }),
-        other => return Err(unexpected(other)),
-    }
-    Ok(())
+        };
+        Ok(Line::new(set, text))
+    })
+    .await
 }
 
 pub async fn run(session: &Session, cmd: AccountCmd) -> Result<(), Failure> {
@@ -327,34 +322,12 @@ pub async fn run(session: &Session, cmd: AccountCmd) -> Result<(), Failure> {
             open(session, name, card, password, phone, flags).await
         }
         AccountCmd::Account { id } => {
-            session.show(&Shown(shown(session, id).await?));
+            session.show(&Record(shown(session, id).await?));
             Ok(())
         }
-        AccountCmd::Deposit { id, amount } => {
-            let amount_fen = parse_yuan(&amount)?;
-            let account = AccountId(id);
-            posted(
-                session,
-                id,
-                Command::Deposit {
-                    account,
-                    amount_fen,
-                },
-            )
-            .await
-        }
+        AccountCmd::Deposit { id, amount } => posted(session, id, &amount, Posting::Deposit).await,
         AccountCmd::Withdraw { id, amount } => {
-            let amount_fen = parse_yuan(&amount)?;
-            let account = AccountId(id);
-            posted(
-                session,
-                id,
-                Command::Withdraw {
-                    account,
-                    amount_fen,
-                },
-            )
-            .await
+            posted(session, id, &amount, Posting::Withdraw).await
         }
         AccountCmd::Transfer { from, to, amount } => transfer(session, from, to, &amount).await,
         AccountCmd::Freeze { id } => set_status(session, id, AccountStatus::Frozen).await,

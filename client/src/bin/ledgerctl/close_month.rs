@@ -3,7 +3,7 @@
 
 use crate::failure::Failure;
 use crate::session::Session;
-use crate::view::{unexpected, View};
+use crate::view::Line;
 use clap::Args;
 use ledger_core::command::Command;
 use ledger_core::types::YearMonth;
@@ -18,15 +18,9 @@ pub struct CloseMonthArgs {
 }
 
 #[derive(Serialize)]
-pub struct Closed {
+struct Closed {
     month: String,
     merchants: u64,
-}
-
-impl View for Closed {
-    fn text(&self) -> String {
-        format!("closed {}: {} merchants rolled", self.month, self.merchants)
-    }
 }
 
 fn parse_month(text: &str) -> Result<YearMonth, Failure> {
@@ -43,15 +37,15 @@ fn parse_month(text: &str) -> Result<YearMonth, Failure> {
 
 pub async fn run(session: &Session, args: CloseMonthArgs) -> Result<(), Failure> {
     let month = parse_month(&args.month)?;
-    match session
-        .write(Operation::Command(Command::CloseMonth { month }))
-        .await?
-    {
-        Reply::MonthClosed { merchants, .. } => session.show(&Closed {
-            month: month.to_string(),
-            merchants,
-        }),
-        other => return Err(unexpected(other)),
-    }
-    Ok(())
+    let operation = Operation::Command(Command::CloseMonth { month });
+    session
+        .write_shown(operation, |reply| match reply {
+            Reply::MonthClosed { merchants, .. } => {
+                let text = format!("closed {month}: {merchants} merchants rolled");
+                let month = month.to_string();
+                Ok(Line::new(Closed { month, merchants }, text))
+            }
+            other => Err(other),
+        })
+        .await
 }

@@ -2,7 +2,7 @@
 
 use crate::failure::Failure;
 use crate::session::Session;
-use crate::view::{fields, parse_yuan, secret, unexpected, yuan_u, View};
+use crate::view::{parse_yuan, secret, yuan_u, Line, Table};
 use clap::Subcommand;
 use ledger_client::IssuedChallenge;
 use ledger_core::command::Command;
@@ -69,7 +69,7 @@ impl EpayCmd {
 
 /// The enrolment steps that answer with the account alone.
 #[derive(Clone, Copy)]
-pub enum Done {
+enum Done {
     Begun,
     AliasChosen,
     Activated,
@@ -77,71 +77,27 @@ pub enum Done {
 
 /// Where the enrolment stands after a step, and what to run next.
 #[derive(Serialize)]
-pub struct Step {
+struct Step {
     account: u64,
-    #[serde(skip)]
-    done: Done,
 }
 
-impl View for Step {
-    fn text(&self) -> String {
-        let a = self.account;
-        match self.done {
-            Done::Begun => format!(
-                "enrolling account {a}; next: ledgerctl epay alias --account {a} --password … --alias …"
-            ),
-            Done::AliasChosen => {
-                format!("alias chosen; next: ledgerctl epay confirm --account {a}")
-            }
-            Done::Activated => format!("e-Pay active for account {a}"),
-        }
-    }
+/// Where the enrolment of `account` stands after the step `done`.
+fn step(account: u64, done: Done) -> Line<Step> {
+    let a = account;
+    let text = match done {
+        Done::Begun => format!(
+            "enrolling account {a}; next: ledgerctl epay alias --account {a} --password … --alias …"
+        ),
+        Done::AliasChosen => format!("alias chosen; next: ledgerctl epay confirm --account {a}"),
+        Done::Activated => format!("e-Pay active for account {a}"),
+    };
+    Line::new(Step { account }, text)
 }
 
 #[derive(Serialize)]
-#[serde(transparent)]
-pub struct CodeSent(IssuedChallenge);
-
-impl View for CodeSent {
-    fn text(&self) -> String {
-        format!(
-            "code sent by SMS (challenge {}); see `ledgerctl sms tail`",
-            self.0.challenge
-        )
-    }
-}
-
-#[derive(Serialize)]
-pub struct Limits {
+struct Limits {
     per_payment_fen: u64,
     per_day_fen: u64,
-}
-
-impl View for Limits {
-    fn text(&self) -> String {
-        format!(
-            "limits: {} yuan per payment, {} yuan per day",
-            yuan_u(self.per_payment_fen),
-            yuan_u(self.per_day_fen)
-        )
-    }
-}
-
-/// A credential as the ledger holds it (JSON: the record itself).
-#[derive(Serialize)]
-#[serde(transparent)]
-pub struct Shown(Credential);
-
-impl View for Shown {
-    fn text(&self) -> String {
-        let c = &self.0;
-        fields(&[
-            ("alias", c.alias.clone()),
-            ("per payment", format!("{} yuan", yuan_u(c.per_payment_fen))),
-            ("per day", format!("{} yuan", yuan_u(c.per_day_fen))),
-            ("spent today", format!("{} yuan", yuan_u(c.spent_today_fen))),
-        ])
-    }
 }
 
 async fn limits(
@@ -156,38 +112,56 @@ async fn limits(
         per_payment_fen,
         per_day_fen,
     };
-    session.write(Operation::Command(command)).await?;
-    session.show(&Limits {
+    let text = format!(
+        "limits: {} yuan per payment, {} yuan per day",
+        yuan_u(per_payment_fen),
+        yuan_u(per_day_fen)
+    );
+    let limits = Limits {
         per_payment_fen,
         per_day_fen,
-    });
-    Ok(())
+    };
+    session
+        .write_then_show(Operation::Command(command), Line::new(limits, text))
+        .await
+}
+
+impl Table for Credential {
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("alias", self.alias.clone()),
+            (
+                "per payment",
+                format!("{} yuan", yuan_u(self.per_payment_fen)),
+            ),
+            ("per day", format!("{} yuan", yuan_u(self.per_day_fen))),
+            (
+                "spent today",
+                format!("{} yuan", yuan_u(self.spent_today_fen)),
+            ),
+        ]
+    }
 }
 
 async fn show(session: &Session, account: u64) -> Result<(), Failure> {
-    let credential = session
-        .read_record("e-Pay credential for account", account, || {
+    session
+        .show_record("e-Pay credential for account", account, || {
             session.client().credential(AccountId(account))
         })
-        .await?;
-    session.show(&Shown(credential));
-    Ok(())
+        .await
 }
 
 pub async fn run(session: &Session, cmd: EpayCmd) -> Result<(), Failure> {
     match cmd {
         EpayCmd::Begin { card, phone } => {
             let card_number = secret(card)?;
-            match session
-                .write(Operation::EpayBegin { card_number, phone })
-                .await?
-            {
-                Reply::EnrolmentStarted { account } => session.show(&Step {
-                    account: account.0,
-                    done: Done::Begun,
-                }),
-                other => return Err(unexpected(other)),
-            }
+            let operation = Operation::EpayBegin { card_number, phone };
+            session
+                .write_shown(operation, |reply| match reply {
+                    Reply::EnrolmentStarted { account } => Ok(step(account.0, Done::Begun)),
+                    other => Err(other),
+                })
+                .await
         }
         EpayCmd::Alias {
             account,
@@ -200,24 +174,22 @@ pub async fn run(session: &Session, cmd: EpayCmd) -> Result<(), Failure> {
                 card_password,
                 alias,
             };
-            session.write(operation).await?;
-            session.show(&Step {
-                account,
-                done: Done::AliasChosen,
-            });
+            session
+                .write_then_show(operation, step(account, Done::AliasChosen))
+                .await
         }
         EpayCmd::Confirm { account } => {
             let account = AccountId(account);
-            match session.write(Operation::EpayConfirm { account }).await? {
-                Reply::ChallengeIssued {
-                    challenge,
-                    expires_at_ms,
-                } => session.show(&CodeSent(IssuedChallenge {
-                    challenge,
-                    expires_at_ms,
-                })),
-                other => return Err(unexpected(other)),
-            }
+            session
+                .write_shown(Operation::EpayConfirm { account }, |reply| {
+                    let issued = IssuedChallenge::try_from(reply)?;
+                    let text = format!(
+                        "code sent by SMS (challenge {}); see `ledgerctl sms tail`",
+                        issued.challenge
+                    );
+                    Ok(Line::new(issued, text))
+                })
+                .await
         }
         EpayCmd::Activate { account, code } => {
             let code = secret(code)?;
@@ -225,18 +197,15 @@ pub async fn run(session: &Session, cmd: EpayCmd) -> Result<(), Failure> {
                 account: AccountId(account),
                 code,
             };
-            session.write(operation).await?;
-            session.show(&Step {
-                account,
-                done: Done::Activated,
-            });
+            session
+                .write_then_show(operation, step(account, Done::Activated))
+                .await
         }
         EpayCmd::Limits {
             account,
             per_payment,
             per_day,
-        } => return limits(session, account, &per_payment, &per_day).await,
-        EpayCmd::Show { account } => return show(session, account).await,
+        } => limits(session, account, &per_payment, &per_day).await,
+        EpayCmd::Show { account } => show(session, account).await,
     }
-    Ok(())
 }

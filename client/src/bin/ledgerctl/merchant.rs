@@ -2,7 +2,7 @@
 
 use crate::failure::Failure;
 use crate::session::Session;
-use crate::view::{fields, parse_yuan, unexpected, yuan_u, View};
+use crate::view::{parse_yuan, yuan_u, Line, Table};
 use clap::{Subcommand, ValueEnum};
 use ledger_core::command::Command;
 use ledger_core::state::Merchant;
@@ -55,59 +55,8 @@ impl MerchantCmd {
 }
 
 #[derive(Serialize)]
-pub struct Registered {
+struct Registered {
     merchant: u64,
-}
-
-impl View for Registered {
-    fn text(&self) -> String {
-        format!("registered merchant {}", self.merchant)
-    }
-}
-
-/// A merchant as the ledger holds it (JSON: the record itself).
-#[derive(Serialize)]
-#[serde(transparent)]
-pub struct Shown(Merchant);
-
-impl View for Shown {
-    fn text(&self) -> String {
-        let m = &self.0;
-        let reward = m
-            .reward_payment
-            .map_or("not yet".into(), |p| format!("granted by payment {p}"));
-        fields(&[
-            ("name", m.name.clone()),
-            ("kind", format!("{:?}", m.kind)),
-            ("settles to", format!("account {}", m.settlement_account)),
-            ("campaign settlements", m.campaign_tx_count.to_string()),
-            (
-                "campaign amount",
-                format!("{} yuan", yuan_u(m.campaign_amount_fen)),
-            ),
-            ("reward", reward),
-            ("month", m.month.to_string()),
-            ("month settlements", m.month_tx_count.to_string()),
-            ("fee tier", format!("{:?}", m.fee_tier)),
-            ("tier held through", m.tier_held_through.to_string()),
-        ])
-    }
-}
-
-#[derive(Serialize)]
-pub struct TransferredOut {
-    fee_fen: u64,
-    tier: FeeTier,
-}
-
-impl View for TransferredOut {
-    fn text(&self) -> String {
-        format!(
-            "transferred; fee {} yuan ({:?})",
-            yuan_u(self.fee_fen),
-            self.tier
-        )
-    }
 }
 
 async fn register(
@@ -130,13 +79,51 @@ async fn register(
         contact_phone: phone,
         terminals,
     };
-    match session.write(Operation::Command(command)).await? {
-        Reply::MerchantRegistered { merchant } => session.show(&Registered {
-            merchant: merchant.0,
-        }),
-        other => return Err(unexpected(other)),
+    session
+        .write_shown(Operation::Command(command), |reply| match reply {
+            Reply::MerchantRegistered { merchant } => {
+                let merchant = merchant.0;
+                let text = format!("registered merchant {merchant}");
+                Ok(Line::new(Registered { merchant }, text))
+            }
+            other => Err(other),
+        })
+        .await
+}
+
+impl Table for Merchant {
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        let reward = self
+            .reward_payment
+            .map_or("not yet".into(), |p| format!("granted by payment {p}"));
+        vec![
+            ("name", self.name.clone()),
+            ("kind", format!("{:?}", self.kind)),
+            ("settles to", format!("account {}", self.settlement_account)),
+            ("campaign settlements", self.campaign_tx_count.to_string()),
+            (
+                "campaign amount",
+                format!("{} yuan", yuan_u(self.campaign_amount_fen)),
+            ),
+            ("reward", reward),
+            ("month", self.month.to_string()),
+            ("month settlements", self.month_tx_count.to_string()),
+            ("fee tier", format!("{:?}", self.fee_tier)),
+            ("tier held through", self.tier_held_through.to_string()),
+        ]
     }
-    Ok(())
+}
+
+async fn show(session: &Session, id: u64) -> Result<(), Failure> {
+    session
+        .show_record("merchant", id, || session.client().merchant(MerchantId(id)))
+        .await
+}
+
+#[derive(Serialize)]
+struct TransferredOut {
+    fee_fen: u64,
+    tier: FeeTier,
 }
 
 async fn transfer(session: &Session, merchant: u64, to: u64, amount: &str) -> Result<(), Failure> {
@@ -145,13 +132,15 @@ async fn transfer(session: &Session, merchant: u64, to: u64, amount: &str) -> Re
         target: AccountId(to),
         amount_fen: parse_yuan(amount)?,
     };
-    match session.write(Operation::Command(command)).await? {
-        Reply::MerchantTransferred { fee_fen, tier } => {
-            session.show(&TransferredOut { fee_fen, tier })
-        }
-        other => return Err(unexpected(other)),
-    }
-    Ok(())
+    session
+        .write_shown(Operation::Command(command), |reply| match reply {
+            Reply::MerchantTransferred { fee_fen, tier } => {
+                let text = format!("transferred; fee {} yuan ({tier:?})", yuan_u(fee_fen));
+                Ok(Line::new(TransferredOut { fee_fen, tier }, text))
+            }
+            other => Err(other),
+        })
+        .await
 }
 
 pub async fn run(session: &Session, cmd: MerchantCmd) -> Result<(), Failure> {
@@ -163,13 +152,7 @@ pub async fn run(session: &Session, cmd: MerchantCmd) -> Result<(), Failure> {
             phone,
             terminals,
         } => register(session, kind, name, account, phone, terminals).await,
-        MerchantCmd::Show { id } => {
-            let merchant = session
-                .read_record("merchant", id, || session.client().merchant(MerchantId(id)))
-                .await?;
-            session.show(&Shown(merchant));
-            Ok(())
-        }
+        MerchantCmd::Show { id } => show(session, id).await,
         MerchantCmd::Transfer {
             merchant,
             to,

@@ -2,14 +2,12 @@
 
 use crate::failure::Failure;
 use crate::session::Session;
-use crate::view::{fields, parse_yuan, secret, unexpected, yuan_u, View};
+use crate::view::{parse_yuan, secret, yuan_u, Line, Table};
 use clap::{Args, Subcommand};
 use ledger_client::{PendingPayment, Settlement};
 use ledger_core::state::Payment;
 use ledger_core::types::{AccountId, MerchantId, Payee, PaymentId};
-use ledger_core::Reply;
 use ledger_wire::api::Operation;
-use serde::Serialize;
 
 #[derive(Subcommand)]
 pub enum PayCmd {
@@ -59,61 +57,6 @@ impl PayCmd {
     }
 }
 
-#[derive(Serialize)]
-#[serde(transparent)]
-pub struct Pending(PendingPayment);
-
-impl View for Pending {
-    fn text(&self) -> String {
-        format!(
-            "payment {} pending; the payer's code is on its way by SMS (challenge {})",
-            self.0.payment, self.0.challenge
-        )
-    }
-}
-
-#[derive(Serialize)]
-#[serde(transparent)]
-pub struct Settled(Settlement);
-
-impl View for Settled {
-    fn text(&self) -> String {
-        let s = &self.0;
-        let voucher = s
-            .voucher
-            .map_or(String::new(), |p| format!(", voucher of pool {p} used"));
-        let reward = if s.reward_granted {
-            "; the merchant earned its reward"
-        } else {
-            ""
-        };
-        format!(
-            "payment {} settled: bill {} yuan, debited {} yuan{voucher}{reward}",
-            s.payment,
-            yuan_u(s.bill_fen),
-            yuan_u(s.debited_fen)
-        )
-    }
-}
-
-/// A payment as the ledger holds it (JSON: the record itself).
-#[derive(Serialize)]
-#[serde(transparent)]
-pub struct Shown(Payment);
-
-impl View for Shown {
-    fn text(&self) -> String {
-        let p = &self.0;
-        fields(&[
-            ("amount", format!("{} yuan", yuan_u(p.amount_fen))),
-            ("payer", format!("account {}", p.payer)),
-            ("payee", format!("{:?}", p.payee)),
-            ("order", p.order_id.clone()),
-            ("state", format!("{:?}", p.state)),
-        ])
-    }
-}
-
 async fn begin(session: &Session, args: BeginArgs) -> Result<(), Failure> {
     let payee = match (args.merchant, args.to_account) {
         (Some(m), _) => Payee::Merchant(MerchantId(m)),
@@ -131,19 +74,34 @@ async fn begin(session: &Session, args: BeginArgs) -> Result<(), Failure> {
         amount_fen: parse_yuan(&args.amount)?,
         order_id: args.order,
     };
-    match session.write(operation).await? {
-        Reply::PaymentPending {
-            payment,
-            challenge,
-            expires_at_ms,
-        } => session.show(&Pending(PendingPayment {
-            payment,
-            challenge,
-            expires_at_ms,
-        })),
-        other => return Err(unexpected(other)),
-    }
-    Ok(())
+    session
+        .write_shown(operation, |reply| {
+            let pending = PendingPayment::try_from(reply)?;
+            let text = format!(
+                "payment {} pending; the payer's code is on its way by SMS (challenge {})",
+                pending.payment, pending.challenge
+            );
+            Ok(Line::new(pending, text))
+        })
+        .await
+}
+
+/// A settlement in words.
+fn settled(s: &Settlement) -> String {
+    let voucher = s
+        .voucher
+        .map_or(String::new(), |p| format!(", voucher of pool {p} used"));
+    let reward = if s.reward_granted {
+        "; the merchant earned its reward"
+    } else {
+        ""
+    };
+    format!(
+        "payment {} settled: bill {} yuan, debited {} yuan{voucher}{reward}",
+        s.payment,
+        yuan_u(s.bill_fen),
+        yuan_u(s.debited_fen)
+    )
 }
 
 async fn confirm(session: &Session, payment: u64, code: String) -> Result<(), Failure> {
@@ -151,35 +109,36 @@ async fn confirm(session: &Session, payment: u64, code: String) -> Result<(), Fa
         payment: PaymentId(payment),
         code: secret(code)?,
     };
-    match session.write(operation).await? {
-        Reply::PaymentSettled {
-            payment,
-            bill_fen,
-            debited_fen,
-            voucher,
-            reward_granted,
-        } => session.show(&Settled(Settlement {
-            payment,
-            bill_fen,
-            debited_fen,
-            voucher,
-            reward_granted,
-        })),
-        other => return Err(unexpected(other)),
+    session
+        .write_shown(operation, |reply| {
+            let settlement = Settlement::try_from(reply)?;
+            Ok(Line::new(settlement, settled(&settlement)))
+        })
+        .await
+}
+
+impl Table for Payment {
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("amount", format!("{} yuan", yuan_u(self.amount_fen))),
+            ("payer", format!("account {}", self.payer)),
+            ("payee", format!("{:?}", self.payee)),
+            ("order", self.order_id.clone()),
+            ("state", format!("{:?}", self.state)),
+        ]
     }
-    Ok(())
+}
+
+async fn show(session: &Session, id: u64) -> Result<(), Failure> {
+    session
+        .show_record("payment", id, || session.client().payment(PaymentId(id)))
+        .await
 }
 
 pub async fn run(session: &Session, cmd: PayCmd) -> Result<(), Failure> {
     match cmd {
         PayCmd::Begin(args) => begin(session, args).await,
         PayCmd::Confirm { payment, code } => confirm(session, payment, code).await,
-        PayCmd::Show { id } => {
-            let payment = session
-                .read_record("payment", id, || session.client().payment(PaymentId(id)))
-                .await?;
-            session.show(&Shown(payment));
-            Ok(())
-        }
+        PayCmd::Show { id } => show(session, id).await,
     }
 }

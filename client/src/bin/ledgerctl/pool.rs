@@ -2,7 +2,7 @@
 
 use crate::failure::Failure;
 use crate::session::Session;
-use crate::view::{fields, parse_yuan, unexpected, yuan_u, View};
+use crate::view::{parse_yuan, yuan_u, Line, Table};
 use clap::{Args, Subcommand, ValueEnum};
 use ledger_core::command::Command;
 use ledger_core::state::Pool;
@@ -60,47 +60,8 @@ impl PoolCmd {
 }
 
 #[derive(Serialize)]
-pub struct Created {
+struct Created {
     pool: u64,
-}
-
-impl View for Created {
-    fn text(&self) -> String {
-        format!("created pool {}", self.pool)
-    }
-}
-
-#[derive(Serialize)]
-pub struct Claimed {
-    remaining: u64,
-}
-
-impl View for Claimed {
-    fn text(&self) -> String {
-        format!("voucher claimed; {} left", self.remaining)
-    }
-}
-
-/// A pool as the ledger holds it (JSON: the record itself).
-#[derive(Serialize)]
-#[serde(transparent)]
-pub struct Shown(Pool);
-
-impl View for Shown {
-    fn text(&self) -> String {
-        let p = &self.0;
-        fields(&[
-            ("name", p.name.clone()),
-            ("face value", format!("{} yuan", yuan_u(p.face_value_fen))),
-            (
-                "left",
-                format!("{} of {}", p.capacity - p.granted, p.capacity),
-            ),
-            ("for", format!("{:?}", p.eligibility)),
-            ("valid from (ms)", p.valid_from_ms.to_string()),
-            ("valid until (ms)", p.valid_until_ms.to_string()),
-        ])
-    }
 }
 
 async fn create(session: &Session, args: CreateArgs) -> Result<(), Failure> {
@@ -124,14 +85,20 @@ async fn create(session: &Session, args: CreateArgs) -> Result<(), Failure> {
         valid_from_ms: issued_ms,
         valid_until_ms: issued_ms.saturating_add(args.days.saturating_mul(DAY_MS)),
     };
-    match session
-        .write_with_key(key, Operation::Command(command))
-        .await?
-    {
-        Reply::PoolCreated { pool } => session.show(&Created { pool: pool.0 }),
-        other => return Err(unexpected(other)),
-    }
-    Ok(())
+    session
+        .write_shown_with_key(key, Operation::Command(command), |reply| match reply {
+            Reply::PoolCreated { pool } => {
+                let pool = pool.0;
+                Ok(Line::new(Created { pool }, format!("created pool {pool}")))
+            }
+            other => Err(other),
+        })
+        .await
+}
+
+#[derive(Serialize)]
+struct Claimed {
+    remaining: u64,
 }
 
 async fn claim(session: &Session, pool: u64, account: u64) -> Result<(), Failure> {
@@ -139,23 +106,46 @@ async fn claim(session: &Session, pool: u64, account: u64) -> Result<(), Failure
         pool: PoolId(pool),
         account: AccountId(account),
     };
-    match session.write(Operation::Command(command)).await? {
-        Reply::VoucherClaimed { remaining, .. } => session.show(&Claimed { remaining }),
-        other => return Err(unexpected(other)),
+    session
+        .write_shown(Operation::Command(command), |reply| match reply {
+            Reply::VoucherClaimed { remaining, .. } => {
+                let text = format!("voucher claimed; {remaining} left");
+                Ok(Line::new(Claimed { remaining }, text))
+            }
+            other => Err(other),
+        })
+        .await
+}
+
+impl Table for Pool {
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("name", self.name.clone()),
+            (
+                "face value",
+                format!("{} yuan", yuan_u(self.face_value_fen)),
+            ),
+            (
+                "left",
+                format!("{} of {}", self.capacity - self.granted, self.capacity),
+            ),
+            ("for", format!("{:?}", self.eligibility)),
+            ("valid from (ms)", self.valid_from_ms.to_string()),
+            ("valid until (ms)", self.valid_until_ms.to_string()),
+        ]
     }
-    Ok(())
+}
+
+async fn show(session: &Session, id: u64) -> Result<(), Failure> {
+    session
+        .show_record("pool", id, || session.client().pool(PoolId(id)))
+        .await
 }
 
 pub async fn run(session: &Session, cmd: PoolCmd) -> Result<(), Failure> {
     match cmd {
         PoolCmd::Create(args) => create(session, args).await,
         PoolCmd::Claim { pool, account } => claim(session, pool, account).await,
-        PoolCmd::Show { id } => {
-            let pool = session
-                .read_record("pool", id, || session.client().pool(PoolId(id)))
-                .await?;
-            session.show(&Shown(pool));
-            Ok(())
-        }
+        PoolCmd::Show { id } => show(session, id).await,
     }
 }

@@ -8,7 +8,7 @@
 //! the command fails at once.
 
 use crate::failure::Failure;
-use crate::view::View;
+use crate::view::{unexpected, Record, Table, View};
 use futures::future::select_ok;
 use ledger_client::{Client, ClientConfig, ClientError, Operation, DEV_ENDPOINTS};
 use ledger_core::types::RequestKey;
@@ -128,9 +128,38 @@ impl Session {
             })
     }
 
-    /// Applies `operation` under this command's key.
-    pub async fn write(&self, operation: Operation) -> Result<Reply, Failure> {
-        self.write_with_key(self.write_key(), operation).await
+    /// Applies `operation` under `key` (from `write_key`) and prints the answer `view` makes
+    /// of the reply; a reply `view` gives back is of another kind than the operation's.
+    pub async fn write_shown_with_key<V: View>(
+        &self,
+        key: RequestKey,
+        operation: Operation,
+        view: impl FnOnce(Reply) -> Result<V, Reply>,
+    ) -> Result<(), Failure> {
+        let reply = self.write_with_key(key, operation).await?;
+        self.show(&view(reply).map_err(unexpected)?);
+        Ok(())
+    }
+
+    /// Applies `operation` under this command's key and prints the answer `view` makes of
+    /// the reply.
+    pub async fn write_shown<V: View>(
+        &self,
+        operation: Operation,
+        view: impl FnOnce(Reply) -> Result<V, Reply>,
+    ) -> Result<(), Failure> {
+        self.write_shown_with_key(self.write_key(), operation, view)
+            .await
+    }
+
+    /// Applies `operation`, whose reply says no more than that it was applied, under this
+    /// command's key, and prints `view`.
+    pub async fn write_then_show(
+        &self,
+        operation: Operation,
+        view: impl View,
+    ) -> Result<(), Failure> {
+        self.write_shown(operation, |_| Ok(view)).await
     }
 
     /// Reads with `read`, retried through leader elections until the deadline.
@@ -163,6 +192,22 @@ impl Session {
         Fut: Future<Output = Result<Option<T>, ClientError>>,
     {
         self.read(read).await?.ok_or(Failure::NotFound { what, id })
+    }
+
+    /// Reads one record, which must exist, and prints it (see `read_record`).
+    pub async fn show_record<T, F, Fut>(
+        &self,
+        what: &'static str,
+        id: u64,
+        read: F,
+    ) -> Result<(), Failure>
+    where
+        T: Table,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Option<T>, ClientError>>,
+    {
+        self.show(&Record(self.read_record(what, id, read).await?));
+        Ok(())
     }
 
     fn no_node(&self) -> Failure {

@@ -26,6 +26,47 @@ pub trait View: Serialize {
     }
 }
 
+/// An answer of one line of text; under `--json`, `data` itself.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct Line<T> {
+    data: T,
+    #[serde(skip)]
+    text: String,
+}
+
+impl<T: Serialize> Line<T> {
+    pub fn new(data: T, text: impl Into<String>) -> Line<T> {
+        Line {
+            data,
+            text: text.into(),
+        }
+    }
+}
+
+impl<T: Serialize> View for Line<T> {
+    fn text(&self) -> String {
+        self.text.clone()
+    }
+}
+
+/// A record the ledger holds, shown as a table of its fields.
+pub trait Table: Serialize {
+    /// The table's rows: a label and a value each.
+    fn rows(&self) -> Vec<(&'static str, String)>;
+}
+
+/// A record as the ledger holds it: a table of its fields (JSON: the record itself).
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct Record<T>(pub T);
+
+impl<T: Table> View for Record<T> {
+    fn text(&self) -> String {
+        fields(&self.0.rows())
+    }
+}
+
 /// Prints a line on standard output; a closed pipe (`ledgerctl ... | head`) is not an error
 /// worth a panic.
 pub fn out(line: &str) {
