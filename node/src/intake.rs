@@ -10,7 +10,7 @@ use crate::state_store::SledState;
 use ledger_core::command::{Command, TxElements};
 use ledger_core::intake::{self, SecretKeys};
 use ledger_core::outcome::LedgerError;
-use ledger_core::types::{Digest32, RequestKey};
+use ledger_core::types::{Digest32, Payee, RequestKey};
 use ledger_core::{validate, Ledger};
 use ledger_wire::api::{ApiError, ClientResult, Operation};
 
@@ -155,21 +155,14 @@ impl Intake {
                 order_id,
             } => {
                 let lookup_digest = intake::lookup_digest(keys, &phone, &last_six)?;
-                let digest = TxElements::Payment {
-                    lookup_digest: &lookup_digest,
-                    payee,
-                    amount_fen,
-                    order_id: &order_id,
-                }
-                .digest();
-                let (challenge, _code) = intake::challenge_seed(keys, nonce("otp-nonce"), &digest);
-                Command::PaymentBegin {
+                payment_begin(
+                    keys,
+                    nonce("otp-nonce"),
                     lookup_digest,
                     payee,
                     amount_fen,
                     order_id,
-                    challenge,
-                }
+                )
             }
             Operation::PaymentConfirm { payment, code } => {
                 let challenge = ledger
@@ -204,6 +197,32 @@ impl Intake {
                     })
             }
         }
+    }
+}
+
+/// Payment step 1: the challenge is bound to the transaction's elements.
+fn payment_begin(
+    keys: &SecretKeys,
+    nonce: u64,
+    lookup_digest: Digest32,
+    payee: Payee,
+    amount_fen: u64,
+    order_id: String,
+) -> Command {
+    let digest = TxElements::Payment {
+        lookup_digest: &lookup_digest,
+        payee,
+        amount_fen,
+        order_id: &order_id,
+    }
+    .digest();
+    let (challenge, _code) = intake::challenge_seed(keys, nonce, &digest);
+    Command::PaymentBegin {
+        lookup_digest,
+        payee,
+        amount_fen,
+        order_id,
+        challenge,
     }
 }
 
