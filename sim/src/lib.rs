@@ -139,6 +139,10 @@ struct Run {
     /// The network's faults for the load phase (the setup runs on a healthy network).
     net_faults: NetFaults,
     client_faults: ClientLinkFaults,
+    /// The nodes' client ports (a handle shared with the cluster).
+    clients: ClientNet,
+    /// When the run began: virtual time zero, `EPOCH_MS` on every clock.
+    started: tokio::time::Instant,
     cluster: Arc<tokio::sync::Mutex<Cluster>>,
     members: Vec<NodeId>,
     phones: Phones,
@@ -237,6 +241,8 @@ async fn start_cluster(options: SimOptions, dir: PathBuf) -> Run {
         options,
         net_faults: faults,
         client_faults,
+        clients: cluster.clients.clone(),
+        started,
         cluster: Arc::new(tokio::sync::Mutex::new(cluster)),
         members,
         phones,
@@ -246,8 +252,13 @@ async fn start_cluster(options: SimOptions, dir: PathBuf) -> Run {
 }
 
 fn client(run: &Run, id: u64) -> Client<clients::SimTransport> {
-    let net = { run.cluster.try_lock().expect("unlocked").clients.clone() };
-    workload::client(&net, run.options.seed, id, &run.members)
+    workload::client(
+        &run.clients,
+        run.options.seed,
+        id,
+        &run.members,
+        run.started,
+    )
 }
 
 /// Phase 2: initialisation and setup, before any fault.
@@ -270,12 +281,12 @@ async fn set_up(run: &Run) -> Result<Fixture, String> {
 async fn load_and_faults(run: &Run, fixture: &Fixture) -> (Vec<Event>, Observed, BTreeSet<NodeId>) {
     let history: History = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let started = {
+    {
         let c = run.cluster.lock().await;
         lock(&c.router.0).faults = run.net_faults.clone();
-        c.clients.set_faults(run.client_faults);
-        c.started
-    };
+    }
+    run.clients.set_faults(run.client_faults);
+    let started = run.started;
     let mut tasks = Vec::new();
     for n in 0..run.options.clients {
         let id = n + 1;
@@ -336,9 +347,11 @@ async fn require_progress(run: &mut Run, fixture: Option<&Fixture>) {
         account: fixture.map_or(AccountId(16), |f| f.accounts[0]),
         amount_fen: 1,
     });
+    // One key through every attempt: the probe is one deposit, however often it is sent.
+    let key = probe.new_key();
     let committed = tokio::time::timeout(LIVENESS_LIMIT, async {
         loop {
-            match probe.submit(deposit.clone()).await {
+            match probe.submit_with_key(key, deposit.clone()).await {
                 Err(ClientError::Unavailable { .. }) => continue,
                 other => return other,
             }

@@ -74,7 +74,14 @@ pub struct Fixture {
 }
 
 /// A client of the real client library on the simulated network.
-pub fn client(net: &ClientNet, seed: u64, id: u64, members: &[NodeId]) -> Client<SimTransport> {
+/// Its wall clock reads virtual time since `started` (the run's start) from `EPOCH_MS`.
+pub fn client(
+    net: &ClientNet,
+    seed: u64,
+    id: u64,
+    members: &[NodeId],
+    started: tokio::time::Instant,
+) -> Client<SimTransport> {
     let mut config = ClientConfig::new(members.iter().map(|m| endpoint(*m)));
     config.client_id = Some(id);
     config.call_timeout = Duration::from_secs(1);
@@ -87,7 +94,7 @@ pub fn client(net: &ClientNet, seed: u64, id: u64, members: &[NodeId]) -> Client
             net: net.clone(),
             client: id,
             rng: Mutex::new(SimRng::stream(seed, &format!("client{id}"))),
-            started: tokio::time::Instant::now(),
+            started,
         },
     )
 }
