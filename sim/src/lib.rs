@@ -261,7 +261,8 @@ fn client(run: &Run, id: u64) -> Client<clients::SimTransport> {
     )
 }
 
-/// Phase 2: initialisation and setup, before any fault.
+/// Phase 2: initialisation and setup, on a healthy network and before the nemesis starts
+/// (slow disks and SMS gateway refusals, when drawn, already apply).
 async fn set_up(run: &Run) -> Result<Fixture, String> {
     let setup = client(run, SETUP_CLIENT);
     let members = run
