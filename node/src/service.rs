@@ -15,6 +15,7 @@ use ledger_wire::api::{
     AccountView, ApiError, ClientRequest, ClientResult, Consistency, NodeInfo, NodeStatus, Query,
     QueryReply, API_VERSION, MAX_ACCOUNT_RANGE, MAX_BATCH,
 };
+use ledger_wire::principal::Principal;
 use ledger_wire::rpc::LedgerRpc;
 use ledger_wire::transport;
 use openraft::error::{ClientWriteError, RaftError};
@@ -32,7 +33,8 @@ pub async fn serve(
     shared: Arc<Shared>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = transport::listen(addr).await?;
-    let service = ClientService::new(shared);
+    // Until the port speaks TLS, every connection is the plaintext operator.
+    let service = ClientService::new(shared, plaintext_principal());
     Ok(tokio::spawn(
         listener
             .filter_map(|conn| future::ready(conn.ok()))
@@ -48,16 +50,26 @@ pub async fn serve(
     ))
 }
 
-/// The client port's service: what a node answers, whatever transport brought the call
-/// (tarpc over TCP for `ledger-node`, the simulator's router in `ledger-sim`).
+/// The principal of a connection on a port without TLS.
+pub fn plaintext_principal() -> Principal {
+    Principal::Operator {
+        name: "plaintext".into(),
+    }
+}
+
+/// The client port's service for one caller: what a node answers, whatever transport
+/// brought the call (tarpc over TCP for `ledger-node`, the simulator's router in
+/// `ledger-sim`), and who it answers (the principal its connection authenticated as).
 pub struct ClientService<C: LedgerTypes = TypeConfig> {
     shared: Arc<Shared<C>>,
+    principal: Arc<Principal>,
 }
 
 impl<C: LedgerTypes> Clone for ClientService<C> {
     fn clone(&self) -> Self {
         ClientService {
             shared: self.shared.clone(),
+            principal: self.principal.clone(),
         }
     }
 }
@@ -69,8 +81,20 @@ fn unavailable(reason: impl std::fmt::Display) -> ApiError {
 }
 
 impl<C: LedgerTypes> ClientService<C> {
-    pub fn new(shared: Arc<Shared<C>>) -> Self {
-        ClientService { shared }
+    pub fn new(shared: Arc<Shared<C>>, principal: Principal) -> Self {
+        ClientService {
+            shared,
+            principal: Arc::new(principal),
+        }
+    }
+
+    /// The same node's service for another caller (one per connection).
+    pub fn for_principal(&self, principal: Principal) -> Self {
+        ClientService::new(self.shared.clone(), principal)
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.principal
     }
 
     fn not_leader(&self) -> ApiError {

@@ -156,8 +156,13 @@ impl Cluster {
             unsafe_local_reads: false,
             planted: self.bug.and_then(Bug::planted),
         });
-        self.clients
-            .open(id, ClientService::new(node.shared.clone()));
+        self.clients.open(
+            id,
+            ClientService::new(
+                node.shared.clone(),
+                ledger_node::service::plaintext_principal(),
+            ),
+        );
         self.nodes.insert(
             id,
             SimNode {

@@ -104,6 +104,13 @@ pub enum ApiError {
     BatchTooLarge { max: usize },
     #[error("this command may not be sent by a client: {reason}")]
     NotAllowed { reason: String },
+    /// The caller's role does not allow this operation (DOMAIN.md section 10), or the
+    /// operation concerns another merchant. Nothing changed.
+    #[error("{principal} may not {operation}")]
+    Forbidden {
+        principal: String,
+        operation: String,
+    },
 }
 
 impl ApiError {
@@ -111,7 +118,9 @@ impl ApiError {
         match self {
             ApiError::Ledger(e) => e.is_retryable(),
             ApiError::NotLeader { .. } | ApiError::Unavailable { .. } => true,
-            ApiError::BatchTooLarge { .. } | ApiError::NotAllowed { .. } => false,
+            ApiError::BatchTooLarge { .. }
+            | ApiError::NotAllowed { .. }
+            | ApiError::Forbidden { .. } => false,
         }
     }
 }

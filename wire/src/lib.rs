@@ -7,9 +7,11 @@
 //! - [`rpc`]: the tarpc service every node serves on its client port.
 //! - [`transport`]: the framing (length-delimited bincode, `MAX_FRAME_BYTES`), for the client
 //!   port and the Raft port.
+//! - [`principal`]: who is calling, as a verified certificate names them, and their role.
 //! - [`dev_sms`]: the development SMS outbox file a node writes and tools read codes from.
 
 pub mod api;
 pub mod dev_sms;
+pub mod principal;
 pub mod rpc;
 pub mod transport;
