@@ -186,6 +186,11 @@ impl Client {
 }
 
 impl<T: Transport> Client<T> {
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
     /// A client that reaches the cluster through `transport`.
     pub fn with_transport(config: ClientConfig, transport: T) -> Self {
         // Ids from 2^63 up are the nodes' own.

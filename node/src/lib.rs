@@ -25,6 +25,7 @@ pub mod outbox;
 pub mod planted;
 pub mod proposer;
 pub mod raft_types;
+pub mod roles;
 pub mod service;
 pub mod sms;
 pub mod stamp;

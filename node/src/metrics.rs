@@ -64,6 +64,8 @@ pub struct Metrics {
     pub commands_refused: AtomicU64,
     pub not_leader: AtomicU64,
     pub unavailable: AtomicU64,
+    /// Requests refused by the role table (`roles`), whatever their principal.
+    pub forbidden: AtomicU64,
     pub queries: AtomicU64,
     pub sms_sent: AtomicU64,
     pub sms_failed: AtomicU64,
@@ -134,54 +136,52 @@ impl Metrics {
             "Size of the node's sled database on disk.",
             disk_bytes,
         );
-        counter(
-            &mut out,
-            "ledger_submit_calls_total",
-            "Client submit calls.",
-            load(&self.submit_calls),
-        );
-        counter(
-            &mut out,
-            "ledger_commands_ok_total",
-            "Commands applied successfully.",
-            load(&self.commands_ok),
-        );
-        counter(
-            &mut out,
-            "ledger_commands_refused_total",
-            "Commands refused by the ledger.",
-            load(&self.commands_refused),
-        );
-        counter(
-            &mut out,
-            "ledger_not_leader_total",
-            "Calls answered with NotLeader.",
-            load(&self.not_leader),
-        );
-        counter(
-            &mut out,
-            "ledger_unavailable_total",
-            "Calls answered with Unavailable.",
-            load(&self.unavailable),
-        );
-        counter(
-            &mut out,
-            "ledger_queries_total",
-            "Client queries.",
-            load(&self.queries),
-        );
-        counter(
-            &mut out,
-            "ledger_sms_sent_total",
-            "SMS messages handed to the gateway.",
-            load(&self.sms_sent),
-        );
-        counter(
-            &mut out,
-            "ledger_sms_failed_total",
-            "SMS deliveries that failed (retried).",
-            load(&self.sms_failed),
-        );
+        let counters: [(&str, &str, &AtomicU64); 9] = [
+            (
+                "ledger_submit_calls_total",
+                "Client submit calls.",
+                &self.submit_calls,
+            ),
+            (
+                "ledger_commands_ok_total",
+                "Commands applied successfully.",
+                &self.commands_ok,
+            ),
+            (
+                "ledger_commands_refused_total",
+                "Commands refused by the ledger.",
+                &self.commands_refused,
+            ),
+            (
+                "ledger_not_leader_total",
+                "Calls answered with NotLeader.",
+                &self.not_leader,
+            ),
+            (
+                "ledger_unavailable_total",
+                "Calls answered with Unavailable.",
+                &self.unavailable,
+            ),
+            (
+                "ledger_forbidden_total",
+                "Requests refused because the caller's role does not allow them.",
+                &self.forbidden,
+            ),
+            ("ledger_queries_total", "Client queries.", &self.queries),
+            (
+                "ledger_sms_sent_total",
+                "SMS messages handed to the gateway.",
+                &self.sms_sent,
+            ),
+            (
+                "ledger_sms_failed_total",
+                "SMS deliveries that failed (retried).",
+                &self.sms_failed,
+            ),
+        ];
+        for (name, help, value) in counters {
+            counter(&mut out, name, help, load(value));
+        }
         let _ = writeln!(out, "# HELP ledger_request_duration_seconds Latency of client calls.\n# TYPE ledger_request_duration_seconds histogram");
         self.submit_latency.render(
             &mut out,

@@ -1,5 +1,6 @@
 //! Deliberately broken variants of the node's own code. The simulator runs the node with one
-//! of them to show that its checks catch a bug in the intake, the proposer or the SMS outbox
+//! of them to show that its checks catch a bug in the client service, the intake, the proposer
+//! or the SMS outbox
 //! (`ledger-sim --list-bugs`). `ledger-node` never sets one: only the simulator's
 //! `NodeParts` carry a `PlantedBug`, and no configuration file, flag or environment variable
 //! reaches it.
@@ -20,14 +21,18 @@ pub enum PlantedBug {
     ProposerMisroutesReplies,
     /// The SMS outbox acknowledges a message the gateway refused: the customer never gets it.
     OutboxAcksUndelivered,
+    /// The client service proposes a write without asking the role table: a merchant may
+    /// deposit money out of `clearing`.
+    ServiceSkipsRoleCheck,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 4] = [
+    pub const ALL: [PlantedBug; 5] = [
         PlantedBug::IntakeIgnoresSecretOnRetry,
         PlantedBug::IntakeSkipsFieldLimits,
         PlantedBug::ProposerMisroutesReplies,
         PlantedBug::OutboxAcksUndelivered,
+        PlantedBug::ServiceSkipsRoleCheck,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +41,7 @@ impl PlantedBug {
             PlantedBug::IntakeSkipsFieldLimits => "intake-skips-field-limits",
             PlantedBug::ProposerMisroutesReplies => "proposer-misroutes-replies",
             PlantedBug::OutboxAcksUndelivered => "outbox-acks-undelivered",
+            PlantedBug::ServiceSkipsRoleCheck => "service-skips-role-check",
         }
     }
 }

@@ -140,6 +140,7 @@ pub fn after_healing(
         check_records(*id, &ledger, history, violations);
     }
     check_probes(history, violations);
+    check_roles(history, violations);
     check_payments(history, violations);
     if let Some(ledger) = c.nodes.values().next().and_then(|n| n.reader().ledger()) {
         check_real_time_order(&ledger, history, violations);
@@ -178,6 +179,16 @@ fn check_records(
                 applied.len()
             ));
         }
+        if e.expect == Expect::Forbidden
+            && e.keys_tried
+                .iter()
+                .any(|k| ledger.idempotency_record(*k).is_some())
+        {
+            violations.push(format!(
+                "node {id}: {}'s forbidden {:?} reached the ledger under {:?}",
+                e.principal, e.operation, e.key
+            ));
+        }
         let Some(outcome) = &e.outcome else { continue };
         if e.expect == Expect::KeyReused {
             continue;
@@ -213,6 +224,20 @@ fn check_probes(history: &[Event], violations: &mut Vec<String>) {
                     e.expect, e.key
                 ));
             }
+        }
+    }
+}
+
+/// The role table refused exactly what it must: no operation within its sender's role was
+/// refused as forbidden (an operation outside it is checked by `check_probes` and
+/// `check_records`: it got no ledger answer and left no record).
+fn check_roles(history: &[Event], violations: &mut Vec<String>) {
+    for e in history {
+        if e.forbidden && e.expect != Expect::Forbidden {
+            violations.push(format!(
+                "{} was refused {:?} under {:?}, which its role allows",
+                e.principal, e.operation, e.key
+            ));
         }
     }
 }

@@ -11,6 +11,7 @@ use ledger_client::Transport;
 use ledger_node::raft_types::NodeId;
 use ledger_node::service::ClientService;
 use ledger_wire::api::ClientResult;
+use ledger_wire::principal::Principal;
 use ledger_wire::rpc::{LedgerRpc, LedgerRpcRequest, LedgerRpcResponse};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -77,6 +78,7 @@ impl ClientNet {
     async fn call(
         &self,
         client: u64,
+        principal: &Principal,
         node: NodeId,
         ctx: tarpc::context::Context,
         request: LedgerRpcRequest,
@@ -90,6 +92,8 @@ impl ClientNet {
         let Some(service) = service else {
             return Err(RpcError::Shutdown);
         };
+        // The connection's principal, as the TLS handshake gives it on a real port.
+        let service = service.for_principal(principal.clone());
         let served = tokio::spawn(service.serve().serve(ctx, request))
             .await
             .map_err(|_| RpcError::Shutdown)?
@@ -138,6 +142,8 @@ fn acknowledge_nothing(request: LedgerRpcRequest) -> LedgerRpcRequest {
 pub struct SimTransport {
     pub net: ClientNet,
     pub client: u64,
+    /// Who this client is to the nodes (what its certificate would name).
+    pub principal: Principal,
     pub rng: Mutex<SimRng>,
     pub started: tokio::time::Instant,
 }
@@ -147,6 +153,7 @@ pub struct SimTransport {
 pub struct SimStub {
     net: ClientNet,
     client: u64,
+    principal: Principal,
     node: NodeId,
 }
 
@@ -159,7 +166,9 @@ impl tarpc::client::stub::Stub for SimStub {
         ctx: tarpc::context::Context,
         request: LedgerRpcRequest,
     ) -> Result<LedgerRpcResponse, RpcError> {
-        self.net.call(self.client, self.node, ctx, request).await
+        self.net
+            .call(self.client, &self.principal, self.node, ctx, request)
+            .await
     }
 }
 
@@ -183,6 +192,7 @@ impl Transport for SimTransport {
         Ok(SimStub {
             net: self.net.clone(),
             client: self.client,
+            principal: self.principal.clone(),
             node,
         })
     }

@@ -44,6 +44,7 @@ use ledger_core::types::AccountId;
 use ledger_core::Reply;
 use ledger_node::raft_types::NodeId;
 use ledger_wire::api::{NodeInfo, Operation};
+use ledger_wire::principal::Principal;
 use network::{NetFaults, Router};
 use phones::{Gateway, Phones};
 use rng::SimRng;
@@ -73,6 +74,11 @@ const OUTBOX_DRAIN_LIMIT: Duration = Duration::from_secs(90);
 const SETUP_CLIENT: u64 = 1_000;
 const ADMIN_CLIENT: u64 = 1_001;
 const PROBE_CLIENT: u64 = 999_999;
+const SETUP_CHANNEL_CLIENT: u64 = 1_002;
+/// Workload client n's channel client is `CHANNEL_CLIENTS + n`, its merchant client
+/// `MERCHANT_CLIENTS + n`.
+const CHANNEL_CLIENTS: u64 = 10_000;
+const MERCHANT_CLIENTS: u64 = 20_000;
 /// Links between clients and nodes without faults (the setup's, and after healing).
 const HEALTHY_CLIENT_LINKS: ClientLinkFaults = ClientLinkFaults {
     loss: 0.0,
@@ -251,20 +257,30 @@ async fn start_cluster(options: SimOptions, dir: PathBuf) -> Run {
     }
 }
 
-fn client(run: &Run, id: u64) -> Client<clients::SimTransport> {
+fn client(run: &Run, id: u64, principal: Principal) -> Client<clients::SimTransport> {
     workload::client(
         &run.clients,
         run.options.seed,
-        id,
+        (id, principal),
         &run.members,
         run.started,
     )
 }
 
+/// The bank's back office, as the simulated clients' certificates would name it.
+fn operator() -> Principal {
+    Principal::Operator { name: "sim".into() }
+}
+
+fn channel() -> Principal {
+    Principal::Channel { name: "sim".into() }
+}
+
 /// Phase 2: initialisation and setup, on a healthy network and before the nemesis starts
 /// (slow disks and SMS gateway refusals, when drawn, already apply).
 async fn set_up(run: &Run) -> Result<Fixture, String> {
-    let setup = client(run, SETUP_CLIENT);
+    let setup = client(run, SETUP_CLIENT, operator());
+    let channel = client(run, SETUP_CHANNEL_CLIENT, channel());
     let members = run
         .members
         .iter()
@@ -275,7 +291,7 @@ async fn set_up(run: &Run) -> Result<Fixture, String> {
         })
         .collect();
     let now_ms = EPOCH_MS + run.trace.elapsed_ms();
-    workload::set_up(&setup, members, &run.phones, now_ms).await
+    workload::set_up(&setup, &channel, members, &run.phones, now_ms).await
 }
 
 /// Phase 3: clients, the nemesis and the monitor, for the run's duration.
@@ -293,7 +309,15 @@ async fn load_and_faults(run: &Run, fixture: &Fixture) -> (Vec<Event>, Observed,
         let id = n + 1;
         let runner = Runner {
             id,
-            client: client(run, id),
+            client: client(run, id, operator()),
+            channel: client(run, CHANNEL_CLIENTS + id, channel()),
+            merchant: client(
+                run,
+                MERCHANT_CLIENTS + id,
+                Principal::Merchant {
+                    merchant: fixture.merchant,
+                },
+            ),
             rng: SimRng::stream(run.options.seed, &format!("workload{id}")),
             history: history.clone(),
             phones: run.phones.clone(),
@@ -308,7 +332,7 @@ async fn load_and_faults(run: &Run, fixture: &Fixture) -> (Vec<Event>, Observed,
         SimRng::stream(run.options.seed, "nemesis"),
         run.options.kinds,
         run.members.clone(),
-        Arc::new(client(run, ADMIN_CLIENT)),
+        Arc::new(client(run, ADMIN_CLIENT, operator())),
     );
     let end = Duration::from_secs(run.options.duration_s);
     nemesis
@@ -343,7 +367,7 @@ async fn heal(run: &mut Run, crashed: BTreeSet<NodeId>) {
 /// index, and the SMS outbox drains.
 async fn require_progress(run: &mut Run, fixture: Option<&Fixture>) {
     let healed_at = Duration::from_millis(run.trace.elapsed_ms());
-    let probe = client(run, PROBE_CLIENT);
+    let probe = client(run, PROBE_CLIENT, operator());
     let deposit = Operation::Command(Command::Deposit {
         account: fixture.map_or(AccountId(16), |f| f.accounts[0]),
         amount_fen: 1,

@@ -19,9 +19,11 @@ use ledger_core::types::{
     AccountId, Eligibility, MerchantId, MerchantKind, Payee, PoolId, RequestKey, YearMonth,
 };
 use ledger_core::{LedgerError, Outcome, Reply};
+use ledger_node::node::NODE_CLIENT_ID_BASE;
 use ledger_node::raft_types::NodeId;
 use ledger_testkit::driver::{test_pan, test_phone};
-use ledger_wire::api::{NodeInfo, Operation};
+use ledger_wire::api::{ApiError, NodeInfo, Operation};
+use ledger_wire::principal::Principal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,6 +37,8 @@ const CARD_PASSWORD: &str = "123456";
 const APPLICATION_TRIES: u32 = 3;
 /// Times the setup sends one of its operations (under one key) before the run gives up.
 const SETUP_TRIES: u32 = 20;
+/// Chance that a plain operation is instead a merchant's deposit, which it must be refused.
+const FORBIDDEN_PROBE_CHANCE: f64 = 0.03;
 
 /// What an operation was sent to show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,19 +49,27 @@ pub enum Expect {
     KeyReused,
     /// A field past its bound: must be refused, and never reach the log.
     FieldTooLong,
+    /// An operation outside the sender's role: must be refused as forbidden, and never
+    /// reach the log.
+    Forbidden,
 }
 
 /// One operation as the client saw it.
 #[derive(Clone, Debug)]
 pub struct Event {
     pub client: u64,
+    pub principal: Principal,
+    /// The key as the ledger keeps it (in the principal's namespace).
     pub key: RequestKey,
-    /// Every key the application used for this one logical operation.
+    /// Every key the application used for this one logical operation (as the ledger keeps
+    /// them).
     pub keys_tried: Vec<RequestKey>,
     pub operation: Operation,
     pub expect: Expect,
     /// None: the client never learned the outcome.
     pub outcome: Option<Outcome>,
+    /// The node refused it for the sender's role.
+    pub forbidden: bool,
     pub invoked_ms: u64,
     pub completed_ms: u64,
 }
@@ -78,7 +90,7 @@ pub struct Fixture {
 pub fn client(
     net: &ClientNet,
     seed: u64,
-    id: u64,
+    (id, principal): (u64, Principal),
     members: &[NodeId],
     started: tokio::time::Instant,
 ) -> Client<SimTransport> {
@@ -93,6 +105,7 @@ pub fn client(
         SimTransport {
             net: net.clone(),
             client: id,
+            principal,
             rng: Mutex::new(SimRng::stream(seed, &format!("client{id}"))),
             started,
         },
@@ -112,6 +125,7 @@ pub fn genesis_config() -> LedgerConfig {
 /// does) and sets up accounts, a pool, e-Pay enrolments and a merchant.
 pub async fn set_up(
     setup: &Client<SimTransport>,
+    channel: &Client<SimTransport>,
     members: Vec<NodeInfo>,
     phones: &Phones,
     now_ms: u64,
@@ -120,18 +134,8 @@ pub async fn set_up(
         .init_cluster(members, genesis_config())
         .await
         .map_err(|e| format!("init: {e}"))?;
-    // One key per operation, kept through every retry: the setup learns each outcome once.
-    let submit = |operation: Operation| async move {
-        let key = setup.new_key();
-        let mut last = String::from("no attempt");
-        for _ in 0..SETUP_TRIES {
-            match setup.submit_with_key(key, operation.clone()).await {
-                Err(e @ ClientError::Unavailable { .. }) => last = e.to_string(),
-                other => return other.map_err(|e| e.to_string()),
-            }
-        }
-        Err(last)
-    };
+    let submit = |operation: Operation| submit_surely(setup, operation);
+    let enrol_submit = |operation: Operation| submit_surely(channel, operation);
     let mut accounts = Vec::new();
     for n in 0..ACCOUNTS {
         let request = OpenAccountRequest {
@@ -165,7 +169,7 @@ pub async fn set_up(
         other => return Err(format!("pool: {other:?}")),
     };
     for (n, account) in accounts.iter().enumerate().take(ENROLLED as usize) {
-        enrol(&submit, phones, n as u64, *account)
+        enrol(&enrol_submit, phones, n as u64, *account)
             .await
             .map_err(|e| format!("enrolling card {n}: {e}"))?;
     }
@@ -186,6 +190,22 @@ pub async fn set_up(
         pool,
         merchant,
     })
+}
+
+/// One setup operation, one key kept through every retry: the setup learns each outcome once.
+async fn submit_surely(
+    client: &Client<SimTransport>,
+    operation: Operation,
+) -> Result<Reply, String> {
+    let key = client.new_key();
+    let mut last = String::from("no attempt");
+    for _ in 0..SETUP_TRIES {
+        match client.submit_with_key(key, operation.clone()).await {
+            Err(e @ ClientError::Unavailable { .. }) => last = e.to_string(),
+            other => return other.map_err(|e| e.to_string()),
+        }
+    }
+    Err(last)
 }
 
 /// The four e-Pay enrolment steps for card `n`, with the code the SMS brought.
@@ -220,10 +240,17 @@ where
     Ok(())
 }
 
-/// One simulated client: its library client, its random stream, where it records.
+/// One simulated client: its library clients (one per role it acts in, as an application
+/// holds one certificate per role), its random stream, where it records.
 pub struct Runner {
     pub id: u64,
+    /// The operator: deposits, transfers, month close.
     pub client: Client<SimTransport>,
+    /// The channel: voucher claims.
+    pub channel: Client<SimTransport>,
+    /// The fixture's merchant: its payments, and now and then an operator's operation it
+    /// must be refused (`Expect::Forbidden`).
+    pub merchant: Client<SimTransport>,
     pub rng: SimRng,
     pub history: History,
     pub phones: Phones,
@@ -238,6 +265,13 @@ impl Runner {
         while !stop.load(Ordering::Relaxed) {
             if self.rng.below(10) < 3 {
                 self.pay().await;
+            } else if self.rng.chance(FORBIDDEN_PROBE_CHANCE) {
+                let deposit = Command::Deposit {
+                    account: self.account(),
+                    amount_fen: 1 + self.rng.below(1_000),
+                };
+                self.send(Operation::Command(deposit), Expect::Forbidden)
+                    .await;
             } else {
                 let operation = self.plain_operation();
                 self.send(operation, Expect::Normal).await;
@@ -281,8 +315,19 @@ impl Runner {
     /// Sends one logical operation, retrying it (as an application would) while its
     /// outcome is unknown: under the same key, or under a new one with `client-forgets-key`.
     async fn send(&mut self, operation: Operation, expect: Expect) -> Option<Outcome> {
-        let key = self.client.new_key();
+        let key = self.client_for(&operation, expect).new_key();
         self.send_with_key(key, operation, expect).await
+    }
+
+    /// The client whose role sends this operation; a `Forbidden` probe goes through the
+    /// merchant, which may not send what it sends.
+    fn client_for(&self, operation: &Operation, expect: Expect) -> &Client<SimTransport> {
+        match operation {
+            _ if expect == Expect::Forbidden => &self.merchant,
+            Operation::PaymentBegin { .. } | Operation::PaymentConfirm { .. } => &self.merchant,
+            Operation::Command(Command::ClaimVoucher { .. }) => &self.channel,
+            _ => &self.client,
+        }
     }
 
     async fn send_with_key(
@@ -292,27 +337,37 @@ impl Runner {
         expect: Expect,
     ) -> Option<Outcome> {
         let invoked_ms = self.elapsed_ms();
+        let client = self.client_for(&operation, expect);
         let mut keys_tried = vec![key];
         let mut outcome = None;
+        let mut forbidden = false;
         for attempt in 0..APPLICATION_TRIES {
             if attempt > 0 && self.bug == Some(Bug::ClientForgetsKey) {
-                key = self.client.new_key();
+                key = client.new_key();
                 keys_tried.push(key);
             }
-            match self.client.submit_with_key(key, operation.clone()).await {
+            match client.submit_with_key(key, operation.clone()).await {
                 Ok(reply) => outcome = Some(Ok(reply)),
                 Err(ClientError::Refused(e)) => outcome = Some(Err(e)),
+                Err(ClientError::Rejected(ApiError::Forbidden { .. })) => forbidden = true,
                 Err(_) => continue,
             }
             break;
         }
+        let principal = client.transport().principal.clone();
+        let as_kept = |k: RequestKey| RequestKey {
+            client_id: principal.namespaced_client_id(k.client_id, NODE_CLIENT_ID_BASE),
+            request_id: k.request_id,
+        };
         let event = Event {
             client: self.id,
-            key,
-            keys_tried,
+            key: as_kept(key),
+            keys_tried: keys_tried.into_iter().map(as_kept).collect(),
+            principal,
             operation,
             expect,
             outcome: outcome.clone(),
+            forbidden,
             invoked_ms,
             completed_ms: self.elapsed_ms(),
         };
@@ -365,7 +420,7 @@ impl Runner {
         } else {
             (right, other)
         };
-        let key = self.client.new_key();
+        let key = self.merchant.new_key();
         let confirm = Operation::PaymentConfirm { payment, code };
         let settled = self.send_with_key(key, confirm, Expect::Normal).await;
         if matches!(settled, Some(Ok(Reply::PaymentSettled { .. }))) && self.rng.chance(0.5) {
@@ -384,5 +439,7 @@ pub fn as_expected(expect: Expect, outcome: &Outcome) -> bool {
         Expect::Normal => true,
         Expect::KeyReused => matches!(outcome, Err(LedgerError::IdempotencyKeyReused { .. })),
         Expect::FieldTooLong => matches!(outcome, Err(LedgerError::TextTooLong { .. })),
+        // A forbidden operation has no ledger outcome at all.
+        Expect::Forbidden => false,
     }
 }
