@@ -303,6 +303,22 @@ impl NodeTls {
         self.revoked.subscribe()
     }
 
+    /// Resolves once `serial` is revoked (already, or by a later `reload`): a server races
+    /// each connection against it to cut connections whose certificate was revoked.
+    pub fn until_revoked(&self, serial: Serial) -> impl std::future::Future<Output = ()> + Send {
+        let mut revoked = self.revoked.subscribe();
+        async move {
+            loop {
+                if revoked.borrow_and_update().contains(&serial) {
+                    return;
+                }
+                if revoked.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+
     pub fn files(&self) -> &TlsFiles {
         &self.files
     }
