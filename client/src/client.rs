@@ -7,8 +7,8 @@ use ledger_wire::api::{
     ApiError, ClientRequest, Consistency, NodeInfo, NodeStatus, Operation, Query, QueryReply,
     MAX_BATCH,
 };
-pub use ledger_wire::tls::{TlsError, TlsIdentity};
 use ledger_wire::rpc::{LedgerRpcClient, LedgerRpcRequest, LedgerRpcResponse};
+pub use ledger_wire::tls::{TlsError, TlsIdentity};
 use ledger_wire::transport;
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};

@@ -54,7 +54,10 @@ pub fn run(command: CertsCommand) -> Result<(), String> {
             pki::init_dir(&dir).map_err(|e| e.to_string())?;
             println!("CA created in {}", dir.display());
             println!("  certificate: {}", dir.join(pki::CA_CERT_FILE).display());
-            println!("  key:         {} (keep it offline)", dir.join(pki::CA_KEY_FILE).display());
+            println!(
+                "  key:         {} (keep it offline)",
+                dir.join(pki::CA_KEY_FILE).display()
+            );
             println!("  revocations: {}", dir.join(pki::CRL_FILE).display());
         }
         CertsCommand::Issue {

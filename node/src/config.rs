@@ -506,7 +506,10 @@ mod tests {
         tls.tls_key = Some("/c/node-1.key".into());
         assert!(matches!(
             tls.resolve().unwrap().security,
-            PortSecurity::Tls { init_identity: None, .. }
+            PortSecurity::Tls {
+                init_identity: None,
+                ..
+            }
         ));
     }
 

@@ -242,8 +242,9 @@ async fn dev(args: DevArgs) -> Result<(), String> {
     if certs::ensure_dev_certs(&certs_dir, args.nodes)? {
         println!("Created a CA and certificates in {}", certs_dir.display());
     }
-    let operator = ledger_client::identity(&certs_dir, &format!("operator-{}", certs::DEV_OPERATOR))
-        .map_err(|e| e.to_string())?;
+    let operator =
+        ledger_client::identity(&certs_dir, &format!("operator-{}", certs::DEV_OPERATOR))
+            .map_err(|e| e.to_string())?;
     let members: Vec<NodeInfo> = (1..=args.nodes)
         .map(|i| NodeInfo {
             id: i,
@@ -341,7 +342,13 @@ async fn run(args: RunArgs) -> Result<(), String> {
     // --init initialises through the client port, as an operator.
     let init_identity = match (&config.security, config.init) {
         (_, false) | (PortSecurity::InsecurePlaintext, true) => None,
-        (PortSecurity::Tls { files, init_identity }, true) => {
+        (
+            PortSecurity::Tls {
+                files,
+                init_identity,
+            },
+            true,
+        ) => {
             let (cert, key) = init_identity.as_ref().ok_or(
                 "--init with TLS needs an operator certificate: [tls] init_cert and init_key",
             )?;

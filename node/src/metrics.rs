@@ -5,6 +5,7 @@ use crate::raft_types::{NodeAddr, NodeId};
 use openraft::RaftMetrics;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in microseconds.
@@ -67,6 +68,8 @@ pub struct Metrics {
     pub queries: AtomicU64,
     pub sms_sent: AtomicU64,
     pub sms_failed: AtomicU64,
+    /// TLS connections refused on either port (failed, timed out, or role not served).
+    pub tls_refused: Arc<AtomicU64>,
     pub submit_latency: Histogram,
     pub query_latency: Histogram,
 }
@@ -181,6 +184,12 @@ impl Metrics {
             "ledger_sms_failed_total",
             "SMS deliveries that failed (retried).",
             load(&self.sms_failed),
+        );
+        counter(
+            &mut out,
+            "ledger_tls_refused_total",
+            "TLS connections refused (handshake failed or timed out, certificate refused).",
+            load(&self.tls_refused),
         );
         let _ = writeln!(out, "# HELP ledger_request_duration_seconds Latency of client calls.\n# TYPE ledger_request_duration_seconds histogram");
         self.submit_latency.render(

@@ -77,11 +77,12 @@ impl RaftRpc for RaftServer {
 
 /// Serves Raft traffic on `addr` until the task is aborted: with mutual TLS when `tls` is
 /// given, admitting node certificates only (a connection whose certificate a later CRL
-/// reload revokes is closed), else in plaintext.
+/// reload revokes is closed; refusals counted in `refused`), else in plaintext.
 pub async fn serve(
     addr: SocketAddr,
     raft: Raft,
     tls: Option<Arc<NodeTls>>,
+    refused: Arc<std::sync::atomic::AtomicU64>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let server = RaftServer { raft };
     let Some(tls) = tls else {
@@ -93,8 +94,13 @@ pub async fn serve(
                 .for_each_concurrent(None, move |channel| serve_channel(channel, server.clone())),
         ));
     };
-    let incoming =
-        transport::listen_tls(addr, tls.clone(), |p| matches!(p, Principal::Node { .. })).await?;
+    let incoming = transport::listen_tls(
+        addr,
+        tls.clone(),
+        |p| matches!(p, Principal::Node { .. }),
+        refused,
+    )
+    .await?;
     let connections = futures::stream::unfold(incoming, |mut incoming| async move {
         incoming.next().await.map(|conn| (conn, incoming))
     });
@@ -183,7 +189,8 @@ impl PeerConnection {
                 tokio::time::sleep(wait).await;
             }
         }
-        let failed = |e: std::io::Error| format!("connect to node {}: {e}", self.target);
+        let failed =
+            |e: std::io::Error| format!("connect to node {} at {}: {e}", self.target, self.addr);
         let config = tarpc::client::Config::default();
         let client = match &self.tls {
             // The current client configuration: a CRL reload applies to new connections.

@@ -254,12 +254,18 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         unsafe_local_reads: options.unsafe_local_reads,
         planted: None,
     });
-    let raft_server = network::serve(options.raft_addr, raft.clone(), options.tls.clone())
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: options.raft_addr,
-            source,
-        })?;
+    let refused = node.shared.metrics.tls_refused.clone();
+    let raft_server = network::serve(
+        options.raft_addr,
+        raft.clone(),
+        options.tls.clone(),
+        refused,
+    )
+    .await
+    .map_err(|source| StartError::Listen {
+        addr: options.raft_addr,
+        source,
+    })?;
     let client_server = service::serve(options.client_addr, node.shared.clone(), options.tls)
         .await
         .map_err(|source| StartError::Listen {

@@ -37,6 +37,7 @@ pub async fn serve(
     shared: Arc<Shared>,
     tls: Option<Arc<NodeTls>>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let refused = shared.metrics.tls_refused.clone();
     // Every connection starts from this service and gets its own principal.
     let service = ClientService::new(shared, plaintext_principal());
     let Some(tls) = tls else {
@@ -45,13 +46,12 @@ pub async fn serve(
             listener
                 .filter_map(|conn| future::ready(conn.ok()))
                 .map(BaseChannel::with_defaults)
-                .for_each_concurrent(None, move |channel| {
-                    serve_channel(channel, service.clone())
-                }),
+                .for_each_concurrent(None, move |channel| serve_channel(channel, service.clone())),
         ));
     };
     // Nodes speak to each other on the Raft port only (DOMAIN.md section 10).
-    let incoming = transport::listen_tls(addr, tls.clone(), |p| p.role() != Role::Node).await?;
+    let incoming =
+        transport::listen_tls(addr, tls.clone(), |p| p.role() != Role::Node, refused).await?;
     let connections = futures::stream::unfold(incoming, |mut incoming| async move {
         incoming.next().await.map(|conn| (conn, incoming))
     });

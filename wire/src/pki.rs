@@ -107,10 +107,16 @@ fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
+/// A new CA's parameters. Its name carries a random tag: two clusters' CAs never share a
+/// name, so a certificate from another cluster is refused as from an unknown CA (a
+/// verifier matches issuers by name before it checks signatures).
 fn ca_params() -> CertificateParams {
     let mut params = CertificateParams::default();
     let mut name = DistinguishedName::new();
-    name.push(DnType::CommonName, "ledger cluster CA");
+    let mut tag = [0u8; 6];
+    rand::rngs::OsRng.fill_bytes(&mut tag);
+    let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+    name.push(DnType::CommonName, format!("ledger cluster CA {tag}"));
     params.distinguished_name = name;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![
@@ -348,9 +354,13 @@ mod tests {
         assert!(matches!(init_dir(dir.path()), Err(PkiError::Exists { .. })));
         let ca = Ca::load(dir.path()).unwrap();
         let merchant = Principal::new(Role::Merchant, "42").unwrap();
-        let (cert, key) =
-            issue_to_dir(&ca, dir.path(), &merchant, Validity::days(DEFAULT_VALIDITY_DAYS))
-                .unwrap();
+        let (cert, key) = issue_to_dir(
+            &ca,
+            dir.path(),
+            &merchant,
+            Validity::days(DEFAULT_VALIDITY_DAYS),
+        )
+        .unwrap();
         assert!(cert.ends_with("merchant-42.crt"));
         #[cfg(unix)]
         {

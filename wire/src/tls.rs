@@ -406,6 +406,9 @@ pub fn explain_rustls(error: &rustls::Error) -> String {
         Error::AlertReceived(Alert::UnknownCA) => {
             refused("unknown CA (it is not signed by the cluster's CA)")
         }
+        Error::AlertReceived(Alert::DecryptError) => refused(
+            "bad signature (not signed by the cluster's CA, or the key does not match the certificate)",
+        ),
         Error::AlertReceived(Alert::CertificateExpired) => refused("certificate expired"),
         Error::AlertReceived(Alert::CertificateRevoked) => refused("certificate revoked"),
         Error::AlertReceived(Alert::BadCertificate | Alert::UnsupportedCertificate) => {
@@ -473,7 +476,10 @@ mod tests {
             Err(TlsError::Principal(PrincipalError::Missing))
         ));
         let two = ca
-            .issue_with_uris(&["ledger:merchant:1", "ledger:merchant:2"], Validity::days(1))
+            .issue_with_uris(
+                &["ledger:merchant:1", "ledger:merchant:2"],
+                Validity::days(1),
+            )
             .unwrap();
         assert!(matches!(
             peer_identity(&der(&two)),

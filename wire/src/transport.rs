@@ -98,10 +98,9 @@ pub struct TlsConnection<Item, SinkItem> {
     pub remote: SocketAddr,
 }
 
-/// The connections a TLS listener admitted, and how many handshakes it refused.
+/// The connections a TLS listener admitted.
 pub struct TlsIncoming<Item, SinkItem> {
     accepted: tokio::sync::mpsc::Receiver<TlsConnection<Item, SinkItem>>,
-    refused: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<Item, SinkItem> TlsIncoming<Item, SinkItem> {
@@ -109,22 +108,18 @@ impl<Item, SinkItem> TlsIncoming<Item, SinkItem> {
     pub async fn next(&mut self) -> Option<TlsConnection<Item, SinkItem>> {
         self.accepted.recv().await
     }
-
-    /// Handshakes failed, timed out or refused so far.
-    pub fn refused(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
-        self.refused.clone()
-    }
 }
 
 /// Listens on `addr` with mutual TLS. Each handshake runs in a task of its own, bounded by
 /// `HANDSHAKE_TIMEOUT`, so a slow or garbled one never holds up the others. A connection is
 /// admitted when its certificate is valid for the node's trust at that moment (re-read on
-/// `NodeTls::reload`) and `admits` accepts its principal; any other is logged, counted and
-/// closed. The listener stops when the returned `TlsIncoming` is dropped.
+/// `NodeTls::reload`) and `admits` accepts its principal; any other is logged, counted in
+/// `refused` and closed. The listener stops when the returned `TlsIncoming` is dropped.
 pub async fn listen_tls<Item, SinkItem>(
     addr: SocketAddr,
     tls: std::sync::Arc<crate::tls::NodeTls>,
     admits: fn(&crate::principal::Principal) -> bool,
+    refused: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) -> std::io::Result<TlsIncoming<Item, SinkItem>>
 where
     Item: DeserializeOwned + Send + 'static,
@@ -132,8 +127,7 @@ where
 {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let (sender, accepted) = tokio::sync::mpsc::channel(ACCEPTED_QUEUE);
-    let refused = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = refused.clone();
+    let counter = refused;
     tokio::spawn(async move {
         loop {
             let (tcp, remote) = tokio::select! {
@@ -151,10 +145,9 @@ where
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
             let (sender, counter) = (sender.clone(), counter.clone());
             tokio::spawn(async move {
-                let handshake =
-                    tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, async {
-                        admit(acceptor, tcp, admits).await
-                    });
+                let handshake = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, async {
+                    admit(acceptor, tcp, admits).await
+                });
                 match handshake.await {
                     Ok(Ok((stream, peer))) => {
                         tracing::debug!(%remote, principal = %peer.principal, "TLS connection admitted");
@@ -177,7 +170,7 @@ where
             });
         }
     });
-    Ok(TlsIncoming { accepted, refused })
+    Ok(TlsIncoming { accepted })
 }
 
 /// One server-side handshake: TLS, the principal, the port's admission, the answer byte.
@@ -185,7 +178,13 @@ async fn admit(
     acceptor: tokio_rustls::TlsAcceptor,
     tcp: TcpStream,
     admits: fn(&crate::principal::Principal) -> bool,
-) -> Result<(tokio_rustls::server::TlsStream<TcpStream>, crate::tls::PeerIdentity), String> {
+) -> Result<
+    (
+        tokio_rustls::server::TlsStream<TcpStream>,
+        crate::tls::PeerIdentity,
+    ),
+    String,
+> {
     use tokio::io::AsyncWriteExt;
     let mut stream = acceptor
         .accept(tcp)
@@ -240,12 +239,12 @@ where
         let name = rustls::pki_types::ServerName::try_from(crate::tls::NODE_SERVER_NAME)
             .expect("a valid DNS name");
         let tls_error = |e: Error| match crate::tls::explain(&e) {
-            Some(why) => Error::new(ErrorKind::PermissionDenied, format!("{addr}: {why}")),
+            Some(why) => Error::new(ErrorKind::PermissionDenied, why),
             None if e.kind() == ErrorKind::UnexpectedEof => Error::new(
                 ErrorKind::ConnectionAborted,
-                format!("{addr}: the node closed the connection during the TLS handshake (is it serving TLS?)"),
+                "the node closed the connection during the TLS handshake (is it serving TLS?)",
             ),
-            None => Error::new(e.kind(), format!("{addr}: TLS handshake: {e}")),
+            None => Error::new(e.kind(), format!("TLS handshake: {e}")),
         };
         let mut stream = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
@@ -257,15 +256,15 @@ where
             ADMITTED => Ok(stream),
             REFUSED_ROLE => Err(Error::new(
                 ErrorKind::PermissionDenied,
-                format!("{addr}: the node refused this certificate: its role is not served on this port"),
+                "the node refused this certificate: its role is not served on this port",
             )),
             REFUSED_IDENTITY => Err(Error::new(
                 ErrorKind::PermissionDenied,
-                format!("{addr}: the node refused this certificate: bad certificate (it names no single `ledger:` principal)"),
+                "the node refused this certificate: bad certificate (it names no single `ledger:` principal)",
             )),
             other => Err(Error::new(
                 ErrorKind::InvalidData,
-                format!("{addr}: unexpected answer {other:#04x} after the TLS handshake"),
+                format!("unexpected answer {other:#04x} after the TLS handshake"),
             )),
         }
     };
