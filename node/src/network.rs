@@ -204,7 +204,7 @@ impl PeerConnection {
             None => {
                 let transport = transport::connect(&self.addr, CONNECT_TIMEOUT)
                     .await
-                    .map_err(|e| failed(e))?;
+                    .map_err(failed)?;
                 RaftRpcClient::new(config, transport).spawn()
             }
         };

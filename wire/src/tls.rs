@@ -49,7 +49,7 @@ impl Serial {
     /// Reads the hexadecimal form `Display` writes.
     pub fn from_hex(text: &str) -> Option<Serial> {
         let text = text.trim();
-        if text.is_empty() || text.len() % 2 != 0 || text.len() > 80 {
+        if text.is_empty() || !text.len().is_multiple_of(2) || text.len() > 80 {
             return None;
         }
         let bytes = (0..text.len())
