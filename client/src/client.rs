@@ -8,6 +8,7 @@ use ledger_wire::api::{
     MAX_BATCH,
 };
 use ledger_wire::rpc::{LedgerRpcClient, LedgerRpcRequest, LedgerRpcResponse};
+pub use ledger_wire::tls::{TlsError, TlsIdentity};
 use ledger_wire::transport;
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,16 +43,30 @@ pub trait Transport: Send + Sync + 'static {
     fn random_u64(&self) -> u64;
 }
 
-/// The real transport: tarpc over TCP, the system clock, the thread's random source.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Tcp;
+/// The real transport: tarpc over TCP, with mutual TLS when it has an identity (plaintext
+/// otherwise), the system clock, the thread's random source.
+#[derive(Clone, Debug, Default)]
+pub struct Tcp {
+    /// The certificate this client presents; `None` for a plaintext node.
+    pub tls: Option<TlsIdentity>,
+}
 
 impl Transport for Tcp {
     type Stub = tarpc::client::Channel<LedgerRpcRequest, LedgerRpcResponse>;
 
     async fn connect(&self, endpoint: &str, timeout: Duration) -> std::io::Result<Self::Stub> {
-        let framed = transport::connect(endpoint, timeout).await?;
-        Ok(tarpc::client::new(tarpc::client::Config::default(), framed).spawn())
+        let config = tarpc::client::Config::default();
+        Ok(match &self.tls {
+            Some(identity) => {
+                let framed =
+                    transport::connect_tls(endpoint, timeout, identity.client_config()).await?;
+                tarpc::client::new(config, framed).spawn()
+            }
+            None => {
+                let framed = transport::connect(endpoint, timeout).await?;
+                tarpc::client::new(config, framed).spawn()
+            }
+        })
     }
 
     fn now_us(&self) -> u64 {
@@ -93,6 +108,10 @@ pub struct ClientConfig {
     /// client only ever talks to its configured endpoints: a node-bound client, for health
     /// checks and tests that must hear one particular node.
     pub follow_leader: bool,
+    /// The certificate (and cluster CA) to connect with over mutual TLS; `None` connects in
+    /// plaintext, which only a node started with `insecure_plaintext` accepts. The node
+    /// answers this client as the principal the certificate names.
+    pub tls: Option<TlsIdentity>,
 }
 
 /// Most keys a client holds unanswered (issued, or sent without an answer yet). Half the
@@ -116,6 +135,7 @@ impl ClientConfig {
             client_id: None,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             follow_leader: true,
+            tls: None,
         }
     }
 }
@@ -179,9 +199,13 @@ enum Attempt<T> {
 }
 
 impl Client {
-    /// A client for the cluster at `config.endpoints`. Connections open on first use.
+    /// A client for the cluster at `config.endpoints`, with `config.tls`'s identity.
+    /// Connections open on first use.
     pub fn new(config: ClientConfig) -> Self {
-        Client::with_transport(config, Tcp)
+        let transport = Tcp {
+            tls: config.tls.clone(),
+        };
+        Client::with_transport(config, transport)
     }
 }
 

@@ -6,6 +6,11 @@
 //! - The protocol it speaks (API types, the tarpc service, framing, the development SMS
 //!   outbox) is the `ledger-wire` crate, which the node depends on too.
 //!
+//! Clients connect with mutual TLS: [`ClientConfig::tls`] holds the certificate the node
+//! answers as (an operator, a merchant, a channel, an auditor), loaded with [`identity`]
+//! from a certificates folder (`ledger-node certs`, or `data/dev/certs` of `ledger-node
+//! dev`).
+//!
 //! Every method that changes the ledger is one logical operation: the client creates its
 //! idempotency key once and reuses it on every retry, so a retry after a timeout or a
 //! leader change never applies it twice. Errors are typed and say whether a retry can help.
@@ -34,10 +39,13 @@
 
 mod client;
 mod domain;
+pub mod identity;
 pub mod sample;
 
 pub use client::{
-    Client, ClientConfig, ClientError, Tcp, Transport, DEFAULT_MAX_IN_FLIGHT, DEV_ENDPOINTS,
+    Client, ClientConfig, ClientError, Tcp, TlsError, TlsIdentity, Transport,
+    DEFAULT_MAX_IN_FLIGHT, DEV_ENDPOINTS,
 };
 pub use domain::{IssuedChallenge, PendingPayment, Settlement};
+pub use identity::{identity, TlsArgs};
 pub use ledger_wire::api::{Consistency, NodeInfo, NodeStatus, Operation, Query, QueryReply};

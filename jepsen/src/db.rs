@@ -3,8 +3,9 @@
 
 use crate::cleanup::{self, Resource};
 use crate::net::Network;
-use ledger_client::{Client, ClientConfig, NodeInfo, NodeStatus};
+use ledger_client::{Client, ClientConfig, NodeInfo, NodeStatus, TlsIdentity};
 use ledger_testkit::nodes::{self, NodeLauncher, NodeProcess, NODE_LOG_FILE};
+use ledger_testkit::pki::{ClusterPki, LaunchTls};
 use ledger_testkit::probe;
 use ledger_wire::dev_sms::{find_message, DEV_OUTBOX_FILE};
 use std::path::{Path, PathBuf};
@@ -47,6 +48,8 @@ impl NodeSlot {
 /// The nodes of one test.
 pub struct Db {
     root: PathBuf,
+    /// The cluster's CA and certificates: nodes serve mutual TLS, clients act as an operator.
+    pki: ClusterPki,
     members: Vec<NodeInfo>,
     nodes: Vec<NodeSlot>,
     campaign_ms: (u64, u64),
@@ -59,6 +62,7 @@ fn launcher(
     host: &crate::net::Host,
     root: &Path,
     campaign_ms: (u64, u64),
+    tls: LaunchTls,
 ) -> NodeLauncher {
     let info = NodeInfo {
         id: host.id,
@@ -72,6 +76,7 @@ fn launcher(
         root.join(format!("n{}", host.id)),
         root.join("master.key"),
     )
+    .tls(tls)
     .prefix(["ip", "netns", "exec", host.netns.as_str()])
     .snapshot_every(options.snapshot_every)
     .campaign_ms(campaign_ms)
@@ -93,9 +98,11 @@ impl Db {
         rand::Rng::fill(&mut rand::thread_rng(), &mut key);
         std::fs::write(root.join("master.key"), key)?;
         let campaign_ms = nodes::campaign_around(now_ms());
+        let pki = ClusterPki::create(&root.join("certs")).map_err(std::io::Error::other)?;
         let mut slots = Vec::new();
         for host in &net.hosts {
-            let launcher = launcher(&options, host, &root, campaign_ms);
+            let tls = pki.node(host.id).map_err(std::io::Error::other)?;
+            let launcher = launcher(&options, host, &root, campaign_ms, tls);
             std::fs::create_dir_all(launcher.data_dir())?;
             slots.push(NodeSlot {
                 launcher,
@@ -105,6 +112,7 @@ impl Db {
         }
         Ok(Db {
             root,
+            pki,
             members: slots.iter().map(|n| n.info().clone()).collect(),
             nodes: slots,
             campaign_ms,
@@ -232,9 +240,17 @@ impl Db {
         }
     }
 
+    /// The identity the harness's clients present (the workloads act as an operator).
+    fn operator(&self) -> TlsIdentity {
+        self.pki
+            .operator()
+            .expect("the test operator's certificate")
+    }
+
     /// A client of the whole cluster.
     pub fn client(&self, call_timeout: Duration, max_attempts: u32) -> Client {
         let mut config = ClientConfig::new(self.members.iter().map(|m| m.client_addr.clone()));
+        config.tls = Some(self.operator());
         config.call_timeout = call_timeout;
         config.connect_timeout = Duration::from_millis(500);
         config.max_attempts = max_attempts;
@@ -246,6 +262,7 @@ impl Db {
     /// A client of one node only: it never follows the node's `NotLeader` answers elsewhere.
     pub fn node_client(&self, id: u64) -> Client {
         let mut config = ClientConfig::new([self.info(id).client_addr]);
+        config.tls = Some(self.operator());
         config.call_timeout = Duration::from_secs(2);
         config.connect_timeout = Duration::from_millis(500);
         config.max_attempts = 1;

@@ -5,6 +5,7 @@ use clap::{Args, ValueEnum};
 use ledger_core::config::LedgerConfig;
 use ledger_core::intake::{SecretKeys, PASSWORD_ITERATIONS};
 use ledger_wire::api::NodeInfo;
+use ledger_wire::tls::TlsFiles;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -81,6 +82,30 @@ pub struct RunArgs {
     /// First millisecond after the campaign (at initialisation).
     #[arg(long, env = "LEDGER_CAMPAIGN_END_MS")]
     pub campaign_end_ms: Option<u64>,
+    /// The cluster CA's certificate (PEM): peers and clients must present a certificate it
+    /// signed. With --tls-cert and --tls-key; `[tls] ca` in the --config file.
+    #[arg(long, env = "LEDGER_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// This node's certificate (PEM), naming `ledger:node:<id>` and `ledger-node`.
+    #[arg(long, env = "LEDGER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, env = "LEDGER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA's certificate revocation list (PEM); re-read on SIGHUP.
+    #[arg(long, env = "LEDGER_TLS_CRL")]
+    pub tls_crl: Option<PathBuf>,
+    /// An operator certificate (PEM) the node uses to initialise the cluster with --init.
+    #[arg(long, env = "LEDGER_TLS_INIT_CERT")]
+    pub tls_init_cert: Option<PathBuf>,
+    /// The key of --tls-init-cert.
+    #[arg(long, env = "LEDGER_TLS_INIT_KEY")]
+    pub tls_init_key: Option<PathBuf>,
+    /// Serve both ports without TLS, every client as an operator. Allowed only when the
+    /// Raft and client addresses are loopback (development, tests). `[tls]
+    /// insecure_plaintext = true` in the --config file.
+    #[arg(long, env = "LEDGER_INSECURE_PLAINTEXT")]
+    pub insecure_plaintext: bool,
     /// TEST ONLY, breaks linearizability: answer linearizable reads from this node's local
     /// state without confirming leadership. The chaos harness uses it to prove its checkers
     /// catch stale reads. Flag only (not in the --config file).
@@ -110,6 +135,33 @@ struct FileConfig {
     snapshot_every: Option<u64>,
     campaign_start_ms: Option<u64>,
     campaign_end_ms: Option<u64>,
+    tls: Option<FileTls>,
+}
+
+/// The `[tls]` section of the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    crl: Option<PathBuf>,
+    init_cert: Option<PathBuf>,
+    init_key: Option<PathBuf>,
+    insecure_plaintext: Option<bool>,
+}
+
+/// How the node's Raft and client ports are secured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortSecurity {
+    /// Mutual TLS: `files` for both ports; `init_identity` (certificate and key of an
+    /// operator) for `--init`, which initialises the cluster through the client port.
+    Tls {
+        files: TlsFiles,
+        init_identity: Option<(PathBuf, PathBuf)>,
+    },
+    /// No TLS, on loopback addresses only; every client is an operator.
+    InsecurePlaintext,
 }
 
 /// A complete, checked node configuration.
@@ -130,6 +182,8 @@ pub struct NodeConfig {
     pub log_format: LogFormat,
     /// Log entries between snapshots.
     pub snapshot_every: u64,
+    /// TLS on both ports, or explicitly none.
+    pub security: PortSecurity,
     /// TEST ONLY (`--unsafe-local-reads`).
     pub unsafe_local_reads: bool,
 }
@@ -158,6 +212,14 @@ pub enum ConfigError {
     BadSms(String),
     #[error("the `dev` SMS gateway writes OTP codes in clear to disk; pass --allow-dev-sms if this is not production, or use `exec:PROGRAM`")]
     DevSmsNotAllowed,
+    #[error("no TLS configured: set [tls] ca, cert and key (flags --tls-ca, --tls-cert, --tls-key), or insecure_plaintext = true on loopback addresses")]
+    NoTls,
+    #[error("[tls] insecure_plaintext is allowed only on loopback addresses, and {0} is not one; configure ca, cert and key")]
+    PlaintextNotLoopback(SocketAddr),
+    #[error("[tls] has both insecure_plaintext and certificates; choose one")]
+    TlsAndPlaintext,
+    #[error("[tls] init_cert and init_key go together")]
+    InitIdentityHalf,
     #[error("master key file {path}: {reason}")]
     MasterKey { path: PathBuf, reason: String },
 }
@@ -234,19 +296,35 @@ impl RunArgs {
             s if s.starts_with("exec:") && s.len() > 5 => {}
             _ => return Err(ConfigError::BadSms(sms)),
         }
+        let raft_addr = self
+            .raft_addr
+            .or(file.raft_addr)
+            .ok_or(ConfigError::Missing("raft_addr", "raft-addr"))?;
+        let client_addr = self
+            .client_addr
+            .or(file.client_addr)
+            .ok_or(ConfigError::Missing("client_addr", "client-addr"))?;
+        let file_tls = file.tls.unwrap_or_default();
+        let security = port_security(
+            TlsSettings {
+                ca: self.tls_ca.or(file_tls.ca),
+                cert: self.tls_cert.or(file_tls.cert),
+                key: self.tls_key.or(file_tls.key),
+                crl: self.tls_crl.or(file_tls.crl),
+                init_cert: self.tls_init_cert.or(file_tls.init_cert),
+                init_key: self.tls_init_key.or(file_tls.init_key),
+                insecure_plaintext: self.insecure_plaintext
+                    || file_tls.insecure_plaintext.unwrap_or(false),
+            },
+            [raft_addr, client_addr],
+        )?;
         Ok(NodeConfig {
             id: self
                 .id
                 .or(file.id)
                 .ok_or(ConfigError::Missing("id", "id"))?,
-            raft_addr: self
-                .raft_addr
-                .or(file.raft_addr)
-                .ok_or(ConfigError::Missing("raft_addr", "raft-addr"))?,
-            client_addr: self
-                .client_addr
-                .or(file.client_addr)
-                .ok_or(ConfigError::Missing("client_addr", "client-addr"))?,
+            raft_addr,
+            client_addr,
             admin_addr: self.admin_addr.or(file.admin_addr),
             master_key_file: self
                 .master_key_file
@@ -274,9 +352,53 @@ impl RunArgs {
                 .or(file.snapshot_every)
                 .unwrap_or(DEFAULT_SNAPSHOT_EVERY)
                 .max(1),
+            security,
             unsafe_local_reads: self.unsafe_local_reads,
         })
     }
+}
+
+/// The TLS settings, merged from flags and file.
+struct TlsSettings {
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    crl: Option<PathBuf>,
+    init_cert: Option<PathBuf>,
+    init_key: Option<PathBuf>,
+    insecure_plaintext: bool,
+}
+
+/// TLS with all three files, or plaintext asked for explicitly and only on loopback
+/// addresses: a node never falls back to plaintext because a setting is missing.
+fn port_security(tls: TlsSettings, listen: [SocketAddr; 2]) -> Result<PortSecurity, ConfigError> {
+    let any_file = tls.ca.is_some() || tls.cert.is_some() || tls.key.is_some();
+    if tls.insecure_plaintext {
+        if any_file {
+            return Err(ConfigError::TlsAndPlaintext);
+        }
+        if let Some(addr) = listen.into_iter().find(|a| !a.ip().is_loopback()) {
+            return Err(ConfigError::PlaintextNotLoopback(addr));
+        }
+        return Ok(PortSecurity::InsecurePlaintext);
+    }
+    let (Some(ca), Some(cert), Some(key)) = (tls.ca, tls.cert, tls.key) else {
+        return Err(ConfigError::NoTls);
+    };
+    let init_identity = match (tls.init_cert, tls.init_key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => return Err(ConfigError::InitIdentityHalf),
+    };
+    Ok(PortSecurity::Tls {
+        files: TlsFiles {
+            ca,
+            cert,
+            key,
+            crl: tls.crl,
+        },
+        init_identity,
+    })
 }
 
 /// Smallest master secret accepted.
@@ -333,6 +455,7 @@ mod tests {
             master_key_file: Some("/tmp/x/key".into()),
             sms: Some(sms.into()),
             allow_dev_sms,
+            insecure_plaintext: true,
             ..RunArgs::default()
         }
     }
@@ -358,6 +481,35 @@ mod tests {
         assert!(matches!(
             args("exec:", false).resolve(),
             Err(ConfigError::BadSms(_))
+        ));
+    }
+
+    #[test]
+    fn plaintext_must_be_asked_for_and_stays_on_loopback() {
+        let mut no_tls = args("dev", true);
+        no_tls.insecure_plaintext = false;
+        assert!(matches!(no_tls.resolve(), Err(ConfigError::NoTls)));
+        assert_eq!(
+            args("dev", true).resolve().unwrap().security,
+            PortSecurity::InsecurePlaintext
+        );
+        let mut public = args("dev", true);
+        public.client_addr = Some("10.0.0.1:7201".parse().unwrap());
+        assert!(matches!(
+            public.resolve(),
+            Err(ConfigError::PlaintextNotLoopback(_))
+        ));
+        let mut tls = args("dev", true);
+        tls.insecure_plaintext = false;
+        tls.tls_ca = Some("/c/ca.crt".into());
+        tls.tls_cert = Some("/c/node-1.crt".into());
+        tls.tls_key = Some("/c/node-1.key".into());
+        assert!(matches!(
+            tls.resolve().unwrap().security,
+            PortSecurity::Tls {
+                init_identity: None,
+                ..
+            }
         ));
     }
 

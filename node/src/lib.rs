@@ -15,6 +15,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admin;
+pub mod certs;
 pub mod config;
 pub mod intake;
 pub mod log_store;

@@ -3,17 +3,21 @@
 //! - `ledger-node dev`: a 3-node development cluster on 127.0.0.1, initialised, until Ctrl-C.
 //! - `ledger-node run`: one node of a real deployment.
 //! - `ledger-node cluster …`: initialise a cluster, add or remove nodes, show status.
+//! - `ledger-node certs …`: the cluster's certificate authority (create, issue, revoke).
 
 use clap::{Parser, Subcommand};
-use ledger_client::{Client, ClientConfig, NodeInfo};
+use ledger_client::{Client, ClientConfig, NodeInfo, TlsArgs, TlsIdentity};
 use ledger_core::config::LedgerConfig;
 use ledger_node::admin;
+use ledger_node::certs::{self, CertsCommand};
 use ledger_node::config::{
-    ensure_dev_master_key, load_keys, parse_peer, LogFormat, NodeConfig, RunArgs,
+    ensure_dev_master_key, load_keys, parse_peer, LogFormat, NodeConfig, PortSecurity, RunArgs,
 };
 use ledger_node::node::{self, default_raft_config, NodeOptions, RunningNode};
 use ledger_node::sms::{DevGateway, ExecGateway, SmsGateway};
 use ledger_node::stamp::SystemStamper;
+use ledger_wire::pki;
+use ledger_wire::tls::{NodeTls, TlsFiles};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -32,13 +36,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Commands {
-    /// Start a 3-node development cluster on 127.0.0.1, initialise it, and run until Ctrl-C.
+    /// Start a 3-node development cluster on 127.0.0.1 with mutual TLS (certificates in
+    /// DATA_DIR/certs, made on first start), initialise it, and run until Ctrl-C.
     Dev(DevArgs),
     /// Run one node of a cluster (configured by --config, flags and LEDGER_* variables).
     Run(Box<RunArgs>),
-    /// Administer a running cluster.
+    /// Administer a running cluster (as an operator: see --certs and --identity).
+    Cluster(ClusterArgs),
+    /// The cluster's certificate authority: create it, issue and revoke certificates.
     #[command(subcommand)]
-    Cluster(ClusterCommand),
+    Certs(CertsCommand),
+}
+
+#[derive(clap::Args)]
+struct ClusterArgs {
+    #[command(subcommand)]
+    command: ClusterCommand,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(clap::Args)]
@@ -107,6 +122,42 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// The node's TLS, reloaded on SIGHUP (a new revocation list applies without a restart).
+fn load_tls(config: &NodeConfig) -> Result<Option<Arc<NodeTls>>, String> {
+    let files = match &config.security {
+        PortSecurity::Tls { files, .. } => files.clone(),
+        PortSecurity::InsecurePlaintext => {
+            tracing::warn!(
+                raft = %config.raft_addr,
+                client = %config.client_addr,
+                "INSECURE PLAINTEXT: no TLS on the Raft and client ports; every client is \
+                 answered as an operator (loopback development and tests only)"
+            );
+            return Ok(None);
+        }
+    };
+    let tls = Arc::new(NodeTls::load(files).map_err(|e| format!("TLS: {e}"))?);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangup =
+            signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
+        let reloaded = tls.clone();
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match reloaded.reload() {
+                    Ok(revoked) => tracing::info!(revoked, "SIGHUP: TLS files reloaded"),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "SIGHUP: TLS reload failed; the previous trust stays in force"
+                    ),
+                }
+            }
+        });
+    }
+    Ok(Some(tls))
+}
+
 async fn start_node(config: &NodeConfig) -> Result<RunningNode, String> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
@@ -119,6 +170,7 @@ async fn start_node(config: &NodeConfig) -> Result<RunningNode, String> {
              check; stale reads WILL happen (test only, never production)"
         );
     }
+    let tls = load_tls(config)?;
     let running = node::start(NodeOptions {
         id: config.id,
         raft_addr: config.raft_addr,
@@ -138,6 +190,7 @@ async fn start_node(config: &NodeConfig) -> Result<RunningNode, String> {
         sms_interval: Duration::from_millis(100),
         cache_bytes: config.cache_bytes,
         unsafe_local_reads: config.unsafe_local_reads,
+        tls,
     })
     .await
     .map_err(|e| e.to_string())?;
@@ -150,8 +203,13 @@ async fn start_node(config: &NodeConfig) -> Result<RunningNode, String> {
 }
 
 /// Initialises the cluster through whichever member leads, retrying while it elects.
-async fn initialise(members: Vec<NodeInfo>, ledger: LedgerConfig) -> Result<(), String> {
+async fn initialise(
+    members: Vec<NodeInfo>,
+    ledger: LedgerConfig,
+    tls: Option<TlsIdentity>,
+) -> Result<(), String> {
     let mut config = ClientConfig::new(members.iter().map(|m| m.client_addr.clone()));
+    config.tls = tls;
     config.max_attempts = 40;
     config.call_timeout = Duration::from_secs(15);
     Client::new(config)
@@ -180,6 +238,13 @@ async fn dev(args: DevArgs) -> Result<(), String> {
     init_logging(args.log_format);
     let key_file = args.data_dir.join("master.key");
     ensure_dev_master_key(&key_file).map_err(|e| format!("{}: {e}", key_file.display()))?;
+    let certs_dir = args.data_dir.join("certs");
+    if certs::ensure_dev_certs(&certs_dir, args.nodes)? {
+        println!("Created a CA and certificates in {}", certs_dir.display());
+    }
+    let operator =
+        ledger_client::identity(&certs_dir, &format!("operator-{}", certs::DEV_OPERATOR))
+            .map_err(|e| e.to_string())?;
     let members: Vec<NodeInfo> = (1..=args.nodes)
         .map(|i| NodeInfo {
             id: i,
@@ -216,11 +281,20 @@ async fn dev(args: DevArgs) -> Result<(), String> {
             cache_bytes: 64 * 1024 * 1024,
             log_format: args.log_format,
             snapshot_every: ledger_node::config::DEFAULT_SNAPSHOT_EVERY,
+            security: PortSecurity::Tls {
+                files: TlsFiles {
+                    ca: certs_dir.join(pki::CA_CERT_FILE),
+                    cert: certs_dir.join(format!("node-{}.crt", m.id)),
+                    key: certs_dir.join(format!("node-{}.key", m.id)),
+                    crl: Some(certs_dir.join(pki::CRL_FILE)),
+                },
+                init_identity: None,
+            },
             unsafe_local_reads: false,
         };
         nodes.push((start_node(&config).await?, config));
     }
-    initialise(members.clone(), ledger_config).await?;
+    initialise(members.clone(), ledger_config, Some(operator)).await?;
     println!("Development cluster of {} nodes is up.", members.len());
     for (node, config) in &nodes {
         println!(
@@ -245,6 +319,15 @@ async fn dev(args: DevArgs) -> Result<(), String> {
             .collect::<Vec<_>>()
             .join(",")
     );
+    println!(
+        "Certificates (mutual TLS) are in {dir}: ledgerctl and ledger-bench use \
+         {dir}/operator-{op}.crt by default (--certs DIR --identity NAME to act as \
+         merchant-1..{m}, channel-web or auditor-audit); `ledger-node certs revoke --dir {dir} \
+         --cert FILE` then SIGHUP revokes one.",
+        dir = certs_dir.display(),
+        op = certs::DEV_OPERATOR,
+        m = certs::DEV_MERCHANTS,
+    );
     println!("Press Ctrl-C to stop.");
     shutdown_signal().await;
     for (node, _) in nodes {
@@ -256,6 +339,22 @@ async fn dev(args: DevArgs) -> Result<(), String> {
 async fn run(args: RunArgs) -> Result<(), String> {
     let config = args.resolve().map_err(|e| e.to_string())?;
     init_logging(config.log_format);
+    // --init initialises through the client port, as an operator.
+    let init_identity = match (&config.security, config.init) {
+        (_, false) | (PortSecurity::InsecurePlaintext, true) => None,
+        (
+            PortSecurity::Tls {
+                files,
+                init_identity,
+            },
+            true,
+        ) => {
+            let (cert, key) = init_identity.as_ref().ok_or(
+                "--init with TLS needs an operator certificate: [tls] init_cert and init_key",
+            )?;
+            Some(TlsIdentity::load(&files.ca, cert, key).map_err(|e| format!("TLS: {e}"))?)
+        }
+    };
     let node = start_node(&config).await?;
     if config.init {
         if config.peers.is_empty() {
@@ -263,7 +362,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         }
         let (members, ledger) = (config.peers.clone(), config.ledger.clone());
         tokio::spawn(async move {
-            match initialise(members, ledger).await {
+            match initialise(members, ledger, init_identity).await {
                 Ok(()) => tracing::info!("cluster initialised"),
                 Err(e) => tracing::error!(error = %e, "cluster initialisation failed"),
             }
@@ -274,16 +373,21 @@ async fn run(args: RunArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn cluster(command: ClusterCommand) -> Result<(), String> {
-    let client = |endpoints: Vec<String>| Client::new(ClientConfig::new(endpoints));
-    match command {
+async fn cluster(args: ClusterArgs) -> Result<(), String> {
+    let tls = args.tls.resolve()?;
+    let client = |endpoints: Vec<String>| {
+        let mut config = ClientConfig::new(endpoints);
+        config.tls = tls.clone();
+        Client::new(config)
+    };
+    match args.command {
         ClusterCommand::Init { endpoint, members } => {
             let members = members
                 .iter()
                 .map(|m| parse_peer(m))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| e.to_string())?;
-            initialise_at(endpoint, members).await
+            initialise_at(endpoint, members, tls).await
         }
         ClusterCommand::Add { endpoint, node } => {
             let node = parse_peer(&node).map_err(|e| e.to_string())?;
@@ -311,8 +415,13 @@ async fn cluster(command: ClusterCommand) -> Result<(), String> {
     }
 }
 
-async fn initialise_at(endpoints: Vec<String>, members: Vec<NodeInfo>) -> Result<(), String> {
+async fn initialise_at(
+    endpoints: Vec<String>,
+    members: Vec<NodeInfo>,
+    tls: Option<TlsIdentity>,
+) -> Result<(), String> {
     let mut config = ClientConfig::new(endpoints);
+    config.tls = tls;
     config.max_attempts = 40;
     config.call_timeout = Duration::from_secs(15);
     Client::new(config)
@@ -331,7 +440,8 @@ fn main() -> ExitCode {
         match cli.command {
             Commands::Dev(args) => dev(args).await,
             Commands::Run(args) => run(*args).await,
-            Commands::Cluster(command) => cluster(command).await,
+            Commands::Cluster(args) => cluster(args).await,
+            Commands::Certs(command) => certs::run(command),
         }
     });
     match result {

@@ -5,6 +5,7 @@ use crate::raft_types::{NodeAddr, NodeId};
 use openraft::RaftMetrics;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in microseconds.
@@ -69,6 +70,8 @@ pub struct Metrics {
     pub queries: AtomicU64,
     pub sms_sent: AtomicU64,
     pub sms_failed: AtomicU64,
+    /// TLS connections refused on either port (failed, timed out, or role not served).
+    pub tls_refused: Arc<AtomicU64>,
     pub submit_latency: Histogram,
     pub query_latency: Histogram,
 }
@@ -136,7 +139,7 @@ impl Metrics {
             "Size of the node's sled database on disk.",
             disk_bytes,
         );
-        let counters: [(&str, &str, &AtomicU64); 9] = [
+        let counters: [(&str, &str, &AtomicU64); 10] = [
             (
                 "ledger_submit_calls_total",
                 "Client submit calls.",
@@ -177,6 +180,11 @@ impl Metrics {
                 "ledger_sms_failed_total",
                 "SMS deliveries that failed (retried).",
                 &self.sms_failed,
+            ),
+            (
+                "ledger_tls_refused_total",
+                "TLS connections refused (handshake failed or timed out, certificate refused).",
+                &self.tls_refused,
             ),
         ];
         for (name, help, value) in counters {

@@ -1,6 +1,9 @@
 //! Raft traffic over tarpc: the service a node serves on its Raft port, and the client side
 //! openraft uses to reach its peers.
 //!
+//! Both directions use mutual TLS when the node has it: the port admits node certificates
+//! only, and a node dials its peers presenting its own.
+//!
 //! Every call has a deadline (openraft's per-RPC `hard_ttl`, enforced with a tokio timeout);
 //! a broken connection is dropped and re-established on the next call, no sooner than a
 //! back-off after the last failure; frames are bounded (`api::MAX_FRAME_BYTES`), and an
@@ -8,6 +11,8 @@
 
 use crate::raft_types::{NodeAddr, NodeId, Raft, TypeConfig};
 use futures::{future, StreamExt};
+use ledger_wire::principal::Principal;
+use ledger_wire::tls::NodeTls;
 use ledger_wire::transport;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -18,6 +23,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tarpc::server::{BaseChannel, Channel};
 
@@ -69,28 +75,78 @@ impl RaftRpc for RaftServer {
     }
 }
 
-/// Serves Raft traffic on `addr` until the task is aborted.
-pub async fn serve(addr: SocketAddr, raft: Raft) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = transport::listen(addr).await?;
+/// Serves Raft traffic on `addr` until the task is aborted: with mutual TLS when `tls` is
+/// given, admitting node certificates only (a connection whose certificate a later CRL
+/// reload revokes is closed; refusals counted in `refused`), else in plaintext.
+pub async fn serve(
+    addr: SocketAddr,
+    raft: Raft,
+    tls: Option<Arc<NodeTls>>,
+    refused: Arc<std::sync::atomic::AtomicU64>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let server = RaftServer { raft };
-    Ok(tokio::spawn(
-        listener
-            .filter_map(|conn| future::ready(conn.ok()))
-            .map(BaseChannel::with_defaults)
-            .for_each_concurrent(None, move |channel| {
-                let server = server.clone();
-                channel
-                    .execute(server.serve())
-                    .for_each(|response| async move {
-                        tokio::spawn(response);
-                    })
-            }),
-    ))
+    let Some(tls) = tls else {
+        let listener = transport::listen(addr).await?;
+        return Ok(tokio::spawn(
+            listener
+                .filter_map(|conn| future::ready(conn.ok()))
+                .map(BaseChannel::with_defaults)
+                .for_each_concurrent(None, move |channel| serve_channel(channel, server.clone())),
+        ));
+    };
+    let incoming = transport::listen_tls(
+        addr,
+        tls.clone(),
+        |p| matches!(p, Principal::Node { .. }),
+        refused,
+    )
+    .await?;
+    let connections = futures::stream::unfold(incoming, |mut incoming| async move {
+        incoming.next().await.map(|conn| (conn, incoming))
+    });
+    Ok(tokio::spawn(connections.for_each_concurrent(
+        None,
+        move |conn| {
+            let server = server.clone();
+            let revoked = tls.until_revoked(conn.peer.serial.clone());
+            let channel = BaseChannel::with_defaults(conn.framed);
+            async move {
+                tokio::select! {
+                    () = serve_channel(channel, server) => {}
+                    () = revoked => tracing::info!(
+                        remote = %conn.remote,
+                        principal = %conn.peer.principal,
+                        "certificate revoked: Raft connection closed"
+                    ),
+                }
+            }
+        },
+    )))
 }
 
-/// Creates a connection per peer for openraft; connects lazily.
+/// Answers one peer connection's calls until it closes.
+async fn serve_channel<T>(
+    channel: BaseChannel<RaftRpcRequest, RaftRpcResponse, T>,
+    server: RaftServer,
+) where
+    T: tarpc::Transport<tarpc::Response<RaftRpcResponse>, tarpc::ClientMessage<RaftRpcRequest>>
+        + Send
+        + 'static,
+{
+    channel
+        .execute(server.serve())
+        .for_each(|response| async move {
+            tokio::spawn(response);
+        })
+        .await
+}
+
+/// Creates a connection per peer for openraft; connects lazily, with mutual TLS (presenting
+/// this node's certificate) when `tls` is set.
 #[derive(Clone, Default)]
-pub struct Network;
+pub struct Network {
+    pub tls: Option<Arc<NodeTls>>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerConnection;
@@ -99,6 +155,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         PeerConnection {
             target,
             addr: node.raft.clone(),
+            tls: self.tls.clone(),
             client: None,
             last_failure: None,
         }
@@ -109,6 +166,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct PeerConnection {
     target: NodeId,
     addr: String,
+    tls: Option<Arc<NodeTls>>,
     client: Option<RaftRpcClient>,
     last_failure: Option<Instant>,
 }
@@ -131,10 +189,25 @@ impl PeerConnection {
                 tokio::time::sleep(wait).await;
             }
         }
-        let transport = transport::connect(&self.addr, CONNECT_TIMEOUT)
-            .await
-            .map_err(|e| format!("connect to node {} at {}: {e}", self.target, self.addr))?;
-        let client = RaftRpcClient::new(tarpc::client::Config::default(), transport).spawn();
+        let failed =
+            |e: std::io::Error| format!("connect to node {} at {}: {e}", self.target, self.addr);
+        let config = tarpc::client::Config::default();
+        let client = match &self.tls {
+            // The current client configuration: a CRL reload applies to new connections.
+            Some(tls) => {
+                let transport =
+                    transport::connect_tls(&self.addr, CONNECT_TIMEOUT, tls.client_config())
+                        .await
+                        .map_err(failed)?;
+                RaftRpcClient::new(config, transport).spawn()
+            }
+            None => {
+                let transport = transport::connect(&self.addr, CONNECT_TIMEOUT)
+                    .await
+                    .map_err(failed)?;
+                RaftRpcClient::new(config, transport).spawn()
+            }
+        };
         self.client = Some(client.clone());
         Ok(client)
     }

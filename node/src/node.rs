@@ -45,6 +45,9 @@ pub struct NodeOptions {
     /// TEST ONLY: answer linearizable reads from local state without confirming leadership
     /// (stale reads under a partition). The chaos harness's proof that it catches them.
     pub unsafe_local_reads: bool,
+    /// Mutual TLS on both ports and to the peers; `None` serves plaintext (loopback only,
+    /// checked by the configuration).
+    pub tls: Option<Arc<ledger_wire::tls::NodeTls>>,
 }
 
 /// The Raft configuration a node runs with unless told otherwise. The heartbeat interval is
@@ -231,7 +234,10 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
             .validate()
             .map_err(|e| StartError::Config(e.to_string()))?,
     );
-    let raft = Raft::new(options.id, config, Network, log_store, state_machine)
+    let network = Network {
+        tls: options.tls.clone(),
+    };
+    let raft = Raft::new(options.id, config, network, log_store, state_machine)
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
 
@@ -248,13 +254,19 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         unsafe_local_reads: options.unsafe_local_reads,
         planted: None,
     });
-    let raft_server = network::serve(options.raft_addr, raft.clone())
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: options.raft_addr,
-            source,
-        })?;
-    let client_server = service::serve(options.client_addr, node.shared.clone())
+    let refused = node.shared.metrics.tls_refused.clone();
+    let raft_server = network::serve(
+        options.raft_addr,
+        raft.clone(),
+        options.tls.clone(),
+        refused,
+    )
+    .await
+    .map_err(|source| StartError::Listen {
+        addr: options.raft_addr,
+        source,
+    })?;
+    let client_server = service::serve(options.client_addr, node.shared.clone(), options.tls)
         .await
         .map_err(|source| StartError::Listen {
             addr: options.client_addr,

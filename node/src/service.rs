@@ -17,8 +17,9 @@ use ledger_wire::api::{
     AccountView, ApiError, ClientRequest, ClientResult, Consistency, NodeInfo, NodeStatus, Query,
     QueryReply, API_VERSION, MAX_ACCOUNT_RANGE, MAX_BATCH,
 };
-use ledger_wire::principal::Principal;
-use ledger_wire::rpc::LedgerRpc;
+use ledger_wire::principal::{Principal, Role};
+use ledger_wire::rpc::{LedgerRpc, LedgerRpcRequest, LedgerRpcResponse};
+use ledger_wire::tls::NodeTls;
 use ledger_wire::transport;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
@@ -29,27 +30,69 @@ use std::sync::Arc;
 use std::time::Instant;
 use tarpc::server::{BaseChannel, Channel};
 
-/// Serves the client port until the task is aborted.
+/// Serves the client port until the task is aborted: with mutual TLS when `tls` is given
+/// (each connection answered as the principal its certificate names; node certificates
+/// refused; a connection whose certificate is revoked by a later CRL reload is closed), else
+/// in plaintext, every connection as `plaintext_principal()`.
 pub async fn serve(
     addr: SocketAddr,
     shared: Arc<Shared>,
+    tls: Option<Arc<NodeTls>>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = transport::listen(addr).await?;
-    // Until the port speaks TLS, every connection is the plaintext operator.
+    let refused = shared.metrics.tls_refused.clone();
+    // Every connection starts from this service and gets its own principal.
     let service = ClientService::new(shared, plaintext_principal());
-    Ok(tokio::spawn(
-        listener
-            .filter_map(|conn| future::ready(conn.ok()))
-            .map(BaseChannel::with_defaults)
-            .for_each_concurrent(None, move |channel| {
-                let service = service.clone();
-                channel
-                    .execute(service.serve())
-                    .for_each(|response| async move {
-                        tokio::spawn(response);
-                    })
-            }),
-    ))
+    let Some(tls) = tls else {
+        let listener = transport::listen(addr).await?;
+        return Ok(tokio::spawn(
+            listener
+                .filter_map(|conn| future::ready(conn.ok()))
+                .map(BaseChannel::with_defaults)
+                .for_each_concurrent(None, move |channel| serve_channel(channel, service.clone())),
+        ));
+    };
+    // Nodes speak to each other on the Raft port only (DOMAIN.md section 10).
+    let incoming =
+        transport::listen_tls(addr, tls.clone(), |p| p.role() != Role::Node, refused).await?;
+    let connections = futures::stream::unfold(incoming, |mut incoming| async move {
+        incoming.next().await.map(|conn| (conn, incoming))
+    });
+    Ok(tokio::spawn(connections.for_each_concurrent(
+        None,
+        move |conn| {
+            let service = service.for_principal(conn.peer.principal.clone());
+            let revoked = tls.until_revoked(conn.peer.serial.clone());
+            let channel = BaseChannel::with_defaults(conn.framed);
+            async move {
+                tokio::select! {
+                    () = serve_channel(channel, service) => {}
+                    () = revoked => tracing::info!(
+                        remote = %conn.remote,
+                        principal = %conn.peer.principal,
+                        serial = %conn.peer.serial,
+                        "certificate revoked: connection closed"
+                    ),
+                }
+            }
+        },
+    )))
+}
+
+/// Answers one connection's calls until it closes, each call in a task of its own.
+async fn serve_channel<T>(
+    channel: BaseChannel<LedgerRpcRequest, LedgerRpcResponse, T>,
+    service: ClientService,
+) where
+    T: tarpc::Transport<tarpc::Response<LedgerRpcResponse>, tarpc::ClientMessage<LedgerRpcRequest>>
+        + Send
+        + 'static,
+{
+    channel
+        .execute(service.serve())
+        .for_each(|response| async move {
+            tokio::spawn(response);
+        })
+        .await
 }
 
 /// The principal of a connection on a port without TLS.

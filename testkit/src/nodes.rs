@@ -2,6 +2,7 @@
 //! options that differ between the end-to-end tests and the chaos harness, and the running
 //! process (kill -9, SIGTERM, SIGSTOP, SIGCONT, reaping).
 
+use crate::pki::LaunchTls;
 use ledger_client::NodeInfo;
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -65,6 +66,7 @@ pub struct NodeLauncher {
     extra_args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     die_with_parent: bool,
+    tls: Option<LaunchTls>,
 }
 
 impl NodeLauncher {
@@ -89,7 +91,15 @@ impl NodeLauncher {
             extra_args: Vec::new(),
             env: Vec::new(),
             die_with_parent: false,
+            tls: None,
         }
+    }
+
+    /// Serve with mutual TLS from these files (`ClusterPki::node`). Without it the node
+    /// runs with `--insecure-plaintext`, which it accepts on loopback addresses only.
+    pub fn tls(mut self, tls: LaunchTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Log entries between snapshots.
@@ -183,6 +193,7 @@ impl NodeLauncher {
             .args(["--sms", "dev", "--allow-dev-sms"])
             .args(["--campaign-start-ms", &self.campaign_ms.0.to_string()])
             .args(["--campaign-end-ms", &self.campaign_ms.1.to_string()])
+            .args(self.security_args())
             .args(&self.extra_args)
             // The flags above are the whole configuration: no file from the environment.
             .env_remove("LEDGER_CONFIG")
@@ -194,6 +205,26 @@ impl NodeLauncher {
             }
         }
         command
+    }
+
+    fn security_args(&self) -> Vec<OsString> {
+        let Some(tls) = &self.tls else {
+            return vec!["--insecure-plaintext".into()];
+        };
+        let mut args = Vec::new();
+        let mut flag = |name: &str, path: &Path| {
+            args.push(OsString::from(name));
+            args.push(path.as_os_str().to_owned());
+        };
+        flag("--tls-ca", &tls.files.ca);
+        flag("--tls-cert", &tls.files.cert);
+        flag("--tls-key", &tls.files.key);
+        if let Some(crl) = &tls.files.crl {
+            flag("--tls-crl", crl);
+        }
+        flag("--tls-init-cert", &tls.init_cert);
+        flag("--tls-init-key", &tls.init_key);
+        args
     }
 
     /// Starts the node (its data directory is made if missing), with stdout and stderr
@@ -294,6 +325,11 @@ impl NodeProcess {
     /// SIGCONT.
     pub fn resume(&self) {
         self.signal(libc::SIGCONT);
+    }
+
+    /// SIGHUP: the node re-reads its TLS files (a new revocation list).
+    pub fn hangup(&self) {
+        self.signal(libc::SIGHUP);
     }
 
     /// SIGTERM, then waits for a clean exit within `deadline` (after it, SIGKILL).

@@ -5,10 +5,12 @@
 //! The harness builds `ledger-node` with cargo (same profile as the test) the first time a
 //! test asks for it, so `cargo test --workspace` needs nothing built beforehand.
 
-use ledger_client::{Client, ClientConfig, NodeInfo, NodeStatus};
+use ledger_client::{Client, ClientConfig, NodeInfo, NodeStatus, TlsIdentity};
 use ledger_testkit::nodes::{self, NodeLauncher};
+use ledger_testkit::pki::ClusterPki;
 use ledger_testkit::probe;
 use ledger_wire::dev_sms::{read_outbox, DevSms, DEV_OUTBOX_FILE};
+use ledger_wire::principal::Principal;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -119,6 +121,7 @@ impl NodeProcess {
 /// A cluster of real node processes.
 pub struct Cluster {
     dir: tempfile::TempDir,
+    pki: ClusterPki,
     pub nodes: Vec<NodeProcess>,
     members: Vec<NodeInfo>,
     snapshot_every: u64,
@@ -139,8 +142,10 @@ impl Cluster {
             .tempdir()
             .expect("temp dir");
         std::fs::write(dir.path().join("master.key"), [7u8; 32]).expect("master key");
+        let pki = ClusterPki::create(&dir.path().join("certs")).expect("cluster CA");
         let mut cluster = Cluster {
             dir,
+            pki,
             nodes: Vec::new(),
             members: Vec::new(),
             snapshot_every,
@@ -155,6 +160,28 @@ impl Cluster {
         }
         cluster.wait_ready(&cluster.ids()).await;
         cluster
+    }
+
+    /// The cluster's CA and certificates (folder `certs/` of `data_root`).
+    pub fn pki(&self) -> &ClusterPki {
+        &self.pki
+    }
+
+    /// The identity of any principal (issued on first use), to act in its role.
+    pub fn identity(&self, principal: &Principal) -> TlsIdentity {
+        self.pki
+            .identity(principal)
+            .expect("issue a test certificate")
+    }
+
+    /// `ledgerctl`'s flags to act as the test operator of this cluster.
+    pub fn ledgerctl_identity(&self) -> [String; 4] {
+        [
+            "--certs".into(),
+            self.pki.dir().display().to_string(),
+            "--identity".into(),
+            format!("operator-{}", ledger_testkit::pki::TEST_OPERATOR),
+        ]
     }
 
     /// The folder holding every node's data directory (`node<id>/`).
@@ -200,7 +227,8 @@ impl Cluster {
             self.dir.path().join("master.key"),
         )
         .snapshot_every(self.snapshot_every)
-        .campaign_ms(self.campaign);
+        .campaign_ms(self.campaign)
+        .tls(self.pki.node(id).expect("node certificate"));
         self.nodes.push(NodeProcess {
             info,
             admin_addr: launcher.admin_addr().to_owned(),
@@ -250,6 +278,13 @@ impl Cluster {
         }
     }
 
+    /// SIGHUP to node `id`: it re-reads its TLS files (the revocation list).
+    pub fn hangup(&self, id: u64) {
+        if let Some(process) = self.nodes[self.index(id)].process().as_ref() {
+            process.hangup();
+        }
+    }
+
     pub fn is_running(&self, id: u64) -> bool {
         self.nodes[self.index(id)].process().is_some()
     }
@@ -271,13 +306,20 @@ impl Cluster {
         self.nodes[self.index(id)].info.clone()
     }
 
-    /// A client over the endpoints of the given nodes.
+    /// A client over the endpoints of the given nodes, as the test operator.
     pub fn client_for(&self, ids: &[u64]) -> Client {
+        Client::new(self.client_config(ids))
+    }
+
+    /// The configuration of `client_for` (the test operator's identity; change `tls` to
+    /// act as another principal).
+    pub fn client_config(&self, ids: &[u64]) -> ClientConfig {
         let mut config = ClientConfig::new(ids.iter().map(|id| self.info(*id).client_addr));
+        config.tls = Some(self.pki.operator().expect("operator certificate"));
         config.call_timeout = Duration::from_secs(3);
         config.max_attempts = 30;
         config.backoff_max = Duration::from_millis(500);
-        Client::new(config)
+        config
     }
 
     /// A client over every node.
@@ -288,6 +330,7 @@ impl Cluster {
     /// A client of node `id` alone that asks once, for probes.
     fn probe_client(&self, id: u64) -> Client {
         let mut config = ClientConfig::new([self.info(id).client_addr]);
+        config.tls = Some(self.pki.operator().expect("operator certificate"));
         config.call_timeout = Duration::from_secs(2);
         config.max_attempts = 1;
         Client::new(config)

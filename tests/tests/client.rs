@@ -1,6 +1,6 @@
 //! The client library and `ledgerctl` against a real 3-node cluster.
 
-use ledger_client::{Client, ClientConfig, ClientError, Operation};
+use ledger_client::{Client, ClientError, Operation};
 use ledger_core::command::{CampaignFlags, Command};
 use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::state::PaymentState;
@@ -99,8 +99,7 @@ async fn a_retry_after_a_timeout_charges_once() {
     };
 
     // A client so impatient that its only attempt times out: the outcome is unknown to it.
-    let mut impatient =
-        ClientConfig::new(cluster.ids().iter().map(|id| cluster.info(*id).client_addr));
+    let mut impatient = cluster.client_config(&cluster.ids());
     impatient.call_timeout = Duration::from_micros(1);
     impatient.max_attempts = 1;
     let impatient = Client::new(impatient);
@@ -273,6 +272,7 @@ async fn ledgerctl_demo_plays_the_article_and_passes() {
     let output = Process::new(&ledgerctl)
         .arg("--endpoints")
         .arg(endpoints.join(","))
+        .args(cluster.ledgerctl_identity())
         .arg("--data-dir")
         .arg(cluster.data_root())
         .arg("demo")
@@ -292,6 +292,7 @@ async fn ledgerctl_demo_plays_the_article_and_passes() {
     let status = Process::new(&ledgerctl)
         .arg("--endpoints")
         .arg(endpoints.join(","))
+        .args(cluster.ledgerctl_identity())
         .arg("status")
         .output()
         .expect("status");
@@ -306,6 +307,7 @@ async fn ledgerctl_explains_an_unreachable_cluster_and_bad_arguments() {
         .args([
             "--endpoints",
             "127.0.0.1:1",
+            "--insecure-plaintext",
             "--timeout-ms",
             "500",
             "account",

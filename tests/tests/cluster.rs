@@ -80,9 +80,11 @@ async fn a_write_sent_to_a_follower_names_the_leader_and_the_client_follows_it()
         .find(|id| *id != leader)
         .expect("a follower");
 
-    let transport = ledger_wire::transport::connect(
+    let operator = cluster.pki().operator().expect("operator certificate");
+    let transport = ledger_wire::transport::connect_tls(
         &cluster.info(follower).client_addr,
         Duration::from_secs(1),
+        operator.client_config(),
     )
     .await
     .expect("connect");

@@ -11,10 +11,16 @@ use serde_json::Value;
 use std::process::{Command as Process, Output};
 use std::time::Duration;
 
-/// Runs ledgerctl with `--json` against the cluster's endpoints (or `endpoints`).
-fn ledgerctl(endpoints: &str, args: &[&str]) -> Output {
+/// Runs ledgerctl with `--json` against `endpoints`, as the test operator of `cluster`
+/// (plaintext without one).
+fn ledgerctl(cluster: Option<&Cluster>, endpoints: &str, args: &[&str]) -> Output {
+    let identity = match cluster {
+        Some(cluster) => cluster.ledgerctl_identity().to_vec(),
+        None => vec!["--insecure-plaintext".to_owned()],
+    };
     Process::new(workspace_binary("ledger-client", "ledgerctl"))
         .args(["--json", "--endpoints", endpoints])
+        .args(identity)
         .args(args)
         .output()
         .expect("run ledgerctl")
@@ -69,11 +75,14 @@ async fn open_account(client: &Client, n: u64) -> AccountId {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_errors_name_their_type_and_whether_a_retry_can_help() {
-    let nobody = error(&ledgerctl("127.0.0.1:1", &["deposit", "16", "1"]), 1);
+    let nobody = error(&ledgerctl(None, "127.0.0.1:1", &["deposit", "16", "1"]), 1);
     assert_eq!(nobody["type"], "NoNodeReachable");
     assert_eq!(nobody["retryable"], true);
 
-    let bad_amount = error(&ledgerctl("127.0.0.1:1", &["deposit", "16", "1.234"]), 2);
+    let bad_amount = error(
+        &ledgerctl(None, "127.0.0.1:1", &["deposit", "16", "1.234"]),
+        2,
+    );
     assert_eq!(bad_amount["type"], "InvalidArgument");
     assert_eq!(bad_amount["retryable"], false);
 
@@ -81,12 +90,22 @@ async fn json_errors_name_their_type_and_whether_a_retry_can_help() {
     let cluster = Cluster::start(3).await;
     let account = open_account(&cluster.client(), 1).await;
     let id = account.0.to_string();
-    let refused = error(&ledgerctl(&endpoints(&cluster), &["withdraw", &id, "1"]), 1);
+    let refused = error(
+        &ledgerctl(
+            Some(&cluster),
+            &endpoints(&cluster),
+            &["withdraw", &id, "1"],
+        ),
+        1,
+    );
     assert_eq!(refused["type"], "Refused");
     assert_eq!(refused["reason"], "InsufficientFunds");
     assert_eq!(refused["retryable"], false);
 
-    let missing = error(&ledgerctl(&endpoints(&cluster), &["account", "999999"]), 1);
+    let missing = error(
+        &ledgerctl(Some(&cluster), &endpoints(&cluster), &["account", "999999"]),
+        1,
+    );
     assert_eq!(missing["type"], "NotFound");
 }
 
@@ -104,6 +123,7 @@ async fn a_write_given_up_on_prints_its_key_and_retried_with_it_applies_once() {
         cluster.kill(*follower);
     }
     let given_up = ledgerctl(
+        Some(&cluster),
         &endpoints(&cluster),
         &[
             "--deadline-ms",
@@ -129,6 +149,7 @@ async fn a_write_given_up_on_prints_its_key_and_retried_with_it_applies_once() {
     }
     cluster.wait_ready(&cluster.ids()).await;
     let retried = ledgerctl(
+        Some(&cluster),
         &endpoints(&cluster),
         &["--key", &key, "deposit", &id, "12.34"],
     );
@@ -138,6 +159,7 @@ async fn a_write_given_up_on_prints_its_key_and_retried_with_it_applies_once() {
     // Another deposit moves the balance, so a replay is told apart from a second apply.
     client.deposit(account, 100).await.expect("deposit");
     let again = ledgerctl(
+        Some(&cluster),
         &endpoints(&cluster),
         &["--key", &key, "deposit", &id, "12.34"],
     );
@@ -159,7 +181,7 @@ async fn a_deposit_sent_while_the_leader_dies_is_applied_once() {
     let leader = cluster.leader().await;
     cluster.kill(leader);
     // Sent at once, so ledgerctl meets the election (its old limit was ~1.5 s of retries).
-    let deposit = ledgerctl(&endpoints(&cluster), &["deposit", &id, "5"]);
+    let deposit = ledgerctl(Some(&cluster), &endpoints(&cluster), &["deposit", &id, "5"]);
     assert!(
         deposit.status.success(),
         "{}\n{}",

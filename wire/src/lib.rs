@@ -8,10 +8,14 @@
 //! - [`transport`]: the framing (length-delimited bincode, `MAX_FRAME_BYTES`), for the client
 //!   port and the Raft port.
 //! - [`principal`]: who is calling, as a verified certificate names them, and their role.
+//! - [`tls`]: mutual TLS 1.3 for both ports and every client; [`pki`]: the cluster's
+//!   certificate authority (issue, revoke).
 //! - [`dev_sms`]: the development SMS outbox file a node writes and tools read codes from.
 
 pub mod api;
 pub mod dev_sms;
+pub mod pki;
 pub mod principal;
 pub mod rpc;
+pub mod tls;
 pub mod transport;

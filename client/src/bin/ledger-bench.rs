@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
     about = "Load generator for a payment ledger cluster."
 )]
 struct Args {
+    #[command(flatten)]
+    tls: ledger_client::TlsArgs,
     /// Client endpoints of the cluster (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = DEV_ENDPOINTS.map(String::from))]
     endpoints: Vec<String>,
@@ -284,6 +286,7 @@ fn dir_size(path: &std::path::Path) -> u64 {
 async fn main() -> Result<(), String> {
     let args = Args::parse();
     let mut config = ClientConfig::new(args.endpoints.clone());
+    config.tls = args.tls.resolve()?;
     config.call_timeout = Duration::from_secs(10);
     let client_config = config.clone();
     let client = Arc::new(Client::new(config));

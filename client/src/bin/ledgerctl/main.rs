@@ -35,6 +35,13 @@ outcome without applying it twice (the ledger keeps it for the nodes' client_ses
 Errors: as text on standard error; under --json, as one JSON object on standard output, \
 {\"error\": {\"type\", \"message\", \"retryable\", ...}}.
 
+Identity: ledgerctl connects with mutual TLS as the certificate --identity NAME of the \
+folder --certs DIR (DIR/NAME.crt, DIR/NAME.key, DIR/ca.crt; by default \
+data/dev/certs/operator-ledgerctl, made by `ledger-node dev`); the node answers as the \
+principal it names. If data/dev/certs does not exist and neither flag is given, it connects \
+in plaintext (--insecure-plaintext says so explicitly). A refused certificate is reported \
+with the cause (unknown CA, certificate expired, certificate revoked, bad certificate).
+
 Exit codes: 0 done; 1 failed (refused, not found, or nothing could be sent); 2 bad \
 arguments; 3 outcome unknown (retry with --key).";
 
@@ -67,6 +74,8 @@ struct Cli {
     /// The dev cluster's data directory (where `sms tail` and `demo` read SMS messages).
     #[arg(long, global = true, default_value = "./data/dev")]
     data_dir: PathBuf,
+    #[command(flatten)]
+    tls: ledger_client::TlsArgs,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -129,8 +138,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             message: "--key applies only to commands that change the ledger".into(),
         });
     }
+    let tls = cli
+        .tls
+        .resolve()
+        .map_err(|message| Failure::InvalidArgument { message })?;
     let session = Session::new(session::Settings {
         endpoints: cli.endpoints,
+        tls,
+        certs_dir: cli
+            .tls
+            .certs
+            .unwrap_or_else(|| ledger_client::identity::DEV_CERTS_DIR.into()),
         json: cli.json,
         call_timeout_ms: cli.timeout_ms,
         deadline_ms: cli.deadline_ms,

@@ -10,10 +10,11 @@
 use crate::failure::Failure;
 use crate::view::{unexpected, Record, Table, View};
 use futures::future::select_ok;
-use ledger_client::{Client, ClientConfig, ClientError, Operation, DEV_ENDPOINTS};
+use ledger_client::{Client, ClientConfig, ClientError, Operation, TlsIdentity, DEV_ENDPOINTS};
 use ledger_core::types::RequestKey;
 use ledger_core::Reply;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Attempts of one round in the client library; the session runs rounds until the deadline.
@@ -32,6 +33,10 @@ const NO_NODE_GRACE: Duration = Duration::from_secs(5);
 /// What the command line decides about the session.
 pub struct Settings {
     pub endpoints: Vec<String>,
+    /// The certificate to connect with; `None` for plaintext.
+    pub tls: Option<TlsIdentity>,
+    /// Where other identities are found (`patient_client_as`).
+    pub certs_dir: PathBuf,
     pub json: bool,
     pub call_timeout_ms: u64,
     pub deadline_ms: u64,
@@ -40,6 +45,7 @@ pub struct Settings {
 
 pub struct Session {
     client: Client,
+    certs_dir: PathBuf,
     config: ClientConfig,
     json: bool,
     deadline: Duration,
@@ -65,12 +71,14 @@ impl Session {
             settings.endpoints
         };
         let mut config = ClientConfig::new(endpoints);
+        config.tls = settings.tls;
         config.call_timeout = Duration::from_millis(settings.call_timeout_ms);
         config.max_attempts = ATTEMPTS_PER_ROUND;
         config.backoff_initial = BACKOFF_INITIAL;
         config.backoff_max = BACKOFF_MAX;
         Session {
             client: Client::new(config.clone()),
+            certs_dir: settings.certs_dir,
             config,
             json: settings.json,
             deadline: Duration::from_millis(settings.deadline_ms),
@@ -86,10 +94,24 @@ impl Session {
     /// A client that itself retries for about the deadline, for `demo`, which calls the
     /// library's domain methods directly.
     pub fn patient_client(&self) -> Client {
+        self.patient_client_as(self.config.tls.clone())
+    }
+
+    /// `patient_client` presenting another certificate (the demo acting as a merchant or
+    /// the channel): `identity(self.certs_dir(), "merchant-1")`.
+    #[allow(dead_code)] // the demo's role steps use it
+    pub fn patient_client_as(&self, tls: Option<TlsIdentity>) -> Client {
         let mut config = self.config.clone();
+        config.tls = tls;
         let per_attempt = BACKOFF_MAX.as_millis() as u64 / 2 + 1;
         config.max_attempts = (self.deadline.as_millis() as u64 / per_attempt).max(1) as u32;
         Client::new(config)
+    }
+
+    /// The certificates folder of `--certs`.
+    #[allow(dead_code)] // the demo's role steps use it
+    pub fn certs_dir(&self) -> &Path {
+        &self.certs_dir
     }
 
     /// The key of this command's write: `--key`, else a fresh one.
