@@ -322,6 +322,38 @@ impl Cluster {
         config
     }
 
+    /// The configuration of a client over every node acting as `principal` (a certificate
+    /// the cluster's CA issues on demand).
+    pub fn client_config_as(&self, principal: &Principal) -> ClientConfig {
+        let mut config = self.client_config(&self.ids());
+        config.tls = Some(self.pki.identity(principal).expect("a certificate"));
+        config
+    }
+
+    /// A client over every node acting as `principal`.
+    pub fn client_as(&self, principal: &Principal) -> Client {
+        Client::new(self.client_config_as(principal))
+    }
+
+    /// The Prometheus text of node `id`'s admin port.
+    pub async fn metrics(&self, id: u64) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let admin = &self.nodes[self.index(id)].admin_addr;
+        let mut stream = tokio::net::TcpStream::connect(admin)
+            .await
+            .expect("admin port");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("request");
+        let mut body = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut body))
+            .await
+            .expect("metrics within 5 s")
+            .expect("read");
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
     /// A client over every node.
     pub fn client(&self) -> Client {
         self.client_for(&self.ids())

@@ -11,11 +11,11 @@ use ledger_core::types::{
     AccountId, AccountStatus, Eligibility, MerchantId, MerchantKind, Payee, PaymentId, PoolId,
     RequestKey, VipTier, YearMonth,
 };
-use ledger_tests::{serial, Cluster};
 use ledger_testkit::driver::{test_pan, test_phone};
+use ledger_tests::{serial, Cluster};
 use ledger_wire::api::{ApiError, NodeInfo};
 use ledger_wire::principal::{Principal, Role};
-use std::collections::BTreeMap;
+use ledger_wire::rpc::LedgerRpcClient;
 
 const PASSWORD: &str = "135790";
 
@@ -25,7 +25,12 @@ fn callers(merchant: MerchantId) -> Vec<(&'static str, Principal)> {
         ("operator", Principal::Operator { name: "ops".into() }),
         ("merchant", Principal::Merchant { merchant }),
         ("channel", Principal::Channel { name: "web".into() }),
-        ("auditor", Principal::Auditor { name: "audit".into() }),
+        (
+            "auditor",
+            Principal::Auditor {
+                name: "audit".into(),
+            },
+        ),
     ]
 }
 
@@ -88,8 +93,12 @@ async fn begin(merchant: &Client, payee: MerchantId, order: &str) -> PaymentId {
 }
 
 async fn build_world(cluster: &Cluster) -> World {
-    let operator = cluster.client_as(&Principal::Operator { name: "setup".into() });
-    let channel = cluster.client_as(&Principal::Channel { name: "setup".into() });
+    let operator = cluster.client_as(&Principal::Operator {
+        name: "setup".into(),
+    });
+    let channel = cluster.client_as(&Principal::Channel {
+        name: "setup".into(),
+    });
     let payer = open_account(&operator, 1).await;
     let own_account = open_account(&operator, 2).await;
     let other_account = open_account(&operator, 3).await;
@@ -132,8 +141,9 @@ async fn build_world(cluster: &Cluster) -> World {
         })
         .await
         .expect("enrolment step 2");
-    let Ok(Reply::ChallengeIssued { challenge, .. }) =
-        channel.submit(Operation::EpayConfirm { account: payer }).await
+    let Ok(Reply::ChallengeIssued { challenge, .. }) = channel
+        .submit(Operation::EpayConfirm { account: payer })
+        .await
     else {
         panic!("enrolment step 3")
     };
@@ -145,9 +155,18 @@ async fn build_world(cluster: &Cluster) -> World {
         })
         .await
         .expect("enrolment step 4");
-    let own_payment = begin(&cluster.client_as(&Principal::Merchant { merchant: own }), own, "own").await;
-    let other_payment =
-        begin(&cluster.client_as(&Principal::Merchant { merchant: other }), other, "other").await;
+    let own_payment = begin(
+        &cluster.client_as(&Principal::Merchant { merchant: own }),
+        own,
+        "own",
+    )
+    .await;
+    let other_payment = begin(
+        &cluster.client_as(&Principal::Merchant { merchant: other }),
+        other,
+        "other",
+    )
+    .await;
     World {
         payer,
         own,
@@ -198,24 +217,55 @@ fn rows(w: &World, member: NodeInfo) -> Vec<Row> {
             })),
             &[Operator],
         ),
-        row("deposit", command(Command::Deposit { account: w.payer, amount_fen: 1 }), &[Operator]),
-        row("withdraw", command(Command::Withdraw { account: w.payer, amount_fen: 1 }), &[Operator]),
+        row(
+            "deposit",
+            command(Command::Deposit {
+                account: w.payer,
+                amount_fen: 1,
+            }),
+            &[Operator],
+        ),
+        row(
+            "withdraw",
+            command(Command::Withdraw {
+                account: w.payer,
+                amount_fen: 1,
+            }),
+            &[Operator],
+        ),
         row(
             "transfer",
-            command(Command::Transfer { source: w.payer, target: w.own_account, amount_fen: 1 }),
+            command(Command::Transfer {
+                source: w.payer,
+                target: w.own_account,
+                amount_fen: 1,
+            }),
             &[Operator],
         ),
         row(
             "set an account's status",
-            command(Command::SetAccountStatus { account: w.own_account, status: AccountStatus::Active }),
+            command(Command::SetAccountStatus {
+                account: w.own_account,
+                status: AccountStatus::Active,
+            }),
             &[Operator],
         ),
         row(
             "set campaign flags",
-            command(Command::SetCampaignFlags { account: w.payer, flags: CampaignFlags::default() }),
+            command(Command::SetCampaignFlags {
+                account: w.payer,
+                flags: CampaignFlags::default(),
+            }),
             &[Operator],
         ),
-        row("set a VIP tier", command(Command::SetVipTier { account: w.payer, tier: VipTier::None }), &[Operator]),
+        row(
+            "set a VIP tier",
+            command(Command::SetVipTier {
+                account: w.payer,
+                tier: VipTier::None,
+            }),
+            &[Operator],
+        ),
         row(
             "register a merchant",
             command(Command::RegisterMerchant {
@@ -239,10 +289,17 @@ fn rows(w: &World, member: NodeInfo) -> Vec<Row> {
             }),
             &[Operator],
         ),
-        row("close a month", command(Command::CloseMonth { month }), &[Operator]),
+        row(
+            "close a month",
+            command(Command::CloseMonth { month }),
+            &[Operator],
+        ),
         row(
             "e-Pay enrolment step 1",
-            Call::Submit(Operation::EpayBegin { card_number: Secret::new(test_pan(2)), phone: test_phone(2) }),
+            Call::Submit(Operation::EpayBegin {
+                card_number: Secret::new(test_pan(2)),
+                phone: test_phone(2),
+            }),
             &[Channel],
         ),
         row(
@@ -254,20 +311,36 @@ fn rows(w: &World, member: NodeInfo) -> Vec<Row> {
             }),
             &[Channel],
         ),
-        row("e-Pay enrolment step 3", Call::Submit(Operation::EpayConfirm { account: w.own_account }), &[Channel]),
+        row(
+            "e-Pay enrolment step 3",
+            Call::Submit(Operation::EpayConfirm {
+                account: w.own_account,
+            }),
+            &[Channel],
+        ),
         row(
             "e-Pay enrolment step 4",
-            Call::Submit(Operation::EpayActivate { account: w.own_account, code: Secret::new("000000") }),
+            Call::Submit(Operation::EpayActivate {
+                account: w.own_account,
+                code: Secret::new("000000"),
+            }),
             &[Channel],
         ),
         row(
             "set e-Pay limits",
-            command(Command::SetEpayLimits { account: w.payer, per_payment_fen: 50_000, per_day_fen: 100_000 }),
+            command(Command::SetEpayLimits {
+                account: w.payer,
+                per_payment_fen: 50_000,
+                per_day_fen: 100_000,
+            }),
             &[Channel],
         ),
         row(
             "claim a voucher",
-            command(Command::ClaimVoucher { pool: w.pool, account: w.payer }),
+            command(Command::ClaimVoucher {
+                pool: w.pool,
+                account: w.payer,
+            }),
             &[Channel],
         ),
         row(
@@ -305,35 +378,73 @@ fn rows(w: &World, member: NodeInfo) -> Vec<Row> {
         ),
         row(
             "confirm its own payment",
-            Call::Submit(Operation::PaymentConfirm { payment: w.own_payment, code: Secret::new("000000") }),
+            Call::Submit(Operation::PaymentConfirm {
+                payment: w.own_payment,
+                code: Secret::new("000000"),
+            }),
             &[Merchant],
         ),
         row(
             "confirm another merchant's payment",
-            Call::Submit(Operation::PaymentConfirm { payment: w.other_payment, code: Secret::new("000000") }),
+            Call::Submit(Operation::PaymentConfirm {
+                payment: w.other_payment,
+                code: Secret::new("000000"),
+            }),
             &[],
         ),
         row(
             "transfer out of its own settlement account",
-            command(Command::MerchantTransfer { merchant: w.own, target: w.payer, amount_fen: 1 }),
+            command(Command::MerchantTransfer {
+                merchant: w.own,
+                target: w.payer,
+                amount_fen: 1,
+            }),
             &[Merchant],
         ),
         row(
             "transfer out of another merchant's account",
-            command(Command::MerchantTransfer { merchant: w.other, target: w.payer, amount_fen: 1 }),
+            command(Command::MerchantTransfer {
+                merchant: w.other,
+                target: w.payer,
+                amount_fen: 1,
+            }),
             &[],
         ),
-        row("read a customer's account", Call::Query(Query::Account(w.payer)), &[Operator, Channel, Auditor]),
+        row(
+            "read a customer's account",
+            Call::Query(Query::Account(w.payer)),
+            &[Operator, Channel, Auditor],
+        ),
         row(
             "read its own settlement account",
             Call::Query(Query::Account(w.own_account)),
             &[Operator, Merchant, Channel, Auditor],
         ),
-        row("read an e-Pay credential", Call::Query(Query::Credential(w.payer)), &[Operator, Channel, Auditor]),
-        row("read a voucher", Call::Query(Query::Voucher(w.payer, w.pool)), &[Operator, Channel, Auditor]),
-        row("read a voucher pool", Call::Query(Query::Pool(w.pool)), &[Operator, Merchant, Channel, Auditor]),
-        row("read itself as a merchant", Call::Query(Query::Merchant(w.own)), &[Operator, Merchant, Auditor]),
-        row("read another merchant", Call::Query(Query::Merchant(w.other)), &[Operator, Auditor]),
+        row(
+            "read an e-Pay credential",
+            Call::Query(Query::Credential(w.payer)),
+            &[Operator, Channel, Auditor],
+        ),
+        row(
+            "read a voucher",
+            Call::Query(Query::Voucher(w.payer, w.pool)),
+            &[Operator, Channel, Auditor],
+        ),
+        row(
+            "read a voucher pool",
+            Call::Query(Query::Pool(w.pool)),
+            &[Operator, Merchant, Channel, Auditor],
+        ),
+        row(
+            "read itself as a merchant",
+            Call::Query(Query::Merchant(w.own)),
+            &[Operator, Merchant, Auditor],
+        ),
+        row(
+            "read another merchant",
+            Call::Query(Query::Merchant(w.other)),
+            &[Operator, Auditor],
+        ),
         row(
             "read its own payment",
             Call::Query(Query::Payment(w.own_payment)),
@@ -344,30 +455,58 @@ fn rows(w: &World, member: NodeInfo) -> Vec<Row> {
             Call::Query(Query::Payment(w.other_payment)),
             &[Operator, Channel, Auditor],
         ),
-        row("read the state hash", Call::Query(Query::StateHash), &[Operator, Auditor]),
         row(
-            "read a range of accounts",
-            Call::Query(Query::AccountRange { first: AccountId(0), count: 8 }),
+            "read the state hash",
+            Call::Query(Query::StateHash),
             &[Operator, Auditor],
         ),
-        row("add a node (an existing member again)", Call::AddNode(member), &[Operator]),
-        row("remove a node (not a member)", Call::RemoveNode(99), &[Operator]),
+        row(
+            "read a range of accounts",
+            Call::Query(Query::AccountRange {
+                first: AccountId(0),
+                count: 8,
+            }),
+            &[Operator, Auditor],
+        ),
+        row(
+            "add a node (an existing member again)",
+            Call::AddNode(member),
+            &[Operator],
+        ),
+        row(
+            "remove a node (not a member)",
+            Call::RemoveNode(99),
+            &[Operator],
+        ),
     ]
 }
 
 /// Whether the call was refused for the caller's role (anything else: allowed, whatever the
 /// ledger then said).
 async fn forbidden(client: &Client, call: &Call) -> bool {
-    let is_forbidden = |e: &ClientError| matches!(e, ClientError::Rejected(ApiError::Forbidden { .. }));
+    let is_forbidden =
+        |e: &ClientError| matches!(e, ClientError::Rejected(ApiError::Forbidden { .. }));
     match call {
-        Call::Submit(op) => client.submit(op.clone()).await.err().is_some_and(|e| is_forbidden(&e)),
+        Call::Submit(op) => client
+            .submit(op.clone())
+            .await
+            .err()
+            .is_some_and(|e| is_forbidden(&e)),
         Call::Query(q) => client
             .query(*q, Consistency::Linearizable)
             .await
             .err()
             .is_some_and(|e| is_forbidden(&e)),
-        Call::AddNode(n) => client.add_node(n.clone()).await.err().is_some_and(|e| is_forbidden(&e)),
-        Call::RemoveNode(id) => client.remove_node(*id).await.err().is_some_and(|e| is_forbidden(&e)),
+        Call::AddNode(n) => client
+            .add_node(n.clone())
+            .await
+            .err()
+            .is_some_and(|e| is_forbidden(&e)),
+        Call::RemoveNode(id) => client
+            .remove_node(*id)
+            .await
+            .err()
+            .is_some_and(|e| is_forbidden(&e)),
     }
 }
 
@@ -382,22 +521,40 @@ async fn every_operation_is_allowed_exactly_to_the_roles_domain_section_10_names
         .map(|(name, p)| (*name, p.role(), cluster.client_as(p)))
         .collect();
     let member = cluster.info(cluster.leader().await);
-    let mut table = String::from("| operation | operator | merchant | channel | auditor |\n|---|---|---|---|---|\n");
+    let mut table = String::from(
+        "| operation | operator | merchant | channel | auditor |\n|---|---|---|---|---|\n",
+    );
     let mut wrong = Vec::new();
     for row in rows(&world, member) {
         table.push_str(&format!("| {} |", row.name));
         for (name, role, client) in &clients {
             let refused = forbidden(client, &row.call).await;
             let expected_refused = !row.allowed.contains(role);
-            table.push_str(if refused { " forbidden |" } else { " allowed |" });
+            table.push_str(if refused {
+                " forbidden |"
+            } else {
+                " allowed |"
+            });
             if refused != expected_refused {
-                wrong.push(format!("{name} {} `{}`", if refused { "was refused" } else { "was allowed" }, row.name));
+                wrong.push(format!(
+                    "{name} {} `{}`",
+                    if refused {
+                        "was refused"
+                    } else {
+                        "was allowed"
+                    },
+                    row.name
+                ));
             }
         }
         table.push('\n');
     }
     println!("{table}");
-    assert!(wrong.is_empty(), "the role table differs from DOMAIN.md section 10:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "the role table differs from DOMAIN.md section 10:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -406,19 +563,30 @@ async fn a_forbidden_request_changes_nothing() {
     let cluster = Cluster::start(3).await;
     let world = build_world(&cluster).await;
     let hash = cluster.wait_converged(&cluster.ids()).await;
-    let merchant = cluster.client_as(&Principal::Merchant { merchant: world.own });
+    let merchant = cluster.client_as(&Principal::Merchant {
+        merchant: world.own,
+    });
     let refused = merchant
-        .submit(Operation::Command(Command::Deposit { account: world.own_account, amount_fen: 1_000_000 }))
+        .submit(Operation::Command(Command::Deposit {
+            account: world.own_account,
+            amount_fen: 1_000_000,
+        }))
         .await;
     assert!(
         matches!(&refused, Err(ClientError::Rejected(ApiError::Forbidden { principal, operation }))
             if principal == &format!("merchant:{}", world.own.0) && operation == "deposit"),
         "{refused:?}"
     );
-    assert_eq!(cluster.wait_converged(&cluster.ids()).await, hash, "the state changed");
+    assert_eq!(
+        cluster.wait_converged(&cluster.ids()).await,
+        hash,
+        "the state changed"
+    );
     let metrics = cluster.metrics(cluster.leader().await).await;
     assert!(
-        metrics.lines().any(|l| l.starts_with("ledger_forbidden_total ") && !l.ends_with(" 0")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ledger_forbidden_total ") && !l.ends_with(" 0")),
         "forbidden requests are counted:\n{metrics}"
     );
 }
@@ -430,13 +598,20 @@ async fn one_principal_can_neither_read_nor_retire_another_principals_keys() {
     let _serial = serial().await;
     let cluster = Cluster::start(3).await;
     let world = build_world(&cluster).await;
-    let mut config = cluster.client_config_as(&Principal::Merchant { merchant: world.own });
+    let mut config = cluster.client_config_as(&Principal::Merchant {
+        merchant: world.own,
+    });
     config.client_id = Some(7);
     let own = Client::new(config);
-    let mut config = cluster.client_config_as(&Principal::Merchant { merchant: world.other });
+    let mut config = cluster.client_config_as(&Principal::Merchant {
+        merchant: world.other,
+    });
     config.client_id = Some(7);
     let other = Client::new(config);
-    let key = RequestKey { client_id: 7, request_id: 1 };
+    let key = RequestKey {
+        client_id: 7,
+        request_id: 1,
+    };
     let begin = |payee: MerchantId| Operation::PaymentBegin {
         phone: test_phone(1),
         last_six: Secret::new(&test_pan(1)[10..]),
@@ -444,28 +619,60 @@ async fn one_principal_can_neither_read_nor_retire_another_principals_keys() {
         amount_fen: 700,
         order_id: "same-key".into(),
     };
-    let Ok(Reply::PaymentPending { payment: first, .. }) = own.submit_with_key(key, begin(world.own)).await else {
+    let Ok(Reply::PaymentPending { payment: first, .. }) =
+        own.submit_with_key(key, begin(world.own)).await
+    else {
         panic!("the first merchant's payment")
     };
     // The other merchant sends the very same key: it gets an answer of its own (a payment to
     // itself), never the first merchant's recorded receipt.
-    let Ok(Reply::PaymentPending { payment: second, .. }) = other.submit_with_key(key, begin(world.other)).await
+    let Ok(Reply::PaymentPending {
+        payment: second, ..
+    }) = other.submit_with_key(key, begin(world.other)).await
     else {
         panic!("the second merchant's payment")
     };
-    assert_ne!(first, second, "the second merchant was answered from the first's record");
+    assert_ne!(
+        first, second,
+        "the second merchant was answered from the first's record"
+    );
     // It cannot retire the first merchant's keys either: a floor pushed under client id 7 is
     // its own, and the first merchant's retry still finds its answer.
-    other
-        .submit_acknowledging(RequestKey { client_id: 7, request_id: 1_000_000 }, u64::MAX / 2, begin(world.other))
-        .await
-        .ok();
+    let leader = cluster.info(cluster.leader().await);
+    let identity = cluster
+        .pki()
+        .identity(&Principal::Merchant {
+            merchant: world.other,
+        })
+        .expect("a certificate");
+    let transport = ledger_wire::transport::connect_tls(
+        &leader.client_addr,
+        std::time::Duration::from_secs(2),
+        identity.client_config(),
+    )
+    .await
+    .expect("connect");
+    let raw = LedgerRpcClient::new(tarpc::client::Config::default(), transport).spawn();
+    let push = ledger_wire::api::ClientRequest {
+        key: RequestKey {
+            client_id: 7,
+            request_id: 1_000_000,
+        },
+        acked_below: 999_999,
+        operation: begin(world.other),
+    };
+    let pushed = raw.submit(tarpc::context::current(), vec![push]).await;
+    assert!(
+        matches!(pushed, Ok(Ok(ref r)) if r.len() == 1),
+        "{pushed:?}"
+    );
     let retry = own.submit_with_key(key, begin(world.own)).await;
     assert!(
         matches!(retry, Ok(Reply::PaymentPending { payment, .. }) if payment == first),
         "the first merchant's retry: {retry:?}"
     );
-    let read = own.query(Query::Payment(first), Consistency::Linearizable).await;
+    let read = own
+        .query(Query::Payment(first), Consistency::Linearizable)
+        .await;
     assert!(matches!(read, Ok(QueryReply::Payment(Some(_)))), "{read:?}");
-    let _ = BTreeMap::<u8, u8>::new();
 }
