@@ -3,12 +3,12 @@
 
 use super::{accounts, merchants, vouchers, Apply, Failure, Handled};
 use crate::command::{order_digest, ChallengeSeed, OtpProof, TxElements};
+use crate::config::LedgerConfig;
 use crate::config::{
     MAX_ALIAS_CHARS, MAX_CARD_PASSWORD_FAILURES, MAX_ORDER_ID_BYTES, MAX_PASSWORD_FAILURES,
 };
 use crate::otp::ct_eq;
 use crate::outcome::{EnrolmentStep, LedgerError, Reply, TextField};
-use crate::config::LedgerConfig;
 use crate::state::{
     Challenge, ChallengePurpose, ChallengeState, Credential, Enrolment, Holder, Key, OtpIssues,
     Payment, PaymentState, Value,
