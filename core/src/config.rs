@@ -41,6 +41,14 @@ pub struct LedgerConfig {
     pub otp_expiry_ms: u64,
     /// Wrong codes that lock a challenge. Default 3.
     pub otp_max_attempts: u8,
+    /// Most OTP challenges issued to one reserved phone within `otp_throttle_window_ms`,
+    /// enrolment and payment codes together (default 5). Against SMS pumping and toll
+    /// fraud: whoever knows a phone and a card's last six digits could otherwise make the
+    /// bank send texts without end. Zero would refuse every challenge (no e-Pay at all).
+    pub otp_challenges_per_phone: u32,
+    /// The sliding window of ledger time the throttle counts over (default 10 minutes). Zero
+    /// would count nothing (no throttle).
+    pub otp_throttle_window_ms: u64,
     /// First millisecond of the campaign (rewards count, gifts are recorded, merchants are new).
     pub campaign_start_ms: u64,
     /// First millisecond after the campaign.
@@ -86,6 +94,8 @@ impl Default for LedgerConfig {
             epay_cap_fen_per_day: 3_000 * YUAN,
             otp_expiry_ms: 5 * 60_000,
             otp_max_attempts: 3,
+            otp_challenges_per_phone: 5,
+            otp_throttle_window_ms: 10 * 60_000,
             // 2014-12-01 00:00 CST to 2015-03-01 00:00 CST, the article's year-end campaign.
             campaign_start_ms: 1_417_363_200_000,
             campaign_end_ms: 1_425_139_200_000,

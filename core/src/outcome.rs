@@ -249,6 +249,19 @@ pub enum LedgerError {
     OtpAlreadyUsed { challenge: ChallengeId },
     #[error("a newer one-time password replaced this one")]
     OtpSuperseded { challenge: ChallengeId },
+    /// The reserved phone already received `limit` codes within `window_ms` of ledger time
+    /// (the throttle against SMS pumping and toll fraud). Nothing changed: no challenge, no
+    /// SMS, no payment. The same request succeeds once the oldest counted code leaves the
+    /// window, `retry_after_ms` from now. Not retryable (see [`LedgerError::is_retryable`]).
+    #[error("phone ending {phone_last4} received {limit} one-time passwords within {window_ms} ms; try again in {retry_after_ms} ms")]
+    TooManyChallenges {
+        /// The last four digits of the reserved phone: enough to tell the customer which
+        /// phone, no more.
+        phone_last4: String,
+        limit: u32,
+        window_ms: u64,
+        retry_after_ms: u64,
+    },
 
     // ---- merchants ----
     #[error("account {account} already settles merchant {merchant}")]
@@ -295,6 +308,14 @@ pub enum LedgerError {
 impl LedgerError {
     /// Whether the same request, sent again later unchanged, may succeed. Everything else needs
     /// a different request (or a different state, such as a deposit before a new payment).
+    ///
+    /// "Retryable" means the client library may send it again at once, with back-off of
+    /// seconds, and report the operation as of unknown outcome if its attempts run out.
+    /// `TooManyChallenges` is therefore not retryable although the same request will succeed
+    /// later: the wait is minutes, which the library's attempts would burn in a loop of
+    /// refusals (each one more request against the phone's throttle) before turning a
+    /// definite refusal into an unknown outcome. The caller gets the refusal at once with
+    /// `retry_after_ms`, and a person decides whether to ask for a code again.
     pub fn is_retryable(&self) -> bool {
         matches!(self, LedgerError::TooManyClients { .. })
     }

@@ -97,6 +97,14 @@ pub struct Challenge {
     pub state: ChallengeState,
 }
 
+/// When the OTP challenges still counted against one reserved phone were issued (ledger
+/// time, oldest first). Holds at most `LedgerConfig::otp_challenges_per_phone` times, all
+/// within `otp_throttle_window_ms` of the last issue: older ones are dropped on every write.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OtpIssues {
+    pub issued_ms: Vec<u64>,
+}
+
 /// Lifecycle of a two-step payment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PaymentState {
@@ -258,6 +266,8 @@ pub enum Key {
     SessionIdle(u64, u64),
     /// Challenges whose SMS the leader has not yet confirmed sending.
     Outbox(ChallengeId),
+    /// Reserved phone (its 11-digit number) → the challenges counted against it.
+    OtpIssues(u64),
 }
 
 /// A record. Each `Key` variant holds the `Value` variant of the same name.
@@ -282,6 +292,7 @@ pub enum Value {
     Session(Session),
     SessionIdle,
     Outbox,
+    OtpIssues(OtpIssues),
 }
 
 /// A key that could not be decoded from bytes: a corrupt store or snapshot.
@@ -314,6 +325,7 @@ impl Ord for Key {
             (Voucher(a, p), Voucher(b, q)) => (a, p).cmp(&(b, q)),
             (SessionIdle(a, c), SessionIdle(b, d)) => (a, c).cmp(&(b, d)),
             (Outbox(a), Outbox(b)) => a.cmp(b),
+            (OtpIssues(a), OtpIssues(b)) => a.cmp(b),
             _ => self.tag().cmp(&other.tag()),
         }
     }
@@ -327,7 +339,7 @@ impl PartialOrd for Key {
 }
 
 /// Number of `Key` variants (tags 0..KEY_TAGS).
-pub const KEY_TAGS: usize = 19;
+pub const KEY_TAGS: usize = 20;
 
 impl Key {
     /// The variant's tag: the first byte of the encoding, and the table it lives in.
@@ -353,6 +365,7 @@ impl Key {
             Key::Session(_) => 16,
             Key::SessionIdle(..) => 17,
             Key::Outbox(_) => 18,
+            Key::OtpIssues(_) => 19,
         }
     }
 
@@ -410,6 +423,7 @@ impl Key {
                 out.extend_from_slice(&c.to_be_bytes());
             }
             Key::Outbox(c) => out.extend([&[18][..], &c.0.to_be_bytes()].concat()),
+            Key::OtpIssues(phone) => out.extend([&[19][..], &phone.to_be_bytes()].concat()),
         }
         out
     }
@@ -467,6 +481,7 @@ impl Key {
                 return Ok(Key::SessionIdle(u64_at(0)?, u64_at(8)?));
             }
             18 => Key::Outbox(ChallengeId(u64_at(0)?)),
+            19 => Key::OtpIssues(u64_at(0)?),
             _ => return Err(bad()),
         };
         let width = match tag {
@@ -667,7 +682,8 @@ mod tests {
             })),
             id.clone().prop_map(Key::Session),
             (id.clone(), id.clone()).prop_map(|(t, c)| Key::SessionIdle(t, c)),
-            id.prop_map(|c| Key::Outbox(ChallengeId(c))),
+            id.clone().prop_map(|c| Key::Outbox(ChallengeId(c))),
+            id.prop_map(Key::OtpIssues),
         ]
     }
 

@@ -3,12 +3,18 @@
 
 mod common;
 
-use common::{balance, confirm_refused, payer_and_shop, pending, settled, unchanged, wrong_code};
+use common::{
+    balance, confirm_refused, merchant, pan_digest, payer_and_shop, pending, refused, settled,
+    unchanged, wrong_code,
+};
+use ledger_core::command::Command;
 use ledger_core::config::YUAN;
-use ledger_core::intake::Secret;
+use ledger_core::intake::{self, Secret};
+use ledger_core::ledger::Ledger;
 use ledger_core::outcome::LedgerError;
-use ledger_core::state::{ChallengeState, PaymentState};
-use ledger_core::types::{MerchantKind, Payee};
+use ledger_core::state::{ChallengeState, MemStore, PaymentState};
+use ledger_core::types::{ChallengeId, MerchantId, MerchantKind, Payee, PaymentId};
+use ledger_testkit::driver::{Card, Driver};
 
 #[test]
 fn a_code_confirms_only_the_transaction_it_was_issued_for() {
@@ -129,4 +135,194 @@ fn malformed_code_is_refused_before_it_reaches_the_ledger() {
         d.confirm_command(p, &Secret::new("12a456")),
         Err(LedgerError::InvalidOtpFormat)
     );
+}
+
+// ---- the throttle per reserved phone (SMS pumping, toll fraud) ----
+
+const MINUTE_MS: u64 = 60_000;
+const WINDOW_MS: u64 = 10 * MINUTE_MS;
+
+/// The refusal of a sixth code to `card`'s phone, `retry_after_ms` before a slot frees.
+fn too_many(card: &Card, retry_after_ms: u64) -> LedgerError {
+    LedgerError::TooManyChallenges {
+        phone_last4: card.phone[card.phone.len() - 4..].to_owned(),
+        limit: 5,
+        window_ms: WINDOW_MS,
+        retry_after_ms,
+    }
+}
+
+/// When `card`'s enrolment code was issued: the first challenge counted against its phone.
+fn enrolment_code_issued_ms(d: &Driver, card: &Card) -> u64 {
+    let first = ChallengeId(1);
+    let challenge = d.ledger.challenge(first).unwrap();
+    assert_eq!(challenge.account, card.account);
+    challenge.issued_ms
+}
+
+/// Four payments to `m` (orders 1 to 4), a minute apart, each issuing a code to the payer's
+/// phone: with the enrolment code, five codes to that phone, the last four minutes after the
+/// first. Returns the pending payments and their challenges.
+fn four_payments_a_minute_apart(
+    d: &mut Driver,
+    card: &Card,
+    m: MerchantId,
+) -> Vec<(PaymentId, ChallengeId)> {
+    (1..=4)
+        .map(|n| {
+            d.advance(MINUTE_MS);
+            pending(d, card, m, 10 * YUAN, &format!("order-{n}"))
+        })
+        .collect()
+}
+
+/// Enrolment steps 1 and 2 for `card`, without sending a code.
+fn enrolment_up_to_the_code(d: &mut Driver, card: &Card) {
+    let pan_digest = pan_digest(d, card);
+    d.submit(Command::EpayBegin {
+        pan_digest,
+        phone: card.phone.clone(),
+    })
+    .unwrap();
+    let stored = d.ledger.holder(card.account).unwrap().password;
+    let password_proof =
+        intake::password_proof(&d.keys, &Secret::new(&card.password), &stored).unwrap();
+    d.submit(Command::EpayChooseAlias {
+        account: card.account,
+        password_proof,
+        alias: "小王的卡".into(),
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_sixth_challenge_to_one_phone_within_ten_minutes_is_refused_with_the_time_to_wait() {
+    let (mut d, card, m) = payer_and_shop(MerchantKind::Online);
+    let first_ms = enrolment_code_issued_ms(&d, &card);
+    four_payments_a_minute_apart(&mut d, &card, m);
+    d.advance(MINUTE_MS);
+    assert_eq!(d.now_ms, first_ms + 5 * MINUTE_MS);
+    let command = d
+        .begin_payment_command(&card, Payee::Merchant(m), 10 * YUAN, "order-6")
+        .unwrap();
+    let refusal = too_many(&card, 5 * MINUTE_MS);
+    refused(&mut d, command, refusal.clone());
+    // The wait is minutes: the client library must not spin on it.
+    assert!(!refusal.is_retryable());
+}
+
+#[test]
+fn challenges_to_a_phone_are_allowed_again_once_the_oldest_leaves_the_window() {
+    let (mut d, card, m) = payer_and_shop(MerchantKind::Online);
+    let first_ms = enrolment_code_issued_ms(&d, &card);
+    four_payments_a_minute_apart(&mut d, &card, m);
+    d.now_ms = first_ms + WINDOW_MS - 1;
+    let command = d
+        .begin_payment_command(&card, Payee::Merchant(m), 10 * YUAN, "order-6")
+        .unwrap();
+    refused(&mut d, command, too_many(&card, 1));
+    d.advance(1);
+    pending(&mut d, &card, m, 10 * YUAN, "order-6");
+    // The window slides: the next slot frees when the second code (a minute after the
+    // first) leaves it.
+    let command = d
+        .begin_payment_command(&card, Payee::Merchant(m), 10 * YUAN, "order-7")
+        .unwrap();
+    refused(&mut d, command, too_many(&card, MINUTE_MS));
+}
+
+#[test]
+fn the_throttle_counts_enrolment_and_payment_challenges_together() {
+    let mut d = common::driver();
+    let (m, _) = merchant(&mut d, 9, MerchantKind::Online);
+    let card = d.funded_card(1, 1_000 * YUAN);
+    enrolment_up_to_the_code(&mut d, &card);
+    // Step 3 three times (the customer asks for the code again twice): three codes.
+    let mut code = None;
+    for _ in 0..3 {
+        let challenge = d.issue_enrolment_code(&card).unwrap();
+        code = Some(d.code_for(challenge));
+        d.advance(MINUTE_MS);
+    }
+    d.activate(&card, &code.unwrap()).unwrap();
+    // Two payment codes make five.
+    pending(&mut d, &card, m, 10 * YUAN, "order-1");
+    pending(&mut d, &card, m, 10 * YUAN, "order-2");
+    let command = d
+        .begin_payment_command(&card, Payee::Merchant(m), 10 * YUAN, "order-3")
+        .unwrap();
+    refused(&mut d, command, too_many(&card, 7 * MINUTE_MS));
+}
+
+#[test]
+fn a_throttled_enrolment_code_changes_nothing() {
+    let mut d = common::driver();
+    let (m, _) = merchant(&mut d, 9, MerchantKind::Online);
+    // Two cards with one reserved phone: the allowance is the phone's, not the card's.
+    let enrolled = common::enrolled(&mut d, 1, 1_000 * YUAN);
+    let second = d.funded_card(100_000_001, 0);
+    assert_eq!(enrolled.phone, second.phone);
+    for n in 1..=4 {
+        pending(&mut d, &enrolled, m, 10 * YUAN, &format!("order-{n}"));
+    }
+    enrolment_up_to_the_code(&mut d, &second);
+    let before = d.ledger.enrolment(second.account);
+    let error = unchanged(&mut d, |d| d.issue_enrolment_code(&second));
+    assert_eq!(error, Err(too_many(&second, WINDOW_MS)));
+    assert_eq!(d.ledger.enrolment(second.account), before);
+}
+
+#[test]
+fn a_throttled_payment_changes_nothing() {
+    let (mut d, card, m) = payer_and_shop(MerchantKind::Online);
+    let (pending_payment, pending_code) = four_payments_a_minute_apart(&mut d, &card, m)[3];
+    let outbox = d.ledger.outbox(100);
+    let meta = d.ledger.meta();
+    let credential = d.ledger.credential(card.account);
+    // A new payment for an order still pending would supersede it: not when it is throttled.
+    let command = d
+        .begin_payment_command(&card, Payee::Merchant(m), 10 * YUAN, "order-4")
+        .unwrap();
+    refused(&mut d, command, too_many(&card, 6 * MINUTE_MS));
+    assert_eq!(d.ledger.outbox(100), outbox);
+    assert_eq!(d.ledger.meta(), meta);
+    assert_eq!(d.ledger.credential(card.account), credential);
+    assert_eq!(
+        d.ledger.payment(pending_payment).unwrap().state,
+        PaymentState::Pending
+    );
+    assert_eq!(
+        d.ledger.challenge(pending_code).unwrap().state,
+        ChallengeState::Open
+    );
+    // The pending payment still settles with its code.
+    let code = d.code_for(pending_code);
+    settled(d.confirm(pending_payment, &code));
+}
+
+#[test]
+fn other_phones_are_not_throttled() {
+    let (mut d, card, m) = payer_and_shop(MerchantKind::Online);
+    four_payments_a_minute_apart(&mut d, &card, m);
+    let other = common::enrolled(&mut d, 2, 1_000 * YUAN);
+    assert_ne!(other.phone, card.phone);
+    let (p, c) = pending(&mut d, &other, m, 10 * YUAN, "order-1");
+    let code = d.code_for(c);
+    settled(d.confirm(p, &code));
+    let command = d
+        .begin_payment_command(&card, Payee::Merchant(m), 10 * YUAN, "order-5")
+        .unwrap();
+    refused(&mut d, command, too_many(&card, 6 * MINUTE_MS));
+}
+
+#[test]
+fn the_throttle_survives_a_snapshot_and_restore() {
+    let (mut d, card, m) = payer_and_shop(MerchantKind::Online);
+    four_payments_a_minute_apart(&mut d, &card, m);
+    let restored = Ledger::restore(MemStore::new(), &d.ledger.snapshot()).unwrap();
+    d.ledger = restored;
+    let command = d
+        .begin_payment_command(&card, Payee::Merchant(m), 10 * YUAN, "order-9")
+        .unwrap();
+    refused(&mut d, command, too_many(&card, 6 * MINUTE_MS));
 }

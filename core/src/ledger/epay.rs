@@ -3,14 +3,15 @@
 
 use super::{accounts, merchants, vouchers, Apply, Failure, Handled};
 use crate::command::{order_digest, ChallengeSeed, OtpProof, TxElements};
+use crate::config::LedgerConfig;
 use crate::config::{
     MAX_ALIAS_CHARS, MAX_CARD_PASSWORD_FAILURES, MAX_ORDER_ID_BYTES, MAX_PASSWORD_FAILURES,
 };
 use crate::otp::ct_eq;
 use crate::outcome::{EnrolmentStep, LedgerError, Reply, TextField};
 use crate::state::{
-    Challenge, ChallengePurpose, ChallengeState, Credential, Enrolment, Holder, Key, Payment,
-    PaymentState, Value,
+    Challenge, ChallengePurpose, ChallengeState, Credential, Enrolment, Holder, Key, OtpIssues,
+    Payment, PaymentState, Value,
 };
 use crate::time::cst_day;
 use crate::types::{AccountId, ChallengeId, Digest32, Payee, PaymentId};
@@ -59,15 +60,62 @@ fn void_challenge(a: &mut Apply<'_>, id: ChallengeId) {
     }
 }
 
-/// Records a new OTP challenge. The code was derived on the leader from the transaction
-/// digest and the seed's nonce; the ledger keeps only the verifier.
+/// The key of a reserved phone's throttle record: the phone as its number (a mobile number
+/// of 11 digits, checked when the account was opened).
+fn otp_issues_key(phone: &str) -> Key {
+    let number = phone
+        .parse()
+        .unwrap_or_else(|_| panic!("corrupt state: a reserved phone is not a mobile number"));
+    Key::OtpIssues(number)
+}
+
+/// The throttle against SMS pumping: a phone's issue times with one more issued at `now_ms`,
+/// those that left the window dropped; or, when `otp_challenges_per_phone` are still in the
+/// window, the refusal with the time until the oldest of them leaves it. An issue at `t`
+/// counts while `now_ms < t + otp_throttle_window_ms`.
+fn count_issue(
+    config: &LedgerConfig,
+    issues: OtpIssues,
+    phone: &str,
+    now_ms: u64,
+) -> Result<OtpIssues, LedgerError> {
+    let window_ms = config.otp_throttle_window_ms;
+    let limit = config.otp_challenges_per_phone as usize;
+    let mut issued_ms = issues.issued_ms;
+    issued_ms.retain(|&t| t.saturating_add(window_ms) > now_ms);
+    if issued_ms.len() >= limit {
+        // With `limit` kept at most, this is the oldest; a zero limit frees nothing, ever.
+        let frees_at_ms = issued_ms
+            .get(issued_ms.len() - limit)
+            .map_or(now_ms, |&t| t)
+            .saturating_add(window_ms);
+        return Err(LedgerError::TooManyChallenges {
+            phone_last4: phone[phone.len().saturating_sub(4)..].to_owned(),
+            limit: config.otp_challenges_per_phone,
+            window_ms,
+            retry_after_ms: frees_at_ms - now_ms,
+        });
+    }
+    issued_ms.push(now_ms);
+    assert!(issued_ms.len() <= limit && issued_ms.is_sorted());
+    Ok(OtpIssues { issued_ms })
+}
+
+/// Records a new OTP challenge, counted against the reserved phone that receives its SMS
+/// (refused, changing nothing, past the throttle). The code was derived on the leader from
+/// the transaction digest and the seed's nonce; the ledger keeps only the verifier.
 fn issue_challenge(
     a: &mut Apply<'_>,
     purpose: ChallengePurpose,
     account: AccountId,
     tx_digest: Digest32,
     seed: ChallengeSeed,
-) -> (ChallengeId, u64) {
+) -> Result<(ChallengeId, u64), LedgerError> {
+    let phone = holder(a, account).phone;
+    let throttle_key = otp_issues_key(&phone);
+    let issues = a.tx.get(throttle_key).unwrap_or_default();
+    let issues = count_issue(a.config, issues, &phone, a.now_ms)?;
+    a.tx.put(throttle_key, issues);
     let id = ChallengeId(a.meta.next_challenge);
     a.meta.next_challenge += 1;
     let expires_ms = a.now_ms.saturating_add(a.config.otp_expiry_ms);
@@ -86,7 +134,7 @@ fn issue_challenge(
         },
     );
     a.tx.put_value(Key::Outbox(id), Some(Value::Outbox));
-    (id, expires_ms)
+    Ok((id, expires_ms))
 }
 
 /// Checks a typed code against a challenge: open, not expired, computed against this very
@@ -254,7 +302,7 @@ pub(super) fn confirm_enrolment(
         account,
         digest,
         seed,
-    );
+    )?;
     enrolment.step = EnrolmentStep::OtpSent;
     enrolment.challenge = Some(challenge);
     a.tx.put(Key::Enrolment(account), enrolment);
@@ -447,7 +495,7 @@ pub(super) fn begin_payment(
     }
     .digest();
     let (challenge, expires_at_ms) =
-        issue_challenge(a, ChallengePurpose::Payment(payment), payer, digest, seed);
+        issue_challenge(a, ChallengePurpose::Payment(payment), payer, digest, seed)?;
     a.tx.put(
         Key::Payment(payment),
         Payment {

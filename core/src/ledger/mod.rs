@@ -74,6 +74,7 @@ record!(Merchant, Merchant, boxed);
 record!(Pool, Pool, boxed);
 record!(IdempotencyRecord, Idempotency, boxed);
 record!(crate::state::Session, Session);
+record!(crate::state::OtpIssues, OtpIssues);
 
 /// A command's view of the state: the store plus the command's own uncommitted writes.
 pub(crate) struct Tx<'s> {
@@ -553,7 +554,8 @@ impl<S: Store> Ledger<S> {
     /// Checks the money invariants over the whole state: the sum of all balances is zero (it
     /// starts at zero and every posting is double entry), no customer balance is negative, no
     /// pool granted more than its capacity or disagrees with its vouchers, every consumed
-    /// voucher belongs to exactly one settled payment, and the idempotency counters agree.
+    /// voucher belongs to exactly one settled payment, the idempotency counters agree, and no
+    /// phone's OTP throttle holds more issue times than the limit.
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         let mut sum: i128 = 0;
         let mut problems = Vec::new();
@@ -585,6 +587,12 @@ impl<S: Store> Ledger<S> {
             (Key::Session(client), Value::Session(s)) => sessions.push((*client, *s)),
             (Key::SessionIdle(queued_ms, client), _) => {
                 idle_queue.insert((*queued_ms, *client));
+            }
+            (Key::OtpIssues(phone), Value::OtpIssues(issues)) => {
+                let limit = self.config.otp_challenges_per_phone as usize;
+                if issues.issued_ms.len() > limit || !issues.issued_ms.is_sorted() {
+                    problems.push(format!("phone {phone}: OTP issue times {issues:?}"));
+                }
             }
             _ => {}
         });
