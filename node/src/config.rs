@@ -82,6 +82,14 @@ pub struct RunArgs {
     /// First millisecond after the campaign (at initialisation).
     #[arg(long, env = "LEDGER_CAMPAIGN_END_MS")]
     pub campaign_end_ms: Option<u64>,
+    /// Most OTP codes sent to one reserved phone per --otp-throttle-window-ms of ledger time
+    /// (at initialisation; default 5, against SMS pumping).
+    #[arg(long, env = "LEDGER_OTP_CODES_PER_PHONE")]
+    pub otp_codes_per_phone: Option<u32>,
+    /// The OTP throttle's sliding window in milliseconds (at initialisation; default
+    /// 600000, ten minutes).
+    #[arg(long, env = "LEDGER_OTP_THROTTLE_WINDOW_MS")]
+    pub otp_throttle_window_ms: Option<u64>,
     /// The cluster CA's certificate (PEM): peers and clients must present a certificate it
     /// signed. With --tls-cert and --tls-key; `[tls] ca` in the --config file.
     #[arg(long, env = "LEDGER_TLS_CA")]
@@ -135,6 +143,8 @@ struct FileConfig {
     snapshot_every: Option<u64>,
     campaign_start_ms: Option<u64>,
     campaign_end_ms: Option<u64>,
+    otp_codes_per_phone: Option<u32>,
+    otp_throttle_window_ms: Option<u64>,
     tls: Option<FileTls>,
 }
 
@@ -284,6 +294,12 @@ impl RunArgs {
         }
         if let Some(ms) = self.campaign_end_ms.or(file.campaign_end_ms) {
             ledger.campaign_end_ms = ms;
+        }
+        if let Some(n) = self.otp_codes_per_phone.or(file.otp_codes_per_phone) {
+            ledger.otp_challenges_per_phone = n;
+        }
+        if let Some(ms) = self.otp_throttle_window_ms.or(file.otp_throttle_window_ms) {
+            ledger.otp_throttle_window_ms = ms;
         }
         let sms = self
             .sms

@@ -19,6 +19,9 @@ pub const TEST_PASSWORD_ITERATIONS: u32 = 1_000;
 
 /// sled's page cache per test node: several nodes share a small machine.
 pub const TEST_CACHE_MB: u32 = 32;
+/// OTP codes per phone per throttle window in tests and chaos runs: they send many codes to
+/// a few phones; the throttle's rule itself is tested in the core (`core/tests/otp.rs`).
+pub const TEST_OTP_CODES_PER_PHONE: u32 = 100_000;
 
 /// A test cluster's campaign starts this long before the cluster does...
 pub const CAMPAIGN_BEFORE_MS: u64 = 86_400_000;
@@ -193,6 +196,10 @@ impl NodeLauncher {
             .args(["--sms", "dev", "--allow-dev-sms"])
             .args(["--campaign-start-ms", &self.campaign_ms.0.to_string()])
             .args(["--campaign-end-ms", &self.campaign_ms.1.to_string()])
+            .args([
+                "--otp-codes-per-phone",
+                &TEST_OTP_CODES_PER_PHONE.to_string(),
+            ])
             .args(self.security_args())
             .args(&self.extra_args)
             // The flags above are the whole configuration: no file from the environment.
