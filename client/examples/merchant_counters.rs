@@ -3,6 +3,7 @@
 //!
 //! `cargo run -p ledger-client --example merchant_counters` (against the dev cluster)
 
+use ledger_client::identity::{dev_identity, DEFAULT_IDENTITY};
 use ledger_client::{Client, ClientConfig, DEV_ENDPOINTS};
 use ledger_core::command::CampaignFlags;
 use ledger_core::intake::{OpenAccountRequest, Secret};
@@ -10,7 +11,10 @@ use ledger_core::types::MerchantKind;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let client = Client::new(ClientConfig::new(DEV_ENDPOINTS));
+    let mut config = ClientConfig::new(DEV_ENDPOINTS);
+    // The dev cluster's operator certificate, made by `ledger-node dev` in data/dev/certs.
+    config.tls = Some(dev_identity(DEFAULT_IDENTITY)?);
+    let client = Client::new(config);
     let seed = ledger_client::sample::fresh_base() + 5; // cards +5, +6
     let open = |n: u64, name: &'static str| {
         let client = &client;

@@ -4,6 +4,7 @@
 //! Against the dev cluster (`cargo run --release -p ledger-node -- dev` in another terminal):
 //! `cargo run -p ledger-client --example merchant_payment`
 
+use ledger_client::identity::{dev_identity, DEFAULT_IDENTITY};
 use ledger_client::{Client, ClientConfig, DEV_ENDPOINTS};
 use ledger_core::command::CampaignFlags;
 use ledger_core::intake::{OpenAccountRequest, Secret};
@@ -33,7 +34,10 @@ async fn code_from_sms(challenge: u64) -> String {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let client = Client::new(ClientConfig::new(DEV_ENDPOINTS));
+    let mut config = ClientConfig::new(DEV_ENDPOINTS);
+    // The dev cluster's operator certificate, made by `ledger-node dev` in data/dev/certs.
+    config.tls = Some(dev_identity(DEFAULT_IDENTITY)?);
+    let client = Client::new(config);
     let seed = ledger_client::sample::fresh_base();
     let (pan, phone) = (
         ledger_client::sample::card_number(seed),

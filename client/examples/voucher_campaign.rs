@@ -3,6 +3,7 @@
 //!
 //! `cargo run -p ledger-client --example voucher_campaign` (against the dev cluster)
 
+use ledger_client::identity::{dev_identity, DEFAULT_IDENTITY};
 use ledger_client::{Client, ClientConfig, ClientError, DEV_ENDPOINTS};
 use ledger_core::command::CampaignFlags;
 use ledger_core::intake::{OpenAccountRequest, Secret};
@@ -11,7 +12,10 @@ use ledger_core::LedgerError;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let client = Client::new(ClientConfig::new(DEV_ENDPOINTS));
+    let mut config = ClientConfig::new(DEV_ENDPOINTS);
+    // The dev cluster's operator certificate, made by `ledger-node dev` in data/dev/certs.
+    config.tls = Some(dev_identity(DEFAULT_IDENTITY)?);
+    let client = Client::new(config);
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as u64;

@@ -163,6 +163,16 @@ pub enum ClientError {
     /// version mismatch between client and cluster.
     #[error("unexpected reply: {0}")]
     UnexpectedReply(String),
+    /// A node refused this client's certificate in the TLS handshake (unknown CA, expired,
+    /// revoked, a role not served on that port): nothing was sent, and retrying with the
+    /// same certificate will not help.
+    #[error("certificate refused by {endpoint}: {reason}")]
+    CertificateRefused {
+        /// The node that refused it.
+        endpoint: String,
+        /// Why, in plain words.
+        reason: String,
+    },
 }
 
 impl ClientError {
@@ -172,7 +182,7 @@ impl ClientError {
             ClientError::Refused(e) => e.is_retryable(),
             ClientError::Unavailable { .. } => true,
             ClientError::Rejected(e) => e.is_retryable(),
-            ClientError::UnexpectedReply(_) => false,
+            ClientError::UnexpectedReply(_) | ClientError::CertificateRefused { .. } => false,
         }
     }
 }
@@ -290,7 +300,7 @@ impl<T: Transport> Client<T> {
         }
     }
 
-    async fn connection(&self, endpoint: &str) -> Result<LedgerRpcClient<T::Stub>, String> {
+    async fn connection(&self, endpoint: &str) -> Result<LedgerRpcClient<T::Stub>, std::io::Error> {
         if let Some(c) = self
             .state
             .lock()
@@ -303,8 +313,7 @@ impl<T: Transport> Client<T> {
         let stub = self
             .transport
             .connect(endpoint, self.config.connect_timeout)
-            .await
-            .map_err(|e| format!("{endpoint}: {e}"))?;
+            .await?;
         let client = LedgerRpcClient::from(stub);
         self.state
             .lock()
@@ -363,9 +372,16 @@ impl<T: Transport> Client<T> {
             }
             let endpoint = self.pick_endpoint(attempt);
             let outcome = match self.connection(&endpoint).await {
+                // The TLS handshake refused our certificate: no retry changes that.
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    return Err(ClientError::CertificateRefused {
+                        endpoint,
+                        reason: e.to_string(),
+                    });
+                }
                 Err(e) => {
                     self.forget(&endpoint);
-                    Attempt::Retry(e)
+                    Attempt::Retry(format!("{endpoint}: {e}"))
                 }
                 Ok(conn) => {
                     match tokio::time::timeout(self.config.call_timeout, f(conn, self.context()))
@@ -512,7 +528,7 @@ impl<T: Transport> Client<T> {
         let mut out = Vec::new();
         for endpoint in self.config.endpoints.clone() {
             let status = match self.connection(&endpoint).await {
-                Err(e) => Err(e),
+                Err(e) => Err(format!("{endpoint}: {e}")),
                 Ok(c) => {
                     match tokio::time::timeout(self.config.call_timeout, c.status(self.context()))
                         .await

@@ -21,6 +21,12 @@ pub fn identity(certs_dir: &Path, name: &str) -> Result<TlsIdentity, TlsError> {
     )
 }
 
+/// The identity `name` of the `ledger-node dev` cluster (`data/dev/certs`, relative to the
+/// working directory), for the examples: `dev_identity(DEFAULT_IDENTITY)` is its operator.
+pub fn dev_identity(name: &str) -> Result<TlsIdentity, TlsError> {
+    identity(Path::new(DEV_CERTS_DIR), name)
+}
+
 /// How a command-line client connects: mutual TLS with a certificate from a folder, or
 /// plaintext.
 #[derive(clap::Args, Clone, Debug)]

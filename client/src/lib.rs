@@ -23,7 +23,10 @@
 //! use ledger_core::types::{MerchantId, Payee};
 //!
 //! # async fn pay(code_from_the_payer: String) -> Result<(), ledger_client::ClientError> {
-//! let client = Client::new(ClientConfig::new(DEV_ENDPOINTS));
+//! let mut config = ClientConfig::new(DEV_ENDPOINTS);
+//! // The dev cluster's operator certificate (`ledger-node dev` makes it).
+//! config.tls = ledger_client::identity::dev_identity("operator-ledgerctl").ok();
+//! let client = Client::new(config);
 //! // Step 1: the payer's phone and the last six digits of the card, amount and order.
 //! let pending = client
 //!     .begin_payment("13800000001", Secret::new("123456"), Payee::Merchant(MerchantId(1)), 10_000, "order-42")

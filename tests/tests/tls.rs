@@ -113,16 +113,28 @@ async fn plaintext_unknown_ca_expired_and_wrong_port_certificates_are_refused_wi
     let foreign = identity_from(elsewhere.path(), &ca_cert, "foreign", &foreign);
     let why = refusal(&node.client_addr, &foreign).await;
     assert!(why.contains("unknown CA"), "{why}");
-    // The client library reports the cause too.
+    // The client library gives up at once (nothing was sent) and says why.
     let mut config = cluster.client_config(&[1]);
     config.tls = Some(foreign);
-    config.max_attempts = 1;
     match Client::new(config).submit(deposit(1, 1)).await {
-        Err(ClientError::Unavailable { last, .. }) => {
-            assert!(last.contains("unknown CA"), "{last}")
+        Err(ClientError::CertificateRefused { reason, .. }) => {
+            assert!(reason.contains("unknown CA"), "{reason}")
         }
         other => panic!("{other:?}"),
     }
+    // So does ledgerctl, as a typed JSON error.
+    std::fs::copy(&ca_cert, elsewhere.path().join(CA_CERT_FILE)).unwrap();
+    let ledgerctl = std::process::Command::new(workspace_binary("ledger-client", "ledgerctl"))
+        .args(["--json", "--endpoints", &node.client_addr, "--certs"])
+        .arg(elsewhere.path())
+        .args(["--identity", "foreign", "deposit", "16", "1"])
+        .output()
+        .expect("run ledgerctl");
+    let stdout = String::from_utf8_lossy(&ledgerctl.stdout);
+    assert!(
+        stdout.contains("CertificateRefused") && stdout.contains("unknown CA"),
+        "{stdout}"
+    );
 
     // An expired certificate from the cluster's own CA.
     let now = SystemTime::now();

@@ -66,6 +66,8 @@ pub fn classify(e: ClientError) -> Done {
             Some(serde_json::to_value(l).expect("errors serialise")),
         ),
         ClientError::Rejected(ref a) if !a.is_retryable() => Done::Fail(e.to_string(), None),
+        // Refused in the TLS handshake: nothing was sent.
+        ClientError::CertificateRefused { .. } => Done::Fail(e.to_string(), None),
         other => Done::Info(other.to_string()),
     }
 }

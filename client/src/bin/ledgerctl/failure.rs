@@ -24,6 +24,8 @@ pub enum Failure {
     Rejected(ApiError),
     /// The cluster answered with a reply this ledgerctl does not expect (a version mismatch).
     UnexpectedReply { reply: String },
+    /// A node refused this ledgerctl's certificate (--certs, --identity); nothing was sent.
+    CertificateRefused { endpoint: String, reason: String },
     /// No endpoint accepted a connection, so nothing was sent.
     NoNodeReachable { endpoints: Vec<String> },
     /// A read got no answer before the deadline.
@@ -52,6 +54,9 @@ impl Failure {
             ClientError::Refused(e) => Failure::Refused(e),
             ClientError::Rejected(e) => Failure::Rejected(e),
             ClientError::UnexpectedReply(reply) => Failure::UnexpectedReply { reply },
+            ClientError::CertificateRefused { endpoint, reason } => {
+                Failure::CertificateRefused { endpoint, reason }
+            }
             ClientError::Unavailable { last, .. } => Failure::Unavailable { waited_ms: 0, last },
         }
     }
@@ -64,6 +69,7 @@ impl Failure {
             Failure::Refused(_) => "Refused",
             Failure::Rejected(_) => "Rejected",
             Failure::UnexpectedReply { .. } => "UnexpectedReply",
+            Failure::CertificateRefused { .. } => "CertificateRefused",
             Failure::NoNodeReachable { .. } => "NoNodeReachable",
             Failure::Unavailable { .. } => "Unavailable",
             Failure::OutcomeUnknown { .. } => "OutcomeUnknown",
@@ -82,6 +88,7 @@ impl Failure {
             Failure::InvalidArgument { .. }
             | Failure::NotFound { .. }
             | Failure::UnexpectedReply { .. }
+            | Failure::CertificateRefused { .. }
             | Failure::DemoFailed { .. } => false,
         }
     }
@@ -103,6 +110,9 @@ impl Failure {
             Failure::Refused(e) => format!("refused: {e}"),
             Failure::Rejected(e) => format!("rejected: {e}"),
             Failure::UnexpectedReply { reply } => format!("unexpected reply: {reply}"),
+            Failure::CertificateRefused { endpoint, reason } => {
+                format!("certificate refused by {endpoint}: {reason} (see --certs and --identity)")
+            }
             Failure::NoNodeReachable { endpoints } => format!(
                 "no node accepts connections at {}; nothing was sent.\n{START_HINT}",
                 endpoints.join(",")
