@@ -3,7 +3,8 @@
 //! and the command-line flags `ledgerctl`, `ledger-bench` and `ledger-node cluster` share.
 
 use crate::client::{TlsError, TlsIdentity};
-use ledger_wire::pki::CA_CERT_FILE;
+use ledger_wire::pki::{self, CA_CERT_FILE};
+use ledger_wire::principal::Principal;
 use std::path::{Path, PathBuf};
 
 /// The certificates folder `ledger-node dev` writes, and the default of `--certs`.
@@ -19,6 +20,33 @@ pub fn identity(certs_dir: &Path, name: &str) -> Result<TlsIdentity, TlsError> {
         &certs_dir.join(format!("{name}.crt")),
         &certs_dir.join(format!("{name}.key")),
     )
+}
+
+/// The certificate of `principal` in `certs_dir` (`<role>-<name>.crt`), issued there first
+/// when the folder holds its CA's key: the dev cluster's folder does, so the demo and the
+/// benchmark can act as the channel and as the merchants they register; a production CA's
+/// key never sits beside a client, and there the operator issues certificates
+/// (`ledger-node certs issue`).
+pub fn issued_identity(certs_dir: &Path, principal: &Principal) -> Result<TlsIdentity, String> {
+    let name = pki::file_stem(principal);
+    let missing = !certs_dir.join(format!("{name}.crt")).exists();
+    if missing && certs_dir.join(pki::CA_KEY_FILE).exists() {
+        let ca = pki::Ca::load(certs_dir).map_err(|e| e.to_string())?;
+        let validity = pki::Validity::days(pki::DEFAULT_VALIDITY_DAYS);
+        pki::issue_to_dir(&ca, certs_dir, principal, validity).map_err(|e| e.to_string())?;
+    }
+    identity(certs_dir, &name).map_err(|e| {
+        format!(
+            "{principal} has no certificate in {dir}: `ledger-node certs issue --dir {dir} --role {role} ...` ({e})",
+            dir = certs_dir.display(),
+            role = principal.role(),
+        )
+    })
+}
+
+/// The dev channel's principal (certificate `channel-web`).
+pub fn dev_channel() -> Principal {
+    Principal::Channel { name: "web".into() }
 }
 
 /// The identity `name` of the `ledger-node dev` cluster (`data/dev/certs`, relative to the
@@ -47,6 +75,13 @@ pub struct TlsArgs {
 }
 
 impl TlsArgs {
+    /// The certificates folder: `--certs`, else `data/dev/certs`.
+    pub fn certs_dir(&self) -> PathBuf {
+        self.certs
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEV_CERTS_DIR))
+    }
+
     /// The identity to connect with, `None` for plaintext.
     pub fn resolve(&self) -> Result<Option<TlsIdentity>, String> {
         if self.insecure_plaintext {

@@ -8,6 +8,7 @@ use ledger_testkit::nodes::{self, NodeLauncher, NodeProcess, NODE_LOG_FILE};
 use ledger_testkit::pki::{ClusterPki, LaunchTls};
 use ledger_testkit::probe;
 use ledger_wire::dev_sms::{find_message, DEV_OUTBOX_FILE};
+use ledger_wire::principal::Principal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -247,10 +248,34 @@ impl Db {
             .expect("the test operator's certificate")
     }
 
-    /// A client of the whole cluster.
+    /// A client of the whole cluster, as the harness's operator.
     pub fn client(&self, call_timeout: Duration, max_attempts: u32) -> Client {
+        self.client_with(self.operator(), call_timeout, max_attempts)
+    }
+
+    /// A client of the whole cluster acting as `principal` (its certificate issued by the
+    /// run's CA).
+    pub fn client_as(
+        &self,
+        principal: &Principal,
+        call_timeout: Duration,
+        max_attempts: u32,
+    ) -> Client {
+        let identity = self
+            .pki
+            .identity(principal)
+            .expect("a certificate from the run's CA");
+        self.client_with(identity, call_timeout, max_attempts)
+    }
+
+    fn client_with(
+        &self,
+        identity: TlsIdentity,
+        call_timeout: Duration,
+        max_attempts: u32,
+    ) -> Client {
         let mut config = ClientConfig::new(self.members.iter().map(|m| m.client_addr.clone()));
-        config.tls = Some(self.operator());
+        config.tls = Some(identity);
         config.call_timeout = call_timeout;
         config.connect_timeout = Duration::from_millis(500);
         config.max_attempts = max_attempts;

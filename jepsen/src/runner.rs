@@ -249,7 +249,10 @@ async fn run_under_faults(
         let ids = db.ids();
         (0..options.concurrency)
             .map(|i| {
-                let client = db.client(Duration::from_millis(1000), 30);
+                let client = match run.workload.thread_principal(&run.setup) {
+                    Some(principal) => db.client_as(&principal, Duration::from_millis(1000), 30),
+                    None => db.client(Duration::from_millis(1000), 30),
+                };
                 let home = db.node_client(ids[i as usize % ids.len()]);
                 tokio::spawn(client::thread_loop(
                     run.clone(),

@@ -7,8 +7,18 @@ use ledger_core::state::PaymentState;
 use ledger_core::types::{AccountId, MerchantId, MerchantKind, Payee, PaymentId};
 use ledger_core::LedgerError;
 use ledger_tests::{serial, workspace_binary, Cluster};
+use ledger_wire::principal::Principal;
 use std::process::Command as Process;
 use std::time::Duration;
+
+fn channel() -> Principal {
+    Principal::Channel { name: "web".into() }
+}
+
+/// The merchant's own client: it begins and confirms its payments.
+fn as_merchant(cluster: &Cluster, merchant: MerchantId) -> Client {
+    cluster.client_as(&Principal::Merchant { merchant })
+}
 
 struct Payer {
     account: AccountId,
@@ -30,6 +40,8 @@ async fn enrolled_payer(cluster: &Cluster, client: &Client, n: u64, balance_fen:
         .await
         .expect("open account");
     client.deposit(account, balance_fen).await.expect("deposit");
+    // The customer enrols through the bank's channel.
+    let client = &cluster.client_as(&channel());
     client
         .epay_begin(Secret::new(&pan), &phone)
         .await
@@ -82,7 +94,8 @@ async fn a_retry_after_a_timeout_charges_once() {
     let client = cluster.client();
     let payer = enrolled_payer(&cluster, &client, 1, 100_000).await;
     let (merchant, shop_account) = shop(&client, 2).await;
-    let pending = client
+    let shop_client = as_merchant(&cluster, merchant);
+    let pending = shop_client
         .begin_payment(
             &payer.phone,
             Secret::new(&payer.last_six),
@@ -99,7 +112,7 @@ async fn a_retry_after_a_timeout_charges_once() {
     };
 
     // A client so impatient that its only attempt times out: the outcome is unknown to it.
-    let mut impatient = cluster.client_config(&cluster.ids());
+    let mut impatient = cluster.client_config_as(&Principal::Merchant { merchant });
     impatient.call_timeout = Duration::from_micros(1);
     impatient.max_attempts = 1;
     let impatient = Client::new(impatient);
@@ -111,11 +124,11 @@ async fn a_retry_after_a_timeout_charges_once() {
     );
 
     // The retry, under the same key, settles the payment or answers how it settled.
-    let retry = client
+    let retry = shop_client
         .submit_with_key(key, confirm.clone())
         .await
         .expect("retry");
-    let again = client
+    let again = shop_client
         .submit_with_key(key, confirm)
         .await
         .expect("second retry");
@@ -224,6 +237,7 @@ async fn killing_the_leader_in_a_merchants_stream_of_payments_loses_none_and_cha
     let client = cluster.client();
     let payer = enrolled_payer(&cluster, &client, 1, 100_000).await;
     let (merchant, shop_account) = shop(&client, 2).await;
+    let shop_client = as_merchant(&cluster, merchant);
     let orders = 24;
     let mut payments = Vec::new();
     for i in 0..orders {
@@ -232,7 +246,14 @@ async fn killing_the_leader_in_a_merchants_stream_of_payments_loses_none_and_cha
             cluster.kill(leader);
         }
         payments.push(
-            pay_through_failures(&cluster, &client, &payer, merchant, &format!("stream-{i}")).await,
+            pay_through_failures(
+                &cluster,
+                &shop_client,
+                &payer,
+                merchant,
+                &format!("stream-{i}"),
+            )
+            .await,
         );
     }
     payments.sort();
@@ -412,8 +433,9 @@ async fn a_retry_of_any_operation_returns_its_original_answer() {
         }),
     )
     .await;
+    let channel = cluster.client_as(&channel());
     twice(
-        &client,
+        &channel,
         Operation::EpayBegin {
             card_number: Secret::new(&pan),
             phone: phone.clone(),
@@ -421,7 +443,7 @@ async fn a_retry_of_any_operation_returns_its_original_answer() {
     )
     .await;
     twice(
-        &client,
+        &channel,
         Operation::EpayChooseAlias {
             account,
             card_password: Secret::new("135790"),
@@ -430,13 +452,13 @@ async fn a_retry_of_any_operation_returns_its_original_answer() {
     )
     .await;
     let Reply::ChallengeIssued { challenge, .. } =
-        twice(&client, Operation::EpayConfirm { account }).await
+        twice(&channel, Operation::EpayConfirm { account }).await
     else {
         panic!("confirm")
     };
     let code = cluster.otp(challenge.0).await;
     twice(
-        &client,
+        &channel,
         Operation::EpayActivate {
             account,
             code: Secret::new(code),
@@ -444,6 +466,7 @@ async fn a_retry_of_any_operation_returns_its_original_answer() {
     )
     .await;
     let (merchant, _) = shop(&client, 2).await;
+    let shop_client = as_merchant(&cluster, merchant);
     let begin = Operation::PaymentBegin {
         phone,
         last_six: Secret::new(&pan[pan.len() - 6..]),
@@ -453,13 +476,13 @@ async fn a_retry_of_any_operation_returns_its_original_answer() {
     };
     let Reply::PaymentPending {
         payment, challenge, ..
-    } = twice(&client, begin).await
+    } = twice(&shop_client, begin).await
     else {
         panic!("begin")
     };
     let code = cluster.otp(challenge.0).await;
     twice(
-        &client,
+        &shop_client,
         Operation::PaymentConfirm {
             payment,
             code: Secret::new(code),

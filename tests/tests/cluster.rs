@@ -7,6 +7,7 @@ use ledger_core::outcome::Reply;
 use ledger_core::types::{AccountId, MerchantKind, Payee, RequestKey};
 use ledger_tests::{eventually, serial, Cluster};
 use ledger_wire::api::{ApiError, MAX_ACCOUNT_RANGE};
+use ledger_wire::principal::Principal;
 use ledger_wire::rpc::LedgerRpcClient;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -342,15 +343,16 @@ async fn an_epay_payment_is_confirmed_with_the_otp_from_the_sms() {
         .expect("deposit");
     let phone = ledger_testkit::driver::test_phone(1);
 
-    // Enrolment in four steps, the code read from the SMS outbox.
-    client
+    // Enrolment in four steps through the bank's channel, the code read from the SMS outbox.
+    let channel = cluster.client_as(&Principal::Channel { name: "web".into() });
+    channel
         .submit(Operation::EpayBegin {
             card_number: Secret::new(pan(1)),
             phone: phone.clone(),
         })
         .await
         .expect("step 1");
-    client
+    channel
         .submit(Operation::EpayChooseAlias {
             account: payer,
             card_password: Secret::new("135790"),
@@ -358,14 +360,14 @@ async fn an_epay_payment_is_confirmed_with_the_otp_from_the_sms() {
         })
         .await
         .expect("step 2");
-    let Ok(Reply::ChallengeIssued { challenge, .. }) = client
+    let Ok(Reply::ChallengeIssued { challenge, .. }) = channel
         .submit(Operation::EpayConfirm { account: payer })
         .await
     else {
         panic!("step 3")
     };
     let code = cluster.otp(challenge.0).await;
-    client
+    channel
         .submit(Operation::EpayActivate {
             account: payer,
             code: Secret::new(code),
@@ -385,10 +387,12 @@ async fn an_epay_payment_is_confirmed_with_the_otp_from_the_sms() {
     else {
         panic!("register merchant")
     };
+    // The shop takes the payment with its own certificate.
+    let shop_client = cluster.client_as(&Principal::Merchant { merchant });
     let last_six = &pan(1)[10..];
     let Ok(Reply::PaymentPending {
         payment, challenge, ..
-    }) = client
+    }) = shop_client
         .submit(Operation::PaymentBegin {
             phone,
             last_six: Secret::new(last_six),
@@ -411,7 +415,7 @@ async fn an_epay_payment_is_confirmed_with_the_otp_from_the_sms() {
     );
     let code = sms.code().expect("code in the SMS");
     let wrong = if code == "000000" { "111111" } else { "000000" };
-    let refused = client
+    let refused = shop_client
         .submit(Operation::PaymentConfirm {
             payment,
             code: Secret::new(wrong),
@@ -426,7 +430,7 @@ async fn an_epay_payment_is_confirmed_with_the_otp_from_the_sms() {
         ),
         "{refused:?}"
     );
-    let settled = client
+    let settled = shop_client
         .submit(Operation::PaymentConfirm {
             payment,
             code: Secret::new(code),

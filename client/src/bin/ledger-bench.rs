@@ -7,6 +7,7 @@
 //! cluster on 127.0.0.1).
 
 use clap::Parser;
+use ledger_client::identity::{dev_channel, issued_identity};
 use ledger_client::{
     Client, ClientConfig, Consistency, Operation, Query, QueryReply, DEV_ENDPOINTS,
 };
@@ -15,6 +16,7 @@ use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::outcome::Reply;
 use ledger_core::types::{AccountId, MerchantKind, Payee};
 use ledger_wire::dev_sms::{DevSms, DEV_OUTBOX_FILE};
+use ledger_wire::principal::Principal;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Seek};
@@ -157,9 +159,10 @@ fn pan(n: u64) -> String {
     ledger_client::sample::card_number(n)
 }
 
-/// Opens (and for payments enrols) the accounts, funded.
+/// Opens (and for payments enrols, through `channel`) the accounts, funded.
 async fn setup(
     client: &Client,
+    channel: &Client,
     args: &Args,
     tail: &Mutex<SmsTail>,
 ) -> Result<(Vec<(AccountId, u64)>, Option<Payee>), String> {
@@ -186,14 +189,14 @@ async fn setup(
             .map_err(|e| e.to_string())?;
         if args.payments {
             let phone = ledger_client::sample::phone(n);
-            client
+            channel
                 .submit(Operation::EpayBegin {
                     card_number: Secret::new(pan(n)),
                     phone,
                 })
                 .await
                 .map_err(|e| format!("enrol step 1: {e}"))?;
-            client
+            channel
                 .submit(Operation::EpayChooseAlias {
                     account,
                     card_password: Secret::new("246810"),
@@ -202,14 +205,14 @@ async fn setup(
                 .await
                 .map_err(|e| format!("enrol step 2: {e}"))?;
             let Ok(Reply::ChallengeIssued { challenge, .. }) =
-                client.submit(Operation::EpayConfirm { account }).await
+                channel.submit(Operation::EpayConfirm { account }).await
             else {
                 return Err("enrol step 3".into());
             };
             let code = code_for(tail, challenge.0, Duration::from_secs(10))
                 .await
                 .ok_or("no enrolment SMS")?;
-            client
+            channel
                 .submit(Operation::EpayActivate {
                     account,
                     code: Secret::new(code),
@@ -291,8 +294,35 @@ async fn main() -> Result<(), String> {
     let client_config = config.clone();
     let client = Arc::new(Client::new(config));
     let tail = Arc::new(Mutex::new(SmsTail::new(&args.data_dir)));
+    // Payments act in their roles: the channel enrols the cards, the merchant takes the
+    // payments (certificates from --certs; the dev CA issues the merchant's).
+    let as_identity = |tls| {
+        let mut config = client_config.clone();
+        config.tls = Some(tls);
+        config
+    };
+    let channel = match (args.payments, &client_config.tls) {
+        (false, _) => None,
+        (true, None) => return Err(
+            "--payments acts as the channel and a merchant: it needs TLS certificates (--certs)"
+                .into(),
+        ),
+        (true, Some(_)) => {
+            let dir = args.tls.certs_dir();
+            let channel = issued_identity(&dir, &dev_channel())?;
+            Some(Client::new(as_identity(channel)))
+        }
+    };
     eprintln!("setting up {} accounts…", args.accounts);
-    let (accounts, merchant) = setup(&client, &args, &tail).await?;
+    let (accounts, merchant) =
+        setup(&client, channel.as_ref().unwrap_or(&client), &args, &tail).await?;
+    let worker_config = match merchant {
+        Some(Payee::Merchant(merchant)) => as_identity(issued_identity(
+            &args.tls.certs_dir(),
+            &Principal::Merchant { merchant },
+        )?),
+        _ => client_config.clone(),
+    };
     let accounts = Arc::new(accounts);
     eprintln!(
         "running {} for {} s with {} clients, batch {}…",
@@ -310,7 +340,7 @@ async fn main() -> Result<(), String> {
     let mut tasks = Vec::new();
     for worker in 0..args.concurrency {
         // One client (one idempotency session) per worker, as each merchant has its own.
-        let client = Arc::new(Client::new(client_config.clone()));
+        let client = Arc::new(Client::new(worker_config.clone()));
         let (accounts, stop, tail) = (accounts.clone(), stop.clone(), tail.clone());
         let (batch, payments) = (args.batch, args.payments);
         tasks.push(tokio::spawn(async move {

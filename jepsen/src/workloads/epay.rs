@@ -15,6 +15,7 @@ use ledger_core::intake::Secret;
 use ledger_core::state::PaymentState;
 use ledger_core::types::{AccountId, MerchantId, MerchantKind, Payee, PaymentId};
 use ledger_testkit::driver::{test_pan, test_phone};
+use ledger_wire::principal::Principal;
 use rand::Rng;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,6 +25,9 @@ use std::time::Duration;
 pub const EPAY_CUSTOMERS_PER_THREAD: u64 = 3;
 pub const EPAY_INITIAL_FEN: u64 = 500_000;
 
+/// The enrolling channel client's time per call and attempts per step.
+const ENROL_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+const ENROL_ATTEMPTS: u32 = 20;
 /// Longest a client waits for the SMS of a payment's code.
 const CODE_WAIT: Duration = Duration::from_secs(5);
 /// Longest the setup waits for the SMS of an enrolment's code.
@@ -60,10 +64,31 @@ impl Workload for Epay {
             setup.merchant = Some(merchant.0);
             setup.merchant_account = Some(account.0);
             let outboxes = prep.db.outboxes();
+            // Customers enrol through the bank's channel (DOMAIN.md section 10).
+            let channel = prep.db.client_as(
+                &Principal::Channel {
+                    name: "jepsen".into(),
+                },
+                ENROL_CALL_TIMEOUT,
+                ENROL_ATTEMPTS,
+            );
             for (i, a) in setup.accounts.iter().enumerate() {
-                enrol(client, &outboxes, AccountId(*a), setup.card_base + i as u64).await?;
+                enrol(
+                    &channel,
+                    &outboxes,
+                    AccountId(*a),
+                    setup.card_base + i as u64,
+                )
+                .await?;
             }
             Ok(())
+        })
+    }
+
+    /// The threads are the merchant: it begins and confirms its payments.
+    fn thread_principal(&self, setup: &Setup) -> Option<Principal> {
+        setup.merchant.map(|m| Principal::Merchant {
+            merchant: MerchantId(m),
         })
     }
 

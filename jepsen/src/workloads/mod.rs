@@ -21,6 +21,7 @@ use crate::ops::Record;
 use crate::runner::TestInfo;
 use client::{Run, Thread};
 use ledger_client::{Client, ClientError, Consistency};
+use ledger_wire::principal::Principal;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -143,6 +144,13 @@ pub trait Workload: Sync {
     /// What the workload creates once the accounts are open (pools, a merchant...).
     fn prepare<'a>(&'a self, _prep: Prep<'a>) -> BoxFuture<'a, Result<(), SetupError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// Who the client threads are to the cluster (what their certificates name); `None`
+    /// for the harness's operator. Each thread's writes, and the re-asking of its unknown
+    /// ones, go through a client with this identity.
+    fn thread_principal(&self, _setup: &Setup) -> Option<Principal> {
+        None
     }
 
     /// Whether the client threads ask again about their unknown writes now and then during

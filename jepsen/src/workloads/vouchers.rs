@@ -3,6 +3,7 @@
 //! claim durable, nothing granted after the pool was reported empty, linearizable.
 
 use super::client::{keyed_write, read_home_first, Effect};
+use super::Setup;
 use super::{BoxFuture, FinalRead, Prep, ReadResult, SetupError, Step, Workload};
 use crate::checker::{cluster_final_read, describe, linearizable, without_final_read, Finding};
 use crate::db::now_ms;
@@ -15,6 +16,7 @@ use ledger_client::{Client, ClientError, Consistency, Query, QueryReply};
 use ledger_core::command::Command;
 use ledger_core::outcome::{LedgerError, Reply};
 use ledger_core::types::{AccountId, Eligibility, PoolId};
+use ledger_wire::principal::Principal;
 use rand::Rng;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -63,6 +65,13 @@ impl Workload for Vouchers {
 
     fn resolves_during_run(&self) -> bool {
         true
+    }
+
+    /// Customers claim through the bank's channel (DOMAIN.md section 10).
+    fn thread_principal(&self, _setup: &Setup) -> Option<Principal> {
+        Some(Principal::Channel {
+            name: "jepsen".into(),
+        })
     }
 
     fn step<'a>(&'a self, step: Step<'a>) -> BoxFuture<'a, OpType> {

@@ -3,8 +3,10 @@
 //! would read them from their phone.
 
 use crate::failure::Failure;
+use crate::session::Session;
 use crate::sms::outbox;
 use crate::view::yuan;
+use ledger_client::identity::{dev_channel, issued_identity};
 use ledger_client::{Client, ClientError, PendingPayment, Settlement};
 use ledger_core::command::CampaignFlags;
 use ledger_core::intake::{OpenAccountRequest, Secret};
@@ -13,11 +15,16 @@ use ledger_core::types::{
 };
 use ledger_core::LedgerError;
 use ledger_wire::api::Operation;
+use ledger_wire::principal::Principal;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// The story's callers, each with its own certificate: the bank's back office (`client`,
+/// the operator), its customer front (`channel`: enrolment, voucher claims), and the shop
+/// (`Cast::shop`, once it is registered).
 struct Story<'a> {
     client: &'a Client,
+    channel: Client,
     data_dir: &'a Path,
     step: u32,
 }
@@ -99,6 +106,8 @@ struct Cast {
     last_six: String,
     /// Tells this run's orders from an earlier run's.
     run_tag: u64,
+    /// The shop itself: it begins and confirms its payments.
+    shop: Client,
 }
 
 impl Cast {
@@ -108,13 +117,8 @@ impl Cast {
     }
 
     /// Payment step 1: the shop asks 小王 for `amount_fen` for its order `order`.
-    async fn begin(
-        &self,
-        client: &Client,
-        amount_fen: u64,
-        order: u64,
-    ) -> Result<PendingPayment, String> {
-        client
+    async fn begin(&self, amount_fen: u64, order: u64) -> Result<PendingPayment, String> {
+        self.shop
             .begin_payment(
                 &self.phone,
                 Secret::new(&self.last_six),
@@ -127,9 +131,13 @@ impl Cast {
     }
 }
 
-pub async fn run(client: &Client, data_dir: &Path) -> Result<(), String> {
+pub async fn run(session: &Session, data_dir: &Path) -> Result<(), String> {
+    let client = &session.patient_client();
+    let certs = session.certs_dir();
+    let channel = issued_identity(certs, &dev_channel())?;
     let mut s = Story {
         client,
+        channel: session.patient_client_as(Some(channel)),
         data_dir,
         step: 0,
     };
@@ -150,6 +158,10 @@ pub async fn run(client: &Client, data_dir: &Path) -> Result<(), String> {
         phone: ledger_client::sample::phone(base),
         last_six: card[card.len() - 6..].to_owned(),
         run_tag: now_ms,
+        shop: session.patient_client_as(Some(issued_identity(
+            certs,
+            &Principal::Merchant { merchant },
+        )?)),
     };
     let promotions_after_first = s.first_payment(&cast).await?;
     s.second_payment(&cast).await?;
@@ -208,10 +220,10 @@ impl Story<'_> {
 
     /// e-Pay enrolment in its four steps; returns 小王's card number.
     async fn enrol(&mut self, base: u64, payer: AccountId) -> Result<String, String> {
-        let client = self.client;
         self.say(
             "小王 enrols in 工银e支付: card and phone, password and alias, then the SMS code.",
         );
+        let client = &self.channel;
         let phone = ledger_client::sample::phone(base);
         let card = ledger_client::sample::card_number(base);
         let account = client
@@ -257,7 +269,7 @@ impl Story<'_> {
             )
             .await
             .map_err(e)?;
-        let remaining = client.claim_voucher(pool, payer).await.map_err(e)?;
+        let remaining = self.channel.claim_voucher(pool, payer).await.map_err(e)?;
         self.check(remaining == 2, "the pool (capacity 3) has 2 vouchers left")?;
         Ok(pool)
     }
@@ -265,11 +277,11 @@ impl Story<'_> {
     /// The first payment, a wrong code and a retried confirmation on the way; returns the
     /// promotions account's balance after it.
     async fn first_payment(&mut self, cast: &Cast) -> Result<i64, String> {
-        let client = self.client;
+        let client = &cast.shop;
         self.say(
             "小王 pays a 100-yuan bill at the shop: the merchant sends phone + last six digits.",
         );
-        let pending = cast.begin(client, 10_000, 1).await?;
+        let pending = cast.begin(10_000, 1).await?;
         let (text, code) = self.sms(pending.challenge).await?;
         self.check(
             text.contains("湘江小店") && text.contains("100.00"),
@@ -364,7 +376,7 @@ impl Story<'_> {
         let mut outcomes = Vec::new();
         for i in 0..3 {
             let late = open(client, base + 2 + i, &format!("late comer {i}"), true).await?;
-            outcomes.push(client.claim_voucher(pool, late).await);
+            outcomes.push(self.channel.claim_voucher(pool, late).await);
         }
         self.check(
             outcomes[0].is_ok() && outcomes[1].is_ok(),
@@ -386,9 +398,9 @@ impl Story<'_> {
 
     /// A payment of `amount_fen` for order `order`, confirmed with the code from the SMS.
     async fn pay(&self, cast: &Cast, amount_fen: u64, order: u64) -> Result<Settlement, String> {
-        let pending = cast.begin(self.client, amount_fen, order).await?;
+        let pending = cast.begin(amount_fen, order).await?;
         let (_, code) = self.sms(pending.challenge).await?;
-        self.client
+        cast.shop
             .confirm_payment(pending.payment, Secret::new(code))
             .await
             .map_err(e)

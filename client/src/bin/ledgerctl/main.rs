@@ -86,10 +86,11 @@ enum Cmd {
     Status,
     #[command(flatten)]
     Account(account::AccountCmd),
-    /// e-Pay enrolment and limits.
+    /// e-Pay enrolment and limits (the channel's: `--identity channel-web`).
     #[command(subcommand)]
     Epay(epay::EpayCmd),
-    /// Two-step e-Pay payments and small transfers.
+    /// Two-step e-Pay payments (the merchant's own: `--identity merchant-N`) and small
+    /// transfers (the channel's).
     #[command(subcommand)]
     Pay(pay::PayCmd),
     /// Merchants.
@@ -163,7 +164,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Pool(cmd) => pool::run(&session, cmd).await,
         Cmd::CloseMonth(args) => close_month::run(&session, args).await,
         Cmd::Sms(cmd) => sms::run(&session, cmd, &cli.data_dir).await,
-        Cmd::Demo => demo::run(&session.patient_client(), &cli.data_dir)
+        Cmd::Demo => demo::run(&session, &cli.data_dir)
             .await
             .map_err(|message| Failure::DemoFailed { message }),
     }

@@ -99,7 +99,6 @@ impl Session {
 
     /// `patient_client` presenting another certificate (the demo acting as a merchant or
     /// the channel): `identity(self.certs_dir(), "merchant-1")`.
-    #[allow(dead_code)] // the demo's role steps use it
     pub fn patient_client_as(&self, tls: Option<TlsIdentity>) -> Client {
         let mut config = self.config.clone();
         config.tls = tls;
@@ -109,7 +108,6 @@ impl Session {
     }
 
     /// The certificates folder of `--certs`.
-    #[allow(dead_code)] // the demo's role steps use it
     pub fn certs_dir(&self) -> &Path {
         &self.certs_dir
     }
