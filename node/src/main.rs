@@ -73,6 +73,11 @@ struct DevArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "human")]
     log_format: LogFormat,
+    /// Serve without TLS, every client as an operator (for measuring what TLS costs:
+    /// `ledger-bench --insecure-plaintext`). Payments need TLS, for the merchant's and the
+    /// channel's certificates.
+    #[arg(long)]
+    insecure_plaintext: bool,
 }
 
 #[derive(Subcommand)]
@@ -287,20 +292,25 @@ async fn dev(args: DevArgs) -> Result<(), String> {
             cache_bytes: 64 * 1024 * 1024,
             log_format: args.log_format,
             snapshot_every: ledger_node::config::DEFAULT_SNAPSHOT_EVERY,
-            security: PortSecurity::Tls {
-                files: TlsFiles {
-                    ca: certs_dir.join(pki::CA_CERT_FILE),
-                    cert: certs_dir.join(format!("node-{}.crt", m.id)),
-                    key: certs_dir.join(format!("node-{}.key", m.id)),
-                    crl: Some(certs_dir.join(pki::CRL_FILE)),
-                },
-                init_identity: None,
+            security: if args.insecure_plaintext {
+                PortSecurity::InsecurePlaintext
+            } else {
+                PortSecurity::Tls {
+                    files: TlsFiles {
+                        ca: certs_dir.join(pki::CA_CERT_FILE),
+                        cert: certs_dir.join(format!("node-{}.crt", m.id)),
+                        key: certs_dir.join(format!("node-{}.key", m.id)),
+                        crl: Some(certs_dir.join(pki::CRL_FILE)),
+                    },
+                    init_identity: None,
+                }
             },
             unsafe_local_reads: false,
         };
         nodes.push((start_node(&config).await?, config));
     }
-    initialise(members.clone(), ledger_config, Some(operator)).await?;
+    let init_identity = (!args.insecure_plaintext).then_some(operator);
+    initialise(members.clone(), ledger_config, init_identity).await?;
     println!("Development cluster of {} nodes is up.", members.len());
     for (node, config) in &nodes {
         println!(

@@ -12,7 +12,8 @@ use crate::state_store::SledState;
 use futures::{future, StreamExt};
 use ledger_core::command::Envelope;
 use ledger_core::config::LedgerConfig;
-use ledger_core::Ledger;
+use ledger_core::types::RequestKey;
+use ledger_core::{Ledger, LedgerError};
 use ledger_wire::api::{
     AccountView, ApiError, ClientRequest, ClientResult, Consistency, NodeInfo, NodeStatus, Query,
     QueryReply, API_VERSION, MAX_ACCOUNT_RANGE, MAX_BATCH,
@@ -223,6 +224,25 @@ impl<C: LedgerTypes> ClientService<C> {
     }
 }
 
+/// An answer that names the request's key names it as the client sent it, not as the
+/// ledger keeps it in the principal's namespace.
+fn as_sent(result: ClientResult, sent: RequestKey) -> ClientResult {
+    match result {
+        Err(ApiError::Ledger(LedgerError::IdempotencyKeyReused { .. })) => {
+            Err(ApiError::Ledger(LedgerError::IdempotencyKeyReused {
+                key: sent,
+            }))
+        }
+        Err(ApiError::Ledger(LedgerError::RequestTooOld { floor, .. })) => {
+            Err(ApiError::Ledger(LedgerError::RequestTooOld {
+                key: sent,
+                floor,
+            }))
+        }
+        other => other,
+    }
+}
+
 fn view(ledger: &Ledger<SledState>, account: ledger_core::types::AccountId) -> Option<AccountView> {
     let a = ledger.account(account)?;
     let holder = ledger.holder(account);
@@ -272,6 +292,7 @@ impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
         let mut results: Vec<Option<ClientResult>> = vec![None; requests.len()];
         let mut envelopes = Vec::with_capacity(requests.len());
         let mut slots = Vec::with_capacity(requests.len());
+        let sent_keys: Vec<RequestKey> = requests.iter().map(|r| r.key).collect();
         for (slot, mut request) in requests.into_iter().enumerate() {
             let skip_roles = intake.planted == Some(PlantedBug::ServiceSkipsRoleCheck);
             let allowed = roles::authorize_operation(&self.principal, &request.operation, &ledger);
@@ -318,7 +339,8 @@ impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
         }
         let results: Vec<ClientResult> = results
             .into_iter()
-            .map(|r| r.expect("every slot answered"))
+            .zip(sent_keys)
+            .map(|(r, key)| as_sent(r.expect("every slot answered"), key))
             .collect();
         if results.iter().any(|r| {
             matches!(
