@@ -182,6 +182,15 @@ async fn a_deposit_sent_while_the_leader_dies_is_applied_once() {
     cluster.kill(leader);
     // Sent at once, so ledgerctl meets the election (its old limit was ~1.5 s of retries).
     let deposit = ledgerctl(Some(&cluster), &endpoints(&cluster), &["deposit", &id, "5"]);
+    if !deposit.status.success() {
+        // What the survivors did meanwhile: their elections and the calls they answered.
+        for id in cluster.ids().into_iter().filter(|n| *n != leader) {
+            let log = cluster.log(id);
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            eprintln!("node {id}'s log, last lines:\n{}", tail.join("\n"));
+        }
+    }
     assert!(
         deposit.status.success(),
         "{}\n{}",
