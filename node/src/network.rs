@@ -157,6 +157,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             addr: node.raft.clone(),
             tls: self.tls.clone(),
             client: None,
+            connecting: None,
             last_failure: None,
         }
     }
@@ -168,7 +169,39 @@ pub struct PeerConnection {
     addr: String,
     tls: Option<Arc<NodeTls>>,
     client: Option<RaftRpcClient>,
+    /// A connection being opened in a task of its own: openraft cancels a call at its
+    /// deadline (200 ms for a heartbeat), and a TLS handshake cancelled with it would be
+    /// started afresh by every call, never finishing while the node is loaded (seen after a
+    /// leader's SIGSTOP in the chaos harness). The task runs to `CONNECT_TIMEOUT` whatever
+    /// happens to the call that started it; the next call takes its connection.
+    connecting: Option<tokio::task::JoinHandle<Result<RaftRpcClient, String>>>,
     last_failure: Option<Instant>,
+}
+
+/// Opens a connection to `target` at `addr` (mutual TLS, presenting this node's
+/// certificate, when `tls` is set), within `CONNECT_TIMEOUT`.
+async fn connect(
+    target: NodeId,
+    addr: String,
+    tls: Option<Arc<NodeTls>>,
+) -> Result<RaftRpcClient, String> {
+    let failed = |e: std::io::Error| format!("connect to node {target} at {addr}: {e}");
+    let config = tarpc::client::Config::default();
+    Ok(match &tls {
+        // The current client configuration: a CRL reload applies to new connections.
+        Some(tls) => {
+            let transport = transport::connect_tls(&addr, CONNECT_TIMEOUT, tls.client_config())
+                .await
+                .map_err(failed)?;
+            RaftRpcClient::new(config, transport).spawn()
+        }
+        None => {
+            let transport = transport::connect(&addr, CONNECT_TIMEOUT)
+                .await
+                .map_err(failed)?;
+            RaftRpcClient::new(config, transport).spawn()
+        }
+    })
 }
 
 /// A failed call: the peer could not be reached, or it answered with an error.
@@ -183,31 +216,24 @@ impl PeerConnection {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
-        if let Some(failed) = self.last_failure {
-            let wait = RECONNECT_BACKOFF.saturating_sub(failed.elapsed());
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
+        if self.connecting.is_none() {
+            if let Some(failed) = self.last_failure {
+                let wait = RECONNECT_BACKOFF.saturating_sub(failed.elapsed());
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
             }
+            let (target, addr, tls) = (self.target, self.addr.clone(), self.tls.clone());
+            self.connecting = Some(tokio::spawn(connect(target, addr, tls)));
         }
-        let failed =
-            |e: std::io::Error| format!("connect to node {} at {}: {e}", self.target, self.addr);
-        let config = tarpc::client::Config::default();
-        let client = match &self.tls {
-            // The current client configuration: a CRL reload applies to new connections.
-            Some(tls) => {
-                let transport =
-                    transport::connect_tls(&self.addr, CONNECT_TIMEOUT, tls.client_config())
-                        .await
-                        .map_err(failed)?;
-                RaftRpcClient::new(config, transport).spawn()
-            }
-            None => {
-                let transport = transport::connect(&self.addr, CONNECT_TIMEOUT)
-                    .await
-                    .map_err(failed)?;
-                RaftRpcClient::new(config, transport).spawn()
-            }
-        };
+        let connecting = self.connecting.as_mut().expect("set above");
+        // If the caller's deadline cancels this await, the task goes on and the next call
+        // finds its outcome.
+        let outcome = connecting
+            .await
+            .unwrap_or_else(|e| Err(format!("connect task: {e}")));
+        self.connecting = None;
+        let client = outcome?;
         self.client = Some(client.clone());
         Ok(client)
     }
