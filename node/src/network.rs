@@ -146,6 +146,10 @@ async fn serve_channel<T>(
 #[derive(Clone, Default)]
 pub struct Network {
     pub tls: Option<Arc<NodeTls>>,
+    /// The open connection to each peer, shared by every client openraft makes for it:
+    /// openraft makes a new one for each linearizable read's round of heartbeats, and a TLS
+    /// handshake per peer per read would cost more than the read.
+    pub open: Arc<std::sync::Mutex<std::collections::BTreeMap<(NodeId, String), RaftRpcClient>>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -156,6 +160,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.raft.clone(),
             tls: self.tls.clone(),
+            open: self.open.clone(),
             client: None,
             connecting: None,
             last_failure: None,
@@ -168,6 +173,7 @@ pub struct PeerConnection {
     target: NodeId,
     addr: String,
     tls: Option<Arc<NodeTls>>,
+    open: Arc<std::sync::Mutex<std::collections::BTreeMap<(NodeId, String), RaftRpcClient>>>,
     client: Option<RaftRpcClient>,
     /// A connection being opened in a task of its own: openraft cancels a call at its
     /// deadline (200 ms for a heartbeat), and a TLS handshake cancelled with it would be
@@ -216,6 +222,11 @@ impl PeerConnection {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
+        let shared = self.open_connections().get(&self.peer()).cloned();
+        if let Some(client) = shared {
+            self.client = Some(client.clone());
+            return Ok(client);
+        }
         if self.connecting.is_none() {
             if let Some(failed) = self.last_failure {
                 let wait = RECONNECT_BACKOFF.saturating_sub(failed.elapsed());
@@ -234,8 +245,27 @@ impl PeerConnection {
             .unwrap_or_else(|e| Err(format!("connect task: {e}")));
         self.connecting = None;
         let client = outcome?;
+        self.open_connections().insert(self.peer(), client.clone());
         self.client = Some(client.clone());
         Ok(client)
+    }
+
+    fn peer(&self) -> (NodeId, String) {
+        (self.target, self.addr.clone())
+    }
+
+    fn open_connections(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<(NodeId, String), RaftRpcClient>>
+    {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connection broke: neither this client nor any other uses it again.
+    fn drop_connection(&mut self) {
+        self.client = None;
+        self.open_connections().remove(&self.peer());
+        self.last_failure = Some(Instant::now());
     }
 
     /// Runs one call with openraft's deadline; drops the connection on any transport error.
@@ -258,8 +288,7 @@ impl PeerConnection {
             Ok(Ok(Ok(answer))) => Ok(answer),
             Ok(Ok(Err(remote))) => Err(CallError::Remote(remote)),
             Ok(Err(rpc)) => {
-                self.client = None;
-                self.last_failure = Some(Instant::now());
+                self.drop_connection();
                 Err(CallError::Network(format!("node {}: {rpc}", self.target)))
             }
             Err(_) => Err(CallError::Network(format!(

@@ -236,6 +236,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
     );
     let network = Network {
         tls: options.tls.clone(),
+        ..Network::default()
     };
     let raft = Raft::new(options.id, config, network, log_store, state_machine)
         .await
