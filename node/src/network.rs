@@ -101,27 +101,9 @@ pub async fn serve(
         refused,
     )
     .await?;
-    let connections = futures::stream::unfold(incoming, |mut incoming| async move {
-        incoming.next().await.map(|conn| (conn, incoming))
-    });
-    Ok(tokio::spawn(connections.for_each_concurrent(
-        None,
-        move |conn| {
-            let server = server.clone();
-            let revoked = tls.until_revoked(conn.peer.serial.clone());
-            let channel = BaseChannel::with_defaults(conn.framed);
-            async move {
-                tokio::select! {
-                    () = serve_channel(channel, server) => {}
-                    () = revoked => tracing::info!(
-                        remote = %conn.remote,
-                        principal = %conn.peer.principal,
-                        "certificate revoked: Raft connection closed"
-                    ),
-                }
-            }
-        },
-    )))
+    Ok(tokio::spawn(incoming.serve_each(tls, move |framed, _| {
+        serve_channel(BaseChannel::with_defaults(framed), server.clone())
+    })))
 }
 
 /// Answers one peer connection's calls until it closes.

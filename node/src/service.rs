@@ -55,26 +55,11 @@ pub async fn serve(
     // Nodes speak to each other on the Raft port only (DOMAIN.md section 10).
     let incoming =
         transport::listen_tls(addr, tls.clone(), |p| p.role() != Role::Node, refused).await?;
-    let connections = futures::stream::unfold(incoming, |mut incoming| async move {
-        incoming.next().await.map(|conn| (conn, incoming))
-    });
-    Ok(tokio::spawn(connections.for_each_concurrent(
-        None,
-        move |conn| {
-            let service = service.for_principal(conn.peer.principal.clone());
-            let revoked = tls.until_revoked(conn.peer.serial.clone());
-            let channel = BaseChannel::with_defaults(conn.framed);
-            async move {
-                tokio::select! {
-                    () = serve_channel(channel, service) => {}
-                    () = revoked => tracing::info!(
-                        remote = %conn.remote,
-                        principal = %conn.peer.principal,
-                        serial = %conn.peer.serial,
-                        "certificate revoked: connection closed"
-                    ),
-                }
-            }
+    Ok(tokio::spawn(incoming.serve_each(
+        tls,
+        move |framed, peer| {
+            let service = service.for_principal(peer.principal.clone());
+            serve_channel(BaseChannel::with_defaults(framed), service)
         },
     )))
 }

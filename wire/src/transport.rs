@@ -110,6 +110,39 @@ impl<Item, SinkItem> TlsIncoming<Item, SinkItem> {
     }
 }
 
+impl<Item: Send + 'static, SinkItem: Send + 'static> TlsIncoming<Item, SinkItem> {
+    /// Serves every admitted connection at once with `serve` (given its frames and who is at
+    /// the other end), each until it ends or a reload of `tls` revokes its certificate.
+    pub async fn serve_each<F, Fut>(self, tls: std::sync::Arc<crate::tls::NodeTls>, serve: F)
+    where
+        F: Fn(TlsFramed<Item, SinkItem>, &crate::tls::PeerIdentity) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        use futures::StreamExt;
+        let connections = futures::stream::unfold(self, |mut incoming| async move {
+            incoming.next().await.map(|conn| (conn, incoming))
+        });
+        connections
+            .for_each_concurrent(None, |conn| {
+                let revoked = tls.until_revoked(conn.peer.serial.clone());
+                let serving = serve(conn.framed, &conn.peer);
+                let (peer, remote) = (conn.peer, conn.remote);
+                async move {
+                    tokio::select! {
+                        () = serving => {}
+                        () = revoked => tracing::info!(
+                            %remote,
+                            principal = %peer.principal,
+                            serial = %peer.serial,
+                            "certificate revoked: connection closed"
+                        ),
+                    }
+                }
+            })
+            .await
+    }
+}
+
 /// Listens on `addr` with mutual TLS. Each handshake runs in a task of its own, bounded by
 /// `HANDSHAKE_TIMEOUT`, so a slow or garbled one never holds up the others. A connection is
 /// admitted when its certificate is valid for the node's trust at that moment (re-read on
