@@ -48,8 +48,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("paid a supplier 3,000 yuan; fee {fee_fen} fen at tier {tier:?}");
     let m = client.merchant(merchant).await?.expect("just registered");
     println!(
-        "campaign: {} settlements, {} fen; reward {:?}; this month {} settlements; tier {:?} held through {}",
-        m.campaign_tx_count, m.campaign_amount_fen, m.reward_payment, m.month_tx_count, m.fee_tier, m.tier_held_through
+        "campaign: {} settlements, {} fen; reward {:?}; this month {} settlements; tier {:?} (waived through {:?}, 20% through {:?})",
+        m.campaign_tx_count, m.campaign_amount_fen, m.reward_payment, m.month_tx_count, m.fee_tier, m.waived_through, m.discount_through
     );
     Ok(())
 }

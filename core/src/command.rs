@@ -161,6 +161,32 @@ pub enum Command {
         payment: crate::types::PaymentId,
         otp: OtpProof,
     },
+    /// A card swiped at a merchant's terminal (刷卡消费): the card number and the PIN typed on
+    /// the terminal arrive hashed. Settles at once with the best voucher deducted.
+    CardPayment {
+        merchant: MerchantId,
+        terminal: u32,
+        /// Keyed hash of the card number read from the card.
+        pan_digest: Digest32,
+        /// PBKDF2 of the typed PIN with the card's stored salt and pepper.
+        password_proof: Digest32,
+        amount_fen: u64,
+        /// The terminal's receipt number: one payment per (terminal, receipt).
+        receipt: String,
+    },
+    /// The payee cancels a pending payment; its code is void from then on.
+    CancelPayment { payment: crate::types::PaymentId },
+    /// The merchant refunds (part of) a settled payment from its settlement account.
+    RefundPayment {
+        payment: crate::types::PaymentId,
+        amount_fen: u64,
+    },
+    /// Pending payments whose challenge expired by ledger time become `Expired`. Proposed by
+    /// the leader itself, never accepted from a client; a payment named too early, or no
+    /// longer pending, is left as it is.
+    ExpirePayments {
+        payments: Vec<crate::types::PaymentId>,
+    },
     /// Register a merchant with its settlement account.
     RegisterMerchant {
         kind: MerchantKind,
@@ -261,6 +287,16 @@ impl TxElements<'_> {
         }
         Digest32(h.finalize().into())
     }
+}
+
+/// SHA-256 of a terminal's receipt: its entry in the merchant's order index, in a domain of
+/// its own so that no e-Pay order id can collide with it.
+pub fn receipt_digest(terminal: u32, receipt: &str) -> Digest32 {
+    let mut h = Sha256::new();
+    h.update(b"ledger/receipt/v1");
+    h.update(terminal.to_be_bytes());
+    h.update(receipt.as_bytes());
+    Digest32(h.finalize().into())
 }
 
 /// SHA-256 of a merchant order id: the order index key, fixed width whatever the id's length.

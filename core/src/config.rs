@@ -25,6 +25,13 @@ pub const MAX_POOLS: u64 = 10_000;
 pub const MAX_POOL_CAPACITY: u64 = 10_000_000;
 /// Most challenges one `AckSms` command may take out of the outbox.
 pub const MAX_SMS_ACK: usize = 1_024;
+/// Most payments one `ExpirePayments` command may expire.
+pub const MAX_EXPIRE_BATCH: usize = 1_024;
+/// Longest receipt number a terminal may print, in bytes.
+pub const MAX_RECEIPT_BYTES: usize = 32;
+/// Most refunds of one payment (each a posting of its own; a bill of 1 fen refunded a fen at
+/// a time is the only way to reach it).
+pub const MAX_REFUNDS_PER_PAYMENT: u32 = 1_000;
 /// Wrong card passwords in a row, across enrolments, that freeze the card.
 pub const MAX_CARD_PASSWORD_FAILURES: u8 = 6;
 /// Wrong card passwords tolerated during one e-Pay enrolment before it is cancelled.
@@ -49,6 +56,9 @@ pub struct LedgerConfig {
     /// The sliding window of ledger time the throttle counts over (default 10 minutes). Zero
     /// would count nothing (no throttle).
     pub otp_throttle_window_ms: u64,
+    /// Cap on what one card may pay at terminals (card-present, 刷卡消费) per China Standard
+    /// Time day, counted after vouchers. Default 50,000 yuan. e-Pay limits do not apply there.
+    pub card_present_cap_fen_per_day: u64,
     /// First millisecond of the campaign (rewards count, gifts are recorded, merchants are new).
     pub campaign_start_ms: u64,
     /// First millisecond after the campaign.
@@ -96,6 +106,7 @@ impl Default for LedgerConfig {
             otp_max_attempts: 3,
             otp_challenges_per_phone: 5,
             otp_throttle_window_ms: 10 * 60_000,
+            card_present_cap_fen_per_day: 50_000 * YUAN,
             // 2014-12-01 00:00 CST to 2015-03-01 00:00 CST, the article's year-end campaign.
             campaign_start_ms: 1_417_363_200_000,
             campaign_end_ms: 1_425_139_200_000,

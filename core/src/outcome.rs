@@ -100,6 +100,22 @@ pub enum Reply {
         pool: PoolId,
         remaining: u64,
     },
+    PaymentCancelled {
+        payment: PaymentId,
+    },
+    /// One refund of a settled payment: what went back to the payer and to `promotions`
+    /// (the voucher's share), and what is left to refund.
+    PaymentRefunded {
+        payment: PaymentId,
+        refund_fen: u64,
+        to_payer_fen: u64,
+        to_promotions_fen: u64,
+        refundable_fen: u64,
+    },
+    /// How many of the named pending payments had expired and are now `Expired`.
+    PaymentsExpired {
+        expired: u64,
+    },
 }
 
 /// A text field, for errors about text input.
@@ -110,6 +126,18 @@ pub enum TextField {
     PoolName,
     Alias,
     OrderId,
+    Receipt,
+}
+
+impl TextField {
+    /// What the field's length limit counts: an alias is shown in an SMS and counted in
+    /// characters; every other text in bytes of UTF-8.
+    pub fn length_unit(&self) -> &'static str {
+        match self {
+            TextField::Alias => "characters",
+            _ => "bytes of UTF-8",
+        }
+    }
 }
 
 /// Where an e-Pay enrolment stands.
@@ -145,9 +173,7 @@ pub enum LedgerError {
     AmountTooLarge { amount_fen: u64, max_fen: u64 },
     #[error("{field:?} must not be empty")]
     TextEmpty { field: TextField },
-    #[error(
-        "{field:?} is too long: at most {max} (characters for an alias, bytes of UTF-8 otherwise)"
-    )]
+    #[error("{field:?} is too long: at most {max} {}", field.length_unit())]
     TextTooLong { field: TextField, max: usize },
     #[error("{field:?} contains control characters")]
     TextHasControlChars { field: TextField },
@@ -261,6 +287,39 @@ pub enum LedgerError {
         limit: u32,
         window_ms: u64,
         retry_after_ms: u64,
+    },
+
+    #[error("payment {payment} is {state}; only a settled payment can be refunded")]
+    NotRefundable { payment: PaymentId, state: String },
+    #[error("payment {payment} has {} yuan left to refund, {} yuan asked", yuan(*refundable_fen), yuan(*requested_fen))]
+    RefundExceedsBill {
+        payment: PaymentId,
+        refundable_fen: u64,
+        requested_fen: u64,
+    },
+    #[error("payment {payment} was refunded {max} times already, the most one payment allows")]
+    TooManyRefunds { payment: PaymentId, max: u32 },
+    #[error("payment {payment} is a small transfer between customers; only a merchant's payment can be refunded")]
+    TransferNotRefundable { payment: PaymentId },
+    #[error("payment {payment} expired at {expired_at_ms}: it can never settle")]
+    PaymentExpired { payment: PaymentId, expired_at_ms: u64 },
+
+    // ---- card-present payments ----
+    #[error("merchant {merchant} is an online merchant and has no terminals")]
+    NoTerminals { merchant: MerchantId },
+    #[error("merchant {merchant} has terminals 1 to {terminals}, not {terminal}")]
+    UnknownTerminal {
+        merchant: MerchantId,
+        terminal: u32,
+        terminals: u32,
+    },
+    #[error("receipt already used at this terminal, by payment {payment}")]
+    DuplicateReceipt { payment: PaymentId },
+    #[error("debit of {} yuan with {} yuan paid at terminals today exceeds the card's daily card-present cap of {} yuan", yuan(*debit_fen), yuan(*spent_today_fen), yuan(*limit_fen))]
+    OverCardPresentDailyLimit {
+        debit_fen: u64,
+        spent_today_fen: u64,
+        limit_fen: u64,
     },
 
     // ---- merchants ----

@@ -105,9 +105,12 @@ pub struct OtpIssues {
     pub issued_ms: Vec<u64>,
 }
 
-/// Lifecycle of a two-step payment.
+/// Lifecycle of a payment. Every payment ends in exactly one of `Settled`, `Failed`,
+/// `Superseded`, `Cancelled` or `Expired`; a settled one may later be refunded, in part or
+/// in full (`Payment::refunds`), and stays `Settled`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PaymentState {
+    /// An e-Pay payment waiting for its code. A card-present payment is never pending.
     Pending,
     Settled {
         debited_fen: u64,
@@ -118,18 +121,74 @@ pub enum PaymentState {
     Superseded,
     /// Its code was locked by wrong attempts; it will never settle.
     Failed,
+    /// The merchant (or, for a small transfer, the channel) cancelled it while it was pending.
+    Cancelled { cancelled_ms: u64 },
+    /// Its challenge expired before it was confirmed; it will never settle.
+    Expired { expired_ms: u64 },
 }
 
-/// A two-step e-Pay payment or small transfer.
+impl PaymentState {
+    /// Whether the payment has reached its end (a settled one may still be refunded).
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, PaymentState::Pending)
+    }
+}
+
+/// How a payment was authorised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaymentMethod {
+    /// e-Pay: phone and last six digits, then the OTP of this challenge.
+    Epay { challenge: ChallengeId },
+    /// A card swiped at the merchant's terminal with its PIN (刷卡消费).
+    CardPresent { terminal: u32 },
+}
+
+/// What has been refunded of a settled payment. Refunds go to the payer first, up to what
+/// the payer was debited, and the rest (the voucher's share) back to `promotions`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refunds {
+    pub count: u32,
+    pub total_fen: u64,
+    pub to_payer_fen: u64,
+}
+
+/// A payment: two-step e-Pay, small transfer, or card-present.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payment {
     pub payer: AccountId,
     pub payee: Payee,
     pub amount_fen: u64,
+    /// The merchant's order id (e-Pay) or the terminal's receipt number (card-present).
     pub order_id: String,
-    pub challenge: ChallengeId,
+    pub method: PaymentMethod,
     pub state: PaymentState,
     pub created_ms: u64,
+    pub refunds: Refunds,
+}
+
+impl Payment {
+    /// The OTP challenge of an e-Pay payment.
+    pub fn challenge(&self) -> Option<ChallengeId> {
+        match self.method {
+            PaymentMethod::Epay { challenge } => Some(challenge),
+            PaymentMethod::CardPresent { .. } => None,
+        }
+    }
+
+    /// What is left to refund: the bill less what was refunded, for a settled payment.
+    pub fn refundable_fen(&self) -> u64 {
+        match self.state {
+            PaymentState::Settled { .. } => self.amount_fen - self.refunds.total_fen,
+            _ => 0,
+        }
+    }
+}
+
+/// What a card paid at terminals on one China Standard Time day (the card-present cap).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardDay {
+    pub day: u64,
+    pub spent_fen: u64,
 }
 
 /// Last month's figures that decided a merchant's fee tier.
@@ -165,9 +224,13 @@ pub struct Merchant {
     /// Up to when `balance_fen_ms` is accumulated.
     pub balance_since_ms: u64,
     pub last_balance_fen: i64,
+    /// The tier of the current month's transfer fees.
     pub fee_tier: FeeTier,
-    /// Last month the current tier is guaranteed for.
-    pub tier_held_through: YearMonth,
+    /// Last month the waived tier is held for, once earned.
+    pub waived_through: Option<YearMonth>,
+    /// Last month the 20% tier is held for, once earned. A 20% tier earned while the waiver
+    /// holds is kept here and applies after the waiver ends, for what remains of its months.
+    pub discount_through: Option<YearMonth>,
     pub last_month: Option<MonthFigures>,
 }
 
@@ -268,6 +331,11 @@ pub enum Key {
     Outbox(ChallengeId),
     /// Reserved phone (its 11-digit number) → the challenges counted against it.
     OtpIssues(u64),
+    /// (expiry ms, payment): pending e-Pay payments in expiry order, so the leader finds the
+    /// ones to expire without scanning every payment.
+    PendingPayment(u64, PaymentId),
+    /// A card's card-present spending today.
+    CardDay(AccountId),
 }
 
 /// A record. Each `Key` variant holds the `Value` variant of the same name.
@@ -293,6 +361,8 @@ pub enum Value {
     SessionIdle,
     Outbox,
     OtpIssues(OtpIssues),
+    PendingPayment,
+    CardDay(CardDay),
 }
 
 /// A key that could not be decoded from bytes: a corrupt store or snapshot.
@@ -326,6 +396,8 @@ impl Ord for Key {
             (SessionIdle(a, c), SessionIdle(b, d)) => (a, c).cmp(&(b, d)),
             (Outbox(a), Outbox(b)) => a.cmp(b),
             (OtpIssues(a), OtpIssues(b)) => a.cmp(b),
+            (PendingPayment(a, p), PendingPayment(b, q)) => (a, p).cmp(&(b, q)),
+            (CardDay(a), CardDay(b)) => a.cmp(b),
             _ => self.tag().cmp(&other.tag()),
         }
     }
@@ -339,7 +411,7 @@ impl PartialOrd for Key {
 }
 
 /// Number of `Key` variants (tags 0..KEY_TAGS).
-pub const KEY_TAGS: usize = 20;
+pub const KEY_TAGS: usize = 22;
 
 impl Key {
     /// The variant's tag: the first byte of the encoding, and the table it lives in.
@@ -366,6 +438,8 @@ impl Key {
             Key::SessionIdle(..) => 17,
             Key::Outbox(_) => 18,
             Key::OtpIssues(_) => 19,
+            Key::PendingPayment(..) => 20,
+            Key::CardDay(_) => 21,
         }
     }
 
@@ -424,6 +498,12 @@ impl Key {
             }
             Key::Outbox(c) => out.extend([&[18][..], &c.0.to_be_bytes()].concat()),
             Key::OtpIssues(phone) => out.extend([&[19][..], &phone.to_be_bytes()].concat()),
+            Key::PendingPayment(ms, p) => {
+                out.push(20);
+                out.extend_from_slice(&ms.to_be_bytes());
+                out.extend_from_slice(&p.0.to_be_bytes());
+            }
+            Key::CardDay(a) => out.extend([&[21][..], &a.0.to_be_bytes()].concat()),
         }
         out
     }
@@ -482,6 +562,11 @@ impl Key {
             }
             18 => Key::Outbox(ChallengeId(u64_at(0)?)),
             19 => Key::OtpIssues(u64_at(0)?),
+            20 => {
+                expect_len(16)?;
+                return Ok(Key::PendingPayment(u64_at(0)?, PaymentId(u64_at(8)?)));
+            }
+            21 => Key::CardDay(AccountId(u64_at(0)?)),
             _ => return Err(bad()),
         };
         let width = match tag {
@@ -683,7 +768,9 @@ mod tests {
             id.clone().prop_map(Key::Session),
             (id.clone(), id.clone()).prop_map(|(t, c)| Key::SessionIdle(t, c)),
             id.clone().prop_map(|c| Key::Outbox(ChallengeId(c))),
-            id.prop_map(Key::OtpIssues),
+            id.clone().prop_map(Key::OtpIssues),
+            (id.clone(), id.clone()).prop_map(|(t, p)| Key::PendingPayment(t, PaymentId(p))),
+            id.prop_map(|a| Key::CardDay(AccountId(a))),
         ]
     }
 

@@ -3,7 +3,8 @@
 
 use crate::command::Command;
 use crate::config::{
-    MAX_ALIAS_CHARS, MAX_AMOUNT_FEN, MAX_NAME_BYTES, MAX_ORDER_ID_BYTES, MAX_SMS_ACK,
+    MAX_ALIAS_CHARS, MAX_AMOUNT_FEN, MAX_EXPIRE_BATCH, MAX_NAME_BYTES, MAX_ORDER_ID_BYTES,
+    MAX_RECEIPT_BYTES, MAX_SMS_ACK,
 };
 use crate::outcome::{LedgerError, TextField};
 
@@ -33,6 +34,24 @@ pub fn text(field: TextField, value: &str, max_bytes: usize) -> Result<(), Ledge
     }
     if value.chars().any(char::is_control) {
         return Err(LedgerError::TextHasControlChars { field });
+    }
+    Ok(())
+}
+
+/// An e-Pay alias: at most [`MAX_ALIAS_CHARS`] characters, otherwise as [`text`]. Over
+/// four bytes a character cannot be, so a longer string is refused before it is scanned.
+pub fn alias(value: &str) -> Result<(), LedgerError> {
+    let field = TextField::Alias;
+    let too_long = LedgerError::TextTooLong {
+        field,
+        max: MAX_ALIAS_CHARS,
+    };
+    if value.len() > MAX_ALIAS_CHARS * 4 {
+        return Err(too_long);
+    }
+    text(field, value, MAX_ALIAS_CHARS * 4)?;
+    if value.chars().count() > MAX_ALIAS_CHARS {
+        return Err(too_long);
     }
     Ok(())
 }
@@ -116,8 +135,19 @@ pub fn field_limits(command: &Command) -> Result<(), LedgerError> {
             mobile_phone(phone)
         }
         Command::EpayBegin { phone, .. } => mobile_phone(phone),
-        Command::EpayChooseAlias { alias, .. } => {
-            bounded(TextField::Alias, alias, MAX_ALIAS_CHARS * 4)
+        Command::EpayChooseAlias { alias, .. } if alias.len() > MAX_ALIAS_CHARS * 4 => {
+            Err(LedgerError::TextTooLong {
+                field: TextField::Alias,
+                max: MAX_ALIAS_CHARS,
+            })
+        }
+        Command::CardPayment { receipt, .. } => {
+            bounded(TextField::Receipt, receipt, MAX_RECEIPT_BYTES)
+        }
+        Command::ExpirePayments { payments } if payments.len() > MAX_EXPIRE_BATCH => {
+            Err(LedgerError::TooManyItems {
+                max: MAX_EXPIRE_BATCH,
+            })
         }
         Command::PaymentBegin { order_id, .. } => {
             bounded(TextField::OrderId, order_id, MAX_ORDER_ID_BYTES)

@@ -42,7 +42,16 @@ fn a_code_expires_after_five_minutes() {
         issued_at_ms: issued,
         expired_at_ms: issued + 5 * 60_000,
     };
-    confirm_refused(&mut d, p, &code, expired);
+    let command = d.confirm_command(p, &code).unwrap();
+    assert_eq!(d.submit(command), Err(expired));
+    // The late confirmation records what ledger time already said: the payment expired.
+    assert_eq!(
+        d.ledger.payment(p).unwrap().state,
+        PaymentState::Expired {
+            expired_ms: issued + 5 * 60_000
+        }
+    );
+    d.ledger.check_invariants().unwrap();
 }
 
 #[test]

@@ -167,11 +167,41 @@ impl Intake {
             Operation::PaymentConfirm { payment, code } => {
                 let challenge = ledger
                     .payment(payment)
-                    .and_then(|p| ledger.challenge(p.challenge))
+                    .and_then(|p| p.challenge())
+                    .and_then(|c| ledger.challenge(c))
                     .ok_or(LedgerError::UnknownPayment { payment })?;
                 Command::PaymentConfirm {
                     payment,
                     otp: intake::otp_proof(keys, &challenge, &code)?,
+                }
+            }
+            Operation::CardPayment {
+                merchant,
+                terminal,
+                card_number,
+                card_password,
+                amount_fen,
+                receipt,
+            } => {
+                let pan_digest = intake::card_digest(keys, &card_number)?;
+                let account = ledger
+                    .account_by_card(pan_digest)
+                    .ok_or(LedgerError::UnknownCard)?;
+                let stored = ledger
+                    .holder(account)
+                    .ok_or(LedgerError::UnknownAccount { account })?
+                    .password;
+                let keys = keys.clone();
+                let password_proof = self
+                    .cpu(move || intake::password_proof(&keys, &card_password, &stored))
+                    .await??;
+                Command::CardPayment {
+                    merchant,
+                    terminal,
+                    pan_digest,
+                    password_proof,
+                    amount_fen,
+                    receipt,
                 }
             }
             Operation::Command(command) => {
@@ -235,6 +265,7 @@ pub fn reads_state(operation: &Operation) -> bool {
             | Operation::EpayConfirm { .. }
             | Operation::EpayActivate { .. }
             | Operation::PaymentConfirm { .. }
+            | Operation::CardPayment { .. }
     )
 }
 
@@ -250,7 +281,9 @@ fn check_plain(command: &Command) -> Result<(), ApiError> {
         Command::PaymentBegin { .. } | Command::PaymentConfirm { .. } => {
             "pay with the Payment operations"
         }
+        Command::CardPayment { .. } => "swipe with Operation::CardPayment",
         Command::AckSms { .. } => "only a node acknowledges SMS",
+        Command::ExpirePayments { .. } => "only a node expires payments",
         _ => return Ok(()),
     };
     Err(ApiError::NotAllowed {

@@ -61,6 +61,14 @@ pub(crate) fn without_secrets(operation: &Operation) -> Operation {
             *code = blank()
         }
         Operation::PaymentBegin { last_six, .. } => *last_six = blank(),
+        Operation::CardPayment {
+            card_number,
+            card_password,
+            ..
+        } => {
+            *card_number = blank();
+            *card_password = blank();
+        }
         Operation::EpayConfirm { .. } | Operation::Command(_) => {}
     }
     operation

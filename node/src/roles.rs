@@ -8,8 +8,10 @@
 //! | register merchant, create pool, close month | yes | | | | |
 //! | init cluster, add node, remove node | yes | | | | |
 //! | e-Pay enrolment (4 steps), e-Pay limits | | | yes | | |
-//! | payment begin / confirm to a merchant | | itself | | | |
-//! | small transfer begin / confirm (payee an account) | | | yes | | |
+//! | payment begin / confirm / cancel to a merchant | | itself | | | |
+//! | card-present payment at a terminal | | itself | | | |
+//! | refund of a payment | | paid to itself | | | |
+//! | small transfer begin / confirm / cancel (payee an account) | | | yes | | |
 //! | merchant transfer out of its settlement account | | itself | | | |
 //! | voucher claim | | | yes | | |
 //! | read account | yes | its settlement account | yes | yes | |
@@ -96,6 +98,7 @@ pub fn operation_name(operation: &Operation) -> &'static str {
         Operation::EpayActivate { .. } => "activate an e-Pay credential",
         Operation::PaymentBegin { .. } => "begin a payment",
         Operation::PaymentConfirm { .. } => "confirm a payment",
+        Operation::CardPayment { .. } => "take a card payment at a terminal",
         Operation::Command(c) => command_name(c),
     }
 }
@@ -114,6 +117,8 @@ fn command_name(command: &Command) -> &'static str {
         Command::CloseMonth { .. } => "close a month",
         Command::CreatePool { .. } => "create a voucher pool",
         Command::ClaimVoucher { .. } => "claim a voucher",
+        Command::CancelPayment { .. } => "cancel a payment",
+        Command::RefundPayment { .. } => "refund a payment",
         Command::OpenAccount { .. }
         | Command::EpayBegin { .. }
         | Command::EpayChooseAlias { .. }
@@ -121,7 +126,9 @@ fn command_name(command: &Command) -> &'static str {
         | Command::EpayActivate { .. }
         | Command::PaymentBegin { .. }
         | Command::PaymentConfirm { .. }
-        | Command::AckSms { .. } => "send a node's command",
+        | Command::CardPayment { .. }
+        | Command::AckSms { .. }
+        | Command::ExpirePayments { .. } => "send a node's command",
     }
 }
 
@@ -134,6 +141,19 @@ fn payer_side(payee: Payee) -> Allowed {
     }
 }
 
+/// Who may act on an existing payment (confirm, cancel, refund): its payee's side. An
+/// unknown payment: the ledger's own answer (no such payment) is the same for every caller
+/// that may act on payments at all.
+fn payment_side(owners: &impl Owners, payment: PaymentId) -> Allowed {
+    match owners.payment(payment) {
+        Some(p) => payer_side(p.payee),
+        None => Allowed::Reader {
+            channel: true,
+            merchant: None,
+        },
+    }
+}
+
 fn allowed_operation(operation: &Operation, owners: &impl Owners) -> Allowed {
     match operation {
         Operation::OpenAccount(_) => Allowed::Role(Role::Operator),
@@ -142,16 +162,12 @@ fn allowed_operation(operation: &Operation, owners: &impl Owners) -> Allowed {
         | Operation::EpayConfirm { .. }
         | Operation::EpayActivate { .. } => Allowed::Role(Role::Channel),
         Operation::PaymentBegin { payee, .. } => payer_side(*payee),
-        // An unknown payment: the ledger's own answer (no such payment) is the same for
-        // every caller that may confirm payments at all.
-        Operation::PaymentConfirm { payment, .. } => match owners.payment(*payment) {
-            Some(p) => payer_side(p.payee),
-            None => Allowed::Reader {
-                channel: true,
-                merchant: None,
-            },
-        },
+        Operation::PaymentConfirm { payment, .. } => payment_side(owners, *payment),
+        Operation::CardPayment { merchant, .. } => Allowed::Merchant(*merchant),
         Operation::Command(command) => match command {
+            Command::CancelPayment { payment } | Command::RefundPayment { payment, .. } => {
+                payment_side(owners, *payment)
+            }
             Command::SetEpayLimits { .. } | Command::ClaimVoucher { .. } => {
                 Allowed::Role(Role::Channel)
             }
@@ -163,7 +179,9 @@ fn allowed_operation(operation: &Operation, owners: &impl Owners) -> Allowed {
             | Command::EpayActivate { .. }
             | Command::PaymentBegin { .. }
             | Command::PaymentConfirm { .. }
-            | Command::AckSms { .. } => Allowed::Nobody,
+            | Command::CardPayment { .. }
+            | Command::AckSms { .. }
+            | Command::ExpirePayments { .. } => Allowed::Nobody,
             Command::Deposit { .. }
             | Command::Withdraw { .. }
             | Command::Transfer { .. }
@@ -263,7 +281,7 @@ pub fn authorize_status(principal: &Principal) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ledger_core::state::PaymentState;
+    use ledger_core::state::{PaymentMethod, PaymentState};
     use ledger_core::types::ChallengeId;
     use std::collections::BTreeMap;
 
@@ -291,9 +309,12 @@ mod tests {
                 payee: Payee::Merchant(MerchantId(7)),
                 amount_fen: 100,
                 order_id: "o".into(),
-                challenge: ChallengeId(1),
+                method: PaymentMethod::Epay {
+                    challenge: ChallengeId(1),
+                },
                 state: PaymentState::Pending,
                 created_ms: 0,
+                refunds: Default::default(),
             },
         );
         f.settles.insert(AccountId(20), MerchantId(7));

@@ -10,7 +10,7 @@ use ledger_core::intake::{self, OpenAccountRequest, Secret, SecretKeys};
 use ledger_core::ledger::Ledger;
 use ledger_core::outcome::{LedgerError, Outcome, Reply};
 use ledger_core::state::MemStore;
-use ledger_core::types::{AccountId, ChallengeId, Payee, PaymentId, RequestKey};
+use ledger_core::types::{AccountId, ChallengeId, MerchantId, Payee, PaymentId, RequestKey};
 
 /// A test card: its account and the secrets its holder knows.
 #[derive(Clone, Debug)]
@@ -267,7 +267,8 @@ impl Driver {
             .ledger
             .payment(payment)
             .ok_or(LedgerError::UnknownPayment { payment })?;
-        let c = self.ledger.challenge(p.challenge).expect("challenge");
+        let challenge = p.challenge().ok_or(LedgerError::PaymentNotPending { payment })?;
+        let c = self.ledger.challenge(challenge).expect("challenge");
         Ok(Command::PaymentConfirm {
             payment,
             otp: intake::otp_proof(&self.keys, &c, code)?,
@@ -277,6 +278,46 @@ impl Driver {
     /// Payment step 2 with a typed code.
     pub fn confirm(&mut self, payment: PaymentId, code: &Secret) -> Outcome {
         let command = self.confirm_command(payment, code)?;
+        self.submit(command)
+    }
+
+    /// The command a terminal's swipe becomes at the intake: card number and PIN hashed (the
+    /// PIN under the card's stored salt).
+    pub fn swipe_command(
+        &self,
+        card: &Card,
+        pin: &str,
+        merchant: MerchantId,
+        terminal: u32,
+        amount_fen: u64,
+        receipt: &str,
+    ) -> Result<Command, LedgerError> {
+        let pan_digest = intake::card_digest(&self.keys, &Secret::new(&card.pan))?;
+        let account = self
+            .ledger
+            .account_by_card(pan_digest)
+            .ok_or(LedgerError::UnknownCard)?;
+        let stored = self.ledger.holder(account).expect("holder").password;
+        let password_proof = intake::password_proof(&self.keys, &Secret::new(pin), &stored)?;
+        Ok(Command::CardPayment {
+            merchant,
+            terminal,
+            pan_digest,
+            password_proof,
+            amount_fen,
+            receipt: receipt.to_owned(),
+        })
+    }
+
+    /// A swipe at terminal 1 with the card's right PIN.
+    pub fn swipe(
+        &mut self,
+        card: &Card,
+        merchant: MerchantId,
+        amount_fen: u64,
+        receipt: &str,
+    ) -> Outcome {
+        let command = self.swipe_command(card, &card.password, merchant, 1, amount_fen, receipt)?;
         self.submit(command)
     }
 

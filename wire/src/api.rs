@@ -60,6 +60,16 @@ pub enum Operation {
         payment: PaymentId,
         code: Secret,
     },
+    /// A card swiped at one of the merchant's terminals (刷卡消费): the card number read from
+    /// the card and the PIN typed on the terminal, hashed at the node's intake.
+    CardPayment {
+        merchant: MerchantId,
+        terminal: u32,
+        card_number: Secret,
+        card_password: Secret,
+        amount_fen: u64,
+        receipt: String,
+    },
     /// Any command that carries no secret (deposits, transfers, merchants, pools, month
     /// close, status and flags). Commands with hashed fields must come through the
     /// operations above, and `AckSms` only from the node itself.

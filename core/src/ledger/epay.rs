@@ -5,29 +5,17 @@ use super::{accounts, merchants, vouchers, Apply, Failure, Handled};
 use crate::command::{order_digest, ChallengeSeed, OtpProof, TxElements};
 use crate::config::LedgerConfig;
 use crate::config::{
-    MAX_ALIAS_CHARS, MAX_CARD_PASSWORD_FAILURES, MAX_ORDER_ID_BYTES, MAX_PASSWORD_FAILURES,
+    MAX_CARD_PASSWORD_FAILURES, MAX_ORDER_ID_BYTES, MAX_PASSWORD_FAILURES,
 };
 use crate::otp::ct_eq;
 use crate::outcome::{EnrolmentStep, LedgerError, Reply, TextField};
 use crate::state::{
     Challenge, ChallengePurpose, ChallengeState, Credential, Enrolment, Holder, Key, OtpIssues,
-    Payment, PaymentState, Value,
+    Payment, PaymentMethod, PaymentState, Refunds, Value,
 };
 use crate::time::cst_day;
 use crate::types::{AccountId, ChallengeId, Digest32, Payee, PaymentId};
 use crate::validate;
-
-fn alias(value: &str) -> Result<(), LedgerError> {
-    let field = TextField::Alias;
-    validate::text(field, value, MAX_ALIAS_CHARS * 4)?;
-    if value.chars().count() > MAX_ALIAS_CHARS {
-        return Err(LedgerError::TextTooLong {
-            field,
-            max: MAX_ALIAS_CHARS,
-        });
-    }
-    Ok(())
-}
 
 fn load_enrolment(a: &Apply<'_>, account: AccountId) -> Result<Enrolment, LedgerError> {
     a.tx.get(Key::Enrolment(account))
@@ -45,7 +33,7 @@ fn expect_step(enrolment: &Enrolment, expected: &[EnrolmentStep]) -> Result<(), 
     }
 }
 
-fn holder(a: &Apply<'_>, account: AccountId) -> Holder {
+pub(super) fn holder(a: &Apply<'_>, account: AccountId) -> Holder {
     a.tx.get(Key::Holder(account))
         .unwrap_or_else(|| panic!("corrupt state: account {account} has no holder"))
 }
@@ -230,6 +218,38 @@ pub(super) fn begin_enrolment(a: &mut Apply<'_>, pan_digest: Digest32, phone: &s
     Ok(Reply::EnrolmentStarted { account })
 }
 
+/// Checks a card password (as a proof under the stored salt) against the card's hash. A
+/// right one clears the card's count of wrong ones; a wrong one adds to it (the write
+/// stands only if the caller records the failure), and the one that reaches
+/// `MAX_CARD_PASSWORD_FAILURES` freezes the card until the bank unfreezes it: `CardLocked`.
+/// Otherwise `WrongCardPassword` with the tries the card has left.
+pub(super) fn check_card_password(
+    a: &mut Apply<'_>,
+    account: AccountId,
+    password_proof: Digest32,
+) -> Result<(), LedgerError> {
+    let mut card_holder = holder(a, account);
+    if ct_eq(&password_proof.0, &card_holder.password.hash.0) {
+        if card_holder.password_failures > 0 {
+            card_holder.password_failures = 0;
+            a.tx.put(Key::Holder(account), card_holder);
+        }
+        return Ok(());
+    }
+    card_holder.password_failures = card_holder.password_failures.saturating_add(1);
+    let failures = card_holder.password_failures;
+    a.tx.put(Key::Holder(account), card_holder);
+    if failures >= MAX_CARD_PASSWORD_FAILURES {
+        let mut acct = accounts::load(a, account)?;
+        acct.status = crate::types::AccountStatus::Frozen;
+        a.tx.put(Key::Account(account), acct);
+        return Err(LedgerError::CardLocked { account });
+    }
+    Err(LedgerError::WrongCardPassword {
+        failures_left: MAX_CARD_PASSWORD_FAILURES - failures,
+    })
+}
+
 /// Step 2: the card password (as a proof under the stored salt) and the alias.
 pub(super) fn choose_alias(
     a: &mut Apply<'_>,
@@ -237,24 +257,16 @@ pub(super) fn choose_alias(
     password_proof: Digest32,
     chosen: &str,
 ) -> Handled {
-    alias(chosen)?;
+    validate::alias(chosen)?;
     let mut enrolment = load_enrolment(a, account)?;
     expect_step(&enrolment, &[EnrolmentStep::Started])?;
-    let mut card_holder = holder(a, account);
-    if !ct_eq(&password_proof.0, &card_holder.password.hash.0) {
+    if let Err(card_error) = check_card_password(a, account, password_proof) {
         // Counted twice: per enrolment (three wrong cancel it) and per card across
-        // enrolments (restarting an enrolment must not reset the count): too many in all
-        // freeze the card until the bank unfreezes it.
+        // enrolments and terminals (restarting an enrolment must not reset the count).
         enrolment.password_failures += 1;
-        card_holder.password_failures = card_holder.password_failures.saturating_add(1);
-        let card_locked = card_holder.password_failures >= MAX_CARD_PASSWORD_FAILURES;
-        a.tx.put(Key::Holder(account), card_holder);
-        if card_locked {
-            let mut acct = accounts::load(a, account)?;
-            acct.status = crate::types::AccountStatus::Frozen;
-            a.tx.put(Key::Account(account), acct);
+        if matches!(card_error, LedgerError::CardLocked { .. }) {
             a.tx.delete(Key::Enrolment(account));
-            return Err(Failure::Recorded(LedgerError::CardLocked { account }));
+            return Err(Failure::Recorded(card_error));
         }
         let failures_left = MAX_PASSWORD_FAILURES.saturating_sub(enrolment.password_failures);
         if failures_left == 0 {
@@ -265,10 +277,6 @@ pub(super) fn choose_alias(
         return Err(Failure::Recorded(LedgerError::WrongCardPassword {
             failures_left,
         }));
-    }
-    if card_holder.password_failures > 0 {
-        card_holder.password_failures = 0;
-        a.tx.put(Key::Holder(account), card_holder);
     }
     enrolment.step = EnrolmentStep::AliasChosen;
     enrolment.alias = chosen.to_owned();
@@ -406,7 +414,7 @@ fn spend(
 }
 
 /// The account a payee is paid into, checked to be usable.
-fn payee_account(a: &Apply<'_>, payer: AccountId, payee: Payee) -> Result<AccountId, LedgerError> {
+pub(super) fn payee_account(a: &Apply<'_>, payer: AccountId, payee: Payee) -> Result<AccountId, LedgerError> {
     let account = match payee {
         Payee::Merchant(m) => merchants::load(a, m)?.settlement_account,
         Payee::Account(t) => t,
@@ -432,6 +440,82 @@ fn debit_after_voucher(
     };
     let face = best.as_ref().map_or(0, |b| b.face_value_fen);
     (best, amount_fen - face)
+}
+
+/// When a challenge stops accepting its code.
+pub(super) fn challenge_expiry(a: &Apply<'_>, id: ChallengeId) -> u64 {
+    a.tx.get::<Challenge>(Key::Challenge(id))
+        .unwrap_or_else(|| panic!("corrupt state: challenge {id} missing"))
+        .expires_ms
+}
+
+/// Ends a pending payment in `end` (superseded, failed, cancelled or expired): it leaves the
+/// expiry queue for good.
+pub(super) fn end_pending(a: &mut Apply<'_>, id: PaymentId, mut payment: Payment, end: PaymentState) {
+    debug_assert_eq!(payment.state, PaymentState::Pending);
+    let challenge = payment.challenge().expect("a pending payment is e-Pay");
+    a.tx.delete(Key::PendingPayment(challenge_expiry(a, challenge), id));
+    payment.state = end;
+    a.tx.put(Key::Payment(id), payment);
+}
+
+/// The payee cancels a pending payment: its code is void from then on. One already past its
+/// expiry is expired instead (and says so).
+pub(super) fn cancel_payment(a: &mut Apply<'_>, id: PaymentId) -> Handled {
+    let payment: Payment =
+        a.tx.get(Key::Payment(id))
+            .ok_or(LedgerError::UnknownPayment { payment: id })?;
+    if payment.state != PaymentState::Pending {
+        return Err(LedgerError::PaymentNotPending { payment: id }.into());
+    }
+    let challenge = payment.challenge().expect("a pending payment is e-Pay");
+    let expires_ms = challenge_expiry(a, challenge);
+    if a.now_ms >= expires_ms {
+        let end = PaymentState::Expired {
+            expired_ms: expires_ms,
+        };
+        end_pending(a, id, payment, end);
+        return Err(Failure::Recorded(LedgerError::PaymentExpired {
+            payment: id,
+            expired_at_ms: expires_ms,
+        }));
+    }
+    void_challenge(a, challenge);
+    let end = PaymentState::Cancelled {
+        cancelled_ms: a.now_ms,
+    };
+    end_pending(a, id, payment, end);
+    Ok(Reply::PaymentCancelled { payment: id })
+}
+
+/// Pending payments whose challenge has expired by ledger time become `Expired`. Named ones
+/// that are not pending, or not yet expired, are left alone: the leader's list may be stale.
+pub(super) fn expire_payments(a: &mut Apply<'_>, payments: &[PaymentId]) -> Handled {
+    if payments.len() > crate::config::MAX_EXPIRE_BATCH {
+        return Err(LedgerError::TooManyItems {
+            max: crate::config::MAX_EXPIRE_BATCH,
+        }
+        .into());
+    }
+    let mut expired = 0;
+    for &id in payments {
+        let Some(payment) = a.tx.get::<Payment>(Key::Payment(id)) else {
+            continue;
+        };
+        if payment.state != PaymentState::Pending {
+            continue;
+        }
+        let challenge = payment.challenge().expect("a pending payment is e-Pay");
+        let expires_ms = challenge_expiry(a, challenge);
+        if a.now_ms >= expires_ms {
+            let end = PaymentState::Expired {
+                expired_ms: expires_ms,
+            };
+            end_pending(a, id, payment, end);
+            expired += 1;
+        }
+    }
+    Ok(Reply::PaymentsExpired { expired })
 }
 
 /// Payment step 1: look the payer up by phone + last six digits, check the payment could
@@ -467,7 +551,7 @@ pub(super) fn begin_payment(
     }
     let order_key = Key::OrderIndex(payee, order_digest(order_id));
     if let Some(previous_id) = a.tx.get_payment_index(order_key) {
-        let mut previous: Payment = a.tx.get(Key::Payment(previous_id)).unwrap_or_else(|| {
+        let previous: Payment = a.tx.get(Key::Payment(previous_id)).unwrap_or_else(|| {
             panic!("corrupt state: order index names missing payment {previous_id}")
         });
         match previous.state {
@@ -477,12 +561,20 @@ pub(super) fn begin_payment(
                 }
                 .into())
             }
-            PaymentState::Superseded | PaymentState::Failed => {}
             PaymentState::Pending => {
-                void_challenge(a, previous.challenge);
-                previous.state = PaymentState::Superseded;
-                a.tx.put(Key::Payment(previous_id), previous);
+                let challenge = previous.challenge().expect("a pending payment is e-Pay");
+                void_challenge(a, challenge);
+                let expires_ms = challenge_expiry(a, challenge);
+                let end = if a.now_ms >= expires_ms {
+                    PaymentState::Expired {
+                        expired_ms: expires_ms,
+                    }
+                } else {
+                    PaymentState::Superseded
+                };
+                end_pending(a, previous_id, previous, end);
             }
+            _ => {}
         }
     }
     let payment = PaymentId(a.meta.next_payment);
@@ -503,10 +595,15 @@ pub(super) fn begin_payment(
             payee,
             amount_fen,
             order_id: order_id.to_owned(),
-            challenge,
+            method: PaymentMethod::Epay { challenge },
             state: PaymentState::Pending,
             created_ms: a.now_ms,
+            refunds: Refunds::default(),
         },
+    );
+    a.tx.put_value(
+        Key::PendingPayment(expires_at_ms, payment),
+        Some(Value::PendingPayment),
     );
     a.tx.put_value(order_key, Some(Value::OrderIndex(payment)));
     Ok(Reply::PaymentPending {
@@ -531,17 +628,24 @@ pub(super) fn confirm_payment(a: &mut Apply<'_>, payment_id: PaymentId, otp: Otp
         }
         .into());
     }
-    match use_challenge(a, payment.challenge, otp) {
+    let challenge = payment.challenge().expect("a pending payment is e-Pay");
+    match use_challenge(a, challenge, otp) {
         Ok(()) => {}
         Err(Failure::Recorded(e @ LedgerError::OtpLocked { .. })) => {
             // The last wrong code: the payment fails for good; the order may be paid anew.
-            payment.state = PaymentState::Failed;
-            a.tx.put(Key::Payment(payment_id), payment);
+            end_pending(a, payment_id, payment, PaymentState::Failed);
+            return Err(Failure::Recorded(e));
+        }
+        Err(Failure::Refused(e @ LedgerError::OtpExpired { expired_at_ms, .. })) => {
+            // Too late: the payment expired and never settles, whoever asks.
+            let end = PaymentState::Expired {
+                expired_ms: expired_at_ms,
+            };
+            end_pending(a, payment_id, payment, end);
             return Err(Failure::Recorded(e));
         }
         Err(e) => return Err(e),
     }
-
     let payer = payment.payer;
     accounts::load_customer(a, payer)?;
     let target = payee_account(a, payer, payment.payee)?;
@@ -563,6 +667,7 @@ pub(super) fn confirm_payment(a: &mut Apply<'_>, payment_id: PaymentId, otp: Otp
         vouchers::consume(a, payer, v, payment_id);
     }
     a.tx.put(Key::Credential(payer), credential);
+    a.tx.delete(Key::PendingPayment(challenge_expiry(a, challenge), payment_id));
     payment.state = PaymentState::Settled {
         debited_fen,
         voucher: voucher.as_ref().map(|v| v.pool),

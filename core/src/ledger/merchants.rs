@@ -50,10 +50,24 @@ fn earned_tier(
     }
 }
 
+/// The tier a merchant's transfers pay in `month`: the best one still held then. Each tier
+/// keeps its own hold, so a lesser tier earned while a better one holds is not lost: it
+/// applies once the better one's hold ends, for what remains of its own.
+fn tier_in(m: &Merchant, month: YearMonth) -> FeeTier {
+    let holds = |through: Option<YearMonth>| through.is_some_and(|t| t >= month);
+    if holds(m.waived_through) {
+        FeeTier::Waived
+    } else if holds(m.discount_through) {
+        FeeTier::TwentyPercent
+    } else {
+        FeeTier::List
+    }
+}
+
 /// Closes the merchant's current month and every month up to (not including) `to`: the
 /// average balance is exact (balance × time since registration or the month's start), and
 /// a tier earned in month M applies from M+1 for at least `tier_hold_months`; a better tier
-/// earned meanwhile replaces it at once.
+/// earned meanwhile replaces it at once, and a lesser one waits for it to end.
 fn roll(config: &LedgerConfig, m: &mut Merchant, to: YearMonth) {
     while m.month < to {
         let month_end_ms = month_start_ms(m.month.next());
@@ -70,17 +84,16 @@ fn roll(config: &LedgerConfig, m: &mut Merchant, to: YearMonth) {
             FeeTier::List
         };
         let next = m.month.next();
-        let hold_active = m.tier_held_through >= next;
-        if earned > m.fee_tier || !hold_active {
-            m.fee_tier = earned;
-            if earned != FeeTier::List {
-                m.tier_held_through = m.month.plus(config.tier_hold_months);
-            }
-        } else if earned == m.fee_tier && earned != FeeTier::List {
-            m.tier_held_through = m
-                .tier_held_through
-                .max(m.month.plus(config.tier_hold_months));
+        let through = m.month.plus(config.tier_hold_months);
+        let held = match earned {
+            FeeTier::Waived => Some(&mut m.waived_through),
+            FeeTier::TwentyPercent => Some(&mut m.discount_through),
+            FeeTier::List => None,
+        };
+        if let Some(held) = held {
+            *held = Some(held.map_or(through, |t| t.max(through)));
         }
+        m.fee_tier = tier_in(m, next);
         m.last_month = Some(MonthFigures {
             month: m.month,
             avg_balance_fen,
@@ -155,7 +168,8 @@ pub(super) fn register(
             balance_since_ms: a.now_ms,
             last_balance_fen: account.balance_fen,
             fee_tier: FeeTier::List,
-            tier_held_through: month,
+            waived_through: None,
+            discount_through: None,
             last_month: None,
         },
     );
@@ -202,6 +216,17 @@ pub(super) fn record_settlement(
     Ok(granted)
 }
 
+/// A refund of a payment settled at `settled_ms` lowers the merchant's campaign amount when
+/// that payment counted for the campaign; its count stays, and a granted reward is kept.
+pub(super) fn record_refund(a: &mut Apply<'_>, id: MerchantId, refund_fen: u64, settled_ms: u64) {
+    if !a.config.in_campaign(settled_ms) {
+        return;
+    }
+    let mut m = load(a, id).unwrap_or_else(|_| panic!("corrupt state: payee merchant {id} missing"));
+    m.campaign_amount_fen = m.campaign_amount_fen.saturating_sub(refund_fen);
+    a.tx.put(Key::Merchant(id), m);
+}
+
 /// A merchant transfers out of its settlement account; a 商易通 merchant pays the fee of its
 /// tier into `fee_income`.
 pub(super) fn transfer_out(
@@ -224,6 +249,18 @@ pub(super) fn transfer_out(
     };
     let source = m.settlement_account;
     a.tx.put(Key::Merchant(id), m);
+    // The transfer and its fee leave together: a refusal names the whole debit, not the
+    // fee posting's share of a balance the transfer already took.
+    let debit_fen = amount_fen + fee_fen;
+    let balance_fen = accounts::load(a, source)?.balance_fen;
+    if balance_fen < debit_fen as i64 {
+        return Err(LedgerError::InsufficientFunds {
+            account: source,
+            balance_fen,
+            needed_fen: debit_fen,
+        }
+        .into());
+    }
     accounts::post(a, source, target, amount_fen)?;
     if fee_fen > 0 {
         accounts::post(a, source, AccountId::FEE_INCOME, fee_fen)?;

@@ -8,7 +8,9 @@
 mod accounts;
 mod epay;
 mod merchants;
+mod refunds;
 mod sessions;
+mod terminals;
 pub use merchants::transfer_fee_fen;
 mod vouchers;
 
@@ -17,7 +19,7 @@ use crate::config::LedgerConfig;
 use crate::outcome::{LedgerError, Outcome, Reply};
 use crate::state::{
     Account, Challenge, Credential, Enrolment, Gift, Holder, IdempotencyRecord, Key, Merchant,
-    Meta, Payment, Pool, Store, Value, Voucher, WriteSet,
+    Meta, Payment, PaymentState, Pool, Store, Value, Voucher, WriteSet,
 };
 use crate::types::{
     AccountId, AccountStatus, ChallengeId, Digest32, MerchantId, PaymentId, PoolId, RequestKey,
@@ -75,6 +77,7 @@ record!(Pool, Pool, boxed);
 record!(IdempotencyRecord, Idempotency, boxed);
 record!(crate::state::Session, Session);
 record!(crate::state::OtpIssues, OtpIssues);
+record!(crate::state::CardDay, CardDay);
 
 /// A command's view of the state: the store plus the command's own uncommitted writes.
 pub(crate) struct Tx<'s> {
@@ -480,8 +483,41 @@ impl<S: Store> Ledger<S> {
     pub fn challenge(&self, id: ChallengeId) -> Option<Challenge> {
         self.read(Key::Challenge(id))
     }
+    /// A payment as of ledger time: a pending one whose challenge has expired reads as
+    /// `Expired` even before the leader's `ExpirePayments` records it so.
     pub fn payment(&self, id: PaymentId) -> Option<Payment> {
+        let mut payment: Payment = self.read(Key::Payment(id))?;
+        if payment.state == PaymentState::Pending {
+            let challenge = payment.challenge().and_then(|c| self.challenge(c))?;
+            if self.meta().last_now_ms >= challenge.expires_ms {
+                payment.state = PaymentState::Expired {
+                    expired_ms: challenge.expires_ms,
+                };
+            }
+        }
+        Some(payment)
+    }
+
+    /// A payment as it is stored (a pending one stays pending until it is recorded expired).
+    pub fn stored_payment(&self, id: PaymentId) -> Option<Payment> {
         self.read(Key::Payment(id))
+    }
+
+    /// Pending payments whose challenge expires at or before `now_ms`, soonest first: what
+    /// the leader proposes to expire.
+    pub fn expired_payments(&self, now_ms: u64, limit: usize) -> Vec<PaymentId> {
+        self.store
+            .range(
+                &Key::PendingPayment(0, PaymentId(0)),
+                &Key::PendingPayment(now_ms.saturating_add(1), PaymentId(0)),
+                limit,
+            )
+            .into_iter()
+            .filter_map(|(k, _)| match k {
+                Key::PendingPayment(_, p) => Some(p),
+                _ => None,
+            })
+            .collect()
     }
     pub fn merchant(&self, id: MerchantId) -> Option<Merchant> {
         self.read(Key::Merchant(id))
@@ -554,8 +590,10 @@ impl<S: Store> Ledger<S> {
     /// Checks the money invariants over the whole state: the sum of all balances is zero (it
     /// starts at zero and every posting is double entry), no customer balance is negative, no
     /// pool granted more than its capacity or disagrees with its vouchers, every consumed
-    /// voucher belongs to exactly one settled payment, the idempotency counters agree, and no
-    /// phone's OTP throttle holds more issue times than the limit.
+    /// voucher belongs to exactly one settled payment, the idempotency counters agree, no
+    /// phone's OTP throttle holds more issue times than the limit, refunds never exceed the
+    /// bill (nor the payer's share what the payer paid), and exactly the pending payments
+    /// wait in the expiry queue.
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         let mut sum: i128 = 0;
         let mut problems = Vec::new();
@@ -564,7 +602,27 @@ impl<S: Store> Ledger<S> {
         let mut records_per_client = std::collections::BTreeMap::<u64, (u64, u64)>::new();
         let mut sessions = Vec::new();
         let mut idle_queue = std::collections::BTreeSet::new();
+        let mut pending = std::collections::BTreeSet::new();
+        let mut pending_queue = std::collections::BTreeSet::new();
         self.store.scan(&mut |k, v| match (k, v) {
+            (Key::Payment(id), Value::Payment(p)) => {
+                if p.state == PaymentState::Pending {
+                    pending.insert(*id);
+                }
+                let (bill, debited) = match p.state {
+                    PaymentState::Settled { debited_fen, .. } => (p.amount_fen, debited_fen),
+                    _ => (0, 0),
+                };
+                if p.refunds.total_fen > bill
+                    || p.refunds.to_payer_fen > debited
+                    || p.refunds.to_payer_fen > p.refunds.total_fen
+                {
+                    problems.push(format!("payment {id}: refunds {:?} of {p:?}", p.refunds));
+                }
+            }
+            (Key::PendingPayment(_, id), _) => {
+                pending_queue.insert(*id);
+            }
             (Key::Account(id), Value::Account(a)) => {
                 sum += i128::from(a.balance_fen);
                 if !id.is_internal() && a.balance_fen < 0 {
@@ -644,6 +702,11 @@ impl<S: Store> Ledger<S> {
             if !idle_queue.contains(&(s.queued_ms, client)) {
                 problems.push(format!("client {client} missing from the idle queue"));
             }
+        }
+        if pending != pending_queue {
+            problems.push(format!(
+                "pending payments {pending:?} but expiry queue {pending_queue:?}"
+            ));
         }
         if !records_per_client.is_empty() {
             problems.push(format!("records without a session: {records_per_client:?}"));
@@ -736,5 +799,29 @@ fn dispatch(a: &mut Apply<'_>, command: &Command) -> Handled {
         ),
         Command::ClaimVoucher { pool, account } => vouchers::claim(a, *pool, *account),
         Command::AckSms { challenges } => epay::ack_sms(a, challenges),
+        Command::CardPayment {
+            merchant,
+            terminal,
+            pan_digest,
+            password_proof,
+            amount_fen,
+            receipt,
+        } => terminals::swipe(
+            a,
+            terminals::Swipe {
+                merchant: *merchant,
+                terminal: *terminal,
+                pan_digest: *pan_digest,
+                password_proof: *password_proof,
+                amount_fen: *amount_fen,
+                receipt,
+            },
+        ),
+        Command::CancelPayment { payment } => epay::cancel_payment(a, *payment),
+        Command::RefundPayment {
+            payment,
+            amount_fen,
+        } => refunds::refund(a, *payment, *amount_fen),
+        Command::ExpirePayments { payments } => epay::expire_payments(a, payments),
     }
 }

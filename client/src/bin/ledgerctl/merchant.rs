@@ -109,9 +109,15 @@ impl Table for Merchant {
             ("month", self.month.to_string()),
             ("month settlements", self.month_tx_count.to_string()),
             ("fee tier", format!("{:?}", self.fee_tier)),
-            ("tier held through", self.tier_held_through.to_string()),
+            ("waived through", held(self.waived_through)),
+            ("20% tier through", held(self.discount_through)),
         ]
     }
+}
+
+/// A tier's hold, for a person.
+fn held(through: Option<ledger_core::types::YearMonth>) -> String {
+    through.map_or("not earned".into(), |m| m.to_string())
 }
 
 async fn show(session: &Session, id: u64) -> Result<(), Failure> {

@@ -1,0 +1,93 @@
+//! Refunds (DOMAIN.md section 9): a merchant gives back a settled payment of its own, in
+//! full or in parts that never add up to more than the bill, out of its settlement account.
+//! The payer gets back what it paid first (the bill less the voucher); the rest goes back to
+//! `promotions`, which funded the voucher; the voucher itself is not given back.
+
+use super::{accounts, merchants, Apply, Handled};
+use crate::config::MAX_REFUNDS_PER_PAYMENT;
+use crate::outcome::{LedgerError, Reply};
+use crate::state::{Key, Payment, PaymentState};
+use crate::types::{AccountId, Payee, PaymentId};
+use crate::validate;
+
+/// The state's name in a refusal.
+fn state_name(state: &PaymentState) -> &'static str {
+    match state {
+        PaymentState::Pending => "pending",
+        PaymentState::Settled { .. } => "settled",
+        PaymentState::Superseded => "superseded",
+        PaymentState::Failed => "failed",
+        PaymentState::Cancelled { .. } => "cancelled",
+        PaymentState::Expired { .. } => "expired",
+    }
+}
+
+/// One refund of `amount_fen` of a settled merchant payment.
+pub(super) fn refund(a: &mut Apply<'_>, id: PaymentId, amount_fen: u64) -> Handled {
+    validate::amount(amount_fen)?;
+    let mut payment: Payment =
+        a.tx.get(Key::Payment(id))
+            .ok_or(LedgerError::UnknownPayment { payment: id })?;
+    let Payee::Merchant(merchant) = payment.payee else {
+        return Err(LedgerError::TransferNotRefundable { payment: id }.into());
+    };
+    let PaymentState::Settled {
+        debited_fen,
+        settled_ms,
+        ..
+    } = payment.state
+    else {
+        return Err(LedgerError::NotRefundable {
+            payment: id,
+            state: state_name(&payment.state).to_owned(),
+        }
+        .into());
+    };
+    let refundable_fen = payment.refundable_fen();
+    if amount_fen > refundable_fen {
+        return Err(LedgerError::RefundExceedsBill {
+            payment: id,
+            refundable_fen,
+            requested_fen: amount_fen,
+        }
+        .into());
+    }
+    if payment.refunds.count >= MAX_REFUNDS_PER_PAYMENT {
+        return Err(LedgerError::TooManyRefunds {
+            payment: id,
+            max: MAX_REFUNDS_PER_PAYMENT,
+        }
+        .into());
+    }
+    let source = merchants::load(a, merchant)?.settlement_account;
+    let balance_fen = accounts::load(a, source)?.balance_fen;
+    if balance_fen < amount_fen as i64 {
+        return Err(LedgerError::InsufficientFunds {
+            account: source,
+            balance_fen,
+            needed_fen: amount_fen,
+        }
+        .into());
+    }
+    let to_payer_fen = amount_fen.min(debited_fen - payment.refunds.to_payer_fen);
+    let to_promotions_fen = amount_fen - to_payer_fen;
+    if to_payer_fen > 0 {
+        accounts::post(a, source, payment.payer, to_payer_fen)?;
+    }
+    if to_promotions_fen > 0 {
+        accounts::post(a, source, AccountId::PROMOTIONS, to_promotions_fen)?;
+    }
+    merchants::record_refund(a, merchant, amount_fen, settled_ms);
+    payment.refunds.count += 1;
+    payment.refunds.total_fen += amount_fen;
+    payment.refunds.to_payer_fen += to_payer_fen;
+    let refundable_fen = payment.refundable_fen();
+    a.tx.put(Key::Payment(id), payment);
+    Ok(Reply::PaymentRefunded {
+        payment: id,
+        refund_fen: amount_fen,
+        to_payer_fen,
+        to_promotions_fen,
+        refundable_fen,
+    })
+}
