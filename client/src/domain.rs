@@ -47,6 +47,21 @@ pub struct Settlement {
     pub reward_granted: bool,
 }
 
+/// One refund of a settled payment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Refund {
+    /// The refunded payment.
+    pub payment: PaymentId,
+    /// This refund.
+    pub refund_fen: u64,
+    /// What went back to the payer (at most what the payer was debited, over all refunds).
+    pub to_payer_fen: u64,
+    /// What went back to `promotions`: the share of the bill a voucher paid.
+    pub to_promotions_fen: u64,
+    /// What is left to refund of the bill.
+    pub refundable_fen: u64,
+}
+
 /// A `ChallengeIssued` reply as the challenge; a reply of another kind is given back.
 impl TryFrom<Reply> for IssuedChallenge {
     type Error = Reply;
@@ -309,6 +324,70 @@ impl<T: Transport> Client<T> {
             .submit(Operation::PaymentConfirm { payment, code })
             .await?;
         Settlement::try_from(reply).map_err(unexpected)
+    }
+
+    /// A card swiped at one of the merchant's terminals (刷卡消费), with the PIN typed on it:
+    /// settles at once, the best voucher deducted. Card number and PIN go to the node's
+    /// intake, which keeps only their hashes. A receipt number is used once per terminal.
+    pub async fn card_payment(
+        &self,
+        merchant: MerchantId,
+        terminal: u32,
+        card_number: Secret,
+        card_password: Secret,
+        amount_fen: u64,
+        receipt: &str,
+    ) -> Result<Settlement, ClientError> {
+        let reply = self
+            .submit(Operation::CardPayment {
+                merchant,
+                terminal,
+                card_number,
+                card_password,
+                amount_fen,
+                receipt: receipt.to_owned(),
+            })
+            .await?;
+        Settlement::try_from(reply).map_err(unexpected)
+    }
+
+    /// Cancels a pending payment; its code is void from then on.
+    pub async fn cancel_payment(&self, payment: PaymentId) -> Result<(), ClientError> {
+        match self
+            .submit(Operation::Command(Command::CancelPayment { payment }))
+            .await?
+        {
+            Reply::PaymentCancelled { .. } => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Refunds `amount_fen` of a settled payment from the merchant's settlement account.
+    pub async fn refund_payment(
+        &self,
+        payment: PaymentId,
+        amount_fen: u64,
+    ) -> Result<Refund, ClientError> {
+        let command = Command::RefundPayment {
+            payment,
+            amount_fen,
+        };
+        match self.submit(Operation::Command(command)).await? {
+            Reply::PaymentRefunded {
+                payment,
+                refund_fen,
+                to_payer_fen,
+                to_promotions_fen,
+                refundable_fen,
+            } => Ok(Refund {
+                payment,
+                refund_fen,
+                to_payer_fen,
+                to_promotions_fen,
+                refundable_fen,
+            }),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// A small transfer (小额转账) to another account: step 1, confirmed like a payment.

@@ -49,6 +49,6 @@ pub use client::{
     Client, ClientConfig, ClientError, Tcp, TlsError, TlsIdentity, Transport,
     DEFAULT_MAX_IN_FLIGHT, DEV_ENDPOINTS,
 };
-pub use domain::{IssuedChallenge, PendingPayment, Settlement};
+pub use domain::{IssuedChallenge, PendingPayment, Refund, Settlement};
 pub use identity::{identity, TlsArgs};
 pub use ledger_wire::api::{Consistency, NodeInfo, NodeStatus, Operation, Query, QueryReply};

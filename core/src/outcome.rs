@@ -302,7 +302,10 @@ pub enum LedgerError {
     #[error("payment {payment} is a small transfer between customers; only a merchant's payment can be refunded")]
     TransferNotRefundable { payment: PaymentId },
     #[error("payment {payment} expired at {expired_at_ms}: it can never settle")]
-    PaymentExpired { payment: PaymentId, expired_at_ms: u64 },
+    PaymentExpired {
+        payment: PaymentId,
+        expired_at_ms: u64,
+    },
 
     // ---- card-present payments ----
     #[error("merchant {merchant} is an online merchant and has no terminals")]

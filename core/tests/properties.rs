@@ -219,7 +219,13 @@ impl World {
                     return Ok(());
                 }
                 let payment = self.pending[pick % self.pending.len()];
-                let challenge = self.d.ledger.payment(payment).unwrap().challenge().expect("an e-Pay payment");
+                let challenge = self
+                    .d
+                    .ledger
+                    .payment(payment)
+                    .unwrap()
+                    .challenge()
+                    .expect("an e-Pay payment");
                 let right = self.d.code_for(challenge);
                 let code = if *right_code {
                     right.clone()

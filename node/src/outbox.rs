@@ -3,6 +3,10 @@
 //! leader change is still in the outbox afterwards and the new leader sends it: at least
 //! once. Expired challenges are acknowledged without sending: their code could no longer be
 //! used. A message the gateway refused stays in the outbox and is tried again.
+//!
+//! The same round expires pending payments whose challenge expired by the leader's clock
+//! (`Command::ExpirePayments`): a payment nobody confirms or cancels still reaches its end
+//! in the replicated state, whether or not anyone touches it again.
 
 use crate::node::Shared;
 use crate::planted::PlantedBug;
@@ -10,6 +14,7 @@ use crate::raft_types::{LedgerTypes, Proposal, ProposalBody};
 use crate::sms::{self, SmsGateway};
 use crate::state_store::SledState;
 use ledger_core::command::{Command, Envelope};
+use ledger_core::config::MAX_EXPIRE_BATCH;
 use ledger_core::types::{ChallengeId, MerchantId, Payee};
 use ledger_core::Ledger;
 use std::sync::atomic::Ordering;
@@ -42,20 +47,30 @@ pub async fn run<C: LedgerTypes>(
         };
         let now_ms = shared.stamper.now_ms();
         let done = send_round(&shared, gateway.as_ref(), &ledger, now_ms).await;
-        if done.is_empty() {
+        let expired = ledger.expired_payments(now_ms, MAX_EXPIRE_BATCH);
+        let mut commands = Vec::new();
+        if !done.is_empty() {
+            commands.push(Command::AckSms { challenges: done });
+        }
+        if !expired.is_empty() {
+            commands.push(Command::ExpirePayments { payments: expired });
+        }
+        if commands.is_empty() {
             continue;
         }
-        let key = shared.internal_key(&ledger);
+        let envelopes = commands
+            .into_iter()
+            .map(|command| {
+                let key = shared.internal_key(&ledger);
+                Envelope::new(key, key.request_id, command)
+            })
+            .collect();
         let proposal = Proposal {
             now_ms,
-            body: ProposalBody::Commands(vec![Envelope::new(
-                key,
-                key.request_id,
-                Command::AckSms { challenges: done },
-            )]),
+            body: ProposalBody::Commands(envelopes),
         };
         if let Err(e) = shared.raft.client_write(proposal).await {
-            tracing::debug!(error = %e, "sms acknowledgement not committed; messages will be sent again");
+            tracing::debug!(error = %e, "outbox round not committed; it is done again next round");
         }
     }
 }

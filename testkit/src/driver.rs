@@ -267,7 +267,9 @@ impl Driver {
             .ledger
             .payment(payment)
             .ok_or(LedgerError::UnknownPayment { payment })?;
-        let challenge = p.challenge().ok_or(LedgerError::PaymentNotPending { payment })?;
+        let challenge = p
+            .challenge()
+            .ok_or(LedgerError::PaymentNotPending { payment })?;
         let c = self.ledger.challenge(challenge).expect("challenge");
         Ok(Command::PaymentConfirm {
             payment,

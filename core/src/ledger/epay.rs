@@ -4,9 +4,7 @@
 use super::{accounts, merchants, vouchers, Apply, Failure, Handled};
 use crate::command::{order_digest, ChallengeSeed, OtpProof, TxElements};
 use crate::config::LedgerConfig;
-use crate::config::{
-    MAX_CARD_PASSWORD_FAILURES, MAX_ORDER_ID_BYTES, MAX_PASSWORD_FAILURES,
-};
+use crate::config::{MAX_CARD_PASSWORD_FAILURES, MAX_ORDER_ID_BYTES, MAX_PASSWORD_FAILURES};
 use crate::otp::ct_eq;
 use crate::outcome::{EnrolmentStep, LedgerError, Reply, TextField};
 use crate::state::{
@@ -414,7 +412,11 @@ fn spend(
 }
 
 /// The account a payee is paid into, checked to be usable.
-pub(super) fn payee_account(a: &Apply<'_>, payer: AccountId, payee: Payee) -> Result<AccountId, LedgerError> {
+pub(super) fn payee_account(
+    a: &Apply<'_>,
+    payer: AccountId,
+    payee: Payee,
+) -> Result<AccountId, LedgerError> {
     let account = match payee {
         Payee::Merchant(m) => merchants::load(a, m)?.settlement_account,
         Payee::Account(t) => t,
@@ -451,7 +453,12 @@ pub(super) fn challenge_expiry(a: &Apply<'_>, id: ChallengeId) -> u64 {
 
 /// Ends a pending payment in `end` (superseded, failed, cancelled or expired): it leaves the
 /// expiry queue for good.
-pub(super) fn end_pending(a: &mut Apply<'_>, id: PaymentId, mut payment: Payment, end: PaymentState) {
+pub(super) fn end_pending(
+    a: &mut Apply<'_>,
+    id: PaymentId,
+    mut payment: Payment,
+    end: PaymentState,
+) {
     debug_assert_eq!(payment.state, PaymentState::Pending);
     let challenge = payment.challenge().expect("a pending payment is e-Pay");
     a.tx.delete(Key::PendingPayment(challenge_expiry(a, challenge), id));
@@ -667,7 +674,10 @@ pub(super) fn confirm_payment(a: &mut Apply<'_>, payment_id: PaymentId, otp: Otp
         vouchers::consume(a, payer, v, payment_id);
     }
     a.tx.put(Key::Credential(payer), credential);
-    a.tx.delete(Key::PendingPayment(challenge_expiry(a, challenge), payment_id));
+    a.tx.delete(Key::PendingPayment(
+        challenge_expiry(a, challenge),
+        payment_id,
+    ));
     payment.state = PaymentState::Settled {
         debited_fen,
         voucher: voucher.as_ref().map(|v| v.pool),

@@ -222,7 +222,8 @@ pub(super) fn record_refund(a: &mut Apply<'_>, id: MerchantId, refund_fen: u64, 
     if !a.config.in_campaign(settled_ms) {
         return;
     }
-    let mut m = load(a, id).unwrap_or_else(|_| panic!("corrupt state: payee merchant {id} missing"));
+    let mut m =
+        load(a, id).unwrap_or_else(|_| panic!("corrupt state: payee merchant {id} missing"));
     m.campaign_amount_fen = m.campaign_amount_fen.saturating_sub(refund_fen);
     a.tx.put(Key::Merchant(id), m);
 }

@@ -29,14 +29,13 @@ fn count_against_cap(
     debit_fen: u64,
 ) -> Result<CardDay, LedgerError> {
     let today = cst_day(a.now_ms);
-    let mut spent = a
-        .tx
-        .get::<CardDay>(Key::CardDay(account))
-        .filter(|d| d.day == today)
-        .unwrap_or(CardDay {
-            day: today,
-            spent_fen: 0,
-        });
+    let mut spent =
+        a.tx.get::<CardDay>(Key::CardDay(account))
+            .filter(|d| d.day == today)
+            .unwrap_or(CardDay {
+                day: today,
+                spent_fen: 0,
+            });
     let limit_fen = a.config.card_present_cap_fen_per_day;
     if spent.spent_fen.saturating_add(debit_fen) > limit_fen {
         return Err(LedgerError::OverCardPresentDailyLimit {

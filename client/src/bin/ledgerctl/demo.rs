@@ -166,7 +166,8 @@ pub async fn run(session: &Session, data_dir: &Path) -> Result<(), String> {
     let promotions_after_first = s.first_payment(&cast).await?;
     s.second_payment(&cast).await?;
     s.reward(&cast, promotions_after_first).await?;
-    s.race(base, pool).await?;
+    let holder = s.race(base, pool).await?;
+    s.swipe_and_refund(&cast, base + 2, holder).await?;
 
     println!(
         "\nThe story came out as the domain says: 小王 holds {} yuan, the shop {} yuan.",
@@ -370,13 +371,16 @@ impl Story<'_> {
         )
     }
 
-    async fn race(&mut self, base: u64, pool: PoolId) -> Result<(), String> {
+    /// Returns the first late comer, who holds a voucher.
+    async fn race(&mut self, base: u64, pool: PoolId) -> Result<AccountId, String> {
         let client = self.client;
         self.say("Three more ETC card holders race for the last two vouchers.");
         let mut outcomes = Vec::new();
+        let mut late_comers = Vec::new();
         for i in 0..3 {
             let late = open(client, base + 2 + i, &format!("late comer {i}"), true).await?;
             outcomes.push(self.channel.claim_voucher(pool, late).await);
+            late_comers.push(late);
         }
         self.check(
             outcomes[0].is_ok() && outcomes[1].is_ok(),
@@ -393,6 +397,91 @@ impl Story<'_> {
         self.check(
             p.granted == p.capacity,
             "never more vouchers than the capacity",
+        )?;
+        Ok(late_comers[0])
+    }
+
+    /// The article's own example at the shop's POS terminal: a 100-yuan bill swiped with
+    /// a 50-yuan voucher; then the shop refunds 60 yuan of it.
+    async fn swipe_and_refund(
+        &mut self,
+        cast: &Cast,
+        card_n: u64,
+        holder: AccountId,
+    ) -> Result<(), String> {
+        self.say("The first late comer (200 yuan on the card) swipes it at the shop's POS terminal for a 100-yuan bill and types the PIN.");
+        self.client.deposit(holder, 20_000).await.map_err(e)?;
+        let shop_before = self.balance(cast.shop_account).await?;
+        let promotions_before = self.balance(AccountId::PROMOTIONS).await?;
+        let card = ledger_client::sample::card_number(card_n);
+        let receipt = format!("demo-{}-pos-1", cast.run_tag);
+        let wrong_pin = cast
+            .shop
+            .card_payment(
+                cast.merchant,
+                1,
+                Secret::new(&card),
+                Secret::new("000000"),
+                10_000,
+                &receipt,
+            )
+            .await;
+        self.check(
+            matches!(
+                wrong_pin,
+                Err(ClientError::Refused(LedgerError::WrongCardPassword { .. }))
+            ),
+            "a wrong PIN is refused and nothing moves",
+        )?;
+        let swiped = cast
+            .shop
+            .card_payment(
+                cast.merchant,
+                1,
+                Secret::new(&card),
+                Secret::new("135790"),
+                10_000,
+                &receipt,
+            )
+            .await
+            .map_err(e)?;
+        self.check(
+            swiped.voucher.is_some() && swiped.debited_fen == 5_000,
+            "the 50-yuan voucher was deducted at the swipe: 50.00 yuan debited",
+        )?;
+        self.check(
+            self.balance(holder).await? == 15_000
+                && self.balance(cast.shop_account).await? == shop_before + 10_000
+                && self.balance(AccountId::PROMOTIONS).await? == promotions_before - 5_000,
+            "the card holds 150.00 yuan; the shop received 100.00; promotions funded 50.00",
+        )?;
+
+        self.say("The shop refunds 60 yuan of that bill.");
+        let refund = cast
+            .shop
+            .refund_payment(swiped.payment, 6_000)
+            .await
+            .map_err(e)?;
+        self.check(
+            refund.to_payer_fen == 5_000 && refund.to_promotions_fen == 1_000,
+            "50.00 yuan (all the card paid) back to the card, 10.00 back to promotions",
+        )?;
+        let too_much = cast.shop.refund_payment(swiped.payment, 4_001).await;
+        self.check(
+            matches!(
+                too_much,
+                Err(ClientError::Refused(LedgerError::RefundExceedsBill {
+                    refundable_fen: 4_000,
+                    ..
+                }))
+            ),
+            "a refund beyond the 40.00 yuan left is refused",
+        )?;
+        self.check(
+            self.balance(holder).await? == 20_000
+                && self.balance(cast.shop_account).await? == shop_before + 4_000
+                && self.balance(AccountId::PROMOTIONS).await? == promotions_before - 4_000,
+            "the card is whole again; the shop keeps 40.00; promotions is out 40.00",
         )
     }
 

@@ -1,10 +1,13 @@
-//! `ledgerctl pay`: two-step e-Pay payments and small transfers, and a payment's state.
+//! `ledgerctl pay`: two-step e-Pay payments and small transfers, card-present payments at
+//! a terminal, cancels and refunds, and a payment's state.
 
 use crate::failure::Failure;
 use crate::session::Session;
 use crate::view::{parse_yuan, secret, yuan_u, Line, Table};
 use clap::{Args, Subcommand};
-use ledger_client::{PendingPayment, Settlement};
+use ledger_client::{PendingPayment, Refund, Settlement};
+use ledger_core::command::Command;
+use ledger_core::outcome::Reply;
 use ledger_core::state::Payment;
 use ledger_core::types::{AccountId, MerchantId, Payee, PaymentId};
 use ledger_wire::api::Operation;
@@ -22,8 +25,49 @@ pub enum PayCmd {
         #[arg(long)]
         code: String,
     },
+    /// A card swiped at the merchant's terminal (merchant): card number, PIN, amount,
+    /// terminal and receipt. Settles at once, the best voucher deducted.
+    Swipe(SwipeArgs),
+    /// Cancel a pending payment (merchant): its code is void from then on.
+    Cancel {
+        /// The pending payment.
+        #[arg(long)]
+        payment: u64,
+    },
+    /// Refund (part of) a settled payment (merchant) from its settlement account.
+    Refund {
+        /// The settled payment.
+        #[arg(long)]
+        payment: u64,
+        /// Amount in yuan; at most what is left to refund of the bill.
+        #[arg(long)]
+        amount: String,
+    },
     /// Show a payment.
     Show { id: u64 },
+}
+
+#[derive(Args)]
+pub struct SwipeArgs {
+    /// The merchant whose terminal reads the card.
+    #[arg(long)]
+    merchant: u64,
+    /// The terminal's number (1 to the merchant's terminal count).
+    #[arg(long, default_value_t = 1)]
+    terminal: u32,
+    /// The card number read from the card; `-` reads it from standard input (a line).
+    #[arg(long)]
+    card: String,
+    /// The 6-digit PIN typed on the terminal; `-` reads it from standard input (a line,
+    /// after the card number's if both are `-`).
+    #[arg(long)]
+    pin: String,
+    /// Amount in yuan.
+    #[arg(long)]
+    amount: String,
+    /// The terminal's receipt number: used once per terminal.
+    #[arg(long)]
+    receipt: String,
 }
 
 #[derive(Args)]
@@ -104,6 +148,72 @@ fn settled(s: &Settlement) -> String {
     )
 }
 
+async fn swipe(session: &Session, args: SwipeArgs) -> Result<(), Failure> {
+    let operation = Operation::CardPayment {
+        merchant: MerchantId(args.merchant),
+        terminal: args.terminal,
+        card_number: secret(args.card)?,
+        card_password: secret(args.pin)?,
+        amount_fen: parse_yuan(&args.amount)?,
+        receipt: args.receipt,
+    };
+    session
+        .write_shown(operation, |reply| {
+            let settlement = Settlement::try_from(reply)?;
+            Ok(Line::new(settlement, settled(&settlement)))
+        })
+        .await
+}
+
+async fn cancel(session: &Session, payment: u64) -> Result<(), Failure> {
+    let payment = PaymentId(payment);
+    let operation = Operation::Command(Command::CancelPayment { payment });
+    session
+        .write_shown(operation, |reply| match reply {
+            Reply::PaymentCancelled { payment } => Ok(Line::new(
+                serde_json::json!({ "payment": payment.0, "state": "cancelled" }),
+                format!("payment {payment} cancelled; its code no longer works"),
+            )),
+            other => Err(other),
+        })
+        .await
+}
+
+async fn refund(session: &Session, payment: u64, amount: String) -> Result<(), Failure> {
+    let command = Command::RefundPayment {
+        payment: PaymentId(payment),
+        amount_fen: parse_yuan(&amount)?,
+    };
+    session
+        .write_shown(Operation::Command(command), |reply| match reply {
+            Reply::PaymentRefunded {
+                payment,
+                refund_fen,
+                to_payer_fen,
+                to_promotions_fen,
+                refundable_fen,
+            } => {
+                let refund = Refund {
+                    payment,
+                    refund_fen,
+                    to_payer_fen,
+                    to_promotions_fen,
+                    refundable_fen,
+                };
+                let text = format!(
+                    "payment {payment} refunded {} yuan: {} yuan to the payer, {} yuan to promotions; {} yuan left to refund",
+                    yuan_u(refund_fen),
+                    yuan_u(to_payer_fen),
+                    yuan_u(to_promotions_fen),
+                    yuan_u(refundable_fen)
+                );
+                Ok(Line::new(refund, text))
+            }
+            other => Err(other),
+        })
+        .await
+}
+
 async fn confirm(session: &Session, payment: u64, code: String) -> Result<(), Failure> {
     let operation = Operation::PaymentConfirm {
         payment: PaymentId(payment),
@@ -124,7 +234,17 @@ impl Table for Payment {
             ("payer", format!("account {}", self.payer)),
             ("payee", format!("{:?}", self.payee)),
             ("order", self.order_id.clone()),
+            ("method", format!("{:?}", self.method)),
             ("state", format!("{:?}", self.state)),
+            (
+                "refunded",
+                format!(
+                    "{} yuan in {} refunds ({} yuan to the payer)",
+                    yuan_u(self.refunds.total_fen),
+                    self.refunds.count,
+                    yuan_u(self.refunds.to_payer_fen)
+                ),
+            ),
         ]
     }
 }
@@ -139,6 +259,9 @@ pub async fn run(session: &Session, cmd: PayCmd) -> Result<(), Failure> {
     match cmd {
         PayCmd::Begin(args) => begin(session, args).await,
         PayCmd::Confirm { payment, code } => confirm(session, payment, code).await,
+        PayCmd::Swipe(args) => swipe(session, args).await,
+        PayCmd::Cancel { payment } => cancel(session, payment).await,
+        PayCmd::Refund { payment, amount } => refund(session, payment, amount).await,
         PayCmd::Show { id } => show(session, id).await,
     }
 }
