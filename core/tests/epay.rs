@@ -162,3 +162,50 @@ fn daily_limit_counts_the_debit_after_the_voucher() {
         990 * YUAN
     );
 }
+
+#[test]
+fn an_alias_longer_than_sixteen_characters_is_refused_in_characters() {
+    use ledger_core::config::MAX_ALIAS_CHARS;
+    use ledger_core::outcome::TextField;
+    use ledger_core::validate;
+    let too_long = LedgerError::TextTooLong {
+        field: TextField::Alias,
+        max: MAX_ALIAS_CHARS,
+    };
+    assert_eq!(validate::alias(&"卡".repeat(16)), Ok(()));
+    // 17 characters (51 bytes), and 65 bytes: both said in characters, both 16.
+    for alias in ["卡".repeat(17), "a".repeat(65)] {
+        assert_eq!(validate::alias(&alias), Err(too_long.clone()));
+        let command = Command::EpayChooseAlias {
+            account: ledger_core::types::AccountId(16),
+            password_proof: ledger_core::types::Digest32([0; 32]),
+            alias,
+        };
+        if let Err(e) = validate::field_limits(&command) {
+            assert_eq!(e, too_long);
+        }
+    }
+    assert_eq!(
+        too_long.to_string(),
+        "Alias is too long: at most 16 characters"
+    );
+    let (mut d, card) = with_card(0);
+    d.submit(Command::EpayBegin {
+        pan_digest: pan_digest(&d, &card),
+        phone: card.phone.clone(),
+    })
+    .unwrap();
+    let stored = d.ledger.holder(card.account).unwrap().password;
+    let password_proof =
+        ledger_core::intake::password_proof(&d.keys, &Secret::new(&card.password), &stored)
+            .unwrap();
+    refused(
+        &mut d,
+        Command::EpayChooseAlias {
+            account: card.account,
+            password_proof,
+            alias: "卡".repeat(17),
+        },
+        too_long,
+    );
+}

@@ -259,3 +259,79 @@ fn shangyitong_merchants_need_a_landline() {
         LedgerError::InvalidLandline,
     );
 }
+
+/// Closes `month` at the start of the next one; returns the merchant's tier for that next
+/// month.
+fn tier_after_closing(d: &mut Driver, m: MerchantId, month: YearMonth) -> FeeTier {
+    d.now_ms = month_start_ms(month.next());
+    d.submit(Command::CloseMonth { month }).unwrap();
+    d.ledger.merchant(m).unwrap().fee_tier
+}
+
+#[test]
+fn a_lesser_tier_earned_while_a_better_one_holds_applies_after_the_better_ones_hold_ends() {
+    // Month M: 60,000 yuan all month, the waiver, held through M+3.
+    let mut d = driver();
+    let (m, shop) = merchant(&mut d, 9, MerchantKind::Shangyitong);
+    let month = start_next_month(&mut d);
+    d.submit(deposit(shop.account, 60_000 * YUAN)).unwrap();
+    assert_eq!(tier_after_closing(&mut d, m, month), FeeTier::Waived);
+    // Month M+1: 40,000 yuan, which earns the 20% tier (through M+4) under the waiver.
+    d.submit(withdraw(shop.account, 20_000 * YUAN)).unwrap();
+    assert_eq!(tier_after_closing(&mut d, m, month.next()), FeeTier::Waived);
+    // M+2 and M+3: nothing in the account; the waiver holds through M+3...
+    d.submit(withdraw(shop.account, 40_000 * YUAN)).unwrap();
+    assert_eq!(
+        tier_after_closing(&mut d, m, month.plus(2)),
+        FeeTier::Waived
+    );
+    // ...then the 20% tier applies in M+4, the rest of its own three months...
+    assert_eq!(
+        tier_after_closing(&mut d, m, month.plus(3)),
+        FeeTier::TwentyPercent
+    );
+    // ...and no longer.
+    assert_eq!(tier_after_closing(&mut d, m, month.plus(4)), FeeTier::List);
+    let merchant = d.ledger.merchant(m).unwrap();
+    assert_eq!(
+        (merchant.waived_through, merchant.discount_through),
+        (Some(month.plus(3)), Some(month.plus(4)))
+    );
+}
+
+#[test]
+fn a_shangyitong_transfer_refused_for_funds_names_the_whole_debit() {
+    let (mut d, m, shop) = shangyitong_with_balance(0);
+    d.submit(deposit(shop.account, 25_049)).unwrap();
+    let target = d.funded_card(1000, 0).account;
+    let refusal = LedgerError::InsufficientFunds {
+        account: shop.account,
+        balance_fen: 25_049,
+        needed_fen: 25_125,
+    };
+    assert_eq!(
+        refusal.to_string(),
+        format!(
+            "account {} holds 250.49 yuan, 251.25 yuan needed",
+            shop.account
+        )
+    );
+    refused(
+        &mut d,
+        Command::MerchantTransfer {
+            merchant: m,
+            target,
+            amount_fen: 25_000,
+        },
+        refusal,
+    );
+    // 1.25 yuan of fee on 250 yuan: 251.25 in all goes through.
+    d.submit(deposit(shop.account, 76)).unwrap();
+    d.submit(Command::MerchantTransfer {
+        merchant: m,
+        target,
+        amount_fen: 25_000,
+    })
+    .unwrap();
+    assert_eq!(balance(&d, shop.account), 0);
+}
