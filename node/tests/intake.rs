@@ -117,3 +117,58 @@ fn the_planted_intake_bug_answers_another_code_with_the_first_receipt() {
     let other = intake.recorded_answer(&ledger, key, intake.digest(&confirm("654321")));
     assert!(matches!(other, Some(Ok(_))), "{other:?}");
 }
+
+#[test]
+fn node_commands_and_commands_with_hashed_fields_are_not_a_clients_to_send() {
+    let intake = intake(None);
+    let ledger = ledger_with_record(&intake, KEY, &confirm("123456"));
+    let swipe = Command::CardPayment {
+        merchant: ledger_core::types::MerchantId(1),
+        terminal: 1,
+        pan_digest: ledger_core::types::Digest32([0; 32]),
+        password_proof: ledger_core::types::Digest32([0; 32]),
+        amount_fen: 100,
+        receipt: "r".into(),
+    };
+    let node_only = [
+        Command::ExpirePayments {
+            payments: vec![PaymentId(1)],
+        },
+        Command::AckSms { challenges: vec![] },
+        swipe,
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for command in node_only {
+        let key = RequestKey {
+            client_id: 2,
+            request_id: 1,
+        };
+        let answer =
+            runtime.block_on(intake.command(&ledger, key, Operation::Command(command.clone())));
+        assert!(
+            matches!(answer, Err(ApiError::NotAllowed { .. })),
+            "{command:?}: {answer:?}"
+        );
+    }
+}
+
+#[test]
+fn a_swipe_with_an_unknown_card_is_refused_at_the_intake() {
+    let intake = intake(None);
+    let ledger = ledger_with_record(&intake, KEY, &confirm("123456"));
+    let swipe = Operation::CardPayment {
+        merchant: ledger_core::types::MerchantId(1),
+        terminal: 1,
+        card_number: Secret::new(ledger_client::sample::card_number(5)),
+        card_password: Secret::new("135790"),
+        amount_fen: 100,
+        receipt: "r".into(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let answer = runtime.block_on(intake.command(&ledger, KEY, swipe));
+    assert_eq!(answer, Err(ApiError::Ledger(LedgerError::UnknownCard)));
+}

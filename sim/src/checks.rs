@@ -9,6 +9,7 @@
 use crate::cluster::{keys, Cluster};
 use crate::phones::Phones;
 use crate::workload::{as_expected, Event, Expect};
+use ledger_core::state::PaymentState;
 use ledger_core::types::{AccountId, ChallengeId, MerchantId, PaymentId, RequestKey};
 use ledger_core::{validate, Ledger, Reply};
 use ledger_node::intake::request_digest;
@@ -141,8 +142,8 @@ pub fn after_healing(
     }
     check_probes(history, violations);
     check_roles(history, violations);
-    check_payments(history, violations);
     if let Some(ledger) = c.nodes.values().next().and_then(|n| n.reader().ledger()) {
+        check_payments(&ledger, history, violations);
         check_real_time_order(&ledger, history, violations);
         check_rewards(&ledger, violations);
         check_sms_delivered(&ledger, history, phones, violations);
@@ -242,12 +243,43 @@ fn check_roles(history: &[Event], violations: &mut Vec<String>) {
     }
 }
 
-/// Every payment settles at most once.
-fn check_payments(history: &[Event], violations: &mut Vec<String>) {
+/// Every payment settles at most once, and ends as its acknowledged answers said: settled
+/// (with at least the refunds acknowledged for it) or cancelled. Every pending payment whose
+/// challenge ledger time has passed reads as expired, and the ledger holds no payment
+/// outside the one life it may have.
+fn check_payments(ledger: &Ledger<SledState>, history: &[Event], violations: &mut Vec<String>) {
     let mut settled: BTreeMap<PaymentId, usize> = BTreeMap::new();
+    let mut refunded: BTreeMap<PaymentId, u64> = BTreeMap::new();
     for e in history.iter().filter(|e| e.expect == Expect::Normal) {
-        if let Some(Ok(Reply::PaymentSettled { payment, .. })) = &e.outcome {
-            *settled.entry(*payment).or_default() += 1;
+        let ended_as = match &e.outcome {
+            Some(Ok(Reply::PaymentSettled { payment, .. })) => {
+                *settled.entry(*payment).or_default() += 1;
+                Some((*payment, "settled"))
+            }
+            Some(Ok(Reply::PaymentCancelled { payment })) => Some((*payment, "cancelled")),
+            Some(Ok(Reply::PaymentRefunded {
+                payment,
+                refund_fen,
+                ..
+            })) => {
+                *refunded.entry(*payment).or_default() += refund_fen;
+                Some((*payment, "settled"))
+            }
+            _ => None,
+        };
+        let Some((payment, expected)) = ended_as else {
+            continue;
+        };
+        let state = ledger.payment(payment).map(|p| p.state);
+        let actual = match state {
+            Some(PaymentState::Settled { .. }) => "settled",
+            Some(PaymentState::Cancelled { .. }) => "cancelled",
+            _ => "something else",
+        };
+        if actual != expected {
+            violations.push(format!(
+                "payment {payment} was acknowledged {expected} but is {state:?}"
+            ));
         }
     }
     for (payment, times) in settled {
@@ -255,7 +287,39 @@ fn check_payments(history: &[Event], violations: &mut Vec<String>) {
             violations.push(format!("payment {payment} settled by {times} operations"));
         }
     }
+    for (payment, acknowledged_fen) in refunded {
+        let recorded = ledger.payment(payment).map(|p| p.refunds.total_fen);
+        if recorded.is_none_or(|r| r < acknowledged_fen) {
+            violations.push(format!(
+                "payment {payment}: {acknowledged_fen} fen of refunds acknowledged, {recorded:?} recorded"
+            ));
+        }
+    }
+    // The leader expires what nobody touches: a payment still stored as pending long after
+    // its expiry (in ledger time, which only commands move) means no leader did.
+    let last_now_ms = ledger.meta().last_now_ms;
+    for id in 1..ledger.meta().next_payment {
+        let Some(payment) = ledger.stored_payment(PaymentId(id)) else {
+            violations.push(format!("payment {id} is missing"));
+            continue;
+        };
+        let expires_ms = payment
+            .challenge()
+            .and_then(|c| ledger.challenge(c))
+            .map(|c| c.expires_ms);
+        if payment.state == PaymentState::Pending
+            && expires_ms.is_some_and(|e| last_now_ms >= e + EXPIRY_SLACK_MS)
+        {
+            violations.push(format!(
+                "payment {id} is still pending {} ms of ledger time after its expiry",
+                last_now_ms - expires_ms.unwrap_or(0)
+            ));
+        }
+    }
 }
+
+/// How long after a payment's expiry (in ledger time) a leader must have recorded it.
+const EXPIRY_SLACK_MS: u64 = 5_000;
 
 /// Linearizability against the ledger core: every replica applied the same commands in log
 /// order (equal hashes) and every acknowledged outcome is the one recorded at its log index

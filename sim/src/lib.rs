@@ -99,6 +99,12 @@ pub struct Report {
     /// Payments settled, and confirmations refused for a wrong code.
     pub payments_settled: usize,
     pub wrong_codes_refused: usize,
+    /// Of the payments: settled at a terminal, cancelled, expired (in the final state), and
+    /// refunds acknowledged.
+    pub swipes_settled: usize,
+    pub cancelled: usize,
+    pub expired: usize,
+    pub refunds: usize,
     pub messages_delivered: u64,
     pub messages_dropped: u64,
     /// The run's trace, line by line (faults, starts, crashes, leaders, every operation).
@@ -464,6 +470,17 @@ async fn finish(mut run: Run, history: &[Event], observed: &Observed) -> Report 
         "messages {delivered} {dropped} violations {:?}\n",
         run.violations
     ));
+    let expired = c
+        .nodes
+        .values()
+        .next()
+        .and_then(|n| n.reader().ledger())
+        .map_or(0, |ledger| {
+            (1..ledger.meta().next_payment)
+                .filter_map(|id| ledger.stored_payment(ledger_core::types::PaymentId(id)))
+                .filter(|p| matches!(p.state, ledger_core::state::PaymentState::Expired { .. }))
+                .count()
+        });
     let nodes: Vec<NodeId> = c.nodes.keys().copied().collect();
     drop(c);
     for id in nodes {
@@ -486,6 +503,13 @@ async fn finish(mut run: Run, history: &[Event], observed: &Observed) -> Report 
                 Some(Err(ledger_core::LedgerError::WrongOtp { .. }))
             )
         }),
+        swipes_settled: count(&|e| {
+            matches!(e.operation, Operation::CardPayment { .. })
+                && matches!(e.outcome, Some(Ok(Reply::PaymentSettled { .. })))
+        }),
+        cancelled: count(&|e| matches!(e.outcome, Some(Ok(Reply::PaymentCancelled { .. })))),
+        expired,
+        refunds: count(&|e| matches!(e.outcome, Some(Ok(Reply::PaymentRefunded { .. })))),
         messages_delivered: delivered,
         messages_dropped: dropped,
         trace: run.trace.lines(),

@@ -101,11 +101,15 @@ fn main() -> ExitCode {
         virtual_ms += report.virtual_ms;
         if seeds.len() > 1 {
             eprintln!(
-                "seed {seed}: {} ({} ops, {} acknowledged, {} payments settled, {} wrong codes refused, {} msgs, {} dropped)",
+                "seed {seed}: {} ({} ops, {} acknowledged, {} payments settled ({} at a terminal), {} refunds, {} cancelled, {} expired, {} wrong codes refused, {} msgs, {} dropped)",
                 if report.ok() { "ok" } else { "VIOLATION" },
                 report.events,
                 report.acknowledged,
                 report.payments_settled,
+                report.swipes_settled,
+                report.refunds,
+                report.cancelled,
+                report.expired,
                 report.wrong_codes_refused,
                 report.messages_delivered,
                 report.messages_dropped

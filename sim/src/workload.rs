@@ -16,7 +16,8 @@ use ledger_core::command::{CampaignFlags, Command};
 use ledger_core::config::{LedgerConfig, MAX_ORDER_ID_BYTES};
 use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::types::{
-    AccountId, Eligibility, MerchantId, MerchantKind, Payee, PoolId, RequestKey, YearMonth,
+    AccountId, Eligibility, MerchantId, MerchantKind, Payee, PaymentId, PoolId, RequestKey,
+    YearMonth,
 };
 use ledger_core::{LedgerError, Outcome, Reply};
 use ledger_node::node::NODE_CLIENT_ID_BASE;
@@ -119,10 +120,15 @@ pub fn client(
 /// would be refused at step 1, leaving the e-Pay checks (settled once, wrong codes, reused
 /// keys) little to check. 40 lets most payments through and still throttles the busiest
 /// runs, so the throttle's refusals stay in the log the checks replay.
+///
+/// Codes expire after 3 virtual seconds instead of 5 minutes, so that in a 10-second run
+/// payments left unconfirmed (and confirmations slowed by faults) expire, and the leader's
+/// expiry runs under faults too.
 pub fn genesis_config() -> LedgerConfig {
     LedgerConfig {
         idempotency_window_per_client: 1_000_000,
         otp_challenges_per_phone: 40,
+        otp_expiry_ms: 3_000,
         ..LedgerConfig::default()
     }
 }
@@ -269,8 +275,11 @@ impl Runner {
     /// Sends operations until `stop`.
     pub async fn run(mut self, stop: Arc<AtomicBool>) {
         while !stop.load(Ordering::Relaxed) {
-            if self.rng.below(10) < 3 {
+            let pick = self.rng.below(10);
+            if pick < 3 {
                 self.pay().await;
+            } else if pick == 3 {
+                self.swipe().await;
             } else if self.rng.chance(FORBIDDEN_PROBE_CHANCE) {
                 let deposit = Command::Deposit {
                     account: self.account(),
@@ -330,7 +339,11 @@ impl Runner {
     fn client_for(&self, operation: &Operation, expect: Expect) -> &Client<SimTransport> {
         match operation {
             _ if expect == Expect::Forbidden => &self.merchant,
-            Operation::PaymentBegin { .. } | Operation::PaymentConfirm { .. } => &self.merchant,
+            Operation::PaymentBegin { .. }
+            | Operation::PaymentConfirm { .. }
+            | Operation::CardPayment { .. }
+            | Operation::Command(Command::CancelPayment { .. })
+            | Operation::Command(Command::RefundPayment { .. }) => &self.merchant,
             Operation::Command(Command::ClaimVoucher { .. }) => &self.channel,
             _ => &self.client,
         }
@@ -412,6 +425,17 @@ impl Runner {
         else {
             return;
         };
+        match self.rng.below(10) {
+            // The payer walks away: the payment is left to expire.
+            0 => return,
+            // The merchant cancels it.
+            1 => {
+                let cancel = Command::CancelPayment { payment };
+                self.send(Operation::Command(cancel), Expect::Normal).await;
+                return;
+            }
+            _ => {}
+        }
         // The payer reads the code off the phone; no SMS, no confirmation.
         let Some(right) = self.phones.read(challenge).await else {
             return;
@@ -435,6 +459,49 @@ impl Runner {
                 code: other,
             };
             self.send_with_key(key, probe, Expect::KeyReused).await;
+        }
+        if let Some(Ok(Reply::PaymentSettled { payment, .. })) = settled {
+            self.maybe_refund(payment, amount_fen).await;
+        }
+    }
+
+    /// Now and then the merchant refunds part or all of a settled bill, sometimes more than
+    /// is left (which must be refused).
+    async fn maybe_refund(&mut self, payment: PaymentId, bill_fen: u64) {
+        if !self.rng.chance(0.3) {
+            return;
+        }
+        let amount_fen = 1 + self.rng.below(bill_fen);
+        let refund = Command::RefundPayment {
+            payment,
+            amount_fen,
+        };
+        self.send(Operation::Command(refund), Expect::Normal).await;
+    }
+
+    /// A card swiped at the merchant's terminal; now and then with a wrong PIN. A settled
+    /// swipe may be refunded like any payment.
+    async fn swipe(&mut self) {
+        // Every card but the merchant's own settlement account's.
+        let n = self.rng.below(ACCOUNTS - 1);
+        let pin = if self.rng.chance(0.1) {
+            "654321"
+        } else {
+            CARD_PASSWORD
+        };
+        let amount_fen = 100 + self.rng.below(3_000);
+        let swipe = Operation::CardPayment {
+            merchant: self.fixture.merchant,
+            terminal: 1,
+            card_number: Secret::new(test_pan(n)),
+            card_password: Secret::new(pin),
+            amount_fen,
+            receipt: format!("s{}-{}", self.id, self.rng.next_u64()),
+        };
+        if let Some(Ok(Reply::PaymentSettled { payment, .. })) =
+            self.send(swipe, Expect::Normal).await
+        {
+            self.maybe_refund(payment, amount_fen).await;
         }
     }
 }

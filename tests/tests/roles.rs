@@ -393,6 +393,60 @@ fn rows(w: &World, member: NodeInfo) -> Vec<Row> {
             &[],
         ),
         row(
+            "take a card payment at its own terminal",
+            Call::Submit(Operation::CardPayment {
+                merchant: w.own,
+                terminal: 1,
+                card_number: Secret::new(test_pan(99)),
+                card_password: Secret::new(PASSWORD),
+                amount_fen: 500,
+                receipt: "matrix-own".into(),
+            }),
+            &[Merchant],
+        ),
+        row(
+            "take a card payment at another merchant's terminal",
+            Call::Submit(Operation::CardPayment {
+                merchant: w.other,
+                terminal: 1,
+                card_number: Secret::new(test_pan(99)),
+                card_password: Secret::new(PASSWORD),
+                amount_fen: 500,
+                receipt: "matrix-other".into(),
+            }),
+            &[],
+        ),
+        row(
+            "refund its own payment",
+            command(Command::RefundPayment {
+                payment: w.own_payment,
+                amount_fen: 1,
+            }),
+            &[Merchant],
+        ),
+        row(
+            "refund another merchant's payment",
+            command(Command::RefundPayment {
+                payment: w.other_payment,
+                amount_fen: 1,
+            }),
+            &[],
+        ),
+        row(
+            "cancel another merchant's payment",
+            command(Command::CancelPayment {
+                payment: w.other_payment,
+            }),
+            &[],
+        ),
+        row(
+            "cancel its own payment",
+            command(Command::CancelPayment {
+                payment: w.own_payment,
+            }),
+            &[Merchant],
+        ),
+        row(
             "transfer out of its own settlement account",
             command(Command::MerchantTransfer {
                 merchant: w.own,
