@@ -405,7 +405,7 @@ fn cancelling_after_the_expiry_finds_the_payment_expired() {
 fn replica(d: &Driver, journal: &[(Context, Envelope)]) -> Ledger<MemStore> {
     let mut other = Ledger::genesis(MemStore::new(), d.ledger.config().clone());
     for (ctx, envelope) in journal {
-        other.apply(ctx, envelope);
+        let _ = other.apply(ctx, envelope);
     }
     other
 }

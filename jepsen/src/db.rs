@@ -58,6 +58,9 @@ pub struct Db {
 
 /// How node `host` of `net` is started: inside its namespace (`ip netns exec` execs the
 /// node, so the pid is the node's own and signals reach it), dying with the harness.
+/// How long a code works in the harness's clusters.
+pub const OTP_EXPIRY_MS: u64 = 20_000;
+
 fn launcher(
     options: &DbOptions,
     host: &crate::net::Host,
@@ -82,6 +85,10 @@ fn launcher(
     .snapshot_every(options.snapshot_every)
     .campaign_ms(campaign_ms)
     .env("RUST_LOG", "info")
+    // Codes (and pending payments with them) expire after 20 s rather than 5 minutes, so
+    // that in a minute's run the leader expires the payments nobody confirmed.
+    .arg("--otp-expiry-ms")
+    .arg(OTP_EXPIRY_MS.to_string())
     .die_with_parent();
     if options.unsafe_local_reads {
         launcher.arg("--unsafe-local-reads")

@@ -5,7 +5,7 @@
 
 use crate::history::{pairs, Entry, OpType, Pair, Process};
 use ledger_core::outcome::LedgerError;
-use ledger_core::state::PaymentState;
+use ledger_core::state::Payment;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -71,6 +71,20 @@ pub enum Op {
         account: u64,
         correct: bool,
     },
+    /// A card swiped at the merchant's terminal.
+    Swipe {
+        account: u64,
+        amount_fen: u64,
+    },
+    /// The merchant cancels a pending payment.
+    Cancel {
+        payment: u64,
+    },
+    /// The merchant refunds part of a settled payment.
+    Refund {
+        payment: u64,
+        amount_fen: u64,
+    },
     /// The unknown write invoked at history index `of`, asked again under its key.
     Resolve {
         of: u64,
@@ -118,10 +132,10 @@ pub enum Answer {
         granted: Option<u64>,
     },
     Pools(BTreeMap<u64, PoolSeen>),
-    /// e-Pay's final read: every account's balance and the payments' states.
+    /// e-Pay's final read: every account's balance and every payment.
     Payments {
         balances: BTreeMap<u64, i64>,
-        payments: BTreeMap<u64, PaymentState>,
+        payments: BTreeMap<u64, Payment>,
     },
     /// The ledger's reply as the client reported it (a second one for a request sent twice).
     Replied {
@@ -134,6 +148,14 @@ pub enum Answer {
     },
     Settled {
         debited_fen: u64,
+    },
+    Swiped {
+        payment: u64,
+        debited_fen: u64,
+    },
+    Cancelled,
+    Refunded {
+        refund_fen: u64,
     },
 }
 
@@ -259,6 +281,17 @@ fn parse_op(entry: &Entry) -> Result<Op, HistoryError> {
             account: u64_of(entry, "account")?,
             correct: field(entry, "code", |c| c.as_str().map(|c| c == "correct"))?,
         },
+        "swipe" => Op::Swipe {
+            account: u64_of(entry, "account")?,
+            amount_fen: u64_of(entry, "amount")?,
+        },
+        "cancel" => Op::Cancel {
+            payment: u64_of(entry, "payment")?,
+        },
+        "refund" => Op::Refund {
+            payment: u64_of(entry, "payment")?,
+            amount_fen: u64_of(entry, "amount")?,
+        },
         "resolve" => Op::Resolve {
             of: u64_of(entry, "of")?,
             f: field(entry, "f", |f| f.as_str().map(str::to_owned))?,
@@ -303,7 +336,7 @@ fn pools_of(value: &Value) -> BTreeMap<u64, PoolSeen> {
         .collect()
 }
 
-fn payments_of(value: &Value) -> BTreeMap<u64, PaymentState> {
+fn payments_of(value: &Value) -> BTreeMap<u64, Payment> {
     value
         .as_object()
         .into_iter()
@@ -349,6 +382,14 @@ fn parse_answer(op: &Op, done: &Entry) -> Result<Answer, HistoryError> {
         },
         Op::Confirm { .. } => Answer::Settled {
             debited_fen: u64_of(done, "debited")?,
+        },
+        Op::Swipe { .. } => Answer::Swiped {
+            payment: u64_of(done, "payment")?,
+            debited_fen: u64_of(done, "debited")?,
+        },
+        Op::Cancel { .. } => Answer::Cancelled,
+        Op::Refund { .. } => Answer::Refunded {
+            refund_fen: u64_of(done, "refund")?,
         },
     })
 }

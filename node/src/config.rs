@@ -59,6 +59,14 @@ pub struct RunArgs {
     /// Bank cap per e-Pay day (China Standard Time), in fen (used at initialisation).
     #[arg(long, env = "LEDGER_EPAY_CAP_PER_DAY_FEN")]
     pub epay_cap_per_day_fen: Option<u64>,
+    /// Cap on what one card may pay at terminals (card-present) per China Standard Time
+    /// day, in fen (at initialisation; default 5000000, 50,000 yuan).
+    #[arg(long, env = "LEDGER_CARD_PRESENT_CAP_PER_DAY_FEN")]
+    pub card_present_cap_per_day_fen: Option<u64>,
+    /// How long an OTP code may be answered, in milliseconds; a pending payment expires
+    /// with its code (at initialisation; default 300000, five minutes).
+    #[arg(long, env = "LEDGER_OTP_EXPIRY_MS")]
+    pub otp_expiry_ms: Option<u64>,
     /// SMS gateway: `exec:PROGRAM` hands each message, as JSON on standard input, to a
     /// program that sends it; `dev` writes messages (codes in clear) to `sms-outbox.jsonl` in
     /// the data directory and to standard output, and needs --allow-dev-sms.
@@ -136,6 +144,8 @@ struct FileConfig {
     password_iterations: Option<u32>,
     epay_cap_per_payment_fen: Option<u64>,
     epay_cap_per_day_fen: Option<u64>,
+    card_present_cap_per_day_fen: Option<u64>,
+    otp_expiry_ms: Option<u64>,
     sms: Option<String>,
     allow_dev_sms: Option<bool>,
     cache_mb: Option<u64>,
@@ -288,6 +298,15 @@ impl RunArgs {
         }
         if let Some(cap) = self.epay_cap_per_day_fen.or(file.epay_cap_per_day_fen) {
             ledger.epay_cap_fen_per_day = cap;
+        }
+        if let Some(cap) = self
+            .card_present_cap_per_day_fen
+            .or(file.card_present_cap_per_day_fen)
+        {
+            ledger.card_present_cap_fen_per_day = cap;
+        }
+        if let Some(ms) = self.otp_expiry_ms.or(file.otp_expiry_ms) {
+            ledger.otp_expiry_ms = ms;
         }
         if let Some(ms) = self.campaign_start_ms.or(file.campaign_start_ms) {
             ledger.campaign_start_ms = ms;

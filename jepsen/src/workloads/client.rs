@@ -452,9 +452,10 @@ pub async fn finish(run: &Run, db: &Db, threads: Vec<(Client, Thread)>) {
             }
         }
     }
+    let client = db.client(Duration::from_secs(3), 10);
+    run.workload.quiesce(run, &client).await;
     // What the resolves applied reaches every replica before the replicas are read.
     let _ = db.wait_converged(Duration::from_secs(30)).await;
-    let client = db.client(Duration::from_secs(3), 10);
     final_read(run, &client, FINAL_PROCESS, Consistency::Linearizable).await;
     for id in db.ids() {
         let client = db.node_client(id);

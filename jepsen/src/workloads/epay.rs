@@ -1,18 +1,21 @@
-//! e-Pay: two-step payments to one online merchant, confirmed with the code from the SMS
-//! outbox (a wrong code first, now and then). A wrong code never settles, a payment settles
-//! at most once and only after the right code was sent, each customer paid exactly the
-//! settled debits, and money is neither created nor destroyed.
+//! e-Pay and the whole payment: two-step payments to one POS merchant, confirmed with the
+//! code from the SMS outbox (a wrong code first, now and then), cancelled or left to expire
+//! now and then; cards swiped at its terminal; refunds of settled payments. A wrong code
+//! never settles, a payment settles at most once and only after the right code was sent,
+//! each payment ends as its acknowledged answers said, refunds are exactly those asked for
+//! and never exceed the bill, each customer paid exactly its settled debits less refunds,
+//! and money is neither created nor destroyed.
 
-use super::client::{card_password, Effect};
+use super::client::{card_password, Effect, Run};
 use super::{BoxFuture, FinalRead, Prep, ReadResult, Setup, SetupError, Step, Workload};
 use crate::checker::{cluster_final_read, describe, without_final_read, Finding};
 use crate::db::wait_for_code;
 use crate::history::OpType;
-use crate::ops::{self, Answer, Op, Record};
+use crate::ops::{Answer, Op, Record};
 use crate::runner::TestInfo;
-use ledger_client::{Client, Query, QueryReply};
+use ledger_client::{Client, Consistency, Query, QueryReply};
 use ledger_core::intake::Secret;
-use ledger_core::state::PaymentState;
+use ledger_core::state::{Payment, PaymentState};
 use ledger_core::types::{AccountId, MerchantId, MerchantKind, Payee, PaymentId};
 use ledger_testkit::driver::{test_pan, test_phone};
 use ledger_wire::principal::Principal;
@@ -49,16 +52,12 @@ impl Workload for Epay {
                 .open_account(super::client::card_request(n))
                 .await
                 .map_err(SetupError::client("open merchant account"))?;
-            // An online merchant: it earns no campaign reward, so the customers and the
-            // merchant together hold exactly what was deposited (the e-Pay checker's sum).
+            // A POS merchant, so that cards can be swiped at its terminal. Its campaign
+            // reward, if earned, goes from `promotions` to `telecom_settlement`: the
+            // customers and the merchant together still hold exactly what was deposited
+            // (the e-Pay checker's sum), as refunds here have no voucher share.
             let merchant = client
-                .register_merchant(
-                    MerchantKind::Online,
-                    "jepsen shop",
-                    account,
-                    &test_phone(n),
-                    1,
-                )
+                .register_merchant(MerchantKind::Pos, "jepsen shop", account, &test_phone(n), 1)
                 .await
                 .map_err(SetupError::client("register merchant"))?;
             setup.merchant = Some(merchant.0);
@@ -94,6 +93,10 @@ impl Workload for Epay {
 
     fn step<'a>(&'a self, step: Step<'a>) -> BoxFuture<'a, OpType> {
         Box::pin(pay(step))
+    }
+
+    fn quiesce<'a>(&'a self, run: &'a Run, client: &'a Client) -> BoxFuture<'a, ()> {
+        Box::pin(quiesce(run, client))
     }
 
     fn final_read<'a>(&'a self, read: FinalRead<'a>) -> BoxFuture<'a, ReadResult> {
@@ -146,8 +149,10 @@ async fn enrol(
         .map_err(what("activate"))
 }
 
-/// One payment: begin, then confirm with the code from the phone (a wrong one first, a
-/// quarter of the time).
+/// One step: a card swiped at the merchant's terminal (a fifth of the time), or an e-Pay
+/// payment: begin, then (mostly) confirm with the code from the phone, a wrong one first a
+/// quarter of the time; now and then the payer walks away (the payment expires) or the
+/// merchant cancels it. A settled payment is refunded in part, now and then.
 async fn pay(step: Step<'_>) -> OpType {
     let (run, client) = (step.run, step.client);
     let setup = &run.setup;
@@ -163,6 +168,9 @@ async fn pay(step: Step<'_>) -> OpType {
     let order = format!("t{}-{}", step.index, step.thread.seq);
     let amount = step.rng.gen_range(100..=1_500);
     let pan = test_pan(n);
+    if step.rng.gen_bool(0.2) {
+        return swipe(step, account, n, amount, order).await;
+    }
     let phone = test_phone(n);
     let value = json!({"account": account, "amount": amount, "order": order});
     let begin = client.begin_payment(
@@ -187,6 +195,19 @@ async fn pay(step: Step<'_>) -> OpType {
     }
     let payment = out["payment"].as_u64().expect("recorded above");
     let challenge = out["challenge"].as_u64().expect("recorded above");
+    match step.rng.gen_range(0..10) {
+        // The payer walks away: the leader expires the payment with its code.
+        0 => return OpType::Ok,
+        1 => {
+            let value = json!({"payment": payment, "account": account});
+            let call = client.cancel_payment(PaymentId(payment));
+            let write = run.op(step.process, "cancel", value, Effect::Write, call, |()| {
+                json!({})
+            });
+            return write.await.0;
+        }
+        _ => {}
+    }
     let Some(code) = wait_for_code(&run.sms_paths, challenge, CODE_WAIT).await else {
         return OpType::Ok;
     };
@@ -210,10 +231,111 @@ async fn pay(step: Step<'_>) -> OpType {
             return kind;
         }
     }
-    confirm(code, true).await.0
+    let kind = confirm(code, true).await.0;
+    if kind != OpType::Ok {
+        return kind;
+    }
+    maybe_refund(step, payment, amount).await
 }
 
-/// Every account's balance up to the merchant's, and the state of every payment begun.
+/// A card swiped at the merchant's terminal with its PIN; a settled swipe may be refunded.
+async fn swipe(step: Step<'_>, account: u64, n: u64, amount: u64, receipt: String) -> OpType {
+    let (run, client) = (step.run, step.client);
+    let merchant = MerchantId(run.setup.merchant.expect("merchant"));
+    let value = json!({"account": account, "amount": amount, "receipt": receipt});
+    let call = client.card_payment(
+        merchant,
+        1,
+        Secret::new(test_pan(n)),
+        Secret::new(card_password(n)),
+        amount,
+        &receipt,
+    );
+    let (kind, out, _) = run
+        .op(
+            step.process,
+            "swipe",
+            value,
+            Effect::Write,
+            call,
+            |s| json!({"payment": s.payment.0, "debited": s.debited_fen}),
+        )
+        .await;
+    if kind != OpType::Ok {
+        return kind;
+    }
+    let payment = out["payment"].as_u64().expect("recorded above");
+    maybe_refund(step, payment, amount).await
+}
+
+/// A third of the time, the merchant refunds part of a settled bill.
+async fn maybe_refund(step: Step<'_>, payment: u64, bill: u64) -> OpType {
+    if !step.rng.gen_bool(0.3) {
+        return OpType::Ok;
+    }
+    let (run, client) = (step.run, step.client);
+    let amount = step.rng.gen_range(1..=bill);
+    let value = json!({"payment": payment, "amount": amount});
+    let call = client.refund_payment(PaymentId(payment), amount);
+    run.op(
+        step.process,
+        "refund",
+        value,
+        Effect::Write,
+        call,
+        |r| json!({"refund": r.refund_fen, "to_payer": r.to_payer_fen}),
+    )
+    .await
+    .0
+}
+
+/// Longest the harness waits, past the last code's expiry, for the leader to expire every
+/// payment nobody finished.
+const QUIESCE_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until no payment is pending (those begun under an unknown outcome included): the
+/// last one's code expires at most `OTP_EXPIRY_MS` after the run stopped, and the leader
+/// then expires it by itself. The reads through the cluster and of each node then see the
+/// same state.
+async fn quiesce(_run: &Run, client: &Client) {
+    let mut pending = BTreeSet::new();
+    for p in 1.. {
+        let query = Query::Payment(PaymentId(p));
+        match client.query(query, Consistency::Linearizable).await {
+            Ok(QueryReply::Payment(Some(payment))) => {
+                if payment.state == PaymentState::Pending {
+                    pending.insert(p);
+                }
+            }
+            Ok(_) => break,
+            // Unreadable now: the final read will say what it can.
+            Err(_) => return,
+        }
+    }
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_millis(crate::db::OTP_EXPIRY_MS)
+        + QUIESCE_WAIT;
+    while !pending.is_empty() && tokio::time::Instant::now() < deadline {
+        let mut still = BTreeSet::new();
+        for p in pending {
+            let query = Query::Payment(PaymentId(p));
+            match client.query(query, Consistency::Linearizable).await {
+                Ok(QueryReply::Payment(Some(payment)))
+                    if payment.state != PaymentState::Pending => {}
+                _ => {
+                    still.insert(p);
+                }
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// Every account's balance up to the merchant's, and every payment (ids are dense: the read
+/// goes up from 1 until one is missing).
 async fn final_read(read: FinalRead<'_>) -> ReadResult {
     let FinalRead {
         run,
@@ -221,15 +343,6 @@ async fn final_read(read: FinalRead<'_>) -> ReadResult {
         consistency,
     } = read;
     let setup = &run.setup;
-    let entries = run.recorder.ops();
-    let payments: Vec<u64> = ops::records(&entries)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|r| match r.answer {
-            Some(Answer::Begun { payment, .. }) => Some(payment),
-            _ => None,
-        })
-        .collect();
     let first = 1u64;
     let last = setup
         .merchant_account
@@ -246,51 +359,76 @@ async fn final_read(read: FinalRead<'_>) -> ReadResult {
             .collect::<serde_json::Map<_, _>>(),
         _ => Default::default(),
     };
-    let mut states = BTreeMap::new();
-    for p in &payments {
-        let query = Query::Payment(PaymentId(*p));
-        if let QueryReply::Payment(Some(payment)) = client.query(query, consistency).await? {
-            let state = serde_json::to_value(payment.state).expect("serialises");
-            states.insert(p.to_string(), state);
-        }
+    let mut payments = serde_json::Map::new();
+    for p in 1.. {
+        let query = Query::Payment(PaymentId(p));
+        let QueryReply::Payment(Some(payment)) = client.query(query, consistency).await? else {
+            break;
+        };
+        payments.insert(
+            p.to_string(),
+            serde_json::to_value(payment).expect("serialises"),
+        );
     }
-    Ok(json!({"balances": balances, "payments": states}))
+    Ok(json!({"balances": balances, "payments": payments}))
 }
 
-/// The confirmations: which payments were acknowledged settled (and by which operations),
-/// and which had the right code sent (possibly taking effect).
-struct Confirmations<'r, 'a> {
-    count: usize,
+/// What the history says of the payments: which were acknowledged settled (and by which
+/// operations), which had the right code sent (possibly taking effect), which were
+/// acknowledged cancelled, and the refunds acknowledged and of unknown outcome.
+#[derive(Default)]
+struct Acknowledged<'r, 'a> {
+    confirms: usize,
     settled: BTreeMap<u64, Vec<&'r Record<'a>>>,
     right_code_tried: BTreeSet<u64>,
+    cancelled: BTreeSet<u64>,
+    refunded: BTreeMap<u64, u64>,
+    refunds_unknown: BTreeMap<u64, u64>,
     errors: Vec<Value>,
 }
 
-fn confirmations<'r, 'a>(history: &'r [Record<'a>]) -> Confirmations<'r, 'a> {
-    let mut seen = Confirmations {
-        count: 0,
-        settled: BTreeMap::new(),
-        right_code_tried: BTreeSet::new(),
-        errors: Vec::new(),
-    };
+fn acknowledged<'r, 'a>(history: &'r [Record<'a>]) -> Acknowledged<'r, 'a> {
+    let mut seen = Acknowledged::default();
     for r in history {
-        let Op::Confirm {
-            payment, correct, ..
-        } = r.op
-        else {
-            continue;
-        };
-        seen.count += 1;
-        if correct && r.outcome != OpType::Fail {
-            seen.right_code_tried.insert(payment);
-        }
-        if r.is_ok() {
-            if !correct {
-                seen.errors.push(
-                    json!({"error": "a wrong code settled a payment", "op": describe(&r.pair)}),
-                );
+        match (&r.op, &r.answer) {
+            (
+                Op::Confirm {
+                    payment, correct, ..
+                },
+                _,
+            ) => {
+                seen.confirms += 1;
+                if *correct && r.outcome != OpType::Fail {
+                    seen.right_code_tried.insert(*payment);
+                }
+                if r.is_ok() {
+                    if !correct {
+                        seen.errors.push(
+                            json!({"error": "a wrong code settled a payment", "op": describe(&r.pair)}),
+                        );
+                    }
+                    seen.settled.entry(*payment).or_default().push(r);
+                }
             }
-            seen.settled.entry(payment).or_default().push(r);
+            (Op::Swipe { .. }, Some(Answer::Swiped { payment, .. })) => {
+                seen.settled.entry(*payment).or_default().push(r);
+            }
+            (Op::Cancel { payment }, Some(Answer::Cancelled)) => {
+                seen.cancelled.insert(*payment);
+            }
+            (Op::Refund { payment, .. }, Some(Answer::Refunded { refund_fen })) => {
+                *seen.refunded.entry(*payment).or_default() += refund_fen;
+            }
+            (
+                Op::Refund {
+                    payment,
+                    amount_fen,
+                },
+                None,
+            ) if r.outcome == OpType::Info => {
+                *seen.refunds_unknown.entry(*payment).or_default() += amount_fen;
+            }
+            _ => {}
         }
     }
     for (payment, ops) in seen.settled.iter().filter(|(_, ops)| ops.len() > 1) {
@@ -302,28 +440,58 @@ fn confirmations<'r, 'a>(history: &'r [Record<'a>]) -> Confirmations<'r, 'a> {
     seen
 }
 
+/// The name of a payment's end, for the statistics.
+fn end_name(state: &PaymentState) -> &'static str {
+    match state {
+        PaymentState::Pending => "pending",
+        PaymentState::Settled { .. } => "settled",
+        PaymentState::Superseded => "superseded",
+        PaymentState::Failed => "failed",
+        PaymentState::Cancelled { .. } => "cancelled",
+        PaymentState::Expired { .. } => "expired",
+    }
+}
+
 fn epay(setup: &Setup, history: &[Record<'_>]) -> Finding {
-    let Confirmations {
-        count,
+    let Acknowledged {
+        confirms,
         settled,
         right_code_tried,
+        cancelled,
+        refunded,
+        refunds_unknown,
         mut errors,
-    } = confirmations(history);
-    let mut stats = json!({"confirms": count, "settled_acknowledged": settled.len()});
+    } = acknowledged(history);
+    let mut stats = json!({"confirms": confirms, "settled_acknowledged": settled.len(), "cancelled_acknowledged": cancelled.len(), "refunds_acknowledged": refunded.len()});
     let Some(Answer::Payments { balances, payments }) = cluster_final_read(history) else {
         return without_final_read(errors, stats);
     };
-    let mut settled_final = 0;
-    for (id, state) in payments {
+    let mut ends: BTreeMap<&str, u64> = BTreeMap::new();
+    for (id, payment) in payments {
+        let state = &payment.state;
+        *ends.entry(end_name(state)).or_default() += 1;
         let is_settled = matches!(state, PaymentState::Settled { .. });
-        settled_final += u64::from(is_settled);
         if settled.contains_key(id) && !is_settled {
             errors.push(json!({"error": "acknowledged settlement lost", "payment": id, "final_state": state}));
         }
-        if is_settled && !right_code_tried.contains(id) {
+        if cancelled.contains(id) && !matches!(state, PaymentState::Cancelled { .. }) {
+            errors.push(
+                json!({"error": "acknowledged cancel lost", "payment": id, "final_state": state}),
+            );
+        }
+        if is_settled && payment.challenge().is_some() && !right_code_tried.contains(id) {
             errors.push(
                 json!({"error": "settled without the right code ever being sent", "payment": id}),
             );
+        }
+        let acknowledged_fen = refunded.get(id).copied().unwrap_or(0);
+        let unknown_fen = refunds_unknown.get(id).copied().unwrap_or(0);
+        let total = payment.refunds.total_fen;
+        if total < acknowledged_fen || total > acknowledged_fen + unknown_fen {
+            errors.push(json!({"error": "refunds recorded are not the refunds asked for", "payment": id, "recorded": total, "acknowledged": acknowledged_fen, "unknown": unknown_fen}));
+        }
+        if total > payment.amount_fen || (total > 0 && !is_settled) {
+            errors.push(json!({"error": "refunds beyond the bill, or of an unsettled payment", "payment": id, "refunds": payment.refunds, "state": state}));
         }
     }
     for id in settled.keys().filter(|id| !payments.contains_key(id)) {
@@ -331,35 +499,31 @@ fn epay(setup: &Setup, history: &[Record<'_>]) -> Finding {
             json!({"error": "acknowledged payment missing from the final state", "payment": id}),
         );
     }
-    errors.extend(money(setup, history, balances, payments));
-    stats["settled_final"] = json!(settled_final);
+    errors.extend(money(setup, balances, payments));
+    stats["final_states"] = json!(ends);
     Finding::from_errors(errors, stats)
 }
 
-/// Each customer paid exactly the settled payments' debits (a payment's payer is the account
-/// its `begin` named); money is neither created nor destroyed; no customer is overdrawn.
+/// Each customer paid exactly its settled payments' debits less what their refunds gave
+/// back to it; money is neither created nor destroyed; no customer is overdrawn.
 fn money(
     setup: &Setup,
-    history: &[Record<'_>],
     balances: &BTreeMap<u64, i64>,
-    payments: &BTreeMap<u64, PaymentState>,
+    payments: &BTreeMap<u64, Payment>,
 ) -> Vec<Value> {
     let mut errors = Vec::new();
-    let mut debited: BTreeMap<u64, i64> = BTreeMap::new();
-    for r in history {
-        let (Op::Begin { account, .. }, Some(Answer::Begun { payment, .. })) = (&r.op, &r.answer)
-        else {
-            continue;
-        };
-        if let Some(PaymentState::Settled { debited_fen, .. }) = payments.get(payment) {
-            *debited.entry(*account).or_default() += *debited_fen as i64;
+    let mut charged: BTreeMap<u64, i64> = BTreeMap::new();
+    for payment in payments.values() {
+        if let PaymentState::Settled { debited_fen, .. } = payment.state {
+            *charged.entry(payment.payer.0).or_default() +=
+                debited_fen as i64 - payment.refunds.to_payer_fen as i64;
         }
     }
     for account in &setup.accounts {
         let paid = setup.initial_balance_fen as i64 - balances.get(account).copied().unwrap_or(0);
-        let settled = debited.get(account).copied().unwrap_or(0);
+        let settled = charged.get(account).copied().unwrap_or(0);
         if paid != settled {
-            errors.push(json!({"error": "a customer's balance does not match the payments settled", "account": account, "paid": paid, "settled_debits": settled}));
+            errors.push(json!({"error": "a customer's balance does not match its settled debits less refunds", "account": account, "paid": paid, "settled_debits_less_refunds": settled}));
         }
     }
     // Double entry: every account together sums to zero (deposits came from the bank's

@@ -162,6 +162,13 @@ pub trait Workload: Sync {
     /// One client operation; returns how it ended.
     fn step<'a>(&'a self, step: Step<'a>) -> BoxFuture<'a, OpType>;
 
+    /// Waits, after healing and before the final reads, until what the cluster does by
+    /// itself has been done (e-Pay: the leader expires the payments nobody finished), so
+    /// that the reads through the cluster and of each node see the same state.
+    fn quiesce<'a>(&'a self, _run: &'a Run, _client: &'a Client) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
     /// The workload's state, read after healing (through the cluster, and from each node).
     fn final_read<'a>(&'a self, read: FinalRead<'a>) -> BoxFuture<'a, ReadResult>;
 
