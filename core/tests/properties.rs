@@ -5,6 +5,7 @@ use ledger_core::command::{CampaignFlags, Command, Envelope};
 use ledger_core::config::{LedgerConfig, YUAN};
 use ledger_core::intake::Secret;
 use ledger_core::outcome::{LedgerError, Reply};
+use ledger_core::state::PaymentState;
 use ledger_core::time::{cst_month, month_start_ms};
 use ledger_core::types::{
     AccountStatus, ChallengeId, Eligibility, MerchantId, MerchantKind, Payee, PaymentId, PoolId,
@@ -13,7 +14,7 @@ use ledger_core::types::{
 use ledger_core::{Ledger, MemStore, Outcome};
 use ledger_testkit::driver::{Card, Driver};
 use proptest::prelude::*;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 const CARDS: usize = 5;
 
@@ -42,6 +43,20 @@ enum Op {
     Advance(u64),
     Retry(usize),
     ReuseKey(usize, u64),
+    Swipe {
+        card: usize,
+        merchant: usize,
+        amount_fen: u64,
+        right_pin: bool,
+        receipt: u8,
+    },
+    Refund {
+        pick: usize,
+        amount_fen: u64,
+    },
+    Cancel(usize),
+    /// The leader's expiry of what ledger time has expired.
+    Expire,
 }
 
 fn amount() -> impl Strategy<Value = u64> {
@@ -59,10 +74,10 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (card.clone(), amount()).prop_map(|(c, a)| Op::Deposit(c, a)),
         2 => (card.clone(), amount()).prop_map(|(c, a)| Op::Withdraw(c, a)),
         4 => (card.clone(), card.clone(), amount()).prop_map(|(a, b, x)| Op::Transfer(a, b, x)),
-        3 => (card.clone(), any::<bool>()).prop_map(|(c, ok)| Op::Enrol(c, ok)),
-        6 => (card.clone(), 0..4usize, amount(), 0..6u8)
+        6 => (card.clone(), prop::bool::weighted(0.7)).prop_map(|(c, ok)| Op::Enrol(c, ok)),
+        8 => (card.clone(), 0..4usize, amount(), 0..6u8)
             .prop_map(|(card, payee, amount_fen, order)| Op::Begin { card, payee, amount_fen, order }),
-        6 => (any::<usize>(), prop::bool::weighted(0.8))
+        8 => (any::<usize>(), prop::bool::weighted(0.8))
             .prop_map(|(pick, right_code)| Op::Confirm { pick, right_code }),
         4 => (0..2usize, card.clone()).prop_map(|(p, c)| Op::Claim(p, c)),
         2 => (card.clone(), any::<bool>(), any::<bool>()).prop_map(|(c, e, s)| Op::Flags(c, e, s)),
@@ -73,6 +88,12 @@ fn op() -> impl Strategy<Value = Op> {
         3 => prop_oneof![1..120_000u64, 1..(3 * 86_400_000u64), Just(31 * 86_400_000u64)].prop_map(Op::Advance),
         4 => any::<usize>().prop_map(Op::Retry),
         1 => (any::<usize>(), 1..100u64).prop_map(|(k, a)| Op::ReuseKey(k, a)),
+        4 => (card.clone(), 0..3usize, amount(), prop::bool::weighted(0.85), 0..6u8)
+            .prop_map(|(card, merchant, amount_fen, right_pin, receipt)| Op::Swipe { card, merchant, amount_fen, right_pin, receipt }),
+        4 => (any::<usize>(), prop_oneof![1..200 * YUAN, Just(0u64), 1..2_000 * YUAN])
+            .prop_map(|(pick, amount_fen)| Op::Refund { pick, amount_fen }),
+        2 => any::<usize>().prop_map(Op::Cancel),
+        2 => Just(Op::Expire),
     ]
 }
 
@@ -89,6 +110,9 @@ struct World {
     settled: BTreeSet<PaymentId>,
     used_challenges: BTreeSet<ChallengeId>,
     next_month_to_close: ledger_core::types::YearMonth,
+    /// Every payment that reached its end, as it ended: it must never change (a settled
+    /// one only gains refunds).
+    ended: BTreeMap<PaymentId, PaymentState>,
 }
 
 impl World {
@@ -145,6 +169,7 @@ impl World {
             settled: BTreeSet::new(),
             used_challenges: BTreeSet::new(),
             next_month_to_close,
+            ended: BTreeMap::new(),
         }
     }
 
@@ -335,6 +360,76 @@ impl World {
                     prop_assert_eq!(self.d.ledger.state_hash(), before);
                 }
             }
+            Op::Swipe {
+                card,
+                merchant,
+                amount_fen,
+                right_pin,
+                receipt,
+            } => {
+                let merchant = self
+                    .merchants
+                    .get(*merchant)
+                    .copied()
+                    .unwrap_or(MerchantId(99));
+                let card = self.cards[*card].clone();
+                let pin = if *right_pin {
+                    card.password.clone()
+                } else {
+                    "999999".into()
+                };
+                if let Ok(command) = self.d.swipe_command(
+                    &card,
+                    &pin,
+                    merchant,
+                    1,
+                    *amount_fen,
+                    &format!("receipt-{receipt}"),
+                ) {
+                    if let Ok(Reply::PaymentSettled { payment: p, .. }) = self.submit(command) {
+                        prop_assert!(*right_pin, "a wrong PIN settled {p}");
+                        prop_assert!(self.settled.insert(p), "payment {p} settled twice");
+                    }
+                }
+            }
+            Op::Refund { pick, amount_fen } => {
+                let payments = self.d.ledger.meta().next_payment;
+                if payments > 1 {
+                    let payment = PaymentId(1 + (*pick as u64) % (payments - 1));
+                    let was = self.d.ledger.payment(payment).unwrap();
+                    let refunded = self.submit(Command::RefundPayment {
+                        payment,
+                        amount_fen: *amount_fen,
+                    });
+                    if refunded.is_ok() {
+                        prop_assert!(
+                            *amount_fen <= was.refundable_fen(),
+                            "refunded {} of payment {payment} with {} left",
+                            amount_fen,
+                            was.refundable_fen()
+                        );
+                    }
+                }
+            }
+            Op::Cancel(pick) => {
+                if !self.pending.is_empty() {
+                    let payment = self.pending[pick % self.pending.len()];
+                    let _ = self.submit(Command::CancelPayment { payment });
+                }
+            }
+            Op::Expire => {
+                let due = self.d.ledger.expired_payments(self.d.now_ms, 1_024);
+                let _ = self.submit(Command::ExpirePayments { payments: due });
+            }
+        }
+        // A payment's end never changes; a settled one only gains refunds.
+        for id in 1..self.d.ledger.meta().next_payment {
+            let payment = self.d.ledger.stored_payment(PaymentId(id)).unwrap();
+            if let Some(end) = self.ended.get(&PaymentId(id)) {
+                prop_assert_eq!(end, &payment.state, "payment {} changed its end", id);
+            } else if payment.state.is_terminal() {
+                self.ended.insert(PaymentId(id), payment.state);
+            }
         }
         // A refusal that left no record changed nothing.
         let journal = self.d.journal.as_ref().unwrap();
@@ -432,10 +527,15 @@ fn the_generated_sequences_reach_the_interesting_paths() {
                 Err(LedgerError::InsufficientFunds { .. }) => "insufficient funds",
                 Ok(Reply::MonthClosed { .. }) => "month closed",
                 Ok(Reply::MerchantTransferred { .. }) => "merchant transferred",
+                Ok(Reply::PaymentRefunded { .. }) => "refunded",
+                Ok(Reply::PaymentCancelled { .. }) => "cancelled",
+                Ok(Reply::PaymentsExpired { expired: 1.. }) => "expired",
+                Err(LedgerError::RefundExceedsBill { .. }) => "refund beyond the bill",
+                Err(LedgerError::WrongCardPassword { .. }) => "wrong PIN",
                 _ => continue,
             };
             seen.insert(label);
         }
     }
-    assert_eq!(seen.len(), 8, "reached only {seen:?}");
+    assert_eq!(seen.len(), 13, "reached only {seen:?}");
 }

@@ -590,6 +590,35 @@ mod tests {
     /// confirmed with `code`; the final state shows the payment settled and the payer holding
     /// `payer_balance`.
     fn epay_run(code: &str, payer_balance: i64) -> Results {
+        epay_run_with(code, payer_balance, |_| {})
+    }
+
+    /// A settled payment of 100 fen by account 16 to merchant 1, as the final read shows it.
+    fn settled_payment(refunded_fen: u64) -> Value {
+        json!({
+            "payer": 16,
+            "payee": {"Merchant": 1},
+            "amount_fen": 100,
+            "order_id": "o",
+            "method": {"Epay": {"challenge": 1}},
+            "state": {"Settled": {"debited_fen": 100, "voucher": null, "settled_ms": 1}},
+            "created_ms": 0,
+            "refunds": {"count": u32::from(refunded_fen > 0), "total_fen": refunded_fen, "to_payer_fen": refunded_fen},
+        })
+    }
+
+    /// `epay_run`, with `more` adding operations after the confirmation; the final read's
+    /// payment carries `refunded_fen` of refunds.
+    fn epay_run_with(code: &str, payer_balance: i64, more: impl FnOnce(&mut History)) -> Results {
+        epay_run_refunded(code, payer_balance, 0, more)
+    }
+
+    fn epay_run_refunded(
+        code: &str,
+        payer_balance: i64,
+        refunded_fen: u64,
+        more: impl FnOnce(&mut History),
+    ) -> Results {
         let mut t = test(Kind::Epay, vec![16], 1_000);
         t.setup.merchant_account = Some(17);
         let mut h = History::default();
@@ -607,11 +636,41 @@ mod tests {
             OpType::Ok,
             json!({"debited": 100, "bill": 100}),
         );
+        more(&mut h);
         h.finals(json!({
             "balances": {"4": -1000, "16": payer_balance, "17": 1000 - payer_balance},
-            "payments": {"1": {"Settled": {"debited_fen": 100, "voucher": null, "settled_ms": 1}}},
+            "payments": {"1": settled_payment(refunded_fen)},
         }));
         check(&t, &h.0)
+    }
+
+    #[test]
+    fn refunds_are_checked_against_those_asked_for_and_the_payers_balance() {
+        let refund = |h: &mut History| {
+            h.call(
+                0,
+                "refund",
+                json!({"payment": 1, "amount": 30}),
+                OpType::Ok,
+                json!({"refund": 30, "to_payer": 30}),
+            );
+        };
+        // Refunded 30 of 100: the payer paid 70.
+        assert_eq!(
+            epay_run_refunded("correct", 930, 30, refund).valid,
+            Validity::Valid
+        );
+        // The refund acknowledged but not recorded, or the payer not given it back.
+        let lost = epay_run_refunded("correct", 930, 0, refund);
+        assert_eq!(lost.checkers["epay"].valid, Validity::Invalid);
+        assert!(serde_json::to_string(&lost.checkers["epay"].errors)
+            .unwrap()
+            .contains("refunds recorded are not the refunds asked for"));
+        let unpaid = epay_run_refunded("correct", 900, 30, refund);
+        assert_eq!(unpaid.checkers["epay"].valid, Validity::Invalid);
+        // A refund nobody asked for.
+        let unasked = epay_run_refunded("correct", 930, 30, |_| {});
+        assert_eq!(unasked.checkers["epay"].valid, Validity::Invalid);
     }
 
     #[test]
