@@ -5,10 +5,10 @@ use crate::client::{Client, ClientError, Transport};
 use ledger_core::command::{CampaignFlags, Command};
 use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::outcome::Reply;
-use ledger_core::state::{Credential, Merchant, Payment, Pool};
+use ledger_core::state::{Credential, Merchant, Payment, Pool, Prize, Promotion};
 use ledger_core::types::{
     AccountId, AccountStatus, ChallengeId, Eligibility, FeeTier, MerchantId, MerchantKind, Payee,
-    PaymentId, PoolId, VipTier, YearMonth,
+    PaymentId, PoolId, PrizeId, PromotionId, VipTier, YearMonth,
 };
 use ledger_wire::api::{AccountView, Consistency, Operation, Query, QueryReply};
 
@@ -390,6 +390,64 @@ impl<T: Transport> Client<T> {
         }
     }
 
+    /// Creates a joint promotion: e-Pay payments settled at `partners` within the window
+    /// earn `points_per_yuan` points per whole yuan.
+    pub async fn create_promotion(
+        &self,
+        name: &str,
+        partners: Vec<MerchantId>,
+        valid_from_ms: u64,
+        valid_until_ms: u64,
+        points_per_yuan: u32,
+    ) -> Result<PromotionId, ClientError> {
+        let command = Command::CreatePromotion {
+            name: name.to_owned(),
+            partners,
+            valid_from_ms,
+            valid_until_ms,
+            points_per_yuan,
+        };
+        match self.submit(Operation::Command(command)).await? {
+            Reply::PromotionCreated { promotion } => Ok(promotion),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Creates a prize with a points price and a stock.
+    pub async fn create_prize(
+        &self,
+        name: &str,
+        price_points: u64,
+        stock: u64,
+    ) -> Result<PrizeId, ClientError> {
+        let command = Command::CreatePrize {
+            name: name.to_owned(),
+            price_points,
+            stock,
+        };
+        match self.submit(Operation::Command(command)).await? {
+            Reply::PrizeCreated { prize } => Ok(prize),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Redeems one of a prize for an account's points; returns (points left, stock left).
+    pub async fn redeem_prize(
+        &self,
+        prize: PrizeId,
+        account: AccountId,
+    ) -> Result<(u64, u64), ClientError> {
+        let command = Command::RedeemPrize { prize, account };
+        match self.submit(Operation::Command(command)).await? {
+            Reply::PrizeRedeemed {
+                points_left,
+                stock_left,
+                ..
+            } => Ok((points_left, stock_left)),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// A small transfer (小额转账) to another account: step 1, confirmed like a payment.
     pub async fn begin_small_transfer(
         &self,
@@ -547,6 +605,31 @@ impl<T: Transport> Client<T> {
     }
 
     /// A payment and its state.
+    /// An account's promotion points.
+    pub async fn points(&self, account: AccountId) -> Result<u64, ClientError> {
+        match self.read(Query::Points(account)).await? {
+            QueryReply::Points(points) => Ok(points),
+            other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+        }
+    }
+
+    /// A promotion.
+    pub async fn promotion(&self, id: PromotionId) -> Result<Option<Promotion>, ClientError> {
+        match self.read(Query::Promotion(id)).await? {
+            QueryReply::Promotion(p) => Ok(p),
+            other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+        }
+    }
+
+    /// A prize and its stock.
+    pub async fn prize(&self, id: PrizeId) -> Result<Option<Prize>, ClientError> {
+        match self.read(Query::Prize(id)).await? {
+            QueryReply::Prize(p) => Ok(p),
+            other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+        }
+    }
+
+    /// A payment as of ledger time (a pending one past its expiry reads as expired).
     pub async fn payment(&self, payment: PaymentId) -> Result<Option<Payment>, ClientError> {
         match self.read(Query::Payment(payment)).await? {
             QueryReply::Payment(p) => Ok(p),

@@ -187,6 +187,26 @@ pub enum Command {
     ExpirePayments {
         payments: Vec<crate::types::PaymentId>,
     },
+    /// Create a joint promotion: e-Pay payments settled at its partners within the window
+    /// earn points.
+    CreatePromotion {
+        name: String,
+        partners: Vec<MerchantId>,
+        valid_from_ms: u64,
+        valid_until_ms: u64,
+        points_per_yuan: u32,
+    },
+    /// Create a prize with a points price and a stock.
+    CreatePrize {
+        name: String,
+        price_points: u64,
+        stock: u64,
+    },
+    /// Redeem one of a prize for an account's points, first come, first served.
+    RedeemPrize {
+        prize: crate::types::PrizeId,
+        account: AccountId,
+    },
     /// Register a merchant with its settlement account.
     RegisterMerchant {
         kind: MerchantKind,

@@ -29,6 +29,18 @@ pub const MAX_SMS_ACK: usize = 1_024;
 pub const MAX_EXPIRE_BATCH: usize = 1_024;
 /// Longest receipt number a terminal may print, in bytes.
 pub const MAX_RECEIPT_BYTES: usize = 32;
+/// Most promotions the ledger holds; every e-Pay settlement looks at each of them.
+pub const MAX_PROMOTIONS: u64 = 1_000;
+/// Most partner merchants one promotion names.
+pub const MAX_PROMOTION_PARTNERS: usize = 64;
+/// Highest rate a promotion may pay, in points per whole yuan.
+pub const MAX_POINTS_PER_YUAN: u32 = 1_000;
+/// Most prizes the ledger holds.
+pub const MAX_PRIZES: u64 = 10_000;
+/// Largest stock one prize may have.
+pub const MAX_PRIZE_STOCK: u64 = 10_000_000;
+/// Highest price of a prize, in points.
+pub const MAX_PRIZE_POINTS: u64 = 1_000_000_000;
 /// Most refunds of one payment (each a posting of its own; a bill of 1 fen refunded a fen at
 /// a time is the only way to reach it).
 pub const MAX_REFUNDS_PER_PAYMENT: u32 = 1_000;

@@ -116,6 +116,17 @@ pub enum Reply {
     PaymentsExpired {
         expired: u64,
     },
+    PromotionCreated {
+        promotion: crate::types::PromotionId,
+    },
+    PrizeCreated {
+        prize: crate::types::PrizeId,
+    },
+    PrizeRedeemed {
+        prize: crate::types::PrizeId,
+        points_left: u64,
+        stock_left: u64,
+    },
 }
 
 /// A text field, for errors about text input.
@@ -127,6 +138,8 @@ pub enum TextField {
     Alias,
     OrderId,
     Receipt,
+    PromotionName,
+    PrizeName,
 }
 
 impl TextField {
@@ -323,6 +336,33 @@ pub enum LedgerError {
         debit_fen: u64,
         spent_today_fen: u64,
         limit_fen: u64,
+    },
+
+    // ---- promotion points and prizes ----
+    #[error("a promotion's window must end after it starts")]
+    InvalidPromotionWindow,
+    #[error("a promotion pays 1 to {max} points per yuan")]
+    InvalidPointsRate { max: u32 },
+    #[error("a promotion names 1 to {max} distinct partner merchants")]
+    InvalidPartners { max: usize },
+    #[error("the ledger already holds the maximum of {max} promotions")]
+    TooManyPromotions { max: u64 },
+    #[error("a prize costs 1 to {max_points} points and has a stock of 1 to {max_stock}")]
+    InvalidPrize { max_points: u64, max_stock: u64 },
+    #[error("the ledger already holds the maximum of {max} prizes")]
+    TooManyPrizes { max: u64 },
+    #[error("no prize {prize}")]
+    UnknownPrize { prize: crate::types::PrizeId },
+    #[error("prize {prize} is out of stock: all {stock} redeemed")]
+    PrizeOutOfStock {
+        prize: crate::types::PrizeId,
+        stock: u64,
+    },
+    #[error("account {account} holds {points} points, {price} needed")]
+    NotEnoughPoints {
+        account: AccountId,
+        points: u64,
+        price: u64,
     },
 
     // ---- merchants ----

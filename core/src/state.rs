@@ -13,7 +13,7 @@ use crate::config::LedgerConfig;
 use crate::outcome::{EnrolmentStep, Outcome};
 use crate::types::{
     AccountId, AccountStatus, ChallengeId, Digest32, Eligibility, FeeTier, MerchantId,
-    MerchantKind, Payee, PaymentId, PoolId, RequestKey, VipTier, YearMonth,
+    MerchantKind, Payee, PaymentId, PoolId, PrizeId, PromotionId, RequestKey, VipTier, YearMonth,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -150,6 +150,8 @@ pub struct Refunds {
     pub count: u32,
     pub total_fen: u64,
     pub to_payer_fen: u64,
+    /// Points taken back from the payer, in proportion to what was refunded.
+    pub points_taken: u64,
 }
 
 /// A payment: two-step e-Pay, small transfer, or card-present.
@@ -164,6 +166,8 @@ pub struct Payment {
     pub state: PaymentState,
     pub created_ms: u64,
     pub refunds: Refunds,
+    /// Promotion points the payer earned by this payment when it settled.
+    pub points_earned: u64,
 }
 
 impl Payment {
@@ -182,6 +186,26 @@ impl Payment {
             _ => 0,
         }
     }
+}
+
+/// A joint promotion (减排积分): e-Pay payments settled at one of its partners within its
+/// window earn the payer `points_per_yuan` points per whole yuan of the bill.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Promotion {
+    pub name: String,
+    pub partners: Vec<MerchantId>,
+    pub valid_from_ms: u64,
+    pub valid_until_ms: u64,
+    pub points_per_yuan: u32,
+}
+
+/// A prize: a points price and a stock, redeemed first come, first served.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prize {
+    pub name: String,
+    pub price_points: u64,
+    pub stock: u64,
+    pub redeemed: u64,
 }
 
 /// What a card paid at terminals on one China Standard Time day (the card-present cap).
@@ -296,6 +320,8 @@ pub struct Meta {
     pub next_pool: u64,
     pub next_challenge: u64,
     pub next_payment: u64,
+    pub next_promotion: u64,
+    pub next_prize: u64,
     pub client_sessions: u64,
     pub last_closed_month: Option<YearMonth>,
 }
@@ -336,6 +362,10 @@ pub enum Key {
     PendingPayment(u64, PaymentId),
     /// A card's card-present spending today.
     CardDay(AccountId),
+    Promotion(PromotionId),
+    Prize(PrizeId),
+    /// An account's promotion points.
+    Points(AccountId),
 }
 
 /// A record. Each `Key` variant holds the `Value` variant of the same name.
@@ -363,6 +393,9 @@ pub enum Value {
     OtpIssues(OtpIssues),
     PendingPayment,
     CardDay(CardDay),
+    Promotion(Box<Promotion>),
+    Prize(Box<Prize>),
+    Points(u64),
 }
 
 /// A key that could not be decoded from bytes: a corrupt store or snapshot.
@@ -397,7 +430,9 @@ impl Ord for Key {
             (Outbox(a), Outbox(b)) => a.cmp(b),
             (OtpIssues(a), OtpIssues(b)) => a.cmp(b),
             (PendingPayment(a, p), PendingPayment(b, q)) => (a, p).cmp(&(b, q)),
-            (CardDay(a), CardDay(b)) => a.cmp(b),
+            (CardDay(a), CardDay(b)) | (Points(a), Points(b)) => a.cmp(b),
+            (Promotion(a), Promotion(b)) => a.cmp(b),
+            (Prize(a), Prize(b)) => a.cmp(b),
             _ => self.tag().cmp(&other.tag()),
         }
     }
@@ -411,7 +446,7 @@ impl PartialOrd for Key {
 }
 
 /// Number of `Key` variants (tags 0..KEY_TAGS).
-pub const KEY_TAGS: usize = 22;
+pub const KEY_TAGS: usize = 25;
 
 impl Key {
     /// The variant's tag: the first byte of the encoding, and the table it lives in.
@@ -440,6 +475,9 @@ impl Key {
             Key::OtpIssues(_) => 19,
             Key::PendingPayment(..) => 20,
             Key::CardDay(_) => 21,
+            Key::Promotion(_) => 22,
+            Key::Prize(_) => 23,
+            Key::Points(_) => 24,
         }
     }
 
@@ -504,6 +542,9 @@ impl Key {
                 out.extend_from_slice(&p.0.to_be_bytes());
             }
             Key::CardDay(a) => out.extend([&[21][..], &a.0.to_be_bytes()].concat()),
+            Key::Promotion(p) => out.extend([&[22][..], &p.0.to_be_bytes()].concat()),
+            Key::Prize(p) => out.extend([&[23][..], &p.0.to_be_bytes()].concat()),
+            Key::Points(a) => out.extend([&[24][..], &a.0.to_be_bytes()].concat()),
         }
         out
     }
@@ -567,6 +608,9 @@ impl Key {
                 return Ok(Key::PendingPayment(u64_at(0)?, PaymentId(u64_at(8)?)));
             }
             21 => Key::CardDay(AccountId(u64_at(0)?)),
+            22 => Key::Promotion(PromotionId(u64_at(0)?)),
+            23 => Key::Prize(PrizeId(u64_at(0)?)),
+            24 => Key::Points(AccountId(u64_at(0)?)),
             _ => return Err(bad()),
         };
         let width = match tag {
@@ -770,7 +814,10 @@ mod tests {
             id.clone().prop_map(|c| Key::Outbox(ChallengeId(c))),
             id.clone().prop_map(Key::OtpIssues),
             (id.clone(), id.clone()).prop_map(|(t, p)| Key::PendingPayment(t, PaymentId(p))),
-            id.prop_map(|a| Key::CardDay(AccountId(a))),
+            id.clone().prop_map(|a| Key::CardDay(AccountId(a))),
+            id.clone().prop_map(|p| Key::Promotion(PromotionId(p))),
+            id.clone().prop_map(|p| Key::Prize(PrizeId(p))),
+            id.prop_map(|a| Key::Points(AccountId(a))),
         ]
     }
 

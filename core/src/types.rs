@@ -32,6 +32,14 @@ id_type!(
     PoolId
 );
 id_type!(
+    /// A joint promotion with partner merchants (减排积分).
+    PromotionId
+);
+id_type!(
+    /// A prize redeemed with promotion points.
+    PrizeId
+);
+id_type!(
     /// An OTP challenge.
     ChallengeId
 );

@@ -4,7 +4,7 @@
 use crate::command::Command;
 use crate::config::{
     MAX_ALIAS_CHARS, MAX_AMOUNT_FEN, MAX_EXPIRE_BATCH, MAX_NAME_BYTES, MAX_ORDER_ID_BYTES,
-    MAX_RECEIPT_BYTES, MAX_SMS_ACK,
+    MAX_PROMOTION_PARTNERS, MAX_RECEIPT_BYTES, MAX_SMS_ACK,
 };
 use crate::outcome::{LedgerError, TextField};
 
@@ -164,6 +164,16 @@ pub fn field_limits(command: &Command) -> Result<(), LedgerError> {
             Ok(())
         }
         Command::CreatePool { name, .. } => bounded(TextField::PoolName, name, MAX_NAME_BYTES),
+        Command::CreatePromotion { name, partners, .. } => {
+            bounded(TextField::PromotionName, name, MAX_NAME_BYTES)?;
+            if partners.len() > MAX_PROMOTION_PARTNERS {
+                return Err(LedgerError::InvalidPartners {
+                    max: MAX_PROMOTION_PARTNERS,
+                });
+            }
+            Ok(())
+        }
+        Command::CreatePrize { name, .. } => bounded(TextField::PrizeName, name, MAX_NAME_BYTES),
         Command::AckSms { challenges } if challenges.len() > MAX_SMS_ACK => {
             Err(LedgerError::TooManyItems { max: MAX_SMS_ACK })
         }

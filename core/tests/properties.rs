@@ -55,6 +55,7 @@ enum Op {
         amount_fen: u64,
     },
     Cancel(usize),
+    Redeem(usize),
     /// The leader's expiry of what ledger time has expired.
     Expire,
 }
@@ -93,7 +94,8 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (any::<usize>(), prop_oneof![1..200 * YUAN, Just(0u64), 1..2_000 * YUAN])
             .prop_map(|(pick, amount_fen)| Op::Refund { pick, amount_fen }),
         2 => any::<usize>().prop_map(Op::Cancel),
-        2 => Just(Op::Expire),
+        4 => card.clone().prop_map(Op::Redeem),
+        3 => Just(Op::Expire),
     ]
 }
 
@@ -158,6 +160,22 @@ impl World {
             };
             pools.push(pool);
         }
+        // A promotion at the POS merchant, and a prize of few points and little stock.
+        let now = d.now_ms;
+        d.submit(Command::CreatePromotion {
+            name: "promotion".into(),
+            partners: vec![merchants[0]],
+            valid_from_ms: now,
+            valid_until_ms: now + 40 * 86_400_000,
+            points_per_yuan: 1,
+        })
+        .unwrap();
+        d.submit(Command::CreatePrize {
+            name: "prize".into(),
+            price_points: 5,
+            stock: 2,
+        })
+        .unwrap();
         let next_month_to_close = cst_month(d.now_ms);
         World {
             d,
@@ -417,6 +435,17 @@ impl World {
                     let _ = self.submit(Command::CancelPayment { payment });
                 }
             }
+            Op::Redeem(c) => {
+                let account = self.cards[*c].account;
+                let points = self.d.ledger.points(account);
+                let redeemed = self.submit(Command::RedeemPrize {
+                    prize: ledger_core::types::PrizeId(1),
+                    account,
+                });
+                if let Ok(Reply::PrizeRedeemed { points_left, .. }) = redeemed {
+                    prop_assert_eq!(points_left, points - 5);
+                }
+            }
             Op::Expire => {
                 let due = self.d.ledger.expired_payments(self.d.now_ms, 1_024);
                 let _ = self.submit(Command::ExpirePayments { payments: due });
@@ -506,7 +535,7 @@ fn the_generated_sequences_reach_the_interesting_paths() {
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
     let mut seen = BTreeSet::new();
-    for _ in 0..64 {
+    for _ in 0..96 {
         let ops = prop::collection::vec(op(), 60..80)
             .new_tree(&mut runner)
             .unwrap()
@@ -532,10 +561,11 @@ fn the_generated_sequences_reach_the_interesting_paths() {
                 Ok(Reply::PaymentsExpired { expired: 1.. }) => "expired",
                 Err(LedgerError::RefundExceedsBill { .. }) => "refund beyond the bill",
                 Err(LedgerError::WrongCardPassword { .. }) => "wrong PIN",
+                Ok(Reply::PrizeRedeemed { .. }) => "prize redeemed",
                 _ => continue,
             };
             seen.insert(label);
         }
     }
-    assert_eq!(seen.len(), 13, "reached only {seen:?}");
+    assert_eq!(seen.len(), 14, "reached only {seen:?}");
 }

@@ -603,7 +603,8 @@ mod tests {
             "method": {"Epay": {"challenge": 1}},
             "state": {"Settled": {"debited_fen": 100, "voucher": null, "settled_ms": 1}},
             "created_ms": 0,
-            "refunds": {"count": u32::from(refunded_fen > 0), "total_fen": refunded_fen, "to_payer_fen": refunded_fen},
+            "refunds": {"count": u32::from(refunded_fen > 0), "total_fen": refunded_fen, "to_payer_fen": refunded_fen, "points_taken": 0},
+            "points_earned": 0,
         })
     }
 

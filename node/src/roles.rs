@@ -6,6 +6,8 @@
 //! |---|---|---|---|---|---|
 //! | open account, deposit, withdraw, transfer, status, flags, VIP tier | yes | | | | |
 //! | register merchant, create pool, close month | yes | | | | |
+//! | create promotion, create prize | yes | | | | |
+//! | redeem a prize | | | yes | | |
 //! | init cluster, add node, remove node | yes | | | | |
 //! | e-Pay enrolment (4 steps), e-Pay limits | | | yes | | |
 //! | payment begin / confirm / cancel to a merchant | | itself | | | |
@@ -15,10 +17,10 @@
 //! | merchant transfer out of its settlement account | | itself | | | |
 //! | voucher claim | | | yes | | |
 //! | read account | yes | its settlement account | yes | yes | |
-//! | read credential, voucher | yes | | yes | yes | |
+//! | read credential, voucher, points | yes | | yes | yes | |
 //! | read merchant | yes | itself | | yes | |
 //! | read payment | yes | paid to itself | yes | yes | |
-//! | read pool | yes | yes | yes | yes | |
+//! | read pool, promotion, prize | yes | yes | yes | yes | |
 //! | read state hash, account range | yes | | | yes | |
 //! | status | yes | yes | yes | yes | |
 //!
@@ -118,6 +120,9 @@ fn command_name(command: &Command) -> &'static str {
         Command::CreatePool { .. } => "create a voucher pool",
         Command::ClaimVoucher { .. } => "claim a voucher",
         Command::CancelPayment { .. } => "cancel a payment",
+        Command::CreatePromotion { .. } => "create a promotion",
+        Command::CreatePrize { .. } => "create a prize",
+        Command::RedeemPrize { .. } => "redeem a prize",
         Command::RefundPayment { .. } => "refund a payment",
         Command::OpenAccount { .. }
         | Command::EpayBegin { .. }
@@ -168,9 +173,9 @@ fn allowed_operation(operation: &Operation, owners: &impl Owners) -> Allowed {
             Command::CancelPayment { payment } | Command::RefundPayment { payment, .. } => {
                 payment_side(owners, *payment)
             }
-            Command::SetEpayLimits { .. } | Command::ClaimVoucher { .. } => {
-                Allowed::Role(Role::Channel)
-            }
+            Command::SetEpayLimits { .. }
+            | Command::ClaimVoucher { .. }
+            | Command::RedeemPrize { .. } => Allowed::Role(Role::Channel),
             Command::MerchantTransfer { merchant, .. } => Allowed::Merchant(*merchant),
             Command::OpenAccount { .. }
             | Command::EpayBegin { .. }
@@ -190,7 +195,9 @@ fn allowed_operation(operation: &Operation, owners: &impl Owners) -> Allowed {
             | Command::SetVipTier { .. }
             | Command::RegisterMerchant { .. }
             | Command::CloseMonth { .. }
-            | Command::CreatePool { .. } => Allowed::Role(Role::Operator),
+            | Command::CreatePool { .. }
+            | Command::CreatePromotion { .. }
+            | Command::CreatePrize { .. } => Allowed::Role(Role::Operator),
         },
     }
 }
@@ -221,6 +228,9 @@ pub fn query_name(query: &Query) -> &'static str {
         Query::Pool(_) => "read a voucher pool",
         Query::Voucher(..) => "read a voucher",
         Query::Payment(_) => "read a payment",
+        Query::Points(_) => "read an account's points",
+        Query::Promotion(_) => "read a promotion",
+        Query::Prize(_) => "read a prize",
         Query::StateHash => "read the state hash",
         Query::AccountRange { .. } => "read a range of accounts",
     }
@@ -240,12 +250,12 @@ pub fn authorize_query(
         },
     };
     let allowed = match query {
-        Query::Pool(_) => everyone,
+        Query::Pool(_) | Query::Promotion(_) | Query::Prize(_) => everyone,
         Query::Account(a) => Allowed::Reader {
             channel: true,
             merchant: owners.settles(*a),
         },
-        Query::Credential(_) | Query::Voucher(..) => Allowed::Reader {
+        Query::Credential(_) | Query::Voucher(..) | Query::Points(_) => Allowed::Reader {
             channel: true,
             merchant: None,
         },
@@ -315,6 +325,7 @@ mod tests {
                 state: PaymentState::Pending,
                 created_ms: 0,
                 refunds: Default::default(),
+                points_earned: 0,
             },
         );
         f.settles.insert(AccountId(20), MerchantId(7));

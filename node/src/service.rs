@@ -380,6 +380,9 @@ impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
                     Query::Pool(p) => QueryReply::Pool(ledger.pool(p)),
                     Query::Voucher(a, p) => QueryReply::Voucher(ledger.voucher(a, p)),
                     Query::Payment(p) => QueryReply::Payment(ledger.payment(p)),
+                    Query::Points(a) => QueryReply::Points(ledger.points(a)),
+                    Query::Promotion(p) => QueryReply::Promotion(ledger.promotion(p)),
+                    Query::Prize(p) => QueryReply::Prize(ledger.prize(p)),
                     Query::StateHash => QueryReply::StateHash {
                         applied_index: applied_index.unwrap_or(0),
                         hash: ledger.state_hash(),

@@ -9,7 +9,7 @@ use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::outcome::Reply;
 use ledger_core::types::{
     AccountId, AccountStatus, Eligibility, MerchantId, MerchantKind, Payee, PaymentId, PoolId,
-    RequestKey, VipTier, YearMonth,
+    PrizeId, PromotionId, RequestKey, VipTier, YearMonth,
 };
 use ledger_testkit::driver::{test_pan, test_phone};
 use ledger_tests::{serial, Cluster};
@@ -445,6 +445,49 @@ fn rows(w: &World, member: NodeInfo) -> Vec<Row> {
                 payment: w.own_payment,
             }),
             &[Merchant],
+        ),
+        row(
+            "create a promotion",
+            command(Command::CreatePromotion {
+                name: "matrix".into(),
+                partners: vec![w.own],
+                valid_from_ms: 0,
+                valid_until_ms: 1,
+                points_per_yuan: 1,
+            }),
+            &[Operator],
+        ),
+        row(
+            "create a prize",
+            command(Command::CreatePrize {
+                name: "matrix".into(),
+                price_points: 1,
+                stock: 1,
+            }),
+            &[Operator],
+        ),
+        row(
+            "redeem a prize",
+            command(Command::RedeemPrize {
+                prize: PrizeId(1),
+                account: w.payer,
+            }),
+            &[Channel],
+        ),
+        row(
+            "read a customer's points",
+            Call::Query(Query::Points(w.payer)),
+            &[Operator, Channel, Auditor],
+        ),
+        row(
+            "read a promotion",
+            Call::Query(Query::Promotion(PromotionId(1))),
+            &[Operator, Merchant, Channel, Auditor],
+        ),
+        row(
+            "read a prize",
+            Call::Query(Query::Prize(PrizeId(1))),
+            &[Operator, Merchant, Channel, Auditor],
         ),
         row(
             "transfer out of its own settlement account",

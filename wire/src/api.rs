@@ -8,9 +8,10 @@
 use ledger_core::command::{CampaignFlags, Command};
 use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::outcome::{LedgerError, Reply};
-use ledger_core::state::{Credential, Merchant, Payment, Pool, Voucher};
+use ledger_core::state::{Credential, Merchant, Payment, Pool, Prize, Promotion, Voucher};
 use ledger_core::types::{
-    AccountId, AccountStatus, Digest32, MerchantId, Payee, PaymentId, PoolId, RequestKey, VipTier,
+    AccountId, AccountStatus, Digest32, MerchantId, Payee, PaymentId, PoolId, PrizeId, PromotionId,
+    RequestKey, VipTier,
 };
 use serde::{Deserialize, Serialize};
 
@@ -157,6 +158,10 @@ pub enum Query {
     Pool(PoolId),
     Voucher(AccountId, PoolId),
     Payment(PaymentId),
+    /// An account's promotion points.
+    Points(AccountId),
+    Promotion(PromotionId),
+    Prize(PrizeId),
     /// Applied index and state hash of the node that answers.
     StateHash,
     /// The accounts with ids `first .. first + count` that exist, read at one point of the
@@ -191,6 +196,9 @@ pub enum QueryReply {
     Pool(Option<Pool>),
     Voucher(Option<Voucher>),
     Payment(Option<Payment>),
+    Points(u64),
+    Promotion(Option<Promotion>),
+    Prize(Option<Prize>),
     StateHash {
         applied_index: u64,
         hash: Digest32,

@@ -1,7 +1,7 @@
 //! e-Pay (工银e支付): the four-step enrolment, customer limits, OTP challenges bound to the
 //! transaction, and the two-step payment that settles with the best voucher deducted.
 
-use super::{accounts, merchants, vouchers, Apply, Failure, Handled};
+use super::{accounts, merchants, points, vouchers, Apply, Failure, Handled};
 use crate::command::{order_digest, ChallengeSeed, OtpProof, TxElements};
 use crate::config::LedgerConfig;
 use crate::config::{MAX_CARD_PASSWORD_FAILURES, MAX_ORDER_ID_BYTES, MAX_PASSWORD_FAILURES};
@@ -606,6 +606,7 @@ pub(super) fn begin_payment(
             state: PaymentState::Pending,
             created_ms: a.now_ms,
             refunds: Refunds::default(),
+            points_earned: 0,
         },
     );
     a.tx.put_value(
@@ -685,6 +686,9 @@ pub(super) fn confirm_payment(a: &mut Apply<'_>, payment_id: PaymentId, otp: Otp
     };
     let bill_fen = payment.amount_fen;
     let payee = payment.payee;
+    if let Payee::Merchant(m) = payee {
+        payment.points_earned = points::earn(a, payer, m, bill_fen);
+    }
     a.tx.put(Key::Payment(payment_id), payment);
     let reward_granted = match payee {
         Payee::Merchant(m) => merchants::record_settlement(a, m, bill_fen, payment_id)?,

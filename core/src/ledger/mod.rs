@@ -8,6 +8,7 @@
 mod accounts;
 mod epay;
 mod merchants;
+mod points;
 mod refunds;
 mod sessions;
 mod terminals;
@@ -78,6 +79,8 @@ record!(IdempotencyRecord, Idempotency, boxed);
 record!(crate::state::Session, Session);
 record!(crate::state::OtpIssues, OtpIssues);
 record!(crate::state::CardDay, CardDay);
+record!(crate::state::Promotion, Promotion, boxed);
+record!(crate::state::Prize, Prize, boxed);
 
 /// A command's view of the state: the store plus the command's own uncommitted writes.
 pub(crate) struct Tx<'s> {
@@ -324,6 +327,8 @@ impl<S: Store> Ledger<S> {
             next_pool: 1,
             next_challenge: 1,
             next_payment: 1,
+            next_promotion: 1,
+            next_prize: 1,
             client_sessions: 0,
             last_closed_month: None,
         };
@@ -528,6 +533,19 @@ impl<S: Store> Ledger<S> {
     pub fn voucher(&self, account: AccountId, pool: PoolId) -> Option<Voucher> {
         self.read(Key::Voucher(account, pool))
     }
+    pub fn promotion(&self, id: crate::types::PromotionId) -> Option<crate::state::Promotion> {
+        self.read(Key::Promotion(id))
+    }
+    pub fn prize(&self, id: crate::types::PrizeId) -> Option<crate::state::Prize> {
+        self.read(Key::Prize(id))
+    }
+    /// An account's promotion points (zero if it never earned any).
+    pub fn points(&self, account: AccountId) -> u64 {
+        match Tx::new(&self.store).get_value(&Key::Points(account)) {
+            Some(Value::Points(p)) => p,
+            _ => 0,
+        }
+    }
     pub fn gift(&self, account: AccountId) -> Option<Gift> {
         self.read(Key::Gift(account))
     }
@@ -622,6 +640,12 @@ impl<S: Store> Ledger<S> {
             }
             (Key::PendingPayment(_, id), _) => {
                 pending_queue.insert(*id);
+            }
+            (Key::Prize(id), Value::Prize(p)) if p.redeemed > p.stock => {
+                problems.push(format!(
+                    "prize {id}: {} redeemed of {}",
+                    p.redeemed, p.stock
+                ));
             }
             (Key::Account(id), Value::Account(a)) => {
                 sum += i128::from(a.balance_fen);
@@ -823,5 +847,25 @@ fn dispatch(a: &mut Apply<'_>, command: &Command) -> Handled {
             amount_fen,
         } => refunds::refund(a, *payment, *amount_fen),
         Command::ExpirePayments { payments } => epay::expire_payments(a, payments),
+        Command::CreatePromotion {
+            name,
+            partners,
+            valid_from_ms,
+            valid_until_ms,
+            points_per_yuan,
+        } => points::create_promotion(
+            a,
+            name,
+            partners,
+            *valid_from_ms,
+            *valid_until_ms,
+            *points_per_yuan,
+        ),
+        Command::CreatePrize {
+            name,
+            price_points,
+            stock,
+        } => points::create_prize(a, name, *price_points, *stock),
+        Command::RedeemPrize { prize, account } => points::redeem(a, *prize, *account),
     }
 }

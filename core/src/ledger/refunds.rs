@@ -1,9 +1,10 @@
 //! Refunds (DOMAIN.md section 9): a merchant gives back a settled payment of its own, in
 //! full or in parts that never add up to more than the bill, out of its settlement account.
 //! The payer gets back what it paid first (the bill less the voucher); the rest goes back to
-//! `promotions`, which funded the voucher; the voucher itself is not given back.
+//! `promotions`, which funded the voucher; the voucher itself is not given back. The points
+//! the payment earned are taken back in proportion to what was refunded (never below zero).
 
-use super::{accounts, merchants, Apply, Handled};
+use super::{accounts, merchants, points, Apply, Handled};
 use crate::config::MAX_REFUNDS_PER_PAYMENT;
 use crate::outcome::{LedgerError, Reply};
 use crate::state::{Key, Payment, PaymentState};
@@ -81,6 +82,14 @@ pub(super) fn refund(a: &mut Apply<'_>, id: PaymentId, amount_fen: u64) -> Handl
     payment.refunds.count += 1;
     payment.refunds.total_fen += amount_fen;
     payment.refunds.to_payer_fen += to_payer_fen;
+    payment.refunds.points_taken += points::take_back(
+        a,
+        payment.payer,
+        payment.points_earned,
+        payment.refunds.points_taken,
+        payment.refunds.total_fen,
+        payment.amount_fen,
+    );
     let refundable_fen = payment.refundable_fen();
     a.tx.put(Key::Payment(id), payment);
     Ok(Reply::PaymentRefunded {

@@ -111,6 +111,8 @@ pub(super) fn swipe(a: &mut Apply<'_>, s: Swipe<'_>) -> Handled {
             },
             created_ms: a.now_ms,
             refunds: Refunds::default(),
+            // Promotion points are earned by e-Pay payments only (DOMAIN.md section 8).
+            points_earned: 0,
         },
     );
     a.tx.put_value(receipt_key, Some(Value::OrderIndex(payment_id)));

@@ -16,6 +16,7 @@ mod epay;
 mod failure;
 mod merchant;
 mod pay;
+mod points;
 mod pool;
 mod session;
 mod sms;
@@ -99,6 +100,9 @@ enum Cmd {
     /// Voucher pools.
     #[command(subcommand)]
     Pool(pool::PoolCmd),
+    /// Promotions with partner merchants, customers' points, prizes.
+    #[command(subcommand)]
+    Points(points::PointsCmd),
     /// Close a China Standard Time month (YYYY-MM): merchant figures and fee tiers.
     CloseMonth(close_month::CloseMonthArgs),
     /// The development SMS outbox.
@@ -118,6 +122,7 @@ impl Cmd {
             Cmd::Pay(cmd) => cmd.changes_ledger(),
             Cmd::Merchant(cmd) => cmd.changes_ledger(),
             Cmd::Pool(cmd) => cmd.changes_ledger(),
+            Cmd::Points(cmd) => cmd.changes_ledger(),
             Cmd::CloseMonth(_) => true,
         }
     }
@@ -162,6 +167,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Pay(cmd) => pay::run(&session, cmd).await,
         Cmd::Merchant(cmd) => merchant::run(&session, cmd).await,
         Cmd::Pool(cmd) => pool::run(&session, cmd).await,
+        Cmd::Points(cmd) => points::run(&session, cmd).await,
         Cmd::CloseMonth(args) => close_month::run(&session, args).await,
         Cmd::Sms(cmd) => sms::run(&session, cmd, &cli.data_dir).await,
         Cmd::Demo => demo::run(&session, &cli.data_dir)
