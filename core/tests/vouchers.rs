@@ -275,3 +275,134 @@ fn the_vip_gift_is_recorded_once_on_reaching_platinum() {
     );
     assert_eq!(d.ledger.gift(card.account).unwrap().tier, VipTier::Platinum);
 }
+
+#[test]
+fn a_vip_pool_admits_its_tier_and_every_higher_one() {
+    let mut d = driver();
+    let platinum = pool(
+        &mut d,
+        50 * YUAN,
+        10,
+        Eligibility::VipAtLeast(VipTier::Platinum),
+    );
+    let diamond = pool(
+        &mut d,
+        50 * YUAN,
+        10,
+        Eligibility::VipAtLeast(VipTier::Diamond),
+    );
+    let cards: Vec<Card> = (0..3).map(|n| d.funded_card(n, 0)).collect();
+    for (card, tier) in cards
+        .iter()
+        .zip([VipTier::None, VipTier::Platinum, VipTier::Diamond])
+    {
+        d.submit(Command::SetVipTier {
+            account: card.account,
+            tier,
+        })
+        .unwrap();
+    }
+    let not_eligible = |account, pool, tier| LedgerError::NotEligible {
+        account,
+        pool,
+        eligibility: Eligibility::VipAtLeast(tier),
+    };
+    refused(
+        &mut d,
+        claim(platinum, cards[0].account),
+        not_eligible(cards[0].account, platinum, VipTier::Platinum),
+    );
+    d.submit(claim(platinum, cards[1].account)).unwrap();
+    d.submit(claim(platinum, cards[2].account)).unwrap();
+    refused(
+        &mut d,
+        claim(diamond, cards[1].account),
+        not_eligible(cards[1].account, diamond, VipTier::Diamond),
+    );
+    d.submit(claim(diamond, cards[2].account)).unwrap();
+}
+
+#[test]
+fn a_pool_holds_one_to_ten_million_vouchers() {
+    use ledger_core::config::MAX_POOL_CAPACITY;
+    let mut d = driver();
+    let create = |capacity| Command::CreatePool {
+        name: "p".into(),
+        face_value_fen: YUAN,
+        capacity,
+        eligibility: Eligibility::Anyone,
+        valid_from_ms: 0,
+        valid_until_ms: 1,
+    };
+    let invalid = LedgerError::InvalidPoolCapacity {
+        max: MAX_POOL_CAPACITY,
+    };
+    refused(&mut d, create(0), invalid.clone());
+    refused(&mut d, create(MAX_POOL_CAPACITY + 1), invalid);
+    d.submit(create(1)).unwrap();
+    d.submit(create(MAX_POOL_CAPACITY)).unwrap();
+}
+
+#[test]
+fn the_ledger_holds_at_most_ten_thousand_pools() {
+    use ledger_core::config::MAX_POOLS;
+    let mut d = driver();
+    let create = || Command::CreatePool {
+        name: "p".into(),
+        face_value_fen: YUAN,
+        capacity: 1,
+        eligibility: Eligibility::Anyone,
+        valid_from_ms: 0,
+        valid_until_ms: 1,
+    };
+    for _ in 0..MAX_POOLS {
+        d.submit(create()).unwrap();
+    }
+    refused(
+        &mut d,
+        create(),
+        LedgerError::TooManyPools { max: MAX_POOLS },
+    );
+}
+
+#[test]
+fn a_claim_is_open_from_the_first_to_the_last_millisecond_of_the_window() {
+    let mut d = driver();
+    let from = d.now_ms + 10;
+    let Reply::PoolCreated { pool: p } = d
+        .submit(Command::CreatePool {
+            name: "edge".into(),
+            face_value_fen: YUAN,
+            capacity: 5,
+            eligibility: Eligibility::Anyone,
+            valid_from_ms: from,
+            valid_until_ms: from + 10,
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    let cards: Vec<Card> = (0..3).map(|n| d.funded_card(n, 0)).collect();
+    d.now_ms = from - 1;
+    refused(
+        &mut d,
+        claim(p, cards[0].account),
+        LedgerError::PoolNotOpen {
+            pool: p,
+            opens_at_ms: from,
+        },
+    );
+    d.now_ms = from;
+    d.submit(claim(p, cards[0].account)).unwrap();
+    d.now_ms = from + 9;
+    d.submit(claim(p, cards[1].account)).unwrap();
+    d.now_ms = from + 10;
+    refused(
+        &mut d,
+        claim(p, cards[2].account),
+        LedgerError::PoolClosed {
+            pool: p,
+            closed_at_ms: from + 10,
+        },
+    );
+}
