@@ -306,7 +306,10 @@ async fn ledgerctl_demo_plays_the_article_and_passes() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        stdout.contains("pool exhausted") && stdout.contains("earned the reward"),
+        stdout.contains("pool exhausted")
+            && stdout.contains("earned the reward")
+            && stdout.contains("deducted at the swipe")
+            && stdout.contains("10.00 back to promotions"),
         "{stdout}"
     );
     // And `status` sees the cluster.

@@ -1,6 +1,6 @@
 //! `ledgerctl` as a script sees it, against real node processes: errors as JSON, a write
 //! given up on retried under its printed key (applied once), a deposit sent while the leader
-//! dies.
+//! dies, a merchant's swipes, refunds and cancels.
 
 use ledger_client::Client;
 use ledger_core::command::CampaignFlags;
@@ -208,4 +208,134 @@ async fn a_deposit_sent_while_the_leader_dies_is_applied_once() {
         || async { (client.balance(account).await.ok()? == 500).then_some(()) },
     )
     .await;
+}
+
+/// Runs ledgerctl with `--json` as `identity` (a certificate of the cluster's PKI), with
+/// `stdin` on its standard input.
+fn ledgerctl_as(cluster: &Cluster, identity: &str, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Process::new(workspace_binary("ledger-client", "ledgerctl"))
+        .args(["--json", "--endpoints", &endpoints(cluster)])
+        .args(["--certs", &cluster.pki().dir().display().to_string()])
+        .args(["--identity", identity])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ledgerctl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("ledgerctl output")
+}
+
+/// A merchant of `kind` with two terminals on card `n`'s account, and the name of the
+/// certificate ledgerctl acts for it with.
+async fn shop(
+    cluster: &Cluster,
+    client: &Client,
+    n: u64,
+    kind: ledger_core::types::MerchantKind,
+) -> (ledger_core::types::MerchantId, String) {
+    let account = open_account(client, n).await;
+    let phone = ledger_testkit::driver::test_phone(n);
+    let merchant = client
+        .register_merchant(kind, &format!("shop {n}"), account, &phone, 2)
+        .await
+        .expect("register");
+    cluster.identity(&ledger_wire::principal::Principal::Merchant { merchant });
+    (merchant, format!("merchant-{}", merchant.0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merchant_swipes_refunds_and_cancels_with_ledgerctl() {
+    use ledger_core::types::MerchantKind;
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await;
+    let client = cluster.client();
+    let payer = open_account(&client, 4).await;
+    client.deposit(payer, 50_000).await.expect("deposit");
+    let (merchant, me) = shop(&cluster, &client, 5, MerchantKind::Pos).await;
+    let m = merchant.0.to_string();
+    let card = ledger_testkit::driver::test_pan(4);
+
+    // The card number and PIN come from standard input, a line each: never on the command
+    // line, where other users of the machine could read them.
+    let swipe = |pin: &str, receipt: &str| {
+        ledgerctl_as(
+            &cluster,
+            &me,
+            &[
+                "pay",
+                "swipe",
+                "--merchant",
+                &m,
+                "--terminal",
+                "2",
+                "--card",
+                "-",
+                "--pin",
+                "-",
+                "--amount",
+                "120",
+                "--receipt",
+                receipt,
+            ],
+            &format!("{card}\n{pin}\n"),
+        )
+    };
+    let wrong = error(&swipe("000000", "r1"), 1);
+    assert_eq!(wrong["reason"], "WrongCardPassword", "{wrong}");
+    let swiped = swipe("135790", "r1");
+    assert!(swiped.status.success(), "{}", json(&swiped));
+    let swiped = json(&swiped);
+    assert_eq!(swiped["debited_fen"], 12_000);
+    let payment = swiped["payment"].as_u64().expect("payment id").to_string();
+    let again = error(&swipe("135790", "r1"), 1);
+    assert_eq!(again["reason"], "DuplicateReceipt", "{again}");
+
+    let refund = |amount: &str| {
+        ledgerctl_as(
+            &cluster,
+            &me,
+            &["pay", "refund", "--payment", &payment, "--amount", amount],
+            "",
+        )
+    };
+    let refunded = refund("20");
+    assert!(refunded.status.success(), "{}", json(&refunded));
+    assert_eq!(json(&refunded)["refundable_fen"], 10_000);
+    let too_much = error(&refund("100.01"), 1);
+    assert_eq!(too_much["reason"], "RefundExceedsBill", "{too_much}");
+    assert_eq!(client.balance(payer).await.expect("balance"), 40_000);
+
+    // Another merchant may not refund it.
+    let (_, other) = shop(&cluster, &client, 6, MerchantKind::Online).await;
+    let stranger = ledgerctl_as(
+        &cluster,
+        &other,
+        &["pay", "refund", "--payment", &payment, "--amount", "1"],
+        "",
+    );
+    let forbidden = error(&stranger, 1);
+    assert_eq!(forbidden["type"], "Rejected", "{forbidden}");
+    assert!(
+        forbidden["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("may not refund a payment")),
+        "{forbidden}"
+    );
+
+    // The payment as ledgerctl shows it; a settled payment cannot be cancelled.
+    let show = ledgerctl_as(&cluster, &me, &["pay", "show", &payment], "");
+    assert!(show.status.success(), "{}", json(&show));
+    let shown = json(&show);
+    assert_eq!(shown["refunds"]["total_fen"], 2_000, "{shown}");
+    assert_eq!(shown["method"]["CardPresent"]["terminal"], 2, "{shown}");
+    let cancel = ledgerctl_as(&cluster, &me, &["pay", "cancel", "--payment", &payment], "");
+    assert_eq!(error(&cancel, 1)["reason"], "PaymentNotPending");
 }
