@@ -132,6 +132,18 @@ impl PaymentState {
     pub fn is_terminal(&self) -> bool {
         !matches!(self, PaymentState::Pending)
     }
+
+    /// The state's name, for messages and statistics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PaymentState::Pending => "pending",
+            PaymentState::Settled { .. } => "settled",
+            PaymentState::Superseded => "superseded",
+            PaymentState::Failed => "failed",
+            PaymentState::Cancelled { .. } => "cancelled",
+            PaymentState::Expired { .. } => "expired",
+        }
+    }
 }
 
 /// How a payment was authorised.

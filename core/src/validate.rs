@@ -20,6 +20,15 @@ pub fn amount(amount_fen: u64) -> Result<u64, LedgerError> {
     }
 }
 
+/// A list of at most `max` items.
+pub fn items(len: usize, max: usize) -> Result<(), LedgerError> {
+    if len > max {
+        Err(LedgerError::TooManyItems { max })
+    } else {
+        Ok(())
+    }
+}
+
 /// A non-empty text of at most `max_bytes` bytes, without control characters. The length is
 /// checked first, so a 10 MB string is refused without being scanned.
 pub fn text(field: TextField, value: &str, max_bytes: usize) -> Result<(), LedgerError> {

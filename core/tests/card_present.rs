@@ -97,8 +97,8 @@ fn a_swipe_settles_at_once_with_the_best_voucher_deducted() {
     d.ledger.check_invariants().unwrap();
 }
 
-#[test]
-fn the_best_of_several_vouchers_is_the_largest_that_fits_the_bill() {
+/// A card holding a 50-yuan and a 100-yuan voucher, at a POS merchant.
+fn two_vouchers() -> (Driver, Card, MerchantId, [ledger_core::types::PoolId; 2]) {
     let (mut d, card, m, _) = card_and_pos(1_000 * YUAN, 1);
     let small = pool(&mut d, 50 * YUAN, 10, Eligibility::Anyone);
     let large = pool(&mut d, 100 * YUAN, 10, Eligibility::Anyone);
@@ -109,21 +109,18 @@ fn the_best_of_several_vouchers_is_the_largest_that_fits_the_bill() {
         })
         .unwrap();
     }
+    (d, card, m, [small, large])
+}
+
+#[test]
+fn the_best_of_several_vouchers_is_the_largest_that_fits_the_bill() {
+    let (mut d, card, m, [small, _]) = two_vouchers();
     // 80 yuan: the 100-yuan voucher does not fit the bill; the 50-yuan one does.
     assert_eq!(
         settled(d.swipe(&card, m, 80 * YUAN, "a")),
         (30 * YUAN, Some(small), false)
     );
-    let (mut d, card, m, _) = card_and_pos(1_000 * YUAN, 1);
-    let small = pool(&mut d, 50 * YUAN, 10, Eligibility::Anyone);
-    let large = pool(&mut d, 100 * YUAN, 10, Eligibility::Anyone);
-    for p in [small, large] {
-        d.submit(Command::ClaimVoucher {
-            pool: p,
-            account: card.account,
-        })
-        .unwrap();
-    }
+    let (mut d, card, m, [small, large]) = two_vouchers();
     // 100 yuan exactly: both fit; the larger wins.
     assert_eq!(
         settled(d.swipe(&card, m, 100 * YUAN, "b")),

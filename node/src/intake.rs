@@ -110,14 +110,7 @@ impl Intake {
                 card_password,
                 alias,
             } => {
-                let stored = ledger
-                    .holder(account)
-                    .ok_or(LedgerError::UnknownAccount { account })?
-                    .password;
-                let keys = keys.clone();
-                let password_proof = self
-                    .cpu(move || intake::password_proof(&keys, &card_password, &stored))
-                    .await??;
+                let password_proof = self.password_proof(ledger, account, card_password).await?;
                 Command::EpayChooseAlias {
                     account,
                     password_proof,
@@ -187,14 +180,7 @@ impl Intake {
                 let account = ledger
                     .account_by_card(pan_digest)
                     .ok_or(LedgerError::UnknownCard)?;
-                let stored = ledger
-                    .holder(account)
-                    .ok_or(LedgerError::UnknownAccount { account })?
-                    .password;
-                let keys = keys.clone();
-                let password_proof = self
-                    .cpu(move || intake::password_proof(&keys, &card_password, &stored))
-                    .await??;
+                let password_proof = self.password_proof(ledger, account, card_password).await?;
                 Command::CardPayment {
                     merchant,
                     terminal,
@@ -210,6 +196,23 @@ impl Intake {
             }
         };
         Ok(command)
+    }
+
+    /// A typed card password as a proof under the account's stored salt (slow: PBKDF2).
+    async fn password_proof(
+        &self,
+        ledger: &Ledger<SledState>,
+        account: ledger_core::types::AccountId,
+        card_password: ledger_core::intake::Secret,
+    ) -> Result<Digest32, ApiError> {
+        let stored = ledger
+            .holder(account)
+            .ok_or(LedgerError::UnknownAccount { account })?
+            .password;
+        let keys = self.keys.clone();
+        Ok(self
+            .cpu(move || intake::password_proof(&keys, &card_password, &stored))
+            .await??)
     }
 
     /// Runs slow, CPU-bound work (password hashing) where `cpu` says.

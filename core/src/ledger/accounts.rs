@@ -40,6 +40,24 @@ fn customer_id(id: AccountId) -> Result<AccountId, LedgerError> {
     }
 }
 
+/// Refuses, naming the whole amount, when `account` holds less than `needed_fen`: for a
+/// debit made of several postings (a transfer and its fee, a refund split two ways).
+pub(super) fn require_balance(
+    a: &Apply<'_>,
+    account: AccountId,
+    needed_fen: u64,
+) -> Result<(), LedgerError> {
+    let balance_fen = load(a, account)?.balance_fen;
+    if balance_fen < needed_fen as i64 {
+        return Err(LedgerError::InsufficientFunds {
+            account,
+            balance_fen,
+            needed_fen,
+        });
+    }
+    Ok(())
+}
+
 /// Moves `amount_fen` from `source` to `target`: the only way money moves. Refuses (changing
 /// nothing) when either side is unknown or not active, the source is a customer who would go
 /// negative, or the target would overflow. Keeps merchant balance averages up to date.

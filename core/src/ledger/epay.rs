@@ -170,12 +170,7 @@ fn use_challenge(a: &mut Apply<'_>, id: ChallengeId, otp: OtpProof) -> Result<()
 
 /// The leader sent (or gave up on, once expired) these challenges' SMS messages.
 pub(super) fn ack_sms(a: &mut Apply<'_>, challenges: &[ChallengeId]) -> Handled {
-    if challenges.len() > crate::config::MAX_SMS_ACK {
-        return Err(LedgerError::TooManyItems {
-            max: crate::config::MAX_SMS_ACK,
-        }
-        .into());
-    }
+    validate::items(challenges.len(), crate::config::MAX_SMS_ACK)?;
     let mut removed = 0;
     for id in challenges {
         if a.tx.get_value(&Key::Outbox(*id)).is_some() {
@@ -498,12 +493,7 @@ pub(super) fn cancel_payment(a: &mut Apply<'_>, id: PaymentId) -> Handled {
 /// Pending payments whose challenge has expired by ledger time become `Expired`. Named ones
 /// that are not pending, or not yet expired, are left alone: the leader's list may be stale.
 pub(super) fn expire_payments(a: &mut Apply<'_>, payments: &[PaymentId]) -> Handled {
-    if payments.len() > crate::config::MAX_EXPIRE_BATCH {
-        return Err(LedgerError::TooManyItems {
-            max: crate::config::MAX_EXPIRE_BATCH,
-        }
-        .into());
-    }
+    validate::items(payments.len(), crate::config::MAX_EXPIRE_BATCH)?;
     let mut expired = 0;
     for &id in payments {
         let Some(payment) = a.tx.get::<Payment>(Key::Payment(id)) else {

@@ -252,16 +252,7 @@ pub(super) fn transfer_out(
     a.tx.put(Key::Merchant(id), m);
     // The transfer and its fee leave together: a refusal names the whole debit, not the
     // fee posting's share of a balance the transfer already took.
-    let debit_fen = amount_fen + fee_fen;
-    let balance_fen = accounts::load(a, source)?.balance_fen;
-    if balance_fen < debit_fen as i64 {
-        return Err(LedgerError::InsufficientFunds {
-            account: source,
-            balance_fen,
-            needed_fen: debit_fen,
-        }
-        .into());
-    }
+    accounts::require_balance(a, source, amount_fen + fee_fen)?;
     accounts::post(a, source, target, amount_fen)?;
     if fee_fen > 0 {
         accounts::post(a, source, AccountId::FEE_INCOME, fee_fen)?;

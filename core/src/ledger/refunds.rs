@@ -11,18 +11,6 @@ use crate::state::{Key, Payment, PaymentState};
 use crate::types::{AccountId, Payee, PaymentId};
 use crate::validate;
 
-/// The state's name in a refusal.
-fn state_name(state: &PaymentState) -> &'static str {
-    match state {
-        PaymentState::Pending => "pending",
-        PaymentState::Settled { .. } => "settled",
-        PaymentState::Superseded => "superseded",
-        PaymentState::Failed => "failed",
-        PaymentState::Cancelled { .. } => "cancelled",
-        PaymentState::Expired { .. } => "expired",
-    }
-}
-
 /// One refund of `amount_fen` of a settled merchant payment.
 pub(super) fn refund(a: &mut Apply<'_>, id: PaymentId, amount_fen: u64) -> Handled {
     validate::amount(amount_fen)?;
@@ -40,7 +28,7 @@ pub(super) fn refund(a: &mut Apply<'_>, id: PaymentId, amount_fen: u64) -> Handl
     else {
         return Err(LedgerError::NotRefundable {
             payment: id,
-            state: state_name(&payment.state).to_owned(),
+            state: payment.state.name().to_owned(),
         }
         .into());
     };
@@ -61,15 +49,7 @@ pub(super) fn refund(a: &mut Apply<'_>, id: PaymentId, amount_fen: u64) -> Handl
         .into());
     }
     let source = merchants::load(a, merchant)?.settlement_account;
-    let balance_fen = accounts::load(a, source)?.balance_fen;
-    if balance_fen < amount_fen as i64 {
-        return Err(LedgerError::InsufficientFunds {
-            account: source,
-            balance_fen,
-            needed_fen: amount_fen,
-        }
-        .into());
-    }
+    accounts::require_balance(a, source, amount_fen)?;
     let to_payer_fen = amount_fen.min(debited_fen - payment.refunds.to_payer_fen);
     let to_promotions_fen = amount_fen - to_payer_fen;
     if to_payer_fen > 0 {

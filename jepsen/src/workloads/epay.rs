@@ -440,18 +440,6 @@ fn acknowledged<'r, 'a>(history: &'r [Record<'a>]) -> Acknowledged<'r, 'a> {
     seen
 }
 
-/// The name of a payment's end, for the statistics.
-fn end_name(state: &PaymentState) -> &'static str {
-    match state {
-        PaymentState::Pending => "pending",
-        PaymentState::Settled { .. } => "settled",
-        PaymentState::Superseded => "superseded",
-        PaymentState::Failed => "failed",
-        PaymentState::Cancelled { .. } => "cancelled",
-        PaymentState::Expired { .. } => "expired",
-    }
-}
-
 fn epay(setup: &Setup, history: &[Record<'_>]) -> Finding {
     let Acknowledged {
         confirms,
@@ -469,7 +457,7 @@ fn epay(setup: &Setup, history: &[Record<'_>]) -> Finding {
     let mut ends: BTreeMap<&str, u64> = BTreeMap::new();
     for (id, payment) in payments {
         let state = &payment.state;
-        *ends.entry(end_name(state)).or_default() += 1;
+        *ends.entry(state.name()).or_default() += 1;
         let is_settled = matches!(state, PaymentState::Settled { .. });
         if settled.contains_key(id) && !is_settled {
             errors.push(json!({"error": "acknowledged settlement lost", "payment": id, "final_state": state}));
