@@ -124,6 +124,30 @@ impl TryFrom<Reply> for Settlement {
     }
 }
 
+/// A `PaymentRefunded` reply as the refund; a reply of another kind is given back.
+impl TryFrom<Reply> for Refund {
+    type Error = Reply;
+
+    fn try_from(reply: Reply) -> Result<Refund, Reply> {
+        match reply {
+            Reply::PaymentRefunded {
+                payment,
+                refund_fen,
+                to_payer_fen,
+                to_promotions_fen,
+                refundable_fen,
+            } => Ok(Refund {
+                payment,
+                refund_fen,
+                to_payer_fen,
+                to_promotions_fen,
+                refundable_fen,
+            }),
+            other => Err(other),
+        }
+    }
+}
+
 fn unexpected(reply: Reply) -> ClientError {
     ClientError::UnexpectedReply(format!("{reply:?}"))
 }
@@ -372,22 +396,8 @@ impl<T: Transport> Client<T> {
             payment,
             amount_fen,
         };
-        match self.submit(Operation::Command(command)).await? {
-            Reply::PaymentRefunded {
-                payment,
-                refund_fen,
-                to_payer_fen,
-                to_promotions_fen,
-                refundable_fen,
-            } => Ok(Refund {
-                payment,
-                refund_fen,
-                to_payer_fen,
-                to_promotions_fen,
-                refundable_fen,
-            }),
-            other => Err(unexpected(other)),
-        }
+        let reply = self.submit(Operation::Command(command)).await?;
+        Refund::try_from(reply).map_err(unexpected)
     }
 
     /// Creates a joint promotion: e-Pay payments settled at `partners` within the window

@@ -461,6 +461,21 @@ pub(super) fn end_pending(
     a.tx.put(Key::Payment(id), payment);
 }
 
+/// Ends a pending payment as `Expired` if ledger time has passed its challenge's expiry,
+/// returning that expiry; otherwise changes nothing.
+fn expire_if_due(a: &mut Apply<'_>, id: PaymentId, payment: &Payment) -> Option<u64> {
+    let challenge = payment.challenge().expect("a pending payment is e-Pay");
+    let expires_ms = challenge_expiry(a, challenge);
+    if a.now_ms < expires_ms {
+        return None;
+    }
+    let end = PaymentState::Expired {
+        expired_ms: expires_ms,
+    };
+    end_pending(a, id, payment.clone(), end);
+    Some(expires_ms)
+}
+
 /// The payee cancels a pending payment: its code is void from then on. One already past its
 /// expiry is expired instead (and says so).
 pub(super) fn cancel_payment(a: &mut Apply<'_>, id: PaymentId) -> Handled {
@@ -471,15 +486,10 @@ pub(super) fn cancel_payment(a: &mut Apply<'_>, id: PaymentId) -> Handled {
         return Err(LedgerError::PaymentNotPending { payment: id }.into());
     }
     let challenge = payment.challenge().expect("a pending payment is e-Pay");
-    let expires_ms = challenge_expiry(a, challenge);
-    if a.now_ms >= expires_ms {
-        let end = PaymentState::Expired {
-            expired_ms: expires_ms,
-        };
-        end_pending(a, id, payment, end);
+    if let Some(expired_at_ms) = expire_if_due(a, id, &payment) {
         return Err(Failure::Recorded(LedgerError::PaymentExpired {
             payment: id,
-            expired_at_ms: expires_ms,
+            expired_at_ms,
         }));
     }
     void_challenge(a, challenge);
@@ -499,16 +509,7 @@ pub(super) fn expire_payments(a: &mut Apply<'_>, payments: &[PaymentId]) -> Hand
         let Some(payment) = a.tx.get::<Payment>(Key::Payment(id)) else {
             continue;
         };
-        if payment.state != PaymentState::Pending {
-            continue;
-        }
-        let challenge = payment.challenge().expect("a pending payment is e-Pay");
-        let expires_ms = challenge_expiry(a, challenge);
-        if a.now_ms >= expires_ms {
-            let end = PaymentState::Expired {
-                expired_ms: expires_ms,
-            };
-            end_pending(a, id, payment, end);
+        if payment.state == PaymentState::Pending && expire_if_due(a, id, &payment).is_some() {
             expired += 1;
         }
     }

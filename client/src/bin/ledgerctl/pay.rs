@@ -185,31 +185,17 @@ async fn refund(session: &Session, payment: u64, amount: String) -> Result<(), F
         amount_fen: parse_yuan(&amount)?,
     };
     session
-        .write_shown(Operation::Command(command), |reply| match reply {
-            Reply::PaymentRefunded {
-                payment,
-                refund_fen,
-                to_payer_fen,
-                to_promotions_fen,
-                refundable_fen,
-            } => {
-                let refund = Refund {
-                    payment,
-                    refund_fen,
-                    to_payer_fen,
-                    to_promotions_fen,
-                    refundable_fen,
-                };
-                let text = format!(
-                    "payment {payment} refunded {} yuan: {} yuan to the payer, {} yuan to promotions; {} yuan left to refund",
-                    yuan_u(refund_fen),
-                    yuan_u(to_payer_fen),
-                    yuan_u(to_promotions_fen),
-                    yuan_u(refundable_fen)
-                );
-                Ok(Line::new(refund, text))
-            }
-            other => Err(other),
+        .write_shown(Operation::Command(command), |reply| {
+            let r = Refund::try_from(reply)?;
+            let text = format!(
+                "payment {} refunded {} yuan: {} yuan to the payer, {} yuan to promotions; {} yuan left to refund",
+                r.payment,
+                yuan_u(r.refund_fen),
+                yuan_u(r.to_payer_fen),
+                yuan_u(r.to_promotions_fen),
+                yuan_u(r.refundable_fen)
+            );
+            Ok(Line::new(r, text))
         })
         .await
 }
