@@ -7,7 +7,7 @@ use ledger_client::identity::{dev_identity, DEFAULT_IDENTITY};
 use ledger_client::{Client, ClientConfig, DEV_ENDPOINTS};
 use ledger_core::command::CampaignFlags;
 use ledger_core::intake::{OpenAccountRequest, Secret};
-use ledger_core::types::MerchantKind;
+use ledger_core::types::{CampaignId, MerchantKind};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -48,8 +48,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("paid a supplier 3,000 yuan; fee {fee_fen} fen at tier {tier:?}");
     let m = client.merchant(merchant).await?.expect("just registered");
     println!(
-        "campaign: {} settlements, {} fen; reward {:?}; this month {} settlements; tier {:?} (waived through {:?}, 20% through {:?})",
-        m.campaign_tx_count, m.campaign_amount_fen, m.reward_payment, m.month_tx_count, m.fee_tier, m.waived_through, m.discount_through
+        "this month {} settlements; tier {:?} (waived through {:?}, 20% through {:?})",
+        m.month_tx_count, m.fee_tier, m.waived_through, m.discount_through
+    );
+    // The dev cluster's campaign is campaign 1; counters appear with the first settlement.
+    let campaign = CampaignId(1);
+    let counters = client
+        .merchant_campaign(merchant, campaign)
+        .await?
+        .unwrap_or_default();
+    println!(
+        "campaign {campaign}: {} settlements, {} fen; reward {:?}",
+        counters.tx_count, counters.amount_fen, counters.reward_payment
     );
     Ok(())
 }

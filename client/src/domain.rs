@@ -5,10 +5,12 @@ use crate::client::{Client, ClientError, Transport};
 use ledger_core::command::{CampaignFlags, Command};
 use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::outcome::Reply;
-use ledger_core::state::{Credential, Merchant, Payment, Pool, Prize, Promotion};
+use ledger_core::state::{
+    Campaign, CampaignCounters, Credential, Merchant, Payment, Pool, Prize, Promotion,
+};
 use ledger_core::types::{
-    AccountId, AccountStatus, ChallengeId, Eligibility, FeeTier, MerchantId, MerchantKind, Payee,
-    PaymentId, PoolId, PrizeId, PromotionId, VipTier, YearMonth,
+    AccountId, AccountStatus, CampaignId, CampaignRules, ChallengeId, Eligibility, FeeTier,
+    MerchantId, MerchantKind, Payee, PaymentId, PoolId, PrizeId, PromotionId, VipTier, YearMonth,
 };
 use ledger_wire::api::{AccountView, Consistency, Operation, Query, QueryReply};
 
@@ -33,7 +35,7 @@ pub struct PendingPayment {
 }
 
 /// A settled payment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Settlement {
     /// The settled payment.
     pub payment: PaymentId,
@@ -43,8 +45,8 @@ pub struct Settlement {
     pub debited_fen: u64,
     /// The voucher deducted, by its pool.
     pub voucher: Option<PoolId>,
-    /// Whether this settlement earned the merchant its one-time reward.
-    pub reward_granted: bool,
+    /// The campaigns whose one-time reward this settlement earned the merchant.
+    pub rewards: Vec<CampaignId>,
 }
 
 /// One refund of a settled payment.
@@ -111,13 +113,13 @@ impl TryFrom<Reply> for Settlement {
                 bill_fen,
                 debited_fen,
                 voucher,
-                reward_granted,
+                rewards,
             } => Ok(Settlement {
                 payment,
                 bill_fen,
                 debited_fen,
                 voucher,
-                reward_granted,
+                rewards,
             }),
             other => Err(other),
         }
@@ -423,6 +425,30 @@ impl<T: Transport> Client<T> {
         }
     }
 
+    /// Creates a merchant campaign with its rules; `starts_ms` of `None` starts it now (ledger
+    /// time). Returns the campaign and its first millisecond.
+    pub async fn create_campaign(
+        &self,
+        name: &str,
+        starts_ms: Option<u64>,
+        ends_ms: u64,
+        rules: CampaignRules,
+    ) -> Result<(CampaignId, u64), ClientError> {
+        let command = Command::CreateCampaign {
+            name: name.to_owned(),
+            starts_ms,
+            ends_ms,
+            rules,
+        };
+        match self.submit(Operation::Command(command)).await? {
+            Reply::CampaignCreated {
+                campaign,
+                starts_ms,
+            } => Ok((campaign, starts_ms)),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Creates a prize with a points price and a stock.
     pub async fn create_prize(
         &self,
@@ -627,6 +653,29 @@ impl<T: Transport> Client<T> {
     pub async fn promotion(&self, id: PromotionId) -> Result<Option<Promotion>, ClientError> {
         match self.read(Query::Promotion(id)).await? {
             QueryReply::Promotion(p) => Ok(p),
+            other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+        }
+    }
+
+    /// A campaign: its window and rules.
+    pub async fn campaign(&self, id: CampaignId) -> Result<Option<Campaign>, ClientError> {
+        match self.read(Query::Campaign(id)).await? {
+            QueryReply::Campaign(c) => Ok(c),
+            other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+        }
+    }
+
+    /// A merchant's counters in a campaign (`None` until a settlement counts for it).
+    pub async fn merchant_campaign(
+        &self,
+        merchant: MerchantId,
+        campaign: CampaignId,
+    ) -> Result<Option<CampaignCounters>, ClientError> {
+        match self
+            .read(Query::MerchantCampaign(merchant, campaign))
+            .await?
+        {
+            QueryReply::MerchantCampaign(c) => Ok(c),
             other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
         }
     }

@@ -207,6 +207,15 @@ pub enum Command {
         prize: crate::types::PrizeId,
         account: AccountId,
     },
+    /// Create a merchant campaign: reward and fee-tier rules over a window. `starts_ms` of
+    /// `None` starts it at the command's ledger time; a start in the past is refused (its
+    /// counters would have missed the settlements before).
+    CreateCampaign {
+        name: String,
+        starts_ms: Option<u64>,
+        ends_ms: u64,
+        rules: crate::types::CampaignRules,
+    },
     /// Register a merchant with its settlement account.
     RegisterMerchant {
         kind: MerchantKind,

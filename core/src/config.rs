@@ -1,4 +1,5 @@
-//! The ledger's configuration: the bank's caps, the campaign's thresholds and the named limits.
+//! The ledger's configuration: the bank's caps and list fees, and the named limits. Campaign
+//! rules are records (`Command::CreateCampaign`), not configuration.
 //!
 //! The configuration is part of the replicated state (written at genesis), so every replica
 //! applies commands under the same numbers and a snapshot carries them along.
@@ -44,6 +45,22 @@ pub const MAX_PRIZE_POINTS: u64 = 1_000_000_000;
 /// Most refunds of one payment (each a posting of its own; a bill of 1 fen refunded a fen at
 /// a time is the only way to reach it).
 pub const MAX_REFUNDS_PER_PAYMENT: u32 = 1_000;
+/// The article's year-end campaign: from 2014-12-01 00:00 CST...
+pub const ARTICLE_CAMPAIGN_STARTS_MS: u64 = 1_417_363_200_000;
+/// ...to 2015-03-01 00:00 CST.
+pub const ARTICLE_CAMPAIGN_ENDS_MS: u64 = 1_425_139_200_000;
+/// Most campaigns the ledger holds; every settlement looks at each of them.
+pub const MAX_CAMPAIGNS: u64 = 64;
+/// Highest settlement count a campaign rule may ask for (a reward's count, a fee tier's
+/// settlements per terminal).
+pub const MAX_CAMPAIGN_COUNT: u64 = 1_000_000;
+/// Highest amount a campaign threshold may name (a reward's bills, an average balance):
+/// 100 million yuan.
+pub const MAX_CAMPAIGN_THRESHOLD_FEN: u64 = 100_000_000 * YUAN;
+/// Largest one-time reward a campaign may pay: 10,000 yuan.
+pub const MAX_CAMPAIGN_REWARD_FEN: u64 = 10_000 * YUAN;
+/// Longest a fee tier may be held once earned, in months.
+pub const MAX_TIER_HOLD_MONTHS: u32 = 24;
 /// Wrong card passwords in a row, across enrolments, that freeze the card.
 pub const MAX_CARD_PASSWORD_FAILURES: u8 = 6;
 /// Wrong card passwords tolerated during one e-Pay enrolment before it is cancelled.
@@ -71,32 +88,12 @@ pub struct LedgerConfig {
     /// Cap on what one card may pay at terminals (card-present, 刷卡消费) per China Standard
     /// Time day, counted after vouchers. Default 50,000 yuan. e-Pay limits do not apply there.
     pub card_present_cap_fen_per_day: u64,
-    /// First millisecond of the campaign (rewards count, gifts are recorded, merchants are new).
-    pub campaign_start_ms: u64,
-    /// First millisecond after the campaign.
-    pub campaign_end_ms: u64,
-    /// POS reward: at least this many settlements...
-    pub pos_reward_min_count: u64,
-    /// ...and at least this amount (2,000 yuan)...
-    pub pos_reward_min_fen: u64,
-    /// 商易通 reward: at least this amount (50,000 yuan) with the same count.
-    pub shangyitong_reward_min_fen: u64,
-    /// ...earns this much phone credit (100 yuan).
-    pub reward_fen: u64,
     /// List fee for a 商易通 merchant transfer, in basis points (0.5% = 50).
     pub list_fee_basis_points: u64,
     /// Minimum list fee (1 yuan).
     pub list_fee_min_fen: u64,
     /// Maximum list fee (50 yuan).
     pub list_fee_max_fen: u64,
-    /// Average daily balance that earns the 20% tier (30,000 yuan).
-    pub tier_discount_min_avg_balance_fen: u64,
-    /// Settlements per terminal in a month that earn the 20% tier.
-    pub tier_discount_min_tx_per_terminal: u64,
-    /// Average daily balance that waives fees (50,000 yuan).
-    pub tier_waived_min_avg_balance_fen: u64,
-    /// Months a tier is held once earned (3).
-    pub tier_hold_months: u32,
     /// Idempotency records kept per client beyond what it has acknowledged (default 1,024).
     /// A client acknowledges with `Envelope::acked_below`; when it has more records than
     /// this, its oldest is forgotten and a retry of it is refused as too old, never re-applied.
@@ -119,30 +116,12 @@ impl Default for LedgerConfig {
             otp_challenges_per_phone: 5,
             otp_throttle_window_ms: 10 * 60_000,
             card_present_cap_fen_per_day: 50_000 * YUAN,
-            // 2014-12-01 00:00 CST to 2015-03-01 00:00 CST, the article's year-end campaign.
-            campaign_start_ms: 1_417_363_200_000,
-            campaign_end_ms: 1_425_139_200_000,
-            pos_reward_min_count: 10,
-            pos_reward_min_fen: 2_000 * YUAN,
-            shangyitong_reward_min_fen: 50_000 * YUAN,
-            reward_fen: 100 * YUAN,
             list_fee_basis_points: 50,
             list_fee_min_fen: YUAN,
             list_fee_max_fen: 50 * YUAN,
-            tier_discount_min_avg_balance_fen: 30_000 * YUAN,
-            tier_discount_min_tx_per_terminal: 20,
-            tier_waived_min_avg_balance_fen: 50_000 * YUAN,
-            tier_hold_months: 3,
             idempotency_window_per_client: 1_024,
             client_session_idle_ms: 7 * 86_400_000,
             max_client_sessions: 1_000_000,
         }
-    }
-}
-
-impl LedgerConfig {
-    /// Whether a timestamp falls inside the campaign.
-    pub fn in_campaign(&self, now_ms: u64) -> bool {
-        (self.campaign_start_ms..self.campaign_end_ms).contains(&now_ms)
     }
 }

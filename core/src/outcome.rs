@@ -75,8 +75,8 @@ pub enum Reply {
         debited_fen: u64,
         /// The voucher deducted, if any (its pool).
         voucher: Option<PoolId>,
-        /// True when this settlement granted the merchant's one-time reward.
-        reward_granted: bool,
+        /// The campaigns whose one-time reward this settlement granted the merchant.
+        rewards: Vec<crate::types::CampaignId>,
     },
     MerchantRegistered {
         merchant: MerchantId,
@@ -119,6 +119,10 @@ pub enum Reply {
     PromotionCreated {
         promotion: crate::types::PromotionId,
     },
+    CampaignCreated {
+        campaign: crate::types::CampaignId,
+        starts_ms: u64,
+    },
     PrizeCreated {
         prize: crate::types::PrizeId,
     },
@@ -127,6 +131,18 @@ pub enum Reply {
         points_left: u64,
         stock_left: u64,
     },
+}
+
+/// A number in a campaign's rules, for errors about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CampaignRule {
+    RewardMinCount,
+    RewardMinAmountFen,
+    RewardAmountFen,
+    DiscountMinAvgBalanceFen,
+    DiscountMinTxPerTerminal,
+    WaivedMinAvgBalanceFen,
+    TierHoldMonths,
 }
 
 /// A text field, for errors about text input.
@@ -140,6 +156,7 @@ pub enum TextField {
     Receipt,
     PromotionName,
     PrizeName,
+    CampaignName,
 }
 
 impl TextField {
@@ -337,6 +354,23 @@ pub enum LedgerError {
         spent_today_fen: u64,
         limit_fen: u64,
     },
+
+    // ---- campaigns ----
+    #[error("a campaign's window must end after it starts")]
+    InvalidCampaignWindow,
+    #[error("a campaign cannot start in the past: {starts_ms} is before ledger time {now_ms}")]
+    CampaignStartsInPast { starts_ms: u64, now_ms: u64 },
+    #[error("a campaign needs at least one rule: a reward, fee tiers or a VIP gift")]
+    CampaignWithoutRules,
+    #[error("campaign rule {rule:?} must be {min} to {max}, not {value}")]
+    InvalidCampaignRule {
+        rule: CampaignRule,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
+    #[error("the ledger already holds the maximum of {max} campaigns")]
+    TooManyCampaigns { max: u64 },
 
     // ---- promotion points and prizes ----
     #[error("a promotion's window must end after it starts")]

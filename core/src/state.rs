@@ -12,8 +12,9 @@ use crate::command::{CampaignFlags, Command, PasswordHash};
 use crate::config::LedgerConfig;
 use crate::outcome::{EnrolmentStep, Outcome};
 use crate::types::{
-    AccountId, AccountStatus, ChallengeId, Digest32, Eligibility, FeeTier, MerchantId,
-    MerchantKind, Payee, PaymentId, PoolId, PrizeId, PromotionId, RequestKey, VipTier, YearMonth,
+    AccountId, AccountStatus, CampaignId, CampaignRules, ChallengeId, Digest32, Eligibility,
+    FeeTier, MerchantId, MerchantKind, Payee, PaymentId, PoolId, PrizeId, PromotionId, RequestKey,
+    VipTier, YearMonth,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -236,7 +237,8 @@ pub struct MonthFigures {
     pub earned: FeeTier,
 }
 
-/// A merchant with its campaign counters.
+/// A merchant with its month-to-date figures and fee tiers (its campaign counters are
+/// `Key::MerchantCampaign` records).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Merchant {
     pub kind: MerchantKind,
@@ -245,12 +247,6 @@ pub struct Merchant {
     pub contact_phone: String,
     pub terminals: u32,
     pub registered_ms: u64,
-    /// Registered during the campaign: eligible for the one-time reward.
-    pub new_in_campaign: bool,
-    pub campaign_tx_count: u64,
-    pub campaign_amount_fen: u64,
-    /// The settlement that granted the one-time reward, if any.
-    pub reward_payment: Option<PaymentId>,
     /// The month the month-to-date figures below belong to.
     pub month: YearMonth,
     pub month_tx_count: u64,
@@ -268,6 +264,33 @@ pub struct Merchant {
     /// holds is kept here and applies after the waiver ends, for what remains of its months.
     pub discount_through: Option<YearMonth>,
     pub last_month: Option<MonthFigures>,
+}
+
+/// A merchant campaign: its window and its rules.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Campaign {
+    pub name: String,
+    /// First millisecond of the campaign.
+    pub starts_ms: u64,
+    /// First millisecond after it.
+    pub ends_ms: u64,
+    pub rules: CampaignRules,
+}
+
+impl Campaign {
+    /// Whether a moment falls inside the campaign.
+    pub fn runs_at(&self, ms: u64) -> bool {
+        (self.starts_ms..self.ends_ms).contains(&ms)
+    }
+}
+
+/// One merchant's figures in one campaign: settlements made within the window (a refund of
+/// one lowers the amount, never the count) and the settlement that earned the reward.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignCounters {
+    pub tx_count: u64,
+    pub amount_fen: u64,
+    pub reward_payment: Option<PaymentId>,
 }
 
 /// A voucher pool (刷卡券).
@@ -334,6 +357,7 @@ pub struct Meta {
     pub next_payment: u64,
     pub next_promotion: u64,
     pub next_prize: u64,
+    pub next_campaign: u64,
     pub client_sessions: u64,
     pub last_closed_month: Option<YearMonth>,
 }
@@ -378,6 +402,10 @@ pub enum Key {
     Prize(PrizeId),
     /// An account's promotion points.
     Points(AccountId),
+    Campaign(CampaignId),
+    /// A merchant's counters in one campaign (merchant first: a merchant's campaigns are
+    /// one range).
+    MerchantCampaign(MerchantId, CampaignId),
 }
 
 /// A record. Each `Key` variant holds the `Value` variant of the same name.
@@ -408,6 +436,8 @@ pub enum Value {
     Promotion(Box<Promotion>),
     Prize(Box<Prize>),
     Points(u64),
+    Campaign(Box<Campaign>),
+    MerchantCampaign(CampaignCounters),
 }
 
 /// A key that could not be decoded from bytes: a corrupt store or snapshot.
@@ -445,6 +475,8 @@ impl Ord for Key {
             (CardDay(a), CardDay(b)) | (Points(a), Points(b)) => a.cmp(b),
             (Promotion(a), Promotion(b)) => a.cmp(b),
             (Prize(a), Prize(b)) => a.cmp(b),
+            (Campaign(a), Campaign(b)) => a.cmp(b),
+            (MerchantCampaign(m, c), MerchantCampaign(n, d)) => (m, c).cmp(&(n, d)),
             _ => self.tag().cmp(&other.tag()),
         }
     }
@@ -458,7 +490,7 @@ impl PartialOrd for Key {
 }
 
 /// Number of `Key` variants (tags 0..KEY_TAGS).
-pub const KEY_TAGS: usize = 25;
+pub const KEY_TAGS: usize = 27;
 
 impl Key {
     /// The variant's tag: the first byte of the encoding, and the table it lives in.
@@ -490,6 +522,8 @@ impl Key {
             Key::Promotion(_) => 22,
             Key::Prize(_) => 23,
             Key::Points(_) => 24,
+            Key::Campaign(_) => 25,
+            Key::MerchantCampaign(..) => 26,
         }
     }
 
@@ -557,6 +591,12 @@ impl Key {
             Key::Promotion(p) => out.extend([&[22][..], &p.0.to_be_bytes()].concat()),
             Key::Prize(p) => out.extend([&[23][..], &p.0.to_be_bytes()].concat()),
             Key::Points(a) => out.extend([&[24][..], &a.0.to_be_bytes()].concat()),
+            Key::Campaign(c) => out.extend([&[25][..], &c.0.to_be_bytes()].concat()),
+            Key::MerchantCampaign(m, c) => {
+                out.push(26);
+                out.extend_from_slice(&m.0.to_be_bytes());
+                out.extend_from_slice(&c.0.to_be_bytes());
+            }
         }
         out
     }
@@ -623,6 +663,14 @@ impl Key {
             22 => Key::Promotion(PromotionId(u64_at(0)?)),
             23 => Key::Prize(PrizeId(u64_at(0)?)),
             24 => Key::Points(AccountId(u64_at(0)?)),
+            25 => Key::Campaign(CampaignId(u64_at(0)?)),
+            26 => {
+                expect_len(16)?;
+                return Ok(Key::MerchantCampaign(
+                    MerchantId(u64_at(0)?),
+                    CampaignId(u64_at(8)?),
+                ));
+            }
             _ => return Err(bad()),
         };
         let width = match tag {
@@ -829,7 +877,9 @@ mod tests {
             id.clone().prop_map(|a| Key::CardDay(AccountId(a))),
             id.clone().prop_map(|p| Key::Promotion(PromotionId(p))),
             id.clone().prop_map(|p| Key::Prize(PrizeId(p))),
-            id.prop_map(|a| Key::Points(AccountId(a))),
+            id.clone().prop_map(|a| Key::Points(AccountId(a))),
+            id.clone().prop_map(|c| Key::Campaign(CampaignId(c))),
+            (id.clone(), id).prop_map(|(m, c)| Key::MerchantCampaign(MerchantId(m), CampaignId(c))),
         ]
     }
 

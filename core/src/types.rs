@@ -28,6 +28,10 @@ id_type!(
     MerchantId
 );
 id_type!(
+    /// A merchant campaign (PSBC 心计划): reward and fee-tier rules over a window.
+    CampaignId
+);
+id_type!(
     /// A voucher pool (刷卡券).
     PoolId
 );
@@ -152,6 +156,77 @@ pub enum FeeTier {
     TwentyPercent,
     /// No fee.
     Waived,
+}
+
+/// The one-time reward of a campaign for one kind of merchant: registered during the
+/// campaign, the settlement that first brings it to at least `min_count` settlements and
+/// `min_fen` of bills within the campaign earns `reward_fen` of phone credit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewardRule {
+    pub min_count: u64,
+    pub min_fen: u64,
+    pub reward_fen: u64,
+}
+
+/// A campaign's monthly fee tiers for 商易通 transfers, decided from a month's figures: an
+/// average daily balance of at least `waived_min_avg_balance_fen` waives the fees; at least
+/// `discount_min_avg_balance_fen`, or `discount_min_tx_per_terminal` settlements per
+/// terminal, earns 20% of list. Either is held for `hold_months` from the next month.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeTiers {
+    pub discount_min_avg_balance_fen: u64,
+    pub discount_min_tx_per_terminal: u64,
+    pub waived_min_avg_balance_fen: u64,
+    pub hold_months: u32,
+}
+
+/// What a campaign offers. Absent rules offer nothing: a campaign may reward only POS
+/// merchants, or only lower fees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignRules {
+    pub pos_reward: Option<RewardRule>,
+    pub shangyitong_reward: Option<RewardRule>,
+    pub fee_tiers: Option<FeeTiers>,
+    /// Holders who reach this VIP tier during the campaign get the commemorative gift.
+    pub vip_gift: Option<VipTier>,
+}
+
+impl CampaignRules {
+    /// The article's year-end campaign (DOMAIN.md section 4): 10 settlements and 2,000 yuan
+    /// (POS) or 50,000 yuan (商易通) earn 100 yuan of phone credit; 30,000 yuan of average
+    /// daily balance or 20 settlements per terminal earn 20% fees, 50,000 yuan waives them,
+    /// each held 3 months; platinum holders get the gift. The dev cluster's default.
+    pub fn article() -> CampaignRules {
+        const YUAN: u64 = 100;
+        CampaignRules {
+            pos_reward: Some(RewardRule {
+                min_count: 10,
+                min_fen: 2_000 * YUAN,
+                reward_fen: 100 * YUAN,
+            }),
+            shangyitong_reward: Some(RewardRule {
+                min_count: 10,
+                min_fen: 50_000 * YUAN,
+                reward_fen: 100 * YUAN,
+            }),
+            fee_tiers: Some(FeeTiers {
+                discount_min_avg_balance_fen: 30_000 * YUAN,
+                discount_min_tx_per_terminal: 20,
+                waived_min_avg_balance_fen: 50_000 * YUAN,
+                hold_months: 3,
+            }),
+            vip_gift: Some(VipTier::Platinum),
+        }
+    }
+
+    /// The reward rule for a kind of merchant (online merchants have none).
+    pub fn reward_for(&self, kind: MerchantKind) -> Option<RewardRule> {
+        match kind {
+            MerchantKind::Pos => self.pos_reward,
+            MerchantKind::Shangyitong => self.shangyitong_reward,
+            MerchantKind::Online => None,
+        }
+    }
 }
 
 /// A calendar month in China Standard Time, as months since year 0 (`year * 12 + month - 1`).

@@ -183,6 +183,9 @@ pub fn field_limits(command: &Command) -> Result<(), LedgerError> {
             Ok(())
         }
         Command::CreatePrize { name, .. } => bounded(TextField::PrizeName, name, MAX_NAME_BYTES),
+        Command::CreateCampaign { name, .. } => {
+            bounded(TextField::CampaignName, name, MAX_NAME_BYTES)
+        }
         Command::AckSms { challenges } if challenges.len() > MAX_SMS_ACK => {
             Err(LedgerError::TooManyItems { max: MAX_SMS_ACK })
         }

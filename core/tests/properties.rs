@@ -8,8 +8,8 @@ use ledger_core::outcome::{LedgerError, Reply};
 use ledger_core::state::PaymentState;
 use ledger_core::time::{cst_month, month_start_ms};
 use ledger_core::types::{
-    AccountStatus, ChallengeId, Eligibility, MerchantId, MerchantKind, Payee, PaymentId, PoolId,
-    VipTier,
+    AccountStatus, CampaignId, CampaignRules, ChallengeId, Eligibility, MerchantId, MerchantKind,
+    Payee, PaymentId, PoolId, RewardRule, VipTier,
 };
 use ledger_core::{Ledger, MemStore, Outcome};
 use ledger_testkit::driver::{Card, Driver};
@@ -17,6 +17,8 @@ use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 const CARDS: usize = 5;
+/// The prize's price: a 2-yuan e-Pay bill at the promotion's partner earns it.
+const PRIZE_POINTS: u64 = 2;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -58,6 +60,15 @@ enum Op {
     Redeem(usize),
     /// The leader's expiry of what ledger time has expired.
     Expire,
+    /// A campaign from now for `days` (zero: refused), rewarding POS merchants after
+    /// `min_count` settlements (zero: refused) and `min_fen`, with fee tiers or not.
+    Campaign {
+        days: u64,
+        min_count: u64,
+        min_fen: u64,
+        reward_fen: u64,
+        fee_tiers: bool,
+    },
 }
 
 fn amount() -> impl Strategy<Value = u64> {
@@ -96,6 +107,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<usize>().prop_map(Op::Cancel),
         4 => card.clone().prop_map(Op::Redeem),
         3 => Just(Op::Expire),
+        1 => (0..40u64, 0..5u64, 0..300 * YUAN, 0..200 * YUAN, any::<bool>())
+            .prop_map(|(days, min_count, min_fen, reward_fen, fee_tiers)| Op::Campaign { days, min_count, min_fen, reward_fen, fee_tiers }),
     ]
 }
 
@@ -120,7 +133,7 @@ struct World {
 impl World {
     fn new() -> World {
         let mut d = Driver::new(LedgerConfig::default());
-        d.journal = Some(Vec::new());
+        d.start_journal();
         let cards: Vec<Card> = (0..CARDS as u64)
             .map(|n| d.funded_card(n, 500 * YUAN))
             .collect();
@@ -172,7 +185,7 @@ impl World {
         .unwrap();
         d.submit(Command::CreatePrize {
             name: "prize".into(),
-            price_points: 5,
+            price_points: PRIZE_POINTS,
             stock: 2,
         })
         .unwrap();
@@ -436,15 +449,50 @@ impl World {
                 }
             }
             Op::Redeem(c) => {
-                let account = self.cards[*c].account;
+                // Points are rare (an e-Pay bill at the partner): redeem for a holder if
+                // there is one, else for any card (and be refused).
+                let holders: Vec<_> = self
+                    .cards
+                    .iter()
+                    .map(|card| card.account)
+                    .filter(|a| self.d.ledger.points(*a) > 0)
+                    .collect();
+                let account = match holders.len() {
+                    0 => self.cards[*c].account,
+                    n => holders[c % n],
+                };
                 let points = self.d.ledger.points(account);
                 let redeemed = self.submit(Command::RedeemPrize {
                     prize: ledger_core::types::PrizeId(1),
                     account,
                 });
                 if let Ok(Reply::PrizeRedeemed { points_left, .. }) = redeemed {
-                    prop_assert_eq!(points_left, points - 5);
+                    prop_assert_eq!(points_left, points - PRIZE_POINTS);
                 }
+            }
+            Op::Campaign {
+                days,
+                min_count,
+                min_fen,
+                reward_fen,
+                fee_tiers,
+            } => {
+                let now = self.d.now_ms;
+                let article = CampaignRules::article();
+                let _ = self.submit(Command::CreateCampaign {
+                    name: "random".into(),
+                    starts_ms: None,
+                    ends_ms: now + days * 86_400_000,
+                    rules: CampaignRules {
+                        pos_reward: Some(RewardRule {
+                            min_count: *min_count,
+                            min_fen: *min_fen,
+                            reward_fen: *reward_fen,
+                        }),
+                        fee_tiers: if *fee_tiers { article.fee_tiers } else { None },
+                        ..article
+                    },
+                });
             }
             Op::Expire => {
                 let due = self.d.ledger.expired_payments(self.d.now_ms, 1_024);
@@ -472,6 +520,28 @@ impl World {
                 );
             }
         }
+        // Every campaign reward was granted once, past its count, and paid in full.
+        let mut owed = 0;
+        for c in 1..self.d.ledger.meta().next_campaign {
+            let campaign = self.d.ledger.campaign(CampaignId(c)).unwrap();
+            for (i, m) in self.merchants.iter().enumerate() {
+                let kind = [MerchantKind::Pos, MerchantKind::Shangyitong][i];
+                let Some(counted) = self.d.ledger.merchant_campaign(*m, CampaignId(c)) else {
+                    continue;
+                };
+                if counted.reward_payment.is_some() {
+                    let rule = campaign.rules.reward_for(kind).unwrap();
+                    prop_assert!(counted.tx_count >= rule.min_count);
+                    owed += rule.reward_fen as i64;
+                }
+            }
+        }
+        prop_assert_eq!(
+            self.d
+                .ledger
+                .balance_fen(ledger_core::types::AccountId::TELECOM_SETTLEMENT),
+            Some(owed)
+        );
         self.d
             .ledger
             .check_invariants()
@@ -545,6 +615,9 @@ fn the_generated_sequences_reach_the_interesting_paths() {
             world.run(op).unwrap();
         }
         for (_, outcome, _) in &world.history {
+            if matches!(outcome, Ok(Reply::PaymentSettled { rewards, .. }) if !rewards.is_empty()) {
+                seen.insert("campaign reward");
+            }
             let label = match outcome {
                 Ok(Reply::PaymentSettled {
                     voucher: Some(_), ..
@@ -562,10 +635,14 @@ fn the_generated_sequences_reach_the_interesting_paths() {
                 Err(LedgerError::RefundExceedsBill { .. }) => "refund beyond the bill",
                 Err(LedgerError::WrongCardPassword { .. }) => "wrong PIN",
                 Ok(Reply::PrizeRedeemed { .. }) => "prize redeemed",
+                Ok(Reply::CampaignCreated { .. }) => "campaign created",
+                Err(
+                    LedgerError::InvalidCampaignWindow | LedgerError::InvalidCampaignRule { .. },
+                ) => "campaign refused",
                 _ => continue,
             };
             seen.insert(label);
         }
     }
-    assert_eq!(seen.len(), 14, "reached only {seen:?}");
+    assert_eq!(seen.len(), 17, "reached only {seen:?}");
 }

@@ -4,7 +4,7 @@
 use crate::cleanup::{self, Resource};
 use crate::net::Network;
 use ledger_client::{Client, ClientConfig, NodeInfo, NodeStatus, TlsIdentity};
-use ledger_testkit::nodes::{self, NodeLauncher, NodeProcess, NODE_LOG_FILE};
+use ledger_testkit::nodes::{NodeLauncher, NodeProcess, NODE_LOG_FILE};
 use ledger_testkit::pki::{ClusterPki, LaunchTls};
 use ledger_testkit::probe;
 use ledger_wire::dev_sms::{find_message, DEV_OUTBOX_FILE};
@@ -53,7 +53,6 @@ pub struct Db {
     pki: ClusterPki,
     members: Vec<NodeInfo>,
     nodes: Vec<NodeSlot>,
-    campaign_ms: (u64, u64),
 }
 
 /// How node `host` of `net` is started: inside its namespace (`ip netns exec` execs the
@@ -65,7 +64,6 @@ fn launcher(
     options: &DbOptions,
     host: &crate::net::Host,
     root: &Path,
-    campaign_ms: (u64, u64),
     tls: LaunchTls,
 ) -> NodeLauncher {
     let info = NodeInfo {
@@ -83,7 +81,6 @@ fn launcher(
     .tls(tls)
     .prefix(["ip", "netns", "exec", host.netns.as_str()])
     .snapshot_every(options.snapshot_every)
-    .campaign_ms(campaign_ms)
     .env("RUST_LOG", "info")
     // Codes (and pending payments with them) expire after 20 s rather than 5 minutes, so
     // that in a minute's run the leader expires the payments nobody confirmed.
@@ -105,12 +102,11 @@ impl Db {
         let mut key = [0u8; 32];
         rand::Rng::fill(&mut rand::thread_rng(), &mut key);
         std::fs::write(root.join("master.key"), key)?;
-        let campaign_ms = nodes::campaign_around(now_ms());
         let pki = ClusterPki::create(&root.join("certs")).map_err(std::io::Error::other)?;
         let mut slots = Vec::new();
         for host in &net.hosts {
             let tls = pki.node(host.id).map_err(std::io::Error::other)?;
-            let launcher = launcher(&options, host, &root, campaign_ms, tls);
+            let launcher = launcher(&options, host, &root, tls);
             std::fs::create_dir_all(launcher.data_dir())?;
             slots.push(NodeSlot {
                 launcher,
@@ -123,13 +119,7 @@ impl Db {
             pki,
             members: slots.iter().map(|n| n.info().clone()).collect(),
             nodes: slots,
-            campaign_ms,
         })
-    }
-
-    /// The campaign window the cluster was initialised with.
-    pub fn campaign_ms(&self) -> (u64, u64) {
-        self.campaign_ms
     }
 
     pub fn ids(&self) -> Vec<u64> {

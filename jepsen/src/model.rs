@@ -15,6 +15,7 @@ use ledger_core::outcome::{LedgerError, Outcome, Reply};
 use ledger_core::state::MemStore;
 use ledger_core::types::{AccountId, Eligibility, PoolId, RequestKey};
 use ledger_testkit::driver::Driver;
+use ledger_testkit::nodes;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub enum ModelError {
     Account { model: u64, cluster: u64 },
     #[error("the model created {model}, the cluster pool {cluster}")]
     Pool { model: String, cluster: u64 },
+    #[error("the model could not set up {0}")]
+    Setup(String),
 }
 
 #[derive(Clone)]
@@ -55,12 +58,13 @@ const MODEL_CLIENT: u64 = 42;
 
 impl LedgerModel {
     pub fn new(setup: &Setup, workload: &'static dyn Workload) -> Result<LedgerModel, ModelError> {
-        let config = LedgerConfig {
-            campaign_start_ms: setup.campaign_ms.0,
-            campaign_end_ms: setup.campaign_ms.1,
-            ..LedgerConfig::default()
-        };
-        let mut driver = Driver::new(config);
+        // The cluster's campaign, created as the harness created it.
+        let mut driver = Driver::without_campaign(LedgerConfig::default());
+        driver.now_ms = setup.campaign_ms.0;
+        driver
+            .submit(nodes::test_campaign(setup.campaign_ms.1))
+            .map_err(|e| ModelError::Setup(format!("the campaign: {e}")))?;
+        driver.advance(1);
         for (i, account) in setup.accounts.iter().enumerate() {
             let card = driver.funded_card(setup.card_base + i as u64, setup.initial_balance_fen);
             if card.account.0 != *account {

@@ -189,15 +189,9 @@ async fn drive(
         options.nodes, options.workload
     );
     let workload = options.workload.workload();
-    let setup = client::setup(
-        workload,
-        &db,
-        options.concurrency,
-        options.time_limit,
-        db.campaign_ms(),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let setup = client::setup(workload, &db, options.concurrency, options.time_limit)
+        .await
+        .map_err(|e| e.to_string())?;
     let recorder = Recorder::new();
     let started_ms = started_ms.max(now_ms() - recorder.now_ns() / 1_000_000);
     let run = Arc::new(Run {

@@ -84,12 +84,6 @@ pub struct RunArgs {
     /// Build a snapshot (and purge the log behind it) every this many log entries.
     #[arg(long, env = "LEDGER_SNAPSHOT_EVERY")]
     pub snapshot_every: Option<u64>,
-    /// First millisecond (Unix epoch) of the merchant and voucher campaign (at initialisation).
-    #[arg(long, env = "LEDGER_CAMPAIGN_START_MS")]
-    pub campaign_start_ms: Option<u64>,
-    /// First millisecond after the campaign (at initialisation).
-    #[arg(long, env = "LEDGER_CAMPAIGN_END_MS")]
-    pub campaign_end_ms: Option<u64>,
     /// Most OTP codes sent to one reserved phone per --otp-throttle-window-ms of ledger time
     /// (at initialisation; default 5, against SMS pumping).
     #[arg(long, env = "LEDGER_OTP_CODES_PER_PHONE")]
@@ -151,8 +145,6 @@ struct FileConfig {
     cache_mb: Option<u64>,
     log_format: Option<LogFormat>,
     snapshot_every: Option<u64>,
-    campaign_start_ms: Option<u64>,
-    campaign_end_ms: Option<u64>,
     otp_codes_per_phone: Option<u32>,
     otp_throttle_window_ms: Option<u64>,
     tls: Option<FileTls>,
@@ -307,12 +299,6 @@ impl RunArgs {
         }
         if let Some(ms) = self.otp_expiry_ms.or(file.otp_expiry_ms) {
             ledger.otp_expiry_ms = ms;
-        }
-        if let Some(ms) = self.campaign_start_ms.or(file.campaign_start_ms) {
-            ledger.campaign_start_ms = ms;
-        }
-        if let Some(ms) = self.campaign_end_ms.or(file.campaign_end_ms) {
-            ledger.campaign_end_ms = ms;
         }
         if let Some(n) = self.otp_codes_per_phone.or(file.otp_codes_per_phone) {
             ledger.otp_challenges_per_phone = n;

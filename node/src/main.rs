@@ -223,6 +223,40 @@ async fn initialise(
         .map_err(|e| e.to_string())
 }
 
+/// How long the dev cluster's campaign runs from its creation.
+const DEV_CAMPAIGN_DAYS: u64 = 90;
+
+/// The dev cluster runs the article's campaign (its rules, from when the cluster was first
+/// created for 90 days, since the article's own ended in 2015), so that rewards, fee tiers
+/// and gifts can be tried now. Created once: a restarted dev cluster keeps its campaigns.
+async fn ensure_dev_campaign(members: &[NodeInfo], tls: Option<TlsIdentity>) -> Result<(), String> {
+    let mut config = ClientConfig::new(members.iter().map(|m| m.client_addr.clone()));
+    config.tls = tls;
+    config.max_attempts = 40;
+    config.call_timeout = Duration::from_secs(15);
+    let client = Client::new(config);
+    let first = ledger_core::types::CampaignId(1);
+    if client
+        .campaign(first)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let now_ms = ledger_node::stamp::Stamper::now_ms(&SystemStamper);
+    client
+        .create_campaign(
+            "心计划 (dev)",
+            None,
+            now_ms + DEV_CAMPAIGN_DAYS * 86_400_000,
+            ledger_core::types::CampaignRules::article(),
+        )
+        .await
+        .map_err(|e| format!("creating the dev campaign: {e}"))?;
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -260,14 +294,9 @@ async fn dev(args: DevArgs) -> Result<(), String> {
             client_addr: format!("127.0.0.1:{}", args.base_port as u64 + 100 + i),
         })
         .collect();
-    // The dev cluster's campaign runs from a day before it was first created for 90 days,
-    // so rewards and gifts can be tried now (the article's campaign ended in 2015).
-    let now_ms = ledger_node::stamp::Stamper::now_ms(&SystemStamper);
-    // It also lets the demo and the benchmarks send many codes to a few phones: a production
-    // cluster keeps the default of 5 per phone per 10 minutes.
+    // The dev cluster lets the demo and the benchmarks send many codes to a few phones: a
+    // production cluster keeps the default of 5 per phone per 10 minutes.
     let ledger_config = LedgerConfig {
-        campaign_start_ms: now_ms.saturating_sub(86_400_000),
-        campaign_end_ms: now_ms + 90 * 86_400_000,
         otp_challenges_per_phone: DEV_OTP_CODES_PER_PHONE,
         ..LedgerConfig::default()
     };
@@ -310,7 +339,8 @@ async fn dev(args: DevArgs) -> Result<(), String> {
         nodes.push((start_node(&config).await?, config));
     }
     let init_identity = (!args.insecure_plaintext).then_some(operator);
-    initialise(members.clone(), ledger_config, init_identity).await?;
+    initialise(members.clone(), ledger_config, init_identity.clone()).await?;
+    ensure_dev_campaign(&members, init_identity).await?;
     println!("Development cluster of {} nodes is up.", members.len());
     for (node, config) in &nodes {
         println!(

@@ -122,6 +122,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::CancelPayment { .. } => "cancel a payment",
         Command::CreatePromotion { .. } => "create a promotion",
         Command::CreatePrize { .. } => "create a prize",
+        Command::CreateCampaign { .. } => "create a campaign",
         Command::RedeemPrize { .. } => "redeem a prize",
         Command::RefundPayment { .. } => "refund a payment",
         Command::OpenAccount { .. }
@@ -197,7 +198,8 @@ fn allowed_operation(operation: &Operation, owners: &impl Owners) -> Allowed {
             | Command::CloseMonth { .. }
             | Command::CreatePool { .. }
             | Command::CreatePromotion { .. }
-            | Command::CreatePrize { .. } => Allowed::Role(Role::Operator),
+            | Command::CreatePrize { .. }
+            | Command::CreateCampaign { .. } => Allowed::Role(Role::Operator),
         },
     }
 }
@@ -231,6 +233,8 @@ pub fn query_name(query: &Query) -> &'static str {
         Query::Points(_) => "read an account's points",
         Query::Promotion(_) => "read a promotion",
         Query::Prize(_) => "read a prize",
+        Query::Campaign(_) => "read a campaign",
+        Query::MerchantCampaign(..) => "read a merchant's campaign counters",
         Query::StateHash => "read the state hash",
         Query::AccountRange { .. } => "read a range of accounts",
     }
@@ -250,7 +254,7 @@ pub fn authorize_query(
         },
     };
     let allowed = match query {
-        Query::Pool(_) | Query::Promotion(_) | Query::Prize(_) => everyone,
+        Query::Pool(_) | Query::Promotion(_) | Query::Prize(_) | Query::Campaign(_) => everyone,
         Query::Account(a) => Allowed::Reader {
             channel: true,
             merchant: owners.settles(*a),
@@ -259,7 +263,7 @@ pub fn authorize_query(
             channel: true,
             merchant: None,
         },
-        Query::Merchant(m) => Allowed::Reader {
+        Query::Merchant(m) | Query::MerchantCampaign(m, _) => Allowed::Reader {
             channel: false,
             merchant: Some(*m),
         },

@@ -383,6 +383,10 @@ impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
                     Query::Points(a) => QueryReply::Points(ledger.points(a)),
                     Query::Promotion(p) => QueryReply::Promotion(ledger.promotion(p)),
                     Query::Prize(p) => QueryReply::Prize(ledger.prize(p)),
+                    Query::Campaign(c) => QueryReply::Campaign(ledger.campaign(c)),
+                    Query::MerchantCampaign(m, c) => {
+                        QueryReply::MerchantCampaign(ledger.merchant_campaign(m, c))
+                    }
                     Query::StateHash => QueryReply::StateHash {
                         applied_index: applied_index.unwrap_or(0),
                         hash: ledger.state_hash(),

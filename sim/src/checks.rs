@@ -10,7 +10,9 @@ use crate::cluster::{keys, Cluster};
 use crate::phones::Phones;
 use crate::workload::{as_expected, Event, Expect};
 use ledger_core::state::PaymentState;
-use ledger_core::types::{AccountId, ChallengeId, MerchantId, PaymentId, RequestKey};
+use ledger_core::types::{
+    AccountId, CampaignId, ChallengeId, MerchantId, Payee, PaymentId, RequestKey,
+};
 use ledger_core::{validate, Ledger, Reply};
 use ledger_node::intake::request_digest;
 use ledger_node::raft_types::{NodeId, ProposalBody};
@@ -364,21 +366,47 @@ fn check_real_time_order(
     }
 }
 
-/// The one-time reward: granted at most once, only past both thresholds, paid in full.
+/// The one-time rewards: at most one per merchant and campaign (a counter holds one payment),
+/// granted by a settled payment of that merchant past the campaign's count, and paid in full.
 fn check_rewards(ledger: &Ledger<SledState>, violations: &mut Vec<String>) {
-    let config = ledger.config().clone();
-    let mut granted = 0;
-    for id in 1..=ledger.meta().next_merchant.saturating_sub(1) {
-        let Some(m) = ledger.merchant(MerchantId(id)) else {
+    let mut owed: i64 = 0;
+    for c in 1..ledger.meta().next_campaign {
+        let campaign_id = CampaignId(c);
+        let Some(campaign) = ledger.campaign(campaign_id) else {
+            violations.push(format!("campaign {c} missing"));
             continue;
         };
-        if m.reward_payment.is_some() {
-            granted += 1;
-            if m.campaign_tx_count < config.pos_reward_min_count
-                || m.campaign_amount_fen < config.pos_reward_min_fen
-            {
+        for id in 1..ledger.meta().next_merchant {
+            let merchant = MerchantId(id);
+            let Some(counters) = ledger.merchant_campaign(merchant, campaign_id) else {
+                continue;
+            };
+            let Some(payment) = counters.reward_payment else {
+                continue;
+            };
+            let Some(m) = ledger.merchant(merchant) else {
+                violations.push(format!("merchant {id} missing"));
+                continue;
+            };
+            let Some(rule) = campaign.rules.reward_for(m.kind) else {
                 violations.push(format!(
-                    "merchant {id} rewarded below the thresholds: {m:?}"
+                    "merchant {id} rewarded by campaign {c}, which has no reward for it"
+                ));
+                continue;
+            };
+            owed += rule.reward_fen as i64;
+            if counters.tx_count < rule.min_count {
+                violations.push(format!(
+                    "merchant {id} rewarded by campaign {c} below its count: {counters:?}"
+                ));
+            }
+            let settled_here = ledger.payment(payment).is_some_and(|p| {
+                p.payee == Payee::Merchant(merchant)
+                    && matches!(p.state, PaymentState::Settled { settled_ms, .. } if campaign.runs_at(settled_ms))
+            });
+            if !settled_here {
+                violations.push(format!(
+                    "merchant {id}'s reward in campaign {c} names payment {payment}, not one it settled in the campaign"
                 ));
             }
         }
@@ -386,9 +414,9 @@ fn check_rewards(ledger: &Ledger<SledState>, violations: &mut Vec<String>) {
     let paid = ledger
         .balance_fen(AccountId::TELECOM_SETTLEMENT)
         .unwrap_or(0);
-    if paid != granted * config.reward_fen as i64 {
+    if paid != owed {
         violations.push(format!(
-            "{granted} rewards granted but {paid} fen of phone credit paid"
+            "{owed} fen of phone credit owed by the rewards granted, {paid} fen paid"
         ));
     }
 }

@@ -13,11 +13,11 @@ use crate::rng::SimRng;
 use crate::trace::lock;
 use ledger_client::{Client, ClientConfig, ClientError};
 use ledger_core::command::{CampaignFlags, Command};
-use ledger_core::config::{LedgerConfig, MAX_ORDER_ID_BYTES};
+use ledger_core::config::{LedgerConfig, ARTICLE_CAMPAIGN_ENDS_MS, MAX_ORDER_ID_BYTES};
 use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::types::{
-    AccountId, Eligibility, MerchantId, MerchantKind, Payee, PaymentId, PoolId, RequestKey,
-    YearMonth,
+    AccountId, CampaignRules, Eligibility, MerchantId, MerchantKind, Payee, PaymentId, PoolId,
+    RequestKey, RewardRule, YearMonth,
 };
 use ledger_core::{LedgerError, Outcome, Reply};
 use ledger_node::node::NODE_CLIENT_ID_BASE;
@@ -124,6 +124,20 @@ pub fn client(
 /// Codes expire after 3 virtual seconds instead of 5 minutes, so that in a 10-second run
 /// payments left unconfirmed (and confirmations slowed by faults) expire, and the leader's
 /// expiry runs under faults too.
+/// The simulator's second campaign: 3 settlements and 30 yuan earn a POS merchant 5 yuan.
+pub fn sprint_rules() -> CampaignRules {
+    CampaignRules {
+        pos_reward: Some(RewardRule {
+            min_count: 3,
+            min_fen: 3_000,
+            reward_fen: 500,
+        }),
+        shangyitong_reward: None,
+        fee_tiers: None,
+        vip_gift: None,
+    }
+}
+
 pub fn genesis_config() -> LedgerConfig {
     LedgerConfig {
         idempotency_window_per_client: 1_000_000,
@@ -166,6 +180,24 @@ pub async fn set_up(
             amount_fen: 100_000,
         };
         submit(Operation::Command(deposit)).await?;
+    }
+    // Two campaigns at once: the article's, and a smaller one whose reward a merchant earns
+    // within a run, each with its own counters and reward.
+    for (name, rules) in [
+        ("心计划", CampaignRules::article()),
+        ("sim sprint", sprint_rules()),
+    ] {
+        match submit(Operation::Command(Command::CreateCampaign {
+            name: name.into(),
+            starts_ms: None,
+            ends_ms: ARTICLE_CAMPAIGN_ENDS_MS,
+            rules,
+        }))
+        .await?
+        {
+            Reply::CampaignCreated { .. } => {}
+            other => return Err(format!("campaign {name}: {other:?}")),
+        }
     }
     let pool = match submit(Operation::Command(Command::CreatePool {
         name: "race".into(),

@@ -5,12 +5,14 @@
 //! It is not used to apply commands on a node; the node has its own intake wiring.
 
 use ledger_core::command::{CampaignFlags, Command, Context, Envelope};
-use ledger_core::config::LedgerConfig;
+use ledger_core::config::{LedgerConfig, ARTICLE_CAMPAIGN_ENDS_MS, ARTICLE_CAMPAIGN_STARTS_MS};
 use ledger_core::intake::{self, OpenAccountRequest, Secret, SecretKeys};
 use ledger_core::ledger::Ledger;
 use ledger_core::outcome::{LedgerError, Outcome, Reply};
 use ledger_core::state::MemStore;
-use ledger_core::types::{AccountId, ChallengeId, MerchantId, Payee, PaymentId, RequestKey};
+use ledger_core::types::{
+    AccountId, CampaignId, CampaignRules, ChallengeId, MerchantId, Payee, PaymentId, RequestKey,
+};
 
 /// A test card: its account and the secrets its holder knows.
 #[derive(Clone, Debug)]
@@ -46,8 +48,11 @@ pub struct Driver {
     pub now_ms: u64,
     pub index: u64,
     pub client_id: u64,
-    /// Every (context, envelope) applied, when recording: replay it on a second replica.
+    /// Every (context, envelope) applied, when recording (`start_journal`): replay it on a
+    /// second replica.
     pub journal: Option<Vec<(Context, Envelope)>>,
+    /// What the constructor applied (the campaign), which a journal starts with.
+    prelude: Vec<(Context, Envelope)>,
     /// What the driver's client acknowledges on every request (default 0: nothing).
     pub acked_below: u64,
     next_request: u64,
@@ -55,10 +60,52 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// A ledger under `config`, its clock one day into the campaign. Password hashing uses a
+    /// A ledger under `config` running the article's campaign (`Driver::CAMPAIGN`, created by
+    /// the first command at its start), its clock one day into it. Password hashing uses a
     /// single PBKDF2 round: tests are about rules, not about slowness.
     pub fn new(config: LedgerConfig) -> Self {
-        let now_ms = config.campaign_start_ms + 86_400_000;
+        Driver::with_campaign(config, ARTICLE_CAMPAIGN_ENDS_MS, CampaignRules::article())
+    }
+
+    /// Like `new`, with a campaign of these rules from the article campaign's start to
+    /// `ends_ms` (`Driver::CAMPAIGN`).
+    pub fn with_campaign(config: LedgerConfig, ends_ms: u64, rules: CampaignRules) -> Self {
+        let mut d = Driver::without_campaign(config);
+        d.journal = Some(Vec::new());
+        let reply = d.submit(Command::CreateCampaign {
+            name: "心计划".into(),
+            starts_ms: None,
+            ends_ms,
+            rules,
+        });
+        assert!(
+            matches!(reply, Ok(Reply::CampaignCreated { campaign, .. }) if campaign == Driver::CAMPAIGN),
+            "the article's campaign: {reply:?}"
+        );
+        d.prelude = d.journal.take().expect("recording");
+        d.advance(86_400_000);
+        d
+    }
+
+    /// Records every command from now on, after what the constructor applied: the journal
+    /// replayed on a fresh genesis gives this ledger.
+    pub fn start_journal(&mut self) {
+        self.journal = Some(self.prelude.clone());
+    }
+
+    /// The article's campaign that `Driver::new` creates.
+    pub const CAMPAIGN: CampaignId = CampaignId(1);
+
+    /// A merchant's counters in the article's campaign (zero before its first settlement).
+    pub fn counters(&self, merchant: MerchantId) -> ledger_core::state::CampaignCounters {
+        self.ledger
+            .merchant_campaign(merchant, Driver::CAMPAIGN)
+            .unwrap_or_default()
+    }
+
+    /// A ledger under `config` with no campaign, its clock at the article campaign's start.
+    pub fn without_campaign(config: LedgerConfig) -> Self {
+        let now_ms = ARTICLE_CAMPAIGN_STARTS_MS;
         Driver {
             ledger: Ledger::genesis(MemStore::new(), config),
             keys: SecretKeys::derive(b"driver master key", 1),
@@ -66,6 +113,7 @@ impl Driver {
             index: 0,
             client_id: 7,
             journal: None,
+            prelude: Vec::new(),
             acked_below: 0,
             next_request: 1,
             rng: 42,

@@ -23,9 +23,8 @@ pub const TEST_CACHE_MB: u32 = 32;
 /// a few phones; the throttle's rule itself is tested in the core (`core/tests/otp.rs`).
 pub const TEST_OTP_CODES_PER_PHONE: u32 = 100_000;
 
-/// A test cluster's campaign starts this long before the cluster does...
-pub const CAMPAIGN_BEFORE_MS: u64 = 86_400_000;
-/// ... and ends this long after, so the campaign is running while any test runs.
+/// A test cluster's campaign (created by the harness once the cluster is up, with the
+/// article's rules) ends this long after the cluster started, so it runs while any test runs.
 pub const CAMPAIGN_AFTER_MS: u64 = 30 * 86_400_000;
 
 /// How often a stopping node is looked at.
@@ -38,9 +37,20 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The campaign window of a test cluster started at `now_ms`.
-pub fn campaign_around(now_ms: u64) -> (u64, u64) {
-    (now_ms - CAMPAIGN_BEFORE_MS, now_ms + CAMPAIGN_AFTER_MS)
+/// When the campaign of a test cluster started at `now_ms` ends.
+pub fn campaign_end(now_ms: u64) -> u64 {
+    now_ms + CAMPAIGN_AFTER_MS
+}
+
+/// The campaign a test or chaos cluster runs: the article's rules, from the command's ledger
+/// time to `ends_ms`.
+pub fn test_campaign(ends_ms: u64) -> ledger_core::command::Command {
+    ledger_core::command::Command::CreateCampaign {
+        name: "test campaign".into(),
+        starts_ms: None,
+        ends_ms,
+        rules: ledger_core::types::CampaignRules::article(),
+    }
 }
 
 /// The `--peer` argument that names a member at initialisation.
@@ -65,7 +75,6 @@ pub struct NodeLauncher {
     data_dir: PathBuf,
     master_key_file: PathBuf,
     snapshot_every: u64,
-    campaign_ms: (u64, u64),
     extra_args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     die_with_parent: bool,
@@ -74,7 +83,7 @@ pub struct NodeLauncher {
 
 impl NodeLauncher {
     /// A node with the tests' defaults: dev SMS gateway, cheap password hashing, a snapshot
-    /// every 10,000 entries, the campaign running around now.
+    /// every 10,000 entries.
     pub fn new(
         binary: impl Into<PathBuf>,
         info: NodeInfo,
@@ -90,7 +99,6 @@ impl NodeLauncher {
             data_dir: data_dir.into(),
             master_key_file: master_key_file.into(),
             snapshot_every: 10_000,
-            campaign_ms: campaign_around(now_ms()),
             extra_args: Vec::new(),
             env: Vec::new(),
             die_with_parent: false,
@@ -108,12 +116,6 @@ impl NodeLauncher {
     /// Log entries between snapshots.
     pub fn snapshot_every(mut self, entries: u64) -> Self {
         self.snapshot_every = entries;
-        self
-    }
-
-    /// The campaign window (ms since the Unix epoch) the node is configured with.
-    pub fn campaign_ms(mut self, window: (u64, u64)) -> Self {
-        self.campaign_ms = window;
         self
     }
 
@@ -194,8 +196,6 @@ impl NodeLauncher {
             .args(["--snapshot-every", &self.snapshot_every.to_string()])
             .args(["--cache-mb", &TEST_CACHE_MB.to_string()])
             .args(["--sms", "dev", "--allow-dev-sms"])
-            .args(["--campaign-start-ms", &self.campaign_ms.0.to_string()])
-            .args(["--campaign-end-ms", &self.campaign_ms.1.to_string()])
             .args([
                 "--otp-codes-per-phone",
                 &TEST_OTP_CODES_PER_PHONE.to_string(),

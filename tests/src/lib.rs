@@ -125,7 +125,6 @@ pub struct Cluster {
     pub nodes: Vec<NodeProcess>,
     members: Vec<NodeInfo>,
     snapshot_every: u64,
-    campaign: (u64, u64),
 }
 
 impl Cluster {
@@ -149,7 +148,6 @@ impl Cluster {
             nodes: Vec::new(),
             members: Vec::new(),
             snapshot_every,
-            campaign: nodes::campaign_around(now_ms()),
         };
         for id in 1..=n {
             cluster.add_process(id);
@@ -159,6 +157,20 @@ impl Cluster {
             cluster.spawn(i, i == 0);
         }
         cluster.wait_ready(&cluster.ids()).await;
+        // The article's campaign runs while the test does (campaigns are records).
+        let reply = cluster
+            .client_for(&cluster.ids())
+            .submit(ledger_wire::api::Operation::Command(nodes::test_campaign(
+                nodes::campaign_end(now_ms()),
+            )))
+            .await;
+        assert!(
+            matches!(
+                reply,
+                Ok(ledger_core::outcome::Reply::CampaignCreated { .. })
+            ),
+            "create the test campaign: {reply:?}"
+        );
         cluster
     }
 
@@ -227,7 +239,6 @@ impl Cluster {
             self.dir.path().join("master.key"),
         )
         .snapshot_every(self.snapshot_every)
-        .campaign_ms(self.campaign)
         .tls(self.pki.node(id).expect("node certificate"));
         self.nodes.push(NodeProcess {
             info,

@@ -8,10 +8,12 @@
 use ledger_core::command::{CampaignFlags, Command};
 use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::outcome::{LedgerError, Reply};
-use ledger_core::state::{Credential, Merchant, Payment, Pool, Prize, Promotion, Voucher};
+use ledger_core::state::{
+    Campaign, CampaignCounters, Credential, Merchant, Payment, Pool, Prize, Promotion, Voucher,
+};
 use ledger_core::types::{
-    AccountId, AccountStatus, Digest32, MerchantId, Payee, PaymentId, PoolId, PrizeId, PromotionId,
-    RequestKey, VipTier,
+    AccountId, AccountStatus, CampaignId, Digest32, MerchantId, Payee, PaymentId, PoolId, PrizeId,
+    PromotionId, RequestKey, VipTier,
 };
 use serde::{Deserialize, Serialize};
 
@@ -162,6 +164,9 @@ pub enum Query {
     Points(AccountId),
     Promotion(PromotionId),
     Prize(PrizeId),
+    Campaign(CampaignId),
+    /// A merchant's counters in one campaign.
+    MerchantCampaign(MerchantId, CampaignId),
     /// Applied index and state hash of the node that answers.
     StateHash,
     /// The accounts with ids `first .. first + count` that exist, read at one point of the
@@ -199,6 +204,8 @@ pub enum QueryReply {
     Points(u64),
     Promotion(Option<Promotion>),
     Prize(Option<Prize>),
+    Campaign(Option<Campaign>),
+    MerchantCampaign(Option<CampaignCounters>),
     StateHash {
         applied_index: u64,
         hash: Digest32,

@@ -232,13 +232,12 @@ pub(super) fn set_flags(a: &mut Apply<'_>, id: AccountId, flags: CampaignFlags) 
     Ok(Reply::FlagsSet)
 }
 
-/// Changes the VIP tier. Reaching platinum or above during the campaign records the
-/// commemorative gift, once per account whatever happens to the tier afterwards.
+/// Changes the VIP tier. Reaching the gift tier of a running campaign (platinum in the
+/// article's) records the commemorative gift, once per account whatever happens to the tier
+/// afterwards.
 pub(super) fn set_vip_tier(a: &mut Apply<'_>, id: AccountId, tier: VipTier) -> Handled {
     let mut account = load_customer(a, id)?;
-    let reaches_platinum = account.vip < VipTier::Platinum && tier >= VipTier::Platinum;
-    let gift_recorded = reaches_platinum
-        && a.config.in_campaign(a.now_ms)
+    let gift_recorded = super::campaigns::gives_vip_gift(a, account.vip, tier)
         && a.tx.get::<Gift>(Key::Gift(id)).is_none();
     account.vip = tier;
     a.tx.put(Key::Account(id), account);

@@ -681,15 +681,15 @@ pub(super) fn confirm_payment(a: &mut Apply<'_>, payment_id: PaymentId, otp: Otp
         payment.points_earned = points::earn(a, payer, m, bill_fen);
     }
     a.tx.put(Key::Payment(payment_id), payment);
-    let reward_granted = match payee {
+    let rewards = match payee {
         Payee::Merchant(m) => merchants::record_settlement(a, m, bill_fen, payment_id)?,
-        Payee::Account(_) => false,
+        Payee::Account(_) => Vec::new(),
     };
     Ok(Reply::PaymentSettled {
         payment: payment_id,
         bill_fen,
         debited_fen,
         voucher: voucher.map(|v| v.pool),
-        reward_granted,
+        rewards,
     })
 }

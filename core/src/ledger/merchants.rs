@@ -1,13 +1,15 @@
-//! Merchants: registration, campaign counters, the one-time rewards, the month-to-date
-//! figures with an exact time-weighted average balance, and the 商易通 fee tiers with their
-//! three-month hold.
+//! Merchants: registration, the month-to-date figures with an exact time-weighted average
+//! balance, and the 商易通 fee tiers the running campaigns grant, with their holds. Campaign
+//! counters and rewards live in `campaigns`.
 
-use super::{accounts, Apply, Handled};
+use super::{accounts, campaigns, Apply, Handled};
 use crate::config::{LedgerConfig, MAX_NAME_BYTES, MAX_TERMINALS};
 use crate::outcome::{LedgerError, Reply, TextField};
 use crate::state::{Key, Merchant, MonthFigures, Value};
 use crate::time::{cst_month, month_start_ms};
-use crate::types::{AccountId, FeeTier, MerchantId, MerchantKind, PaymentId, YearMonth};
+use crate::types::{
+    AccountId, CampaignId, FeeTier, FeeTiers, MerchantId, MerchantKind, PaymentId, YearMonth,
+};
 use crate::validate;
 
 pub(super) fn load(a: &Apply<'_>, id: MerchantId) -> Result<Merchant, LedgerError> {
@@ -32,17 +34,12 @@ pub fn transfer_fee_fen(config: &LedgerConfig, tier: FeeTier, amount_fen: u64) -
     }
 }
 
-/// The tier a month's figures earn.
-fn earned_tier(
-    config: &LedgerConfig,
-    m: &Merchant,
-    avg_balance_fen: u64,
-    tx_count: u64,
-) -> FeeTier {
-    if avg_balance_fen >= config.tier_waived_min_avg_balance_fen {
+/// The tier a month's figures earn under one campaign's fee tiers.
+fn earned_tier(t: &FeeTiers, m: &Merchant, avg_balance_fen: u64, tx_count: u64) -> FeeTier {
+    if avg_balance_fen >= t.waived_min_avg_balance_fen {
         FeeTier::Waived
-    } else if avg_balance_fen >= config.tier_discount_min_avg_balance_fen
-        || tx_count / u64::from(m.terminals) >= config.tier_discount_min_tx_per_terminal
+    } else if avg_balance_fen >= t.discount_min_avg_balance_fen
+        || tx_count / u64::from(m.terminals) >= t.discount_min_tx_per_terminal
     {
         FeeTier::TwentyPercent
     } else {
@@ -65,40 +62,55 @@ fn tier_in(m: &Merchant, month: YearMonth) -> FeeTier {
 }
 
 /// Closes the merchant's current month and every month up to (not including) `to`: the
-/// average balance is exact (balance × time since registration or the month's start), and
-/// a tier earned in month M applies from M+1 for at least `tier_hold_months`; a better tier
-/// earned meanwhile replaces it at once, and a lesser one waits for it to end.
-fn roll(config: &LedgerConfig, m: &mut Merchant, to: YearMonth) {
+/// average balance is exact (balance × time since registration or the month's start). Each
+/// campaign with fee tiers that ran during month M judges its figures; a tier earned applies
+/// from M+1 for that campaign's hold. A better tier earned meanwhile replaces a held one at
+/// once, and a lesser one waits for it to end.
+fn roll(a: &Apply<'_>, m: &mut Merchant, to: YearMonth) {
+    if m.month >= to {
+        return;
+    }
+    let tiers: Vec<(CampaignId, crate::state::Campaign)> = if m.kind == MerchantKind::Shangyitong {
+        campaigns::all(a)
+            .into_iter()
+            .filter(|(_, c)| c.rules.fee_tiers.is_some())
+            .collect()
+    } else {
+        Vec::new()
+    };
     while m.month < to {
+        let month_start = month_start_ms(m.month);
         let month_end_ms = month_start_ms(m.month.next());
-        let period_start_ms = month_start_ms(m.month).max(m.registered_ms);
+        let period_start_ms = month_start.max(m.registered_ms);
         m.balance_fen_ms +=
             i128::from(m.last_balance_fen) * i128::from(month_end_ms - m.balance_since_ms);
         let avg_balance_fen = match month_end_ms.saturating_sub(period_start_ms) {
             0 => m.last_balance_fen.max(0) as u64,
             span => (m.balance_fen_ms / i128::from(span)).max(0) as u64,
         };
-        let earned = if m.kind == MerchantKind::Shangyitong {
-            earned_tier(config, m, avg_balance_fen, m.month_tx_count)
-        } else {
-            FeeTier::List
-        };
-        let next = m.month.next();
-        let through = m.month.plus(config.tier_hold_months);
-        let held = match earned {
-            FeeTier::Waived => Some(&mut m.waived_through),
-            FeeTier::TwentyPercent => Some(&mut m.discount_through),
-            FeeTier::List => None,
-        };
-        if let Some(held) = held {
-            *held = Some(held.map_or(through, |t| t.max(through)));
+        let mut best = FeeTier::List;
+        for (_, c) in &tiers {
+            let Some(t) = c.rules.fee_tiers else { continue };
+            if c.starts_ms >= month_end_ms || c.ends_ms <= month_start {
+                continue;
+            }
+            let earned = earned_tier(&t, m, avg_balance_fen, m.month_tx_count);
+            let through = m.month.plus(t.hold_months);
+            let held = match earned {
+                FeeTier::Waived => &mut m.waived_through,
+                FeeTier::TwentyPercent => &mut m.discount_through,
+                FeeTier::List => continue,
+            };
+            *held = Some(held.map_or(through, |h| h.max(through)));
+            best = best.max(earned);
         }
+        let next = m.month.next();
         m.fee_tier = tier_in(m, next);
         m.last_month = Some(MonthFigures {
             month: m.month,
             avg_balance_fen,
             tx_count: m.month_tx_count,
-            earned,
+            earned: best,
         });
         m.month = next;
         m.month_tx_count = 0;
@@ -113,7 +125,7 @@ pub(super) fn track_balance(a: &mut Apply<'_>, id: MerchantId, balance_fen: i64)
     let mut m = load(a, id).unwrap_or_else(|_| {
         panic!("corrupt state: settlement account names missing merchant {id}")
     });
-    roll(a.config, &mut m, cst_month(a.now_ms));
+    roll(a, &mut m, cst_month(a.now_ms));
     m.balance_fen_ms += i128::from(m.last_balance_fen) * i128::from(a.now_ms - m.balance_since_ms);
     m.balance_since_ms = a.now_ms;
     m.last_balance_fen = balance_fen;
@@ -158,10 +170,6 @@ pub(super) fn register(
             contact_phone: contact_phone.to_owned(),
             terminals,
             registered_ms: a.now_ms,
-            new_in_campaign: a.config.in_campaign(a.now_ms),
-            campaign_tx_count: 0,
-            campaign_amount_fen: 0,
-            reward_payment: None,
             month,
             month_tx_count: 0,
             balance_fen_ms: 0,
@@ -176,56 +184,20 @@ pub(super) fn register(
     Ok(Reply::MerchantRegistered { merchant: id })
 }
 
-/// Counts a settled payment for its merchant and grants the one-time reward when this very
-/// settlement is the first to cross both thresholds. Returns whether it did.
+/// Counts a settled payment for its merchant's month and for every running campaign, which
+/// may grant one-time rewards. Returns the campaigns that rewarded this settlement.
 pub(super) fn record_settlement(
     a: &mut Apply<'_>,
     id: MerchantId,
     bill_fen: u64,
     payment: PaymentId,
-) -> Result<bool, LedgerError> {
+) -> Result<Vec<CampaignId>, LedgerError> {
     let mut m = load(a, id)?;
-    roll(a.config, &mut m, cst_month(a.now_ms));
+    roll(a, &mut m, cst_month(a.now_ms));
     m.month_tx_count += 1;
-    let mut granted = false;
-    if a.config.in_campaign(a.now_ms) {
-        m.campaign_tx_count += 1;
-        m.campaign_amount_fen = m.campaign_amount_fen.saturating_add(bill_fen);
-        let min_fen = match m.kind {
-            MerchantKind::Pos => Some(a.config.pos_reward_min_fen),
-            MerchantKind::Shangyitong => Some(a.config.shangyitong_reward_min_fen),
-            MerchantKind::Online => None,
-        };
-        granted = m.new_in_campaign
-            && m.reward_payment.is_none()
-            && m.campaign_tx_count >= a.config.pos_reward_min_count
-            && min_fen.is_some_and(|min| m.campaign_amount_fen >= min);
-        if granted {
-            m.reward_payment = Some(payment);
-        }
-    }
+    let rewarded = campaigns::record_settlement(a, id, &m, bill_fen, payment)?;
     a.tx.put(Key::Merchant(id), m);
-    if granted {
-        accounts::post(
-            a,
-            AccountId::PROMOTIONS,
-            AccountId::TELECOM_SETTLEMENT,
-            a.config.reward_fen,
-        )?;
-    }
-    Ok(granted)
-}
-
-/// A refund of a payment settled at `settled_ms` lowers the merchant's campaign amount when
-/// that payment counted for the campaign; its count stays, and a granted reward is kept.
-pub(super) fn record_refund(a: &mut Apply<'_>, id: MerchantId, refund_fen: u64, settled_ms: u64) {
-    if !a.config.in_campaign(settled_ms) {
-        return;
-    }
-    let mut m =
-        load(a, id).unwrap_or_else(|_| panic!("corrupt state: payee merchant {id} missing"));
-    m.campaign_amount_fen = m.campaign_amount_fen.saturating_sub(refund_fen);
-    a.tx.put(Key::Merchant(id), m);
+    Ok(rewarded)
 }
 
 /// A merchant transfers out of its settlement account; a 商易通 merchant pays the fee of its
@@ -242,7 +214,7 @@ pub(super) fn transfer_out(
         return Err(LedgerError::SameAccount.into());
     }
     accounts::load_customer(a, target)?;
-    roll(a.config, &mut m, cst_month(a.now_ms));
+    roll(a, &mut m, cst_month(a.now_ms));
     let tier = m.fee_tier;
     let fee_fen = match m.kind {
         MerchantKind::Shangyitong => transfer_fee_fen(a.config, tier, amount_fen),
@@ -284,7 +256,7 @@ pub(super) fn close_month(a: &mut Apply<'_>, month: YearMonth) -> Handled {
             unreachable!("range stays inside the merchants")
         };
         if m.month <= month {
-            roll(a.config, &mut m, month.next());
+            roll(a, &mut m, month.next());
             a.tx.put(Key::Merchant(id), *m);
             merchants += 1;
         }

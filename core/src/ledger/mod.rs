@@ -6,6 +6,7 @@
 //! changes nothing, however far it got.
 
 mod accounts;
+mod campaigns;
 mod epay;
 mod merchants;
 mod points;
@@ -81,6 +82,8 @@ record!(crate::state::OtpIssues, OtpIssues);
 record!(crate::state::CardDay, CardDay);
 record!(crate::state::Promotion, Promotion, boxed);
 record!(crate::state::Prize, Prize, boxed);
+record!(crate::state::Campaign, Campaign, boxed);
+record!(crate::state::CampaignCounters, MerchantCampaign);
 
 /// A command's view of the state: the store plus the command's own uncommitted writes.
 pub(crate) struct Tx<'s> {
@@ -329,6 +332,7 @@ impl<S: Store> Ledger<S> {
             next_payment: 1,
             next_promotion: 1,
             next_prize: 1,
+            next_campaign: 1,
             client_sessions: 0,
             last_closed_month: None,
         };
@@ -538,6 +542,17 @@ impl<S: Store> Ledger<S> {
     }
     pub fn prize(&self, id: crate::types::PrizeId) -> Option<crate::state::Prize> {
         self.read(Key::Prize(id))
+    }
+    pub fn campaign(&self, id: crate::types::CampaignId) -> Option<crate::state::Campaign> {
+        self.read(Key::Campaign(id))
+    }
+    /// A merchant's counters in a campaign (none until a settlement counts for it).
+    pub fn merchant_campaign(
+        &self,
+        merchant: MerchantId,
+        campaign: crate::types::CampaignId,
+    ) -> Option<crate::state::CampaignCounters> {
+        self.read(Key::MerchantCampaign(merchant, campaign))
     }
     /// An account's promotion points (zero if it never earned any).
     pub fn points(&self, account: AccountId) -> u64 {
@@ -867,5 +882,11 @@ fn dispatch(a: &mut Apply<'_>, command: &Command) -> Handled {
             stock,
         } => points::create_prize(a, name, *price_points, *stock),
         Command::RedeemPrize { prize, account } => points::redeem(a, *prize, *account),
+        Command::CreateCampaign {
+            name,
+            starts_ms,
+            ends_ms,
+            rules,
+        } => campaigns::create(a, name, *starts_ms, *ends_ms, rules),
     }
 }

@@ -58,7 +58,7 @@ pub(super) fn refund(a: &mut Apply<'_>, id: PaymentId, amount_fen: u64) -> Handl
     if to_promotions_fen > 0 {
         accounts::post(a, source, AccountId::PROMOTIONS, to_promotions_fen)?;
     }
-    merchants::record_refund(a, merchant, amount_fen, settled_ms);
+    super::campaigns::record_refund(a, merchant, amount_fen, settled_ms);
     payment.refunds.count += 1;
     payment.refunds.total_fen += amount_fen;
     payment.refunds.to_payer_fen += to_payer_fen;

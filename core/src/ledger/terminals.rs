@@ -116,12 +116,12 @@ pub(super) fn swipe(a: &mut Apply<'_>, s: Swipe<'_>) -> Handled {
         },
     );
     a.tx.put_value(receipt_key, Some(Value::OrderIndex(payment_id)));
-    let reward_granted = merchants::record_settlement(a, s.merchant, s.amount_fen, payment_id)?;
+    let rewards = merchants::record_settlement(a, s.merchant, s.amount_fen, payment_id)?;
     Ok(Reply::PaymentSettled {
         payment: payment_id,
         bill_fen: s.amount_fen,
         debited_fen,
         voucher: voucher.map(|v| v.pool),
-        reward_granted,
+        rewards,
     })
 }

@@ -9,8 +9,8 @@ use ledger_core::intake::{self, Secret};
 use ledger_core::outcome::{LedgerError, Reply};
 use ledger_core::time::DAY_MS;
 use ledger_core::types::{
-    AccountId, AccountStatus, ChallengeId, Digest32, Eligibility, MerchantId, MerchantKind, Payee,
-    PaymentId, PoolId,
+    AccountId, AccountStatus, CampaignRules, ChallengeId, Digest32, Eligibility, MerchantId,
+    MerchantKind, Payee, PaymentId, PoolId,
 };
 use ledger_core::Outcome;
 use ledger_testkit::driver::{Card, Driver};
@@ -24,6 +24,18 @@ pub fn driver_with(change: impl FnOnce(&mut LedgerConfig)) -> Driver {
     let mut config = LedgerConfig::default();
     change(&mut config);
     Driver::new(config)
+}
+
+/// A ledger whose campaign (`Driver::CAMPAIGN`) has the article's rules as `change` alters
+/// them.
+pub fn driver_with_rules(change: impl FnOnce(&mut CampaignRules)) -> Driver {
+    let mut rules = CampaignRules::article();
+    change(&mut rules);
+    Driver::with_campaign(
+        LedgerConfig::default(),
+        ledger_core::config::ARTICLE_CAMPAIGN_ENDS_MS,
+        rules,
+    )
 }
 
 /// A new ledger and its first card (card 1), holding `balance_fen`.
@@ -93,14 +105,15 @@ pub fn pool(
     pool
 }
 
+/// A settlement's debit, voucher, and whether any campaign rewarded it.
 pub fn settled(outcome: Outcome) -> (u64, Option<PoolId>, bool) {
     match outcome {
         Ok(Reply::PaymentSettled {
             debited_fen,
             voucher,
-            reward_granted,
+            rewards,
             ..
-        }) => (debited_fen, voucher, reward_granted),
+        }) => (debited_fen, voucher, !rewards.is_empty()),
         other => panic!("not settled: {other:?}"),
     }
 }

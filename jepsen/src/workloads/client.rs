@@ -13,6 +13,7 @@ use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::outcome::{LedgerError, Reply};
 use ledger_core::types::{AccountId, RequestKey};
 use ledger_testkit::driver::{test_pan, test_phone};
+use ledger_testkit::nodes;
 use rand::rngs::StdRng;
 use rand::Rng;
 use serde_json::{json, Value};
@@ -174,9 +175,22 @@ pub async fn setup(
     db: &Db,
     concurrency: u64,
     time_limit: Duration,
-    campaign_ms: (u64, u64),
 ) -> Result<Setup, SetupError> {
     let client = db.client(Duration::from_secs(3), 20);
+    // The article's campaign, running from now for the run (campaigns are records).
+    let ends_ms = nodes::campaign_end(nodes::now_ms());
+    let campaign_ms = match client
+        .submit(Operation::Command(nodes::test_campaign(ends_ms)))
+        .await
+        .map_err(SetupError::client("create the campaign"))?
+    {
+        Reply::CampaignCreated { starts_ms, .. } => (starts_ms, ends_ms),
+        other => {
+            return Err(SetupError::client("create the campaign")(
+                ledger_client::ClientError::UnexpectedReply(format!("{other:?}")),
+            ))
+        }
+    };
     let card_base = 1_000 + u64::from(rand::random::<u16>()) * 1_000;
     let (count, balance) = workload.accounts(concurrency);
     let mut setup = Setup {

@@ -9,9 +9,11 @@ use crate::view::yuan;
 use ledger_client::identity::{dev_channel, issued_identity};
 use ledger_client::{Client, ClientError, PendingPayment, Settlement};
 use ledger_core::command::CampaignFlags;
+use ledger_core::config::MAX_CAMPAIGNS;
 use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::types::{
-    AccountId, ChallengeId, Eligibility, MerchantId, MerchantKind, Payee, PoolId,
+    AccountId, CampaignId, CampaignRules, ChallengeId, Eligibility, MerchantId, MerchantKind,
+    Payee, PoolId,
 };
 use ledger_core::LedgerError;
 use ledger_wire::api::Operation;
@@ -101,6 +103,8 @@ struct Cast {
     payer: AccountId,
     shop_account: AccountId,
     merchant: MerchantId,
+    /// The article's campaign the shop takes part in.
+    campaign: CampaignId,
     /// 小王's reserved phone and the last six digits of the card.
     phone: String,
     last_six: String,
@@ -147,14 +151,16 @@ pub async fn run(session: &Session, data_dir: &Path) -> Result<(), String> {
     // Cards unique to this run, so the demo can be played again on the same cluster.
     let base = (now_ms / 1_000 % 10_000_000) * 10;
 
+    let campaign = s.article_campaign(now_ms).await?;
     let (payer, shop_account) = s.open_accounts(base).await?;
-    let merchant = s.register_shop(base, shop_account).await?;
+    let merchant = s.register_shop(base, shop_account, campaign).await?;
     let card = s.enrol(base, payer).await?;
     let pool = s.open_pool(now_ms, payer).await?;
     let cast = Cast {
         payer,
         shop_account,
         merchant,
+        campaign,
         phone: ledger_client::sample::phone(base),
         last_six: card[card.len() - 6..].to_owned(),
         run_tag: now_ms,
@@ -194,10 +200,43 @@ impl Story<'_> {
         Ok((payer, shop_account))
     }
 
+    /// The running campaign with the article's rules (the dev cluster creates one), or a
+    /// new one for 90 days if there is none.
+    async fn article_campaign(&mut self, now_ms: u64) -> Result<CampaignId, String> {
+        let client = self.client;
+        for id in 1..=MAX_CAMPAIGNS {
+            let Some(c) = client.campaign(CampaignId(id)).await.map_err(e)? else {
+                break;
+            };
+            if c.rules == CampaignRules::article()
+                && c.runs_at(now_ms)
+                && c.runs_at(now_ms + 3_600_000)
+            {
+                self.say(&format!(
+                    "The bank runs the article's campaign \"{}\" (campaign {id}): 10 settlements and 2,000 yuan earn a new POS merchant 100 yuan of phone credit.",
+                    c.name
+                ));
+                return Ok(CampaignId(id));
+            }
+        }
+        self.say("The bank starts the article's campaign for 90 days: 10 settlements and 2,000 yuan earn a new POS merchant 100 yuan of phone credit.");
+        let (id, _) = client
+            .create_campaign(
+                "心计划 (demo)",
+                None,
+                now_ms + 90 * 86_400_000,
+                CampaignRules::article(),
+            )
+            .await
+            .map_err(e)?;
+        Ok(id)
+    }
+
     async fn register_shop(
         &mut self,
         base: u64,
         shop_account: AccountId,
+        campaign: CampaignId,
     ) -> Result<MerchantId, String> {
         let client = self.client;
         self.say("The shop registers as a new POS merchant during the campaign.");
@@ -212,9 +251,10 @@ impl Story<'_> {
             .await
             .map_err(e)?;
         let m = found(client.merchant(merchant).await, "merchant missing")?;
+        let c = found(client.campaign(campaign).await, "campaign missing")?;
         self.check(
-            m.new_in_campaign,
-            &format!("merchant {merchant} is new in the campaign"),
+            c.runs_at(m.registered_ms),
+            &format!("merchant {merchant} is new in campaign {campaign}"),
         )?;
         Ok(merchant)
     }
@@ -350,15 +390,18 @@ impl Story<'_> {
         let mut rewards = Vec::new();
         for i in 3..=10 {
             let settled = self.pay(cast, 24_000, i).await?;
-            rewards.push(settled.reward_granted);
+            rewards.push(settled.rewards.contains(&cast.campaign));
         }
         self.check(
             rewards.iter().filter(|r| **r).count() == 1 && rewards[7],
             "the 10th settlement, and only it, earned the reward",
         )?;
-        let m = found(client.merchant(cast.merchant).await, "merchant missing")?;
+        let m = found(
+            client.merchant_campaign(cast.merchant, cast.campaign).await,
+            "campaign counters missing",
+        )?;
         self.check(
-            m.campaign_tx_count == 10 && m.campaign_amount_fen == 206_000,
+            m.tx_count == 10 && m.amount_fen == 206_000,
             "the shop's counters: 10 settlements, 2060.00 yuan",
         )?;
         self.check(

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod account;
+mod campaign;
 mod close_month;
 mod demo;
 mod epay;
@@ -97,6 +98,9 @@ enum Cmd {
     /// Merchants.
     #[command(subcommand)]
     Merchant(merchant::MerchantCmd),
+    /// Merchant campaigns: rewards, fee tiers and the VIP gift over a window.
+    #[command(subcommand)]
+    Campaign(campaign::CampaignCmd),
     /// Voucher pools.
     #[command(subcommand)]
     Pool(pool::PoolCmd),
@@ -122,6 +126,7 @@ impl Cmd {
             Cmd::Pay(cmd) => cmd.changes_ledger(),
             Cmd::Merchant(cmd) => cmd.changes_ledger(),
             Cmd::Pool(cmd) => cmd.changes_ledger(),
+            Cmd::Campaign(cmd) => cmd.changes_ledger(),
             Cmd::Points(cmd) => cmd.changes_ledger(),
             Cmd::CloseMonth(_) => true,
         }
@@ -167,6 +172,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Pay(cmd) => pay::run(&session, cmd).await,
         Cmd::Merchant(cmd) => merchant::run(&session, cmd).await,
         Cmd::Pool(cmd) => pool::run(&session, cmd).await,
+        Cmd::Campaign(cmd) => campaign::run(&session, cmd).await,
         Cmd::Points(cmd) => points::run(&session, cmd).await,
         Cmd::CloseMonth(args) => close_month::run(&session, args).await,
         Cmd::Sms(cmd) => sms::run(&session, cmd, &cli.data_dir).await,

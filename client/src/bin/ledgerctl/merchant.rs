@@ -1,4 +1,5 @@
-//! `ledgerctl merchant`: register, show (counters, reward, fee tier), transfer out.
+//! `ledgerctl merchant`: register, show (month figures, fee tier), transfer out. A
+//! merchant's campaign counters and rewards: `ledgerctl campaign counters`.
 
 use crate::failure::Failure;
 use crate::session::Session;
@@ -28,7 +29,7 @@ pub enum MerchantCmd {
         #[arg(long, default_value_t = 1)]
         terminals: u32,
     },
-    /// Show a merchant's counters, reward and fee tier.
+    /// Show a merchant's month figures and fee tier.
     Show { id: u64 },
     /// Transfer out of the settlement account (商易通 merchants pay their tier's fee).
     Transfer {
@@ -93,19 +94,10 @@ async fn register(
 
 impl Table for Merchant {
     fn rows(&self) -> Vec<(&'static str, String)> {
-        let reward = self
-            .reward_payment
-            .map_or("not yet".into(), |p| format!("granted by payment {p}"));
         vec![
             ("name", self.name.clone()),
             ("kind", format!("{:?}", self.kind)),
             ("settles to", format!("account {}", self.settlement_account)),
-            ("campaign settlements", self.campaign_tx_count.to_string()),
-            (
-                "campaign amount",
-                format!("{} yuan", yuan_u(self.campaign_amount_fen)),
-            ),
-            ("reward", reward),
             ("month", self.month.to_string()),
             ("month settlements", self.month_tx_count.to_string()),
             ("fee tier", format!("{:?}", self.fee_tier)),

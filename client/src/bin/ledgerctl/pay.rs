@@ -135,10 +135,15 @@ fn settled(s: &Settlement) -> String {
     let voucher = s
         .voucher
         .map_or(String::new(), |p| format!(", voucher of pool {p} used"));
-    let reward = if s.reward_granted {
-        "; the merchant earned its reward"
-    } else {
-        ""
+    let reward = match s.rewards.as_slice() {
+        [] => String::new(),
+        campaigns => {
+            let names: Vec<String> = campaigns.iter().map(|c| c.to_string()).collect();
+            format!(
+                "; the merchant earned its reward of campaign {}",
+                names.join(", ")
+            )
+        }
     };
     format!(
         "payment {} settled: bill {} yuan, debited {} yuan{voucher}{reward}",
@@ -160,7 +165,8 @@ async fn swipe(session: &Session, args: SwipeArgs) -> Result<(), Failure> {
     session
         .write_shown(operation, |reply| {
             let settlement = Settlement::try_from(reply)?;
-            Ok(Line::new(settlement, settled(&settlement)))
+            let text = settled(&settlement);
+            Ok(Line::new(settlement, text))
         })
         .await
 }
@@ -208,7 +214,8 @@ async fn confirm(session: &Session, payment: u64, code: String) -> Result<(), Fa
     session
         .write_shown(operation, |reply| {
             let settlement = Settlement::try_from(reply)?;
-            Ok(Line::new(settlement, settled(&settlement)))
+            let text = settled(&settlement);
+            Ok(Line::new(settlement, text))
         })
         .await
 }
