@@ -265,15 +265,15 @@ async fn a_merchant_swipes_refunds_and_cancels_with_ledgerctl() {
 
     // The card number and PIN come from standard input, a line each: never on the command
     // line, where other users of the machine could read them.
-    let swipe = |pin: &str, receipt: &str| {
+    let swipe_at = |me: &str, m: &str, pin: &str, receipt: &str| {
         ledgerctl_as(
             &cluster,
-            &me,
+            me,
             &[
                 "pay",
                 "swipe",
                 "--merchant",
-                &m,
+                m,
                 "--terminal",
                 "2",
                 "--card",
@@ -288,6 +288,7 @@ async fn a_merchant_swipes_refunds_and_cancels_with_ledgerctl() {
             &format!("{card}\n{pin}\n"),
         )
     };
+    let swipe = |pin: &str, receipt: &str| swipe_at(&me, &m, pin, receipt);
     let wrong = error(&swipe("000000", "r1"), 1);
     assert_eq!(wrong["reason"], "WrongCardPassword", "{wrong}");
     let swiped = swipe("135790", "r1");
@@ -338,4 +339,75 @@ async fn a_merchant_swipes_refunds_and_cancels_with_ledgerctl() {
     assert_eq!(shown["method"]["CardPresent"]["terminal"], 2, "{shown}");
     let cancel = ledgerctl_as(&cluster, &me, &["pay", "cancel", "--payment", &payment], "");
     assert_eq!(error(&cancel, 1)["reason"], "PaymentNotPending");
+
+    // The operator starts a second campaign beside the test cluster's: one settlement of
+    // any amount earns a POS merchant 2 yuan. The merchant may not create one.
+    let sprint = [
+        "campaign",
+        "create",
+        "--name",
+        "sprint",
+        "--days",
+        "1",
+        "--pos-min-count",
+        "1",
+        "--pos-min-amount",
+        "0",
+        "--pos-reward",
+        "2",
+        "--no-shangyitong-reward",
+        "--no-fee-tiers",
+        "--vip-gift",
+        "none",
+    ];
+    let refused = error(&ledgerctl_as(&cluster, &me, &sprint, ""), 1);
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("may not create a campaign")),
+        "{refused}"
+    );
+    let created = ledgerctl(Some(&cluster), &endpoints(&cluster), &sprint);
+    assert!(created.status.success(), "{}", json(&created));
+    assert_eq!(json(&created)["id"], 2);
+    let shown = json(&ledgerctl(
+        Some(&cluster),
+        &endpoints(&cluster),
+        &["campaign", "show", "2"],
+    ));
+    assert_eq!(shown["rules"]["pos_reward"]["reward_fen"], 200, "{shown}");
+    assert_eq!(shown["rules"]["fee_tiers"], Value::Null, "{shown}");
+    let mut bad = sprint.to_vec();
+    bad.truncate(bad.len() - 4);
+    bad.extend(["--hold-months", "0"]);
+    let bad = error(&ledgerctl(Some(&cluster), &endpoints(&cluster), &bad), 1);
+    assert_eq!(bad["reason"], "InvalidCampaignRule", "{bad}");
+
+    // The shop registered before it: its next swipe counts there but earns nothing. A shop
+    // registered now earns the reward with its first.
+    let counted = json(&swipe("135790", "r3"));
+    assert_eq!(counted["rewards"], serde_json::json!([]), "{counted}");
+    let counters = |me: &str, m: &str| {
+        json(&ledgerctl_as(
+            &cluster,
+            me,
+            &["campaign", "counters", "--campaign", "2", "--merchant", m],
+            "",
+        ))
+    };
+    let old = counters(&me, &m);
+    assert_eq!(
+        (old["tx_count"].as_u64(), old["amount_fen"].as_u64()),
+        (Some(1), Some(12_000)),
+        "{old}"
+    );
+    assert_eq!(old["reward_payment"], Value::Null, "{old}");
+    let (new_shop, new_me) = shop(&cluster, &client, 7, MerchantKind::Pos).await;
+    let new_m = new_shop.0.to_string();
+    let rewarded = json(&swipe_at(&new_me, &new_m, "135790", "n1"));
+    assert_eq!(rewarded["rewards"], serde_json::json!([2]), "{rewarded}");
+    assert_eq!(
+        counters(&new_me, &new_m)["reward_payment"],
+        rewarded["payment"]
+    );
 }

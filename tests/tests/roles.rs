@@ -8,8 +8,8 @@ use ledger_core::command::{CampaignFlags, Command};
 use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::outcome::Reply;
 use ledger_core::types::{
-    AccountId, AccountStatus, Eligibility, MerchantId, MerchantKind, Payee, PaymentId, PoolId,
-    PrizeId, PromotionId, RequestKey, VipTier, YearMonth,
+    AccountId, AccountStatus, CampaignId, CampaignRules, Eligibility, MerchantId, MerchantKind,
+    Payee, PaymentId, PoolId, PrizeId, PromotionId, RequestKey, VipTier, YearMonth,
 };
 use ledger_testkit::driver::{test_pan, test_phone};
 use ledger_tests::{serial, Cluster};
@@ -458,6 +458,21 @@ fn rows(w: &World, member: NodeInfo) -> Vec<Row> {
             &[Operator],
         ),
         row(
+            "create a campaign",
+            command(Command::CreateCampaign {
+                name: "matrix".into(),
+                starts_ms: None,
+                ends_ms: u64::MAX,
+                rules: CampaignRules::article(),
+            }),
+            &[Operator],
+        ),
+        row(
+            "read a campaign",
+            Call::Query(Query::Campaign(CampaignId(1))),
+            &[Operator, Merchant, Channel, Auditor],
+        ),
+        row(
             "create a prize",
             command(Command::CreatePrize {
                 name: "matrix".into(),
@@ -540,6 +555,16 @@ fn rows(w: &World, member: NodeInfo) -> Vec<Row> {
         row(
             "read another merchant",
             Call::Query(Query::Merchant(w.other)),
+            &[Operator, Auditor],
+        ),
+        row(
+            "read its own campaign counters",
+            Call::Query(Query::MerchantCampaign(w.own, CampaignId(1))),
+            &[Operator, Merchant, Auditor],
+        ),
+        row(
+            "read another merchant's campaign counters",
+            Call::Query(Query::MerchantCampaign(w.other, CampaignId(1))),
             &[Operator, Auditor],
         ),
         row(
