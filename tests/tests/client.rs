@@ -313,7 +313,9 @@ async fn ledgerctl_demo_plays_the_article_and_passes() {
         stdout.contains("pool exhausted")
             && stdout.contains("earned the reward")
             && stdout.contains("deducted at the swipe")
-            && stdout.contains("10.00 back to promotions"),
+            && stdout.contains("10.00 back to promotions")
+            && stdout.contains("earned 80 points")
+            && stdout.contains("out of stock"),
         "{stdout}"
     );
     // And `status` sees the cluster.

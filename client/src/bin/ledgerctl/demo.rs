@@ -174,6 +174,7 @@ pub async fn run(session: &Session, data_dir: &Path) -> Result<(), String> {
     s.reward(&cast, promotions_after_first).await?;
     let holder = s.race(base, pool).await?;
     s.swipe_and_refund(&cast, base + 2, holder).await?;
+    s.points(&cast, now_ms).await?;
 
     println!(
         "\nThe story came out as the domain says: 小王 holds {} yuan, the shop {} yuan.",
@@ -529,6 +530,53 @@ impl Story<'_> {
     }
 
     /// A payment of `amount_fen` for order `order`, confirmed with the code from the SMS.
+    /// A joint promotion with the shop: 小王 earns points by e-Pay there and redeems a prize,
+    /// the last one in stock.
+    async fn points(&mut self, cast: &Cast, now_ms: u64) -> Result<(), String> {
+        self.say("The bank runs a joint promotion with the shop (1 point per yuan paid by e-Pay) and offers a prize of 50 points, one in stock.");
+        let client = self.client;
+        let promotion = client
+            .create_promotion(
+                "湘江 points",
+                vec![cast.merchant],
+                now_ms,
+                now_ms + 86_400_000,
+                1,
+            )
+            .await
+            .map_err(e)?;
+        let prize = client
+            .create_prize("railway ticket voucher", 50, 1)
+            .await
+            .map_err(e)?;
+        let before = client.points(cast.payer).await.map_err(e)?;
+        self.say(&format!(
+            "小王 pays an 80-yuan bill by e-Pay at the shop (promotion {promotion})."
+        ));
+        self.pay(cast, 8_000, 11).await?;
+        self.check(
+            client.points(cast.payer).await.map_err(e)? == before + 80,
+            "the settlement itself earned 80 points",
+        )?;
+        let (points_left, stock_left) = self
+            .channel
+            .redeem_prize(prize, cast.payer)
+            .await
+            .map_err(e)?;
+        self.check(
+            points_left == before + 30 && stock_left == 0,
+            "小王 redeemed the prize: 30 points left, none in stock",
+        )?;
+        let again = self.channel.redeem_prize(prize, cast.payer).await;
+        self.check(
+            matches!(
+                again,
+                Err(ClientError::Refused(LedgerError::PrizeOutOfStock { .. }))
+            ),
+            "a second redemption is refused: out of stock, first come first served",
+        )
+    }
+
     async fn pay(&self, cast: &Cast, amount_fen: u64, order: u64) -> Result<Settlement, String> {
         let pending = cast.begin(amount_fen, order).await?;
         let (_, code) = self.sms(pending.challenge).await?;
