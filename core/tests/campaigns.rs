@@ -549,3 +549,28 @@ fn every_running_campaign_counts_a_settlement_so_many_campaigns_still_count_each
         (MAX_CAMPAIGNS * 5 * YUAN) as i64
     );
 }
+
+#[test]
+fn the_vip_gift_is_for_reaching_the_tier_not_for_being_set_to_it_again() {
+    // A diamond holder from before the campaign set to diamond again during it: no gift.
+    let mut d = Driver::without_campaign(LedgerConfig::default());
+    let card = d.funded_card(1, 0);
+    let set = |tier| Command::SetVipTier {
+        account: card.account,
+        tier,
+    };
+    d.submit(set(VipTier::Diamond)).unwrap();
+    let rules = CampaignRules {
+        vip_gift: Some(VipTier::Diamond),
+        ..sprint()
+    };
+    let ends = d.now_ms + DAY_MS;
+    created(&mut d, create("diamond", None, ends, rules));
+    assert_eq!(
+        d.submit(set(VipTier::Diamond)),
+        Ok(Reply::VipTierSet {
+            gift_recorded: false
+        })
+    );
+    assert_eq!(d.ledger.gift(card.account), None);
+}

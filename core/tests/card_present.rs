@@ -388,3 +388,19 @@ fn an_unknown_card_is_refused_without_a_trace() {
     let outcome = unchanged(&mut d, |d| d.submit(command));
     assert_eq!(outcome, Err(LedgerError::UnknownCard));
 }
+
+#[test]
+fn of_two_vouchers_of_equal_value_the_older_pools_is_deducted() {
+    let (mut d, payer, m) = common::payer_and_shop(MerchantKind::Pos);
+    let older = pool(&mut d, 50 * YUAN, 10, Eligibility::Anyone);
+    let newer = pool(&mut d, 50 * YUAN, 10, Eligibility::Anyone);
+    for p in [newer, older] {
+        d.submit(Command::ClaimVoucher {
+            pool: p,
+            account: payer.account,
+        })
+        .unwrap();
+    }
+    let (_, voucher, _) = settled(d.swipe(&payer, m, 100 * YUAN, "tie"));
+    assert_eq!(voucher, Some(older));
+}
