@@ -113,17 +113,6 @@ pub fn client(
     )
 }
 
-/// The ledger's configuration: simulated clients acknowledge nothing and the checks want
-/// every record, so the per-client window holds a whole run. The clients pay from the 4
-/// enrolled phones as fast as the cluster answers (up to about 60 codes a phone in a
-/// 10-second run): under the bank's 5 codes per phone per 10 minutes almost every payment
-/// would be refused at step 1, leaving the e-Pay checks (settled once, wrong codes, reused
-/// keys) little to check. 40 lets most payments through and still throttles the busiest
-/// runs, so the throttle's refusals stay in the log the checks replay.
-///
-/// Codes expire after 3 virtual seconds instead of 5 minutes, so that in a 10-second run
-/// payments left unconfirmed (and confirmations slowed by faults) expire, and the leader's
-/// expiry runs under faults too.
 /// The simulator's second campaign: 3 settlements and 30 yuan earn a POS merchant 5 yuan.
 pub fn sprint_rules() -> CampaignRules {
     CampaignRules {
@@ -138,6 +127,17 @@ pub fn sprint_rules() -> CampaignRules {
     }
 }
 
+/// The ledger's configuration: simulated clients acknowledge nothing and the checks want
+/// every record, so the per-client window holds a whole run. The clients pay from the 4
+/// enrolled phones as fast as the cluster answers (up to about 60 codes a phone in a
+/// 10-second run): under the bank's 5 codes per phone per 10 minutes almost every payment
+/// would be refused at step 1, leaving the e-Pay checks (settled once, wrong codes, reused
+/// keys) little to check. 40 lets most payments through and still throttles the busiest
+/// runs, so the throttle's refusals stay in the log the checks replay.
+///
+/// Codes expire after 3 virtual seconds instead of 5 minutes, so that in a 10-second run
+/// payments left unconfirmed (and confirmations slowed by faults) expire, and the leader's
+/// expiry runs under faults too.
 pub fn genesis_config() -> LedgerConfig {
     LedgerConfig {
         idempotency_window_per_client: 1_000_000,

@@ -42,15 +42,35 @@ pub fn campaign_end(now_ms: u64) -> u64 {
     now_ms + CAMPAIGN_AFTER_MS
 }
 
+/// The name of the campaign a test or chaos cluster runs.
+const TEST_CAMPAIGN_NAME: &str = "test campaign";
+
 /// The campaign a test or chaos cluster runs: the article's rules, from the command's ledger
-/// time to `ends_ms`.
+/// time to `ends_ms`. (A model replaying the cluster applies this command.)
 pub fn test_campaign(ends_ms: u64) -> ledger_core::command::Command {
     ledger_core::command::Command::CreateCampaign {
-        name: "test campaign".into(),
+        name: TEST_CAMPAIGN_NAME.into(),
         starts_ms: None,
         ends_ms,
         rules: ledger_core::types::CampaignRules::article(),
     }
+}
+
+/// Creates the test campaign on a running cluster, ending `CAMPAIGN_AFTER_MS` from now;
+/// returns its window.
+pub async fn create_test_campaign(
+    client: &ledger_client::Client,
+) -> Result<(u64, u64), ledger_client::ClientError> {
+    let ends_ms = campaign_end(now_ms());
+    let (_, starts_ms) = client
+        .create_campaign(
+            TEST_CAMPAIGN_NAME,
+            None,
+            ends_ms,
+            ledger_core::types::CampaignRules::article(),
+        )
+        .await?;
+    Ok((starts_ms, ends_ms))
 }
 
 /// The `--peer` argument that names a member at initialisation.

@@ -158,19 +158,9 @@ impl Cluster {
         }
         cluster.wait_ready(&cluster.ids()).await;
         // The article's campaign runs while the test does (campaigns are records).
-        let reply = cluster
-            .client_for(&cluster.ids())
-            .submit(ledger_wire::api::Operation::Command(nodes::test_campaign(
-                nodes::campaign_end(now_ms()),
-            )))
-            .await;
-        assert!(
-            matches!(
-                reply,
-                Ok(ledger_core::outcome::Reply::CampaignCreated { .. })
-            ),
-            "create the test campaign: {reply:?}"
-        );
+        nodes::create_test_campaign(&cluster.client_for(&cluster.ids()))
+            .await
+            .expect("create the test campaign");
         cluster
     }
 

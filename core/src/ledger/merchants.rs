@@ -70,10 +70,11 @@ fn roll(a: &Apply<'_>, m: &mut Merchant, to: YearMonth) {
     if m.month >= to {
         return;
     }
-    let tiers: Vec<(CampaignId, crate::state::Campaign)> = if m.kind == MerchantKind::Shangyitong {
+    // (window, fee tiers) of every campaign offering them; only 商易通 merchants pay fees.
+    let tiers: Vec<(u64, u64, FeeTiers)> = if m.kind == MerchantKind::Shangyitong {
         campaigns::all(a)
             .into_iter()
-            .filter(|(_, c)| c.rules.fee_tiers.is_some())
+            .filter_map(|(_, c)| Some((c.starts_ms, c.ends_ms, c.rules.fee_tiers?)))
             .collect()
     } else {
         Vec::new()
@@ -89,12 +90,11 @@ fn roll(a: &Apply<'_>, m: &mut Merchant, to: YearMonth) {
             span => (m.balance_fen_ms / i128::from(span)).max(0) as u64,
         };
         let mut best = FeeTier::List;
-        for (_, c) in &tiers {
-            let Some(t) = c.rules.fee_tiers else { continue };
-            if c.starts_ms >= month_end_ms || c.ends_ms <= month_start {
+        for (starts_ms, ends_ms, t) in &tiers {
+            if *starts_ms >= month_end_ms || *ends_ms <= month_start {
                 continue;
             }
-            let earned = earned_tier(&t, m, avg_balance_fen, m.month_tx_count);
+            let earned = earned_tier(t, m, avg_balance_fen, m.month_tx_count);
             let through = m.month.plus(t.hold_months);
             let held = match earned {
                 FeeTier::Waived => &mut m.waived_through,

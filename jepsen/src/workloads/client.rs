@@ -178,19 +178,9 @@ pub async fn setup(
 ) -> Result<Setup, SetupError> {
     let client = db.client(Duration::from_secs(3), 20);
     // The article's campaign, running from now for the run (campaigns are records).
-    let ends_ms = nodes::campaign_end(nodes::now_ms());
-    let campaign_ms = match client
-        .submit(Operation::Command(nodes::test_campaign(ends_ms)))
+    let campaign_ms = nodes::create_test_campaign(&client)
         .await
-        .map_err(SetupError::client("create the campaign"))?
-    {
-        Reply::CampaignCreated { starts_ms, .. } => (starts_ms, ends_ms),
-        other => {
-            return Err(SetupError::client("create the campaign")(
-                ledger_client::ClientError::UnexpectedReply(format!("{other:?}")),
-            ))
-        }
-    };
+        .map_err(SetupError::client("create the campaign"))?;
     let card_base = 1_000 + u64::from(rand::random::<u16>()) * 1_000;
     let (count, balance) = workload.accounts(concurrency);
     let mut setup = Setup {
