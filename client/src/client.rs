@@ -519,8 +519,11 @@ impl<T: Transport> Client<T> {
         query: Query,
         consistency: Consistency,
     ) -> Result<QueryReply, ClientError> {
-        self.with_leader(|c, ctx| async move { c.query(ctx, query, consistency).await })
-            .await
+        self.with_leader(|c, ctx| {
+            let query = query.clone();
+            async move { c.query(ctx, query, consistency).await }
+        })
+        .await
     }
 
     /// The status of every configured node; unreachable ones as errors.

@@ -49,6 +49,10 @@ pub const MAX_REFUNDS_PER_PAYMENT: u32 = 1_000;
 pub const ARTICLE_CAMPAIGN_STARTS_MS: u64 = 1_417_363_200_000;
 /// ...to 2015-03-01 00:00 CST.
 pub const ARTICLE_CAMPAIGN_ENDS_MS: u64 = 1_425_139_200_000;
+/// Most rows one page of a statement, reconciliation or journal read returns.
+pub const MAX_STATEMENT_ROWS: u32 = 1_000;
+/// Longest time range one statement covers: the journal's retention horizon.
+pub const MAX_STATEMENT_RANGE_MS: u64 = 400 * crate::time::DAY_MS;
 /// Most campaigns the ledger holds; every settlement looks at each of them.
 pub const MAX_CAMPAIGNS: u64 = 64;
 /// Highest settlement count a campaign rule may ask for (a reward's count, a fee tier's

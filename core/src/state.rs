@@ -12,7 +12,7 @@ use crate::command::{CampaignFlags, Command, PasswordHash};
 use crate::config::LedgerConfig;
 use crate::outcome::{EnrolmentStep, Outcome};
 use crate::types::{
-    AccountId, AccountStatus, CampaignId, CampaignRules, ChallengeId, Digest32, Eligibility,
+    AccountId, AccountStatus, CampaignId, CampaignRules, Cause, ChallengeId, Digest32, Eligibility,
     FeeTier, MerchantId, MerchantKind, Payee, PaymentId, PoolId, PrizeId, PromotionId, RequestKey,
     VipTier, YearMonth,
 };
@@ -293,6 +293,50 @@ pub struct CampaignCounters {
     pub reward_payment: Option<PaymentId>,
 }
 
+/// One journal row: a posting, recorded once in the command that made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Posting {
+    /// Its place in the journal: rows are numbered from 1 in the order they were made.
+    pub seq: u64,
+    /// The Raft log index of the command that made it.
+    pub index: u64,
+    /// The ledger time of that command.
+    pub at_ms: u64,
+    /// The request that made it.
+    pub request: RequestKey,
+    pub source: AccountId,
+    pub target: AccountId,
+    pub amount_fen: u64,
+    pub cause: Cause,
+    /// The source's balance after this row.
+    pub source_balance_fen: i64,
+    /// The target's balance after this row.
+    pub target_balance_fen: i64,
+}
+
+impl Posting {
+    /// What this row did to `account`'s balance: negative for the source, positive for the
+    /// target, zero for any other account.
+    pub fn delta_for(&self, account: AccountId) -> i64 {
+        if account == self.source {
+            -(self.amount_fen as i64)
+        } else if account == self.target {
+            self.amount_fen as i64
+        } else {
+            0
+        }
+    }
+
+    /// `account`'s balance after this row (its source's or its target's).
+    pub fn balance_after(&self, account: AccountId) -> i64 {
+        if account == self.source {
+            self.source_balance_fen
+        } else {
+            self.target_balance_fen
+        }
+    }
+}
+
 /// A voucher pool (刷卡券).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pool {
@@ -360,6 +404,8 @@ pub struct Meta {
     pub next_campaign: u64,
     pub client_sessions: u64,
     pub last_closed_month: Option<YearMonth>,
+    /// The sequence number the next journal row gets.
+    pub next_posting: u64,
 }
 
 /// Where a record lives. Variant order is storage order: `Ord` compares the tag, then the
@@ -406,6 +452,11 @@ pub enum Key {
     /// A merchant's counters in one campaign (merchant first: a merchant's campaigns are
     /// one range).
     MerchantCampaign(MerchantId, CampaignId),
+    /// A journal row, by its sequence number: every posting, in the order it was made.
+    Posting(u64),
+    /// (account, ledger time, sequence number) of each row that moved an account's money:
+    /// an account's statement over a time range is one range of these.
+    AccountPosting(AccountId, u64, u64),
 }
 
 /// A record. Each `Key` variant holds the `Value` variant of the same name.
@@ -438,6 +489,8 @@ pub enum Value {
     Points(u64),
     Campaign(Box<Campaign>),
     MerchantCampaign(CampaignCounters),
+    Posting(Box<Posting>),
+    AccountPosting,
 }
 
 /// A key that could not be decoded from bytes: a corrupt store or snapshot.
@@ -477,6 +530,8 @@ impl Ord for Key {
             (Prize(a), Prize(b)) => a.cmp(b),
             (Campaign(a), Campaign(b)) => a.cmp(b),
             (MerchantCampaign(m, c), MerchantCampaign(n, d)) => (m, c).cmp(&(n, d)),
+            (Posting(a), Posting(b)) => a.cmp(b),
+            (AccountPosting(a, t, s), AccountPosting(b, u, r)) => (a, t, s).cmp(&(b, u, r)),
             _ => self.tag().cmp(&other.tag()),
         }
     }
@@ -490,7 +545,7 @@ impl PartialOrd for Key {
 }
 
 /// Number of `Key` variants (tags 0..KEY_TAGS).
-pub const KEY_TAGS: usize = 27;
+pub const KEY_TAGS: usize = 29;
 
 impl Key {
     /// The variant's tag: the first byte of the encoding, and the table it lives in.
@@ -524,6 +579,8 @@ impl Key {
             Key::Points(_) => 24,
             Key::Campaign(_) => 25,
             Key::MerchantCampaign(..) => 26,
+            Key::Posting(_) => 27,
+            Key::AccountPosting(..) => 28,
         }
     }
 
@@ -596,6 +653,13 @@ impl Key {
                 out.push(26);
                 out.extend_from_slice(&m.0.to_be_bytes());
                 out.extend_from_slice(&c.0.to_be_bytes());
+            }
+            Key::Posting(seq) => out.extend([&[27][..], &seq.to_be_bytes()].concat()),
+            Key::AccountPosting(a, ms, seq) => {
+                out.push(28);
+                out.extend_from_slice(&a.0.to_be_bytes());
+                out.extend_from_slice(&ms.to_be_bytes());
+                out.extend_from_slice(&seq.to_be_bytes());
             }
         }
         out
@@ -671,6 +735,15 @@ impl Key {
                     CampaignId(u64_at(8)?),
                 ));
             }
+            27 => Key::Posting(u64_at(0)?),
+            28 => {
+                expect_len(24)?;
+                return Ok(Key::AccountPosting(
+                    AccountId(u64_at(0)?),
+                    u64_at(8)?,
+                    u64_at(16)?,
+                ));
+            }
             _ => return Err(bad()),
         };
         let width = match tag {
@@ -696,6 +769,9 @@ pub trait Store {
     fn get(&self, key: &Key) -> Option<Value>;
     /// Up to `limit` records with `from <= key < to`, in key order.
     fn range(&self, from: &Key, to: &Key, limit: usize) -> Vec<(Key, Value)>;
+    /// Up to `limit` records with `from <= key < to`, in descending key order (the newest
+    /// rows of a statement first).
+    fn range_rev(&self, from: &Key, to: &Key, limit: usize) -> Vec<(Key, Value)>;
     /// Apply one command's write set atomically.
     fn write(&mut self, writes: WriteSet);
     /// Visit every record in key order (state hash, snapshot, invariant checks).
@@ -795,6 +871,38 @@ impl Store for MemStore {
             }
             if rows.len() == limit {
                 break;
+            }
+        }
+        rows
+    }
+
+    fn range_rev(&self, from: &Key, to: &Key, limit: usize) -> Vec<(Key, Value)> {
+        if from >= to {
+            return Vec::new();
+        }
+        let last = (to.tag() as usize).min(KEY_TAGS - 1);
+        let mut rows = Vec::new();
+        for tag in (from.tag() as usize..=last).rev() {
+            if rows.len() == limit {
+                break;
+            }
+            if tag == ACCOUNT_TAG {
+                let mut table: Vec<(Key, Value)> = self
+                    .table_iter(tag)
+                    .filter(|(k, _)| k >= from && k < to)
+                    .map(|(k, v)| (k, v.clone()))
+                    .collect();
+                table.reverse();
+                table.truncate(limit - rows.len());
+                rows.extend(table);
+            } else {
+                rows.extend(
+                    self.tables[tag]
+                        .range(*from..*to)
+                        .rev()
+                        .take(limit - rows.len())
+                        .map(|(k, v)| (*k, v.clone())),
+                );
             }
         }
         rows

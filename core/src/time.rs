@@ -63,9 +63,52 @@ pub fn month_start_ms(month: YearMonth) -> u64 {
     (days * DAY_MS).saturating_sub(CST_OFFSET_MS)
 }
 
+/// The first millisecond (UTC epoch ms) of a CST day number. Day 0 clamps to 0.
+pub fn cst_day_start_ms(day: u64) -> u64 {
+    day.saturating_mul(DAY_MS).saturating_sub(CST_OFFSET_MS)
+}
+
+/// The CST day number of a civil date, if the date exists (years 1970 to 9999).
+pub fn cst_day_of_date(year: u32, month: u32, day: u32) -> Option<u64> {
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
+            29
+        }
+        2 => 28,
+        _ => return None,
+    };
+    ((1970..=9999).contains(&year) && (1..=days_in_month).contains(&day))
+        .then(|| days_from_civil(year, month, day))
+}
+
+/// The civil date (year, month, day) of a CST day number.
+pub fn cst_date(day: u64) -> (u32, u32, u32) {
+    civil_from_days(day)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cst_day_runs_from_midnight_to_midnight_beijing_time() {
+        let day = cst_day_of_date(2026, 12, 2).unwrap();
+        assert_eq!(cst_date(day), (2026, 12, 2));
+        // 2026-12-02 00:00 CST is 2026-12-01 16:00 UTC.
+        assert_eq!(cst_day_start_ms(day), 1_796_140_800_000);
+        assert_eq!(cst_day(cst_day_start_ms(day)), day);
+        assert_eq!(cst_day(cst_day_start_ms(day) - 1), day - 1);
+        assert_eq!(
+            cst_day_of_date(2024, 2, 29).map(cst_date),
+            Some((2024, 2, 29))
+        );
+        assert_eq!(cst_day_of_date(2026, 2, 29), None);
+        assert_eq!(cst_day_of_date(2026, 13, 1), None);
+        assert_eq!(cst_day_of_date(2026, 4, 31), None);
+        assert_eq!(cst_day_of_date(1969, 12, 31), None);
+    }
 
     #[test]
     fn cst_day_turns_at_midnight_beijing_time() {

@@ -266,3 +266,71 @@ impl fmt::Display for YearMonth {
         fmt::Debug::fmt(self, f)
     }
 }
+
+/// Why money moved: every journal row names its cause, and the cause's id where it has one
+/// (a deposit, withdrawal or book transfer is identified by the row's request key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Cause {
+    /// Cash in: `clearing` → the customer.
+    Deposit,
+    /// Cash out: the customer → `clearing`.
+    Withdrawal,
+    /// A book transfer between two customers.
+    Transfer,
+    /// What an e-Pay payer was debited when the payment settled (after its voucher).
+    Payment(PaymentId),
+    /// What a card was debited at a terminal (after its voucher).
+    Swipe(PaymentId),
+    /// A voucher's face value, from `promotions` to the payee, toward a payment or swipe.
+    Voucher { payment: PaymentId, pool: PoolId },
+    /// A refund's share back to the payer, from the merchant's settlement account.
+    Refund(PaymentId),
+    /// A refund's share back to `promotions` (the part a voucher had paid).
+    RefundVoucher(PaymentId),
+    /// A campaign's one-time merchant reward (phone credit): `promotions` → the telecom
+    /// settlement account.
+    Reward {
+        campaign: CampaignId,
+        merchant: MerchantId,
+    },
+    /// A merchant's transfer out of its settlement account.
+    MerchantTransfer(MerchantId),
+    /// The fee of a merchant's transfer, into `fee_income`.
+    Fee(MerchantId),
+}
+
+impl Cause {
+    /// The payment this row belongs to, if any.
+    pub fn payment(self) -> Option<PaymentId> {
+        match self {
+            Cause::Payment(p)
+            | Cause::Swipe(p)
+            | Cause::Voucher { payment: p, .. }
+            | Cause::Refund(p)
+            | Cause::RefundVoucher(p) => Some(p),
+            Cause::Deposit
+            | Cause::Withdrawal
+            | Cause::Transfer
+            | Cause::Reward { .. }
+            | Cause::MerchantTransfer(_)
+            | Cause::Fee(_) => None,
+        }
+    }
+
+    /// A short lower-case name for statements and CSV files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::Deposit => "deposit",
+            Cause::Withdrawal => "withdrawal",
+            Cause::Transfer => "transfer",
+            Cause::Payment(_) => "payment",
+            Cause::Swipe(_) => "swipe",
+            Cause::Voucher { .. } => "voucher",
+            Cause::Refund(_) => "refund",
+            Cause::RefundVoucher(_) => "refund-voucher",
+            Cause::Reward { .. } => "reward",
+            Cause::MerchantTransfer(_) => "merchant-transfer",
+            Cause::Fee(_) => "fee",
+        }
+    }
+}

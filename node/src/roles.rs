@@ -21,7 +21,9 @@
 //! | read merchant | yes | itself | | yes | |
 //! | read payment | yes | paid to itself | yes | yes | |
 //! | read pool, promotion, prize | yes | yes | yes | yes | |
-//! | read state hash, account range | yes | | | yes | |
+//! | read an account's statement | yes | its settlement account | yes | yes | |
+//! | read a merchant's reconciliation | yes | itself | | yes | |
+//! | read state hash, account range, journal | yes | | | yes | |
 //! | status | yes | yes | yes | yes | |
 //!
 //! The node role serves only the Raft port: its certificate is refused on the client port.
@@ -237,6 +239,9 @@ pub fn query_name(query: &Query) -> &'static str {
         Query::MerchantCampaign(..) => "read a merchant's campaign counters",
         Query::StateHash => "read the state hash",
         Query::AccountRange { .. } => "read a range of accounts",
+        Query::Statement(_) => "read an account's statement",
+        Query::Reconciliation { .. } => "read a merchant's reconciliation",
+        Query::Journal { .. } => "read the journal",
     }
 }
 
@@ -274,7 +279,15 @@ pub fn authorize_query(
                 Payee::Account(_) => None,
             }),
         },
-        Query::StateHash | Query::AccountRange { .. } => Allowed::Reader {
+        Query::Statement(s) => Allowed::Reader {
+            channel: true,
+            merchant: owners.settles(s.account),
+        },
+        Query::Reconciliation { merchant, .. } => Allowed::Reader {
+            channel: false,
+            merchant: Some(*merchant),
+        },
+        Query::StateHash | Query::AccountRange { .. } | Query::Journal { .. } => Allowed::Reader {
             channel: false,
             merchant: None,
         },

@@ -397,6 +397,26 @@ impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
                             .filter_map(|id| view(ledger, ledger_core::types::AccountId(id)))
                             .collect(),
                     },
+                    Query::Statement(request) => QueryReply::Statement {
+                        applied_index: applied_index.unwrap_or(0),
+                        page: ledger.statement(&request)?,
+                    },
+                    Query::Reconciliation {
+                        merchant,
+                        day,
+                        page_size,
+                        cursor,
+                    } => QueryReply::Reconciliation {
+                        applied_index: applied_index.unwrap_or(0),
+                        reconciliation: ledger.reconcile(merchant, day, page_size, cursor)?,
+                    },
+                    Query::Journal {
+                        after_seq,
+                        page_size,
+                    } => QueryReply::Journal {
+                        applied_index: applied_index.unwrap_or(0),
+                        rows: ledger.journal(after_seq, page_size)?,
+                    },
                 })
             })
             .ok_or_else(|| unavailable("the cluster has no ledger yet (not initialised)"))?

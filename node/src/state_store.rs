@@ -95,39 +95,16 @@ impl Store for SledState {
         if from >= to {
             return Vec::new();
         }
-        // Merge the stored records with the pending writes, both in key order, stopping at
-        // `limit`: pending writes replace stored records, pending deletions hide them.
-        let mut stored = self
-            .tree
-            .range(from.encode()..to.encode())
-            .map(|r| {
-                let (k, v) = r.unwrap_or_else(|e| panic!("state scan failed: {e}"));
-                decode(&k, &v)
-            })
-            .peekable();
-        let mut pending = self.overlay.range(*from..*to).peekable();
-        let mut rows = Vec::new();
-        while rows.len() < limit {
-            let order = match (stored.peek(), pending.peek()) {
-                (None, None) => break,
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (Some((sk, _)), Some((pk, _))) => sk.cmp(pk),
-            };
-            if order == std::cmp::Ordering::Equal {
-                stored.next(); // replaced or deleted by the pending write
-            }
-            let take_pending = order != std::cmp::Ordering::Less;
-            if take_pending {
-                let (k, v) = pending.next().expect("peeked");
-                if let Some(v) = v {
-                    rows.push((*k, v.clone()));
-                }
-            } else {
-                rows.push(stored.next().expect("peeked"));
-            }
+        let stored = self.tree.range(from.encode()..to.encode());
+        merge(stored, self.overlay.range(*from..*to), limit, false)
+    }
+
+    fn range_rev(&self, from: &Key, to: &Key, limit: usize) -> Vec<(Key, Value)> {
+        if from >= to {
+            return Vec::new();
         }
-        rows
+        let stored = self.tree.range(from.encode()..to.encode()).rev();
+        merge(stored, self.overlay.range(*from..*to).rev(), limit, true)
     }
 
     fn write(&mut self, writes: WriteSet) {
@@ -160,6 +137,48 @@ impl Store for SledState {
             }
         }
     }
+}
+
+/// Merges stored records with pending writes, both in key order (descending when
+/// `descending`), stopping at `limit`: pending writes replace stored records, pending
+/// deletions hide them.
+fn merge<'a>(
+    stored: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    pending: impl Iterator<Item = (&'a Key, &'a Option<Value>)>,
+    limit: usize,
+    descending: bool,
+) -> Vec<(Key, Value)> {
+    use std::cmp::Ordering;
+    let mut stored = stored
+        .map(|r| {
+            let (k, v) = r.unwrap_or_else(|e| panic!("state scan failed: {e}"));
+            decode(&k, &v)
+        })
+        .peekable();
+    let mut pending = pending.peekable();
+    let mut rows = Vec::new();
+    while rows.len() < limit {
+        // `Less` means the stored record comes first in the iteration order.
+        let order = match (stored.peek(), pending.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((sk, _)), Some((pk, _))) if descending => pk.cmp(&sk),
+            (Some((sk, _)), Some((pk, _))) => sk.cmp(pk),
+        };
+        if order == Ordering::Equal {
+            stored.next(); // replaced or deleted by the pending write
+        }
+        if order == Ordering::Less {
+            rows.push(stored.next().expect("peeked"));
+        } else {
+            let (k, v) = pending.next().expect("peeked");
+            if let Some(v) = v {
+                rows.push((*k, v.clone()));
+            }
+        }
+    }
+    rows
 }
 
 /// Every ledger record of a tree, encoded, in key order: the input of a snapshot.

@@ -615,7 +615,7 @@ async fn forbidden(client: &Client, call: &Call) -> bool {
             .err()
             .is_some_and(|e| is_forbidden(&e)),
         Call::Query(q) => client
-            .query(*q, Consistency::Linearizable)
+            .query(q.clone(), Consistency::Linearizable)
             .await
             .err()
             .is_some_and(|e| is_forbidden(&e)),

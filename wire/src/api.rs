@@ -7,9 +7,13 @@
 
 use ledger_core::command::{CampaignFlags, Command};
 use ledger_core::intake::{OpenAccountRequest, Secret};
+use ledger_core::ledger::journal::{
+    Cursor, ReadError, Reconciliation, StatementPage, StatementRequest,
+};
 use ledger_core::outcome::{LedgerError, Reply};
 use ledger_core::state::{
-    Campaign, CampaignCounters, Credential, Merchant, Payment, Pool, Prize, Promotion, Voucher,
+    Campaign, CampaignCounters, Credential, Merchant, Payment, Pool, Posting, Prize, Promotion,
+    Voucher,
 };
 use ledger_core::types::{
     AccountId, AccountStatus, CampaignId, Digest32, MerchantId, Payee, PaymentId, PoolId, PrizeId,
@@ -124,6 +128,9 @@ pub enum ApiError {
         principal: String,
         operation: String,
     },
+    /// A read of the journal was refused (bad range, page size or cursor; unknown account).
+    #[error("read refused: {0}")]
+    Read(#[from] ReadError),
 }
 
 impl ApiError {
@@ -133,7 +140,8 @@ impl ApiError {
             ApiError::NotLeader { .. } | ApiError::Unavailable { .. } => true,
             ApiError::BatchTooLarge { .. }
             | ApiError::NotAllowed { .. }
-            | ApiError::Forbidden { .. } => false,
+            | ApiError::Forbidden { .. }
+            | ApiError::Read(_) => false,
         }
     }
 }
@@ -152,7 +160,7 @@ pub enum Consistency {
 }
 
 /// What a client may read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Query {
     Account(AccountId),
     Credential(AccountId),
@@ -175,6 +183,23 @@ pub enum Query {
     AccountRange {
         first: AccountId,
         count: u32,
+    },
+    /// A page of an account's statement: its journal rows over a time range, with opening
+    /// and closing balance.
+    Statement(StatementRequest),
+    /// A page of a merchant's reconciliation of one CST day (day number since 1970-01-01
+    /// CST), with the day's totals.
+    Reconciliation {
+        merchant: MerchantId,
+        day: u64,
+        page_size: u32,
+        cursor: Option<Cursor>,
+    },
+    /// Up to `page_size` journal rows after sequence number `after_seq`, oldest first: every
+    /// posting the ledger made, for auditors.
+    Journal {
+        after_seq: u64,
+        page_size: u32,
     },
 }
 
@@ -215,6 +240,19 @@ pub enum QueryReply {
     Accounts {
         applied_index: u64,
         accounts: Vec<AccountView>,
+    },
+    /// Each journal read is made at one applied index, given with it.
+    Statement {
+        applied_index: u64,
+        page: StatementPage,
+    },
+    Reconciliation {
+        applied_index: u64,
+        reconciliation: Reconciliation,
+    },
+    Journal {
+        applied_index: u64,
+        rows: Vec<Posting>,
     },
 }
 

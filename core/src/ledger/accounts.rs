@@ -2,12 +2,12 @@
 //! campaign flags and the VIP gift. Every movement of money in the ledger goes through
 //! [`post`], the one place that enforces double entry and non-negative customer balances.
 
-use super::{merchants, Apply, Handled};
+use super::{journal, merchants, Apply, Handled};
 use crate::command::{CampaignFlags, Command};
 use crate::config::MAX_NAME_BYTES;
 use crate::outcome::{LedgerError, Reply, TextField};
 use crate::state::{Account, Gift, Holder, Key, Value};
-use crate::types::{AccountId, AccountStatus, VipTier};
+use crate::types::{AccountId, AccountStatus, Cause, VipTier};
 use crate::validate;
 
 /// An existing account.
@@ -61,12 +61,14 @@ pub(super) fn require_balance(
 /// Moves `amount_fen` from `source` to `target`: the only way money moves. Refuses (changing
 /// nothing) when either side is unknown or not active, the source is a customer who would go
 /// negative, or the target would overflow. Keeps merchant balance averages up to date.
-/// Returns the new balances of source and target.
+/// Records the posting in the journal under `cause`. Returns the new balances of source and
+/// target.
 pub(super) fn post(
     a: &mut Apply<'_>,
     source: AccountId,
     target: AccountId,
     amount_fen: u64,
+    cause: Cause,
 ) -> Result<(i64, i64), LedgerError> {
     debug_assert!(source != target, "callers refuse self-transfers");
     let amount =
@@ -105,6 +107,14 @@ pub(super) fn post(
             merchants::track_balance(a, merchant, acct.balance_fen);
         }
     }
+    journal::record(
+        a,
+        source,
+        target,
+        amount_fen,
+        cause,
+        (from_balance, to_balance),
+    );
     Ok((from_balance, to_balance))
 }
 
@@ -162,7 +172,13 @@ pub(super) fn open_account(a: &mut Apply<'_>, command: &Command) -> Handled {
 
 pub(super) fn deposit(a: &mut Apply<'_>, account: AccountId, amount_fen: u64) -> Handled {
     validate::amount(amount_fen)?;
-    let (_, balance_fen) = post(a, AccountId::CLEARING, customer_id(account)?, amount_fen)?;
+    let (_, balance_fen) = post(
+        a,
+        AccountId::CLEARING,
+        customer_id(account)?,
+        amount_fen,
+        Cause::Deposit,
+    )?;
     Ok(Reply::Posted {
         account,
         balance_fen,
@@ -171,7 +187,13 @@ pub(super) fn deposit(a: &mut Apply<'_>, account: AccountId, amount_fen: u64) ->
 
 pub(super) fn withdraw(a: &mut Apply<'_>, account: AccountId, amount_fen: u64) -> Handled {
     validate::amount(amount_fen)?;
-    let (balance_fen, _) = post(a, customer_id(account)?, AccountId::CLEARING, amount_fen)?;
+    let (balance_fen, _) = post(
+        a,
+        customer_id(account)?,
+        AccountId::CLEARING,
+        amount_fen,
+        Cause::Withdrawal,
+    )?;
     Ok(Reply::Posted {
         account,
         balance_fen,
@@ -188,8 +210,13 @@ pub(super) fn transfer(
     if source == target {
         return Err(LedgerError::SameAccount.into());
     }
-    let (source_balance_fen, target_balance_fen) =
-        post(a, customer_id(source)?, customer_id(target)?, amount_fen)?;
+    let (source_balance_fen, target_balance_fen) = post(
+        a,
+        customer_id(source)?,
+        customer_id(target)?,
+        amount_fen,
+        Cause::Transfer,
+    )?;
     Ok(Reply::Transferred {
         source_balance_fen,
         target_balance_fen,

@@ -194,6 +194,10 @@ pub(super) fn record_settlement(
                 AccountId::PROMOTIONS,
                 AccountId::TELECOM_SETTLEMENT,
                 rule.reward_fen,
+                crate::types::Cause::Reward {
+                    campaign,
+                    merchant: id,
+                },
             )?;
             rewarded.push(campaign);
         }

@@ -12,7 +12,7 @@ use crate::state::{
     Payment, PaymentMethod, PaymentState, Refunds, Value,
 };
 use crate::time::cst_day;
-use crate::types::{AccountId, ChallengeId, Digest32, Payee, PaymentId};
+use crate::types::{AccountId, Cause, ChallengeId, Digest32, Payee, PaymentId};
 use crate::validate;
 
 fn load_enrolment(a: &Apply<'_>, account: AccountId) -> Result<Enrolment, LedgerError> {
@@ -654,7 +654,7 @@ pub(super) fn confirm_payment(a: &mut Apply<'_>, payment_id: PaymentId, otp: Otp
     let (voucher, debited_fen) = debit_after_voucher(a, payer, payment.payee, payment.amount_fen);
     let credential = spend(a, credential, debited_fen)?;
     if debited_fen > 0 {
-        accounts::post(a, payer, target, debited_fen)?;
+        accounts::post(a, payer, target, debited_fen, Cause::Payment(payment_id))?;
     }
     if let Some(v) = &voucher {
         accounts::post(
@@ -662,6 +662,10 @@ pub(super) fn confirm_payment(a: &mut Apply<'_>, payment_id: PaymentId, otp: Otp
             crate::types::AccountId::PROMOTIONS,
             target,
             v.face_value_fen,
+            Cause::Voucher {
+                payment: payment_id,
+                pool: v.pool,
+            },
         )?;
         vouchers::consume(a, payer, v, payment_id);
     }

@@ -8,7 +8,7 @@ use crate::outcome::{LedgerError, Reply, TextField};
 use crate::state::{Key, Merchant, MonthFigures, Value};
 use crate::time::{cst_month, month_start_ms};
 use crate::types::{
-    AccountId, CampaignId, FeeTier, FeeTiers, MerchantId, MerchantKind, PaymentId, YearMonth,
+    AccountId, CampaignId, Cause, FeeTier, FeeTiers, MerchantId, MerchantKind, PaymentId, YearMonth,
 };
 use crate::validate;
 
@@ -225,9 +225,9 @@ pub(super) fn transfer_out(
     // The transfer and its fee leave together: a refusal names the whole debit, not the
     // fee posting's share of a balance the transfer already took.
     accounts::require_balance(a, source, amount_fen + fee_fen)?;
-    accounts::post(a, source, target, amount_fen)?;
+    accounts::post(a, source, target, amount_fen, Cause::MerchantTransfer(id))?;
     if fee_fen > 0 {
-        accounts::post(a, source, AccountId::FEE_INCOME, fee_fen)?;
+        accounts::post(a, source, AccountId::FEE_INCOME, fee_fen, Cause::Fee(id))?;
     }
     Ok(Reply::MerchantTransferred { fee_fen, tier })
 }

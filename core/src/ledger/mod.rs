@@ -8,6 +8,7 @@
 mod accounts;
 mod campaigns;
 mod epay;
+pub mod journal;
 mod merchants;
 mod points;
 mod refunds;
@@ -84,6 +85,7 @@ record!(crate::state::Promotion, Promotion, boxed);
 record!(crate::state::Prize, Prize, boxed);
 record!(crate::state::Campaign, Campaign, boxed);
 record!(crate::state::CampaignCounters, MerchantCampaign);
+record!(crate::state::Posting, Posting, boxed);
 
 /// A command's view of the state: the store plus the command's own uncommitted writes.
 pub(crate) struct Tx<'s> {
@@ -191,6 +193,10 @@ pub(crate) struct Apply<'s> {
     pub(crate) meta: Meta,
     pub(crate) config: &'s LedgerConfig,
     pub(crate) now_ms: u64,
+    /// The Raft log index of the command (journal rows record it).
+    pub(crate) index: u64,
+    /// The request being applied (journal rows record it).
+    pub(crate) request: crate::types::RequestKey,
 }
 
 /// Why a snapshot could not be restored.
@@ -335,6 +341,7 @@ impl<S: Store> Ledger<S> {
             next_campaign: 1,
             client_sessions: 0,
             last_closed_month: None,
+            next_posting: 1,
         };
         let mut writes: WriteSet = vec![
             (Key::Config, Some(config.clone().into_value())),
@@ -415,6 +422,8 @@ impl<S: Store> Ledger<S> {
             meta,
             config: &self.config,
             now_ms,
+            index: ctx.index,
+            request: envelope.key,
         };
         let outcome = match dispatch(&mut apply, &envelope.command) {
             Ok(reply) => Ok(reply),
@@ -567,6 +576,32 @@ impl<S: Store> Ledger<S> {
     pub fn idempotency_record(&self, key: RequestKey) -> Option<IdempotencyRecord> {
         self.read(Key::Idempotency(key))
     }
+    /// One page of an account's statement: its journal rows over a time range.
+    pub fn statement(
+        &self,
+        request: &journal::StatementRequest,
+    ) -> Result<journal::StatementPage, journal::ReadError> {
+        journal::statement(&self.store, request)
+    }
+    /// A merchant's reconciliation of one CST day (day number, see `time::cst_day`): the
+    /// day's totals and one page of its settlement account's rows.
+    pub fn reconcile(
+        &self,
+        merchant: MerchantId,
+        day: u64,
+        page_size: u32,
+        cursor: Option<journal::Cursor>,
+    ) -> Result<journal::Reconciliation, journal::ReadError> {
+        journal::reconcile(&self.store, merchant, day, page_size, cursor)
+    }
+    /// The journal's rows after `after_seq`, in the order they were made.
+    pub fn journal(
+        &self,
+        after_seq: u64,
+        page_size: u32,
+    ) -> Result<Vec<crate::state::Posting>, journal::ReadError> {
+        journal::rows_after(&self.store, after_seq, page_size)
+    }
     /// A client's idempotency session: its floor (ids below it are refused as too old).
     pub fn session(&self, client_id: u64) -> Option<crate::state::Session> {
         self.read(Key::Session(client_id))
@@ -637,7 +672,16 @@ impl<S: Store> Ledger<S> {
         let mut idle_queue = std::collections::BTreeSet::new();
         let mut pending = std::collections::BTreeSet::new();
         let mut pending_queue = std::collections::BTreeSet::new();
+        let mut balances = std::collections::BTreeMap::<AccountId, i64>::new();
+        let mut rows = std::collections::BTreeMap::<u64, crate::state::Posting>::new();
+        let mut account_rows = Vec::new();
         self.store.scan(&mut |k, v| match (k, v) {
+            (Key::Posting(seq), Value::Posting(p)) => {
+                rows.insert(*seq, **p);
+            }
+            (Key::AccountPosting(account, at_ms, seq), _) => {
+                account_rows.push((*account, *at_ms, *seq));
+            }
             (Key::Payment(id), Value::Payment(p)) => {
                 if p.state == PaymentState::Pending {
                     pending.insert(*id);
@@ -663,6 +707,7 @@ impl<S: Store> Ledger<S> {
                 ));
             }
             (Key::Account(id), Value::Account(a)) => {
+                balances.insert(*id, a.balance_fen);
                 sum += i128::from(a.balance_fen);
                 if !id.is_internal() && a.balance_fen < 0 {
                     problems.push(format!("account {id} is negative: {}", a.balance_fen));
@@ -720,6 +765,7 @@ impl<S: Store> Ledger<S> {
             }
         }
         let meta = self.meta();
+        journal_problems(&meta, &balances, &rows, &account_rows, &mut problems);
         if sessions.len() as u64 != meta.client_sessions
             || idle_queue.len() as u64 != meta.client_sessions
         {
@@ -754,6 +800,59 @@ impl<S: Store> Ledger<S> {
             Ok(())
         } else {
             Err(InvariantViolation(problems.join("; ")))
+        }
+    }
+}
+
+/// The journal is the accounts' history: every row indexed under both its accounts (and
+/// only there), numbered below `next_posting`, each account's rows a chain of balances that
+/// ends at its balance now (an account with no rows never held money).
+fn journal_problems(
+    meta: &Meta,
+    balances: &std::collections::BTreeMap<AccountId, i64>,
+    rows: &std::collections::BTreeMap<u64, crate::state::Posting>,
+    account_rows: &[(AccountId, u64, u64)],
+    problems: &mut Vec<String>,
+) {
+    let mut last = std::collections::BTreeMap::<AccountId, i64>::new();
+    let mut indexed = std::collections::BTreeMap::<u64, u8>::new();
+    // Index entries come in key order: account, then time, then sequence number.
+    for &(account, at_ms, seq) in account_rows {
+        let Some(row) = rows.get(&seq) else {
+            problems.push(format!(
+                "journal index ({account}, {at_ms}, {seq}) has no row"
+            ));
+            continue;
+        };
+        if row.at_ms != at_ms || (row.source != account && row.target != account) {
+            problems.push(format!(
+                "journal index ({account}, {at_ms}, {seq}) for {row:?}"
+            ));
+            continue;
+        }
+        *indexed.entry(seq).or_default() += 1;
+        let after = row.balance_after(account);
+        if let Some(before) = last.insert(account, after) {
+            if before + row.delta_for(account) != after {
+                problems.push(format!(
+                    "account {account}: journal row {seq} goes from {before} to {after}"
+                ));
+            }
+        }
+    }
+    for (seq, row) in rows {
+        if *seq >= meta.next_posting || indexed.get(seq) != Some(&2) || row.seq != *seq {
+            problems.push(format!(
+                "journal row {seq} ({row:?}) badly numbered or indexed"
+            ));
+        }
+    }
+    for (account, balance) in balances {
+        if last.get(account).copied().unwrap_or(0) != *balance {
+            problems.push(format!(
+                "account {account} holds {balance}, its journal ends at {:?}",
+                last.get(account)
+            ));
         }
     }
 }

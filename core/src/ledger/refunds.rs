@@ -8,7 +8,7 @@ use super::{accounts, merchants, points, Apply, Handled};
 use crate::config::MAX_REFUNDS_PER_PAYMENT;
 use crate::outcome::{LedgerError, Reply};
 use crate::state::{Key, Payment, PaymentState};
-use crate::types::{AccountId, Payee, PaymentId};
+use crate::types::{AccountId, Cause, Payee, PaymentId};
 use crate::validate;
 
 /// One refund of `amount_fen` of a settled merchant payment.
@@ -53,10 +53,16 @@ pub(super) fn refund(a: &mut Apply<'_>, id: PaymentId, amount_fen: u64) -> Handl
     let to_payer_fen = amount_fen.min(debited_fen - payment.refunds.to_payer_fen);
     let to_promotions_fen = amount_fen - to_payer_fen;
     if to_payer_fen > 0 {
-        accounts::post(a, source, payment.payer, to_payer_fen)?;
+        accounts::post(a, source, payment.payer, to_payer_fen, Cause::Refund(id))?;
     }
     if to_promotions_fen > 0 {
-        accounts::post(a, source, AccountId::PROMOTIONS, to_promotions_fen)?;
+        accounts::post(
+            a,
+            source,
+            AccountId::PROMOTIONS,
+            to_promotions_fen,
+            Cause::RefundVoucher(id),
+        )?;
     }
     super::campaigns::record_refund(a, merchant, amount_fen, settled_ms);
     payment.refunds.count += 1;

@@ -9,7 +9,7 @@ use crate::config::MAX_RECEIPT_BYTES;
 use crate::outcome::{LedgerError, Reply, TextField};
 use crate::state::{CardDay, Key, Payment, PaymentMethod, PaymentState, Refunds, Value};
 use crate::time::cst_day;
-use crate::types::{AccountId, Digest32, MerchantId, MerchantKind, Payee, PaymentId};
+use crate::types::{AccountId, Cause, Digest32, MerchantId, MerchantKind, Payee, PaymentId};
 use crate::validate;
 
 /// What a swipe carries once the intake hashed it.
@@ -87,10 +87,19 @@ pub(super) fn swipe(a: &mut Apply<'_>, s: Swipe<'_>) -> Handled {
     let payment_id = PaymentId(a.meta.next_payment);
     a.meta.next_payment += 1;
     if debited_fen > 0 {
-        accounts::post(a, payer, target, debited_fen)?;
+        accounts::post(a, payer, target, debited_fen, Cause::Swipe(payment_id))?;
     }
     if let Some(v) = &voucher {
-        accounts::post(a, AccountId::PROMOTIONS, target, v.face_value_fen)?;
+        accounts::post(
+            a,
+            AccountId::PROMOTIONS,
+            target,
+            v.face_value_fen,
+            Cause::Voucher {
+                payment: payment_id,
+                pool: v.pool,
+            },
+        )?;
         vouchers::consume(a, payer, v, payment_id);
     }
     a.tx.put(Key::CardDay(payer), card_day);

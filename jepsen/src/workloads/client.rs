@@ -235,7 +235,7 @@ pub async fn read_home_first(
     if let Some(home) = &thread.home {
         if let Ok(Ok(reply)) = tokio::time::timeout(
             Duration::from_secs(1),
-            home.query(query, Consistency::Linearizable),
+            home.query(query.clone(), Consistency::Linearizable),
         )
         .await
         {
