@@ -4,9 +4,10 @@
 use crate::client::{Client, ClientError, Transport};
 use ledger_core::command::{CampaignFlags, Command};
 use ledger_core::intake::{OpenAccountRequest, Secret};
+use ledger_core::ledger::journal::{Cursor, Reconciliation, StatementPage, StatementRequest};
 use ledger_core::outcome::Reply;
 use ledger_core::state::{
-    Campaign, CampaignCounters, Credential, Merchant, Payment, Pool, Prize, Promotion,
+    Campaign, CampaignCounters, Credential, Merchant, Payment, Pool, Posting, Prize, Promotion,
 };
 use ledger_core::types::{
     AccountId, AccountStatus, CampaignId, CampaignRules, ChallengeId, Eligibility, FeeTier,
@@ -676,6 +677,58 @@ impl<T: Transport> Client<T> {
             .await?
         {
             QueryReply::MerchantCampaign(c) => Ok(c),
+            other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+        }
+    }
+
+    /// One page of an account's statement (see `StatementRequest`), read at one applied
+    /// index of the node that answers: linearizable, or `Stale` from any node.
+    pub async fn statement(
+        &self,
+        request: StatementRequest,
+        consistency: Consistency,
+    ) -> Result<StatementPage, ClientError> {
+        match self.query(Query::Statement(request), consistency).await? {
+            QueryReply::Statement { page, .. } => Ok(page),
+            other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+        }
+    }
+
+    /// One page of a merchant's reconciliation of a CST day (`ledger_core::time::
+    /// cst_day_of_date` makes the day number), with the whole day's totals.
+    pub async fn reconcile(
+        &self,
+        merchant: MerchantId,
+        day: u64,
+        page_size: u32,
+        cursor: Option<Cursor>,
+        consistency: Consistency,
+    ) -> Result<Reconciliation, ClientError> {
+        let query = Query::Reconciliation {
+            merchant,
+            day,
+            page_size,
+            cursor,
+        };
+        match self.query(query, consistency).await? {
+            QueryReply::Reconciliation { reconciliation, .. } => Ok(reconciliation),
+            other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+        }
+    }
+
+    /// Up to `page_size` journal rows after `after_seq`, oldest first (auditors).
+    pub async fn journal(
+        &self,
+        after_seq: u64,
+        page_size: u32,
+        consistency: Consistency,
+    ) -> Result<Vec<Posting>, ClientError> {
+        let query = Query::Journal {
+            after_seq,
+            page_size,
+        };
+        match self.query(query, consistency).await? {
+            QueryReply::Journal { rows, .. } => Ok(rows),
             other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
         }
     }

@@ -411,3 +411,208 @@ async fn a_merchant_swipes_refunds_and_cancels_with_ledgerctl() {
         rewarded["payment"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merchant_reconciles_its_day_and_a_customer_reads_its_statement_with_ledgerctl() {
+    use ledger_core::types::MerchantKind;
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await;
+    let client = cluster.client();
+    let payer = open_account(&client, 4).await;
+    client.deposit(payer, 50_000).await.expect("deposit");
+    let (merchant, me) = shop(&cluster, &client, 5, MerchantKind::Pos).await;
+    let m = merchant.0.to_string();
+    let card = ledger_testkit::driver::test_pan(4);
+    let swiped = ledgerctl_as(
+        &cluster,
+        &me,
+        &[
+            "pay",
+            "swipe",
+            "--merchant",
+            &m,
+            "--terminal",
+            "1",
+            "--card",
+            "-",
+            "--pin",
+            "-",
+            "--amount",
+            "120",
+            "--receipt",
+            "r1",
+        ],
+        &format!("{card}\n135790\n"),
+    );
+    assert!(swiped.status.success(), "{}", json(&swiped));
+    let payment = json(&swiped)["payment"].as_u64().expect("payment id");
+    let refunded = ledgerctl_as(
+        &cluster,
+        &me,
+        &[
+            "pay",
+            "refund",
+            "--payment",
+            &payment.to_string(),
+            "--amount",
+            "20",
+        ],
+        "",
+    );
+    assert!(refunded.status.success(), "{}", json(&refunded));
+    // The day the swipe settled in (not the clock's: the test may straddle midnight CST).
+    let settled_ms = client
+        .payment(ledger_core::types::PaymentId(payment))
+        .await
+        .expect("read payment")
+        .expect("payment exists")
+        .created_ms;
+    let (y, mo, d) = ledger_core::time::cst_date(ledger_core::time::cst_day(settled_ms));
+    let day = format!("{y:04}-{mo:02}-{d:02}");
+
+    let report = ledgerctl_as(
+        &cluster,
+        &me,
+        &["merchant", "reconcile", &m, "--day", &day],
+        "",
+    );
+    assert!(report.status.success(), "{}", json(&report));
+    let report = json(&report);
+    let totals = &report["totals"];
+    assert_eq!(
+        (totals["swipes"].as_u64(), totals["swipes_fen"].as_u64()),
+        (Some(1), Some(12_000)),
+        "{report}"
+    );
+    assert_eq!(totals["refunds"], 1, "{report}");
+    assert_eq!(totals["refunds_to_payers_fen"], 2_000, "{report}");
+    assert_eq!(totals["net_fen"], 10_000, "{report}");
+    assert_eq!(report["balanced"], true, "{report}");
+    assert_eq!(
+        report["statement"]["rows"].as_array().map(Vec::len),
+        Some(2),
+        "{report}"
+    );
+
+    // As CSV: a header and a row per posting, the refund negative.
+    let csv = Process::new(workspace_binary("ledger-client", "ledgerctl"))
+        .args(["--endpoints", &endpoints(&cluster)])
+        .args(["--certs", &cluster.pki().dir().display().to_string()])
+        .args(["--identity", &me])
+        .args(["merchant", "reconcile", &m, "--day", &day, "--csv"])
+        .output()
+        .expect("run ledgerctl");
+    assert!(
+        csv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&csv.stderr)
+    );
+    let csv = String::from_utf8_lossy(&csv.stdout);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[0].starts_with("seq,log_index,at_ms"), "{csv}");
+    assert!(
+        lines[1].contains(",swipe,") && lines[1].contains(",120.00,"),
+        "{csv}"
+    );
+    assert!(
+        lines[2].contains(",refund,") && lines[2].contains(",-20.00,100.00"),
+        "{csv}"
+    );
+
+    // Another merchant may not read this one's day.
+    let (_, other) = shop(&cluster, &client, 6, MerchantKind::Online).await;
+    let stranger = ledgerctl_as(
+        &cluster,
+        &other,
+        &["merchant", "reconcile", &m, "--day", &day],
+        "",
+    );
+    let forbidden = error(&stranger, 1);
+    assert!(
+        forbidden["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("may not read a merchant's reconciliation")),
+        "{forbidden}"
+    );
+    let bad_day = error(
+        &ledgerctl_as(
+            &cluster,
+            &me,
+            &["merchant", "reconcile", &m, "--day", "2026-02-30"],
+            "",
+        ),
+        2,
+    );
+    assert_eq!(bad_day["type"], "InvalidArgument", "{bad_day}");
+
+    // The customer's statement, read by the operator, one row a page, followed to the end.
+    let statement = json(&ledgerctl(
+        Some(&cluster),
+        &endpoints(&cluster),
+        &[
+            "statement",
+            &payer.0.to_string(),
+            "--from",
+            &day,
+            "--page-size",
+            "1",
+            "--all",
+        ],
+    ));
+    let causes: Vec<&str> = statement["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["cause"].as_str())
+        .collect();
+    assert_eq!(causes, ["deposit", "swipe", "refund"], "{statement}");
+    assert_eq!(statement["closing_balance_fen"], 40_000, "{statement}");
+    assert_eq!(statement["next_cursor"], Value::Null, "{statement}");
+    // One page only, then on from its cursor.
+    let first = json(&ledgerctl(
+        Some(&cluster),
+        &endpoints(&cluster),
+        &[
+            "statement",
+            &payer.0.to_string(),
+            "--from",
+            &day,
+            "--page-size",
+            "2",
+            "--newest-first",
+        ],
+    ));
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next cursor")
+        .to_owned();
+    let rest = json(&ledgerctl(
+        Some(&cluster),
+        &endpoints(&cluster),
+        &[
+            "statement",
+            &payer.0.to_string(),
+            "--page-size",
+            "2",
+            "--cursor",
+            &cursor,
+        ],
+    ));
+    assert_eq!(rest["rows"][0]["cause"], "deposit", "{rest}");
+    // A cursor for another account is refused.
+    let foreign = error(
+        &ledgerctl(
+            Some(&cluster),
+            &endpoints(&cluster),
+            &["statement", "1", "--page-size", "2", "--cursor", &cursor],
+        ),
+        1,
+    );
+    assert!(
+        foreign["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cursor belongs to another read")),
+        "{foreign}"
+    );
+}

@@ -6,6 +6,7 @@
 use ledger_client::{Client, ClientError, Consistency, Operation, Query, QueryReply};
 use ledger_core::command::{CampaignFlags, Command};
 use ledger_core::intake::{OpenAccountRequest, Secret};
+use ledger_core::ledger::journal::{Order, StatementRequest};
 use ledger_core::outcome::Reply;
 use ledger_core::types::{
     AccountId, AccountStatus, CampaignId, CampaignRules, Eligibility, MerchantId, MerchantKind,
@@ -190,6 +191,29 @@ enum Call {
     Query(Query),
     AddNode(NodeInfo),
     RemoveNode(u64),
+}
+
+/// The last day of an account's statement.
+fn statement(account: AccountId) -> Query {
+    let now = ledger_tests::now_ms();
+    Query::Statement(StatementRequest {
+        account,
+        from_ms: now - ledger_core::time::DAY_MS,
+        to_ms: now + 1,
+        order: Order::NewestFirst,
+        page_size: 10,
+        cursor: None,
+    })
+}
+
+/// Today's reconciliation of a merchant.
+fn reconciliation(merchant: MerchantId) -> Query {
+    Query::Reconciliation {
+        merchant,
+        day: ledger_core::time::cst_day(ledger_tests::now_ms()),
+        page_size: 10,
+        cursor: None,
+    }
 }
 
 fn command(c: Command) -> Call {
@@ -587,6 +611,34 @@ fn rows(w: &World, member: NodeInfo) -> Vec<Row> {
             Call::Query(Query::AccountRange {
                 first: AccountId(0),
                 count: 8,
+            }),
+            &[Operator, Auditor],
+        ),
+        row(
+            "read a customer's statement",
+            Call::Query(statement(w.payer)),
+            &[Operator, Channel, Auditor],
+        ),
+        row(
+            "read its own settlement account's statement",
+            Call::Query(statement(w.own_account)),
+            &[Operator, Merchant, Channel, Auditor],
+        ),
+        row(
+            "read its own reconciliation",
+            Call::Query(reconciliation(w.own)),
+            &[Operator, Merchant, Auditor],
+        ),
+        row(
+            "read another merchant's reconciliation",
+            Call::Query(reconciliation(w.other)),
+            &[Operator, Auditor],
+        ),
+        row(
+            "read the journal",
+            Call::Query(Query::Journal {
+                after_seq: 0,
+                page_size: 10,
             }),
             &[Operator, Auditor],
         ),

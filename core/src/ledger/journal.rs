@@ -136,6 +136,13 @@ impl Cursor {
         })
     }
 
+    /// The read this cursor continues: account, range and order (a command line that is
+    /// given only the cursor reads on with these).
+    pub fn read(&self) -> Result<(AccountId, u64, u64, Order), ReadError> {
+        let p = self.position()?;
+        Ok((p.account, p.from_ms, p.to_ms, p.order))
+    }
+
     /// The cursor as text (lower-case hex), for command lines and URLs.
     pub fn to_text(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()

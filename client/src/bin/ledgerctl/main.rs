@@ -19,6 +19,7 @@ mod merchant;
 mod pay;
 mod points;
 mod pool;
+mod records;
 mod session;
 mod sms;
 mod status;
@@ -112,6 +113,18 @@ enum Cmd {
     /// The development SMS outbox.
     #[command(subcommand)]
     Sms(sms::SmsCmd),
+    /// The journal: every posting in the order it was made (operator, auditor).
+    Journal {
+        /// Rows after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Rows to print (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        page_size: u32,
+        /// Read from any node, possibly behind the leader.
+        #[arg(long)]
+        stale: bool,
+    },
     /// Play the source article's story against a running cluster, checking every step.
     Demo,
 }
@@ -120,7 +133,7 @@ impl Cmd {
     /// Whether the command sends a write (the only kind `--key` applies to).
     fn changes_ledger(&self) -> bool {
         match self {
-            Cmd::Status | Cmd::Sms(_) | Cmd::Demo => false,
+            Cmd::Status | Cmd::Sms(_) | Cmd::Demo | Cmd::Journal { .. } => false,
             Cmd::Account(cmd) => cmd.changes_ledger(),
             Cmd::Epay(cmd) => cmd.changes_ledger(),
             Cmd::Pay(cmd) => cmd.changes_ledger(),
@@ -176,6 +189,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Points(cmd) => points::run(&session, cmd).await,
         Cmd::CloseMonth(args) => close_month::run(&session, args).await,
         Cmd::Sms(cmd) => sms::run(&session, cmd, &cli.data_dir).await,
+        Cmd::Journal {
+            after,
+            page_size,
+            stale,
+        } => records::journal(&session, after, page_size, stale).await,
         Cmd::Demo => demo::run(&session, &cli.data_dir)
             .await
             .map_err(|message| Failure::DemoFailed { message }),

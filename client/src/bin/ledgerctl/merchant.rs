@@ -40,6 +40,21 @@ pub enum MerchantCmd {
         #[arg(long)]
         amount: String,
     },
+    /// A merchant's reconciliation of one CST day: settled payments, swipes, vouchers,
+    /// refunds, transfers and fees, their totals and the net, checked against the settlement
+    /// account's movement (exit 1 if they differ).
+    Reconcile {
+        id: u64,
+        /// The CST day, YYYY-MM-DD.
+        #[arg(long)]
+        day: String,
+        /// The day's rows as CSV instead of the report.
+        #[arg(long)]
+        csv: bool,
+        /// Read from any node, possibly behind the leader.
+        #[arg(long)]
+        stale: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -51,7 +66,10 @@ pub enum Kind {
 
 impl MerchantCmd {
     pub fn changes_ledger(&self) -> bool {
-        !matches!(self, MerchantCmd::Show { .. })
+        !matches!(
+            self,
+            MerchantCmd::Show { .. } | MerchantCmd::Reconcile { .. }
+        )
     }
 }
 
@@ -156,5 +174,11 @@ pub async fn run(session: &Session, cmd: MerchantCmd) -> Result<(), Failure> {
             to,
             amount,
         } => transfer(session, merchant, to, &amount).await,
+        MerchantCmd::Reconcile {
+            id,
+            day,
+            csv,
+            stale,
+        } => crate::records::reconcile(session, id, &day, csv, stale).await,
     }
 }
