@@ -4,6 +4,7 @@
 //! (`f` and `value`, see `history.rs`); this is its only reader.
 
 use crate::history::{pairs, Entry, OpType, Pair, Process};
+use ledger_core::ledger::journal::ReconciliationTotals;
 use ledger_core::outcome::LedgerError;
 use ledger_core::state::Payment;
 use serde_json::Value;
@@ -132,10 +133,12 @@ pub enum Answer {
         granted: Option<u64>,
     },
     Pools(BTreeMap<u64, PoolSeen>),
-    /// e-Pay's final read: every account's balance and every payment.
+    /// e-Pay's final read: every account's balance, every payment, and the merchant's
+    /// reconciliation of each CST day the payments touched.
     Payments {
         balances: BTreeMap<u64, i64>,
         payments: BTreeMap<u64, Payment>,
+        days: Vec<DaySeen>,
     },
     /// The ledger's reply as the client reported it (a second one for a request sent twice).
     Replied {
@@ -336,6 +339,22 @@ fn pools_of(value: &Value) -> BTreeMap<u64, PoolSeen> {
         .collect()
 }
 
+/// One CST day of the merchant's reconciliation, as the final read saw it (all pages).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DaySeen {
+    pub day: u64,
+    pub totals: ReconciliationTotals,
+    pub opening_balance_fen: i64,
+    pub closing_balance_fen: i64,
+    /// The rows of every page, and what they moved in and out of the account.
+    pub rows: u64,
+    pub rows_net_fen: i64,
+}
+
+fn days_of(value: &Value) -> Vec<DaySeen> {
+    serde_json::from_value(value.clone()).unwrap_or_default()
+}
+
 fn payments_of(value: &Value) -> BTreeMap<u64, Payment> {
     value
         .as_object()
@@ -367,6 +386,7 @@ fn parse_answer(op: &Op, done: &Entry) -> Result<Answer, HistoryError> {
         Op::FinalRead { .. } if v.get("payments").is_some() => Answer::Payments {
             balances: balances_of(&v["balances"]),
             payments: payments_of(&v["payments"]),
+            days: days_of(&v["days"]),
         },
         Op::FinalRead { .. } => Answer::Balances {
             balances: balances_of(&v["balances"]),

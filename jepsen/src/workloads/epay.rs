@@ -11,11 +11,13 @@ use super::{BoxFuture, FinalRead, Prep, ReadResult, Setup, SetupError, Step, Wor
 use crate::checker::{cluster_final_read, describe, without_final_read, Finding};
 use crate::db::wait_for_code;
 use crate::history::OpType;
-use crate::ops::{Answer, Op, Record};
+use crate::ops::{Answer, DaySeen, Op, Record};
 use crate::runner::TestInfo;
 use ledger_client::{Client, Consistency, Query, QueryReply};
+use ledger_core::config::MAX_STATEMENT_ROWS;
 use ledger_core::intake::Secret;
 use ledger_core::state::{Payment, PaymentState};
+use ledger_core::time::cst_day;
 use ledger_core::types::{AccountId, MerchantId, MerchantKind, Payee, PaymentId};
 use ledger_testkit::driver::{test_pan, test_phone};
 use ledger_wire::principal::Principal;
@@ -370,7 +372,56 @@ async fn final_read(read: FinalRead<'_>) -> ReadResult {
             serde_json::to_value(payment).expect("serialises"),
         );
     }
-    Ok(json!({"balances": balances, "payments": payments}))
+    let merchant = MerchantId(setup.merchant.expect("merchant"));
+    let created = payments
+        .values()
+        .filter_map(|p| p.get("created_ms").and_then(Value::as_u64));
+    let (first_day, last_day) = match (created.clone().min(), created.max()) {
+        // A refund may land just after midnight: read one day past the last payment.
+        (Some(first), Some(last)) => (cst_day(first), cst_day(last) + 1),
+        _ => (1, 0),
+    };
+    let mut days = Vec::new();
+    for day in first_day..=last_day {
+        days.push(reconciled_day(client, consistency, merchant, day).await?);
+    }
+    Ok(json!({"balances": balances, "payments": payments, "days": days}))
+}
+
+/// Every page of the merchant's reconciliation of one CST day.
+async fn reconciled_day(
+    client: &Client,
+    consistency: Consistency,
+    merchant: MerchantId,
+    day: u64,
+) -> Result<DaySeen, ledger_client::ClientError> {
+    let mut cursor = None;
+    let mut seen: Option<DaySeen> = None;
+    loop {
+        let r = client
+            .reconcile(merchant, day, MAX_STATEMENT_ROWS, cursor, consistency)
+            .await?;
+        let account = r.settlement_account;
+        let seen = seen.get_or_insert(DaySeen {
+            day,
+            totals: r.totals,
+            opening_balance_fen: r.page.opening_balance_fen,
+            closing_balance_fen: r.page.closing_balance_fen,
+            rows: 0,
+            rows_net_fen: 0,
+        });
+        seen.rows += r.page.rows.len() as u64;
+        seen.rows_net_fen += r
+            .page
+            .rows
+            .iter()
+            .map(|p| p.delta_for(account))
+            .sum::<i64>();
+        cursor = r.page.next;
+        if cursor.is_none() {
+            return Ok(seen.clone());
+        }
+    }
 }
 
 /// What the history says of the payments: which were acknowledged settled (and by which
@@ -451,7 +502,12 @@ fn epay(setup: &Setup, history: &[Record<'_>]) -> Finding {
         mut errors,
     } = acknowledged(history);
     let mut stats = json!({"confirms": confirms, "settled_acknowledged": settled.len(), "cancelled_acknowledged": cancelled.len(), "refunds_acknowledged": refunded.len()});
-    let Some(Answer::Payments { balances, payments }) = cluster_final_read(history) else {
+    let Some(Answer::Payments {
+        balances,
+        payments,
+        days,
+    }) = cluster_final_read(history)
+    else {
         return without_final_read(errors, stats);
     };
     let mut ends: BTreeMap<&str, u64> = BTreeMap::new();
@@ -488,8 +544,58 @@ fn epay(setup: &Setup, history: &[Record<'_>]) -> Finding {
         );
     }
     errors.extend(money(setup, balances, payments));
+    errors.extend(reconciliation(setup, balances, payments, days));
     stats["final_states"] = json!(ends);
+    stats["reconciled_days"] = json!(days.len());
     Finding::from_errors(errors, stats)
+}
+
+/// The merchant's days reconcile: each day's net equals its settlement account's movement
+/// and the sum of its rows; the days chain from an empty account to its final balance; and
+/// together they hold every settled bill (payer's part and voucher's) and every refund.
+fn reconciliation(
+    setup: &Setup,
+    balances: &BTreeMap<u64, i64>,
+    payments: &BTreeMap<u64, Payment>,
+    days: &[DaySeen],
+) -> Vec<Value> {
+    let mut errors = Vec::new();
+    let Some(account) = setup.merchant_account else {
+        return errors;
+    };
+    if days.is_empty() && !payments.is_empty() {
+        errors.push(json!({"error": "no reconciliation read of the merchant's days"}));
+        return errors;
+    }
+    let mut balance = 0i64;
+    let (mut billed, mut refunded) = (0u64, 0u64);
+    for d in days {
+        let movement = d.closing_balance_fen - d.opening_balance_fen;
+        if d.totals.net_fen != movement || d.rows_net_fen != movement {
+            errors.push(json!({"error": "a day's reconciliation does not equal the settlement account's movement", "day": d}));
+        }
+        if d.opening_balance_fen != balance {
+            errors.push(json!({"error": "a day opens at another balance than the day before closed", "day": d, "previous_closing": balance}));
+        }
+        balance = d.closing_balance_fen;
+        let t = &d.totals;
+        billed += t.payments_fen + t.swipes_fen + t.vouchers_fen;
+        refunded += t.refunds_to_payers_fen + t.refunds_to_promotions_fen;
+    }
+    let final_balance = balances.get(&account).copied().unwrap_or(0);
+    if !days.is_empty() && balance != final_balance {
+        errors.push(json!({"error": "the last day closes at another balance than the account holds", "closing": balance, "balance": final_balance}));
+    }
+    let settled: u64 = payments
+        .values()
+        .filter(|p| matches!(p.state, PaymentState::Settled { .. }))
+        .map(|p| p.amount_fen)
+        .sum();
+    let refunds: u64 = payments.values().map(|p| p.refunds.total_fen).sum();
+    if (billed, refunded) != (settled, refunds) {
+        errors.push(json!({"error": "the days' totals are not the settled bills and refunds", "billed": billed, "settled": settled, "refunded": refunded, "refunds": refunds}));
+    }
+    errors
 }
 
 /// Each customer paid exactly its settled payments' debits less what their refunds gave
@@ -529,4 +635,79 @@ fn money(
         errors.push(json!({"error": "negative balance", "account": a, "balance": b}));
     }
     errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_core::ledger::journal::ReconciliationTotals;
+
+    fn setup() -> Setup {
+        Setup {
+            merchant: Some(1),
+            merchant_account: Some(20),
+            ..Setup::default()
+        }
+    }
+
+    fn day(day: u64, opening: i64, closing: i64, swipes_fen: u64) -> DaySeen {
+        DaySeen {
+            day,
+            totals: ReconciliationTotals {
+                swipes: 1,
+                swipes_fen,
+                net_fen: closing - opening,
+                ..Default::default()
+            },
+            opening_balance_fen: opening,
+            closing_balance_fen: closing,
+            rows: 1,
+            rows_net_fen: closing - opening,
+        }
+    }
+
+    fn swipe(amount_fen: u64) -> Payment {
+        serde_json::from_value(json!({
+            "payer": 16, "payee": {"Merchant": 1}, "amount_fen": amount_fen, "order_id": "r",
+            "method": {"CardPresent": {"terminal": 1}},
+            "state": {"Settled": {"debited_fen": amount_fen, "voucher": null, "settled_ms": 1, "points_earned": 0}},
+            "created_ms": 1, "refunds": {"count": 0, "total_fen": 0, "to_payer_fen": 0, "points_taken": 0},
+            "points_earned": 0
+        }))
+        .expect("a payment")
+    }
+
+    #[test]
+    fn the_reconciliation_checker_accepts_days_that_chain_and_flags_one_that_does_not() {
+        let payments = BTreeMap::from([(1, swipe(300)), (2, swipe(200))]);
+        let balances = BTreeMap::from([(20, 500)]);
+        let good = [day(1, 0, 300, 300), day(2, 300, 500, 200)];
+        assert_eq!(
+            reconciliation(&setup(), &balances, &payments, &good),
+            Vec::<Value>::new()
+        );
+        // A day whose totals do not equal its movement.
+        let mut wrong_net = good.clone();
+        wrong_net[1].totals.net_fen = 150;
+        // A gap between one day's close and the next day's opening.
+        let gap = [day(1, 0, 300, 300), day(2, 250, 500, 200)];
+        // Days that miss a settled bill.
+        let missing = [day(1, 0, 300, 300), day(2, 300, 300, 0)];
+        for (days, error) in [
+            (
+                &wrong_net[..],
+                "does not equal the settlement account's movement",
+            ),
+            (&gap[..], "opens at another balance"),
+            (&missing[..], "last day closes at another balance"),
+        ] {
+            let found = reconciliation(&setup(), &balances, &payments, days);
+            assert!(
+                found
+                    .iter()
+                    .any(|e| e["error"].as_str().is_some_and(|m| m.contains(error))),
+                "{error}: {found:?}"
+            );
+        }
+    }
 }
