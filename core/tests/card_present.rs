@@ -192,12 +192,30 @@ fn the_lock_out_is_shared_with_enrolment_and_freezes_the_card() {
     let right = swipe_at(&d, &card, &card.password, m, 1, 10 * YUAN, "r");
     refused(
         &mut d,
-        right,
+        right.clone(),
         LedgerError::AccountNotActive {
             account: card.account,
             status: AccountStatus::Frozen,
         },
     );
+    // The bank unfreezes the card: the count starts again, so one wrong PIN is one.
+    d.submit(set_status(card.account, AccountStatus::Active))
+        .unwrap();
+    assert_eq!(d.ledger.holder(card.account).unwrap().password_failures, 0);
+    let wrong = swipe_at(&d, &card, "999999", m, 1, 10 * YUAN, "r");
+    assert_eq!(
+        d.submit(wrong),
+        Err(LedgerError::WrongCardPassword {
+            failures_left: MAX_CARD_PASSWORD_FAILURES - 1
+        })
+    );
+    // Freezing keeps the count: a card frozen after a wrong PIN still shows it.
+    d.submit(set_status(card.account, AccountStatus::Frozen))
+        .unwrap();
+    assert_eq!(d.ledger.holder(card.account).unwrap().password_failures, 1);
+    d.submit(set_status(card.account, AccountStatus::Active))
+        .unwrap();
+    settled(d.submit(right));
 }
 
 #[test]

@@ -5,11 +5,11 @@
 mod common;
 
 use common::{balance, deposit, driver, driver_with, refused, transfer, unchanged, with_card};
-use ledger_core::command::Command;
+use ledger_core::command::{Command, Context, Envelope};
 use ledger_core::config::YUAN;
 use ledger_core::outcome::LedgerError;
 use ledger_core::time::DAY_MS;
-use ledger_core::types::RequestKey;
+use ledger_core::types::{Digest32, RequestKey};
 use ledger_testkit::driver::{Card, Driver};
 
 /// Card 1 holding 100 yuan and card 2 holding nothing.
@@ -120,5 +120,110 @@ fn too_many_clients_are_refused_until_an_idle_session_expires() {
     assert!(LedgerError::TooManyClients { max_sessions: 2 }.is_retryable());
     d.advance(7 * DAY_MS);
     d.submit(one_fen).unwrap();
+    d.ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn the_same_key_and_command_with_other_secrets_is_refused() {
+    let mut d = driver();
+    let (a, b) = two_cards(&mut d);
+    let key = d.fresh_key();
+    let command = transfer(a.account, b.account, 1);
+    d.submit_with_key(key, command.clone()).unwrap();
+    // The intake received another request (another card number or code, say) that became
+    // the same command: its request digest differs.
+    let mut envelope = Envelope::new(key, 0, command);
+    envelope.request_digest = Digest32([7; 32]);
+    let ctx = Context {
+        index: d.index + 1,
+        now_ms: d.now_ms,
+    };
+    assert_eq!(
+        unchanged(&mut d, |d| d.ledger.apply(&ctx, &envelope)),
+        Err(LedgerError::IdempotencyKeyReused { key })
+    );
+}
+
+#[test]
+fn a_request_at_the_acknowledged_floor_is_new_and_one_below_it_too_old() {
+    let (mut d, a) = with_card(100 * YUAN);
+    let key = |request_id| RequestKey {
+        client_id: d.client_id,
+        request_id,
+    };
+    let (first, floor, later) = (key(1_000), key(1_001), key(1_002));
+    d.submit_with_key(first, deposit(a.account, 1)).unwrap();
+    // Request 1,002 acknowledges everything below 1,001, before 1,001 itself was sent.
+    d.acked_below = floor.request_id;
+    d.submit_with_key(later, deposit(a.account, 1)).unwrap();
+    assert_eq!(
+        d.ledger.session(d.client_id).unwrap().floor,
+        floor.request_id
+    );
+    d.submit_with_key(floor, deposit(a.account, 1)).unwrap();
+    too_old(&mut d, first, deposit(a.account, 1));
+    assert_eq!(balance(&d, a.account), 100 * YUAN as i64 + 3);
+    d.ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn acknowledging_a_whole_window_at_once_forgets_every_record_of_it() {
+    let mut d = driver_with(|c| c.idempotency_window_per_client = 4);
+    let a = d.funded_card(1, 100 * YUAN);
+    d.client_id = 8;
+    let keys: Vec<RequestKey> = (0..4)
+        .map(|_| {
+            let key = d.fresh_key();
+            d.submit_with_key(key, deposit(a.account, 1)).unwrap();
+            key
+        })
+        .collect();
+    assert_eq!(d.ledger.session(8).unwrap().records, 4);
+    d.acked_below = u64::MAX;
+    d.submit(deposit(a.account, 1)).unwrap();
+    assert!(keys
+        .iter()
+        .all(|k| d.ledger.idempotency_record(*k).is_none()));
+    assert_eq!(d.ledger.session(8).unwrap().records, 1);
+    d.ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn an_idle_client_with_a_full_window_expires_with_all_its_records() {
+    let mut d = driver_with(|c| c.idempotency_window_per_client = 4);
+    let a = d.funded_card(1, 100 * YUAN); // client 7
+    d.client_id = 8;
+    for _ in 0..4 {
+        d.submit(deposit(a.account, 1)).unwrap();
+    }
+    assert_eq!(d.ledger.session(8).unwrap().records, 4);
+    d.advance(7 * DAY_MS);
+    d.client_id = 9;
+    // Each command expires one idle session, the longest idle first: 7, then 8.
+    for _ in 0..2 {
+        d.submit(deposit(a.account, 1)).unwrap();
+    }
+    assert!(d.ledger.session(7).is_none() && d.ledger.session(8).is_none());
+    assert_eq!(d.ledger.meta().client_sessions, 1);
+    d.ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn a_client_seen_within_the_week_is_not_taken_for_idle() {
+    let mut d = driver_with(|c| c.max_client_sessions = 2);
+    let a = d.funded_card(1, 100 * YUAN); // client 7, now
+    d.advance(1);
+    d.client_id = 8;
+    d.submit(deposit(a.account, 1)).unwrap();
+    // Client 7 comes back just before its week is up; client 8 never does.
+    d.advance(7 * DAY_MS - 2);
+    d.client_id = 7;
+    d.submit(deposit(a.account, 1)).unwrap();
+    d.advance(3);
+    // A new client takes the place of 8, the idle one, not of 7.
+    d.client_id = 9;
+    d.submit(deposit(a.account, 1)).unwrap();
+    assert!(d.ledger.session(8).is_none());
+    assert!(d.ledger.session(7).is_some());
     d.ledger.check_invariants().unwrap();
 }

@@ -6,8 +6,12 @@ mod common;
 
 use common::{driver, enrolled, merchant, refused, settled};
 use ledger_core::command::Command;
-use ledger_core::config::{MAX_POINTS_PER_YUAN, MAX_PRIZE_POINTS, MAX_PRIZE_STOCK, YUAN};
+use ledger_core::config::{
+    MAX_POINTS_PER_YUAN, MAX_PRIZES, MAX_PRIZE_POINTS, MAX_PRIZE_STOCK, MAX_PROMOTIONS,
+    MAX_PROMOTION_PARTNERS, YUAN,
+};
 use ledger_core::outcome::{LedgerError, Reply, TextField};
+use ledger_core::state::Key;
 use ledger_core::time::DAY_MS;
 use ledger_core::types::{AccountId, MerchantId, MerchantKind, Payee, PaymentId, PrizeId};
 use ledger_testkit::driver::{Card, Driver};
@@ -243,5 +247,80 @@ fn a_promotion_or_prize_that_breaks_a_limit_is_refused() {
             field: TextField::PrizeName,
             max: 64,
         },
+    );
+}
+
+#[test]
+fn a_promotions_limits_are_inclusive() {
+    let mut d = driver();
+    let partners: Vec<MerchantId> = (0..MAX_PROMOTION_PARTNERS as u64 + 1)
+        .map(|n| merchant(&mut d, 100 + n, MerchantKind::Online).0)
+        .collect();
+    let (most, one_too_many) = partners.split_at(MAX_PROMOTION_PARTNERS);
+    promotion(&mut d, most.to_vec(), MAX_POINTS_PER_YUAN);
+    let now = d.now_ms;
+    let create = |partners: Vec<MerchantId>, rate: u32| Command::CreatePromotion {
+        name: "railway".into(),
+        partners,
+        valid_from_ms: now,
+        valid_until_ms: now + DAY_MS,
+        points_per_yuan: rate,
+    };
+    refused(
+        &mut d,
+        create(partners.clone(), 1),
+        LedgerError::InvalidPartners {
+            max: MAX_PROMOTION_PARTNERS,
+        },
+    );
+    refused(
+        &mut d,
+        create(one_too_many.to_vec(), MAX_POINTS_PER_YUAN + 1),
+        LedgerError::InvalidPointsRate {
+            max: MAX_POINTS_PER_YUAN,
+        },
+    );
+    for _ in 1..MAX_PROMOTIONS {
+        promotion(&mut d, one_too_many.to_vec(), 1);
+    }
+    refused(
+        &mut d,
+        create(one_too_many.to_vec(), 1),
+        LedgerError::TooManyPromotions {
+            max: MAX_PROMOTIONS,
+        },
+    );
+}
+
+#[test]
+fn each_prize_has_its_own_id_up_to_the_most_prizes() {
+    let mut d = driver();
+    let first = prize(&mut d, 10, 1);
+    let second = prize(&mut d, 20, 2);
+    assert_eq!((first, second), (PrizeId(1), PrizeId(2)));
+    assert_eq!(d.ledger.prize(first).unwrap().price_points, 10);
+    assert_eq!(d.ledger.prize(second).unwrap().price_points, 20);
+    for _ in 2..MAX_PRIZES {
+        prize(&mut d, 1, 1);
+    }
+    let one_more = Command::CreatePrize {
+        name: "one more".into(),
+        price_points: 1,
+        stock: 1,
+    };
+    refused(
+        &mut d,
+        one_more,
+        LedgerError::TooManyPrizes { max: MAX_PRIZES },
+    );
+}
+
+#[test]
+fn a_payment_that_earns_no_points_leaves_no_points_record() {
+    let (mut d, payer, _, other) = with_promotion(1);
+    pay(&mut d, &payer, other, 100 * YUAN, "o1");
+    assert_eq!(
+        ledger_core::Store::get(d.ledger.store(), &Key::Points(payer.account)),
+        None
     );
 }
