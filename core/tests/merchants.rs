@@ -226,6 +226,38 @@ fn twenty_settlements_per_terminal_earn_the_discount() {
 }
 
 #[test]
+fn the_discount_counts_settlements_per_terminal() {
+    for (settlements, expected) in [(39, FeeTier::List), (40, FeeTier::TwentyPercent)] {
+        let mut d = driver();
+        let payer = common::enrolled(&mut d, 1, 0);
+        let shop = d.funded_card(9, 0);
+        let Reply::MerchantRegistered { merchant: m } = d
+            .submit(Command::RegisterMerchant {
+                kind: MerchantKind::Shangyitong,
+                name: "two terminals".into(),
+                settlement_account: shop.account,
+                contact_phone: "0731-84567890".into(),
+                terminals: 2,
+            })
+            .unwrap()
+        else {
+            panic!("not registered")
+        };
+        let month = start_next_month(&mut d);
+        for i in 0..settlements {
+            settled(deposit_and_pay(&mut d, &payer, m, 10 * YUAN, 3_600_000, i));
+        }
+        d.now_ms = month_start_ms(month.next());
+        d.submit(Command::CloseMonth { month }).unwrap();
+        let figures = d.ledger.merchant(m).unwrap().last_month.unwrap();
+        assert_eq!(
+            (figures.tx_count, figures.earned),
+            (settlements as u64, expected)
+        );
+    }
+}
+
+#[test]
 fn the_average_balance_is_weighted_by_time_since_registration() {
     let mut d = driver();
     let (m, shop) = merchant(&mut d, 9, MerchantKind::Shangyitong);

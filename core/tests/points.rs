@@ -324,3 +324,27 @@ fn a_payment_that_earns_no_points_leaves_no_points_record() {
         None
     );
 }
+
+#[test]
+fn exactly_the_price_in_points_redeems_a_prize_and_leaves_none() {
+    let (mut d, payer, partner, _) = with_promotion(1);
+    pay(&mut d, &payer, partner, 50 * YUAN, "o1");
+    let ticket = prize(&mut d, 50, 1);
+    d.submit(redeem(ticket, payer.account)).unwrap();
+    assert_eq!(d.ledger.points(payer.account), 0);
+}
+
+#[test]
+fn a_refund_of_a_payment_that_earned_no_points_leaves_no_points_record() {
+    let (mut d, payer, _, other) = with_promotion(1);
+    let p = pay(&mut d, &payer, other, 100 * YUAN, "o1");
+    d.submit(Command::RefundPayment {
+        payment: p,
+        amount_fen: 100 * YUAN,
+    })
+    .unwrap();
+    assert_eq!(
+        ledger_core::Store::get(d.ledger.store(), &Key::Points(payer.account)),
+        None
+    );
+}
