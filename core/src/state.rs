@@ -987,8 +987,34 @@ mod tests {
             id.clone().prop_map(|p| Key::Prize(PrizeId(p))),
             id.clone().prop_map(|a| Key::Points(AccountId(a))),
             id.clone().prop_map(|c| Key::Campaign(CampaignId(c))),
-            (id.clone(), id).prop_map(|(m, c)| Key::MerchantCampaign(MerchantId(m), CampaignId(c))),
+            (id.clone(), id.clone())
+                .prop_map(|(m, c)| Key::MerchantCampaign(MerchantId(m), CampaignId(c))),
+            id.clone().prop_map(Key::Posting),
+            (id.clone(), id.clone(), id).prop_map(|(a, t, s)| Key::AccountPosting(
+                AccountId(a),
+                t,
+                s
+            )),
         ]
+    }
+
+    proptest! {
+        /// A backwards range holds the same records as the forward one, the other way round,
+        /// cut at the limit from the top.
+        #[test]
+        fn a_backwards_range_is_the_forward_range_reversed(
+            keys in proptest::collection::vec(key(), 0..40),
+            bounds in (key(), key()),
+            limit in 0..50usize,
+        ) {
+            let mut store = MemStore::new();
+            store.write(keys.iter().map(|k| (*k, Some(Value::AccountPosting))).collect());
+            let (from, to) = if bounds.0 <= bounds.1 { bounds } else { (bounds.1, bounds.0) };
+            let mut forward = store.range(&from, &to, usize::MAX);
+            forward.reverse();
+            forward.truncate(limit);
+            prop_assert_eq!(store.range_rev(&from, &to, limit), forward);
+        }
     }
 
     #[test]
