@@ -245,6 +245,20 @@ pub enum Command {
     },
     /// Claim one voucher from a pool, first come first served.
     ClaimVoucher { pool: PoolId, account: AccountId },
+    /// The merchant registers its webhook (`None` removes it). Every registration starts a
+    /// new signing secret and clears a failing mark; events made from then on are pushed.
+    SetWebhook {
+        merchant: MerchantId,
+        url: Option<String>,
+    },
+    /// The leader delivered these events of a merchant to its webhook (a 2xx answer), or gave
+    /// up on them after `event_retry_ms`: take them out of the outbox. Proposed by the node
+    /// itself, never accepted from a client.
+    AckEvents {
+        merchant: MerchantId,
+        delivered: Vec<u64>,
+        abandoned: Vec<u64>,
+    },
     /// The leader sent these challenges' SMS messages: take them out of the outbox. Proposed
     /// by the node itself, never accepted from a client.
     AckSms {

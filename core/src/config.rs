@@ -49,6 +49,10 @@ pub const MAX_REFUNDS_PER_PAYMENT: u32 = 1_000;
 pub const ARTICLE_CAMPAIGN_STARTS_MS: u64 = 1_417_363_200_000;
 /// ...to 2015-03-01 00:00 CST.
 pub const ARTICLE_CAMPAIGN_ENDS_MS: u64 = 1_425_139_200_000;
+/// Longest webhook URL.
+pub const MAX_WEBHOOK_URL_BYTES: usize = 512;
+/// Most events one acknowledgement names, and one page of an event read returns.
+pub const MAX_EVENT_BATCH: usize = 1_000;
 /// Most rows one page of a statement, reconciliation or journal read returns.
 pub const MAX_STATEMENT_ROWS: u32 = 1_000;
 /// Longest time range one statement covers: the journal's retention horizon.
@@ -108,6 +112,14 @@ pub struct LedgerConfig {
     /// Most client sessions held at once (default 1,000,000). A new client beyond it is
     /// refused (retryable: idle sessions expire) rather than forgetting a live one.
     pub max_client_sessions: u64,
+    /// How long the leader keeps trying to deliver a payment event to a merchant's webhook
+    /// (ledger time since the event; default 3 days). After it, the event leaves the outbox
+    /// undelivered; the merchant still reads it from its event cursor.
+    pub event_retry_ms: u64,
+    /// Undelivered webhook events one merchant may have (default 10,000): past it, pushing
+    /// pauses and the webhook is marked failing until the merchant registers it again. Its
+    /// events stay readable from the cursor; a slow merchant never slows a payment.
+    pub max_undelivered_events: u64,
 }
 
 impl Default for LedgerConfig {
@@ -126,6 +138,8 @@ impl Default for LedgerConfig {
             idempotency_window_per_client: 1_024,
             client_session_idle_ms: 7 * 86_400_000,
             max_client_sessions: 1_000_000,
+            event_retry_ms: 3 * 86_400_000,
+            max_undelivered_events: 10_000,
         }
     }
 }

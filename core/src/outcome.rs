@@ -85,6 +85,16 @@ pub enum Reply {
         fee_fen: u64,
         tier: FeeTier,
     },
+    /// The webhook is registered (with the version of its new signing secret) or removed.
+    WebhookSet {
+        merchant: MerchantId,
+        secret_version: Option<u32>,
+    },
+    /// Events taken out of the outbox (ids not in it are ignored: a repeated acknowledgement).
+    EventsAcked {
+        delivered: u64,
+        abandoned: u64,
+    },
     MonthClosed {
         month: YearMonth,
         merchants: u64,
@@ -209,6 +219,8 @@ pub enum LedgerError {
     TextHasControlChars { field: TextField },
     #[error("a command may list at most {max} items")]
     TooManyItems { max: usize },
+    #[error("a webhook URL must be http:// or https:// with a host, without spaces, at most {max_bytes} bytes")]
+    InvalidWebhookUrl { max_bytes: usize },
     #[error("a merchant needs 1 to {max} terminals")]
     InvalidTerminalCount { max: u32 },
     #[error("source and target are the same account")]

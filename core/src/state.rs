@@ -337,6 +337,75 @@ impl Posting {
     }
 }
 
+/// A merchant's webhook. Its signing secret is not here: the nodes derive it from their
+/// master key, the merchant and `secret_version`, so it never enters the log or a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Webhook {
+    /// Where events are POSTed (http or https).
+    pub url: String,
+    /// Counts registrations: each one derives a new signing secret.
+    pub secret_version: u32,
+    pub registered_ms: u64,
+    /// Events in the outbox, not yet delivered or given up on.
+    pub undelivered: u64,
+    pub delivered: u64,
+    /// Given up on after `event_retry_ms` without a 2xx answer.
+    pub abandoned: u64,
+    /// Set when `max_undelivered_events` were waiting: pushing has paused (events stay
+    /// readable from the cursor) until the merchant registers the webhook again.
+    pub failing: bool,
+}
+
+/// What happened to a merchant's payment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// It settled: the bill, what the payer was debited, what a voucher paid.
+    Settled {
+        bill_fen: u64,
+        debited_fen: u64,
+        voucher_fen: u64,
+    },
+    /// A refund of `amount_fen`; `refundable_fen` is what is left to refund.
+    Refunded {
+        amount_fen: u64,
+        refundable_fen: u64,
+    },
+    /// A newer payment for the same order replaced it.
+    Superseded,
+    /// Its code was locked by wrong attempts.
+    Failed,
+    Cancelled,
+    Expired,
+}
+
+impl EventKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Settled { .. } => "payment.settled",
+            EventKind::Refunded { .. } => "payment.refunded",
+            EventKind::Superseded => "payment.superseded",
+            EventKind::Failed => "payment.failed",
+            EventKind::Cancelled => "payment.cancelled",
+            EventKind::Expired => "payment.expired",
+        }
+    }
+}
+
+/// A payment event: recorded in the command that changed the payment, with an id that never
+/// changes (a webhook receiver deduplicates by it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: u64,
+    pub merchant: MerchantId,
+    pub payment: PaymentId,
+    /// The merchant's order id (e-Pay) or receipt number (card-present).
+    pub order_id: String,
+    pub kind: EventKind,
+    pub at_ms: u64,
+    /// The Raft log index of the command that made it.
+    pub index: u64,
+}
+
 /// A voucher pool (刷卡券).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pool {
@@ -406,6 +475,8 @@ pub struct Meta {
     pub last_closed_month: Option<YearMonth>,
     /// The sequence number the next journal row gets.
     pub next_posting: u64,
+    /// The id the next payment event gets.
+    pub next_event: u64,
 }
 
 /// Where a record lives. Variant order is storage order: `Ord` compares the tag, then the
@@ -457,6 +528,12 @@ pub enum Key {
     /// (account, ledger time, sequence number) of each row that moved an account's money:
     /// an account's statement over a time range is one range of these.
     AccountPosting(AccountId, u64, u64),
+    /// A merchant's webhook: where its payment events are pushed.
+    Webhook(MerchantId),
+    /// (merchant, event id): every payment event of a merchant, in order.
+    Event(MerchantId, u64),
+    /// (merchant, event id): the events still to push to the merchant's webhook.
+    EventOutbox(MerchantId, u64),
 }
 
 /// A record. Each `Key` variant holds the `Value` variant of the same name.
@@ -491,6 +568,9 @@ pub enum Value {
     MerchantCampaign(CampaignCounters),
     Posting(Box<Posting>),
     AccountPosting,
+    Webhook(Box<Webhook>),
+    Event(Box<Event>),
+    EventOutbox,
 }
 
 /// A key that could not be decoded from bytes: a corrupt store or snapshot.
@@ -532,6 +612,10 @@ impl Ord for Key {
             (MerchantCampaign(m, c), MerchantCampaign(n, d)) => (m, c).cmp(&(n, d)),
             (Posting(a), Posting(b)) => a.cmp(b),
             (AccountPosting(a, t, s), AccountPosting(b, u, r)) => (a, t, s).cmp(&(b, u, r)),
+            (Webhook(a), Webhook(b)) => a.cmp(b),
+            (Event(m, e), Event(n, f)) | (EventOutbox(m, e), EventOutbox(n, f)) => {
+                (m, e).cmp(&(n, f))
+            }
             _ => self.tag().cmp(&other.tag()),
         }
     }
@@ -545,7 +629,7 @@ impl PartialOrd for Key {
 }
 
 /// Number of `Key` variants (tags 0..KEY_TAGS).
-pub const KEY_TAGS: usize = 29;
+pub const KEY_TAGS: usize = 32;
 
 impl Key {
     /// The variant's tag: the first byte of the encoding, and the table it lives in.
@@ -581,6 +665,9 @@ impl Key {
             Key::MerchantCampaign(..) => 26,
             Key::Posting(_) => 27,
             Key::AccountPosting(..) => 28,
+            Key::Webhook(_) => 29,
+            Key::Event(..) => 30,
+            Key::EventOutbox(..) => 31,
         }
     }
 
@@ -660,6 +747,12 @@ impl Key {
                 out.extend_from_slice(&a.0.to_be_bytes());
                 out.extend_from_slice(&ms.to_be_bytes());
                 out.extend_from_slice(&seq.to_be_bytes());
+            }
+            Key::Webhook(m) => out.extend([&[29][..], &m.0.to_be_bytes()].concat()),
+            Key::Event(m, e) | Key::EventOutbox(m, e) => {
+                out.push(self.tag());
+                out.extend_from_slice(&m.0.to_be_bytes());
+                out.extend_from_slice(&e.to_be_bytes());
             }
         }
         out
@@ -743,6 +836,16 @@ impl Key {
                     u64_at(8)?,
                     u64_at(16)?,
                 ));
+            }
+            29 => Key::Webhook(MerchantId(u64_at(0)?)),
+            30 | 31 => {
+                expect_len(16)?;
+                let (m, e) = (MerchantId(u64_at(0)?), u64_at(8)?);
+                return Ok(if tag == 30 {
+                    Key::Event(m, e)
+                } else {
+                    Key::EventOutbox(m, e)
+                });
             }
             _ => return Err(bad()),
         };
@@ -990,11 +1093,14 @@ mod tests {
             (id.clone(), id.clone())
                 .prop_map(|(m, c)| Key::MerchantCampaign(MerchantId(m), CampaignId(c))),
             id.clone().prop_map(Key::Posting),
-            (id.clone(), id.clone(), id).prop_map(|(a, t, s)| Key::AccountPosting(
+            (id.clone(), id.clone(), id.clone()).prop_map(|(a, t, s)| Key::AccountPosting(
                 AccountId(a),
                 t,
                 s
             )),
+            id.clone().prop_map(|m| Key::Webhook(MerchantId(m))),
+            (id.clone(), id.clone()).prop_map(|(m, e)| Key::Event(MerchantId(m), e)),
+            (id.clone(), id).prop_map(|(m, e)| Key::EventOutbox(MerchantId(m), e)),
         ]
     }
 

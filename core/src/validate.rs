@@ -3,8 +3,9 @@
 
 use crate::command::Command;
 use crate::config::{
-    MAX_ALIAS_CHARS, MAX_AMOUNT_FEN, MAX_EXPIRE_BATCH, MAX_NAME_BYTES, MAX_ORDER_ID_BYTES,
-    MAX_PROMOTION_PARTNERS, MAX_RECEIPT_BYTES, MAX_SMS_ACK,
+    MAX_ALIAS_CHARS, MAX_AMOUNT_FEN, MAX_EVENT_BATCH, MAX_EXPIRE_BATCH, MAX_NAME_BYTES,
+    MAX_ORDER_ID_BYTES, MAX_PROMOTION_PARTNERS, MAX_RECEIPT_BYTES, MAX_SMS_ACK,
+    MAX_WEBHOOK_URL_BYTES,
 };
 use crate::outcome::{LedgerError, TextField};
 
@@ -186,6 +187,16 @@ pub fn field_limits(command: &Command) -> Result<(), LedgerError> {
         Command::CreateCampaign { name, .. } => {
             bounded(TextField::CampaignName, name, MAX_NAME_BYTES)
         }
+        Command::SetWebhook { url: Some(url), .. } => webhook_url(url),
+        Command::AckEvents {
+            delivered,
+            abandoned,
+            ..
+        } if delivered.len() + abandoned.len() > MAX_EVENT_BATCH => {
+            Err(LedgerError::TooManyItems {
+                max: MAX_EVENT_BATCH,
+            })
+        }
         Command::AckSms { challenges } if challenges.len() > MAX_SMS_ACK => {
             Err(LedgerError::TooManyItems { max: MAX_SMS_ACK })
         }
@@ -193,9 +204,58 @@ pub fn field_limits(command: &Command) -> Result<(), LedgerError> {
     }
 }
 
+/// A webhook URL: `http://` or `https://`, a host, printable ASCII without spaces, at most
+/// `MAX_WEBHOOK_URL_BYTES`.
+pub fn webhook_url(url: &str) -> Result<(), LedgerError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+    let host_ok = host.is_some_and(|h| {
+        let name = h.rsplit_once('@').map_or(h, |(_, n)| n);
+        !name.is_empty() && !name.starts_with(':')
+    });
+    if url.len() > MAX_WEBHOOK_URL_BYTES || !host_ok || !url.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(LedgerError::InvalidWebhookUrl {
+            max_bytes: MAX_WEBHOOK_URL_BYTES,
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_webhook_url_is_http_or_https_with_a_host() {
+        for good in [
+            "https://shop.example/hooks/ledger",
+            "http://127.0.0.1:8080/events",
+            "https://[::1]:9443/x?y=1",
+        ] {
+            assert_eq!(webhook_url(good), Ok(()), "{good}");
+        }
+        let long = format!("https://a.example/{}", "x".repeat(MAX_WEBHOOK_URL_BYTES));
+        for bad in [
+            "ftp://shop.example/",
+            "https:///path",
+            "https://:443/",
+            "shop.example/hooks",
+            "https://shop.example/a b",
+            "https://shop.example/\n",
+            "",
+            &long,
+        ] {
+            assert_eq!(
+                webhook_url(bad),
+                Err(LedgerError::InvalidWebhookUrl {
+                    max_bytes: MAX_WEBHOOK_URL_BYTES
+                }),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn luhn_accepts_valid_and_refuses_a_wrong_check_digit() {

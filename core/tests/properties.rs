@@ -60,6 +60,15 @@ enum Op {
     Redeem(usize),
     /// The leader's expiry of what ledger time has expired.
     Expire,
+    /// A merchant registers (true), re-registers or removes (false) its webhook.
+    Webhook(usize, bool),
+    /// The leader acknowledges the first `count` events waiting for a merchant's webhook,
+    /// as delivered or as given up on.
+    Deliver {
+        merchant: usize,
+        count: usize,
+        abandon: bool,
+    },
     /// A campaign from now for `days` (zero: refused), rewarding POS merchants after
     /// `min_count` settlements (zero: refused) and `min_fen`, with fee tiers or not.
     Campaign {
@@ -107,6 +116,9 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<usize>().prop_map(Op::Cancel),
         4 => card.clone().prop_map(Op::Redeem),
         3 => Just(Op::Expire),
+        1 => (0..2usize, prop::bool::weighted(0.8)).prop_map(|(m, on)| Op::Webhook(m, on)),
+        3 => (0..2usize, 0..4usize, prop::bool::weighted(0.2))
+            .prop_map(|(merchant, count, abandon)| Op::Deliver { merchant, count, abandon }),
         1 => (0..40u64, 0..5u64, 0..300 * YUAN, 0..200 * YUAN, any::<bool>())
             .prop_map(|(days, min_count, min_fen, reward_fen, fee_tiers)| Op::Campaign { days, min_count, min_fen, reward_fen, fee_tiers }),
     ]
@@ -498,6 +510,67 @@ impl World {
                 let due = self.d.ledger.expired_payments(self.d.now_ms, 1_024);
                 let _ = self.submit(Command::ExpirePayments { payments: due });
             }
+            Op::Webhook(m, on) => {
+                let _ = self.submit(Command::SetWebhook {
+                    merchant: self.merchants[*m],
+                    url: on.then(|| "https://shop.example/events".to_owned()),
+                });
+            }
+            Op::Deliver {
+                merchant,
+                count,
+                abandon,
+            } => {
+                let merchant = self.merchants[*merchant];
+                let ids: Vec<u64> = self
+                    .d
+                    .ledger
+                    .event_outbox(*count)
+                    .into_iter()
+                    .filter(|(m, _, _)| *m == merchant)
+                    .flat_map(|(_, _, events)| events.into_iter().map(|e| e.id))
+                    .collect();
+                let (delivered, abandoned) = if *abandon {
+                    (Vec::new(), ids)
+                } else {
+                    (ids, Vec::new())
+                };
+                let _ = self.submit(Command::AckEvents {
+                    merchant,
+                    delivered,
+                    abandoned,
+                });
+            }
+        }
+        // Every change of a merchant payment's state made exactly one event: its end, and
+        // each refund.
+        let mut events = BTreeMap::<PaymentId, u64>::new();
+        for m in &self.merchants {
+            let mut after = 0;
+            loop {
+                let page = self.d.ledger.events(*m, after, 1_000);
+                let Some(last) = page.last() else { break };
+                after = last.id;
+                for e in &page {
+                    *events.entry(e.payment).or_default() += 1;
+                }
+            }
+        }
+        for id in 1..self.d.ledger.meta().next_payment {
+            let payment = self.d.ledger.stored_payment(PaymentId(id)).unwrap();
+            let expected = match payment.payee {
+                ledger_core::types::Payee::Merchant(_) => {
+                    u64::from(payment.state.is_terminal()) + u64::from(payment.refunds.count)
+                }
+                ledger_core::types::Payee::Account(_) => 0,
+            };
+            prop_assert_eq!(
+                events.get(&PaymentId(id)).copied().unwrap_or(0),
+                expected,
+                "payment {} in {:?}",
+                id,
+                payment.state
+            );
         }
         // A payment's end never changes; a settled one only gains refunds.
         for id in 1..self.d.ledger.meta().next_payment {
@@ -636,6 +709,7 @@ fn the_generated_sequences_reach_the_interesting_paths() {
                 Err(LedgerError::WrongCardPassword { .. }) => "wrong PIN",
                 Ok(Reply::PrizeRedeemed { .. }) => "prize redeemed",
                 Ok(Reply::CampaignCreated { .. }) => "campaign created",
+                Ok(Reply::EventsAcked { delivered: 1.., .. }) => "events delivered",
                 Err(
                     LedgerError::InvalidCampaignWindow | LedgerError::InvalidCampaignRule { .. },
                 ) => "campaign refused",
@@ -644,5 +718,5 @@ fn the_generated_sequences_reach_the_interesting_paths() {
             seen.insert(label);
         }
     }
-    assert_eq!(seen.len(), 17, "reached only {seen:?}");
+    assert_eq!(seen.len(), 18, "reached only {seen:?}");
 }

@@ -286,6 +286,7 @@ fn check_plain(command: &Command) -> Result<(), ApiError> {
         }
         Command::CardPayment { .. } => "swipe with Operation::CardPayment",
         Command::AckSms { .. } => "only a node acknowledges SMS",
+        Command::AckEvents { .. } => "only a node acknowledges webhook events",
         Command::ExpirePayments { .. } => "only a node expires payments",
         _ => return Ok(()),
     };

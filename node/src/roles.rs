@@ -15,6 +15,7 @@
 //! | refund of a payment | | paid to itself | | | |
 //! | small transfer begin / confirm / cancel (payee an account) | | | yes | | |
 //! | merchant transfer out of its settlement account | | itself | | | |
+//! | set (or remove) its webhook | | itself | | | |
 //! | voucher claim | | | yes | | |
 //! | read account | yes | its settlement account | yes | yes | |
 //! | read credential, voucher, points | yes | | yes | yes | |
@@ -127,6 +128,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::CreateCampaign { .. } => "create a campaign",
         Command::RedeemPrize { .. } => "redeem a prize",
         Command::RefundPayment { .. } => "refund a payment",
+        Command::SetWebhook { .. } => "set a merchant's webhook",
         Command::OpenAccount { .. }
         | Command::EpayBegin { .. }
         | Command::EpayChooseAlias { .. }
@@ -136,6 +138,7 @@ fn command_name(command: &Command) -> &'static str {
         | Command::PaymentConfirm { .. }
         | Command::CardPayment { .. }
         | Command::AckSms { .. }
+        | Command::AckEvents { .. }
         | Command::ExpirePayments { .. } => "send a node's command",
     }
 }
@@ -179,7 +182,9 @@ fn allowed_operation(operation: &Operation, owners: &impl Owners) -> Allowed {
             Command::SetEpayLimits { .. }
             | Command::ClaimVoucher { .. }
             | Command::RedeemPrize { .. } => Allowed::Role(Role::Channel),
-            Command::MerchantTransfer { merchant, .. } => Allowed::Merchant(*merchant),
+            Command::MerchantTransfer { merchant, .. } | Command::SetWebhook { merchant, .. } => {
+                Allowed::Merchant(*merchant)
+            }
             Command::OpenAccount { .. }
             | Command::EpayBegin { .. }
             | Command::EpayChooseAlias { .. }
@@ -189,6 +194,7 @@ fn allowed_operation(operation: &Operation, owners: &impl Owners) -> Allowed {
             | Command::PaymentConfirm { .. }
             | Command::CardPayment { .. }
             | Command::AckSms { .. }
+            | Command::AckEvents { .. }
             | Command::ExpirePayments { .. } => Allowed::Nobody,
             Command::Deposit { .. }
             | Command::Withdraw { .. }

@@ -8,8 +8,8 @@ use crate::config::{MAX_CARD_PASSWORD_FAILURES, MAX_ORDER_ID_BYTES, MAX_PASSWORD
 use crate::otp::ct_eq;
 use crate::outcome::{EnrolmentStep, LedgerError, Reply, TextField};
 use crate::state::{
-    Challenge, ChallengePurpose, ChallengeState, Credential, Enrolment, Holder, Key, OtpIssues,
-    Payment, PaymentMethod, PaymentState, Refunds, Value,
+    Challenge, ChallengePurpose, ChallengeState, Credential, Enrolment, EventKind, Holder, Key,
+    OtpIssues, Payment, PaymentMethod, PaymentState, Refunds, Value,
 };
 use crate::time::cst_day;
 use crate::types::{AccountId, Cause, ChallengeId, Digest32, Payee, PaymentId};
@@ -457,7 +457,17 @@ pub(super) fn end_pending(
     debug_assert_eq!(payment.state, PaymentState::Pending);
     let challenge = payment.challenge().expect("a pending payment is e-Pay");
     a.tx.delete(Key::PendingPayment(challenge_expiry(a, challenge), id));
+    let kind = match end {
+        PaymentState::Superseded => EventKind::Superseded,
+        PaymentState::Failed => EventKind::Failed,
+        PaymentState::Cancelled { .. } => EventKind::Cancelled,
+        PaymentState::Expired { .. } => EventKind::Expired,
+        PaymentState::Pending | PaymentState::Settled { .. } => {
+            unreachable!("a pending payment ends without settling here")
+        }
+    };
     payment.state = end;
+    super::events::emit(a, id, &payment, kind);
     a.tx.put(Key::Payment(id), payment);
 }
 
@@ -684,6 +694,12 @@ pub(super) fn confirm_payment(a: &mut Apply<'_>, payment_id: PaymentId, otp: Otp
     if let Payee::Merchant(m) = payee {
         payment.points_earned = points::earn(a, payer, m, bill_fen);
     }
+    let kind = EventKind::Settled {
+        bill_fen,
+        debited_fen,
+        voucher_fen: bill_fen - debited_fen,
+    };
+    super::events::emit(a, payment_id, &payment, kind);
     a.tx.put(Key::Payment(payment_id), payment);
     let rewards = match payee {
         Payee::Merchant(m) => merchants::record_settlement(a, m, bill_fen, payment_id)?,

@@ -8,6 +8,7 @@
 mod accounts;
 mod campaigns;
 mod epay;
+mod events;
 pub mod journal;
 mod merchants;
 mod points;
@@ -86,6 +87,8 @@ record!(crate::state::Prize, Prize, boxed);
 record!(crate::state::Campaign, Campaign, boxed);
 record!(crate::state::CampaignCounters, MerchantCampaign);
 record!(crate::state::Posting, Posting, boxed);
+record!(crate::state::Webhook, Webhook, boxed);
+record!(crate::state::Event, Event, boxed);
 
 /// A command's view of the state: the store plus the command's own uncommitted writes.
 pub(crate) struct Tx<'s> {
@@ -342,6 +345,7 @@ impl<S: Store> Ledger<S> {
             client_sessions: 0,
             last_closed_month: None,
             next_posting: 1,
+            next_event: 1,
         };
         let mut writes: WriteSet = vec![
             (Key::Config, Some(config.clone().into_value())),
@@ -602,6 +606,27 @@ impl<S: Store> Ledger<S> {
     ) -> Result<Vec<crate::state::Posting>, journal::ReadError> {
         journal::rows_after(&self.store, after_seq, page_size)
     }
+    /// A merchant's payment events after `after_id`, oldest first (at most
+    /// `MAX_EVENT_BATCH`).
+    pub fn events(
+        &self,
+        merchant: MerchantId,
+        after_id: u64,
+        limit: usize,
+    ) -> Vec<crate::state::Event> {
+        events::events_after(&self.store, merchant, after_id, limit)
+    }
+    pub fn webhook(&self, merchant: MerchantId) -> Option<crate::state::Webhook> {
+        self.read(Key::Webhook(merchant))
+    }
+    /// For the leader: each merchant whose webhook has events waiting and is not failing,
+    /// with up to `per_merchant` of them, oldest first.
+    pub fn event_outbox(
+        &self,
+        per_merchant: usize,
+    ) -> Vec<(MerchantId, crate::state::Webhook, Vec<crate::state::Event>)> {
+        events::outbox(&self.store, per_merchant)
+    }
     /// A client's idempotency session: its floor (ids below it are refused as too old).
     pub fn session(&self, client_id: u64) -> Option<crate::state::Session> {
         self.read(Key::Session(client_id))
@@ -675,7 +700,25 @@ impl<S: Store> Ledger<S> {
         let mut balances = std::collections::BTreeMap::<AccountId, i64>::new();
         let mut rows = std::collections::BTreeMap::<u64, crate::state::Posting>::new();
         let mut account_rows = Vec::new();
+        let mut hooks = std::collections::BTreeMap::<MerchantId, u64>::new();
+        let mut waiting = std::collections::BTreeMap::<MerchantId, u64>::new();
+        let mut events = std::collections::BTreeSet::<(MerchantId, u64)>::new();
         self.store.scan(&mut |k, v| match (k, v) {
+            (Key::Webhook(m), Value::Webhook(h)) => {
+                hooks.insert(*m, h.undelivered);
+            }
+            (Key::Event(m, id), Value::Event(e)) => {
+                events.insert((*m, *id));
+                if e.id != *id || e.merchant != *m {
+                    problems.push(format!("event ({m}, {id}) holds {e:?}"));
+                }
+            }
+            (Key::EventOutbox(m, id), _) => {
+                *waiting.entry(*m).or_default() += 1;
+                if !events.contains(&(*m, *id)) {
+                    problems.push(format!("outbox names missing event ({m}, {id})"));
+                }
+            }
             (Key::Posting(seq), Value::Posting(p)) => {
                 rows.insert(*seq, **p);
             }
@@ -766,6 +809,24 @@ impl<S: Store> Ledger<S> {
         }
         let meta = self.meta();
         journal_problems(&meta, &balances, &rows, &account_rows, &mut problems);
+        if events.iter().any(|(_, id)| *id >= meta.next_event) {
+            problems.push(format!("an event id at or past {}", meta.next_event));
+        }
+        for (m, n) in &waiting {
+            if hooks.get(m) != Some(n) {
+                problems.push(format!(
+                    "merchant {m}: {n} events waiting, webhook {:?}",
+                    hooks.get(m)
+                ));
+            }
+        }
+        for (m, n) in &hooks {
+            if *n > 0 && !waiting.contains_key(m) {
+                problems.push(format!(
+                    "merchant {m}: webhook counts {n} waiting, none are"
+                ));
+            }
+        }
         if sessions.len() as u64 != meta.client_sessions
             || idle_queue.len() as u64 != meta.client_sessions
         {
@@ -937,6 +998,12 @@ fn dispatch(a: &mut Apply<'_>, command: &Command) -> Handled {
         ),
         Command::ClaimVoucher { pool, account } => vouchers::claim(a, *pool, *account),
         Command::AckSms { challenges } => epay::ack_sms(a, challenges),
+        Command::SetWebhook { merchant, url } => events::set_webhook(a, *merchant, url.as_deref()),
+        Command::AckEvents {
+            merchant,
+            delivered,
+            abandoned,
+        } => events::ack_events(a, *merchant, delivered, abandoned),
         Command::CardPayment {
             merchant,
             terminal,

@@ -7,7 +7,7 @@
 use super::{accounts, merchants, points, Apply, Handled};
 use crate::config::MAX_REFUNDS_PER_PAYMENT;
 use crate::outcome::{LedgerError, Reply};
-use crate::state::{Key, Payment, PaymentState};
+use crate::state::{EventKind, Key, Payment, PaymentState};
 use crate::types::{AccountId, Cause, Payee, PaymentId};
 use crate::validate;
 
@@ -77,6 +77,11 @@ pub(super) fn refund(a: &mut Apply<'_>, id: PaymentId, amount_fen: u64) -> Handl
         payment.amount_fen,
     );
     let refundable_fen = payment.refundable_fen();
+    let kind = EventKind::Refunded {
+        amount_fen,
+        refundable_fen,
+    };
+    super::events::emit(a, id, &payment, kind);
     a.tx.put(Key::Payment(id), payment);
     Ok(Reply::PaymentRefunded {
         payment: id,

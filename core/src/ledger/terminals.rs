@@ -7,7 +7,7 @@ use super::{accounts, epay, merchants, vouchers, Apply, Failure, Handled};
 use crate::command::receipt_digest;
 use crate::config::MAX_RECEIPT_BYTES;
 use crate::outcome::{LedgerError, Reply, TextField};
-use crate::state::{CardDay, Key, Payment, PaymentMethod, PaymentState, Refunds, Value};
+use crate::state::{CardDay, EventKind, Key, Payment, PaymentMethod, PaymentState, Refunds, Value};
 use crate::time::cst_day;
 use crate::types::{AccountId, Cause, Digest32, MerchantId, MerchantKind, Payee, PaymentId};
 use crate::validate;
@@ -125,6 +125,15 @@ pub(super) fn swipe(a: &mut Apply<'_>, s: Swipe<'_>) -> Handled {
         },
     );
     a.tx.put_value(receipt_key, Some(Value::OrderIndex(payment_id)));
+    let settled =
+        a.tx.get::<Payment>(Key::Payment(payment_id))
+            .expect("just written");
+    let kind = EventKind::Settled {
+        bill_fen: s.amount_fen,
+        debited_fen,
+        voucher_fen: s.amount_fen - debited_fen,
+    };
+    super::events::emit(a, payment_id, &settled, kind);
     let rewards = merchants::record_settlement(a, s.merchant, s.amount_fen, payment_id)?;
     Ok(Reply::PaymentSettled {
         payment: payment_id,
