@@ -7,7 +7,8 @@ use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::ledger::journal::{Cursor, Reconciliation, StatementPage, StatementRequest};
 use ledger_core::outcome::Reply;
 use ledger_core::state::{
-    Campaign, CampaignCounters, Credential, Merchant, Payment, Pool, Posting, Prize, Promotion,
+    Campaign, CampaignCounters, Credential, Event, Merchant, Payment, Pool, Posting, Prize,
+    Promotion, Webhook,
 };
 use ledger_core::types::{
     AccountId, AccountStatus, CampaignId, CampaignRules, ChallengeId, Eligibility, FeeTier,
@@ -502,6 +503,62 @@ impl<T: Transport> Client<T> {
             reference,
         )
         .await
+    }
+
+    /// Registers the merchant's webhook (a new signing secret each time; read it with
+    /// `webhook_secret`), or removes it with `None`. Returns the secret's version.
+    pub async fn set_webhook(
+        &self,
+        merchant: MerchantId,
+        url: Option<&str>,
+    ) -> Result<Option<u32>, ClientError> {
+        let command = Command::SetWebhook {
+            merchant,
+            url: url.map(str::to_owned),
+        };
+        match self.plain(command).await? {
+            Reply::WebhookSet { secret_version, .. } => Ok(secret_version),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The merchant's webhook and its delivery counts.
+    pub async fn webhook(&self, merchant: MerchantId) -> Result<Option<Webhook>, ClientError> {
+        match self.read(Query::Webhook(merchant)).await? {
+            QueryReply::Webhook(w) => Ok(w),
+            other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+        }
+    }
+
+    /// The signing secret of the merchant's current webhook registration, with its version
+    /// (the merchant itself only).
+    pub async fn webhook_secret(
+        &self,
+        merchant: MerchantId,
+    ) -> Result<Option<(u32, Secret)>, ClientError> {
+        match self.read(Query::WebhookSecret(merchant)).await? {
+            QueryReply::WebhookSecret(s) => Ok(s),
+            other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+        }
+    }
+
+    /// The merchant's payment events after `after_id`, oldest first.
+    pub async fn events(
+        &self,
+        merchant: MerchantId,
+        after_id: u64,
+        page_size: u32,
+        consistency: Consistency,
+    ) -> Result<Vec<Event>, ClientError> {
+        let query = Query::Events {
+            merchant,
+            after_id,
+            page_size,
+        };
+        match self.query(query, consistency).await? {
+            QueryReply::Events { events, .. } => Ok(events),
+            other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+        }
     }
 
     /// Registers a merchant with its settlement account.

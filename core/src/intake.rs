@@ -13,7 +13,7 @@ use crate::command::{CampaignFlags, ChallengeSeed, Command, OtpProof, PasswordHa
 use crate::otp::{self, OcraInput, OcraSuite};
 use crate::outcome::LedgerError;
 use crate::state::Challenge;
-use crate::types::Digest32;
+use crate::types::{Digest32, MerchantId};
 use crate::validate;
 use hmac::Mac;
 use serde::{Deserialize, Serialize};
@@ -66,6 +66,8 @@ pub struct SecretKeys {
     pub password_pepper: [u8; 32],
     /// Key of the OTP derivation and verifiers.
     pub otp_key: [u8; 32],
+    /// Key from which each merchant's webhook signing secret is derived.
+    pub webhook_key: [u8; 32],
     /// PBKDF2 rounds for new password hashes.
     pub password_iterations: u32,
 }
@@ -86,6 +88,7 @@ impl SecretKeys {
             card_key: sub("ledger/card-key"),
             password_pepper: sub("ledger/password-pepper"),
             otp_key: sub("ledger/otp-key"),
+            webhook_key: sub("ledger/webhook-key"),
             password_iterations,
         }
     }
@@ -99,6 +102,37 @@ fn hmac256(key: &[u8], parts: &[&[u8]]) -> Digest32 {
         mac.update(part);
     }
     Digest32(mac.finalize().into_bytes().into())
+}
+
+/// A merchant's webhook signing secret for one registration (`Webhook::secret_version`):
+/// derived from the nodes' master key, so every leader signs alike and the secret never
+/// enters the log or a snapshot. `whsec_` and 64 hex digits.
+pub fn webhook_secret(keys: &SecretKeys, merchant: MerchantId, version: u32) -> Secret {
+    let d = hmac256(
+        &keys.webhook_key,
+        &[
+            b"webhook-secret",
+            &merchant.0.to_be_bytes(),
+            &version.to_be_bytes(),
+        ],
+    );
+    let hex: String = d.0.iter().map(|b| format!("{b:02x}")).collect();
+    Secret::new(format!("whsec_{hex}"))
+}
+
+/// The `X-Signature` of a webhook delivery: HMAC-SHA256 of the exact body bytes under the
+/// secret's text, as 64 lower-case hex digits (what a merchant recomputes to check it).
+pub fn webhook_signature(secret: &Secret, body: &[u8]) -> String {
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(
+        secret.expose().as_bytes(),
+    )
+    .expect("HMAC accepts keys of any length");
+    mac.update(body);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Refuses with `error` a typed secret (last six card digits, password, OTP code) that is
@@ -288,4 +322,34 @@ pub fn otp_proof(
         nonce: challenge.nonce,
         proof: otp_verifier(keys, challenge.nonce, &challenge.tx_digest, typed),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_webhook_signature_is_plain_hmac_sha256_of_the_body() {
+        // RFC 4231, test case 2: what a merchant's own HMAC library computes.
+        assert_eq!(
+            webhook_signature(&Secret::new("Jefe"), b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn each_registration_of_each_merchant_has_its_own_secret() {
+        let keys = SecretKeys::derive(b"master", 1);
+        let other = SecretKeys::derive(b"another master", 1);
+        let s = |k: &SecretKeys, m: u64, v: u32| {
+            webhook_secret(k, MerchantId(m), v).expose().to_owned()
+        };
+        assert!(s(&keys, 1, 1).starts_with("whsec_") && s(&keys, 1, 1).len() == 70);
+        assert_eq!(s(&keys, 1, 1), s(&keys, 1, 1));
+        assert_ne!(s(&keys, 1, 1), s(&keys, 1, 2));
+        assert_ne!(s(&keys, 1, 1), s(&keys, 2, 1));
+        assert_ne!(s(&keys, 1, 1), s(&other, 1, 1));
+        // The secret never shows in Debug output.
+        assert!(!format!("{:?}", webhook_secret(&keys, MerchantId(1), 1)).contains("whsec_"));
+    }
 }

@@ -24,6 +24,8 @@
 //! | read pool, promotion, prize | yes | yes | yes | yes | |
 //! | read an account's statement | yes | its settlement account | yes | yes | |
 //! | read a merchant's reconciliation | yes | itself | | yes | |
+//! | read a merchant's payment events, webhook | yes | itself | | yes | |
+//! | read a webhook's signing secret | | itself | | | |
 //! | read state hash, account range, journal | yes | | | yes | |
 //! | status | yes | yes | yes | yes | |
 //!
@@ -248,6 +250,9 @@ pub fn query_name(query: &Query) -> &'static str {
         Query::Statement(_) => "read an account's statement",
         Query::Reconciliation { .. } => "read a merchant's reconciliation",
         Query::Journal { .. } => "read the journal",
+        Query::Events { .. } => "read a merchant's payment events",
+        Query::Webhook(_) => "read a merchant's webhook",
+        Query::WebhookSecret(_) => "read a webhook's signing secret",
     }
 }
 
@@ -288,6 +293,11 @@ pub fn authorize_query(
         Query::Statement(s) => Allowed::Reader {
             channel: true,
             merchant: owners.settles(s.account),
+        },
+        Query::WebhookSecret(m) => Allowed::Merchant(*m),
+        Query::Events { merchant, .. } | Query::Webhook(merchant) => Allowed::Reader {
+            channel: false,
+            merchant: Some(*merchant),
         },
         Query::Reconciliation { merchant, .. } => Allowed::Reader {
             channel: false,

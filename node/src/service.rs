@@ -417,6 +417,28 @@ impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
                         applied_index: applied_index.unwrap_or(0),
                         rows: ledger.journal(after_seq, page_size)?,
                     },
+                    Query::Events {
+                        merchant,
+                        after_id,
+                        page_size,
+                    } => QueryReply::Events {
+                        applied_index: applied_index.unwrap_or(0),
+                        events: ledger.events(merchant, after_id, page_size as usize),
+                    },
+                    Query::Webhook(m) => QueryReply::Webhook(ledger.webhook(m)),
+                    Query::WebhookSecret(m) => {
+                        QueryReply::WebhookSecret(ledger.webhook(m).map(|hook| {
+                            let version = hook.secret_version;
+                            (
+                                version,
+                                ledger_core::intake::webhook_secret(
+                                    &self.shared.intake.keys,
+                                    m,
+                                    version,
+                                ),
+                            )
+                        }))
+                    }
                 })
             })
             .ok_or_else(|| unavailable("the cluster has no ledger yet (not initialised)"))?

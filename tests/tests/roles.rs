@@ -547,6 +547,55 @@ fn rows(w: &World, member: NodeInfo) -> Vec<Row> {
             &[],
         ),
         row(
+            "set its own webhook",
+            command(Command::SetWebhook {
+                merchant: w.own,
+                url: Some("https://own.example/events".into()),
+            }),
+            &[Merchant],
+        ),
+        row(
+            "set another merchant's webhook",
+            command(Command::SetWebhook {
+                merchant: w.other,
+                url: Some("https://other.example/events".into()),
+            }),
+            &[],
+        ),
+        row(
+            "read its own payment events",
+            Call::Query(Query::Events {
+                merchant: w.own,
+                after_id: 0,
+                page_size: 10,
+            }),
+            &[Operator, Merchant, Auditor],
+        ),
+        row(
+            "read another merchant's payment events",
+            Call::Query(Query::Events {
+                merchant: w.other,
+                after_id: 0,
+                page_size: 10,
+            }),
+            &[Operator, Auditor],
+        ),
+        row(
+            "read its own webhook",
+            Call::Query(Query::Webhook(w.own)),
+            &[Operator, Merchant, Auditor],
+        ),
+        row(
+            "read its own webhook's signing secret",
+            Call::Query(Query::WebhookSecret(w.own)),
+            &[Merchant],
+        ),
+        row(
+            "read another merchant's webhook signing secret",
+            Call::Query(Query::WebhookSecret(w.other)),
+            &[],
+        ),
+        row(
             "read a customer's account",
             Call::Query(Query::Account(w.payer)),
             &[Operator, Channel, Auditor],

@@ -12,8 +12,8 @@ use ledger_core::ledger::journal::{
 };
 use ledger_core::outcome::{LedgerError, Reply};
 use ledger_core::state::{
-    Campaign, CampaignCounters, Credential, Merchant, Payment, Pool, Posting, Prize, Promotion,
-    Voucher,
+    Campaign, CampaignCounters, Credential, Event, Merchant, Payment, Pool, Posting, Prize,
+    Promotion, Voucher, Webhook,
 };
 use ledger_core::types::{
     AccountId, AccountStatus, CampaignId, Digest32, MerchantId, Payee, PaymentId, PoolId, PrizeId,
@@ -201,6 +201,19 @@ pub enum Query {
         after_seq: u64,
         page_size: u32,
     },
+    /// A merchant's payment events after event id `after_id`, oldest first (at most
+    /// `page_size`, up to `MAX_EVENT_BATCH`): the cursor a merchant reads instead of, or
+    /// besides, its webhook.
+    Events {
+        merchant: MerchantId,
+        after_id: u64,
+        page_size: u32,
+    },
+    /// A merchant's webhook: URL, delivery counts, failing mark.
+    Webhook(MerchantId),
+    /// The signing secret of the merchant's current webhook registration (the merchant
+    /// itself only).
+    WebhookSecret(MerchantId),
 }
 
 /// An account as clients see it: no hashes, no password material.
@@ -254,6 +267,13 @@ pub enum QueryReply {
         applied_index: u64,
         rows: Vec<Posting>,
     },
+    Events {
+        applied_index: u64,
+        events: Vec<Event>,
+    },
+    Webhook(Option<Webhook>),
+    /// `None` when the merchant has no webhook.
+    WebhookSecret(Option<(u32, Secret)>),
 }
 
 /// A node's view of the cluster, for `ledgerctl status` and health checks.

@@ -40,6 +40,20 @@ pub enum MerchantCmd {
         #[arg(long)]
         amount: String,
     },
+    /// The merchant's webhook: where payment events are pushed, signed with HMAC-SHA256.
+    #[command(subcommand)]
+    Webhook(WebhookCmd),
+    /// The merchant's payment events after an event id, oldest first (the cursor to read
+    /// instead of, or besides, the webhook).
+    Events {
+        id: u64,
+        /// Events after this id (0: from the first).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Events to print (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        page_size: u32,
+    },
     /// A merchant's reconciliation of one CST day: settled payments, swipes, vouchers,
     /// refunds, transfers and fees, their totals and the net, checked against the settlement
     /// account's movement (exit 1 if they differ).
@@ -57,6 +71,20 @@ pub enum MerchantCmd {
     },
 }
 
+#[derive(Subcommand)]
+pub enum WebhookCmd {
+    /// Register (or re-register) the webhook; prints the new signing secret.
+    Set {
+        merchant: u64,
+        #[arg(long)]
+        url: String,
+    },
+    /// Remove the webhook (events stay readable with `merchant events`).
+    Remove { merchant: u64 },
+    /// Show the webhook and its delivery counts.
+    Show { merchant: u64 },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Kind {
     Pos,
@@ -68,7 +96,10 @@ impl MerchantCmd {
     pub fn changes_ledger(&self) -> bool {
         !matches!(
             self,
-            MerchantCmd::Show { .. } | MerchantCmd::Reconcile { .. }
+            MerchantCmd::Show { .. }
+                | MerchantCmd::Reconcile { .. }
+                | MerchantCmd::Events { .. }
+                | MerchantCmd::Webhook(WebhookCmd::Show { .. })
         )
     }
 }
@@ -174,6 +205,12 @@ pub async fn run(session: &Session, cmd: MerchantCmd) -> Result<(), Failure> {
             to,
             amount,
         } => transfer(session, merchant, to, &amount).await,
+        MerchantCmd::Webhook(cmd) => crate::records::webhook(session, cmd).await,
+        MerchantCmd::Events {
+            id,
+            after,
+            page_size,
+        } => crate::records::events(session, id, after, page_size).await,
         MerchantCmd::Reconcile {
             id,
             day,

@@ -457,6 +457,140 @@ pub async fn journal(
     Ok(())
 }
 
+/// A webhook as printed.
+#[derive(Serialize)]
+struct HookView {
+    merchant: u64,
+    webhook: Option<ledger_core::state::Webhook>,
+    /// Only right after `set`: the signing secret, to configure on the merchant's server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+}
+
+impl View for HookView {
+    fn text(&self) -> String {
+        let Some(h) = &self.webhook else {
+            return format!("merchant {} has no webhook", self.merchant);
+        };
+        let mut lines = vec![
+            format!("merchant {} webhook {}", self.merchant, h.url),
+            format!(
+                "secret version {}; {} delivered, {} waiting, {} given up{}",
+                h.secret_version,
+                h.delivered,
+                h.undelivered,
+                h.abandoned,
+                if h.failing {
+                    "; FAILING: pushing paused until the webhook is set again"
+                } else {
+                    ""
+                }
+            ),
+        ];
+        if let Some(secret) = &self.secret {
+            lines.push(format!(
+                "signing secret (X-Signature = HMAC-SHA256 of the body): {secret}"
+            ));
+        }
+        lines.join("\n")
+    }
+}
+
+pub async fn webhook(session: &Session, cmd: crate::merchant::WebhookCmd) -> Result<(), Failure> {
+    use crate::merchant::WebhookCmd;
+    let merchant = match &cmd {
+        WebhookCmd::Set { merchant, .. }
+        | WebhookCmd::Remove { merchant }
+        | WebhookCmd::Show { merchant } => *merchant,
+    };
+    let m = MerchantId(merchant);
+    let mut secret = None;
+    match cmd {
+        WebhookCmd::Set { url, .. } => {
+            let key = session.write_key();
+            session
+                .write_with_key(
+                    key,
+                    ledger_client::Operation::Command(ledger_core::command::Command::SetWebhook {
+                        merchant: m,
+                        url: Some(url),
+                    }),
+                )
+                .await?;
+            let read = session.read(|| session.client().webhook_secret(m)).await?;
+            secret = read.map(|(_, s)| s.expose().to_owned());
+        }
+        WebhookCmd::Remove { .. } => {
+            let key = session.write_key();
+            session
+                .write_with_key(
+                    key,
+                    ledger_client::Operation::Command(ledger_core::command::Command::SetWebhook {
+                        merchant: m,
+                        url: None,
+                    }),
+                )
+                .await?;
+        }
+        WebhookCmd::Show { .. } => {}
+    }
+    let webhook = session.read(|| session.client().webhook(m)).await?;
+    session.show(&HookView {
+        merchant,
+        webhook,
+        secret,
+    });
+    Ok(())
+}
+
+/// Events as printed.
+#[derive(Serialize)]
+struct EventsView {
+    events: Vec<ledger_core::state::Event>,
+}
+
+impl View for EventsView {
+    fn text(&self) -> String {
+        if self.events.is_empty() {
+            return "no events".into();
+        }
+        self.events
+            .iter()
+            .map(|e| {
+                format!(
+                    "{:>8}  {}  {:<20} payment {:<8} order {}",
+                    e.id,
+                    cst_time(e.at_ms),
+                    e.kind.name(),
+                    e.payment,
+                    e.order_id
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+pub async fn events(
+    session: &Session,
+    merchant: u64,
+    after: u64,
+    page_size: u32,
+) -> Result<(), Failure> {
+    let events = session
+        .read(|| {
+            session.client().events(
+                MerchantId(merchant),
+                after,
+                page_size,
+                Consistency::Linearizable,
+            )
+        })
+        .await?;
+    session.show(&EventsView { events });
+    Ok(())
+}
+
 /// The wall clock, for a statement's default range (the ledger never reads it).
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
