@@ -135,6 +135,28 @@ pub fn webhook_signature(secret: &Secret, body: &[u8]) -> String {
         .collect()
 }
 
+/// Whether `signature` (64 hex digits, as in `X-Signature`) is the webhook signature of
+/// `body` under `secret`; compared in constant time.
+pub fn verify_webhook_signature(secret: &Secret, body: &[u8], signature: &str) -> bool {
+    let bytes: Option<Vec<u8>> = (0..signature.len())
+        .step_by(2)
+        .map(|i| {
+            signature
+                .get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        })
+        .collect();
+    let Some(bytes) = bytes.filter(|b| b.len() == 32) else {
+        return false;
+    };
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(
+        secret.expose().as_bytes(),
+    )
+    .expect("HMAC accepts keys of any length");
+    mac.update(body);
+    mac.verify_slice(&bytes).is_ok()
+}
+
 /// Refuses with `error` a typed secret (last six card digits, password, OTP code) that is
 /// not exactly six digits.
 fn six_digits_or(typed: &Secret, error: LedgerError) -> Result<(), LedgerError> {
@@ -335,6 +357,27 @@ mod tests {
             webhook_signature(&Secret::new("Jefe"), b"what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn a_webhook_signature_verifies_only_for_its_body_and_secret() {
+        let secret = Secret::new("whsec_test");
+        let body = br#"{"id":7}"#;
+        let signature = webhook_signature(&secret, body);
+        assert!(verify_webhook_signature(&secret, body, &signature));
+        assert!(!verify_webhook_signature(
+            &secret,
+            br#"{"id":8}"#,
+            &signature
+        ));
+        assert!(!verify_webhook_signature(
+            &Secret::new("whsec_other"),
+            body,
+            &signature
+        ));
+        for bad in ["", "zz", &signature[..62], &format!("{signature}00")] {
+            assert!(!verify_webhook_signature(&secret, body, bad), "{bad}");
+        }
     }
 
     #[test]

@@ -209,3 +209,41 @@ fn an_alias_longer_than_sixteen_characters_is_refused_in_characters() {
         too_long,
     );
 }
+
+#[test]
+fn an_enrolment_step_out_of_order_is_refused() {
+    use ledger_core::outcome::EnrolmentStep;
+    let (mut d, card) = with_card(0);
+    d.submit(Command::EpayBegin {
+        pan_digest: pan_digest(&d, &card),
+        phone: card.phone.clone(),
+    })
+    .unwrap();
+    // Step 3 (the code) before step 2 (password and alias).
+    assert_eq!(
+        unchanged(&mut d, |d| d.issue_enrolment_code(&card)),
+        Err(LedgerError::EnrolmentStepOutOfOrder {
+            expected: EnrolmentStep::AliasChosen,
+            actual: EnrolmentStep::Started,
+        })
+    );
+}
+
+#[test]
+fn limits_equal_to_the_caps_are_allowed_and_may_equal_each_other() {
+    let mut d = driver();
+    let card = enrolled(&mut d, 1, 0);
+    for (per_payment_fen, per_day_fen) in [(1_000 * YUAN, 3_000 * YUAN), (500 * YUAN, 500 * YUAN)] {
+        d.submit(Command::SetEpayLimits {
+            account: card.account,
+            per_payment_fen,
+            per_day_fen,
+        })
+        .unwrap();
+        let credential = d.ledger.credential(card.account).unwrap();
+        assert_eq!(
+            (credential.per_payment_fen, credential.per_day_fen),
+            (per_payment_fen, per_day_fen)
+        );
+    }
+}

@@ -580,3 +580,46 @@ fn the_journal_travels_in_snapshots_and_the_state_hash() {
     );
     assert_eq!(restored.statement(&read), d.ledger.statement(&read));
 }
+
+#[test]
+fn a_bill_paid_wholly_by_a_voucher_journals_only_the_voucher() {
+    let mut d = driver();
+    let payer = common::enrolled(&mut d, 1, 0);
+    let (shop, _) = merchant(&mut d, 9, MerchantKind::Pos);
+    let hundred = pool(&mut d, 100 * YUAN, 10, Eligibility::Anyone);
+    let mut paid = Vec::new();
+    for swipe in [false, true] {
+        // A new card each time: one voucher per card and pool.
+        let card = if swipe {
+            d.funded_card(2, 0)
+        } else {
+            payer.clone()
+        };
+        d.submit(claim(hundred, card.account)).unwrap();
+        let start = last_seq(&d);
+        let outcome = if swipe {
+            d.swipe(&card, shop, 100 * YUAN, "r")
+        } else {
+            d.pay(&card, Payee::Merchant(shop), 100 * YUAN, "o")
+        };
+        let Ok(Reply::PaymentSettled { payment, .. }) = outcome else {
+            panic!("not settled: {outcome:?}")
+        };
+        let rows: Vec<_> = rows_after(&d, start)
+            .iter()
+            .map(|r| (r.cause, r.amount_fen))
+            .collect();
+        assert_eq!(
+            rows,
+            [(
+                Cause::Voucher {
+                    payment,
+                    pool: hundred
+                },
+                100 * YUAN
+            )]
+        );
+        paid.push(payment);
+    }
+    assert_eq!(paid.len(), 2);
+}

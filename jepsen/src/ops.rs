@@ -138,7 +138,8 @@ pub enum Answer {
     Payments {
         balances: BTreeMap<u64, i64>,
         payments: BTreeMap<u64, Payment>,
-        days: Vec<DaySeen>,
+        /// `None` in a history whose final read did not read them (written by hand).
+        days: Option<Vec<DaySeen>>,
     },
     /// The ledger's reply as the client reported it (a second one for a request sent twice).
     Replied {
@@ -351,8 +352,8 @@ pub struct DaySeen {
     pub rows_net_fen: i64,
 }
 
-fn days_of(value: &Value) -> Vec<DaySeen> {
-    serde_json::from_value(value.clone()).unwrap_or_default()
+fn days_of(value: Option<&Value>) -> Option<Vec<DaySeen>> {
+    value.map(|v| serde_json::from_value(v.clone()).unwrap_or_default())
 }
 
 fn payments_of(value: &Value) -> BTreeMap<u64, Payment> {
@@ -386,7 +387,7 @@ fn parse_answer(op: &Op, done: &Entry) -> Result<Answer, HistoryError> {
         Op::FinalRead { .. } if v.get("payments").is_some() => Answer::Payments {
             balances: balances_of(&v["balances"]),
             payments: payments_of(&v["payments"]),
-            days: days_of(&v["days"]),
+            days: days_of(v.get("days")),
         },
         Op::FinalRead { .. } => Answer::Balances {
             balances: balances_of(&v["balances"]),

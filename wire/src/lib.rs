@@ -19,3 +19,4 @@ pub mod principal;
 pub mod rpc;
 pub mod tls;
 pub mod transport;
+pub mod webhook;
