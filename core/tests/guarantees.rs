@@ -37,6 +37,23 @@ fn a_corrupt_snapshot_is_refused() {
 }
 
 #[test]
+fn a_snapshot_is_framed_by_its_magic_a_count_and_a_checksum() {
+    use ledger_core::ledger::{decode_snapshot, encode_snapshot, SnapshotError};
+    // The smallest snapshot (no record) is exactly magic, count and checksum: 48 bytes.
+    let empty = encode_snapshot(Vec::<(Vec<u8>, Vec<u8>)>::new());
+    assert_eq!(empty.len(), 48);
+    assert_eq!(decode_snapshot(&empty), Ok(Vec::new()));
+    // One byte short of that, whatever it holds, has no room for a header.
+    assert_eq!(decode_snapshot(&empty[..47]), Err(SnapshotError::BadHeader));
+    // Another magic is refused as such, not as a bad checksum.
+    let d = driver();
+    let mut other = d.ledger.snapshot();
+    other[0] ^= 0x20;
+    assert_eq!(decode_snapshot(&other), Err(SnapshotError::BadHeader));
+    assert!(decode_snapshot(&d.ledger.snapshot()).is_ok_and(|r| !r.is_empty()));
+}
+
+#[test]
 fn ledger_time_never_runs_backwards() {
     let (mut d, card) = with_card(0);
     let later = d.now_ms;

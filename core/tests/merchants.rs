@@ -226,6 +226,56 @@ fn twenty_settlements_per_terminal_earn_the_discount() {
 }
 
 #[test]
+fn a_merchant_has_one_to_the_most_terminals() {
+    use ledger_core::config::MAX_TERMINALS;
+    let mut d = driver();
+    for (n, terminals) in [(20, 0), (21, MAX_TERMINALS + 1), (22, MAX_TERMINALS)] {
+        let card = d.funded_card(n, 0);
+        let register = Command::RegisterMerchant {
+            kind: MerchantKind::Pos,
+            name: format!("shop {n}"),
+            settlement_account: card.account,
+            contact_phone: card.phone.clone(),
+            terminals,
+        };
+        if terminals == MAX_TERMINALS {
+            assert!(matches!(
+                d.submit(register),
+                Ok(Reply::MerchantRegistered { .. })
+            ));
+        } else {
+            refused(
+                &mut d,
+                register,
+                LedgerError::InvalidTerminalCount { max: MAX_TERMINALS },
+            );
+        }
+    }
+}
+
+#[test]
+fn a_transfer_without_a_fee_journals_no_fee() {
+    let mut d = driver();
+    let (m, shop) = merchant(&mut d, 9, MerchantKind::Pos);
+    d.submit(deposit(shop.account, 10 * YUAN)).unwrap();
+    let target = d.funded_card(2, 0).account;
+    let before = d.ledger.meta().next_posting;
+    let reply = d
+        .submit(Command::MerchantTransfer {
+            merchant: m,
+            target,
+            amount_fen: 5 * YUAN,
+        })
+        .unwrap();
+    assert!(matches!(
+        reply,
+        Reply::MerchantTransferred { fee_fen: 0, .. }
+    ));
+    let rows = d.ledger.journal(before - 1, 10).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+}
+
+#[test]
 fn the_discount_counts_settlements_per_terminal() {
     for (settlements, expected) in [(39, FeeTier::List), (40, FeeTier::TwentyPercent)] {
         let mut d = driver();

@@ -1056,3 +1056,31 @@ fn dispatch(a: &mut Apply<'_>, command: &Command) -> Handled {
         } => campaigns::create(a, name, *starts_ms, *ends_ms, rules),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::MemStore;
+
+    fn key(n: u64) -> Key {
+        Key::Payment(PaymentId(n))
+    }
+
+    /// A command's range read sees its own writes inside `[from, to)` and nothing at `to`.
+    #[test]
+    fn a_command_reads_its_own_writes_in_a_half_open_range() {
+        let mut store = MemStore::new();
+        store.write(vec![(key(1), Some(Value::OrderIndex(PaymentId(1))))]);
+        let mut tx = Tx::new(&store);
+        for n in [2, 3, 5] {
+            tx.put_value(key(n), Some(Value::OrderIndex(PaymentId(n))));
+        }
+        let keys = |rows: Vec<(Key, Value)>| rows.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        assert_eq!(keys(tx.range(key(1), key(5), 10)), [key(1), key(2), key(3)]);
+        assert_eq!(keys(tx.range(key(2), key(3), 10)), [key(2)]);
+        assert_eq!(keys(tx.range(key(3), key(6), 10)), [key(3), key(5)]);
+        tx.delete(key(1));
+        assert_eq!(keys(tx.range(key(0), key(3), 10)), [key(2)]);
+        assert_eq!(keys(tx.range(key(0), key(9), 2)), [key(2), key(3)]);
+    }
+}
