@@ -202,3 +202,116 @@ fn the_state_hash_tells_two_states_apart_and_records_are_readable() {
         ("rail", 2)
     );
 }
+
+#[test]
+fn a_voucher_consumed_by_a_payment_that_did_not_use_it_is_reported() {
+    let (mut d, payer, m) = payer_and_shop(MerchantKind::Pos);
+    let p = pool(&mut d, 50 * YUAN, 10, Eligibility::Anyone);
+    d.submit(claim(p, payer.account)).unwrap();
+    let other = d.funded_card(2, 0);
+    d.submit(claim(p, other.account)).unwrap();
+    let Ok(Reply::PaymentSettled { payment, .. }) =
+        d.pay(&payer, Payee::Merchant(m), 100 * YUAN, "o")
+    else {
+        panic!("not settled")
+    };
+    // The other card's voucher claims to have paid the payer's payment.
+    let Some(Value::Voucher(mut v)) = d.ledger.store().get(&Key::Voucher(other.account, p)) else {
+        panic!("no voucher")
+    };
+    v.consumed_by = Some(payment);
+    let found = broken(
+        &mut d,
+        vec![(Key::Voucher(other.account, p), Some(Value::Voucher(v)))],
+    );
+    assert!(
+        found.contains(&format!("consumed by payment {payment}")),
+        "{found}"
+    );
+}
+
+#[test]
+fn client_sessions_that_disagree_with_their_records_or_queue_are_reported() {
+    let session_of = |d: &Driver| {
+        let client = d.client_id;
+        (client, d.ledger.session(client).unwrap())
+    };
+    // The session counter.
+    let mut d = driver();
+    d.funded_card(1, 0);
+    let mut meta = d.ledger.meta();
+    meta.client_sessions += 1;
+    let found = broken(&mut d, vec![(Key::Meta, Some(Value::Meta(meta)))]);
+    assert!(
+        found.contains("sessions 1, idle queue 1, counter 2"),
+        "{found}"
+    );
+    // A session missing from the idle queue.
+    let mut d = driver();
+    d.funded_card(1, 0);
+    let (client, s) = session_of(&d);
+    let found = broken(&mut d, vec![(Key::SessionIdle(s.queued_ms, client), None)]);
+    assert!(found.contains("idle queue"), "{found}");
+    // A second place in the idle queue for the same session.
+    let mut d = driver();
+    d.funded_card(1, 0);
+    let (client, s) = session_of(&d);
+    let found = broken(
+        &mut d,
+        vec![(
+            Key::SessionIdle(s.queued_ms + 1, client),
+            Some(Value::SessionIdle),
+        )],
+    );
+    assert!(
+        found.contains("sessions 1, idle queue 2, counter 1"),
+        "{found}"
+    );
+    // A session counting other records than it has.
+    let mut d = driver();
+    d.funded_card(1, 0);
+    let (client, mut s) = session_of(&d);
+    s.records += 1;
+    let found = broken(
+        &mut d,
+        vec![(Key::Session(client), Some(Value::Session(s)))],
+    );
+    assert!(found.contains(&format!("client {client}:")), "{found}");
+    // A record below its session's floor.
+    let mut d = driver();
+    d.funded_card(1, 0);
+    let (client, mut s) = session_of(&d);
+    s.floor = u64::MAX;
+    let found = broken(
+        &mut d,
+        vec![(Key::Session(client), Some(Value::Session(s)))],
+    );
+    assert!(found.contains(&format!("client {client}:")), "{found}");
+    // Records without a session.
+    let mut d = driver();
+    d.funded_card(1, 0);
+    let (client, s) = session_of(&d);
+    let mut meta = d.ledger.meta();
+    meta.client_sessions -= 1;
+    let found = broken(
+        &mut d,
+        vec![
+            (Key::Session(client), None),
+            (Key::SessionIdle(s.queued_ms, client), None),
+            (Key::Meta, Some(Value::Meta(meta))),
+        ],
+    );
+    assert!(found.contains("records without a session"), "{found}");
+}
+
+#[test]
+fn a_pending_payment_missing_from_the_expiry_queue_is_reported() {
+    let (mut d, payer, m) = payer_and_shop(MerchantKind::Online);
+    let (payment, challenge) = common::pending(&mut d, &payer, m, YUAN, "o");
+    let expires_ms = d.ledger.challenge(challenge).unwrap().expires_ms;
+    let found = broken(
+        &mut d,
+        vec![(Key::PendingPayment(expires_ms, payment), None)],
+    );
+    assert!(found.contains("pending payments"), "{found}");
+}
