@@ -284,3 +284,30 @@ fn a_bad_webhook_or_acknowledgement_is_refused_and_changes_nothing() {
     assert_eq!(d.ledger.webhook(m), None);
     d.ledger.check_invariants().unwrap();
 }
+
+#[test]
+fn registering_again_moves_the_webhook_and_starts_a_new_secret() {
+    let (mut d, payer, m) = world(|_| {});
+    set_hook(&mut d, m, Some(HOOK));
+    paid(&mut d, &payer, m, YUAN, "o");
+    d.advance(1_000);
+    assert_eq!(
+        set_hook(&mut d, m, Some("https://new.example/hooks")),
+        Some(2)
+    );
+    let hook = d.ledger.webhook(m).unwrap();
+    assert_eq!(hook.url, "https://new.example/hooks");
+    assert_eq!(hook.registered_ms, d.now_ms);
+    // The waiting event goes to the new address.
+    assert_eq!(hook.undelivered, 1);
+}
+
+#[test]
+fn an_acknowledgement_may_name_the_most_events() {
+    let (mut d, _, m) = world(|_| {});
+    set_hook(&mut d, m, Some(HOOK));
+    assert_eq!(
+        ack(&mut d, m, vec![1; MAX_EVENT_BATCH - 1], vec![2]),
+        (0, 0)
+    );
+}
