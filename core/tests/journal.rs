@@ -423,6 +423,10 @@ fn a_bad_statement_read_gets_a_typed_error() {
         assert_eq!(d.ledger.statement(&r), Err(ReadError::BadCursor));
     }
     assert_eq!(Cursor::from_text(&cursor.to_text()), Ok(cursor.clone()));
+    assert_eq!(
+        format!("{cursor:?}"),
+        format!("Cursor({})", cursor.to_text())
+    );
     for text in ["zz", "abc", &"00".repeat(200)] {
         assert_eq!(Cursor::from_text(text), Err(ReadError::BadCursor));
     }
