@@ -663,22 +663,16 @@ pub(super) fn confirm_payment(a: &mut Apply<'_>, payment_id: PaymentId, otp: Otp
             .ok_or(LedgerError::UnknownCredential)?;
     let (voucher, debited_fen) = debit_after_voucher(a, payer, payment.payee, payment.amount_fen);
     let credential = spend(a, credential, debited_fen)?;
-    if debited_fen > 0 {
-        accounts::post(a, payer, target, debited_fen, Cause::Payment(payment_id))?;
-    }
-    if let Some(v) = &voucher {
-        accounts::post(
-            a,
-            crate::types::AccountId::PROMOTIONS,
-            target,
-            v.face_value_fen,
-            Cause::Voucher {
-                payment: payment_id,
-                pool: v.pool,
-            },
-        )?;
-        vouchers::consume(a, payer, v, payment_id);
-    }
+    let cause = Cause::Payment(payment_id);
+    vouchers::settle(
+        a,
+        payer,
+        target,
+        debited_fen,
+        cause,
+        voucher.as_ref(),
+        payment_id,
+    )?;
     a.tx.put(Key::Credential(payer), credential);
     a.tx.delete(Key::PendingPayment(
         challenge_expiry(a, challenge),

@@ -86,22 +86,16 @@ pub(super) fn swipe(a: &mut Apply<'_>, s: Swipe<'_>) -> Handled {
     let card_day = count_against_cap(a, payer, debited_fen)?;
     let payment_id = PaymentId(a.meta.next_payment);
     a.meta.next_payment += 1;
-    if debited_fen > 0 {
-        accounts::post(a, payer, target, debited_fen, Cause::Swipe(payment_id))?;
-    }
-    if let Some(v) = &voucher {
-        accounts::post(
-            a,
-            AccountId::PROMOTIONS,
-            target,
-            v.face_value_fen,
-            Cause::Voucher {
-                payment: payment_id,
-                pool: v.pool,
-            },
-        )?;
-        vouchers::consume(a, payer, v, payment_id);
-    }
+    let cause = Cause::Swipe(payment_id);
+    vouchers::settle(
+        a,
+        payer,
+        target,
+        debited_fen,
+        cause,
+        voucher.as_ref(),
+        payment_id,
+    )?;
     a.tx.put(Key::CardDay(payer), card_day);
     a.tx.put(
         Key::Payment(payment_id),

@@ -6,7 +6,7 @@ use super::{accounts, Apply, Handled};
 use crate::config::{MAX_NAME_BYTES, MAX_POOLS, MAX_POOL_CAPACITY};
 use crate::outcome::{LedgerError, Reply, TextField};
 use crate::state::{Account, Key, Pool, Value, Voucher};
-use crate::types::{AccountId, Eligibility, PaymentId, PoolId};
+use crate::types::{AccountId, Cause, Eligibility, PaymentId, PoolId};
 use crate::validate;
 
 /// The voucher chosen for a payment.
@@ -162,7 +162,33 @@ pub(super) fn best_for(a: &Apply<'_>, payer: AccountId, bill_fen: u64) -> Option
 }
 
 /// Marks the chosen voucher consumed by a payment: once, for good.
-pub(super) fn consume(a: &mut Apply<'_>, payer: AccountId, best: &Best, payment: PaymentId) {
+/// The money of a settling payment: the payer's debit (`payer_cause`, nothing when a voucher
+/// paid the whole bill) and the voucher's face value from `promotions`, which the voucher
+/// pays once.
+pub(super) fn settle(
+    a: &mut Apply<'_>,
+    payer: AccountId,
+    target: AccountId,
+    debited_fen: u64,
+    payer_cause: Cause,
+    voucher: Option<&Best>,
+    payment: PaymentId,
+) -> Result<(), LedgerError> {
+    if debited_fen > 0 {
+        accounts::post(a, payer, target, debited_fen, payer_cause)?;
+    }
+    if let Some(v) = voucher {
+        let cause = Cause::Voucher {
+            payment,
+            pool: v.pool,
+        };
+        accounts::post(a, AccountId::PROMOTIONS, target, v.face_value_fen, cause)?;
+        consume(a, payer, v, payment);
+    }
+    Ok(())
+}
+
+fn consume(a: &mut Apply<'_>, payer: AccountId, best: &Best, payment: PaymentId) {
     assert!(
         best.voucher.consumed_by.is_none(),
         "a voucher is consumed once"
