@@ -61,29 +61,7 @@ pub enum AccountCmd {
     /// An account's statement: its postings over a time range with opening and closing
     /// balance (default: the last 30 days). Dates are CST (YYYY-MM-DD, --to inclusive) or
     /// epoch milliseconds.
-    Statement {
-        id: u64,
-        #[arg(long)]
-        from: Option<String>,
-        #[arg(long)]
-        to: Option<String>,
-        /// Newest rows first.
-        #[arg(long)]
-        newest_first: bool,
-        /// Rows per page (1 to 1000).
-        #[arg(long, default_value_t = 100)]
-        page_size: u32,
-        /// Continue from a previous page (the cursor it printed): its range and order are
-        /// those of the first page unless given again.
-        #[arg(long)]
-        cursor: Option<String>,
-        /// Follow the cursors and print every page.
-        #[arg(long)]
-        all: bool,
-        /// Read from any node, possibly behind the leader.
-        #[arg(long)]
-        stale: bool,
-    },
+    Statement(crate::records::StatementArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -95,10 +73,7 @@ pub enum Tier {
 
 impl AccountCmd {
     pub fn changes_ledger(&self) -> bool {
-        !matches!(
-            self,
-            AccountCmd::Account { .. } | AccountCmd::Statement { .. }
-        )
+        !matches!(self, AccountCmd::Account { .. } | AccountCmd::Statement(_))
     }
 }
 
@@ -368,27 +343,6 @@ pub async fn run(session: &Session, cmd: AccountCmd) -> Result<(), Failure> {
             savings_product,
         } => set_flags(session, id, etc_bound, savings_product).await,
         AccountCmd::Vip { id, tier } => set_vip(session, id, tier).await,
-        AccountCmd::Statement {
-            id,
-            from,
-            to,
-            newest_first,
-            page_size,
-            cursor,
-            all,
-            stale,
-        } => {
-            let args = crate::records::StatementArgs {
-                account: id,
-                from,
-                to,
-                newest_first,
-                page_size,
-                cursor,
-                all,
-                stale,
-            };
-            crate::records::statement(session, args).await
-        }
+        AccountCmd::Statement(args) => crate::records::statement(session, args).await,
     }
 }

@@ -205,15 +205,33 @@ impl View for Statement {
     }
 }
 
-/// What `ledgerctl statement` was asked.
+/// What `ledgerctl statement` is asked.
+#[derive(clap::Args)]
 pub struct StatementArgs {
+    /// The account.
+    #[arg(value_name = "ID")]
     pub account: u64,
+    /// Start: a CST date YYYY-MM-DD or epoch ms (default: 30 days before the end).
+    #[arg(long)]
     pub from: Option<String>,
+    /// End: a CST date, that day included, or epoch ms, excluded (default: now).
+    #[arg(long)]
     pub to: Option<String>,
+    /// Newest rows first.
+    #[arg(long)]
     pub newest_first: bool,
+    /// Rows per page (1 to 1000).
+    #[arg(long, default_value_t = 100)]
     pub page_size: u32,
+    /// Continue from a previous page (the cursor it printed): its range and order are
+    /// those of the first page unless given again.
+    #[arg(long)]
     pub cursor: Option<String>,
+    /// Follow the cursors and print every page.
+    #[arg(long)]
     pub all: bool,
+    /// Read from any node, possibly behind the leader.
+    #[arg(long)]
     pub stale: bool,
 }
 
