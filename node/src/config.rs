@@ -75,6 +75,22 @@ pub struct RunArgs {
     /// Accept the `dev` SMS gateway outside `ledger-node dev` (tests, demos; never production).
     #[arg(long, env = "LEDGER_ALLOW_DEV_SMS")]
     pub allow_dev_sms: bool,
+    /// A PEM file of CAs trusted for merchants' https webhooks besides the system's trust
+    /// store (a bank's own CA).
+    #[arg(long, env = "LEDGER_WEBHOOK_CA")]
+    pub webhook_ca: Option<PathBuf>,
+    /// Also deliver webhooks to plain `http://` URLs (development, tests; by default only
+    /// https is posted to, and an http webhook's events wait, counted as failed deliveries).
+    #[arg(long, env = "LEDGER_WEBHOOK_PLAIN_HTTP")]
+    pub webhook_plain_http: bool,
+    /// How long an undelivered webhook event is retried before it is given up on, in
+    /// milliseconds (at initialisation; default 259200000, three days).
+    #[arg(long, env = "LEDGER_EVENT_RETRY_MS")]
+    pub event_retry_ms: Option<u64>,
+    /// Undelivered events one merchant may have before its webhook is marked failing and
+    /// pushing pauses (at initialisation; default 10000).
+    #[arg(long, env = "LEDGER_MAX_UNDELIVERED_EVENTS")]
+    pub max_undelivered_events: Option<u64>,
     /// sled page cache in MiB.
     #[arg(long, env = "LEDGER_CACHE_MB")]
     pub cache_mb: Option<u64>,
@@ -142,6 +158,10 @@ struct FileConfig {
     otp_expiry_ms: Option<u64>,
     sms: Option<String>,
     allow_dev_sms: Option<bool>,
+    webhook_ca: Option<PathBuf>,
+    webhook_plain_http: Option<bool>,
+    event_retry_ms: Option<u64>,
+    max_undelivered_events: Option<u64>,
     cache_mb: Option<u64>,
     log_format: Option<LogFormat>,
     snapshot_every: Option<u64>,
@@ -190,6 +210,10 @@ pub struct NodeConfig {
     pub password_iterations: u32,
     pub ledger: LedgerConfig,
     pub sms: String,
+    /// Extra CAs for https webhooks (`--webhook-ca`).
+    pub webhook_ca: Option<PathBuf>,
+    /// Whether http:// webhooks are posted to (`--webhook-plain-http`).
+    pub webhook_plain_http: bool,
     pub cache_bytes: u64,
     pub log_format: LogFormat,
     /// Log entries between snapshots.
@@ -306,6 +330,12 @@ impl RunArgs {
         if let Some(ms) = self.otp_throttle_window_ms.or(file.otp_throttle_window_ms) {
             ledger.otp_throttle_window_ms = ms;
         }
+        if let Some(ms) = self.event_retry_ms.or(file.event_retry_ms) {
+            ledger.event_retry_ms = ms;
+        }
+        if let Some(n) = self.max_undelivered_events.or(file.max_undelivered_events) {
+            ledger.max_undelivered_events = n;
+        }
         let sms = self
             .sms
             .or(file.sms)
@@ -363,6 +393,8 @@ impl RunArgs {
                 .unwrap_or(PASSWORD_ITERATIONS),
             ledger,
             sms,
+            webhook_ca: self.webhook_ca.or(file.webhook_ca),
+            webhook_plain_http: self.webhook_plain_http || file.webhook_plain_http.unwrap_or(false),
             cache_bytes: self.cache_mb.or(file.cache_mb).unwrap_or(256) * 1024 * 1024,
             log_format: self
                 .log_format

@@ -7,6 +7,7 @@
 //!   transport. [`intake`]: one request to one command (secrets hashed, randomness from the
 //!   key, field bounds, request digests). [`proposer`]: batching in the log, leader stamping.
 //! - [`outbox`]: the SMS outbox loop; [`sms`]: messages and gateways. [`stamp`]: the clock.
+//! - [`webhooks`]: the loop that POSTs merchants' payment events, and its HTTPS transport.
 //! - [`node`]: wiring (`assemble` for any transport, `start` for tarpc and sled).
 //!   [`planted`]: deliberately broken variants, for the simulator only. [`metrics`], [`admin`].
 
@@ -32,3 +33,4 @@ pub mod sms;
 pub mod stamp;
 pub mod state_machine;
 pub mod state_store;
+pub mod webhooks;

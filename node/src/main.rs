@@ -16,6 +16,7 @@ use ledger_node::config::{
 use ledger_node::node::{self, default_raft_config, NodeOptions, RunningNode};
 use ledger_node::sms::{DevGateway, ExecGateway, SmsGateway};
 use ledger_node::stamp::SystemStamper;
+use ledger_node::webhooks::{HttpTransport, WebhookOptions};
 use ledger_wire::pki;
 use ledger_wire::tls::{NodeTls, TlsFiles};
 use std::path::PathBuf;
@@ -193,6 +194,11 @@ async fn start_node(config: &NodeConfig) -> Result<RunningNode, String> {
             None => Arc::new(DevGateway::new(outbox, config.id)),
         },
         sms_interval: Duration::from_millis(100),
+        webhooks: Arc::new(
+            HttpTransport::new(config.webhook_ca.as_deref(), config.webhook_plain_http)
+                .map_err(|e| e.to_string())?,
+        ),
+        webhook_options: WebhookOptions::default(),
         cache_bytes: config.cache_bytes,
         unsafe_local_reads: config.unsafe_local_reads,
         tls,
@@ -318,6 +324,9 @@ async fn dev(args: DevArgs) -> Result<(), String> {
             password_iterations: args.password_iterations,
             ledger: ledger_config.clone(),
             sms: "dev".into(),
+            // The dev cluster is on loopback; a merchant trying webhooks runs a local server.
+            webhook_ca: None,
+            webhook_plain_http: true,
             cache_bytes: 64 * 1024 * 1024,
             log_format: args.log_format,
             snapshot_every: ledger_node::config::DEFAULT_SNAPSHOT_EVERY,

@@ -70,6 +70,15 @@ pub struct Metrics {
     pub queries: AtomicU64,
     pub sms_sent: AtomicU64,
     pub sms_failed: AtomicU64,
+    /// Webhook events a merchant answered with a 2xx.
+    pub webhook_delivered: AtomicU64,
+    /// Webhook POSTs that failed (error status, connection, timeout; retried).
+    pub webhook_failed: AtomicU64,
+    /// Webhook events given up on after `event_retry_ms`.
+    pub webhook_abandoned: AtomicU64,
+    /// Merchants with a webhook, and those marked failing (leader only, each round).
+    pub webhooks_registered: AtomicU64,
+    pub webhooks_failing: AtomicU64,
     /// TLS connections refused on either port (failed, timed out, or role not served).
     pub tls_refused: Arc<AtomicU64>,
     pub submit_latency: Histogram,
@@ -139,7 +148,19 @@ impl Metrics {
             "Size of the node's sled database on disk.",
             disk_bytes,
         );
-        let counters: [(&str, &str, &AtomicU64); 10] = [
+        gauge(
+            &mut out,
+            "ledger_webhooks_registered",
+            "Merchants with a webhook (as the leader last saw).",
+            load(&self.webhooks_registered),
+        );
+        gauge(
+            &mut out,
+            "ledger_webhooks_failing",
+            "Webhooks marked failing: too many undelivered events, pushing paused (as the leader last saw).",
+            load(&self.webhooks_failing),
+        );
+        let counters: [(&str, &str, &AtomicU64); 13] = [
             (
                 "ledger_submit_calls_total",
                 "Client submit calls.",
@@ -180,6 +201,21 @@ impl Metrics {
                 "ledger_sms_failed_total",
                 "SMS deliveries that failed (retried).",
                 &self.sms_failed,
+            ),
+            (
+                "ledger_webhook_delivered_total",
+                "Webhook events the merchant answered with a 2xx.",
+                &self.webhook_delivered,
+            ),
+            (
+                "ledger_webhook_failed_total",
+                "Webhook POSTs that failed (retried after a back-off).",
+                &self.webhook_failed,
+            ),
+            (
+                "ledger_webhook_abandoned_total",
+                "Webhook events given up on after the retry time.",
+                &self.webhook_abandoned,
             ),
             (
                 "ledger_tls_refused_total",

@@ -1,5 +1,5 @@
 //! A running payment node: opens its storage, starts Raft, serves the client and Raft ports,
-//! delivers SMS from the outbox while it leads, and shuts down cleanly.
+//! delivers SMS and merchants' webhook events while it leads, and shuts down cleanly.
 
 use crate::intake::{CpuWork, Intake};
 use crate::log_store::LogStore;
@@ -14,6 +14,7 @@ use crate::sms::SmsGateway;
 use crate::stamp::Stamper;
 use crate::state_machine::{StateMachine, StateReader};
 use crate::state_store::SledState;
+use crate::webhooks::{self, WebhookOptions, WebhookTransport};
 use ledger_core::intake::SecretKeys;
 use ledger_core::types::RequestKey;
 use ledger_core::Ledger;
@@ -40,6 +41,9 @@ pub struct NodeOptions {
     pub sms: Arc<dyn SmsGateway>,
     /// How often the leader looks at the SMS outbox.
     pub sms_interval: Duration,
+    /// Where merchants' payment events are POSTed.
+    pub webhooks: Arc<dyn WebhookTransport>,
+    pub webhook_options: WebhookOptions,
     /// sled's page cache, in bytes.
     pub cache_bytes: u64,
     /// TEST ONLY: answer linearizable reads from local state without confirming leadership
@@ -149,6 +153,9 @@ pub struct NodeParts<C: LedgerTypes> {
     pub sms: Arc<dyn SmsGateway>,
     /// How often the leader looks at the SMS outbox.
     pub sms_interval: Duration,
+    /// Where merchants' payment events are POSTed.
+    pub webhooks: Arc<dyn WebhookTransport>,
+    pub webhook_options: WebhookOptions,
     pub cpu: CpuWork,
     /// TEST ONLY (see `NodeOptions::unsafe_local_reads`).
     pub unsafe_local_reads: bool,
@@ -156,7 +163,8 @@ pub struct NodeParts<C: LedgerTypes> {
     pub planted: Option<PlantedBug>,
 }
 
-/// Starts the node's own tasks (the proposer and the SMS outbox loop) around its Raft.
+/// Starts the node's own tasks (the proposer, the SMS outbox loop and the webhook delivery
+/// loop) around its Raft.
 pub fn assemble<C: LedgerTypes>(parts: NodeParts<C>) -> RunningNode<C> {
     let (proposer, proposer_task) =
         Proposer::start(parts.raft.clone(), parts.stamper.clone(), parts.planted);
@@ -178,9 +186,14 @@ pub fn assemble<C: LedgerTypes>(parts: NodeParts<C>) -> RunningNode<C> {
         next_internal_request: AtomicU64::new(0),
     });
     let outbox = tokio::spawn(outbox::run(shared.clone(), parts.sms, parts.sms_interval));
+    let webhooks = tokio::spawn(webhooks::run(
+        shared.clone(),
+        parts.webhooks,
+        parts.webhook_options,
+    ));
     RunningNode {
         shared,
-        tasks: vec![outbox, proposer_task],
+        tasks: vec![outbox, webhooks, proposer_task],
     }
 }
 
@@ -251,6 +264,8 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         stamper: options.stamper,
         sms: options.sms,
         sms_interval: options.sms_interval,
+        webhooks: options.webhooks,
+        webhook_options: options.webhook_options,
         cpu: CpuWork::BlockingPool,
         unsafe_local_reads: options.unsafe_local_reads,
         planted: None,

@@ -1,6 +1,6 @@
 //! Deliberately broken variants of the node's own code. The simulator runs the node with one
 //! of them to show that its checks catch a bug in the client service, the intake, the proposer
-//! or the SMS outbox
+//! the SMS outbox or the webhook loop
 //! (`ledger-sim --list-bugs`). `ledger-node` never sets one: only the simulator's
 //! `NodeParts` carry a `PlantedBug`, and no configuration file, flag or environment variable
 //! reaches it.
@@ -24,15 +24,19 @@ pub enum PlantedBug {
     /// The client service proposes a write without asking the role table: a merchant may
     /// deposit money out of `clearing`.
     ServiceSkipsRoleCheck,
+    /// The webhook loop acknowledges an event the merchant did not accept: the merchant
+    /// never hears that its payment settled.
+    WebhookAcksUndelivered,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 5] = [
+    pub const ALL: [PlantedBug; 6] = [
         PlantedBug::IntakeIgnoresSecretOnRetry,
         PlantedBug::IntakeSkipsFieldLimits,
         PlantedBug::ProposerMisroutesReplies,
         PlantedBug::OutboxAcksUndelivered,
         PlantedBug::ServiceSkipsRoleCheck,
+        PlantedBug::WebhookAcksUndelivered,
     ];
 
     pub fn name(self) -> &'static str {
@@ -42,6 +46,7 @@ impl PlantedBug {
             PlantedBug::ProposerMisroutesReplies => "proposer-misroutes-replies",
             PlantedBug::OutboxAcksUndelivered => "outbox-acks-undelivered",
             PlantedBug::ServiceSkipsRoleCheck => "service-skips-role-check",
+            PlantedBug::WebhookAcksUndelivered => "webhook-acks-undelivered",
         }
     }
 }

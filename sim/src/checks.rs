@@ -7,9 +7,11 @@
 //! every SMS the outbox let go of delivered (or expired).
 
 use crate::cluster::{keys, Cluster};
+use crate::merchants::Inboxes;
 use crate::phones::Phones;
 use crate::workload::{as_expected, Event, Expect};
-use ledger_core::state::PaymentState;
+use ledger_core::config::MAX_EVENT_BATCH;
+use ledger_core::state::{EventKind, PaymentState};
 use ledger_core::types::{
     AccountId, CampaignId, ChallengeId, MerchantId, Payee, PaymentId, RequestKey,
 };
@@ -123,6 +125,7 @@ pub fn after_healing(
     history: &[Event],
     observed: &Observed,
     phones: &Phones,
+    inboxes: &Inboxes,
     violations: &mut Vec<String>,
 ) {
     for (term, leaders) in &observed.leaders_by_term {
@@ -149,6 +152,7 @@ pub fn after_healing(
         check_real_time_order(&ledger, history, violations);
         check_rewards(&ledger, violations);
         check_sms_delivered(&ledger, history, phones, violations);
+        check_events_delivered(&ledger, history, inboxes, violations);
     }
     let distinct: BTreeSet<_> = hashes.values().collect();
     if distinct.len() > 1 {
@@ -444,6 +448,71 @@ fn check_sms_delivered(
             violations.push(format!(
                 "the SMS of challenge {challenge} left the outbox but never reached the phone"
             ));
+        }
+    }
+}
+
+/// Every merchant event that left the webhook outbox reached the merchant with a valid
+/// signature, unless given up on; and every settled or refunded payment has its event.
+fn check_events_delivered(
+    ledger: &Ledger<SledState>,
+    history: &[Event],
+    inboxes: &Inboxes,
+    violations: &mut Vec<String>,
+) {
+    for bad in inboxes.bad() {
+        violations.push(format!("webhook delivery refused by the merchant: {bad}"));
+    }
+    let waiting: BTreeSet<u64> = ledger
+        .event_outbox(usize::MAX)
+        .into_iter()
+        .flat_map(|(_, _, events)| events.into_iter().map(|e| e.id))
+        .collect();
+    let mut settled_events = BTreeSet::new();
+    let merchants = (1..)
+        .map(MerchantId)
+        .take_while(|m| ledger.merchant(*m).is_some());
+    for merchant in merchants {
+        let Some(hook) = ledger.webhook(merchant) else {
+            continue;
+        };
+        let mut after = 0;
+        loop {
+            let page = ledger.events(merchant, after, MAX_EVENT_BATCH);
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = last.id;
+            for event in &page {
+                if matches!(event.kind, EventKind::Settled { .. }) {
+                    settled_events.insert(event.payment);
+                }
+                if event.at_ms < hook.registered_ms {
+                    continue;
+                }
+                if !waiting.contains(&event.id)
+                    && !inboxes.received(event.id)
+                    && hook.abandoned == 0
+                {
+                    violations.push(format!(
+                        "event {} ({}) of merchant {merchant} left the webhook outbox but never reached the merchant",
+                        event.id,
+                        event.kind.name()
+                    ));
+                }
+            }
+        }
+    }
+    for e in history {
+        if let Some(Ok(Reply::PaymentSettled { payment, .. })) = &e.outcome {
+            let to_merchant = ledger
+                .payment(*payment)
+                .is_some_and(|p| matches!(p.payee, Payee::Merchant(_)));
+            if to_merchant && !settled_events.contains(payment) {
+                violations.push(format!(
+                    "settled payment {payment} has no payment.settled event"
+                ));
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 //! and closes its database; a restart reopens its data folder.
 
 use crate::clients::{endpoint, ClientNet};
+use crate::merchants::Endpoints;
 use crate::network::{Router, SimNetwork};
 use crate::options::Bug;
 use crate::phones::Gateway;
@@ -19,6 +20,8 @@ use ledger_node::raft_types::{NodeAddr, NodeId};
 use ledger_node::service::ClientService;
 use ledger_node::stamp::Stamper;
 use ledger_node::state_machine::{StateMachine, StateReader};
+use ledger_node::webhooks::WebhookOptions;
+use ledger_wire::webhook::Backoff;
 use openraft::Raft;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -27,6 +30,12 @@ use std::time::Duration;
 
 /// How often a leader looks at its SMS outbox, virtual ms.
 const SMS_INTERVAL_MS: u64 = 50;
+const WEBHOOK_INTERVAL_MS: u64 = 100;
+/// The webhook loop's back-off, shortened so that a run's virtual seconds see it retry.
+const WEBHOOK_BACKOFF: Backoff = Backoff {
+    first_ms: 100,
+    max_ms: 2_000,
+};
 /// How long a restart waits for a crashed node's last tasks to let go of its database.
 const REOPEN_TRIES: u32 = 200;
 
@@ -85,6 +94,8 @@ pub struct Cluster {
     pub nodes: BTreeMap<NodeId, SimNode>,
     pub clocks: ClockOffsets,
     pub gateway: Arc<Gateway>,
+    /// The merchants' webhook endpoint.
+    pub endpoints: Arc<Endpoints>,
     pub rng: SimRng,
     pub trace: Trace,
     /// With `storage-acks-before-flush`: per node, (index, virtual ms) of appended entries
@@ -152,6 +163,11 @@ impl Cluster {
             }),
             sms: self.gateway.clone(),
             sms_interval: Duration::from_millis(SMS_INTERVAL_MS),
+            webhooks: self.endpoints.clone(),
+            webhook_options: WebhookOptions {
+                interval: Duration::from_millis(WEBHOOK_INTERVAL_MS),
+                backoff: WEBHOOK_BACKOFF,
+            },
             cpu: CpuWork::Inline,
             unsafe_local_reads: false,
             planted: self.bug.and_then(Bug::planted),

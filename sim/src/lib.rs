@@ -24,6 +24,7 @@ pub mod clients;
 pub mod cluster;
 pub mod faults;
 pub mod membership;
+pub mod merchants;
 pub mod network;
 pub mod options;
 pub mod phones;
@@ -45,6 +46,7 @@ use ledger_core::Reply;
 use ledger_node::raft_types::NodeId;
 use ledger_wire::api::{NodeInfo, Operation};
 use ledger_wire::principal::Principal;
+use merchants::{Endpoints, Inboxes};
 use network::{NetFaults, Router};
 use phones::{Gateway, Phones};
 use rng::SimRng;
@@ -75,6 +77,7 @@ const SETUP_CLIENT: u64 = 1_000;
 const ADMIN_CLIENT: u64 = 1_001;
 const PROBE_CLIENT: u64 = 999_999;
 const SETUP_CHANNEL_CLIENT: u64 = 1_002;
+const SETUP_MERCHANT_CLIENT: u64 = 1_003;
 /// Workload client n's channel client is `CHANNEL_CLIENTS + n`, its merchant client
 /// `MERCHANT_CLIENTS + n`.
 const CHANNEL_CLIENTS: u64 = 10_000;
@@ -86,6 +89,9 @@ const HEALTHY_CLIENT_LINKS: ClientLinkFaults = ClientLinkFaults {
 };
 /// Chance that the simulated SMS gateway refuses a message, with SMS faults on.
 const SMS_REFUSAL: f64 = 0.2;
+/// Chance that the simulated merchant answers a webhook delivery with 503, with SMS (outbound
+/// delivery) faults on.
+const WEBHOOK_REFUSAL: f64 = 0.2;
 
 /// The verdict of a run.
 #[derive(Clone, Debug)]
@@ -158,6 +164,8 @@ struct Run {
     cluster: Arc<tokio::sync::Mutex<Cluster>>,
     members: Vec<NodeId>,
     phones: Phones,
+    /// What the merchant's webhook endpoint accepted.
+    inboxes: Inboxes,
     trace: Trace,
     violations: Vec<String>,
 }
@@ -216,6 +224,13 @@ async fn start_cluster(options: SimOptions, dir: PathBuf) -> Run {
         SimRng::stream(seed, "sms"),
         if sms_faults { SMS_REFUSAL } else { 0.0 },
     );
+    let inboxes = Inboxes::default();
+    let endpoints = Endpoints::new(
+        inboxes.clone(),
+        cluster::keys(),
+        SimRng::stream(seed, "webhooks"),
+        if sms_faults { WEBHOOK_REFUSAL } else { 0.0 },
+    );
     let disks = options.faults && options.kinds.contains(FaultKind::Disks);
     let disk_delay_ms = (1..=options.nodes + 1)
         .map(|id| {
@@ -234,6 +249,7 @@ async fn start_cluster(options: SimOptions, dir: PathBuf) -> Run {
         nodes: BTreeMap::new(),
         clocks: Default::default(),
         gateway: Arc::new(gateway),
+        endpoints: Arc::new(endpoints),
         rng: SimRng::stream(seed, "cluster"),
         trace: trace.clone(),
         unflushed: Arc::default(),
@@ -258,6 +274,7 @@ async fn start_cluster(options: SimOptions, dir: PathBuf) -> Run {
         cluster: Arc::new(tokio::sync::Mutex::new(cluster)),
         members,
         phones,
+        inboxes,
         trace,
         violations: Vec::new(),
     }
@@ -297,7 +314,16 @@ async fn set_up(run: &Run) -> Result<Fixture, String> {
         })
         .collect();
     let now_ms = EPOCH_MS + run.trace.elapsed_ms();
-    workload::set_up(&setup, &channel, members, &run.phones, now_ms).await
+    let fixture = workload::set_up(&setup, &channel, members, &run.phones, now_ms).await?;
+    let merchant = client(
+        run,
+        SETUP_MERCHANT_CLIENT,
+        Principal::Merchant {
+            merchant: fixture.merchant,
+        },
+    );
+    workload::register_webhook(&merchant, fixture.merchant).await?;
+    Ok(fixture)
 }
 
 /// Phase 3: clients, the nemesis and the monitor, for the run's duration.
@@ -369,8 +395,8 @@ async fn heal(run: &mut Run, crashed: BTreeSet<NodeId>) {
     c.trace("heal all\n");
 }
 
-/// Phase 5: a write commits within `LIVENESS_LIMIT`, every replica reaches the same applied
-/// index, and the SMS outbox drains.
+/// Phase 5: a write commits within `LIVENESS_LIMIT`, the SMS and webhook outboxes drain, and
+/// every replica reaches the same applied index.
 async fn require_progress(run: &mut Run, fixture: Option<&Fixture>) {
     let healed_at = Duration::from_millis(run.trace.elapsed_ms());
     let probe = client(run, PROBE_CLIENT, operator());
@@ -394,22 +420,40 @@ async fn require_progress(run: &mut Run, fixture: Option<&Fixture>) {
             "liveness: no write committed within {LIVENESS_LIMIT:?} of healing: {committed:?}"
         ));
     }
-    let converged = converge(run, healed_at + CONVERGENCE_LIMIT).await;
-    if !converged {
-        run.violations.push(format!(
-            "replicas did not reach the same applied index within {CONVERGENCE_LIMIT:?} of healing"
-        ));
-    }
+    // The outboxes drain first: their acknowledgements are entries the replicas must then
+    // all apply.
     let drained = wait_until(run, healed_at + OUTBOX_DRAIN_LIMIT, |c| {
         c.leader()
             .and_then(|l| c.nodes.get(&l))
             .and_then(|n| n.reader().ledger())
-            .is_some_and(|l| l.outbox(1).is_empty())
+            .is_some_and(|l| l.outbox(1).is_empty() && l.event_outbox(1).is_empty())
     })
     .await;
     if !drained {
+        let c = run.cluster.lock().await;
+        let left = c
+            .leader()
+            .and_then(|l| c.nodes.get(&l))
+            .and_then(|n| n.reader().ledger())
+            .map(|l| {
+                let events: Vec<_> = l
+                    .event_outbox(8)
+                    .into_iter()
+                    .map(|(m, hook, events)| {
+                        (m, hook, events.iter().map(|e| e.id).collect::<Vec<_>>())
+                    })
+                    .collect();
+                format!("sms {:?}, events {events:?}", l.outbox(8))
+            });
+        drop(c);
         run.violations.push(format!(
-            "the SMS outbox was not drained within {OUTBOX_DRAIN_LIMIT:?} of healing"
+            "the SMS or webhook outbox was not drained within {OUTBOX_DRAIN_LIMIT:?} of healing: {left:?}"
+        ));
+    }
+    let converged = converge(run, healed_at + CONVERGENCE_LIMIT).await;
+    if !converged {
+        run.violations.push(format!(
+            "replicas did not reach the same applied index within {CONVERGENCE_LIMIT:?} of healing"
         ));
     }
 }
@@ -454,7 +498,14 @@ async fn wait_until(run: &Run, deadline: Duration, done: impl Fn(&Cluster) -> bo
 /// Phase 6: the checks, the trace's last lines, the report; every node stopped.
 async fn finish(mut run: Run, history: &[Event], observed: &Observed) -> Report {
     let c = run.cluster.lock().await;
-    checks::after_healing(&c, history, observed, &run.phones, &mut run.violations);
+    checks::after_healing(
+        &c,
+        history,
+        observed,
+        &run.phones,
+        &run.inboxes,
+        &mut run.violations,
+    );
     let virtual_ms = run.trace.elapsed_ms();
     for e in history {
         c.trace(&format!(

@@ -236,6 +236,28 @@ pub async fn set_up(
     })
 }
 
+/// The fixture's merchant registers its webhook (`merchants::WEBHOOK_URL`), as itself.
+pub async fn register_webhook(
+    merchant: &Client<SimTransport>,
+    id: MerchantId,
+) -> Result<(), String> {
+    match submit_surely(
+        merchant,
+        Operation::Command(Command::SetWebhook {
+            merchant: id,
+            url: Some(crate::merchants::WEBHOOK_URL.into()),
+        }),
+    )
+    .await?
+    {
+        Reply::WebhookSet {
+            secret_version: Some(1),
+            ..
+        } => Ok(()),
+        other => Err(format!("webhook: {other:?}")),
+    }
+}
+
 /// One setup operation, one key kept through every retry: the setup learns each outcome once.
 async fn submit_surely(
     client: &Client<SimTransport>,

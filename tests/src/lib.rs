@@ -5,6 +5,8 @@
 //! The harness builds `ledger-node` with cargo (same profile as the test) the first time a
 //! test asks for it, so `cargo test --workspace` needs nothing built beforehand.
 
+pub mod merchant;
+
 use ledger_client::{Client, ClientConfig, NodeInfo, NodeStatus, TlsIdentity};
 use ledger_testkit::nodes::{self, NodeLauncher};
 use ledger_testkit::pki::ClusterPki;
@@ -229,7 +231,9 @@ impl Cluster {
             self.dir.path().join("master.key"),
         )
         .snapshot_every(self.snapshot_every)
-        .tls(self.pki.node(id).expect("node certificate"));
+        .tls(self.pki.node(id).expect("node certificate"))
+        // Test merchants receive webhooks on plain http at 127.0.0.1.
+        .arg("--webhook-plain-http");
         self.nodes.push(NodeProcess {
             info,
             admin_addr: launcher.admin_addr().to_owned(),

@@ -6,7 +6,7 @@ use ledger_core::intake::{OpenAccountRequest, Secret};
 use ledger_core::state::PaymentState;
 use ledger_core::types::{AccountId, MerchantId, MerchantKind, Payee, PaymentId};
 use ledger_core::LedgerError;
-use ledger_tests::{serial, workspace_binary, Cluster};
+use ledger_tests::{eventually, serial, workspace_binary, Cluster};
 use ledger_wire::principal::Principal;
 use std::process::Command as Process;
 use std::time::Duration;
@@ -503,4 +503,131 @@ async fn a_retry_of_any_operation_returns_its_original_answer() {
         49_000,
         "every operation applied once"
     );
+}
+
+/// The merchant's events, read from its cursor, all pages.
+async fn all_events(shop: &Client, merchant: MerchantId) -> Vec<ledger_core::state::Event> {
+    let mut events = Vec::new();
+    loop {
+        let after = events
+            .last()
+            .map_or(0, |e: &ledger_core::state::Event| e.id);
+        let page = shop
+            .events(
+                merchant,
+                after,
+                100,
+                ledger_client::Consistency::Linearizable,
+            )
+            .await
+            .expect("read events");
+        if page.is_empty() {
+            return events;
+        }
+        events.extend(page);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merchants_webhook_gets_every_event_once_signed_across_a_kill_of_the_leader() {
+    use ledger_tests::merchant::{Answer, MerchantServer};
+    use ledger_wire::webhook::Delivery;
+    let _serial = serial().await;
+    let mut cluster = Cluster::start(3).await;
+    let client = cluster.client();
+    let payer = enrolled_payer(&cluster, &client, 1, 100_000).await;
+    let (merchant, _) = shop(&client, 2).await;
+    let shop_client = as_merchant(&cluster, merchant);
+    // The merchant's endpoint fails at first: every event waits in the outbox.
+    let server = MerchantServer::start(Answer::Fail).await;
+    let version = shop_client
+        .set_webhook(merchant, Some(&server.url()))
+        .await
+        .expect("register the webhook")
+        .expect("a secret version");
+    let (secret_version, secret) = shop_client
+        .webhook_secret(merchant)
+        .await
+        .expect("read the secret")
+        .expect("a secret");
+    assert_eq!(secret_version, version);
+
+    let orders = 6;
+    let mut payments = Vec::new();
+    for i in 0..orders {
+        let order = format!("hook-{i}");
+        payments.push(pay_through_failures(&cluster, &shop_client, &payer, merchant, &order).await);
+    }
+    shop_client
+        .refund_payment(payments[0], 40)
+        .await
+        .expect("a partial refund");
+    let events = all_events(&shop_client, merchant).await;
+    for p in &payments {
+        assert!(
+            events.iter().any(|e| e.payment == *p
+                && matches!(e.kind, ledger_core::state::EventKind::Settled { .. })),
+            "settled payment {p} has its event: {events:?}"
+        );
+    }
+    // The endpoint was tried and refused; nothing was acknowledged.
+    eventually(
+        "a failed delivery attempt",
+        Duration::from_secs(20),
+        || async { (!server.received().is_empty()).then_some(()) },
+    )
+    .await;
+    let hook = shop_client.webhook(merchant).await.unwrap().expect("hook");
+    assert_eq!(hook.delivered, 0);
+    assert_eq!(hook.undelivered, events.len() as u64);
+
+    // Settled, not delivered: the leader dies (kill -9); its successor delivers.
+    let leader = cluster.leader().await;
+    cluster.kill(leader);
+    server.answer(Answer::Accept);
+    let survivors: Vec<u64> = cluster
+        .ids()
+        .into_iter()
+        .filter(|id| *id != leader)
+        .collect();
+    let reader = cluster.client_for(&survivors);
+    eventually("every event delivered", Duration::from_secs(60), || async {
+        let hook = reader.webhook(merchant).await.ok()??;
+        (hook.undelivered == 0 && server.accepted().len() == events.len()).then_some(())
+    })
+    .await;
+
+    // Each event exactly once after deduplication by id, signed with the merchant's secret,
+    // its body the event the cursor shows.
+    let accepted = server.accepted();
+    let ids: Vec<u64> = events.iter().map(|e| e.id).collect();
+    assert_eq!(accepted.keys().copied().collect::<Vec<_>>(), ids);
+    for received in server.received() {
+        let signature = received.signature.as_deref().expect("X-Signature");
+        assert!(
+            ledger_core::intake::verify_webhook_signature(&secret, &received.body, signature),
+            "a valid signature on event {:?}",
+            received.event_id
+        );
+        let delivery: Delivery = serde_json::from_slice(&received.body).expect("a JSON body");
+        assert_eq!(Some(delivery.id), received.event_id);
+        assert_eq!(Some(delivery.sent_ms), received.timestamp);
+        let event = events
+            .iter()
+            .find(|e| e.id == delivery.id)
+            .expect("a known event");
+        assert_eq!(delivery, Delivery::new(event, delivery.sent_ms));
+    }
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "payment.settled").count(),
+        orders
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "payment.refunded").count(),
+        1
+    );
+    let hook = reader.webhook(merchant).await.unwrap().expect("hook");
+    assert_eq!(hook.delivered, events.len() as u64);
+    assert!(!hook.failing);
 }

@@ -184,6 +184,20 @@ pub(super) fn events_after<S: Store>(
         .collect()
 }
 
+/// Merchants with a webhook, and those of them marked failing.
+pub(super) fn webhook_counts<S: Store>(store: &S) -> (u64, u64) {
+    let hooks = store.range(
+        &Key::Webhook(MerchantId(0)),
+        &Key::Webhook(MerchantId(u64::MAX)),
+        usize::MAX,
+    );
+    let failing = hooks
+        .iter()
+        .filter(|(_, value)| matches!(value, Value::Webhook(hook) if hook.failing))
+        .count();
+    (hooks.len() as u64, failing as u64)
+}
+
 /// What the leader pushes next: each merchant with a webhook that is not failing, and its
 /// oldest waiting events (at most `per_merchant`).
 pub(super) fn outbox<S: Store>(

@@ -627,6 +627,10 @@ impl<S: Store> Ledger<S> {
     ) -> Vec<(MerchantId, crate::state::Webhook, Vec<crate::state::Event>)> {
         events::outbox(&self.store, per_merchant)
     }
+    /// How many merchants have a webhook, and how many of those are marked failing.
+    pub fn webhook_counts(&self) -> (u64, u64) {
+        events::webhook_counts(&self.store)
+    }
     /// A client's idempotency session: its floor (ids below it are refused as too old).
     pub fn session(&self, client_id: u64) -> Option<crate::state::Session> {
         self.read(Key::Session(client_id))
