@@ -187,6 +187,10 @@ pub enum Command {
     ExpirePayments {
         payments: Vec<crate::types::PaymentId>,
     },
+    /// Removes what is past its retention by ledger time: journal rows older than
+    /// `journal_retention_ms`, payment events older than `event_retention_ms` that wait in
+    /// no outbox; at most `MAX_COMPACT_BATCH` of each. Proposed by the leader itself.
+    Compact,
     /// Create a joint promotion: e-Pay payments settled at its partners within the window
     /// earn points.
     CreatePromotion {

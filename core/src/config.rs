@@ -53,6 +53,9 @@ pub const ARTICLE_CAMPAIGN_ENDS_MS: u64 = 1_425_139_200_000;
 pub const MAX_WEBHOOK_URL_BYTES: usize = 512;
 /// Most events one acknowledgement names, and one page of an event read returns.
 pub const MAX_EVENT_BATCH: usize = 1_000;
+/// Most journal rows, and most events, one `Command::Compact` removes (each row is three
+/// records): applying it stays short however much is due.
+pub const MAX_COMPACT_BATCH: usize = 500;
 /// Most rows one page of a statement, reconciliation or journal read returns.
 pub const MAX_STATEMENT_ROWS: u32 = 1_000;
 /// Longest time range one statement covers: the journal's retention horizon.
@@ -120,6 +123,12 @@ pub struct LedgerConfig {
     /// pauses and the webhook is marked failing until the merchant registers it again. Its
     /// events stay readable from the cursor; a slow merchant never slows a payment.
     pub max_undelivered_events: u64,
+    /// How long journal rows are kept, by ledger time (default 400 days, the longest
+    /// statement range); older rows are compacted away (`Command::Compact`).
+    pub journal_retention_ms: u64,
+    /// How long a payment event is kept once it waits in no outbox (default 7 days); a
+    /// merchant reading from its cursor reads within that.
+    pub event_retention_ms: u64,
 }
 
 impl Default for LedgerConfig {
@@ -140,6 +149,8 @@ impl Default for LedgerConfig {
             max_client_sessions: 1_000_000,
             event_retry_ms: 3 * 86_400_000,
             max_undelivered_events: 10_000,
+            journal_retention_ms: MAX_STATEMENT_RANGE_MS,
+            event_retention_ms: 7 * 86_400_000,
         }
     }
 }

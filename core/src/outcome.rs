@@ -90,6 +90,11 @@ pub enum Reply {
         merchant: MerchantId,
         secret_version: Option<u32>,
     },
+    /// What a `Compact` removed.
+    Compacted {
+        postings: u64,
+        events: u64,
+    },
     /// Events taken out of the outbox (ids not in it are ignored: a repeated acknowledgement).
     EventsAcked {
         delivered: u64,

@@ -477,6 +477,8 @@ pub struct Meta {
     pub next_posting: u64,
     /// The id the next payment event gets.
     pub next_event: u64,
+    /// The oldest journal row kept: every row below it was compacted away.
+    pub first_posting: u64,
 }
 
 /// Where a record lives. Variant order is storage order: `Ord` compares the tag, then the

@@ -140,6 +140,8 @@ pub enum Answer {
         payments: BTreeMap<u64, Payment>,
         /// `None` in a history whose final read did not read them (written by hand).
         days: Option<Vec<DaySeen>>,
+        /// The merchant's payment events, read from its cursor (`None` likewise).
+        events: Option<Vec<EventSeen>>,
     },
     /// The ledger's reply as the client reported it (a second one for a request sent twice).
     Replied {
@@ -352,7 +354,19 @@ pub struct DaySeen {
     pub rows_net_fen: i64,
 }
 
+/// One of the merchant's payment events, as the final read saw it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EventSeen {
+    pub id: u64,
+    pub payment: u64,
+    pub kind: ledger_core::state::EventKind,
+}
+
 fn days_of(value: Option<&Value>) -> Option<Vec<DaySeen>> {
+    value.map(|v| serde_json::from_value(v.clone()).unwrap_or_default())
+}
+
+fn events_of(value: Option<&Value>) -> Option<Vec<EventSeen>> {
     value.map(|v| serde_json::from_value(v.clone()).unwrap_or_default())
 }
 
@@ -388,6 +402,7 @@ fn parse_answer(op: &Op, done: &Entry) -> Result<Answer, HistoryError> {
             balances: balances_of(&v["balances"]),
             payments: payments_of(&v["payments"]),
             days: days_of(v.get("days")),
+            events: events_of(v.get("events")),
         },
         Op::FinalRead { .. } => Answer::Balances {
             balances: balances_of(&v["balances"]),

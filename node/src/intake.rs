@@ -288,9 +288,44 @@ fn check_plain(command: &Command) -> Result<(), ApiError> {
         Command::AckSms { .. } => "only a node acknowledges SMS",
         Command::AckEvents { .. } => "only a node acknowledges webhook events",
         Command::ExpirePayments { .. } => "only a node expires payments",
+        Command::Compact => "only a node compacts the ledger",
         _ => return Ok(()),
     };
     Err(ApiError::NotAllowed {
         reason: reason.into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_core::types::{ChallengeId, MerchantId, PaymentId};
+
+    #[test]
+    fn a_nodes_own_commands_are_refused_from_any_client() {
+        for command in [
+            Command::AckSms {
+                challenges: vec![ChallengeId(1)],
+            },
+            Command::AckEvents {
+                merchant: MerchantId(1),
+                delivered: vec![1],
+                abandoned: vec![],
+            },
+            Command::ExpirePayments {
+                payments: vec![PaymentId(1)],
+            },
+            Command::Compact,
+        ] {
+            assert!(
+                matches!(check_plain(&command), Err(ApiError::NotAllowed { .. })),
+                "{command:?}"
+            );
+        }
+        let plain = Command::Deposit {
+            account: ledger_core::types::AccountId(16),
+            amount_fen: 1,
+        };
+        assert_eq!(check_plain(&plain), Ok(()));
+    }
 }

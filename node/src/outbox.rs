@@ -6,7 +6,8 @@
 //!
 //! The same round expires pending payments whose challenge expired by the leader's clock
 //! (`Command::ExpirePayments`): a payment nobody confirms or cancels still reaches its end
-//! in the replicated state, whether or not anyone touches it again.
+//! in the replicated state, whether or not anyone touches it again. And now and then it
+//! proposes `Command::Compact` when journal rows or payment events are past their retention.
 
 use crate::node::Shared;
 use crate::planted::PlantedBug;
@@ -23,6 +24,8 @@ use std::time::Duration;
 
 /// Most outbox messages a leader sends per round.
 pub const SMS_PER_ROUND: usize = 128;
+/// How often the leader asks whether anything is past its retention (`Command::Compact`).
+pub const COMPACTION_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Runs the loop until the task is aborted: a round at every tick, and as soon as a request
 /// committed a challenge.
@@ -33,6 +36,7 @@ pub async fn run<C: LedgerTypes>(
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_compaction_check = tokio::time::Instant::now();
     loop {
         tokio::select! {
             biased;
@@ -54,6 +58,15 @@ pub async fn run<C: LedgerTypes>(
         }
         if !expired.is_empty() {
             commands.push(Command::ExpirePayments { payments: expired });
+        }
+        // Looking costs a read per merchant with events: not every round. While a batch
+        // was due, look again next round (more may be waiting).
+        if tokio::time::Instant::now() >= next_compaction_check {
+            if ledger.compaction_due(now_ms) {
+                commands.push(Command::Compact);
+            } else {
+                next_compaction_check = tokio::time::Instant::now() + COMPACTION_CHECK_INTERVAL;
+            }
         }
         if commands.is_empty() {
             continue;

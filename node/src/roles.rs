@@ -141,7 +141,8 @@ fn command_name(command: &Command) -> &'static str {
         | Command::CardPayment { .. }
         | Command::AckSms { .. }
         | Command::AckEvents { .. }
-        | Command::ExpirePayments { .. } => "send a node's command",
+        | Command::ExpirePayments { .. }
+        | Command::Compact => "send a node's command",
     }
 }
 
@@ -197,7 +198,8 @@ fn allowed_operation(operation: &Operation, owners: &impl Owners) -> Allowed {
             | Command::CardPayment { .. }
             | Command::AckSms { .. }
             | Command::AckEvents { .. }
-            | Command::ExpirePayments { .. } => Allowed::Nobody,
+            | Command::ExpirePayments { .. }
+            | Command::Compact => Allowed::Nobody,
             Command::Deposit { .. }
             | Command::Withdraw { .. }
             | Command::Transfer { .. }

@@ -11,12 +11,12 @@ use super::{BoxFuture, FinalRead, Prep, ReadResult, Setup, SetupError, Step, Wor
 use crate::checker::{cluster_final_read, describe, without_final_read, Finding};
 use crate::db::wait_for_code;
 use crate::history::OpType;
-use crate::ops::{Answer, DaySeen, Op, Record};
+use crate::ops::{Answer, DaySeen, EventSeen, Op, Record};
 use crate::runner::TestInfo;
 use ledger_client::{Client, Consistency, Query, QueryReply};
-use ledger_core::config::MAX_STATEMENT_ROWS;
+use ledger_core::config::{MAX_EVENT_BATCH, MAX_STATEMENT_ROWS};
 use ledger_core::intake::Secret;
-use ledger_core::state::{Payment, PaymentState};
+use ledger_core::state::{EventKind, Payment, PaymentState};
 use ledger_core::time::cst_day;
 use ledger_core::types::{AccountId, MerchantId, MerchantKind, Payee, PaymentId};
 use ledger_testkit::driver::{test_pan, test_phone};
@@ -385,7 +385,22 @@ async fn final_read(read: FinalRead<'_>) -> ReadResult {
     for day in first_day..=last_day {
         days.push(reconciled_day(client, consistency, merchant, day).await?);
     }
-    Ok(json!({"balances": balances, "payments": payments, "days": days}))
+    let mut events: Vec<EventSeen> = Vec::new();
+    loop {
+        let after = events.last().map_or(0, |e| e.id);
+        let page = client
+            .events(merchant, after, MAX_EVENT_BATCH as u32, consistency)
+            .await?;
+        if page.is_empty() {
+            break;
+        }
+        events.extend(page.into_iter().map(|e| EventSeen {
+            id: e.id,
+            payment: e.payment.0,
+            kind: e.kind,
+        }));
+    }
+    Ok(json!({"balances": balances, "payments": payments, "days": days, "events": events}))
 }
 
 /// Every page of the merchant's reconciliation of one CST day.
@@ -506,6 +521,7 @@ fn epay(setup: &Setup, history: &[Record<'_>]) -> Finding {
         balances,
         payments,
         days,
+        events,
     }) = cluster_final_read(history)
     else {
         return without_final_read(errors, stats);
@@ -547,6 +563,10 @@ fn epay(setup: &Setup, history: &[Record<'_>]) -> Finding {
     if let Some(days) = days {
         errors.extend(reconciliation(setup, balances, payments, days));
         stats["reconciled_days"] = json!(days.len());
+    }
+    if let Some(events) = events {
+        errors.extend(payment_events(payments, events));
+        stats["events"] = json!(events.len());
     }
     stats["final_states"] = json!(ends);
     Finding::from_errors(errors, stats)
@@ -596,6 +616,64 @@ fn reconciliation(
     let refunds: u64 = payments.values().map(|p| p.refunds.total_fen).sum();
     if (billed, refunded) != (settled, refunds) {
         errors.push(json!({"error": "the days' totals are not the settled bills and refunds", "billed": billed, "settled": settled, "refunded": refunded, "refunds": refunds}));
+    }
+    errors
+}
+
+/// Every payment that ended produced its event, once: a settled one `payment.settled` with
+/// its bill, a cancelled, expired, superseded or failed one its own; its refunds each a
+/// `payment.refunded`, adding up to what the payment records refunded; and no event names a
+/// payment that did not end that way. Event ids only grow.
+fn payment_events(payments: &BTreeMap<u64, Payment>, events: &[EventSeen]) -> Vec<Value> {
+    let mut errors = Vec::new();
+    if events.windows(2).any(|w| w[0].id >= w[1].id) {
+        errors.push(json!({"error": "event ids do not grow"}));
+    }
+    let mut ends: BTreeMap<u64, Vec<&EventSeen>> = BTreeMap::new();
+    let mut refunded: BTreeMap<u64, u64> = BTreeMap::new();
+    for e in events {
+        match e.kind {
+            EventKind::Refunded { amount_fen, .. } => {
+                *refunded.entry(e.payment).or_default() += amount_fen
+            }
+            _ => ends.entry(e.payment).or_default().push(e),
+        }
+    }
+    for (id, payment) in payments {
+        let want = match &payment.state {
+            PaymentState::Pending => None,
+            PaymentState::Settled { .. } => Some("payment.settled"),
+            other => Some(match other {
+                PaymentState::Superseded => "payment.superseded",
+                PaymentState::Failed => "payment.failed",
+                PaymentState::Cancelled { .. } => "payment.cancelled",
+                _ => "payment.expired",
+            }),
+        };
+        let got: Vec<&str> = ends
+            .get(id)
+            .into_iter()
+            .flatten()
+            .map(|e| e.kind.name())
+            .collect();
+        if got != want.into_iter().collect::<Vec<_>>() {
+            errors.push(json!({"error": "a payment's end and its events disagree", "payment": id, "state": payment.state, "events": got}));
+        }
+        let bill_ok = ends.get(id).into_iter().flatten().all(|e| match e.kind {
+            EventKind::Settled { bill_fen, .. } => bill_fen == payment.amount_fen,
+            _ => true,
+        });
+        if !bill_ok {
+            errors.push(json!({"error": "a settled event names another bill", "payment": id}));
+        }
+        if refunded.get(id).copied().unwrap_or(0) != payment.refunds.total_fen {
+            errors.push(json!({"error": "a payment's refund events do not add up to its refunds", "payment": id, "events_fen": refunded.get(id), "refunds_fen": payment.refunds.total_fen}));
+        }
+    }
+    for id in ends.keys().chain(refunded.keys()) {
+        if !payments.contains_key(id) {
+            errors.push(json!({"error": "an event names an unknown payment", "payment": id}));
+        }
     }
     errors
 }
@@ -704,6 +782,76 @@ mod tests {
             (&missing[..], "last day closes at another balance"),
         ] {
             let found = reconciliation(&setup(), &balances, &payments, days);
+            assert!(
+                found
+                    .iter()
+                    .any(|e| e["error"].as_str().is_some_and(|m| m.contains(error))),
+                "{error}: {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_event_checker_wants_each_end_once_and_refunds_that_add_up() {
+        let mut refunded = swipe(200);
+        refunded.refunds.total_fen = 50;
+        let payments = BTreeMap::from([(1, swipe(300)), (2, refunded)]);
+        let settled = |id, payment, bill_fen| EventSeen {
+            id,
+            payment,
+            kind: EventKind::Settled {
+                bill_fen,
+                debited_fen: bill_fen,
+                voucher_fen: 0,
+            },
+        };
+        let refund = EventSeen {
+            id: 3,
+            payment: 2,
+            kind: EventKind::Refunded {
+                amount_fen: 50,
+                refundable_fen: 150,
+            },
+        };
+        let good = vec![settled(1, 1, 300), settled(2, 2, 200), refund.clone()];
+        assert_eq!(payment_events(&payments, &good), Vec::<Value>::new());
+        for (events, error) in [
+            (
+                vec![settled(2, 2, 200), refund.clone()],
+                "a payment's end and its events disagree",
+            ),
+            (
+                vec![
+                    settled(1, 1, 300),
+                    settled(2, 1, 300),
+                    settled(3, 2, 200),
+                    refund.clone(),
+                ],
+                "a payment's end and its events disagree",
+            ),
+            (
+                vec![settled(1, 1, 300), settled(2, 2, 200)],
+                "refund events do not add up",
+            ),
+            (
+                vec![settled(1, 1, 999), settled(2, 2, 200), refund.clone()],
+                "another bill",
+            ),
+            (
+                vec![settled(2, 1, 300), settled(1, 2, 200), refund.clone()],
+                "event ids do not grow",
+            ),
+            (
+                vec![
+                    settled(1, 1, 300),
+                    settled(2, 2, 200),
+                    refund.clone(),
+                    settled(4, 9, 1),
+                ],
+                "unknown payment",
+            ),
+        ] {
+            let found = payment_events(&payments, &events);
             assert!(
                 found
                     .iter()

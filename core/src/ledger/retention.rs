@@ -1,0 +1,101 @@
+//! Retention (DOMAIN.md section 11): what is past its horizon by ledger time is removed, so
+//! that disk and snapshots stay bounded however long the ledger runs. Journal rows go oldest
+//! first (their sequence numbers follow ledger time), each with its two index entries;
+//! `Meta.first_posting` remembers where the kept journal starts. A payment event goes once
+//! it waits in no webhook outbox and is older than `event_retention_ms`. Each `Compact`
+//! removes at most `MAX_COMPACT_BATCH` of each; the leader proposes another while
+//! [`due`] says more is waiting.
+//!
+//! A statement over a compacted range still opens at the right balance: an account with no
+//! kept row at or after a time has held its present balance since then.
+
+use super::{Apply, Handled};
+use crate::config::{LedgerConfig, MAX_COMPACT_BATCH};
+use crate::outcome::Reply;
+use crate::state::{Key, Meta, Store, Value};
+use crate::types::MerchantId;
+
+/// Removes one batch of what is due.
+pub(super) fn compact(a: &mut Apply<'_>) -> Handled {
+    let rows = due_postings(a.tx.store, &a.meta, a.config, a.now_ms, MAX_COMPACT_BATCH);
+    for (seq, posting) in &rows {
+        for account in [posting.source, posting.target] {
+            a.tx.delete(Key::AccountPosting(account, posting.at_ms, *seq));
+        }
+        a.tx.delete(Key::Posting(*seq));
+    }
+    if let Some((last, _)) = rows.last() {
+        a.meta.first_posting = last + 1;
+    }
+    let events = due_events(a.tx.store, a.config, a.now_ms, MAX_COMPACT_BATCH);
+    for &(merchant, id) in &events {
+        a.tx.delete(Key::Event(merchant, id));
+    }
+    Ok(Reply::Compacted {
+        postings: rows.len() as u64,
+        events: events.len() as u64,
+    })
+}
+
+/// Whether a `Compact` at `now_ms` would remove anything.
+pub(super) fn due<S: Store>(store: &S, meta: &Meta, config: &LedgerConfig, now_ms: u64) -> bool {
+    !due_postings(store, meta, config, now_ms, 1).is_empty()
+        || !due_events(store, config, now_ms, 1).is_empty()
+}
+
+/// The oldest journal rows past the horizon, at most `limit`.
+fn due_postings<S: Store + ?Sized>(
+    store: &S,
+    meta: &Meta,
+    config: &LedgerConfig,
+    now_ms: u64,
+    limit: usize,
+) -> Vec<(u64, crate::state::Posting)> {
+    let horizon = now_ms.saturating_sub(config.journal_retention_ms);
+    store
+        .range(
+            &Key::Posting(meta.first_posting),
+            &Key::Posting(meta.next_posting),
+            limit,
+        )
+        .into_iter()
+        .map(|(key, value)| match (key, value) {
+            (Key::Posting(seq), Value::Posting(p)) => (seq, *p),
+            (key, other) => panic!("corrupt state: {other:?} at {key:?}"),
+        })
+        .take_while(|(_, p)| p.at_ms < horizon)
+        .collect()
+}
+
+/// Events past the horizon that wait in no outbox, at most `limit`: each merchant's oldest
+/// first (ids follow ledger time), one merchant after another.
+fn due_events<S: Store + ?Sized>(
+    store: &S,
+    config: &LedgerConfig,
+    now_ms: u64,
+    limit: usize,
+) -> Vec<(MerchantId, u64)> {
+    let horizon = now_ms.saturating_sub(config.event_retention_ms);
+    let mut due = Vec::new();
+    let mut from = Key::Event(MerchantId(0), 0);
+    let end = Key::Event(MerchantId(u64::MAX), u64::MAX);
+    while due.len() < limit {
+        let Some((key, value)) = store.range(&from, &end, 1).into_iter().next() else {
+            break;
+        };
+        let (Key::Event(merchant, id), Value::Event(event)) = (key, value) else {
+            panic!("corrupt state: event range holds {key:?}");
+        };
+        let waiting = store.get(&Key::EventOutbox(merchant, id)).is_some();
+        if event.at_ms < horizon && !waiting {
+            due.push((merchant, id));
+            from = Key::Event(merchant, id + 1);
+        } else if merchant.0 == u64::MAX {
+            break;
+        } else {
+            // This merchant's older events are gone or still waiting: the next merchant.
+            from = Key::Event(MerchantId(merchant.0 + 1), 0);
+        }
+    }
+    due
+}

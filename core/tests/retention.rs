@@ -1,0 +1,167 @@
+//! Retention (DOMAIN.md section 11): journal rows and payment events past their horizon by
+//! ledger time are compacted away, in bounded batches, and what is kept reads as before.
+
+mod common;
+
+use common::{balance, deposit, driver_with, merchant, transfer};
+use ledger_core::command::Command;
+use ledger_core::config::{MAX_COMPACT_BATCH, MAX_STATEMENT_ROWS, YUAN};
+use ledger_core::ledger::journal::{Order, StatementRequest};
+use ledger_core::outcome::Reply;
+use ledger_core::types::{AccountId, MerchantKind, Payee};
+use ledger_testkit::driver::Driver;
+
+const DAY: u64 = 86_400_000;
+
+fn compact(d: &mut Driver) -> (u64, u64) {
+    match d.submit(Command::Compact).unwrap() {
+        Reply::Compacted { postings, events } => (postings, events),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn kept_rows(d: &Driver) -> Vec<u64> {
+    d.ledger
+        .journal(0, MAX_STATEMENT_ROWS)
+        .unwrap()
+        .iter()
+        .map(|p| p.seq)
+        .collect()
+}
+
+fn two_accounts(d: &mut Driver) -> (AccountId, AccountId) {
+    let a = d.funded_card(1, 0).account;
+    let b = d.funded_card(2, 0).account;
+    (a, b)
+}
+
+#[test]
+fn journal_rows_past_the_horizon_go_and_the_rest_stay() {
+    let mut d = driver_with(|c| c.journal_retention_ms = 10 * DAY);
+    let (a, b) = two_accounts(&mut d);
+    d.submit(deposit(a, 1_000 * YUAN)).unwrap();
+    d.submit(transfer(a, b, 100 * YUAN)).unwrap();
+    let old = kept_rows(&d);
+    d.advance(6 * DAY);
+    d.submit(transfer(a, b, 50 * YUAN)).unwrap();
+    let young = *kept_rows(&d).last().unwrap();
+    assert!(
+        !d.ledger.compaction_due(d.now_ms),
+        "nothing is 10 days old yet"
+    );
+    assert_eq!(compact(&mut d), (0, 0));
+
+    d.advance(5 * DAY);
+    assert!(d.ledger.compaction_due(d.now_ms));
+    let (postings, _) = compact(&mut d);
+    assert_eq!(postings, old.len() as u64);
+    assert_eq!(kept_rows(&d), vec![young]);
+    assert_eq!(d.ledger.meta().first_posting, young);
+    assert!(!d.ledger.compaction_due(d.now_ms));
+    d.ledger
+        .check_invariants()
+        .expect("invariants after compaction");
+
+    // A statement over all time still opens and closes at the right balances: b held 100
+    // yuan when its kept rows begin.
+    let page = d
+        .ledger
+        .statement(&StatementRequest {
+            account: b,
+            from_ms: d.now_ms - 30 * DAY,
+            to_ms: d.now_ms,
+            order: Order::OldestFirst,
+            page_size: MAX_STATEMENT_ROWS,
+            cursor: None,
+        })
+        .unwrap();
+    assert_eq!(page.opening_balance_fen, 100 * YUAN as i64);
+    assert_eq!(page.closing_balance_fen, balance(&d, b));
+    assert_eq!(page.rows.len(), 1);
+}
+
+#[test]
+fn one_compaction_removes_at_most_a_batch() {
+    let mut d = driver_with(|c| c.journal_retention_ms = DAY);
+    let (a, _) = two_accounts(&mut d);
+    let rows = MAX_COMPACT_BATCH + 7;
+    for _ in 0..rows {
+        d.submit(deposit(a, 1)).unwrap();
+    }
+    d.advance(2 * DAY);
+    let first = d.ledger.meta().first_posting;
+    assert_eq!(compact(&mut d).0, MAX_COMPACT_BATCH as u64);
+    assert!(d.ledger.compaction_due(d.now_ms), "more waits");
+    assert_eq!(
+        d.ledger.meta().first_posting,
+        first + MAX_COMPACT_BATCH as u64
+    );
+    d.ledger
+        .check_invariants()
+        .expect("invariants between batches");
+    let second = compact(&mut d).0;
+    assert!(second >= 7, "the rest: {second}");
+    assert!(kept_rows(&d).is_empty());
+    assert!(!d.ledger.compaction_due(d.now_ms));
+    // The account's rows are all gone; its balance stands.
+    assert_eq!(balance(&d, a), rows as i64);
+    d.ledger
+        .check_invariants()
+        .expect("invariants with no rows left");
+    // New rows chain on from the balance the account holds.
+    d.submit(deposit(a, 5)).unwrap();
+    d.ledger
+        .check_invariants()
+        .expect("invariants after a new row");
+}
+
+#[test]
+fn delivered_events_past_the_horizon_go_waiting_ones_stay() {
+    let mut d = driver_with(|c| {
+        c.event_retention_ms = 7 * DAY;
+        c.otp_challenges_per_phone = 100;
+    });
+    let payer = common::enrolled(&mut d, 1, 5_000 * YUAN);
+    let (hooked, _) = merchant(&mut d, 9, MerchantKind::Pos);
+    let (reader, _) = merchant(&mut d, 8, MerchantKind::Pos);
+    d.submit(Command::SetWebhook {
+        merchant: hooked,
+        url: Some("https://shop.example/events".into()),
+    })
+    .unwrap();
+    for (m, order) in [(hooked, "h-1"), (hooked, "h-2"), (reader, "r-1")] {
+        d.pay(&payer, Payee::Merchant(m), 10 * YUAN, order).unwrap();
+    }
+    let hooked_events: Vec<u64> = d
+        .ledger
+        .events(hooked, 0, 10)
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(hooked_events.len(), 2);
+    // The first is delivered, the second still waits.
+    d.submit(Command::AckEvents {
+        merchant: hooked,
+        delivered: vec![hooked_events[0]],
+        abandoned: vec![],
+    })
+    .unwrap();
+    d.advance(6 * DAY);
+    assert_eq!(compact(&mut d).1, 0, "nothing is 7 days old yet");
+    d.advance(2 * DAY);
+    let (_, events) = compact(&mut d);
+    assert_eq!(
+        events, 2,
+        "the delivered one and the merchant without a webhook's"
+    );
+    let left: Vec<u64> = d
+        .ledger
+        .events(hooked, 0, 10)
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(left, vec![hooked_events[1]], "the waiting event stays");
+    assert!(d.ledger.events(reader, 0, 10).is_empty());
+    assert!(!d.ledger.compaction_due(d.now_ms));
+    d.ledger.check_invariants().expect("invariants");
+}
