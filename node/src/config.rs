@@ -91,6 +91,14 @@ pub struct RunArgs {
     /// pushing pauses (at initialisation; default 10000).
     #[arg(long, env = "LEDGER_MAX_UNDELIVERED_EVENTS")]
     pub max_undelivered_events: Option<u64>,
+    /// How long journal rows are kept, in milliseconds of ledger time; older ones are
+    /// compacted away (at initialisation; default 34560000000, 400 days).
+    #[arg(long, env = "LEDGER_JOURNAL_RETENTION_MS")]
+    pub journal_retention_ms: Option<u64>,
+    /// How long a payment event is kept once no webhook delivery waits for it, in
+    /// milliseconds (at initialisation; default 604800000, seven days).
+    #[arg(long, env = "LEDGER_EVENT_RETENTION_MS")]
+    pub event_retention_ms: Option<u64>,
     /// sled page cache in MiB.
     #[arg(long, env = "LEDGER_CACHE_MB")]
     pub cache_mb: Option<u64>,
@@ -162,6 +170,8 @@ struct FileConfig {
     webhook_plain_http: Option<bool>,
     event_retry_ms: Option<u64>,
     max_undelivered_events: Option<u64>,
+    journal_retention_ms: Option<u64>,
+    event_retention_ms: Option<u64>,
     cache_mb: Option<u64>,
     log_format: Option<LogFormat>,
     snapshot_every: Option<u64>,
@@ -335,6 +345,12 @@ impl RunArgs {
         }
         if let Some(n) = self.max_undelivered_events.or(file.max_undelivered_events) {
             ledger.max_undelivered_events = n;
+        }
+        if let Some(ms) = self.journal_retention_ms.or(file.journal_retention_ms) {
+            ledger.journal_retention_ms = ms;
+        }
+        if let Some(ms) = self.event_retention_ms.or(file.event_retention_ms) {
+            ledger.event_retention_ms = ms;
         }
         let sms = self
             .sms

@@ -111,6 +111,8 @@ pub struct Report {
     pub cancelled: usize,
     pub expired: usize,
     pub refunds: usize,
+    /// Journal rows compacted away (`Command::Compact`).
+    pub compacted: u64,
     pub messages_delivered: u64,
     pub messages_dropped: u64,
     /// The run's trace, line by line (faults, starts, crashes, leaders, every operation).
@@ -521,16 +523,17 @@ async fn finish(mut run: Run, history: &[Event], observed: &Observed) -> Report 
         "messages {delivered} {dropped} violations {:?}\n",
         run.violations
     ));
-    let expired = c
+    let (expired, compacted) = c
         .nodes
         .values()
         .next()
         .and_then(|n| n.reader().ledger())
-        .map_or(0, |ledger| {
-            (1..ledger.meta().next_payment)
+        .map_or((0, 0), |ledger| {
+            let expired = (1..ledger.meta().next_payment)
                 .filter_map(|id| ledger.stored_payment(ledger_core::types::PaymentId(id)))
                 .filter(|p| matches!(p.state, ledger_core::state::PaymentState::Expired { .. }))
-                .count()
+                .count();
+            (expired, ledger.meta().first_posting - 1)
         });
     let nodes: Vec<NodeId> = c.nodes.keys().copied().collect();
     drop(c);
@@ -560,6 +563,7 @@ async fn finish(mut run: Run, history: &[Event], observed: &Observed) -> Report 
         }),
         cancelled: count(&|e| matches!(e.outcome, Some(Ok(Reply::PaymentCancelled { .. })))),
         expired,
+        compacted,
         refunds: count(&|e| matches!(e.outcome, Some(Ok(Reply::PaymentRefunded { .. })))),
         messages_delivered: delivered,
         messages_dropped: dropped,

@@ -101,7 +101,7 @@ fn main() -> ExitCode {
         virtual_ms += report.virtual_ms;
         if seeds.len() > 1 {
             eprintln!(
-                "seed {seed}: {} ({} ops, {} acknowledged, {} payments settled ({} at a terminal), {} refunds, {} cancelled, {} expired, {} wrong codes refused, {} msgs, {} dropped)",
+                "seed {seed}: {} ({} ops, {} acknowledged, {} payments settled ({} at a terminal), {} refunds, {} cancelled, {} expired, {} wrong codes refused, {} journal rows compacted, {} msgs, {} dropped)",
                 if report.ok() { "ok" } else { "VIOLATION" },
                 report.events,
                 report.acknowledged,
@@ -111,6 +111,7 @@ fn main() -> ExitCode {
                 report.cancelled,
                 report.expired,
                 report.wrong_codes_refused,
+                report.compacted,
                 report.messages_delivered,
                 report.messages_dropped
             );
