@@ -493,12 +493,15 @@ mod tests {
         );
     }
 
+    /// What the test merchant received: each request's headers and body.
+    type Seen = Arc<std::sync::Mutex<Vec<(hyper::HeaderMap, Vec<u8>)>>>;
+
     /// A merchant's https endpoint on 127.0.0.1 with a certificate from a CA of its own;
     /// records each request's headers and body and answers `status`.
     struct HttpsMerchant {
         url: String,
         ca_pem: String,
-        seen: Arc<std::sync::Mutex<Vec<(hyper::HeaderMap, Vec<u8>)>>>,
+        seen: Seen,
     }
 
     async fn https_merchant(status: u16) -> HttpsMerchant {
@@ -526,7 +529,7 @@ mod tests {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("https://{}/hooks", listener.local_addr().unwrap());
-        let seen: Arc<std::sync::Mutex<Vec<(hyper::HeaderMap, Vec<u8>)>>> = Arc::default();
+        let seen: Seen = Arc::default();
         let recorded = seen.clone();
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
