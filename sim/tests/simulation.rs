@@ -46,7 +46,7 @@ fn a_planted_bug_is_caught_and_leaves_a_trace() {
     // The full hunt (every planted bug within 500 seeds) runs in release in .ci/run.
     let (ok, list, _) = sim(&["--list-bugs"]);
     assert!(ok);
-    assert_eq!(list.lines().count(), 9, "{list}");
+    assert_eq!(list.lines().count(), 10, "{list}");
     let (ok, out, err) = sim(&[
         "--seeds",
         "0..50",
