@@ -189,7 +189,9 @@ pub enum Command {
     },
     /// Removes what is past its retention by ledger time: journal rows older than
     /// `journal_retention_ms`, payment events older than `event_retention_ms` that wait in
-    /// no outbox; at most `MAX_COMPACT_BATCH` of each. Proposed by the leader itself.
+    /// no outbox, ended payments older than `payment_retention_ms` (with their challenge
+    /// and order index entry); at most `MAX_COMPACT_BATCH` of each. Proposed by the leader
+    /// itself.
     Compact,
     /// Create a joint promotion: e-Pay payments settled at its partners within the window
     /// earn points.

@@ -53,7 +53,7 @@ pub const ARTICLE_CAMPAIGN_ENDS_MS: u64 = 1_425_139_200_000;
 pub const MAX_WEBHOOK_URL_BYTES: usize = 512;
 /// Most events one acknowledgement names, and one page of an event read returns.
 pub const MAX_EVENT_BATCH: usize = 1_000;
-/// Most journal rows, and most events, one `Command::Compact` removes (each row is three
+/// Most journal rows, most events and most payments one `Command::Compact` removes (each row is three
 /// records): applying it stays short however much is due.
 pub const MAX_COMPACT_BATCH: usize = 500;
 /// Most rows one page of a statement, reconciliation or journal read returns.
@@ -129,6 +129,10 @@ pub struct LedgerConfig {
     /// How long a payment event is kept once it waits in no outbox (default 7 days); a
     /// merchant reading from its cursor reads within that.
     pub event_retention_ms: u64,
+    /// How long an ended payment is kept, from its creation (default 400 days), with its
+    /// challenge and its order index entry: past it, it can no longer be read or refunded,
+    /// and its order id may be paid again.
+    pub payment_retention_ms: u64,
 }
 
 impl Default for LedgerConfig {
@@ -151,6 +155,7 @@ impl Default for LedgerConfig {
             max_undelivered_events: 10_000,
             journal_retention_ms: MAX_STATEMENT_RANGE_MS,
             event_retention_ms: 7 * 86_400_000,
+            payment_retention_ms: MAX_STATEMENT_RANGE_MS,
         }
     }
 }

@@ -94,6 +94,7 @@ pub enum Reply {
     Compacted {
         postings: u64,
         events: u64,
+        payments: u64,
     },
     /// Events taken out of the outbox (ids not in it are ignored: a repeated acknowledgement).
     EventsAcked {

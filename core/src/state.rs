@@ -479,6 +479,8 @@ pub struct Meta {
     pub next_event: u64,
     /// The oldest journal row kept: every row below it was compacted away.
     pub first_posting: u64,
+    /// The oldest payment id that may still be stored: every one below it was compacted away.
+    pub first_payment: u64,
 }
 
 /// Where a record lives. Variant order is storage order: `Ord` compares the tag, then the

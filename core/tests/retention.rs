@@ -3,19 +3,21 @@
 
 mod common;
 
-use common::{balance, deposit, driver_with, merchant, transfer};
+use common::{balance, deposit, driver_with, merchant, pending, transfer};
 use ledger_core::command::Command;
 use ledger_core::config::{MAX_COMPACT_BATCH, MAX_STATEMENT_ROWS, YUAN};
 use ledger_core::ledger::journal::{Order, StatementRequest};
-use ledger_core::outcome::Reply;
-use ledger_core::types::{AccountId, MerchantKind, Payee};
+use ledger_core::outcome::{LedgerError, Reply};
+use ledger_core::types::{AccountId, MerchantKind, Payee, PaymentId};
 use ledger_testkit::driver::Driver;
 
 const DAY: u64 = 86_400_000;
 
 fn compact(d: &mut Driver) -> (u64, u64) {
     match d.submit(Command::Compact).unwrap() {
-        Reply::Compacted { postings, events } => (postings, events),
+        Reply::Compacted {
+            postings, events, ..
+        } => (postings, events),
         other => panic!("{other:?}"),
     }
 }
@@ -164,4 +166,76 @@ fn delivered_events_past_the_horizon_go_waiting_ones_stay() {
     assert!(d.ledger.events(reader, 0, 10).is_empty());
     assert!(!d.ledger.compaction_due(d.now_ms));
     d.ledger.check_invariants().expect("invariants");
+}
+
+fn compacted_payments(d: &mut Driver) -> u64 {
+    match d.submit(Command::Compact).unwrap() {
+        Reply::Compacted { payments, .. } => payments,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn settled(
+    d: &mut Driver,
+    payer: &ledger_testkit::driver::Card,
+    m: ledger_core::types::MerchantId,
+    order: &str,
+) -> PaymentId {
+    match d.pay(payer, Payee::Merchant(m), 10 * YUAN, order).unwrap() {
+        Reply::PaymentSettled { payment, .. } => payment,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn ended_payments_past_the_horizon_go_with_their_challenge_and_order_index() {
+    let mut d = driver_with(|c| {
+        c.payment_retention_ms = 10 * DAY;
+        c.event_retention_ms = 100 * DAY;
+        c.otp_challenges_per_phone = 100;
+    });
+    let payer = common::enrolled(&mut d, 1, 5_000 * YUAN);
+    let (shop, _) = merchant(&mut d, 9, MerchantKind::Pos);
+    let old = settled(&mut d, &payer, shop, "o-1");
+    let old_challenge = d.ledger.payment(old).unwrap().challenge().unwrap();
+    // A payment still pending holds compaction up behind it until it ends.
+    let (stuck, _) = pending(&mut d, &payer, shop, 5 * YUAN, "o-2");
+    d.advance(11 * DAY);
+    let young = settled(&mut d, &payer, shop, "o-3");
+    // A payment whose SMS still waits to be sent stays.
+    assert!(
+        !d.ledger.compaction_due(d.now_ms),
+        "the SMS outbox holds it"
+    );
+    let sent = d.ledger.outbox(100);
+    d.submit(Command::AckSms { challenges: sent }).unwrap();
+    assert!(d.ledger.compaction_due(d.now_ms), "the first one is due");
+    assert_eq!(compacted_payments(&mut d), 1);
+    assert!(
+        !d.ledger.compaction_due(d.now_ms),
+        "the pending one holds the rest"
+    );
+    assert_eq!(d.ledger.meta().first_payment, stuck.0);
+    assert!(d.ledger.payment(old).is_none() && d.ledger.challenge(old_challenge).is_none());
+    // Gone for good: it can no longer be refunded.
+    assert_eq!(
+        d.submit(Command::RefundPayment {
+            payment: old,
+            amount_fen: 1,
+        }),
+        Err(LedgerError::UnknownPayment { payment: old })
+    );
+    // Once the pending one has ended, it goes too; the young one stays.
+    let due = d.ledger.expired_payments(d.now_ms, 10);
+    assert_eq!(due, vec![stuck]);
+    d.submit(Command::ExpirePayments { payments: due }).unwrap();
+    assert_eq!(compacted_payments(&mut d), 1);
+    assert_eq!(d.ledger.meta().first_payment, young.0);
+    assert!(d.ledger.payment(young).is_some());
+    d.ledger
+        .check_invariants()
+        .expect("invariants after compacting payments");
+    // The old order id is free again: its index entry went with it.
+    let again = settled(&mut d, &payer, shop, "o-1");
+    assert!(again.0 > young.0);
 }

@@ -99,6 +99,11 @@ pub struct RunArgs {
     /// milliseconds (at initialisation; default 604800000, seven days).
     #[arg(long, env = "LEDGER_EVENT_RETENTION_MS")]
     pub event_retention_ms: Option<u64>,
+    /// How long an ended payment is kept from its creation, in milliseconds; older ones are
+    /// compacted away with their challenge and can no longer be read or refunded (at
+    /// initialisation; default 34560000000, 400 days).
+    #[arg(long, env = "LEDGER_PAYMENT_RETENTION_MS")]
+    pub payment_retention_ms: Option<u64>,
     /// sled page cache in MiB.
     #[arg(long, env = "LEDGER_CACHE_MB")]
     pub cache_mb: Option<u64>,
@@ -172,6 +177,7 @@ struct FileConfig {
     max_undelivered_events: Option<u64>,
     journal_retention_ms: Option<u64>,
     event_retention_ms: Option<u64>,
+    payment_retention_ms: Option<u64>,
     cache_mb: Option<u64>,
     log_format: Option<LogFormat>,
     snapshot_every: Option<u64>,
@@ -351,6 +357,9 @@ impl RunArgs {
         }
         if let Some(ms) = self.event_retention_ms.or(file.event_retention_ms) {
             ledger.event_retention_ms = ms;
+        }
+        if let Some(ms) = self.payment_retention_ms.or(file.payment_retention_ms) {
+            ledger.payment_retention_ms = ms;
         }
         let sms = self
             .sms

@@ -348,6 +348,7 @@ impl<S: Store> Ledger<S> {
             next_posting: 1,
             next_event: 1,
             first_posting: 1,
+            first_payment: 1,
         };
         let mut writes: WriteSet = vec![
             (Key::Config, Some(config.clone().into_value())),
@@ -805,7 +806,9 @@ impl<S: Store> Ledger<S> {
                 None => problems.push(format!("vouchers of unknown pool {pool_id}")),
             }
         }
-        for (account, pool, payment) in consumed {
+        let first_payment = self.meta().first_payment;
+        // A voucher's payment may have been compacted away; the voucher stays consumed.
+        for (account, pool, payment) in consumed.into_iter().filter(|c| c.2 .0 >= first_payment) {
             match self.payment(payment).map(|p| (p.payer, p.state)) {
                 Some((
                     payer,

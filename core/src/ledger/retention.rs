@@ -6,14 +6,19 @@
 //! removes at most `MAX_COMPACT_BATCH` of each; the leader proposes another while
 //! [`due`] says more is waiting.
 //!
+//! Ended payments older than `payment_retention_ms` go oldest first too (ids follow ledger
+//! time), each with its OTP challenge and its order index entry (when it still names it);
+//! `Meta.first_payment` marks where the kept ones start. Enrolment challenges stay.
+//!
 //! A statement over a compacted range still opens at the right balance: an account with no
 //! kept row at or after a time has held its present balance since then.
 
 use super::{Apply, Handled};
+use crate::command::{order_digest, receipt_digest};
 use crate::config::{LedgerConfig, MAX_COMPACT_BATCH};
 use crate::outcome::Reply;
-use crate::state::{Key, Meta, Store, Value};
-use crate::types::MerchantId;
+use crate::state::{Key, Meta, Payment, PaymentMethod, PaymentState, Store, Value};
+use crate::types::{MerchantId, PaymentId};
 
 /// Removes one batch of what is due.
 pub(super) fn compact(a: &mut Apply<'_>) -> Handled {
@@ -31,16 +36,71 @@ pub(super) fn compact(a: &mut Apply<'_>) -> Handled {
     for &(merchant, id) in &events {
         a.tx.delete(Key::Event(merchant, id));
     }
+    let payments = due_payments(a.tx.store, &a.meta, a.config, a.now_ms, MAX_COMPACT_BATCH);
+    for (id, payment) in &payments {
+        let order_key = Key::OrderIndex(payment.payee, order_key_digest(payment));
+        if a.tx.get_value(&order_key) == Some(Value::OrderIndex(*id)) {
+            a.tx.delete(order_key);
+        }
+        if let Some(challenge) = payment.challenge() {
+            a.tx.delete(Key::Challenge(challenge));
+        }
+        a.tx.delete(Key::Payment(*id));
+    }
+    if let Some((last, _)) = payments.last() {
+        a.meta.first_payment = last.0 + 1;
+    }
     Ok(Reply::Compacted {
         postings: rows.len() as u64,
         events: events.len() as u64,
+        payments: payments.len() as u64,
     })
+}
+
+/// The order index key a payment was recorded under: its order id for e-Pay, its terminal
+/// and receipt number at a terminal.
+fn order_key_digest(payment: &Payment) -> crate::types::Digest32 {
+    match payment.method {
+        PaymentMethod::Epay { .. } => order_digest(&payment.order_id),
+        PaymentMethod::CardPresent { terminal } => receipt_digest(terminal, &payment.order_id),
+    }
+}
+
+/// The oldest payments past the horizon, at most `limit`, up to the first that has not
+/// ended (none should be: a code lives minutes) or whose SMS still waits to be sent.
+fn due_payments<S: Store + ?Sized>(
+    store: &S,
+    meta: &Meta,
+    config: &LedgerConfig,
+    now_ms: u64,
+    limit: usize,
+) -> Vec<(PaymentId, Payment)> {
+    let horizon = now_ms.saturating_sub(config.payment_retention_ms);
+    store
+        .range(
+            &Key::Payment(PaymentId(meta.first_payment)),
+            &Key::Payment(PaymentId(meta.next_payment)),
+            limit,
+        )
+        .into_iter()
+        .map(|(key, value)| match (key, value) {
+            (Key::Payment(id), Value::Payment(p)) => (id, *p),
+            (key, other) => panic!("corrupt state: {other:?} at {key:?}"),
+        })
+        .take_while(|(_, p)| {
+            p.created_ms < horizon
+                && p.state != PaymentState::Pending
+                && p.challenge()
+                    .is_none_or(|c| store.get(&Key::Outbox(c)).is_none())
+        })
+        .collect()
 }
 
 /// Whether a `Compact` at `now_ms` would remove anything.
 pub(super) fn due<S: Store>(store: &S, meta: &Meta, config: &LedgerConfig, now_ms: u64) -> bool {
     !due_postings(store, meta, config, now_ms, 1).is_empty()
         || !due_events(store, config, now_ms, 1).is_empty()
+        || !due_payments(store, meta, config, now_ms, 1).is_empty()
 }
 
 /// The oldest journal rows past the horizon, at most `limit`.
