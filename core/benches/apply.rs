@@ -11,6 +11,7 @@ use ledger_core::config::{LedgerConfig, YUAN};
 use ledger_core::intake;
 use ledger_core::types::{MerchantKind, Payee, PaymentId, RequestKey};
 use ledger_core::{Ledger, MemStore, Reply};
+use ledger_testkit::bench::percentile;
 use ledger_testkit::driver::{splitmix64, Card, Driver};
 use std::hint::black_box;
 use std::time::Instant;
@@ -63,11 +64,6 @@ fn setup(accounts: u64) -> (Driver, Vec<Card>, Payee) {
         panic!("register merchant")
     };
     (d, cards, Payee::Merchant(merchant))
-}
-
-fn percentile(sorted_ns: &[u64], p: f64) -> u64 {
-    let rank = ((sorted_ns.len() as f64 - 1.0) * p).round() as usize;
-    sorted_ns[rank]
 }
 
 /// Applies `batch` on a copy of `ledger`, once for throughput and once timing each command.

@@ -14,34 +14,10 @@ use ledger_core::ledger::journal::{Order, StatementRequest};
 use ledger_core::time::{cst_day, DAY_MS};
 use ledger_core::types::{AccountId, MerchantKind, RequestKey};
 use ledger_core::Reply;
+use ledger_testkit::bench::{arg, report_reads};
 use ledger_testkit::driver::{splitmix64, Driver};
 use std::hint::black_box;
 use std::time::Instant;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let raw: Vec<String> = std::env::args().collect();
-    raw.iter()
-        .position(|a| a == name)
-        .and_then(|i| raw.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} N")))
-        .unwrap_or(default)
-}
-
-fn percentile(sorted_ns: &[u64], p: f64) -> u64 {
-    let rank = ((sorted_ns.len() as f64 - 1.0) * p).round() as usize;
-    sorted_ns[rank]
-}
-
-fn report(name: &str, mut ns: Vec<u64>, rows: usize) {
-    ns.sort_unstable();
-    println!(
-        "{name}: {} reads, {rows} rows in all; latency µs p50 {:.1} p99 {:.1} max {:.1}",
-        ns.len(),
-        percentile(&ns, 0.50) as f64 / 1e3,
-        percentile(&ns, 0.99) as f64 / 1e3,
-        *ns.last().unwrap_or(&0) as f64 / 1e3,
-    );
-}
 
 fn main() {
     let postings = arg("--postings", 1_000_000);
@@ -120,7 +96,12 @@ fn main() {
             ns.push(t.elapsed().as_nanos() as u64);
             rows += page.rows.len();
         }
-        report(&format!("statement page of 1,000, {order:?}"), ns, rows);
+        report_reads(
+            &format!("statement page of 1,000, {order:?}"),
+            ns,
+            rows,
+            "µs",
+        );
     }
 
     let first_day = cst_day(start_ms);
@@ -134,9 +115,10 @@ fn main() {
         ns.push(t.elapsed().as_nanos() as u64);
         rows += day.page.rows.len();
     }
-    report(
+    report_reads(
         "merchant reconciliation of a CST day (totals over the whole day + first page)",
         ns,
         rows,
+        "µs",
     );
 }

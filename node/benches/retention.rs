@@ -21,34 +21,10 @@ use ledger_core::time::{cst_day, DAY_MS};
 use ledger_core::types::{AccountId, MerchantKind, RequestKey};
 use ledger_core::Reply;
 use ledger_node::state_store::SledState;
+use ledger_testkit::bench::{arg, report_reads};
 use ledger_testkit::driver::{splitmix64, test_pan, test_phone};
 use std::hint::black_box;
 use std::time::Instant;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let raw: Vec<String> = std::env::args().collect();
-    raw.iter()
-        .position(|a| a == name)
-        .and_then(|i| raw.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} N")))
-        .unwrap_or(default)
-}
-
-fn percentile(sorted_ns: &[u64], p: f64) -> u64 {
-    let rank = ((sorted_ns.len() as f64 - 1.0) * p).round() as usize;
-    sorted_ns[rank]
-}
-
-fn report(name: &str, mut ns: Vec<u64>, rows: usize) {
-    ns.sort_unstable();
-    println!(
-        "{name}: {} reads, {rows} rows in all; latency ms p50 {:.2} p99 {:.2} max {:.2}",
-        ns.len(),
-        percentile(&ns, 0.50) as f64 / 1e6,
-        percentile(&ns, 0.99) as f64 / 1e6,
-        *ns.last().unwrap_or(&0) as f64 / 1e6,
-    );
-}
 
 /// Applies commands and writes their records to sled, a batch per call.
 struct Bench {
@@ -219,10 +195,11 @@ fn main() {
             ns.push(t.elapsed().as_nanos() as u64);
             rows += page.rows.len();
         }
-        report(
+        report_reads(
             &format!("sled: statement page of 1,000, {order:?}"),
             ns,
             rows,
+            "ms",
         );
     }
     let first_day = cst_day(start_ms);
@@ -239,14 +216,14 @@ fn main() {
         ns.push(t.elapsed().as_nanos() as u64);
         rows += day.page.rows.len();
     }
-    report("sled: merchant reconciliation of a CST day", ns, rows);
+    report_reads("sled: merchant reconciliation of a CST day", ns, rows, "ms");
 
     let (disk, snapshot) = b.sizes();
+    let kept = b.ledger.meta().next_posting - b.ledger.meta().first_posting;
     println!(
-        "before compaction: {rows_kept} journal rows; sled {:.1} MiB on disk; snapshot {:.1} MiB",
+        "before compaction: {kept} journal rows; sled {:.1} MiB on disk; snapshot {:.1} MiB",
         disk as f64 / 1048576.0,
         snapshot as f64 / 1048576.0,
-        rows_kept = rows,
     );
     // Day 30 of 30: with 10 days of retention, the first 20 days' rows are due.
     let now_ms = start_ms + span_ms;

@@ -7,6 +7,7 @@
 //! plays leader, intake and customer, for the core's tests and benchmark, the chaos
 //! harness's model and the simulator's random streams (`splitmix64`).
 
+pub mod bench;
 pub mod driver;
 pub mod nodes;
 pub mod pki;
