@@ -59,6 +59,11 @@ struct Args {
     /// one cluster do not collide.
     #[arg(long)]
     card_seed: Option<u64>,
+    /// With --payments: the bench merchant registers this webhook URL first, so every
+    /// settlement is also pushed to it (point it at a slow or hanging endpoint to measure
+    /// what a bad merchant costs the ledger).
+    #[arg(long, requires = "payments")]
+    webhook: Option<String>,
 }
 
 /// The kind of an error (its variant names), so that failures can be counted by kind.
@@ -323,6 +328,13 @@ async fn main() -> Result<(), String> {
         )?),
         _ => client_config.clone(),
     };
+    if let (Some(url), Some(Payee::Merchant(merchant))) = (&args.webhook, merchant) {
+        Client::new(worker_config.clone())
+            .set_webhook(merchant, Some(url))
+            .await
+            .map_err(|e| format!("registering the webhook {url}: {e}"))?;
+        eprintln!("merchant {merchant} pushes its events to {url}");
+    }
     let accounts = Arc::new(accounts);
     eprintln!(
         "running {} for {} s with {} clients, batch {}…",
