@@ -53,9 +53,11 @@ pub const ARTICLE_CAMPAIGN_ENDS_MS: u64 = 1_425_139_200_000;
 pub const MAX_WEBHOOK_URL_BYTES: usize = 512;
 /// Most events one acknowledgement names, and one page of an event read returns.
 pub const MAX_EVENT_BATCH: usize = 1_000;
-/// Most journal rows, most events and most payments one `Command::Compact` removes (each row is three
-/// records): applying it stays short however much is due.
-pub const MAX_COMPACT_BATCH: usize = 500;
+/// Most journal rows, most events and most payments one `Command::Compact` removes (a row
+/// is three records): applying it stays short however much is due. (At 500 rows one took
+/// 44 ms to apply over sled, `cargo bench -p ledger-node --bench retention`: payments
+/// would wait behind it.)
+pub const MAX_COMPACT_BATCH: usize = 128;
 /// Most rows one page of a statement, reconciliation or journal read returns.
 pub const MAX_STATEMENT_ROWS: u32 = 1_000;
 /// Longest time range one statement covers: the journal's retention horizon.
