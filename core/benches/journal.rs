@@ -9,14 +9,12 @@
 //! node's figures over sled belong to the node's benchmark.
 
 use ledger_core::command::{Command, Context, Envelope};
-use ledger_core::config::{LedgerConfig, MAX_STATEMENT_ROWS, YUAN};
-use ledger_core::ledger::journal::{Order, StatementRequest};
-use ledger_core::time::{cst_day, DAY_MS};
+use ledger_core::config::{LedgerConfig, YUAN};
+use ledger_core::time::DAY_MS;
 use ledger_core::types::{AccountId, MerchantKind, RequestKey};
 use ledger_core::Reply;
-use ledger_testkit::bench::{arg, report_reads};
+use ledger_testkit::bench::{arg, time_journal_reads, JournalReads};
 use ledger_testkit::driver::{splitmix64, Driver};
-use std::hint::black_box;
 use std::time::Instant;
 
 fn main() {
@@ -77,48 +75,14 @@ fn main() {
         d.ledger.meta().next_posting - 1
     );
 
-    for order in [Order::OldestFirst, Order::NewestFirst] {
-        let mut ns = Vec::new();
-        let mut rows = 0;
-        for _ in 0..reads {
-            let account = cards[(splitmix64(&mut rng) % accounts) as usize];
-            let from_ms = start_ms + splitmix64(&mut rng) % span_ms;
-            let request = StatementRequest {
-                account,
-                from_ms,
-                to_ms: from_ms + 7 * DAY_MS,
-                order,
-                page_size: MAX_STATEMENT_ROWS,
-                cursor: None,
-            };
-            let t = Instant::now();
-            let page = black_box(d.ledger.statement(&request)).expect("statement");
-            ns.push(t.elapsed().as_nanos() as u64);
-            rows += page.rows.len();
-        }
-        report_reads(
-            &format!("statement page of 1,000, {order:?}"),
-            ns,
-            rows,
-            "µs",
-        );
-    }
-
-    let first_day = cst_day(start_ms);
-    let mut ns = Vec::new();
-    let mut rows = 0;
-    for r in 0..reads.min(100) {
-        let day = first_day + r % 30;
-        let t = Instant::now();
-        let day = black_box(d.ledger.reconcile(merchant, day, MAX_STATEMENT_ROWS, None))
-            .expect("reconcile");
-        ns.push(t.elapsed().as_nanos() as u64);
-        rows += day.page.rows.len();
-    }
-    report_reads(
-        "merchant reconciliation of a CST day (totals over the whole day + first page)",
-        ns,
-        rows,
-        "µs",
-    );
+    let reads = JournalReads {
+        cards: &cards,
+        merchant,
+        start_ms,
+        span_ms,
+        reads,
+        label: "",
+        unit: "µs",
+    };
+    time_journal_reads(&d.ledger, &reads, &mut rng);
 }

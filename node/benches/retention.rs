@@ -13,17 +13,15 @@
 
 use ledger_core::command::CampaignFlags;
 use ledger_core::command::{Command, Context, Envelope};
-use ledger_core::config::{LedgerConfig, MAX_STATEMENT_ROWS, YUAN};
+use ledger_core::config::{LedgerConfig, YUAN};
 use ledger_core::intake::{self, OpenAccountRequest, Secret, SecretKeys};
-use ledger_core::ledger::journal::{Order, StatementRequest};
 use ledger_core::ledger::{encode_snapshot, Ledger};
-use ledger_core::time::{cst_day, DAY_MS};
+use ledger_core::time::DAY_MS;
 use ledger_core::types::{AccountId, MerchantKind, RequestKey};
 use ledger_core::Reply;
 use ledger_node::state_store::SledState;
-use ledger_testkit::bench::{arg, report_reads};
+use ledger_testkit::bench::{arg, time_journal_reads, JournalReads};
 use ledger_testkit::driver::{splitmix64, test_pan, test_phone};
-use std::hint::black_box;
 use std::time::Instant;
 
 /// Applies commands and writes their records to sled, a batch per call.
@@ -176,47 +174,16 @@ fn main() {
         began.elapsed().as_secs_f64()
     );
 
-    for order in [Order::OldestFirst, Order::NewestFirst] {
-        let mut ns = Vec::new();
-        let mut rows = 0;
-        for _ in 0..reads {
-            let account = cards[(splitmix64(&mut rng) % accounts) as usize];
-            let from_ms = start_ms + splitmix64(&mut rng) % span_ms;
-            let request = StatementRequest {
-                account,
-                from_ms,
-                to_ms: from_ms + 7 * DAY_MS,
-                order,
-                page_size: MAX_STATEMENT_ROWS,
-                cursor: None,
-            };
-            let t = Instant::now();
-            let page = black_box(b.ledger.statement(&request)).expect("statement");
-            ns.push(t.elapsed().as_nanos() as u64);
-            rows += page.rows.len();
-        }
-        report_reads(
-            &format!("sled: statement page of 1,000, {order:?}"),
-            ns,
-            rows,
-            "ms",
-        );
-    }
-    let first_day = cst_day(start_ms);
-    let mut ns = Vec::new();
-    let mut rows = 0;
-    for r in 0..reads.min(100) {
-        let t = Instant::now();
-        let day =
-            black_box(
-                b.ledger
-                    .reconcile(merchant, first_day + r % 30, MAX_STATEMENT_ROWS, None),
-            )
-            .expect("reconcile");
-        ns.push(t.elapsed().as_nanos() as u64);
-        rows += day.page.rows.len();
-    }
-    report_reads("sled: merchant reconciliation of a CST day", ns, rows, "ms");
+    let journal_reads = JournalReads {
+        cards: &cards[..accounts as usize],
+        merchant,
+        start_ms,
+        span_ms,
+        reads,
+        label: "sled: ",
+        unit: "ms",
+    };
+    time_journal_reads(&b.ledger, &journal_reads, &mut rng);
 
     let (disk, snapshot) = b.sizes();
     let kept = b.ledger.meta().next_posting - b.ledger.meta().first_posting;
