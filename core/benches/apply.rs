@@ -4,7 +4,9 @@
 //!
 //! Commands are built before the clock starts (card hashing, OTP derivation and proofs are
 //! the intake's work, done on the node that receives a request); only `Ledger::apply` is
-//! timed. Latency percentiles come from a second pass that times every command.
+//! timed. Latency percentiles come from a second pass that times every command. The
+//! payments run twice: as they are, and while the merchant's webhook never answers (its
+//! outbox grows until the webhook is marked failing).
 
 use ledger_core::command::{Command, Context, Envelope, TxElements};
 use ledger_core::config::{LedgerConfig, YUAN};
@@ -45,7 +47,12 @@ fn args() -> Args {
 
 /// A ledger with `accounts` funded, e-Pay enrolled cards and one online merchant.
 fn setup(accounts: u64) -> (Driver, Vec<Card>, Payee) {
-    let mut d = Driver::new(LedgerConfig::default());
+    // Every card pays many times within seconds of ledger time: the per-phone OTP throttle
+    // would refuse them (it is measured by its own tests, not here).
+    let mut d = Driver::new(LedgerConfig {
+        otp_challenges_per_phone: 1_000_000,
+        ..LedgerConfig::default()
+    });
     let cards: Vec<Card> = (0..accounts)
         .map(|n| {
             let card = d.funded_card(n, 1_000_000 * YUAN);
@@ -186,4 +193,23 @@ fn main() {
         ));
     }
     run("payments", &d.ledger, d.now_ms, &payments, 2);
+
+    // The same payments while the merchant's webhook never answers: every settlement also
+    // waits in its outbox, until `max_undelivered_events` marks the webhook failing.
+    let Payee::Merchant(shop) = merchant else {
+        unreachable!("the bench payee is a merchant")
+    };
+    let mut d = d;
+    d.submit(Command::SetWebhook {
+        merchant: shop,
+        url: Some("https://merchant.example/never-answers".into()),
+    })
+    .expect("register the webhook");
+    run(
+        "payments-hanging-webhook",
+        &d.ledger,
+        d.now_ms,
+        &payments,
+        2,
+    );
 }

@@ -95,6 +95,7 @@ pub enum Reply {
         postings: u64,
         events: u64,
         payments: u64,
+        challenges: u64,
     },
     /// Events taken out of the outbox (ids not in it are ignored: a repeated acknowledgement).
     EventsAcked {
@@ -227,6 +228,8 @@ pub enum LedgerError {
     TooManyItems { max: usize },
     #[error("a webhook URL must be http:// or https:// with a host, without spaces, at most {max_bytes} bytes")]
     InvalidWebhookUrl { max_bytes: usize },
+    #[error("this cluster posts webhooks only to https:// URLs")]
+    WebhookNeedsHttps,
     #[error("a merchant needs 1 to {max} terminals")]
     InvalidTerminalCount { max: u32 },
     #[error("source and target are the same account")]

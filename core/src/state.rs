@@ -481,6 +481,9 @@ pub struct Meta {
     pub first_posting: u64,
     /// The oldest payment id that may still be stored: every one below it was compacted away.
     pub first_payment: u64,
+    /// The oldest OTP challenge id that may still be stored: every one below it was
+    /// compacted away.
+    pub first_challenge: u64,
 }
 
 /// Where a record lives. Variant order is storage order: `Ord` compares the tag, then the

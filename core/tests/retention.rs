@@ -187,8 +187,12 @@ fn settled(
     }
 }
 
-#[test]
-fn ended_payments_past_the_horizon_go_with_their_challenge_and_order_index() {
+/// A ledger keeping payments 10 days (events 100), with an enrolled payer and a shop.
+fn payments_ledger() -> (
+    Driver,
+    ledger_testkit::driver::Card,
+    ledger_core::types::MerchantId,
+) {
     let mut d = driver_with(|c| {
         c.payment_retention_ms = 10 * DAY;
         c.event_retention_ms = 100 * DAY;
@@ -196,6 +200,12 @@ fn ended_payments_past_the_horizon_go_with_their_challenge_and_order_index() {
     });
     let payer = common::enrolled(&mut d, 1, 5_000 * YUAN);
     let (shop, _) = merchant(&mut d, 9, MerchantKind::Pos);
+    (d, payer, shop)
+}
+
+#[test]
+fn ended_payments_past_the_horizon_go_with_their_challenge_and_order_index() {
+    let (mut d, payer, shop) = payments_ledger();
     let old = settled(&mut d, &payer, shop, "o-1");
     let old_challenge = d.ledger.payment(old).unwrap().challenge().unwrap();
     // A payment still pending holds compaction up behind it until it ends.
@@ -238,4 +248,119 @@ fn ended_payments_past_the_horizon_go_with_their_challenge_and_order_index() {
     // The old order id is free again: its index entry went with it.
     let again = settled(&mut d, &payer, shop, "o-1");
     assert!(again.0 > young.0);
+}
+
+#[test]
+fn challenges_go_after_what_they_confirm_and_an_abandoned_enrolment_goes_with_its_code() {
+    let (mut d, payer, shop) = payments_ledger();
+    // The code the payer enrolled with: the only challenge so far.
+    assert_eq!(d.ledger.meta().next_challenge, 2);
+    let used_enrolment_code = ledger_core::types::ChallengeId(1);
+    assert!(d.ledger.challenge(used_enrolment_code).is_some());
+    // A second card stops enrolling after its code was sent.
+    let quitter = d.funded_card(2, 0);
+    d.submit(Command::EpayBegin {
+        pan_digest: common::pan_digest(&d, &quitter),
+        phone: quitter.phone.clone(),
+    })
+    .unwrap();
+    let stored = d.ledger.holder(quitter.account).unwrap().password;
+    d.submit(Command::EpayChooseAlias {
+        account: quitter.account,
+        password_proof: ledger_core::intake::password_proof(
+            &d.keys,
+            &ledger_core::intake::Secret::new(&quitter.password),
+            &stored,
+        )
+        .unwrap(),
+        alias: "半途".into(),
+    })
+    .unwrap();
+    let abandoned = d.issue_enrolment_code(&quitter).unwrap();
+    // An order asked twice: the first payment is superseded and its code voided.
+    let (superseded, voided) = pending(&mut d, &payer, shop, 5 * YUAN, "o-1");
+    let (kept, code) = pending(&mut d, &payer, shop, 5 * YUAN, "o-1");
+    let right = d.code_for(code);
+    d.confirm(kept, &right).unwrap();
+    let sent = d.ledger.outbox(100);
+    d.submit(Command::AckSms { challenges: sent }).unwrap();
+
+    d.advance(9 * DAY);
+    assert!(!d.ledger.compaction_due(d.now_ms), "nothing is 10 days old");
+    d.advance(2 * DAY);
+    assert!(d.ledger.compaction_due(d.now_ms));
+    // The payments go first, in the same command their codes follow.
+    let compacted = d.submit(Command::Compact).unwrap();
+    assert!(
+        matches!(
+            compacted,
+            Reply::Compacted {
+                payments: 2,
+                challenges: 4,
+                ..
+            }
+        ),
+        "{compacted:?}"
+    );
+    for gone in [used_enrolment_code, abandoned, voided, code] {
+        assert!(d.ledger.challenge(gone).is_none(), "{gone} stays");
+    }
+    assert!(d.ledger.payment(superseded).is_none() && d.ledger.payment(kept).is_none());
+    assert!(
+        d.ledger.enrolment(quitter.account).is_none(),
+        "the abandoned enrolment went with its code"
+    );
+    assert_eq!(
+        d.ledger.meta().first_challenge,
+        d.ledger.meta().next_challenge
+    );
+    assert!(!d.ledger.compaction_due(d.now_ms));
+    assert!(matches!(
+        d.submit(Command::Compact).unwrap(),
+        Reply::Compacted { challenges: 0, .. }
+    ));
+    d.ledger.check_invariants().expect("invariants");
+    // The quitter starts over and enrols; the payer still pays.
+    d.enrol(&quitter, "重来").unwrap();
+    settled(&mut d, &payer, shop, "o-2");
+}
+
+#[test]
+fn a_kept_payment_holds_back_the_codes_after_it() {
+    let (mut d, payer, shop) = payments_ledger();
+    // Pending for ever (it is never expired): it and every later code stay.
+    let (stuck, stuck_code) = pending(&mut d, &payer, shop, 5 * YUAN, "o-1");
+    let later = settled(&mut d, &payer, shop, "o-2");
+    let later_code = d.ledger.payment(later).unwrap().challenge().unwrap();
+    let sent = d.ledger.outbox(100);
+    d.submit(Command::AckSms { challenges: sent }).unwrap();
+    d.advance(11 * DAY);
+    let compacted = d.submit(Command::Compact).unwrap();
+    assert!(
+        matches!(
+            compacted,
+            Reply::Compacted {
+                payments: 0,
+                challenges: 1,
+                ..
+            }
+        ),
+        "only the enrolment code: {compacted:?}"
+    );
+    assert!(d.ledger.challenge(stuck_code).is_some() && d.ledger.challenge(later_code).is_some());
+    assert_eq!(d.ledger.meta().first_challenge, stuck_code.0);
+    assert!(!d.ledger.compaction_due(d.now_ms));
+    // Once it ends, it and everything after it go.
+    let due = d.ledger.expired_payments(d.now_ms, 10);
+    assert_eq!(due, vec![stuck]);
+    d.submit(Command::ExpirePayments { payments: due }).unwrap();
+    assert!(matches!(
+        d.submit(Command::Compact).unwrap(),
+        Reply::Compacted {
+            payments: 2,
+            challenges: 2,
+            ..
+        }
+    ));
+    d.ledger.check_invariants().expect("invariants");
 }

@@ -29,6 +29,8 @@ pub struct Intake {
     pub keys: SecretKeys,
     pub cpu: CpuWork,
     pub planted: Option<PlantedBug>,
+    /// Whether this node's webhook transport posts to `http://` URLs.
+    pub plain_http_webhooks: bool,
 }
 
 /// The digest of a request as the intake received it, secrets included: what a retry under
@@ -192,6 +194,7 @@ impl Intake {
             }
             Operation::Command(command) => {
                 check_plain(&command)?;
+                check_webhook_scheme(&command, self.plain_http_webhooks)?;
                 command
             }
         };
@@ -296,10 +299,44 @@ fn check_plain(command: &Command) -> Result<(), ApiError> {
     })
 }
 
+/// A webhook this node could never post to is refused when registered, not found out
+/// about three days of retries later.
+fn check_webhook_scheme(command: &Command, plain_http: bool) -> Result<(), LedgerError> {
+    match command {
+        Command::SetWebhook { url: Some(url), .. } if !plain_http && url.starts_with("http://") => {
+            Err(LedgerError::WebhookNeedsHttps)
+        }
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ledger_core::types::{ChallengeId, MerchantId, PaymentId};
+
+    #[test]
+    fn an_http_webhook_is_refused_where_only_https_is_posted() {
+        let set = |url: &str| Command::SetWebhook {
+            merchant: MerchantId(1),
+            url: Some(url.to_owned()),
+        };
+        let plain = set("http://shop.example/hook");
+        assert_eq!(
+            check_webhook_scheme(&plain, false),
+            Err(LedgerError::WebhookNeedsHttps)
+        );
+        assert_eq!(check_webhook_scheme(&plain, true), Ok(()));
+        assert_eq!(
+            check_webhook_scheme(&set("https://shop.example/hook"), false),
+            Ok(())
+        );
+        let removed = Command::SetWebhook {
+            merchant: MerchantId(1),
+            url: None,
+        };
+        assert_eq!(check_webhook_scheme(&removed, false), Ok(()));
+    }
 
     #[test]
     fn a_nodes_own_commands_are_refused_from_any_client() {

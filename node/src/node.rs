@@ -176,6 +176,7 @@ pub fn assemble<C: LedgerTypes>(parts: NodeParts<C>) -> RunningNode<C> {
             keys: parts.keys,
             cpu: parts.cpu,
             planted: parts.planted,
+            plain_http_webhooks: parts.webhooks.posts_plain_http(),
         },
         stamper: parts.stamper,
         metrics: Metrics::default(),

@@ -83,6 +83,12 @@ pub type PostFuture<'a> = Pin<Box<dyn Future<Output = Result<(), PostError>> + S
 /// Where events go: HTTP(S) in production, the simulator's merchants in simulation.
 pub trait WebhookTransport: Send + Sync + 'static {
     fn post<'a>(&'a self, post: &'a WebhookPost) -> PostFuture<'a>;
+
+    /// Whether `http://` URLs are posted to: when not, the intake refuses to register one
+    /// (`WebhookNeedsHttps`) rather than let its events wait for ever.
+    fn posts_plain_http(&self) -> bool {
+        true
+    }
 }
 
 /// The production transport: HTTPS (rustls, the ring provider; the system's trust store
@@ -167,6 +173,10 @@ fn rustls_pemfile_certs(
 }
 
 impl WebhookTransport for HttpTransport {
+    fn posts_plain_http(&self) -> bool {
+        self.plain_http
+    }
+
     fn post<'a>(&'a self, post: &'a WebhookPost) -> PostFuture<'a> {
         Box::pin(async move {
             if !self.plain_http && !post.url.starts_with("https://") {

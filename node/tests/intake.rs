@@ -66,6 +66,7 @@ fn intake(planted: Option<PlantedBug>) -> Intake {
         keys: keys(),
         cpu: CpuWork::Inline,
         planted,
+        plain_http_webhooks: false,
     }
 }
 

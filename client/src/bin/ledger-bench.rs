@@ -21,7 +21,7 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Seek};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,79 @@ struct Args {
     /// what a bad merchant costs the ledger).
     #[arg(long, requires = "payments")]
     webhook: Option<String>,
+    /// With --payments: the bench merchant's webhook is a listener this process opens on
+    /// 127.0.0.1 that accepts connections and never answers (the cluster must allow
+    /// http:// webhooks, as `ledger-node dev` does). Measures what a hanging merchant costs.
+    #[arg(long, requires = "payments", conflicts_with = "webhook")]
+    hanging_webhook: bool,
+    /// With --payments: the bench merchant's webhook is an HTTP server this process runs on
+    /// 127.0.0.1 that answers every POST 204 at once: a healthy merchant, to compare with.
+    #[arg(
+        long,
+        requires = "payments",
+        conflicts_with_all = ["webhook", "hanging_webhook"]
+    )]
+    accepting_webhook: bool,
+    /// Splits the run into this many equal phases, each reported on its own. With a webhook
+    /// it is registered only in phases 2, 3, 6, 7, 10, 11, … and removed after each (the
+    /// order A B B A A B B A cancels a steady drift), so that one cluster and one merchant
+    /// compare the ledger with and without it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
+    phases: u64,
+}
+
+/// Connections the hanging webhook holds open at once; older ones are dropped (the node
+/// opens one at a time per merchant, so this is never reached in practice).
+const HANGING_CONNECTIONS_HELD: usize = 256;
+
+/// Opens a listener on 127.0.0.1 that accepts every connection and never answers, for as
+/// long as this process runs. Returns the URL to register.
+async fn hanging_webhook() -> Result<String, String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("opening the hanging webhook listener: {e}"))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let mut held = std::collections::VecDeque::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            if held.len() == HANGING_CONNECTIONS_HELD {
+                held.pop_front();
+            }
+            held.push_back(stream);
+        }
+    });
+    Ok(format!("http://{address}/hook"))
+}
+
+/// Runs an HTTP server on 127.0.0.1 that answers every request 204 No Content, for as long
+/// as this process runs. Returns the URL to register.
+async fn accepting_webhook() -> Result<String, String> {
+    use hyper::{Response, StatusCode};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("opening the accepting webhook listener: {e}"))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_request| async {
+                    let mut answer = Response::new(String::new());
+                    *answer.status_mut() = StatusCode::NO_CONTENT;
+                    Ok::<_, std::convert::Infallible>(answer)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(format!("http://{address}/hook"))
+}
+
+/// Whether the webhook is registered in phase `p` (0-based) of `phases`: all along in a
+/// single phase, else in the B phases of A B B A A B B A ….
+fn hooked_in(p: usize, phases: usize) -> bool {
+    phases == 1 || matches!(p % 4, 1 | 2)
 }
 
 /// The kind of an error (its variant names), so that failures can be counted by kind.
@@ -328,12 +401,29 @@ async fn main() -> Result<(), String> {
         )?),
         _ => client_config.clone(),
     };
-    if let (Some(url), Some(Payee::Merchant(merchant))) = (&args.webhook, merchant) {
-        Client::new(worker_config.clone())
-            .set_webhook(merchant, Some(url))
-            .await
-            .map_err(|e| format!("registering the webhook {url}: {e}"))?;
-        eprintln!("merchant {merchant} pushes its events to {url}");
+    let webhook = if args.hanging_webhook {
+        Some(hanging_webhook().await?)
+    } else if args.accepting_webhook {
+        Some(accepting_webhook().await?)
+    } else {
+        args.webhook.clone()
+    };
+    let hook_client = Client::new(worker_config.clone());
+    let set_hook = |on: bool| {
+        let (client, url) = (&hook_client, webhook.clone());
+        async move {
+            let (Some(url), Some(Payee::Merchant(merchant))) = (url, merchant) else {
+                return Ok(());
+            };
+            client
+                .set_webhook(merchant, on.then_some(url.as_str()))
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("setting the webhook {url} (on: {on}): {e}"))
+        }
+    };
+    if let Some(url) = &webhook {
+        eprintln!("the bench merchant pushes its events to {url}");
     }
     let accounts = Arc::new(accounts);
     eprintln!(
@@ -348,16 +438,21 @@ async fn main() -> Result<(), String> {
         args.batch
     );
     let stop = Arc::new(AtomicBool::new(false));
+    let phase = Arc::new(AtomicUsize::new(0));
+    let phases = args.phases as usize;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..args.concurrency {
         // One client (one idempotency session) per worker, as each merchant has its own.
         let client = Arc::new(Client::new(worker_config.clone()));
         let (accounts, stop, tail) = (accounts.clone(), stop.clone(), tail.clone());
+        let phase = phase.clone();
         let (batch, payments) = (args.batch, args.payments);
         tasks.push(tokio::spawn(async move {
-            let mut latencies_us = Vec::new();
-            let (mut ok, mut failed) = (0u64, 0u64);
+            // Per phase: latencies, and requests that succeeded.
+            let mut latencies_us = vec![Vec::new(); phases];
+            let mut ok = vec![0u64; phases];
+            let mut failed = 0u64;
             let mut errors: BTreeMap<String, u64> = BTreeMap::new();
             let mut rng = StdRng::seed_from_u64(worker as u64 + 1);
             let mut order = 0u64;
@@ -389,8 +484,9 @@ async fn main() -> Result<(), String> {
                         _ => false,
                     };
                     if settled {
-                        ok += 1;
-                        latencies_us.push(t.elapsed().as_micros() as u64);
+                        let p = phase.load(Ordering::Relaxed);
+                        ok[p] += 1;
+                        latencies_us[p].push(t.elapsed().as_micros() as u64);
                     } else {
                         failed += 1;
                     }
@@ -410,16 +506,17 @@ async fn main() -> Result<(), String> {
                     .collect();
                 match client.submit_batch(ops).await {
                     Ok(results) => {
+                        let p = phase.load(Ordering::Relaxed);
                         for r in &results {
                             match r {
-                                Ok(_) => ok += 1,
+                                Ok(_) => ok[p] += 1,
                                 Err(e) => {
                                     failed += 1;
                                     *errors.entry(error_kind(e)).or_default() += 1;
                                 }
                             }
                         }
-                        latencies_us.push(t.elapsed().as_micros() as u64);
+                        latencies_us[p].push(t.elapsed().as_micros() as u64);
                     }
                     Err(e) => {
                         failed += batch as u64;
@@ -430,30 +527,48 @@ async fn main() -> Result<(), String> {
             (latencies_us, ok, failed, errors)
         }));
     }
-    tokio::time::sleep(Duration::from_secs(args.duration)).await;
+    // Each phase's length: the webhook is switched at its start and end, outside it.
+    let mut phase_secs = Vec::with_capacity(phases);
+    let phase_length = Duration::from_secs(args.duration) / phases as u32;
+    for p in 0..phases {
+        let hooked = hooked_in(p, phases);
+        if hooked && (p == 0 || !hooked_in(p - 1, phases)) {
+            set_hook(true).await?;
+        }
+        phase.store(p, Ordering::Relaxed);
+        let began = Instant::now();
+        tokio::time::sleep(phase_length).await;
+        phase_secs.push(began.elapsed().as_secs_f64());
+        if hooked && phases > 1 && !hooked_in(p + 1, phases) {
+            set_hook(false).await?;
+        }
+    }
     stop.store(true, Ordering::Relaxed);
-    let mut latencies = Vec::new();
-    let (mut ok, mut failed) = (0, 0);
+    let mut latencies = vec![Vec::new(); phases];
+    let mut ok = vec![0u64; phases];
+    let mut failed = 0;
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     for task in tasks {
         let (l, o, f, e) = task.await.map_err(|e| e.to_string())?;
-        latencies.extend(l);
-        ok += o;
+        for p in 0..phases {
+            latencies[p].extend(&l[p]);
+            ok[p] += o[p];
+        }
         failed += f;
         for (k, v) in e {
             *errors.entry(k).or_default() += v;
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
     let what = if args.payments {
         "payments"
     } else {
         "transfers"
     };
+    let all_ok: u64 = ok.iter().sum();
     println!(
-        "{what}: {ok} ok, {failed} failed in {elapsed:.1} s = {:.0} {what}/s (concurrency {}, batch {})",
-        ok as f64 / elapsed,
+        "{what}: {all_ok} ok, {failed} failed in {elapsed:.1} s = {:.0} {what}/s (concurrency {}, batch {})",
+        all_ok as f64 / elapsed,
         args.concurrency,
         args.batch
     );
@@ -462,13 +577,48 @@ async fn main() -> Result<(), String> {
     } else {
         "submit call"
     };
-    println!(
-        "latency per {unit}: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
-        percentile(&latencies, 0.50) as f64 / 1e3,
-        percentile(&latencies, 0.99) as f64 / 1e3,
-        percentile(&latencies, 0.999) as f64 / 1e3,
-        latencies.last().copied().unwrap_or(0) as f64 / 1e3
-    );
+    let latency_line = |sorted: &[u64]| {
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            percentile(sorted, 0.50) as f64 / 1e3,
+            percentile(sorted, 0.99) as f64 / 1e3,
+            percentile(sorted, 0.999) as f64 / 1e3,
+            sorted.last().copied().unwrap_or(0) as f64 / 1e3
+        )
+    };
+    let mut everything: Vec<u64> = latencies.iter().flatten().copied().collect();
+    everything.sort_unstable();
+    println!("latency per {unit}: {}", latency_line(&everything));
+    if phases > 1 {
+        let hooked_name = if args.hanging_webhook {
+            "a hanging webhook"
+        } else if args.accepting_webhook {
+            "an accepting webhook"
+        } else {
+            "the webhook"
+        };
+        let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        for p in 0..phases {
+            let hooked = webhook.is_some() && hooked_in(p, phases);
+            latencies[p].sort_unstable();
+            let rate = ok[p] as f64 / phase_secs[p];
+            rates[usize::from(hooked)].push(rate);
+            println!(
+                "phase {} ({}): {rate:.0} {what}/s, {}",
+                p + 1,
+                if hooked { hooked_name } else { "no webhook" },
+                latency_line(&latencies[p])
+            );
+        }
+        if webhook.is_some() && phases >= 2 {
+            let [without, with] = rates.map(|r| r.iter().sum::<f64>() / r.len() as f64);
+            println!(
+                "mean of the phases: {without:.0} {what}/s without the webhook, {with:.0} with \
+                 {hooked_name} ({:+.1}%)",
+                (with / without - 1.0) * 100.0
+            );
+        }
+    }
     for (error, count) in &errors {
         println!("  {count} failed: {error}");
     }

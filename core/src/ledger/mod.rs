@@ -91,23 +91,24 @@ record!(crate::state::Posting, Posting, boxed);
 record!(crate::state::Webhook, Webhook, boxed);
 record!(crate::state::Event, Event, boxed);
 
-/// A command's view of the state: the store plus the command's own uncommitted writes.
+/// A command's view of the state: the store plus the command's own uncommitted writes (a
+/// map, so that a command writing thousands of records, a `Compact`, stays linear).
 pub(crate) struct Tx<'s> {
     store: &'s dyn Store,
-    writes: WriteSet,
+    writes: std::collections::BTreeMap<Key, Option<Value>>,
 }
 
 impl<'s> Tx<'s> {
     fn new(store: &'s dyn Store) -> Self {
         Tx {
             store,
-            writes: Vec::new(),
+            writes: std::collections::BTreeMap::new(),
         }
     }
 
     pub(crate) fn get_value(&self, key: &Key) -> Option<Value> {
-        match self.writes.iter().rev().find(|(k, _)| k == key) {
-            Some((_, v)) => v.clone(),
+        match self.writes.get(key) {
+            Some(v) => v.clone(),
             None => self.store.get(key),
         }
     }
@@ -137,10 +138,7 @@ impl<'s> Tx<'s> {
     }
 
     pub(crate) fn put_value(&mut self, key: Key, value: Option<Value>) {
-        match self.writes.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.writes.push((key, value)),
-        }
+        self.writes.insert(key, value);
     }
 
     pub(crate) fn put<T: Record>(&mut self, key: Key, record: T) {
@@ -153,11 +151,10 @@ impl<'s> Tx<'s> {
 
     /// Records in `[from, to)` in key order, this command's writes included.
     pub(crate) fn range(&self, from: Key, to: Key, limit: usize) -> Vec<(Key, Value)> {
-        let pending: Vec<&(Key, Option<Value>)> = self
-            .writes
-            .iter()
-            .filter(|(k, _)| *k >= from && *k < to)
-            .collect();
+        if from >= to {
+            return Vec::new();
+        }
+        let pending: Vec<(&Key, &Option<Value>)> = self.writes.range(from..to).collect();
         let mut rows = self
             .store
             .range(&from, &to, limit.saturating_add(pending.len()));
@@ -349,6 +346,7 @@ impl<S: Store> Ledger<S> {
             next_event: 1,
             first_posting: 1,
             first_payment: 1,
+            first_challenge: 1,
         };
         let mut writes: WriteSet = vec![
             (Key::Config, Some(config.clone().into_value())),
@@ -454,8 +452,7 @@ impl<S: Store> Ledger<S> {
         );
         meta.last_now_ms = now_ms;
         tx.put(Key::Meta, meta);
-        let writes = tx.writes;
-        self.store.write(writes);
+        self.store.write(tx.writes.into_iter().collect());
         outcome
     }
 

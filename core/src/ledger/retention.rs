@@ -8,7 +8,14 @@
 //!
 //! Ended payments older than `payment_retention_ms` go oldest first too (ids follow ledger
 //! time), each with its OTP challenge and its order index entry (when it still names it);
-//! `Meta.first_payment` marks where the kept ones start. Enrolment challenges stay.
+//! `Meta.first_payment` marks where the kept ones start.
+//!
+//! OTP challenges go oldest first (ids follow ledger time) once they expired longer ago
+//! than `payment_retention_ms`, their SMS has been sent, and what they confirm is gone: a
+//! payment's once the payment was compacted (so a payment's voided codes go with it too); an
+//! enrolment's at once, with the enrolment itself when it still waits on that code (it was
+//! abandoned: starting again begins a new one). `Meta.first_challenge` marks where the kept
+//! ones start.
 //!
 //! A statement over a compacted range still opens at the right balance: an account with no
 //! kept row at or after a time has held its present balance since then.
@@ -17,8 +24,11 @@ use super::{Apply, Handled};
 use crate::command::{order_digest, receipt_digest};
 use crate::config::{LedgerConfig, MAX_COMPACT_BATCH};
 use crate::outcome::Reply;
-use crate::state::{Key, Meta, Payment, PaymentMethod, PaymentState, Store, Value};
-use crate::types::{MerchantId, PaymentId};
+use crate::state::{
+    Challenge, ChallengePurpose, Enrolment, Key, Meta, Payment, PaymentMethod, PaymentState, Store,
+    Value,
+};
+use crate::types::{ChallengeId, MerchantId, PaymentId};
 
 /// Removes one batch of what is due.
 pub(super) fn compact(a: &mut Apply<'_>) -> Handled {
@@ -50,10 +60,24 @@ pub(super) fn compact(a: &mut Apply<'_>) -> Handled {
     if let Some((last, _)) = payments.last() {
         a.meta.first_payment = last.0 + 1;
     }
+    let challenges = due_challenges(a.tx.store, &a.meta, a.config, a.now_ms, MAX_COMPACT_BATCH);
+    for (id, challenge) in &challenges {
+        if let ChallengePurpose::Enrolment(account) = challenge.purpose {
+            let waiting = a.tx.get::<Enrolment>(Key::Enrolment(account));
+            if waiting.is_some_and(|e| e.challenge == Some(*id)) {
+                a.tx.delete(Key::Enrolment(account));
+            }
+        }
+        a.tx.delete(Key::Challenge(*id));
+    }
+    if let Some((last, _)) = challenges.last() {
+        a.meta.first_challenge = last.0 + 1;
+    }
     Ok(Reply::Compacted {
         postings: rows.len() as u64,
         events: events.len() as u64,
         payments: payments.len() as u64,
+        challenges: challenges.len() as u64,
     })
 }
 
@@ -96,11 +120,45 @@ fn due_payments<S: Store + ?Sized>(
         .collect()
 }
 
+/// The oldest challenges past the horizon, at most `limit`, up to the first whose SMS still
+/// waits or whose payment is still kept. `meta.first_payment` must already count the
+/// payments this same `Compact` removes.
+fn due_challenges<S: Store + ?Sized>(
+    store: &S,
+    meta: &Meta,
+    config: &LedgerConfig,
+    now_ms: u64,
+    limit: usize,
+) -> Vec<(ChallengeId, Challenge)> {
+    let horizon = now_ms.saturating_sub(config.payment_retention_ms);
+    store
+        .range(
+            &Key::Challenge(ChallengeId(meta.first_challenge)),
+            &Key::Challenge(ChallengeId(meta.next_challenge)),
+            limit,
+        )
+        .into_iter()
+        .map(|(key, value)| match (key, value) {
+            (Key::Challenge(id), Value::Challenge(c)) => (id, *c),
+            (key, other) => panic!("corrupt state: {other:?} at {key:?}"),
+        })
+        .take_while(|(id, c)| {
+            c.expires_ms < horizon
+                && store.get(&Key::Outbox(*id)).is_none()
+                && match c.purpose {
+                    ChallengePurpose::Payment(payment) => payment.0 < meta.first_payment,
+                    ChallengePurpose::Enrolment(_) => true,
+                }
+        })
+        .collect()
+}
+
 /// Whether a `Compact` at `now_ms` would remove anything.
 pub(super) fn due<S: Store>(store: &S, meta: &Meta, config: &LedgerConfig, now_ms: u64) -> bool {
     !due_postings(store, meta, config, now_ms, 1).is_empty()
         || !due_events(store, config, now_ms, 1).is_empty()
         || !due_payments(store, meta, config, now_ms, 1).is_empty()
+        || !due_challenges(store, meta, config, now_ms, 1).is_empty()
 }
 
 /// The oldest journal rows past the horizon, at most `limit`.
