@@ -8,7 +8,7 @@ use ledger_core::command::Command;
 use ledger_core::config::{MAX_COMPACT_BATCH, MAX_STATEMENT_ROWS, YUAN};
 use ledger_core::ledger::journal::{Order, StatementRequest};
 use ledger_core::outcome::{LedgerError, Reply};
-use ledger_core::types::{AccountId, MerchantKind, Payee, PaymentId};
+use ledger_core::types::{AccountId, ChallengeId, MerchantKind, Payee, PaymentId};
 use ledger_testkit::driver::Driver;
 
 const DAY: u64 = 86_400_000;
@@ -363,4 +363,93 @@ fn a_kept_payment_holds_back_the_codes_after_it() {
         }
     ));
     d.ledger.check_invariants().expect("invariants");
+}
+
+#[test]
+fn what_is_exactly_as_old_as_the_horizon_stays() {
+    let mut d = driver_with(|c| {
+        c.journal_retention_ms = 10 * DAY;
+        c.event_retention_ms = 10 * DAY;
+        c.payment_retention_ms = 20 * DAY;
+        c.otp_challenges_per_phone = 100;
+    });
+    let payer = common::enrolled(&mut d, 1, 5_000 * YUAN);
+    let (shop, _) = merchant(&mut d, 9, MerchantKind::Pos);
+    let paid = settled(&mut d, &payer, shop, "o-1");
+    let sent = d.ledger.outbox(100);
+    d.submit(Command::AckSms { challenges: sent }).unwrap();
+    let created = d.ledger.payment(paid).unwrap().created_ms;
+    let payment_code = d.ledger.payment(paid).unwrap().challenge().unwrap();
+    let codes: Vec<ChallengeId> = (1..=payment_code.0)
+        .map(ChallengeId)
+        .filter(|&c| d.ledger.challenge(c).is_some())
+        .collect();
+    assert_eq!(
+        codes.len(),
+        2,
+        "the enrolment's code and the payment's: {codes:?}"
+    );
+    // Journal rows and the event: written at `created`, kept until 10 days have passed.
+    d.advance(created + 10 * DAY - d.now_ms);
+    assert!(!d.ledger.compaction_due(d.now_ms), "exactly 10 days old");
+    assert_eq!(compact(&mut d), (0, 0));
+    d.advance(1);
+    assert!(d.ledger.compaction_due(d.now_ms));
+    let (postings, events) = compact(&mut d);
+    assert!(postings >= 2 && events == 1, "{postings} {events}");
+    // The payment alone (its code expires minutes later): due by itself, at 20 days + 1 ms.
+    d.advance(created + 20 * DAY - d.now_ms);
+    assert!(!d.ledger.compaction_due(d.now_ms), "exactly 20 days old");
+    d.advance(1);
+    assert!(
+        d.ledger.compaction_due(d.now_ms),
+        "the payment alone is due"
+    );
+    assert!(matches!(
+        d.submit(Command::Compact).unwrap(),
+        Reply::Compacted {
+            payments: 1,
+            challenges: 0,
+            ..
+        }
+    ));
+    // The payment's code went with it; the enrolment's code alone stays until its expiry
+    // is 20 days past, not a millisecond longer.
+    assert!(d.ledger.challenge(payment_code).is_none());
+    for id in codes.into_iter().filter(|&c| c != payment_code) {
+        let expires = d.ledger.challenge(id).unwrap().expires_ms;
+        d.advance(expires + 20 * DAY - d.now_ms);
+        assert!(
+            !d.ledger.compaction_due(d.now_ms),
+            "{id} expired exactly 20 days ago"
+        );
+        d.advance(1);
+        assert!(d.ledger.compaction_due(d.now_ms), "{id} alone is due");
+        assert!(matches!(
+            d.submit(Command::Compact).unwrap(),
+            Reply::Compacted {
+                payments: 0,
+                challenges: 1,
+                ..
+            }
+        ));
+        assert!(d.ledger.challenge(id).is_none());
+    }
+}
+
+#[test]
+fn one_compaction_removes_at_most_a_batch_of_events() {
+    let mut d = driver_with(|c| {
+        c.event_retention_ms = DAY;
+        c.otp_challenges_per_phone = 1_000;
+    });
+    let payer = common::enrolled(&mut d, 1, 5_000 * YUAN);
+    let (shop, _) = merchant(&mut d, 9, MerchantKind::Pos);
+    for order in 0..MAX_COMPACT_BATCH + 3 {
+        settled(&mut d, &payer, shop, &format!("o-{order}"));
+    }
+    d.advance(2 * DAY);
+    assert_eq!(compact(&mut d).1, MAX_COMPACT_BATCH as u64);
+    assert_eq!(compact(&mut d).1, 3);
+    assert!(!d.ledger.compaction_due(d.now_ms));
 }
