@@ -89,13 +89,19 @@ struct Args {
 /// opens one at a time per merchant, so this is never reached in practice).
 const HANGING_CONNECTIONS_HELD: usize = 256;
 
+/// A listener on a free port of 127.0.0.1, and the webhook URL that points at it.
+async fn webhook_listener() -> Result<(tokio::net::TcpListener, String), String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("opening the bench's webhook listener: {e}"))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    Ok((listener, format!("http://{address}/hook")))
+}
+
 /// Opens a listener on 127.0.0.1 that accepts every connection and never answers, for as
 /// long as this process runs. Returns the URL to register.
 async fn hanging_webhook() -> Result<String, String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("opening the hanging webhook listener: {e}"))?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let (listener, url) = webhook_listener().await?;
     tokio::spawn(async move {
         let mut held = std::collections::VecDeque::new();
         while let Ok((stream, _)) = listener.accept().await {
@@ -105,17 +111,14 @@ async fn hanging_webhook() -> Result<String, String> {
             held.push_back(stream);
         }
     });
-    Ok(format!("http://{address}/hook"))
+    Ok(url)
 }
 
 /// Runs an HTTP server on 127.0.0.1 that answers every request 204 No Content, for as long
 /// as this process runs. Returns the URL to register.
 async fn accepting_webhook() -> Result<String, String> {
     use hyper::{Response, StatusCode};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("opening the accepting webhook listener: {e}"))?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let (listener, url) = webhook_listener().await?;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
@@ -130,7 +133,7 @@ async fn accepting_webhook() -> Result<String, String> {
             });
         }
     });
-    Ok(format!("http://{address}/hook"))
+    Ok(url)
 }
 
 /// Whether the webhook is registered in phase `p` (0-based) of `phases`: all along in a
@@ -610,7 +613,7 @@ async fn main() -> Result<(), String> {
                 latency_line(&latencies[p])
             );
         }
-        if webhook.is_some() && phases >= 2 {
+        if webhook.is_some() {
             let [without, with] = rates.map(|r| r.iter().sum::<f64>() / r.len() as f64);
             println!(
                 "mean of the phases: {without:.0} {what}/s without the webhook, {with:.0} with \
