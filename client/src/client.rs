@@ -7,6 +7,7 @@ use ledger_wire::api::{
     ApiError, ClientRequest, Consistency, NodeInfo, NodeStatus, Operation, Query, QueryReply,
     MAX_BATCH,
 };
+use ledger_wire::principal::Principal;
 use ledger_wire::rpc::{LedgerRpcClient, LedgerRpcRequest, LedgerRpcResponse};
 pub use ledger_wire::tls::{TlsError, TlsIdentity};
 use ledger_wire::transport;
@@ -470,6 +471,43 @@ impl<T: Transport> Client<T> {
         &self,
         operations: Vec<(RequestKey, Operation)>,
     ) -> Result<Vec<Result<Reply, ClientError>>, ClientError> {
+        self.submit_keyed(None, operations).await
+    }
+
+    /// `submit_with_key` for `principal`: this client is a gateway's, which authenticated
+    /// the principal itself (the node checks that this client's certificate names a
+    /// gateway). The key lives in `principal`'s namespace, as if it had sent it.
+    pub async fn submit_as(
+        &self,
+        principal: &Principal,
+        key: RequestKey,
+        operation: Operation,
+    ) -> Result<Reply, ClientError> {
+        let mut results = self
+            .submit_keyed(Some(principal), vec![(key, operation)])
+            .await?;
+        results.pop().expect("one result per request")
+    }
+
+    /// `query` for `principal`, on the terms of `submit_as`.
+    pub async fn query_as(
+        &self,
+        principal: &Principal,
+        query: Query,
+        consistency: Consistency,
+    ) -> Result<QueryReply, ClientError> {
+        self.with_leader(|c, ctx| {
+            let (principal, query) = (principal.clone(), query.clone());
+            async move { c.query_as(ctx, principal, query, consistency).await }
+        })
+        .await
+    }
+
+    async fn submit_keyed(
+        &self,
+        principal: Option<&Principal>,
+        operations: Vec<(RequestKey, Operation)>,
+    ) -> Result<Vec<Result<Reply, ClientError>>, ClientError> {
         let max = MAX_BATCH.min(self.config.max_in_flight);
         if operations.len() > max {
             return Err(ClientError::Rejected(ApiError::BatchTooLarge { max }));
@@ -490,8 +528,13 @@ impl<T: Transport> Client<T> {
             .collect();
         let answer = self
             .with_leader(|c, ctx| {
-                let requests = requests.clone();
-                async move { c.submit(ctx, requests).await }
+                let (requests, principal) = (requests.clone(), principal.cloned());
+                async move {
+                    match principal {
+                        None => c.submit(ctx, requests).await,
+                        Some(p) => c.submit_as(ctx, p, requests).await,
+                    }
+                }
             })
             .await;
         // Answered: the ledger may forget these keys' records. Unanswered (Unavailable): the

@@ -20,11 +20,11 @@ pub enum CertsCommand {
     Issue {
         #[arg(long)]
         dir: PathBuf,
-        /// operator, merchant, channel, auditor or node.
+        /// operator, merchant, channel, auditor, node or gateway.
         #[arg(long)]
         role: Role,
-        /// The principal's name (operator, channel, auditor).
-        #[arg(long, required_if_eq_any = [("role", "operator"), ("role", "channel"), ("role", "auditor")])]
+        /// The principal's name (operator, channel, auditor, gateway).
+        #[arg(long, required_if_eq_any = [("role", "operator"), ("role", "channel"), ("role", "auditor"), ("role", "gateway")])]
         name: Option<String>,
         /// The merchant id (role merchant).
         #[arg(long, required_if_eq("role", "merchant"))]
@@ -35,6 +35,10 @@ pub enum CertsCommand {
         /// Days the certificate is valid.
         #[arg(long, default_value_t = DEFAULT_VALIDITY_DAYS)]
         days: u64,
+        /// A DNS name the certificate also serves (repeatable): a gateway's public host name.
+        /// A gateway's certificate always names `ledger-gateway`, `localhost` and 127.0.0.1.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
     },
     /// Revoke a certificate: add its serial to DIR's list and write DIR/crl.pem. Then copy
     /// crl.pem to the nodes' `[tls] crl` and send them SIGHUP.
@@ -67,6 +71,7 @@ pub fn run(command: CertsCommand) -> Result<(), String> {
             merchant,
             id,
             days,
+            hosts,
         } => {
             if days == 0 || days > MAX_VALIDITY_DAYS {
                 return Err(format!("--days is 1 to {MAX_VALIDITY_DAYS}"));
@@ -79,8 +84,9 @@ pub fn run(command: CertsCommand) -> Result<(), String> {
             .ok_or_else(|| format!("--role {role} needs its name or id"))?;
             let principal = Principal::new(role, &name).map_err(|e| e.to_string())?;
             let ca = Ca::load(&dir).map_err(|e| e.to_string())?;
-            let (cert, key) = pki::issue_to_dir(&ca, &dir, &principal, Validity::days(days))
-                .map_err(|e| e.to_string())?;
+            let (cert, key) =
+                pki::issue_to_dir_for_hosts(&ca, &dir, &principal, &hosts, Validity::days(days))
+                    .map_err(|e| e.to_string())?;
             println!("issued {} for {days} days", principal.to_uri());
             println!("  certificate: {}", cert.display());
             println!("  key:         {}", key.display());
@@ -100,6 +106,8 @@ pub fn run(command: CertsCommand) -> Result<(), String> {
 
 /// The operator certificate `ledger-node dev` initialises with, and `ledgerctl`'s default.
 pub const DEV_OPERATOR: &str = "ledgerctl";
+/// The gateway `ledger-node dev` runs next to its nodes.
+pub const DEV_GATEWAY: &str = "http";
 /// Merchants `ledger-node dev` issues certificates for (1 to this), for the demo and the
 /// benchmarks.
 pub const DEV_MERCHANTS: u64 = 16;
@@ -112,6 +120,7 @@ pub fn dev_principals(nodes: u64) -> Vec<Principal> {
         named(Role::Operator, DEV_OPERATOR),
         named(Role::Channel, "web"),
         named(Role::Auditor, "audit"),
+        named(Role::Gateway, DEV_GATEWAY),
     ]);
     all.extend((1..=DEV_MERCHANTS).map(|m| named(Role::Merchant, &m.to_string())));
     all

@@ -2,32 +2,32 @@
 //! and the roles that may call them. The service asks it before anything reaches the intake
 //! or the log; a refusal is `ApiError::Forbidden` and changes nothing.
 //!
-//! | operation | operator | merchant | channel | auditor | node |
-//! |---|---|---|---|---|---|
-//! | open account, deposit, withdraw, transfer, status, flags, VIP tier | yes | | | | |
-//! | register merchant, create pool, close month | yes | | | | |
-//! | create promotion, create prize | yes | | | | |
-//! | redeem a prize | | | yes | | |
-//! | init cluster, add node, remove node | yes | | | | |
-//! | e-Pay enrolment (4 steps), e-Pay limits | | | yes | | |
-//! | payment begin / confirm / cancel to a merchant | | itself | | | |
-//! | card-present payment at a terminal | | itself | | | |
-//! | refund of a payment | | paid to itself | | | |
-//! | small transfer begin / confirm / cancel (payee an account) | | | yes | | |
-//! | merchant transfer out of its settlement account | | itself | | | |
-//! | set (or remove) its webhook | | itself | | | |
-//! | voucher claim | | | yes | | |
-//! | read account | yes | its settlement account | yes | yes | |
-//! | read credential, voucher, points | yes | | yes | yes | |
-//! | read merchant | yes | itself | | yes | |
-//! | read payment | yes | paid to itself | yes | yes | |
-//! | read pool, promotion, prize | yes | yes | yes | yes | |
-//! | read an account's statement | yes | its settlement account | yes | yes | |
-//! | read a merchant's reconciliation | yes | itself | | yes | |
-//! | read a merchant's payment events, webhook | yes | itself | | yes | |
-//! | read a webhook's signing secret | | itself | | | |
-//! | read state hash, account range, journal | yes | | | yes | |
-//! | status | yes | yes | yes | yes | |
+//! | operation | operator | merchant | channel | auditor | node | gateway |
+//! |---|---|---|---|---|---|---|
+//! | open account, deposit, withdraw, transfer, status, flags, VIP tier | yes | | | | | |
+//! | register merchant, create pool, close month | yes | | | | | |
+//! | create promotion, create prize | yes | | | | | |
+//! | redeem a prize | | | yes | | | |
+//! | init cluster, add node, remove node | yes | | | | | |
+//! | e-Pay enrolment (4 steps), e-Pay limits | | | yes | | | |
+//! | payment begin / confirm / cancel to a merchant | | itself | | | | |
+//! | card-present payment at a terminal | | itself | | | | |
+//! | refund of a payment | | paid to itself | | | | |
+//! | small transfer begin / confirm / cancel (payee an account) | | | yes | | | |
+//! | merchant transfer out of its settlement account | | itself | | | | |
+//! | set (or remove) its webhook | | itself | | | | |
+//! | voucher claim | | | yes | | | |
+//! | read account | yes | its settlement account | yes | yes | | |
+//! | read credential, voucher, points | yes | | yes | yes | | |
+//! | read merchant | yes | itself | | yes | | |
+//! | read payment | yes | paid to itself | yes | yes | | |
+//! | read pool, promotion, prize | yes | yes | yes | yes | | |
+//! | read an account's statement | yes | its settlement account | yes | yes | | |
+//! | read a merchant's reconciliation | yes | itself | | yes | | |
+//! | read a merchant's payment events, webhook | yes | itself | | yes | | |
+//! | read a webhook's signing secret | | itself | | | | |
+//! | read state hash, account range, journal | yes | | | yes | | |
+//! | status | yes | yes | yes | yes | | |
 //!
 //! The node role serves only the Raft port: its certificate is refused on the client port.
 
@@ -86,7 +86,7 @@ fn check(principal: &Principal, allowed: Allowed, operation: &str) -> Result<(),
         (Allowed::Reader { merchant, .. }, Principal::Merchant { merchant: m }) => {
             merchant == Some(*m)
         }
-        (Allowed::Reader { .. }, Principal::Node { .. }) => false,
+        (Allowed::Reader { .. }, Principal::Node { .. } | Principal::Gateway { .. }) => false,
     };
     if ok {
         Ok(())
@@ -318,6 +318,20 @@ pub fn authorize_admin(principal: &Principal, operation: &str) -> Result<(), Api
     check(principal, Allowed::Role(Role::Operator), operation)
 }
 
+/// Whether `caller` may act for `target` (`submit_as`, `query_as`): only a gateway, and only
+/// for a merchant, channel or auditor. The operator's work (money in and out, merchants,
+/// cluster administration) never goes through a gateway, nor does a node's or another
+/// gateway's.
+pub fn authorize_delegation(caller: &Principal, target: &Principal) -> Result<(), ApiError> {
+    let ok = caller.role() == Role::Gateway
+        && matches!(target.role(), Role::Merchant | Role::Channel | Role::Auditor);
+    if ok {
+        Ok(())
+    } else {
+        Err(forbidden(caller, &format!("act for {target}")))
+    }
+}
+
 /// Status: every principal of the client port.
 pub fn authorize_status(principal: &Principal) -> bool {
     principal.role() != Role::Node
@@ -437,5 +451,42 @@ mod tests {
         });
         assert!(authorize_operation(&auditor, &claim, &f).is_err());
         assert!(authorize_admin(&auditor, "remove a node").is_err());
+    }
+
+    #[test]
+    fn a_gateway_acts_for_merchants_channels_and_auditors_only_and_never_for_itself() {
+        let f = fixture();
+        let gateway = p(Role::Gateway, "http");
+        for role in Role::ALL {
+            let name = if matches!(role, Role::Merchant | Role::Node) {
+                "7"
+            } else {
+                "x"
+            };
+            let target = p(role, name);
+            let may = matches!(role, Role::Merchant | Role::Channel | Role::Auditor);
+            assert_eq!(
+                authorize_delegation(&gateway, &target).is_ok(),
+                may,
+                "gateway for {role}"
+            );
+            // Nobody else may act for anyone, the target itself included.
+            assert!(authorize_delegation(&target, &p(Role::Merchant, "7")).is_err());
+        }
+        // Called as itself, the gateway may do nothing but ask for status.
+        let confirm = Operation::PaymentConfirm {
+            payment: PaymentId(1),
+            code: ledger_core::intake::Secret::new("123456"),
+        };
+        assert!(authorize_operation(&gateway, &confirm, &f).is_err());
+        let claim = Operation::Command(Command::ClaimVoucher {
+            pool: ledger_core::types::PoolId(1),
+            account: AccountId(10),
+        });
+        assert!(authorize_operation(&gateway, &claim, &f).is_err());
+        assert!(authorize_query(&gateway, &Query::Payment(PaymentId(1)), &f).is_err());
+        assert!(authorize_query(&gateway, &Query::StateHash, &f).is_err());
+        assert!(authorize_admin(&gateway, "add a node").is_err());
+        assert!(authorize_status(&gateway));
     }
 }

@@ -201,6 +201,13 @@ impl<C: LedgerTypes> ClientService<C> {
             })
     }
 
+    /// The same node's service for `principal`, when this caller may act for it.
+    fn delegate(&self, principal: Principal) -> Result<Self, ApiError> {
+        roles::authorize_delegation(&self.principal, &principal).map_err(|e| self.forbidden(e))?;
+        tracing::debug!(gateway = %self.principal, %principal, "delegated call");
+        Ok(self.for_principal(principal))
+    }
+
     fn ledger(&self) -> Result<Ledger<SledState>, ApiError> {
         self.shared
             .reader
@@ -531,6 +538,27 @@ impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
             .await
             .map_err(|e| self.write_error(e))?;
         self.change_voters(ChangeMembers::AddVoterIds(BTreeSet::from([node.id])))
+            .await
+    }
+
+    async fn submit_as(
+        self,
+        ctx: tarpc::context::Context,
+        principal: Principal,
+        requests: Vec<ClientRequest>,
+    ) -> Result<Vec<ClientResult>, ApiError> {
+        self.delegate(principal)?.submit(ctx, requests).await
+    }
+
+    async fn query_as(
+        self,
+        ctx: tarpc::context::Context,
+        principal: Principal,
+        query: Query,
+        consistency: Consistency,
+    ) -> Result<QueryReply, ApiError> {
+        self.delegate(principal)?
+            .query(ctx, query, consistency)
             .await
     }
 

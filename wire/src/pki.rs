@@ -8,7 +8,7 @@
 //! `<role>-<name>.crt` / `.key` pairs.
 
 use crate::principal::{Principal, Role};
-use crate::tls::{peer_identity, Serial, TlsError, NODE_SERVER_NAME};
+use crate::tls::{peer_identity, Serial, TlsError, GATEWAY_SERVER_NAME, NODE_SERVER_NAME};
 use rand::RngCore;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
@@ -173,11 +173,33 @@ impl Ca {
         self.cert.pem()
     }
 
-    /// A certificate naming `principal` (a node's also carries the DNS name `ledger-node`).
+    /// A certificate naming `principal` (a node's also carries the DNS name `ledger-node`;
+    /// a gateway's, which is also its HTTPS server certificate, `ledger-gateway`, `localhost`
+    /// and 127.0.0.1).
     pub fn issue(&self, principal: &Principal, validity: Validity) -> Result<Issued, PkiError> {
+        self.issue_for_hosts(principal, &[], validity)
+    }
+
+    /// [`Ca::issue`], the certificate also naming these DNS hosts (a gateway served under
+    /// the bank's own name).
+    pub fn issue_for_hosts(
+        &self,
+        principal: &Principal,
+        hosts: &[String],
+        validity: Validity,
+    ) -> Result<Issued, PkiError> {
         let mut sans = vec![SanType::URI(principal.to_uri().try_into()?)];
-        if principal.role() == Role::Node {
-            sans.push(SanType::DnsName(NODE_SERVER_NAME.try_into()?));
+        match principal.role() {
+            Role::Node => sans.push(SanType::DnsName(NODE_SERVER_NAME.try_into()?)),
+            Role::Gateway => {
+                sans.push(SanType::DnsName(GATEWAY_SERVER_NAME.try_into()?));
+                sans.push(SanType::DnsName("localhost".try_into()?));
+                sans.push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+            }
+            _ => {}
+        }
+        for host in hosts {
+            sans.push(SanType::DnsName(host.as_str().try_into()?));
         }
         let (cert_pem, key_pem) = self.sign(&principal.to_string(), sans, validity)?;
         let der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
@@ -276,7 +298,18 @@ pub fn issue_to_dir(
     principal: &Principal,
     validity: Validity,
 ) -> Result<(PathBuf, PathBuf), PkiError> {
-    let issued = ca.issue(principal, validity)?;
+    issue_to_dir_for_hosts(ca, dir, principal, &[], validity)
+}
+
+/// [`issue_to_dir`] with extra DNS names (see [`Ca::issue_for_hosts`]).
+pub fn issue_to_dir_for_hosts(
+    ca: &Ca,
+    dir: &Path,
+    principal: &Principal,
+    hosts: &[String],
+    validity: Validity,
+) -> Result<(PathBuf, PathBuf), PkiError> {
+    let issued = ca.issue_for_hosts(principal, hosts, validity)?;
     let stem = file_stem(principal);
     let cert_path = dir.join(format!("{stem}.crt"));
     let key_path = dir.join(format!("{stem}.key"));

@@ -29,15 +29,19 @@ pub enum Role {
     Auditor,
     /// A payment node: the Raft port only.
     Node,
+    /// The HTTP/JSON gateway: calls the client port for the merchant, channel or auditor an
+    /// HTTP request authenticated as, never for itself (`submit_as`, `query_as`).
+    Gateway,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Operator,
         Role::Merchant,
         Role::Channel,
         Role::Auditor,
         Role::Node,
+        Role::Gateway,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +51,7 @@ impl Role {
             Role::Channel => "channel",
             Role::Auditor => "auditor",
             Role::Node => "node",
+            Role::Gateway => "gateway",
         }
     }
 }
@@ -75,6 +80,7 @@ pub enum Principal {
     Channel { name: String },
     Auditor { name: String },
     Node { id: u64 },
+    Gateway { name: String },
 }
 
 /// Why a certificate's principal name was not understood.
@@ -84,7 +90,7 @@ pub enum PrincipalError {
     Missing,
     #[error("the certificate names more than one principal")]
     Ambiguous,
-    #[error("unknown role `{0}` (operator, merchant, channel, auditor or node)")]
+    #[error("unknown role `{0}` (operator, merchant, channel, auditor, node or gateway)")]
     UnknownRole(String),
     #[error("`{0}` is not a principal (expected ledger:<role>:<name or id>)")]
     Malformed(String),
@@ -102,6 +108,7 @@ impl Principal {
             Principal::Channel { .. } => Role::Channel,
             Principal::Auditor { .. } => Role::Auditor,
             Principal::Node { .. } => Role::Node,
+            Principal::Gateway { .. } => Role::Gateway,
         }
     }
 
@@ -129,6 +136,7 @@ impl Principal {
             Role::Channel => Principal::Channel { name: text()? },
             Role::Auditor => Principal::Auditor { name: text()? },
             Role::Node => Principal::Node { id: id()? },
+            Role::Gateway => Principal::Gateway { name: text()? },
         })
     }
 
@@ -137,7 +145,8 @@ impl Principal {
         match self {
             Principal::Operator { name }
             | Principal::Channel { name }
-            | Principal::Auditor { name } => name.clone(),
+            | Principal::Auditor { name }
+            | Principal::Gateway { name } => name.clone(),
             Principal::Merchant { merchant } => merchant.0.to_string(),
             Principal::Node { id } => id.to_string(),
         }
@@ -195,6 +204,7 @@ mod tests {
             (Role::Channel, "web"),
             (Role::Auditor, "kpmg.audit"),
             (Role::Node, "3"),
+            (Role::Gateway, "http"),
         ] {
             let p = Principal::new(role, name).unwrap();
             assert_eq!(p.role(), role);

@@ -5,6 +5,7 @@
 use crate::api::{
     ApiError, ClientRequest, ClientResult, Consistency, NodeInfo, NodeStatus, Query, QueryReply,
 };
+use crate::principal::Principal;
 use ledger_core::config::LedgerConfig;
 
 /// The client service of a payment node.
@@ -24,4 +25,18 @@ pub trait LedgerRpc {
     async fn add_node(node: NodeInfo) -> Result<(), ApiError>;
     /// Removes a voter from the cluster.
     async fn remove_node(id: u64) -> Result<(), ApiError>;
+    /// `submit` for `principal`, called by a gateway that authenticated it (the HTTP/JSON
+    /// gateway: an API key or a client certificate). Only a gateway may call it, and only
+    /// for a merchant, channel or auditor; the role table and the idempotency namespace are
+    /// then `principal`'s, as if it had called `submit` itself.
+    async fn submit_as(
+        principal: Principal,
+        requests: Vec<ClientRequest>,
+    ) -> Result<Vec<ClientResult>, ApiError>;
+    /// `query` for `principal`, on the same terms as `submit_as`.
+    async fn query_as(
+        principal: Principal,
+        query: Query,
+        consistency: Consistency,
+    ) -> Result<QueryReply, ApiError>;
 }

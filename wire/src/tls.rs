@@ -26,6 +26,8 @@ use tokio::sync::watch;
 
 /// The DNS name in every node certificate, and the name clients verify a node as.
 pub const NODE_SERVER_NAME: &str = "ledger-node";
+/// The DNS name every gateway certificate carries (with `localhost` and 127.0.0.1).
+pub const GATEWAY_SERVER_NAME: &str = "ledger-gateway";
 /// Time allowed for a TLS handshake (and the node's one-byte answer after it). A peer that
 /// sends nothing, or a trickle, holds a task and a socket for no longer than this.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
