@@ -43,6 +43,7 @@
 mod client;
 mod domain;
 pub mod identity;
+pub mod records;
 pub mod sample;
 
 pub use client::{

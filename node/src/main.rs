@@ -18,6 +18,7 @@ use ledger_node::sms::{DevGateway, ExecGateway, SmsGateway};
 use ledger_node::stamp::SystemStamper;
 use ledger_node::webhooks::{HttpTransport, WebhookOptions};
 use ledger_wire::pki;
+use ledger_wire::principal::{Principal, Role};
 use ledger_wire::tls::{NodeTls, TlsFiles};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,7 +66,8 @@ struct DevArgs {
     /// Number of nodes.
     #[arg(long, default_value_t = 3)]
     nodes: u64,
-    /// Ports: node i listens on BASE+i (Raft), BASE+100+i (clients), BASE+200+i (admin).
+    /// Ports: node i listens on BASE+i (Raft), BASE+100+i (clients), BASE+200+i (admin);
+    /// the HTTP/JSON gateway on BASE+300.
     #[arg(long, default_value_t = 7100)]
     base_port: u16,
     /// PBKDF2 rounds for card passwords.
@@ -350,6 +352,11 @@ async fn dev(args: DevArgs) -> Result<(), String> {
     let init_identity = (!args.insecure_plaintext).then_some(operator);
     initialise(members.clone(), ledger_config, init_identity.clone()).await?;
     ensure_dev_campaign(&members, init_identity).await?;
+    let gateway = if args.insecure_plaintext {
+        None
+    } else {
+        Some(start_dev_gateway(&args, &certs_dir, &members).await?)
+    };
     println!("Development cluster of {} nodes is up.", members.len());
     for (node, config) in &nodes {
         println!(
@@ -383,12 +390,63 @@ async fn dev(args: DevArgs) -> Result<(), String> {
         op = certs::DEV_OPERATOR,
         m = certs::DEV_MERCHANTS,
     );
+    if let Some(gateway) = &gateway {
+        println!(
+            "HTTP/JSON gateway: https://localhost:{port}/v1 (OpenAPI at /openapi.json, a page \
+             at /docs; CA {dir}/ca.crt). API keys: {dir}/merchant-1.apikey, \
+             {dir}/channel-web.apikey, {dir}/auditor-audit.apikey",
+            port = gateway.addr.port(),
+            dir = certs_dir.display(),
+        );
+    }
     println!("Press Ctrl-C to stop.");
     shutdown_signal().await;
+    if let Some(gateway) = gateway {
+        gateway.shutdown();
+    }
     for (node, _) in nodes {
         node.shutdown().await;
     }
     Ok(())
+}
+
+/// The dev cluster's gateway on BASE+300, with API keys for merchant 1, the web channel and
+/// the auditor (made on first start, kept in DATA_DIR/certs/<principal>.apikey, 0600).
+async fn start_dev_gateway(
+    args: &DevArgs,
+    certs_dir: &std::path::Path,
+    members: &[NodeInfo],
+) -> Result<ledger_gateway::server::Running, String> {
+    let keys_file = certs_dir.join("api-keys.txt");
+    for principal in [
+        Principal::new(Role::Merchant, "1"),
+        Principal::new(Role::Channel, "web"),
+        Principal::new(Role::Auditor, "audit"),
+    ] {
+        let principal = principal.map_err(|e| e.to_string())?;
+        let key_file = certs_dir.join(format!("{}.apikey", pki::file_stem(&principal)));
+        if key_file.exists() {
+            continue;
+        }
+        let key = ledger_gateway::keys::issue(&keys_file, &principal, "dev", 0)
+            .map_err(|e| e.to_string())?;
+        ledger_gateway::keys::save_key(&key_file, &key).map_err(|e| e.to_string())?;
+    }
+    let gateway_stem = pki::file_stem(
+        &Principal::new(Role::Gateway, certs::DEV_GATEWAY).map_err(|e| e.to_string())?,
+    );
+    ledger_gateway::server::start(ledger_gateway::server::GatewayConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], args.base_port + 300)),
+        endpoints: members.iter().map(|m| m.client_addr.clone()).collect(),
+        tls: TlsFiles {
+            ca: certs_dir.join(pki::CA_CERT_FILE),
+            cert: certs_dir.join(format!("{gateway_stem}.crt")),
+            key: certs_dir.join(format!("{gateway_stem}.key")),
+            crl: Some(certs_dir.join(pki::CRL_FILE)),
+        },
+        api_keys: Some(keys_file),
+    })
+    .await
 }
 
 async fn run(args: RunArgs) -> Result<(), String> {

@@ -194,6 +194,31 @@ fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The gateway's HTTPS server: a client certificate from the cluster CA is optional (a
+/// merchant that cannot do mutual TLS sends an API key instead) but checked against the CA
+/// and `crls` when sent; TLS 1.2 and 1.3 (the merchants' PHP and Java stacks), HTTP/1.1.
+fn https_server_config(
+    roots: Arc<RootCertStore>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
+        .with_crls(crls)
+        .only_check_end_entity_revocation()
+        .allow_unauthenticated()
+        .build()
+        .map_err(config_error)?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(config_error)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(config_error)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// A client presenting `chain` that trusts only the cluster CA (and, for a node's Raft
 /// connections, refuses peers revoked in `crls`).
 fn client_config(
@@ -240,43 +265,71 @@ struct NodeTrust {
     revoked: Arc<BTreeSet<Serial>>,
 }
 
+/// Which server a [`NodeTls`] is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerKind {
+    /// A payment node's Raft and client ports: a client certificate is required, TLS 1.3.
+    Node,
+    /// The HTTP/JSON gateway: a client certificate is optional, TLS 1.2 and 1.3.
+    Gateway,
+}
+
 impl NodeTrust {
-    fn load(files: &TlsFiles) -> Result<NodeTrust, TlsError> {
+    fn load(files: &TlsFiles, kind: ServerKind) -> Result<NodeTrust, TlsError> {
         let roots = roots(&files.ca)?;
         let chain = load_certs(&files.cert)?;
         let own = peer_identity(&chain[0])?;
-        if !matches!(own.principal, Principal::Node { .. }) {
+        let (role, ok) = match kind {
+            ServerKind::Node => ("node", matches!(own.principal, Principal::Node { .. })),
+            ServerKind::Gateway => (
+                "gateway",
+                matches!(own.principal, Principal::Gateway { .. }),
+            ),
+        };
+        if !ok {
             return Err(TlsError::Certificate(format!(
-                "{} is a {} certificate; a node needs a node certificate",
+                "{} is a {} certificate; a {role} needs a {role} certificate",
                 files.cert.display(),
                 own.principal.role()
             )));
         }
         let key = load_key(&files.key)?;
         let crls = load_crls(files.crl.as_deref())?;
+        let server = match kind {
+            ServerKind::Node => server_config,
+            ServerKind::Gateway => https_server_config,
+        };
         Ok(NodeTrust {
-            server: server_config(roots.clone(), chain.clone(), key.clone_key(), crls.clone())?,
+            server: server(roots.clone(), chain.clone(), key.clone_key(), crls.clone())?,
             client: client_config(roots, chain, key, crls.clone())?,
             revoked: Arc::new(revoked_serials(&crls)?),
         })
     }
 }
 
-/// A node's TLS: the server configuration both its ports accept with, the client
-/// configuration its Raft connections present, and the revoked serials. `reload` re-reads
-/// the files (the CRL after a revocation): new handshakes use the new trust at once, and
-/// `revoked` tells open connections to check their serial.
+/// A node's TLS (or the gateway's): the server configuration its ports accept with, the
+/// client configuration its outgoing connections present, and the revoked serials. `reload`
+/// re-reads the files (the CRL after a revocation): new handshakes use the new trust at
+/// once, and `revoked` tells open connections to check their serial.
 pub struct NodeTls {
     files: TlsFiles,
+    kind: ServerKind,
     current: RwLock<(Arc<ServerConfig>, Arc<ClientConfig>)>,
     revoked: watch::Sender<Arc<BTreeSet<Serial>>>,
 }
 
 impl NodeTls {
+    /// A payment node's TLS: `files.cert` must name a node.
     pub fn load(files: TlsFiles) -> Result<NodeTls, TlsError> {
-        let trust = NodeTrust::load(&files)?;
+        NodeTls::load_for(files, ServerKind::Node)
+    }
+
+    /// The TLS of a server of `kind` (its certificate must name that role).
+    pub fn load_for(files: TlsFiles, kind: ServerKind) -> Result<NodeTls, TlsError> {
+        let trust = NodeTrust::load(&files, kind)?;
         Ok(NodeTls {
             files,
+            kind,
             current: RwLock::new((trust.server, trust.client)),
             revoked: watch::Sender::new(trust.revoked),
         })
@@ -285,7 +338,7 @@ impl NodeTls {
     /// Re-reads every file. On an error the trust in force stays unchanged.
     /// Returns the number of revoked serials now in force.
     pub fn reload(&self) -> Result<usize, TlsError> {
-        let trust = NodeTrust::load(&self.files)?;
+        let trust = NodeTrust::load(&self.files, self.kind)?;
         *self.current.write().expect("TLS lock poisoned") = (trust.server, trust.client);
         let count = trust.revoked.len();
         self.revoked.send_replace(trust.revoked);

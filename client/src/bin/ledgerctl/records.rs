@@ -9,9 +9,10 @@ use ledger_core::config::MAX_STATEMENT_ROWS;
 use ledger_core::ledger::journal::{
     Cursor, Order, ReadError, Reconciliation, ReconciliationTotals, StatementPage, StatementRequest,
 };
+use ledger_client::records::{cause_ref, cst_time, parse_cst_date, StatementRow, CSV_HEADER};
 use ledger_core::state::Posting;
-use ledger_core::time::{cst_date, cst_day, cst_day_of_date, cst_day_start_ms, DAY_MS};
-use ledger_core::types::{AccountId, Cause, MerchantId};
+use ledger_core::time::{cst_day_start_ms, DAY_MS};
+use ledger_core::types::{AccountId, MerchantId};
 use serde::Serialize;
 
 /// A statement's default span when `--from` is not given.
@@ -19,16 +20,9 @@ const DEFAULT_SPAN_MS: u64 = 30 * DAY_MS;
 
 /// Parses a CST date `YYYY-MM-DD` into its day number.
 pub fn parse_day(text: &str) -> Result<u64, Failure> {
-    let bad = || Failure::InvalidArgument {
+    parse_cst_date(text).ok_or_else(|| Failure::InvalidArgument {
         message: format!("`{text}` is not a date like 2026-12-02"),
-    };
-    let mut parts = text
-        .splitn(3, '-')
-        .map(|p| p.parse::<u32>().map_err(|_| bad()));
-    let (Some(year), Some(month), Some(day)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(bad());
-    };
-    cst_day_of_date(year?, month?, day?).ok_or_else(bad)
+    })
 }
 
 /// A time bound: a CST date (its first millisecond, or with `end_of_day` the first of the
@@ -43,99 +37,19 @@ fn parse_bound(text: &str, end_of_day: bool) -> Result<u64, Failure> {
     Ok(cst_day_start_ms(day + u64::from(end_of_day)))
 }
 
-/// Epoch ms as CST wall time, `YYYY-MM-DD HH:MM:SS.mmm`.
-pub fn cst_time(ms: u64) -> String {
-    let day = cst_day(ms);
-    let (y, m, d) = cst_date(day);
-    let in_day = ms + ledger_core::time::CST_OFFSET_MS - day * DAY_MS;
-    let (h, min, s, milli) = (
-        in_day / 3_600_000,
-        in_day / 60_000 % 60,
-        in_day / 1_000 % 60,
-        in_day % 1_000,
-    );
-    format!("{y:04}-{m:02}-{d:02} {h:02}:{min:02}:{s:02}.{milli:03}")
+fn row_text(row: &StatementRow) -> String {
+    format!(
+        "{:>8}  {}  {:<17} {:>12}  {:>12}  {:<6} {}",
+        row.seq,
+        row.at_cst,
+        row.cause,
+        yuan(row.amount_fen),
+        yuan(row.balance_fen),
+        row.counterparty,
+        row.reference
+    )
 }
 
-/// The id a row's cause carries, for a column.
-fn cause_ref(cause: Cause) -> String {
-    match cause {
-        Cause::Deposit | Cause::Withdrawal | Cause::Transfer => String::new(),
-        Cause::Payment(p) | Cause::Swipe(p) | Cause::Refund(p) | Cause::RefundVoucher(p) => {
-            format!("payment {p}")
-        }
-        Cause::Voucher { payment, pool } => format!("payment {payment} pool {pool}"),
-        Cause::Reward { campaign, merchant } => format!("campaign {campaign} merchant {merchant}"),
-        Cause::MerchantTransfer(m) | Cause::Fee(m) => format!("merchant {m}"),
-    }
-}
-
-/// One row as an account sees it.
-#[derive(Serialize)]
-struct Row {
-    seq: u64,
-    index: u64,
-    at_ms: u64,
-    at_cst: String,
-    cause: &'static str,
-    #[serde(rename = "ref")]
-    reference: String,
-    counterparty: AccountId,
-    /// Positive in, negative out.
-    amount_fen: i64,
-    balance_fen: i64,
-}
-
-impl Row {
-    fn new(account: AccountId, p: &Posting) -> Row {
-        Row {
-            seq: p.seq,
-            index: p.index,
-            at_ms: p.at_ms,
-            at_cst: cst_time(p.at_ms),
-            cause: p.cause.name(),
-            reference: cause_ref(p.cause),
-            counterparty: if p.source == account {
-                p.target
-            } else {
-                p.source
-            },
-            amount_fen: p.delta_for(account),
-            balance_fen: p.balance_after(account),
-        }
-    }
-
-    fn text(&self) -> String {
-        format!(
-            "{:>8}  {}  {:<17} {:>12}  {:>12}  {:<6} {}",
-            self.seq,
-            self.at_cst,
-            self.cause,
-            yuan(self.amount_fen),
-            yuan(self.balance_fen),
-            self.counterparty,
-            self.reference
-        )
-    }
-
-    fn csv(&self) -> String {
-        format!(
-            "{},{},{},{},{},{},{},{},{}",
-            self.seq,
-            self.index,
-            self.at_ms,
-            self.at_cst,
-            self.cause,
-            self.reference,
-            self.counterparty,
-            yuan(self.amount_fen),
-            yuan(self.balance_fen)
-        )
-    }
-}
-
-const CSV_HEADER: &str =
-    "seq,log_index,at_ms,at_cst,cause,ref,counterparty,amount_yuan,balance_yuan";
 const ROW_HEADER: &str =
     "     seq  time (CST)               cause                   amount       balance  with   ref";
 
@@ -147,7 +61,7 @@ struct Statement {
     to_ms: u64,
     opening_balance_fen: i64,
     closing_balance_fen: i64,
-    rows: Vec<Row>,
+    rows: Vec<StatementRow>,
     /// Where the next page starts (`--cursor`); absent on the last page.
     next_cursor: Option<String>,
 }
@@ -165,7 +79,7 @@ impl Statement {
             rows: pages
                 .iter()
                 .flat_map(|p| &p.rows)
-                .map(|r| Row::new(account, r))
+                .map(|r| StatementRow::new(account, r))
                 .collect(),
             next_cursor: pages
                 .last()
@@ -186,7 +100,7 @@ impl Statement {
         ];
         if !self.rows.is_empty() {
             lines.push(ROW_HEADER.into());
-            lines.extend(self.rows.iter().map(Row::text));
+            lines.extend(self.rows.iter().map(row_text));
         }
         lines.push(format!(
             "closing balance {} yuan",
@@ -319,7 +233,7 @@ impl View for Reconciled {
     fn text(&self) -> String {
         if self.csv {
             let mut lines = vec![CSV_HEADER.to_owned()];
-            lines.extend(self.statement.rows.iter().map(Row::csv));
+            lines.extend(self.statement.rows.iter().map(StatementRow::csv));
             return lines.join("\n");
         }
         let t = &self.totals;

@@ -125,14 +125,7 @@ pub fn parse_yuan(text: &str) -> Result<u64, Failure> {
 }
 
 /// Formats fen as yuan.
-pub fn yuan(fen: i64) -> String {
-    let sign = if fen < 0 { "-" } else { "" };
-    format!(
-        "{sign}{}.{:02}",
-        fen.unsigned_abs() / 100,
-        fen.unsigned_abs() % 100
-    )
-}
+pub use ledger_client::records::yuan;
 
 /// Formats unsigned fen as yuan.
 pub fn yuan_u(fen: u64) -> String {

@@ -1,0 +1,220 @@
+//! What a handler takes from a request, each refusal a problem+json: who calls (`Caller`),
+//! the JSON body (`JsonBody`, whose errors name the field, never the value: a card number
+//! sent as a number must not come back in an error), the path and query (`PathParams`,
+//! `QueryParams`) and the `Idempotency-Key`.
+
+use crate::problem::Problem;
+use crate::App;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts};
+use ledger_core::types::{MerchantId, RequestKey};
+use ledger_wire::principal::Principal;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+/// Most bytes of a request body.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Most characters of an `Idempotency-Key` (printable ASCII).
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+
+/// The principal a TLS client certificate named, put on each request of its connection.
+#[derive(Clone, Debug)]
+pub struct CertPrincipal(pub Option<Principal>);
+
+/// Who calls: from the client certificate, else from `Authorization: Bearer <API key>`.
+#[derive(Clone, Debug)]
+pub struct Caller(pub Principal);
+
+impl Caller {
+    /// The merchant calling, for operations only a merchant makes (for itself).
+    pub fn merchant(&self, operation: &str) -> Result<MerchantId, Problem> {
+        match &self.0 {
+            Principal::Merchant { merchant } => Ok(*merchant),
+            other => Err(Problem::forbidden(format!("{other} may not {operation}"))),
+        }
+    }
+}
+
+impl FromRequestParts<App> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Caller, Problem> {
+        let from_cert = parts
+            .extensions
+            .get::<CertPrincipal>()
+            .and_then(|c| c.0.clone());
+        let from_key = match parts.headers.get(header::AUTHORIZATION) {
+            None => None,
+            Some(value) => {
+                let key = value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .ok_or_else(|| {
+                        Problem::unauthorized("Authorization must be `Bearer <API key>`")
+                    })?;
+                let principal = app
+                    .keys
+                    .read()
+                    .expect("keys lock")
+                    .principal(key.trim())
+                    .cloned()
+                    .ok_or_else(|| Problem::unauthorized("unknown API key"))?;
+                Some(principal)
+            }
+        };
+        let principal = match (from_cert, from_key) {
+            (None, None) => {
+                return Err(Problem::unauthorized(
+                    "no credentials: present a client certificate or send \
+                     `Authorization: Bearer <API key>`",
+                ))
+            }
+            (Some(p), None) | (None, Some(p)) => p,
+            (Some(cert), Some(key)) if cert == key => cert,
+            (Some(_), Some(_)) => {
+                return Err(Problem::unauthorized(
+                    "the client certificate and the API key name different principals",
+                ))
+            }
+        };
+        if !crate::keys::may_hold_key(principal.role()) {
+            return Err(Problem::forbidden(format!(
+                "{principal} may not use the HTTP gateway (merchants, channels and auditors)"
+            )));
+        }
+        Ok(Caller(principal))
+    }
+}
+
+/// A JSON request body of at most `MAX_BODY_BYTES`.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<App> for JsonBody<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, app: &App) -> Result<JsonBody<T>, Problem> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(Problem::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                "the body must be application/json",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, app)
+            .await
+            .map_err(|_| {
+                Problem::new(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "BodyTooLarge",
+                    format!("a request body holds at most {MAX_BODY_BYTES} bytes"),
+                )
+            })?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|_| Problem::bad_request("MalformedJson", "the body is not JSON"))?;
+        serde_path_to_error::deserialize(value)
+            .map(JsonBody)
+            .map_err(|e| {
+                // The path only: serde's message may quote the value (a card number).
+                let path = e.path().to_string();
+                Problem::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "InvalidBody",
+                    format!("the body does not fit the schema at `{path}`"),
+                )
+            })
+    }
+}
+
+/// Path parameters, a 400 problem when they do not parse.
+pub struct PathParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<App> for PathParams<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Problem> {
+        axum::extract::Path::<T>::from_request_parts(parts, app)
+            .await
+            .map(|p| PathParams(p.0))
+            .map_err(|_| Problem::bad_request("InvalidPath", "a path parameter is not valid"))
+    }
+}
+
+/// Query parameters, a 400 problem when they do not parse.
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<App> for QueryParams<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Problem> {
+        axum::extract::Query::<T>::from_request_parts(parts, app)
+            .await
+            .map(|q| QueryParams(q.0))
+            .map_err(|_| Problem::bad_request("InvalidQuery", "a query parameter is not valid"))
+    }
+}
+
+/// The `Idempotency-Key` header, if sent: the same key with the same request returns the
+/// first answer; with another request, 409 `IdempotencyKeyReused`.
+#[derive(Clone, Debug, Default)]
+pub struct IdempotencyKey(pub Option<String>);
+
+impl FromRequestParts<App> for IdempotencyKey {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &App) -> Result<Self, Problem> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(IdempotencyKey(None));
+        };
+        let text = value.to_str().ok().filter(|t| {
+            !t.is_empty()
+                && t.len() <= MAX_IDEMPOTENCY_KEY_CHARS
+                && t.bytes().all(|b| b.is_ascii_graphic())
+        });
+        match text {
+            Some(t) => Ok(IdempotencyKey(Some(t.to_owned()))),
+            None => Err(Problem::bad_request(
+                "InvalidIdempotencyKey",
+                format!(
+                    "an Idempotency-Key is 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII \
+                     characters"
+                ),
+            )),
+        }
+    }
+}
+
+/// The ledger key an `Idempotency-Key` stands for: a client id of its own (a hash of the key,
+/// below 2^62, far from the nodes' own ids from 2^63), request 1. The node then keeps it in the caller's namespace, so two merchants' equal keys never
+/// meet. One session per key: a session's records are evicted lowest id first, so many keys
+/// in one session would push each other out.
+pub fn http_request_key(key: &str) -> RequestKey {
+    let mut h = Sha256::new();
+    h.update(b"ledger/http-idempotency/v1");
+    h.update(key.as_bytes());
+    let digest = h.finalize();
+    RequestKey {
+        client_id: u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) >> 2,
+        request_id: 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idempotency_key_maps_to_one_ledger_key_of_its_own() {
+        let a = http_request_key("order-1");
+        assert_eq!(a, http_request_key("order-1"));
+        assert_ne!(a.client_id, http_request_key("order-2").client_id);
+        assert_eq!(a.request_id, 1);
+        assert!(a.client_id < 1 << 62);
+    }
+}

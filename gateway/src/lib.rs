@@ -1,0 +1,64 @@
+//! The HTTP/JSON gateway: merchants, the bank's channels and auditors reach the ledger over
+//! HTTPS with JSON bodies and a published OpenAPI 3.1 schema (`/openapi.json`, a human page at
+//! `/docs`), versioned under `/v1`.
+//!
+//! The gateway is a client of the cluster (`ledger_client::Client`, with its leader
+//! following and retries) holding a `gateway` certificate. It authenticates each HTTP caller
+//! (a client certificate from the cluster CA, or an API key stored only as a hash) and calls
+//! the nodes *for* that principal (`submit_as`, `query_as`), so the nodes' role table and
+//! idempotency namespaces apply exactly as if the caller had used the Rust client.
+
+pub mod extract;
+pub mod keys;
+pub mod problem;
+pub mod routes;
+pub mod server;
+
+use extract::{Caller, IdempotencyKey};
+use keys::ApiKeys;
+use ledger_client::{Client, ClientError};
+use ledger_core::Reply;
+use ledger_wire::api::{Consistency, Operation, Query, QueryReply};
+use problem::Problem;
+use std::sync::{Arc, RwLock};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct App {
+    pub client: Arc<Client>,
+    pub keys: Arc<RwLock<ApiKeys>>,
+}
+
+impl App {
+    pub fn new(client: Client, keys: ApiKeys) -> App {
+        App {
+            client: Arc::new(client),
+            keys: Arc::new(RwLock::new(keys)),
+        }
+    }
+
+    /// Applies `operation` for the caller, under its `Idempotency-Key` if it sent one.
+    pub async fn submit(
+        &self,
+        caller: &Caller,
+        key: &IdempotencyKey,
+        operation: Operation,
+    ) -> Result<Reply, Problem> {
+        let request_key = match &key.0 {
+            Some(text) => extract::http_request_key(text),
+            None => self.client.new_key(),
+        };
+        self.client
+            .submit_as(&caller.0, request_key, operation)
+            .await
+            .map_err(|e| Problem::client(e, true))
+    }
+
+    /// Reads for the caller (linearizable).
+    pub async fn query(&self, caller: &Caller, query: Query) -> Result<QueryReply, Problem> {
+        self.client
+            .query_as(&caller.0, query, Consistency::Linearizable)
+            .await
+            .map_err(|e: ClientError| Problem::client(e, false))
+    }
+}
