@@ -118,6 +118,13 @@ impl<T: DeserializeOwned> FromRequest<App> for JsonBody<T> {
             })?;
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|_| Problem::bad_request("MalformedJson", "the body is not JSON"))?;
+        if let Some(path) = beyond_int64(&value, "") {
+            return Err(Problem::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "InvalidBody",
+                format!("the integer at `{path}` does not fit a signed 64-bit integer"),
+            ));
+        }
         serde_path_to_error::deserialize(value)
             .map(JsonBody)
             .map_err(|e| {
@@ -132,6 +139,32 @@ impl<T: DeserializeOwned> FromRequest<App> for JsonBody<T> {
     }
 }
 
+/// Whether a decimal integer in a path, query or body fits a signed 64-bit integer (a Java
+/// `long`): the API's integers are documented as int64 and no id, amount or time comes near
+/// the limit, so a larger one is refused rather than read as a u64.
+fn fits_int64(text: &str) -> bool {
+    !text.bytes().all(|b| b.is_ascii_digit()) || text.parse::<i64>().is_ok()
+}
+
+/// The path of the first integer in `value` beyond int64, if any.
+fn beyond_int64(value: &serde_json::Value, path: &str) -> Option<String> {
+    match value {
+        serde_json::Value::Number(n) => n
+            .as_u64()
+            .filter(|v| *v > i64::MAX as u64)
+            .map(|_| path.to_owned()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| beyond_int64(v, &format!("{path}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let path = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            beyond_int64(v, &path)
+        }),
+        _ => None,
+    }
+}
+
 /// Path parameters, a 400 problem when they do not parse.
 pub struct PathParams<T>(pub T);
 
@@ -139,10 +172,17 @@ impl<T: DeserializeOwned + Send> FromRequestParts<App> for PathParams<T> {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Problem> {
+        let invalid = || Problem::bad_request("InvalidPath", "a path parameter is not valid");
+        let raw = axum::extract::RawPathParams::from_request_parts(parts, app)
+            .await
+            .map_err(|_| invalid())?;
+        if raw.iter().any(|(_, v)| !fits_int64(v)) {
+            return Err(invalid());
+        }
         axum::extract::Path::<T>::from_request_parts(parts, app)
             .await
             .map(|p| PathParams(p.0))
-            .map_err(|_| Problem::bad_request("InvalidPath", "a path parameter is not valid"))
+            .map_err(|_| invalid())
     }
 }
 
@@ -153,10 +193,16 @@ impl<T: DeserializeOwned + Send> FromRequestParts<App> for QueryParams<T> {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Problem> {
+        let invalid = || Problem::bad_request("InvalidQuery", "a query parameter is not valid");
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).map_err(|_| invalid())?;
+        if pairs.iter().any(|(_, v)| !fits_int64(v)) {
+            return Err(invalid());
+        }
         axum::extract::Query::<T>::from_request_parts(parts, app)
             .await
             .map(|q| QueryParams(q.0))
-            .map_err(|_| Problem::bad_request("InvalidQuery", "a query parameter is not valid"))
+            .map_err(|_| invalid())
     }
 }
 
@@ -208,6 +254,15 @@ pub fn http_request_key(key: &str) -> RequestKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_beyond_int64_are_found_wherever_they_are() {
+        assert!(fits_int64("9223372036854775807") && fits_int64("abc") && fits_int64(""));
+        assert!(!fits_int64("9223372036854775808"));
+        let body = serde_json::json!({"a": 1, "b": [1, {"c": 9223372036854775808u64}]});
+        assert_eq!(beyond_int64(&body, "").as_deref(), Some("b[1].c"));
+        assert_eq!(beyond_int64(&serde_json::json!({"a": i64::MAX}), ""), None);
+    }
 
     #[test]
     fn an_idempotency_key_maps_to_one_ledger_key_of_its_own() {

@@ -28,15 +28,52 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for a request's headers to arrive.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The OpenAPI document as published. utoipa 5 writes a link's fields in snake case
+/// (`operation_id`); OpenAPI says `operationId`, and tools that follow links (schemathesis'
+/// stateful phase) need it.
+pub fn published(api: &utoipa::openapi::OpenApi) -> serde_json::Value {
+    fn fix(value: &mut serde_json::Value, in_links: bool) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if in_links {
+                    for link in map.values_mut() {
+                        if let serde_json::Value::Object(link) = link {
+                            for (from, to) in [
+                                ("operation_id", "operationId"),
+                                ("operation_ref", "operationRef"),
+                                ("request_body", "requestBody"),
+                            ] {
+                                if let Some(v) = link.remove(from) {
+                                    link.insert(to.into(), v);
+                                }
+                            }
+                        }
+                    }
+                    return;
+                }
+                for (key, v) in map.iter_mut() {
+                    fix(v, key == "links");
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| fix(v, false)),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(api).expect("the document encodes");
+    fix(&mut value, false);
+    value
+}
+
 /// The OpenAPI document and the router that serves it: `/v1/...`, `/openapi.json`, `/docs`
 /// (Swagger UI, served from the binary) and `/health`.
-pub fn router(app: App) -> (Router, utoipa::openapi::OpenApi) {
+pub fn router(app: App) -> (Router, serde_json::Value) {
     let (v1, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/v1", routes::router())
         .split_for_parts();
+    let api = published(&api);
     let router = Router::new()
         .merge(v1)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", api.clone()))
+        .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", api.clone()))
         .route("/health", get(|| async { (StatusCode::OK, "ok\n") }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
