@@ -143,7 +143,7 @@ impl<T: DeserializeOwned> FromRequest<App> for JsonBody<T> {
 /// `long`): the API's integers are documented as int64 and no id, amount or time comes near
 /// the limit, so a larger one is refused rather than read as a u64.
 fn fits_int64(text: &str) -> bool {
-    !text.bytes().all(|b| b.is_ascii_digit()) || text.parse::<i64>().is_ok()
+    text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) || text.parse::<i64>().is_ok()
 }
 
 /// The path of the first integer in `value` beyond int64, if any.

@@ -77,10 +77,21 @@ struct Args {
         conflicts_with_all = ["webhook", "hanging_webhook"]
     )]
     accepting_webhook: bool,
+    /// With --payments: the merchant takes its payments through the HTTP/JSON gateway at
+    /// this base URL (`https://localhost:7400/v1` on the dev cluster) with its client
+    /// certificate, instead of the Rust client; with --phases, only in the B phases, so one
+    /// run compares the two.
+    #[arg(
+        long,
+        requires = "payments",
+        conflicts_with_all = ["webhook", "hanging_webhook", "accepting_webhook"]
+    )]
+    http: Option<String>,
     /// Splits the run into this many equal phases, each reported on its own. With a webhook
     /// it is registered only in phases 2, 3, 6, 7, 10, 11, … and removed after each (the
     /// order A B B A A B B A cancels a steady drift), so that one cluster and one merchant
-    /// compare the ledger with and without it.
+    /// compare the ledger with and without it; with --http, payments go through the gateway
+    /// in those phases.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
     phases: u64,
 }
@@ -134,6 +145,53 @@ async fn accepting_webhook() -> Result<String, String> {
         }
     });
     Ok(url)
+}
+
+/// A payment through the HTTP gateway, both steps, as a merchant's program would make it.
+async fn http_payment(
+    http: &reqwest::Client,
+    base: &str,
+    tail: &Mutex<SmsTail>,
+    phone: String,
+    last_six: &str,
+    order_id: String,
+) -> Result<(), String> {
+    let post = |path: String, body: serde_json::Value| {
+        http.post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let begun = post(
+        "/payments".into(),
+        serde_json::json!({"phone": phone, "last_six": last_six, "amount_fen": 100, "order_id": order_id}),
+    )
+    .await
+    .map_err(|e| format!("HttpError({})", e.without_url()))?;
+    if begun.status() != reqwest::StatusCode::CREATED {
+        return Err(format!("HttpStatus({})", begun.status().as_u16()));
+    }
+    let pending: serde_json::Value = serde_json::from_slice(
+        &begun.bytes().await.map_err(|e| format!("HttpError({e})"))?,
+    )
+    .map_err(|e| format!("HttpBody({e})"))?;
+    let (Some(payment), Some(challenge)) = (pending["payment"].as_u64(), pending["challenge"].as_u64())
+    else {
+        return Err("HttpBody(no payment)".into());
+    };
+    let code = code_for(tail, challenge, Duration::from_secs(10))
+        .await
+        .ok_or("NoSms")?;
+    let confirmed = post(
+        format!("/payments/{payment}/confirm"),
+        serde_json::json!({ "code": code }),
+    )
+    .await
+    .map_err(|e| format!("HttpError({})", e.without_url()))?;
+    match confirmed.status() {
+        reqwest::StatusCode::OK => Ok(()),
+        other => Err(format!("HttpStatus({})", other.as_u16())),
+    }
 }
 
 /// Whether the webhook is registered in phase `p` (0-based) of `phases`: all along in a
@@ -411,6 +469,21 @@ async fn main() -> Result<(), String> {
     } else {
         args.webhook.clone()
     };
+    // The merchant's HTTPS client for --http: its certificate, the cluster CA.
+    let http = match (&args.http, &worker_config.tls) {
+        (None, _) => None,
+        (Some(_), None) => return Err("--http needs the merchant's certificate (--certs)".into()),
+        (Some(base), Some(identity)) => {
+            let client = reqwest::Client::builder()
+                .tls_backend_preconfigured(identity.client_config().as_ref().clone())
+                .no_proxy()
+                .pool_max_idle_per_host(args.concurrency)
+                .timeout(Duration::from_secs(30))
+                .build()
+                .map_err(|e| format!("the HTTP client: {e}"))?;
+            Some((client, base.trim_end_matches('/').to_owned()))
+        }
+    };
     let hook_client = Client::new(worker_config.clone());
     let set_hook = |on: bool| {
         let (client, url) = (&hook_client, webhook.clone());
@@ -449,7 +522,7 @@ async fn main() -> Result<(), String> {
         // One client (one idempotency session) per worker, as each merchant has its own.
         let client = Arc::new(Client::new(worker_config.clone()));
         let (accounts, stop, tail) = (accounts.clone(), stop.clone(), tail.clone());
-        let phase = phase.clone();
+        let (phase, http) = (phase.clone(), http.clone());
         let (batch, payments) = (args.batch, args.payments);
         tasks.push(tokio::spawn(async move {
             // Per phase: latencies, and requests that succeeded.
@@ -464,6 +537,29 @@ async fn main() -> Result<(), String> {
                 if payments {
                     let (_, n) = accounts[(worker + order as usize * 7) % accounts.len()];
                     order += 1;
+                    let p = phase.load(Ordering::Relaxed);
+                    if let Some((http, base)) = http.as_ref().filter(|_| hooked_in(p, phases)) {
+                        let outcome = http_payment(
+                            http,
+                            base,
+                            &tail,
+                            ledger_client::sample::phone(n),
+                            &pan(n)[10..],
+                            format!("w{worker}-{order}"),
+                        )
+                        .await;
+                        match outcome {
+                            Ok(()) => {
+                                ok[p] += 1;
+                                latencies_us[p].push(t.elapsed().as_micros() as u64);
+                            }
+                            Err(kind) => {
+                                failed += 1;
+                                *errors.entry(kind).or_default() += 1;
+                            }
+                        }
+                        continue;
+                    }
                     let begin = Operation::PaymentBegin {
                         phone: ledger_client::sample::phone(n),
                         last_six: Secret::new(&pan(n)[10..]),
@@ -592,34 +688,43 @@ async fn main() -> Result<(), String> {
     let mut everything: Vec<u64> = latencies.iter().flatten().copied().collect();
     everything.sort_unstable();
     println!("latency per {unit}: {}", latency_line(&everything));
+    let alternates = webhook.is_some() || http.is_some();
     if phases > 1 {
-        let hooked_name = if args.hanging_webhook {
-            "a hanging webhook"
+        let (plain_name, hooked_name) = if http.is_some() {
+            ("the Rust client", "the HTTP gateway")
+        } else if args.hanging_webhook {
+            ("no webhook", "a hanging webhook")
         } else if args.accepting_webhook {
-            "an accepting webhook"
+            ("no webhook", "an accepting webhook")
         } else {
-            "the webhook"
+            ("no webhook", "the webhook")
         };
         let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        let mut pooled: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
         for p in 0..phases {
-            let hooked = webhook.is_some() && hooked_in(p, phases);
+            let hooked = alternates && hooked_in(p, phases);
             latencies[p].sort_unstable();
             let rate = ok[p] as f64 / phase_secs[p];
             rates[usize::from(hooked)].push(rate);
+            pooled[usize::from(hooked)].extend(&latencies[p]);
             println!(
                 "phase {} ({}): {rate:.0} {what}/s, {}",
                 p + 1,
-                if hooked { hooked_name } else { "no webhook" },
+                if hooked { hooked_name } else { plain_name },
                 latency_line(&latencies[p])
             );
         }
-        if webhook.is_some() {
+        if alternates {
             let [without, with] = rates.map(|r| r.iter().sum::<f64>() / r.len() as f64);
             println!(
-                "mean of the phases: {without:.0} {what}/s without the webhook, {with:.0} with \
+                "mean of the phases: {without:.0} {what}/s with {plain_name}, {with:.0} with \
                  {hooked_name} ({:+.1}%)",
                 (with / without - 1.0) * 100.0
             );
+            for (name, mut all) in [plain_name, hooked_name].into_iter().zip(pooled) {
+                all.sort_unstable();
+                println!("latency per {unit} with {name}: {}", latency_line(&all));
+            }
         }
     }
     for (error, count) in &errors {
