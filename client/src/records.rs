@@ -47,10 +47,7 @@ pub fn cst_time(ms: u64) -> String {
         in_day / 1_000 % 60,
         in_day % 1_000,
     );
-    format!(
-        "{} {h:02}:{min:02}:{s:02}.{milli:03}",
-        cst_date_text(day)
-    )
+    format!("{} {h:02}:{min:02}:{s:02}.{milli:03}", cst_date_text(day))
 }
 
 /// The id a row's cause carries, for a column.

@@ -158,7 +158,11 @@ fn beyond_int64(value: &serde_json::Value, path: &str) -> Option<String> {
             .enumerate()
             .find_map(|(i, v)| beyond_int64(v, &format!("{path}[{i}]"))),
         serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
-            let path = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            let path = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
             beyond_int64(v, &path)
         }),
         _ => None,

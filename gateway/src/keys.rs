@@ -117,9 +117,7 @@ impl ApiKeys {
             let principal = fields
                 .next()
                 .ok_or_else(|| malformed("no principal after the hash"))
-                .and_then(|uri| {
-                    Principal::from_uri(uri).map_err(|e| malformed(&e.to_string()))
-                })?;
+                .and_then(|uri| Principal::from_uri(uri).map_err(|e| malformed(&e.to_string())))?;
             if !may_hold_key(principal.role()) {
                 return Err(malformed(&KeyError::Role(principal.role()).to_string()));
             }
@@ -262,7 +260,7 @@ mod tests {
         let hash = "ab".repeat(32);
         for bad in [
             format!("{hash} ledger:operator:alice 0 x"),
-            format!("{hash}"),
+            hash.to_string(),
             "zz ledger:merchant:1 0 x".to_string(),
         ] {
             std::fs::write(&path, bad).unwrap();

@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ledger-gateway", version, about = "The HTTP/JSON gateway of the payment ledger: OpenAPI 3.1 at /openapi.json, a human page at /docs")]
+#[command(
+    name = "ledger-gateway",
+    version,
+    about = "The HTTP/JSON gateway of the payment ledger: OpenAPI 3.1 at /openapi.json, a human page at /docs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Commands,
@@ -34,7 +38,12 @@ struct ServeArgs {
     #[arg(long, env = "LEDGER_GATEWAY_LISTEN", default_value = "127.0.0.1:7400")]
     listen: std::net::SocketAddr,
     /// The nodes' client ports (comma separated or repeated).
-    #[arg(long, env = "LEDGER_GATEWAY_ENDPOINTS", value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        env = "LEDGER_GATEWAY_ENDPOINTS",
+        value_delimiter = ',',
+        required = true
+    )]
     endpoints: Vec<String>,
     /// The cluster CA certificate (PEM).
     #[arg(long, env = "LEDGER_GATEWAY_CA")]

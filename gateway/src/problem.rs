@@ -39,7 +39,7 @@ pub struct ProblemBody {
 #[derive(Clone, Debug)]
 pub struct Problem {
     pub status: StatusCode,
-    pub body: ProblemBody,
+    pub body: Box<ProblemBody>,
     /// Seconds, for 429 and 503.
     pub retry_after_s: Option<u64>,
     /// For 401: the `WWW-Authenticate` challenge.
@@ -106,7 +106,7 @@ impl Problem {
     pub fn new(status: StatusCode, error: &str, detail: impl Into<String>) -> Problem {
         Problem {
             status,
-            body: ProblemBody {
+            body: Box::new(ProblemBody {
                 kind: format!("urn:ledger:problem:{error}"),
                 title: error.into(),
                 status: status.as_u16(),
@@ -114,7 +114,7 @@ impl Problem {
                 error: error.into(),
                 retryable: false,
                 fields: None,
-            },
+            }),
             retry_after_s: None,
             authenticate: false,
         }
@@ -146,11 +146,7 @@ impl Problem {
     }
 
     pub fn not_found(what: &str, id: impl std::fmt::Display) -> Problem {
-        Problem::new(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("no {what} {id}"),
-        )
+        Problem::new(StatusCode::NOT_FOUND, "NotFound", format!("no {what} {id}"))
     }
 
     /// A reply of another kind than the operation gives: a gateway older or newer than the
@@ -167,7 +163,8 @@ impl Problem {
     /// A refusal by the ledger.
     pub fn ledger(error: &LedgerError) -> Problem {
         let (name, fields) = name_and_fields(error);
-        let problem = Problem::new(ledger_status(error), &name, error.to_string()).with_fields(fields);
+        let problem =
+            Problem::new(ledger_status(error), &name, error.to_string()).with_fields(fields);
         match error {
             LedgerError::TooManyChallenges { retry_after_ms, .. } => {
                 problem.retryable(Some(retry_after_ms.div_ceil(1000).max(1)))
@@ -218,12 +215,13 @@ impl Problem {
             }
             ApiError::Forbidden { .. } => Problem::forbidden(error.to_string()),
             ApiError::NotAllowed { .. } => Problem::bad_request("NotAllowed", error.to_string()),
-            ApiError::NotLeader { .. } | ApiError::Unavailable { .. } => {
-                Problem::client(ClientError::Unavailable {
+            ApiError::NotLeader { .. } | ApiError::Unavailable { .. } => Problem::client(
+                ClientError::Unavailable {
                     attempts: 0,
                     last: String::new(),
-                }, write)
-            }
+                },
+                write,
+            ),
             ApiError::BatchTooLarge { .. } => Problem::unexpected(error),
         }
     }
@@ -248,7 +246,7 @@ fn read_status(error: &ReadError) -> StatusCode {
 pub fn ledger_status(error: &LedgerError) -> StatusCode {
     use LedgerError as E;
     match error {
-        E::CardNumberLength { .. }
+        E::CardNumberLength
         | E::CardNumberChecksum
         | E::InvalidMobilePhone
         | E::InvalidLandline
@@ -265,7 +263,7 @@ pub fn ledger_status(error: &LedgerError) -> StatusCode {
         | E::InvalidTerminalCount { .. }
         | E::SameAccount
         | E::LimitAboveCap { .. }
-        | E::LimitsInconsistent { .. }
+        | E::LimitsInconsistent
         | E::InvalidCampaignWindow
         | E::CampaignStartsInPast { .. }
         | E::CampaignWithoutRules
@@ -280,13 +278,13 @@ pub fn ledger_status(error: &LedgerError) -> StatusCode {
         | E::UnknownMerchant { .. }
         | E::UnknownPool { .. }
         | E::UnknownPayment { .. }
-        | E::UnknownCredential { .. }
+        | E::UnknownCredential
         | E::UnknownPrize { .. } => StatusCode::NOT_FOUND,
         E::DuplicateCard
         | E::AlreadyEnrolled { .. }
         | E::NotEnrolling { .. }
         | E::EnrolmentStepOutOfOrder { .. }
-        | E::EnrolmentCancelled { .. }
+        | E::EnrolmentCancelled
         | E::LookupTaken
         | E::OrderAlreadyPaid { .. }
         | E::PaymentNotPending { .. }

@@ -76,7 +76,9 @@ pub fn router(app: App) -> (Router, serde_json::Value) {
         .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", api.clone()))
         .route("/health", get(|| async { (StatusCode::OK, "ok\n") }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+        ]))
         .with_state(app);
     (router, api)
 }
@@ -103,8 +105,7 @@ pub async fn serve(listener: TcpListener, router: Router, tls: Arc<NodeTls>) {
         tokio::spawn(async move {
             let _permit = permit;
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-            {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
                     tracing::debug!(%remote, error = %e, "TLS handshake refused");
@@ -112,7 +113,12 @@ pub async fn serve(listener: TcpListener, router: Router, tls: Arc<NodeTls>) {
                 }
                 Err(_) => return,
             };
-            let peer = match stream.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+            let peer = match stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+            {
                 None => None,
                 Some(leaf) => match peer_identity(leaf) {
                     Ok(identity) => Some(identity),
@@ -124,10 +130,12 @@ pub async fn serve(listener: TcpListener, router: Router, tls: Arc<NodeTls>) {
             };
             let revoked = peer.as_ref().map(|p| tls.until_revoked(p.serial.clone()));
             let principal = CertPrincipal(peer.map(|p| p.principal));
-            let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(principal.clone());
-                router.clone().oneshot(request.map(axum::body::Body::new))
-            });
+            let service = hyper::service::service_fn(
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(principal.clone());
+                    router.clone().oneshot(request.map(axum::body::Body::new))
+                },
+            );
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -175,12 +183,9 @@ pub struct Running {
 pub async fn start(config: GatewayConfig) -> Result<Running, String> {
     let tls = NodeTls::load_for(config.tls.clone(), ledger_wire::tls::ServerKind::Gateway)
         .map_err(|e| format!("gateway TLS: {e}"))?;
-    let identity = ledger_wire::tls::TlsIdentity::load(
-        &config.tls.ca,
-        &config.tls.cert,
-        &config.tls.key,
-    )
-    .map_err(|e| format!("gateway identity: {e}"))?;
+    let identity =
+        ledger_wire::tls::TlsIdentity::load(&config.tls.ca, &config.tls.cert, &config.tls.key)
+            .map_err(|e| format!("gateway identity: {e}"))?;
     let keys = match &config.api_keys {
         Some(path) => crate::keys::ApiKeys::load(path).map_err(|e| e.to_string())?,
         None => crate::keys::ApiKeys::default(),

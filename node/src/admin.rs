@@ -1,18 +1,95 @@
-//! The admin HTTP port: `/health` (the process runs and Raft is up), `/ready` (a leader is
-//! known and this node has applied the ledger), `/metrics` (Prometheus text). A deliberately
-//! small HTTP/1.1 responder: GET only, request heads bounded, one response per connection.
+//! The admin HTTP port, on axum: `/health` (the process runs and Raft is up), `/ready` (a
+//! leader is known and this node has applied the ledger), `/metrics` (OpenMetrics text from
+//! `prometheus-client`). GET only (other methods 405), unknown paths 404, one request per
+//! connection, request heads within a deadline.
 
 use crate::node::Shared;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
-/// Largest request head read.
-const MAX_REQUEST_BYTES: usize = 8 * 1024;
-/// Time a client has to send its request.
+/// Time a client has to send its request head.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most admin connections served at once.
+const MAX_CONNECTIONS: usize = 64;
+/// The OpenMetrics text content type.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone)]
+struct Admin {
+    shared: Arc<Shared>,
+    registry: Arc<Registry>,
+}
+
+/// The admin port's routes for this node.
+fn router(shared: Arc<Shared>) -> Router {
+    let mut registry = Registry::default();
+    shared
+        .metrics
+        .register(&mut registry, Arc::downgrade(&shared));
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                "not found; try /health, /ready or /metrics\n",
+            )
+        })
+        .with_state(Admin {
+            shared,
+            registry: Arc::new(registry),
+        })
+}
+
+async fn health(State(admin): State<Admin>) -> Response {
+    match &admin.shared.raft.metrics().borrow().running_state {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("raft stopped: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn ready(State(admin): State<Admin>) -> Response {
+    let ready = {
+        let m = admin.shared.raft.metrics().borrow().clone();
+        m.running_state.is_ok() && m.current_leader.is_some()
+    } && admin.shared.reader.ledger().is_some();
+    if ready {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no leader or no ledger yet\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(admin): State<Admin>) -> Response {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &admin.registry) {
+        Ok(()) => ([(header::CONTENT_TYPE, OPENMETRICS)], body).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding: {e}\n"),
+        )
+            .into_response(),
+    }
+}
 
 /// Serves the admin port until the task is aborted.
 pub async fn serve(
@@ -20,85 +97,32 @@ pub async fn serve(
     shared: Arc<Shared>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await?;
+    let router = router(shared);
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     Ok(tokio::spawn(async move {
         loop {
+            let Ok(permit) = connections.clone().acquire_owned().await else {
+                return;
+            };
             let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
-            let shared = shared.clone();
+            let router = router.clone();
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(READ_TIMEOUT, handle(stream, shared)).await;
+                let _permit = permit;
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        router.clone().oneshot(request.map(axum::body::Body::new))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(READ_TIMEOUT)
+                    .keep_alive(false)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     }))
-}
-
-async fn handle(mut stream: tokio::net::TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
-    let mut buf = vec![0u8; MAX_REQUEST_BYTES];
-    let mut len = 0;
-    while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-        if len == buf.len() {
-            return respond(&mut stream, 431, "request head too large\n").await;
-        }
-        let n = stream.read(&mut buf[len..]).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        len += n;
-    }
-    let head = String::from_utf8_lossy(&buf[..len]);
-    let mut parts = head.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    if method != "GET" {
-        return respond(&mut stream, 405, "only GET\n").await;
-    }
-    let metrics = shared.raft.metrics().borrow().clone();
-    match path {
-        "/health" => match metrics.running_state {
-            Ok(()) => respond(&mut stream, 200, "ok\n").await,
-            Err(e) => respond(&mut stream, 503, &format!("raft stopped: {e}\n")).await,
-        },
-        "/ready" => {
-            let ready = metrics.running_state.is_ok()
-                && metrics.current_leader.is_some()
-                && shared.reader.ledger().is_some();
-            if ready {
-                respond(&mut stream, 200, "ready\n").await
-            } else {
-                respond(&mut stream, 503, "not ready: no leader or no ledger yet\n").await
-            }
-        }
-        "/metrics" => {
-            let body = shared.metrics.render(&metrics, shared.disk_bytes());
-            respond(&mut stream, 200, &body).await
-        }
-        _ => {
-            respond(
-                &mut stream,
-                404,
-                "not found; try /health, /ready or /metrics\n",
-            )
-            .await
-        }
-    }
-}
-
-async fn respond(
-    stream: &mut tokio::net::TcpStream,
-    status: u16,
-    body: &str,
-) -> std::io::Result<()> {
-    let reason = match status {
-        200 => "OK",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        431 => "Request Header Fields Too Large",
-        _ => "Service Unavailable",
-    };
-    let response = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
 }

@@ -18,7 +18,6 @@ use ledger_core::command::{Command, Envelope};
 use ledger_core::config::MAX_EXPIRE_BATCH;
 use ledger_core::types::{ChallengeId, MerchantId, Payee};
 use ledger_core::Ledger;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -112,11 +111,11 @@ async fn send_round<C: LedgerTypes>(
         let message = sms::compose(&shared.intake.keys, &facts, payee_name.as_deref());
         match gateway.deliver(&message).await {
             Ok(()) => {
-                shared.metrics.sms_sent.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.sms_sent.inc();
                 done.push(challenge);
             }
             Err(e) => {
-                shared.metrics.sms_failed.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.sms_failed.inc();
                 tracing::warn!(challenge = challenge.0, error = %e, "sms not delivered; will retry");
                 if shared.intake.planted == Some(PlantedBug::OutboxAcksUndelivered) {
                     done.push(challenge);

@@ -324,7 +324,10 @@ pub fn authorize_admin(principal: &Principal, operation: &str) -> Result<(), Api
 /// gateway's.
 pub fn authorize_delegation(caller: &Principal, target: &Principal) -> Result<(), ApiError> {
     let ok = caller.role() == Role::Gateway
-        && matches!(target.role(), Role::Merchant | Role::Channel | Role::Auditor);
+        && matches!(
+            target.role(),
+            Role::Merchant | Role::Channel | Role::Auditor
+        );
     if ok {
         Ok(())
     } else {

@@ -26,7 +26,6 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 use tarpc::server::{BaseChannel, Channel};
@@ -129,10 +128,7 @@ impl<C: LedgerTypes> ClientService<C> {
     }
 
     fn not_leader(&self) -> ApiError {
-        self.shared
-            .metrics
-            .not_leader
-            .fetch_add(1, Ordering::Relaxed);
+        self.shared.metrics.not_leader.inc();
         let leader = self.shared.raft.metrics().borrow().current_leader;
         ApiError::NotLeader {
             leader: leader.and_then(|id| self.shared.member(id)),
@@ -150,10 +146,7 @@ impl<C: LedgerTypes> ClientService<C> {
 
     /// Counts and logs a refusal by the role table (never the request's contents).
     fn forbidden(&self, e: ApiError) -> ApiError {
-        self.shared
-            .metrics
-            .forbidden
-            .fetch_add(1, Ordering::Relaxed);
+        self.shared.metrics.forbidden.inc();
         if let ApiError::Forbidden {
             principal,
             operation,
@@ -169,7 +162,7 @@ impl<C: LedgerTypes> ClientService<C> {
             ApiError::NotLeader { .. } => &self.shared.metrics.not_leader,
             _ => &self.shared.metrics.unavailable,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.inc();
     }
 
     /// Commits a change of the voter set (joint, then uniform configuration).
@@ -261,7 +254,7 @@ impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
     ) -> Result<Vec<ClientResult>, ApiError> {
         let started = Instant::now();
         let metrics = &self.shared.metrics;
-        metrics.submit_calls.fetch_add(1, Ordering::Relaxed);
+        metrics.submit_calls.inc();
         if requests.len() > MAX_BATCH {
             return Err(ApiError::BatchTooLarge { max: MAX_BATCH });
         }
@@ -344,10 +337,8 @@ impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
             self.shared.sms_wakeup.notify_one();
         }
         let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
-        metrics.commands_ok.fetch_add(ok, Ordering::Relaxed);
-        metrics
-            .commands_refused
-            .fetch_add(results.len() as u64 - ok, Ordering::Relaxed);
+        metrics.commands_ok.inc_by(ok);
+        metrics.commands_refused.inc_by(results.len() as u64 - ok);
         metrics.submit_latency.observe(started.elapsed());
         Ok(results)
     }
@@ -359,7 +350,7 @@ impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
         consistency: Consistency,
     ) -> Result<QueryReply, ApiError> {
         let started = Instant::now();
-        self.shared.metrics.queries.fetch_add(1, Ordering::Relaxed);
+        self.shared.metrics.queries.inc();
         // `unsafe_local_reads` is a test-only fault: the chaos harness's proof that its
         // checkers catch stale reads.
         if consistency == Consistency::Linearizable && !self.shared.unsafe_local_reads {

@@ -27,7 +27,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -310,14 +309,9 @@ pub async fn run<C: LedgerTypes>(
             continue;
         }
         let (registered, failing) = ledger.webhook_counts();
-        shared
-            .metrics
-            .webhooks_registered
-            .store(registered, Ordering::Relaxed);
-        shared
-            .metrics
-            .webhooks_failing
-            .store(failing, Ordering::Relaxed);
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        shared.metrics.webhooks_registered.set(gauge(registered));
+        shared.metrics.webhooks_failing.set(gauge(failing));
         let now = tokio::time::Instant::now();
         let mut busy = merchants.values().filter(|s| s.busy).count();
         let retry_ms = ledger.config().event_retry_ms;
@@ -390,11 +384,11 @@ impl<C: LedgerTypes> MerchantRound<C> {
             };
             match self.transport.post(&post).await {
                 Ok(()) => {
-                    metrics.webhook_delivered.fetch_add(1, Ordering::Relaxed);
+                    metrics.webhook_delivered.inc();
                     delivered.push(event.id);
                 }
                 Err(e) => {
-                    metrics.webhook_failed.fetch_add(1, Ordering::Relaxed);
+                    metrics.webhook_failed.inc();
                     tracing::warn!(
                         merchant = self.merchant.0,
                         event = event.id,
@@ -414,9 +408,7 @@ impl<C: LedgerTypes> MerchantRound<C> {
         if delivered.is_empty() && abandoned.is_empty() {
             return (failed, false);
         }
-        metrics
-            .webhook_abandoned
-            .fetch_add(abandoned.len() as u64, Ordering::Relaxed);
+        metrics.webhook_abandoned.inc_by(abandoned.len() as u64);
         let Some(ledger) = self.shared.reader.ledger() else {
             return (failed, delivered_any);
         };

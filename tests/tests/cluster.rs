@@ -523,10 +523,21 @@ async fn the_admin_port_reports_health_readiness_and_metrics() {
         "ledger_raft_applied_index ",
         "ledger_raft_replication_lag{peer=",
         "ledger_commands_ok_total ",
-        "ledger_request_duration_seconds_bucket{call=\"submit\",le=\"+Inf\"}",
     ] {
         assert!(metrics.contains(series), "missing {series} in:\n{metrics}");
     }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ledger_request_duration_seconds_bucket{")
+                && l.contains("call=\"submit\"")
+                && l.contains("le=\"+Inf\"")),
+        "no submit latency histogram in:\n{metrics}"
+    );
+    assert!(
+        metrics.trim_end().ends_with("# EOF"),
+        "OpenMetrics text ends with # EOF"
+    );
     let missing = String::from_utf8(raw_exchange(&admin, &get("/nope")).await).expect("utf8");
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
 }

@@ -171,11 +171,11 @@ async fn http_payment(
     if begun.status() != reqwest::StatusCode::CREATED {
         return Err(format!("HttpStatus({})", begun.status().as_u16()));
     }
-    let pending: serde_json::Value = serde_json::from_slice(
-        &begun.bytes().await.map_err(|e| format!("HttpError({e})"))?,
-    )
-    .map_err(|e| format!("HttpBody({e})"))?;
-    let (Some(payment), Some(challenge)) = (pending["payment"].as_u64(), pending["challenge"].as_u64())
+    let pending: serde_json::Value =
+        serde_json::from_slice(&begun.bytes().await.map_err(|e| format!("HttpError({e})"))?)
+            .map_err(|e| format!("HttpBody({e})"))?;
+    let (Some(payment), Some(challenge)) =
+        (pending["payment"].as_u64(), pending["challenge"].as_u64())
     else {
         return Err("HttpBody(no payment)".into());
     };

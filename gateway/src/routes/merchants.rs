@@ -253,12 +253,8 @@ async fn get_merchant(
 }
 
 fn parse_day(text: &str) -> Result<u64, Problem> {
-    parse_cst_date(text).ok_or_else(|| {
-        Problem::bad_request(
-            "InvalidDate",
-            "the day is a CST date like 2026-12-03",
-        )
-    })
+    parse_cst_date(text)
+        .ok_or_else(|| Problem::bad_request("InvalidDate", "the day is a CST date like 2026-12-03"))
 }
 
 fn parse_cursor(text: Option<&str>) -> Result<Option<Cursor>, Problem> {
@@ -347,9 +343,7 @@ async fn get_reconciliation_csv(
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "TooManyRows",
-                format!(
-                    "the day has more than {MAX_CSV_ROWS} rows: read it as JSON, page by page"
-                ),
+                format!("the day has more than {MAX_CSV_ROWS} rows: read it as JSON, page by page"),
             ));
         }
         cursor = page.next;

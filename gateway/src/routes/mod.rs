@@ -52,7 +52,13 @@ impl Modify for Security {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
-        components.add_security_scheme("mutualTLS", SecurityScheme::MutualTls { description: None, extensions: None });
+        components.add_security_scheme(
+            "mutualTLS",
+            SecurityScheme::MutualTls {
+                description: None,
+                extensions: None,
+            },
+        );
     }
 }
 

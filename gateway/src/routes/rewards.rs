@@ -216,7 +216,10 @@ async fn get_prize(
     State(app): State<App>,
     PathParams(path): PathParams<PrizePath>,
 ) -> Result<Json<PrizeView>, Problem> {
-    match app.query(&caller, Query::Prize(PrizeId(path.prize))).await? {
+    match app
+        .query(&caller, Query::Prize(PrizeId(path.prize)))
+        .await?
+    {
         QueryReply::Prize(Some(p)) => Ok(Json(PrizeView {
             prize: path.prize,
             name: p.name,

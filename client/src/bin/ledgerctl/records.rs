@@ -4,12 +4,12 @@
 use crate::failure::Failure;
 use crate::session::Session;
 use crate::view::{yuan, View};
+use ledger_client::records::{cause_ref, cst_time, parse_cst_date, StatementRow, CSV_HEADER};
 use ledger_client::Consistency;
 use ledger_core::config::MAX_STATEMENT_ROWS;
 use ledger_core::ledger::journal::{
     Cursor, Order, ReadError, Reconciliation, ReconciliationTotals, StatementPage, StatementRequest,
 };
-use ledger_client::records::{cause_ref, cst_time, parse_cst_date, StatementRow, CSV_HEADER};
 use ledger_core::state::Posting;
 use ledger_core::time::{cst_day_start_ms, DAY_MS};
 use ledger_core::types::{AccountId, MerchantId};
