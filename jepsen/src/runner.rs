@@ -272,11 +272,15 @@ async fn run_under_faults(
         "ledger-jepsen: running for {:?} with {} clients",
         options.time_limit, options.concurrency
     );
-    let deadline = std::time::Instant::now() + options.time_limit;
+    let started = std::time::Instant::now();
+    let deadline = started + options.time_limit;
+    let progress = ledger_testkit::progress::Progress::new(options.time_limit.as_secs(), "s");
     while std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
         record_crashes(&mut *db.lock().await, &run.recorder);
+        progress.set(started.elapsed().as_secs());
     }
+    progress.finish();
     run.stop.store(true, Ordering::Relaxed);
     stop_nemesis.store(true, Ordering::Relaxed);
     nemesis.await.map_err(|e| format!("nemesis task: {e}"))?;

@@ -95,12 +95,14 @@ fn main() -> ExitCode {
     let mut failed = Vec::new();
     let mut virtual_ms = 0;
     let mut ran = 0;
+    let progress = ledger_testkit::progress::Progress::new(seeds.len() as u64, "seeds");
     for seed in &seeds {
         ran += 1;
         let report = run(&options(*seed));
         virtual_ms += report.virtual_ms;
+        progress.step();
         if seeds.len() > 1 {
-            eprintln!(
+            progress.line(format!(
                 "seed {seed}: {} ({} ops, {} acknowledged, {} payments settled ({} at a terminal), {} refunds, {} cancelled, {} expired, {} wrong codes refused, {} journal rows compacted, {} msgs, {} dropped)",
                 if report.ok() { "ok" } else { "VIOLATION" },
                 report.events,
@@ -114,14 +116,15 @@ fn main() -> ExitCode {
                 report.compacted,
                 report.messages_delivered,
                 report.messages_dropped
-            );
+            ));
         }
         for v in &report.violations {
-            eprintln!("  {v}");
+            progress.line(format!("  {v}"));
         }
         if !report.ok() {
             failed.push(*seed);
-            explain_failure(&args, &report);
+            progress.note(format!("{} failed", failed.len()));
+            progress.suspend(|| explain_failure(&args, &report));
         }
         if seeds.len() == 1 {
             println!(
@@ -134,6 +137,7 @@ fn main() -> ExitCode {
             break;
         }
     }
+    progress.finish();
     let wall = started.elapsed().as_secs_f64();
     if seeds.len() > 1 {
         println!(

@@ -5,13 +5,15 @@
 //! option, not a second copy. `pki`: a cluster's CA and certificates (nodes start with
 //! mutual TLS; tests act as any principal). `driver`: a single-replica driver of the ledger core that
 //! plays leader, intake and customer, for the core's tests and benchmark, the chaos
-//! harness's model and the simulator's random streams (`splitmix64`).
+//! harness's model and the simulator's random streams (`splitmix64`). `progress`: a progress
+//! bar on a terminal, plain lines elsewhere.
 
 pub mod bench;
 pub mod driver;
 pub mod nodes;
 pub mod pki;
 pub mod probe;
+pub mod progress;
 
 pub use nodes::{now_ms, NodeLauncher, NodeProcess, StopError};
 pub use pki::{ClusterPki, LaunchTls};

@@ -626,6 +626,25 @@ async fn main() -> Result<(), String> {
             (latencies_us, ok, failed, errors)
         }));
     }
+    // A bar over the run's seconds when standard error is a terminal (nothing otherwise).
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(args.duration),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} s")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let ticker = {
+        let (bar, stop) = (bar.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                bar.set_position(started.elapsed().as_secs());
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
     // Each phase's length: the webhook is switched at its start and end, outside it.
     let mut phase_secs = Vec::with_capacity(phases);
     let phase_length = Duration::from_secs(args.duration) / phases as u32;
@@ -643,6 +662,8 @@ async fn main() -> Result<(), String> {
         }
     }
     stop.store(true, Ordering::Relaxed);
+    let _ = ticker.await;
+    bar.finish_and_clear();
     let mut latencies = vec![Vec::new(); phases];
     let mut ok = vec![0u64; phases];
     let mut failed = 0;
