@@ -10,6 +10,7 @@
 
 pub mod extract;
 pub mod keys;
+pub mod metrics;
 pub mod problem;
 pub mod routes;
 pub mod server;

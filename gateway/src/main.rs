@@ -61,6 +61,10 @@ struct ServeArgs {
     /// authenticate.
     #[arg(long, env = "LEDGER_GATEWAY_API_KEYS")]
     api_keys: Option<PathBuf>,
+    /// Serve plain-HTTP /metrics (OpenMetrics: requests by route and status, latency by
+    /// route) and /health here, for the operator; keep it off the public network.
+    #[arg(long, env = "LEDGER_GATEWAY_ADMIN")]
+    admin: Option<std::net::SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -106,6 +110,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             crl: args.crl,
         },
         api_keys: args.api_keys,
+        admin: args.admin,
     })
     .await?;
     tracing::info!(addr = %running.addr, "gateway serving https");

@@ -3,6 +3,7 @@
 //! hyper, and the connection cut when a CRL reload revokes its certificate.
 
 use crate::extract::{CertPrincipal, MAX_BODY_BYTES};
+use crate::metrics::GatewayMetrics;
 use crate::routes::{self, ApiDoc};
 use crate::App;
 use axum::extract::DefaultBodyLimit;
@@ -66,7 +67,7 @@ pub fn published(api: &utoipa::openapi::OpenApi) -> serde_json::Value {
 
 /// The OpenAPI document and the router that serves it: `/v1/...`, `/openapi.json`, `/docs`
 /// (Swagger UI, served from the binary) and `/health`.
-pub fn router(app: App) -> (Router, serde_json::Value) {
+pub fn router(app: App, metrics: Arc<GatewayMetrics>) -> (Router, serde_json::Value) {
     let (v1, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/v1", routes::router())
         .split_for_parts();
@@ -75,6 +76,10 @@ pub fn router(app: App) -> (Router, serde_json::Value) {
         .merge(v1)
         .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", api.clone()))
         .route("/health", get(|| async { (StatusCode::OK, "ok\n") }))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
@@ -167,6 +172,9 @@ pub struct GatewayConfig {
     pub tls: ledger_wire::tls::TlsFiles,
     /// The API key file (hashes only); `None` accepts client certificates only.
     pub api_keys: Option<std::path::PathBuf>,
+    /// Where to serve plain-HTTP `/metrics` and `/health` for the operator (keep it off the
+    /// public network); `None` serves none.
+    pub admin: Option<std::net::SocketAddr>,
 }
 
 /// A gateway serving.
@@ -177,6 +185,7 @@ pub struct Running {
     tls: Arc<NodeTls>,
     app: App,
     task: tokio::task::JoinHandle<()>,
+    admin: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Loads the TLS files and the keys, binds, and serves in a task.
@@ -198,14 +207,44 @@ pub async fn start(config: GatewayConfig) -> Result<Running, String> {
         .map_err(|e| format!("binding {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let tls = Arc::new(tls);
-    let (router, _) = router(app.clone());
+    let metrics = Arc::new(GatewayMetrics::default());
+    let (router, _) = router(app.clone(), metrics.clone());
     let task = tokio::spawn(serve(listener, router, tls.clone()));
+    let admin = match config.admin {
+        None => None,
+        Some(at) => {
+            let listener = TcpListener::bind(at)
+                .await
+                .map_err(|e| format!("binding the admin port {at}: {e}"))?;
+            let admin = Router::new()
+                .route(
+                    "/metrics",
+                    get(move || {
+                        let metrics = metrics.clone();
+                        async move {
+                            (
+                                [(
+                                    header::CONTENT_TYPE,
+                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                )],
+                                metrics.render(),
+                            )
+                        }
+                    }),
+                )
+                .route("/health", get(|| async { (StatusCode::OK, "ok\n") }));
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(listener, admin).await;
+            }))
+        }
+    };
     Ok(Running {
         addr,
         config,
         tls,
         app,
         task,
+        admin,
     })
 }
 
@@ -226,8 +265,16 @@ impl Running {
         Ok(format!("{revoked} revoked certificates, {keys} API keys"))
     }
 
+    /// Where the admin port listens, if it was asked for.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.config.admin
+    }
+
     /// Stops serving (open connections end with the runtime).
     pub fn shutdown(self) {
         self.task.abort();
+        if let Some(admin) = self.admin {
+            admin.abort();
+        }
     }
 }

@@ -67,7 +67,7 @@ struct DevArgs {
     #[arg(long, default_value_t = 3)]
     nodes: u64,
     /// Ports: node i listens on BASE+i (Raft), BASE+100+i (clients), BASE+200+i (admin);
-    /// the HTTP/JSON gateway on BASE+300.
+    /// the HTTP/JSON gateway on BASE+300 (HTTPS) and BASE+304 (its metrics).
     #[arg(long, default_value_t = 7100)]
     base_port: u16,
     /// PBKDF2 rounds for card passwords.
@@ -393,9 +393,10 @@ async fn dev(args: DevArgs) -> Result<(), String> {
     if let Some(gateway) = &gateway {
         println!(
             "HTTP/JSON gateway: https://localhost:{port}/v1 (OpenAPI at /openapi.json, a page \
-             at /docs; CA {dir}/ca.crt). API keys: {dir}/merchant-1.apikey, \
-             {dir}/channel-web.apikey, {dir}/auditor-audit.apikey",
+             at /docs; CA {dir}/ca.crt; metrics at http://127.0.0.1:{admin}/metrics). API \
+             keys: {dir}/merchant-1.apikey, {dir}/channel-web.apikey, {dir}/auditor-audit.apikey",
             port = gateway.addr.port(),
+            admin = gateway.addr.port() + 4,
             dir = certs_dir.display(),
         );
     }
@@ -445,6 +446,10 @@ async fn start_dev_gateway(
             crl: Some(certs_dir.join(pki::CRL_FILE)),
         },
         api_keys: Some(keys_file),
+        admin: Some(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            args.base_port + 304,
+        ))),
     })
     .await
 }

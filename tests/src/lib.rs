@@ -178,6 +178,25 @@ impl Cluster {
             .expect("issue a test certificate")
     }
 
+    /// Revokes `principal`'s certificate with `ledger-node certs revoke`, as an operator
+    /// would: the CA folder's CRL then names it (nodes and gateways apply it on reload).
+    pub fn revoke(&self, principal: &Principal) {
+        let certs = self.pki.dir();
+        let cert = certs.join(format!("{}.crt", ledger_wire::pki::file_stem(principal)));
+        let revoke = std::process::Command::new(workspace_binary("ledger-node", "ledger-node"))
+            .args(["certs", "revoke", "--dir"])
+            .arg(certs)
+            .arg("--cert")
+            .arg(cert)
+            .output()
+            .expect("run ledger-node certs revoke");
+        assert!(
+            revoke.status.success(),
+            "{}",
+            String::from_utf8_lossy(&revoke.stderr)
+        );
+    }
+
     /// `ledgerctl`'s flags to act as the test operator of this cluster.
     pub fn ledgerctl_identity(&self) -> [String; 4] {
         [

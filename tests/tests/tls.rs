@@ -211,19 +211,7 @@ async fn a_revoked_certificate_is_refused_after_sighup_and_its_open_connection_i
         .await
         .expect("served before the revocation");
 
-    let certs = cluster.pki().dir();
-    let revoke = std::process::Command::new(workspace_binary("ledger-node", "ledger-node"))
-        .args(["certs", "revoke", "--dir"])
-        .arg(certs)
-        .arg("--cert")
-        .arg(certs.join("merchant-7.crt"))
-        .output()
-        .expect("run ledger-node certs revoke");
-    assert!(
-        revoke.status.success(),
-        "{}",
-        String::from_utf8_lossy(&revoke.stderr)
-    );
+    cluster.revoke(&self::merchant(7));
     for id in cluster.ids() {
         cluster.hangup(id);
     }
