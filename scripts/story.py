@@ -289,6 +289,8 @@ def main():
              415, "not application/json", "UnsupportedMediaType")
     s.expect(shop("POST", "/payments", json={**body, "order_id": "x" * 20_000}), 413,
              "a body over the limit", "BodyTooLarge")
+    s.expect(shop("POST", "/payments", json={**body, "order_id": "x" * 2_000_000}), 413,
+             "a body of 2 MB: answered, not cut off", "BodyTooLarge")
     s.expect(shop("POST", "/payments", json={**body, "extra": 1}), 422, "an unknown field",
              "InvalidBody")
     account = s.expect(channel("GET", f"/accounts/{payer}"), 200, "小王's account again")

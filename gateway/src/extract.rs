@@ -14,6 +14,75 @@ use sha2::{Digest, Sha256};
 
 /// Most bytes of a request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Most bytes of a too-large body read (and dropped) before answering 413, so that a client
+/// which sends its whole body before reading the answer gets the answer rather than a reset.
+/// A body declared larger is answered at once and the connection closed.
+pub const MAX_DRAIN_BYTES: usize = 8 * 1024 * 1024;
+/// Time allowed for a request body to arrive.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn too_large() -> Problem {
+    Problem::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "BodyTooLarge",
+        format!("a request body holds at most {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+/// Middleware: reads every request's body before anything answers (at most
+/// `MAX_BODY_BYTES` kept, up to `MAX_DRAIN_BYTES` read and dropped, within `BODY_TIMEOUT`).
+/// An answer given while the client is still sending (a 401, a 413) would otherwise close
+/// the connection under it: schemathesis saw `EOF occurred in violation of protocol` on
+/// a 1 MB body.
+pub async fn read_body_first(
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use futures::StreamExt;
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_DRAIN_BYTES as u64) {
+        return too_large().into_response();
+    }
+    let read = async move {
+        let mut stream = body.into_data_stream();
+        let (mut kept, mut total) = (Vec::new(), 0usize);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| ())?;
+            total += chunk.len();
+            if total <= MAX_BODY_BYTES {
+                kept.extend_from_slice(&chunk);
+            } else if total > MAX_DRAIN_BYTES {
+                break;
+            }
+        }
+        Ok::<_, ()>((kept, total))
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Err(_) => Problem::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "BodyTimeout",
+            format!(
+                "the body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )
+        .into_response(),
+        Ok(Err(())) => {
+            Problem::bad_request("BodyUnreadable", "the body could not be read").into_response()
+        }
+        Ok(Ok((_, total))) if total > MAX_BODY_BYTES => too_large().into_response(),
+        Ok(Ok((kept, _))) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(kept)))
+                .await
+        }
+    }
+}
 /// Most characters of an `Idempotency-Key` (printable ASCII).
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
@@ -109,13 +178,7 @@ impl<T: DeserializeOwned> FromRequest<App> for JsonBody<T> {
         }
         let bytes = axum::body::Bytes::from_request(req, app)
             .await
-            .map_err(|_| {
-                Problem::new(
-                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    "BodyTooLarge",
-                    format!("a request body holds at most {MAX_BODY_BYTES} bytes"),
-                )
-            })?;
+            .map_err(|_| too_large())?;
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|_| Problem::bad_request("MalformedJson", "the body is not JSON"))?;
         if let Some(path) = beyond_int64(&value, "") {

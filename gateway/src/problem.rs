@@ -67,6 +67,9 @@ pub enum Problems {
     /// was used for another request.
     #[response(status = 409, content_type = "application/problem+json")]
     Conflict(ProblemBody),
+    /// The request body did not arrive in time.
+    #[response(status = 408, content_type = "application/problem+json")]
+    Timeout(ProblemBody),
     /// The request body is larger than the gateway accepts.
     #[response(status = 413, content_type = "application/problem+json")]
     TooLarge(ProblemBody),

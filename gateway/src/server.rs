@@ -76,6 +76,7 @@ pub fn router(app: App, metrics: Arc<GatewayMetrics>) -> (Router, serde_json::Va
         .merge(v1)
         .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", api.clone()))
         .route("/health", get(|| async { (StatusCode::OK, "ok\n") }))
+        .layer(axum::middleware::from_fn(crate::extract::read_body_first))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::metrics::track,
