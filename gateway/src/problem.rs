@@ -183,19 +183,7 @@ impl Problem {
         match error {
             ClientError::Refused(e) => Problem::ledger(&e),
             ClientError::Rejected(e) => Problem::api(&e, write),
-            ClientError::Unavailable { .. } if write => Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "OutcomeUnknown",
-                "the cluster did not answer in time; the request may or may not have been \
-                 applied: send it again with the same Idempotency-Key to learn which",
-            )
-            .retryable(Some(1)),
-            ClientError::Unavailable { .. } => Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Unavailable",
-                "the cluster did not answer in time",
-            )
-            .retryable(Some(1)),
+            ClientError::Unavailable { .. } => Problem::unavailable(write),
             ClientError::UnexpectedReply(reply) => Problem::unexpected(reply),
             ClientError::CertificateRefused { endpoint, reason } => {
                 tracing::error!(%endpoint, %reason, "a node refused the gateway's certificate");
@@ -209,6 +197,25 @@ impl Problem {
         }
     }
 
+    /// No answer from the cluster in time: a write's outcome is then unknown.
+    fn unavailable(write: bool) -> Problem {
+        let problem = if write {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "OutcomeUnknown",
+                "the cluster did not answer in time; the request may or may not have been \
+                 applied: send it again with the same Idempotency-Key to learn which",
+            )
+        } else {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Unavailable",
+                "the cluster did not answer in time",
+            )
+        };
+        problem.retryable(Some(1))
+    }
+
     fn api(error: &ApiError, write: bool) -> Problem {
         match error {
             ApiError::Ledger(e) => Problem::ledger(e),
@@ -218,13 +225,9 @@ impl Problem {
             }
             ApiError::Forbidden { .. } => Problem::forbidden(error.to_string()),
             ApiError::NotAllowed { .. } => Problem::bad_request("NotAllowed", error.to_string()),
-            ApiError::NotLeader { .. } | ApiError::Unavailable { .. } => Problem::client(
-                ClientError::Unavailable {
-                    attempts: 0,
-                    last: String::new(),
-                },
-                write,
-            ),
+            ApiError::NotLeader { .. } | ApiError::Unavailable { .. } => {
+                Problem::unavailable(write)
+            }
             ApiError::BatchTooLarge { .. } => Problem::unexpected(error),
         }
     }

@@ -173,8 +173,12 @@ fn config_error(e: impl fmt::Display) -> TlsError {
     TlsError::Config(e.to_string())
 }
 
-/// A server that requires a client certificate from the cluster CA, not revoked in `crls`.
+/// The server configuration for `kind`. A node's ports require a client certificate from
+/// the cluster CA, not revoked in `crls`, over TLS 1.3. The gateway's HTTPS makes it optional
+/// (a merchant that cannot do mutual TLS sends an API key instead) but checks it the same way
+/// when sent, and also speaks TLS 1.2 (the merchants' PHP and Java stacks), HTTP/1.1.
 fn server_config(
+    kind: ServerKind,
     roots: Arc<RootCertStore>,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -182,40 +186,23 @@ fn server_config(
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
         .with_crls(crls)
-        .only_check_end_entity_revocation()
-        .build()
-        .map_err(config_error)?;
-    let config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(config_error)?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(config_error)?;
-    Ok(Arc::new(config))
-}
-
-/// The gateway's HTTPS server: a client certificate from the cluster CA is optional (a
-/// merchant that cannot do mutual TLS sends an API key instead) but checked against the CA
-/// and `crls` when sent; TLS 1.2 and 1.3 (the merchants' PHP and Java stacks), HTTP/1.1.
-fn https_server_config(
-    roots: Arc<RootCertStore>,
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-    crls: Vec<CertificateRevocationListDer<'static>>,
-) -> Result<Arc<ServerConfig>, TlsError> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
-        .with_crls(crls)
-        .only_check_end_entity_revocation()
-        .allow_unauthenticated()
-        .build()
-        .map_err(config_error)?;
+        .only_check_end_entity_revocation();
+    let (verifier, versions): (_, &[&rustls::SupportedProtocolVersion]) = match kind {
+        ServerKind::Node => (verifier, &[&rustls::version::TLS13]),
+        ServerKind::Gateway => (
+            verifier.allow_unauthenticated(),
+            &[&rustls::version::TLS13, &rustls::version::TLS12],
+        ),
+    };
     let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(versions)
         .map_err(config_error)?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(verifier.build().map_err(config_error)?)
         .with_single_cert(chain, key)
         .map_err(config_error)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if kind == ServerKind::Gateway {
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    }
     Ok(Arc::new(config))
 }
 
@@ -295,12 +282,14 @@ impl NodeTrust {
         }
         let key = load_key(&files.key)?;
         let crls = load_crls(files.crl.as_deref())?;
-        let server = match kind {
-            ServerKind::Node => server_config,
-            ServerKind::Gateway => https_server_config,
-        };
         Ok(NodeTrust {
-            server: server(roots.clone(), chain.clone(), key.clone_key(), crls.clone())?,
+            server: server_config(
+                kind,
+                roots.clone(),
+                chain.clone(),
+                key.clone_key(),
+                crls.clone(),
+            )?,
             client: client_config(roots, chain, key, crls.clone())?,
             revoked: Arc::new(revoked_serials(&crls)?),
         })
