@@ -4,8 +4,8 @@ use ledger_core::config::LedgerConfig;
 use ledger_core::outcome::{LedgerError, Reply};
 use ledger_core::types::RequestKey;
 use ledger_wire::api::{
-    ApiError, ClientRequest, Consistency, NodeInfo, NodeStatus, Operation, Query, QueryReply,
-    MAX_BATCH,
+    ApiError, BackupManifest, ClientRequest, Consistency, NodeInfo, NodeStatus, Operation, Query,
+    QueryReply, MAX_BATCH,
 };
 use ledger_wire::principal::Principal;
 use ledger_wire::rpc::{LedgerRpcClient, LedgerRpcRequest, LedgerRpcResponse};
@@ -591,6 +591,49 @@ impl<T: Transport> Client<T> {
             out.push((endpoint, status));
         }
         out
+    }
+
+    /// Fetches a backup from the node at `endpoint` (that node, not the leader: a backup is
+    /// one node's copy): `backup_begin`, then its chunks until the manifest's length. Checking
+    /// the bytes against the manifest's SHA-256 is the caller's (the backup file's writer).
+    pub async fn backup(&self, endpoint: &str) -> Result<(BackupManifest, Vec<u8>), ClientError> {
+        let unavailable = |last: String| ClientError::Unavailable { attempts: 1, last };
+        let conn = match self.connection(endpoint).await {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(ClientError::CertificateRefused {
+                    endpoint: endpoint.to_owned(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) => return Err(unavailable(format!("{endpoint}: {e}"))),
+            Ok(conn) => conn,
+        };
+        let call = |what: &'static str| {
+            move |e: tarpc::client::RpcError| unavailable(format!("{endpoint}: {what}: {e}"))
+        };
+        let manifest = conn
+            .backup_begin(self.context())
+            .await
+            .map_err(call("backup_begin"))?
+            .map_err(ClientError::Rejected)?;
+        let mut bytes = Vec::with_capacity(usize::try_from(manifest.bytes).unwrap_or(0));
+        while (bytes.len() as u64) < manifest.bytes {
+            let chunk = conn
+                .backup_chunk(self.context(), manifest.backup_id, bytes.len() as u64)
+                .await
+                .map_err(call("backup_chunk"))?
+                .map_err(ClientError::Rejected)?;
+            if chunk.is_empty() {
+                return Err(ClientError::UnexpectedReply(format!(
+                    "{endpoint} ended backup {} after {} of {} bytes",
+                    manifest.backup_id,
+                    bytes.len(),
+                    manifest.bytes
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok((manifest, bytes))
     }
 
     /// Initialises a new cluster (membership and ledger genesis).

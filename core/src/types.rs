@@ -91,6 +91,14 @@ pub struct RequestKey {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 pub struct Digest32(pub [u8; 32]);
 
+impl Digest32 {
+    /// All 32 bytes in lower-case hex: for digests that are meant to be compared by people
+    /// (a state hash, a backup's checksum), never for a secret's hash.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 impl fmt::Debug for Digest32 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Digest32({:02x}{:02x}…)", self.0[0], self.0[1])

@@ -16,6 +16,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admin;
+pub mod backup;
 pub mod certs;
 pub mod config;
 pub mod intake;

@@ -111,6 +111,28 @@ impl<C: LedgerTypes> LogStore<C> {
     }
 }
 
+/// Marks a new node's log as starting after `purged` (a restored backup's position), with
+/// `vote` as its vote: the markers a purge and a vote leave, without the entries.
+pub(crate) fn write_restored_markers(
+    meta: &sled::Tree,
+    purged: LogId,
+    vote: Vote<NodeId>,
+) -> sled::Result<()> {
+    let encoded = (|| {
+        Ok::<_, bincode::Error>([
+            bincode::serialize(&purged)?,
+            bincode::serialize(&Some(purged))?,
+            bincode::serialize(&vote)?,
+        ])
+    })()
+    .map_err(|e| sled::Error::Unsupported(format!("encoding a marker: {e}")))?;
+    let mut batch = sled::Batch::default();
+    for (key, value) in [PURGED, COMMITTED, VOTE].into_iter().zip(encoded) {
+        batch.insert(key, value);
+    }
+    meta.apply_batch(batch)
+}
+
 fn bound_index(bound: Bound<&u64>, start: bool) -> Option<u64> {
     match (bound, start) {
         (Bound::Included(i), _) => Some(*i),

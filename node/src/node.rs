@@ -87,6 +87,8 @@ pub struct Shared<C: LedgerTypes = TypeConfig> {
     pub sms_wakeup: tokio::sync::Notify,
     /// TEST ONLY (see `NodeOptions::unsafe_local_reads`).
     pub unsafe_local_reads: bool,
+    /// The backup this node has prepared for `backup_chunk`, if any.
+    pub backups: crate::backup::Backups,
     db: sled::Db,
     next_internal_request: AtomicU64,
 }
@@ -183,6 +185,7 @@ pub fn assemble<C: LedgerTypes>(parts: NodeParts<C>) -> RunningNode<C> {
         proposer,
         sms_wakeup: tokio::sync::Notify::new(),
         unsafe_local_reads: parts.unsafe_local_reads,
+        backups: Default::default(),
         db: parts.db,
         next_internal_request: AtomicU64::new(0),
     });

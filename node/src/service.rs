@@ -15,8 +15,8 @@ use ledger_core::config::LedgerConfig;
 use ledger_core::types::RequestKey;
 use ledger_core::{Ledger, LedgerError};
 use ledger_wire::api::{
-    AccountView, ApiError, ClientRequest, ClientResult, Consistency, NodeInfo, NodeStatus, Query,
-    QueryReply, API_VERSION, MAX_ACCOUNT_RANGE, MAX_BATCH,
+    AccountView, ApiError, BackupManifest, ClientRequest, ClientResult, Consistency, NodeInfo,
+    NodeStatus, Query, QueryReply, API_VERSION, MAX_ACCOUNT_RANGE, MAX_BATCH,
 };
 use ledger_wire::principal::{Principal, Role};
 use ledger_wire::rpc::{LedgerRpc, LedgerRpcRequest, LedgerRpcResponse};
@@ -560,5 +560,46 @@ impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
         }
         self.change_voters(ChangeMembers::RemoveVoters(BTreeSet::from([id])))
             .await
+    }
+
+    async fn backup_begin(self, _: tarpc::context::Context) -> Result<BackupManifest, ApiError> {
+        roles::authorize_admin(&self.principal, "take a backup").map_err(|e| self.forbidden(e))?;
+        // On the leader, a read barrier first: the copy then holds every acknowledged write.
+        let linearizable = self.shared.is_leader() && self.read_index().await.is_ok();
+        let shared = self.shared.clone();
+        let copy = tokio::task::spawn_blocking(move || shared.reader.copy())
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)?
+            .ok_or_else(|| unavailable("the cluster has no ledger yet (not initialised)"))?;
+        let shared = self.shared.clone();
+        let manifest = tokio::task::spawn_blocking(move || {
+            let now_ms = shared.stamper.now_ms();
+            shared
+                .backups
+                .prepare(copy, shared.id, linearizable, now_ms)
+        })
+        .await
+        .map_err(unavailable)?;
+        tracing::info!(
+            principal = %self.principal,
+            backup = manifest.backup_id,
+            applied_index = manifest.applied_index,
+            records = manifest.records,
+            bytes = manifest.bytes,
+            linearizable,
+            "backup prepared"
+        );
+        Ok(manifest)
+    }
+
+    async fn backup_chunk(
+        self,
+        _: tarpc::context::Context,
+        backup_id: u64,
+        offset: u64,
+    ) -> Result<Vec<u8>, ApiError> {
+        roles::authorize_admin(&self.principal, "take a backup").map_err(|e| self.forbidden(e))?;
+        self.shared.backups.chunk(backup_id, offset)
     }
 }

@@ -63,6 +63,14 @@ pub struct StateMachine<C> {
     _config: PhantomData<C>,
 }
 
+/// A consistent copy of the state (`StateReader::copy`).
+pub struct StateCopy {
+    /// Every record, encoded as the snapshot and the state hash see it, in key order.
+    pub records: Vec<(sled::IVec, sled::IVec)>,
+    pub applied: LogId,
+    pub state_hash: ledger_core::types::Digest32,
+}
+
 /// Reads the ledger as last committed to sled: for queries, concurrently with applying.
 #[derive(Clone)]
 pub struct StateReader {
@@ -83,6 +91,28 @@ impl StateReader {
         let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
         let ledger = self.ledger()?;
         Some(f(&ledger, self.applied_index()))
+    }
+
+    /// A point-in-time copy of every record with the log id it holds everything up to and
+    /// its state hash, for a backup; `None` before genesis. Holds up applying while it scans.
+    pub fn copy(&self) -> Result<Option<StateCopy>, sled::Error> {
+        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        let Some(ledger) = self.ledger() else {
+            return Ok(None);
+        };
+        let applied: Option<LogId> = match self.state.get(APPLIED)? {
+            Some(bytes) => bincode::deserialize(&bytes)
+                .map_err(|e| sled::Error::Unsupported(format!("unreadable applied log id: {e}")))?,
+            None => None,
+        };
+        let Some(applied) = applied else {
+            return Ok(None);
+        };
+        Ok(Some(StateCopy {
+            records: raw_records(&self.state)?,
+            applied,
+            state_hash: ledger.state_hash(),
+        }))
     }
 
     /// The last applied log index.
@@ -174,14 +204,7 @@ impl<C: LedgerTypes> StateMachine<C> {
 
     /// Adds the applied log id and membership to `batch`, applies it atomically, and flushes.
     fn write_durably(&self, mut batch: sled::Batch) -> Result<(), StorageError> {
-        batch.insert(
-            APPLIED,
-            bincode::serialize(&self.applied).map_err(sm_error)?,
-        );
-        batch.insert(
-            MEMBERSHIP,
-            bincode::serialize(&self.membership).map_err(sm_error)?,
-        );
+        add_markers(&mut batch, &self.applied, &self.membership).map_err(sm_error)?;
         {
             let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
             self.state.apply_batch(batch).map_err(sm_error)?;
@@ -195,8 +218,24 @@ impl<C: LedgerTypes> StateMachine<C> {
     }
 }
 
+/// Adds the markers stored with the records to `batch`: the last applied log id and the
+/// membership as of it.
+pub(crate) fn add_markers(
+    batch: &mut sled::Batch,
+    applied: &Option<LogId>,
+    membership: &StoredMembership,
+) -> Result<(), bincode::Error> {
+    batch.insert(APPLIED, bincode::serialize(applied)?);
+    batch.insert(MEMBERSHIP, bincode::serialize(membership)?);
+    Ok(())
+}
+
 /// Writes a snapshot file atomically: temporary file, fsync, rename, fsync of the folder.
-fn persist_snapshot(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> std::io::Result<()> {
+pub(crate) fn persist_snapshot(
+    dir: &Path,
+    meta: &SnapshotMeta,
+    data: &[u8],
+) -> std::io::Result<()> {
     use std::io::Write;
     let meta_bytes = bincode::serialize(meta).map_err(std::io::Error::other)?;
     let tmp = dir.join(format!("{SNAPSHOT_FILE}.{}.tmp", meta.snapshot_id));

@@ -6,6 +6,7 @@
 //! test asks for it, so `cargo test --workspace` needs nothing built beforehand.
 
 pub mod merchant;
+pub mod ops;
 
 use ledger_client::{Client, ClientConfig, NodeInfo, NodeStatus, TlsIdentity};
 use ledger_testkit::nodes::{self, NodeLauncher};

@@ -1,10 +1,11 @@
 //! End-to-end tests over real `ledger-node` processes on 127.0.0.1.
 
-use ledger_client::{Client, ClientError, Consistency, Operation, Query, QueryReply};
-use ledger_core::command::{CampaignFlags, Command};
-use ledger_core::intake::{OpenAccountRequest, Secret};
+use ledger_client::{ClientError, Consistency, Operation, Query, QueryReply};
+use ledger_core::command::Command;
+use ledger_core::intake::Secret;
 use ledger_core::outcome::Reply;
 use ledger_core::types::{AccountId, MerchantKind, Payee, RequestKey};
+use ledger_tests::ops::{balance, deposit, open_account};
 use ledger_tests::{eventually, serial, Cluster};
 use ledger_wire::api::{ApiError, MAX_ACCOUNT_RANGE};
 use ledger_wire::principal::Principal;
@@ -16,37 +17,6 @@ use std::time::{Duration, Instant};
 /// A 16-digit Luhn-valid card number from `n`.
 fn pan(n: u64) -> String {
     ledger_testkit::driver::test_pan(n)
-}
-
-async fn open_account(client: &Client, n: u64) -> AccountId {
-    let request = OpenAccountRequest {
-        holder_name: format!("holder {n}"),
-        card_number: Secret::new(pan(n)),
-        card_password: Secret::new("135790"),
-        phone: ledger_testkit::driver::test_phone(n),
-        flags: CampaignFlags::default(),
-    };
-    match client.submit(Operation::OpenAccount(request)).await {
-        Ok(Reply::AccountOpened { account }) => account,
-        other => panic!("open account: {other:?}"),
-    }
-}
-
-async fn balance(client: &Client, account: AccountId) -> i64 {
-    match client
-        .query(Query::Account(account), Consistency::Linearizable)
-        .await
-    {
-        Ok(QueryReply::Account(Some(view))) => view.balance_fen,
-        other => panic!("balance of {account}: {other:?}"),
-    }
-}
-
-fn deposit(account: AccountId, amount_fen: u64) -> Operation {
-    Operation::Command(Command::Deposit {
-        account,
-        amount_fen,
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -191,6 +191,8 @@ enum Call {
     Query(Query),
     AddNode(NodeInfo),
     RemoveNode(u64),
+    /// `backup_begin` and its chunks, at this client address.
+    Backup(String),
 }
 
 /// The last day of an account's statement.
@@ -692,6 +694,11 @@ fn rows(w: &World, member: NodeInfo) -> Vec<Row> {
             &[Operator, Auditor],
         ),
         row(
+            "take a backup",
+            Call::Backup(member.client_addr.clone()),
+            &[Operator],
+        ),
+        row(
             "add a node (an existing member again)",
             Call::AddNode(member),
             &[Operator],
@@ -733,6 +740,11 @@ async fn forbidden(client: &Client, call: &Call, acting_for: Option<&Principal>)
             .is_some_and(|e| is_forbidden(&e)),
         (Call::AddNode(n), _) => client
             .add_node(n.clone())
+            .await
+            .err()
+            .is_some_and(|e| is_forbidden(&e)),
+        (Call::Backup(endpoint), _) => client
+            .backup(endpoint)
             .await
             .err()
             .is_some_and(|e| is_forbidden(&e)),

@@ -2,8 +2,7 @@
 //! is told, and a revocation taking effect on SIGHUP without a restart.
 
 use ledger_client::{Client, ClientError, TlsIdentity};
-use ledger_core::command::{CampaignFlags, Command};
-use ledger_core::intake::{OpenAccountRequest, Secret};
+use ledger_core::command::Command;
 use ledger_core::outcome::Reply;
 use ledger_core::types::{AccountId, MerchantId};
 use ledger_tests::{eventually, serial, workspace_binary, Cluster};
@@ -66,13 +65,7 @@ fn identity_from(dir: &Path, ca_cert: &Path, name: &str, issued: &pki::Issued) -
 async fn assert_serves(client: &Client) {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let request = OpenAccountRequest {
-        holder_name: format!("holder {n}"),
-        card_number: Secret::new(ledger_testkit::driver::test_pan(n)),
-        card_password: Secret::new("135790"),
-        phone: ledger_testkit::driver::test_phone(n),
-        flags: CampaignFlags::default(),
-    };
+    let request = ledger_tests::ops::open_account_request(n);
     match client.submit(Operation::OpenAccount(request)).await {
         Ok(Reply::AccountOpened { .. }) => {}
         other => panic!("the cluster no longer serves TLS clients: {other:?}"),

@@ -276,6 +276,34 @@ pub enum QueryReply {
     WebhookSecret(Option<(u32, Secret)>),
 }
 
+/// Most bytes of a prepared backup one `backup_chunk` call returns.
+pub const BACKUP_CHUNK_BYTES: u32 = 4 * 1024 * 1024;
+
+/// A backup a node has prepared (`backup_begin`): a point-in-time copy of its ledger state,
+/// held by the node until it is fetched in chunks (`backup_chunk`) or replaced by the next.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupManifest {
+    /// Names the prepared copy in `backup_chunk` calls.
+    pub backup_id: u64,
+    /// The node the copy was taken on.
+    pub node_id: u64,
+    /// The Raft log position the copy holds every entry up to: its term and index.
+    pub applied_term: u64,
+    pub applied_index: u64,
+    /// Whether the node was the leader and confirmed it with a quorum before copying: the
+    /// copy then holds every write acknowledged before the backup began.
+    pub linearizable: bool,
+    /// The ledger's state hash of the copy (what `Query::StateHash` answers).
+    pub state_hash: Digest32,
+    /// Records in the copy.
+    pub records: u64,
+    /// Length and SHA-256 of the copy's bytes (the ledger's snapshot encoding).
+    pub bytes: u64,
+    pub sha256: Digest32,
+    /// The node's clock when it took the copy, ms since the Unix epoch.
+    pub taken_ms: u64,
+}
+
 /// A node's view of the cluster, for `ledgerctl status` and health checks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStatus {

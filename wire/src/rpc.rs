@@ -3,7 +3,8 @@
 //! Frames are length-delimited bincode, at most `api::MAX_FRAME_BYTES`.
 
 use crate::api::{
-    ApiError, ClientRequest, ClientResult, Consistency, NodeInfo, NodeStatus, Query, QueryReply,
+    ApiError, BackupManifest, ClientRequest, ClientResult, Consistency, NodeInfo, NodeStatus,
+    Query, QueryReply,
 };
 use crate::principal::Principal;
 use ledger_core::config::LedgerConfig;
@@ -39,4 +40,11 @@ pub trait LedgerRpc {
         query: Query,
         consistency: Consistency,
     ) -> Result<QueryReply, ApiError>;
+    /// Takes a consistent copy of this node's ledger state for a backup and holds it for
+    /// `backup_chunk` (the operator only). On the leader the copy follows a read barrier, so it
+    /// holds every write acknowledged before the call; on a follower it is the state the
+    /// node has applied. A node holds one prepared backup at a time.
+    async fn backup_begin() -> Result<BackupManifest, ApiError>;
+    /// Up to `api::BACKUP_CHUNK_BYTES` of the prepared backup `backup_id`, from `offset`.
+    async fn backup_chunk(backup_id: u64, offset: u64) -> Result<Vec<u8>, ApiError>;
 }
