@@ -258,7 +258,9 @@ pub enum ConfigError {
     },
     #[error("missing setting `{0}` (flag --{1}, or in the --config file)")]
     Missing(&'static str, &'static str),
-    #[error("bad peer `{0}`: expected ID=RAFT_ADDR,CLIENT_ADDR")]
+    #[error(
+        "bad peer `{0}`: expected ID=RAFT_ADDR,CLIENT_ADDR, each address IP:PORT or HOST:PORT"
+    )]
     BadPeer(String),
     #[error("unknown SMS gateway `{0}`: use `exec:PROGRAM`, or `dev` with --allow-dev-sms")]
     BadSms(String),
@@ -276,24 +278,41 @@ pub enum ConfigError {
     MasterKey { path: PathBuf, reason: String },
 }
 
-/// Parses `ID=RAFT_ADDR,CLIENT_ADDR`.
+/// Parses `ID=RAFT_ADDR,CLIENT_ADDR`; each address is `IP:PORT` or `HOST:PORT` (a DNS name,
+/// looked up at each connection: a Kubernetes pod's stable name whose address changes).
 pub fn parse_peer(text: &str) -> Result<NodeInfo, ConfigError> {
     let bad = || ConfigError::BadPeer(text.to_owned());
     let (id, addrs) = text.split_once('=').ok_or_else(bad)?;
     let (raft, client) = addrs.split_once(',').ok_or_else(bad)?;
     Ok(NodeInfo {
         id: id.trim().parse().map_err(|_| bad())?,
-        raft_addr: raft
-            .trim()
-            .parse::<SocketAddr>()
-            .map_err(|_| bad())?
-            .to_string(),
-        client_addr: client
-            .trim()
-            .parse::<SocketAddr>()
-            .map_err(|_| bad())?
-            .to_string(),
+        raft_addr: peer_addr(raft).ok_or_else(bad)?,
+        client_addr: peer_addr(client).ok_or_else(bad)?,
     })
+}
+
+/// Longest DNS name a peer address may carry.
+const MAX_HOST_NAME_BYTES: usize = 253;
+
+/// `IP:PORT` in its canonical form, or `HOST:PORT` with a well-formed DNS name (lower case).
+fn peer_addr(text: &str) -> Option<String> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr.to_string());
+    }
+    let (host, port) = text.rsplit_once(':')?;
+    port.parse::<u16>().ok().filter(|p| *p != 0)?;
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let name_ok = host.len() <= MAX_HOST_NAME_BYTES
+        && host.split('.').all(label_ok)
+        // A dotted quad that did not parse as an address is a typo, not a name.
+        && !host.split('.').all(|l| l.bytes().all(|b| b.is_ascii_digit()));
+    name_ok.then(|| format!("{}:{port}", host.to_ascii_lowercase()))
 }
 
 impl RunArgs {
@@ -598,9 +617,23 @@ mod tests {
             (p.id, p.raft_addr.as_str(), p.client_addr.as_str()),
             (2, "127.0.0.1:7102", "127.0.0.1:7202")
         );
-        assert!(matches!(
-            parse_peer("2=nowhere"),
-            Err(ConfigError::BadPeer(_))
-        ));
+        let named = parse_peer("3=Ledger-2.ledger.payments.svc:7101,ledger-2.ledger:7201").unwrap();
+        assert_eq!(named.raft_addr, "ledger-2.ledger.payments.svc:7101");
+        assert_eq!(named.client_addr, "ledger-2.ledger:7201");
+        for bad in [
+            "2=nowhere",
+            "2=host:0,host:7201",
+            "2=host:7101,host",
+            "2=-host:7101,host:7201",
+            "2=ho_st:7101,host:7201",
+            "2=10.0.0.300:7101,host:7201",
+            "2=a..b:7101,host:7201",
+            "x=host:7101,host:7201",
+        ] {
+            assert!(
+                matches!(parse_peer(bad), Err(ConfigError::BadPeer(_))),
+                "{bad}"
+            );
+        }
     }
 }
