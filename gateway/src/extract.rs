@@ -115,10 +115,13 @@ impl FromRequestParts<App> for Caller {
         let from_key = match parts.headers.get(header::AUTHORIZATION) {
             None => None,
             Some(value) => {
+                // The scheme's name is case-insensitive (RFC 9110, section 11.1).
                 let key = value
                     .to_str()
                     .ok()
-                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .and_then(|v| v.split_once(' '))
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, key)| key)
                     .ok_or_else(|| {
                         Problem::unauthorized("Authorization must be `Bearer <API key>`")
                     })?;

@@ -86,6 +86,21 @@ impl std::fmt::Debug for ApiKeys {
 }
 
 impl ApiKeys {
+    /// Reads the key file a gateway was told to serve: it must exist (a mistyped path must
+    /// not silently turn every API key away).
+    pub fn load_existing(path: &Path) -> Result<ApiKeys, KeyError> {
+        if !path.exists() {
+            return Err(KeyError::Io {
+                path: path.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such key file (`ledger-gateway keys issue --file` makes it)",
+                ),
+            });
+        }
+        ApiKeys::load(path)
+    }
+
     /// Reads a key file; a missing file is an empty set (no API keys accepted).
     pub fn load(path: &Path) -> Result<ApiKeys, KeyError> {
         let text = match std::fs::read_to_string(path) {
@@ -257,6 +272,10 @@ mod tests {
             Err(KeyError::BadLabel)
         ));
         assert!(ApiKeys::load(&path).unwrap().is_empty(), "missing file");
+        assert!(
+            matches!(ApiKeys::load_existing(&path), Err(KeyError::Io { .. })),
+            "a gateway told to serve a missing file refuses to start"
+        );
         let hash = "ab".repeat(32);
         for bad in [
             format!("{hash} ledger:operator:alice 0 x"),

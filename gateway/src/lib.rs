@@ -20,7 +20,7 @@ use keys::ApiKeys;
 use ledger_client::{Client, ClientError};
 use ledger_core::Reply;
 use ledger_wire::api::{Consistency, Operation, Query, QueryReply};
-use problem::Problem;
+use problem::{Call, Problem};
 use std::sync::{Arc, RwLock};
 
 /// What every handler shares.
@@ -45,14 +45,14 @@ impl App {
         key: &IdempotencyKey,
         operation: Operation,
     ) -> Result<Reply, Problem> {
-        let request_key = match &key.0 {
-            Some(text) => extract::http_request_key(text),
-            None => self.client.new_key(),
+        let (request_key, call) = match &key.0 {
+            Some(text) => (extract::http_request_key(text), Call::KeyedWrite),
+            None => (self.client.new_key(), Call::UnkeyedWrite),
         };
         self.client
             .submit_as(&caller.0, request_key, operation)
             .await
-            .map_err(|e| Problem::client(e, true))
+            .map_err(|e| Problem::client(e, call))
     }
 
     /// Reads for the caller (linearizable).
@@ -60,6 +60,6 @@ impl App {
         self.client
             .query_as(&caller.0, query, Consistency::Linearizable)
             .await
-            .map_err(|e: ClientError| Problem::client(e, false))
+            .map_err(|e: ClientError| Problem::client(e, Call::Read))
     }
 }

@@ -82,10 +82,24 @@ pub enum Problems {
     /// Too many codes for this phone, or too many idempotency sessions: see `Retry-After`.
     #[response(status = 429, content_type = "application/problem+json")]
     TooManyRequests(ProblemBody),
+    /// The cluster answered in a way this gateway does not know (a version mismatch between
+    /// the gateway and the nodes): an operator's matter; the request's outcome is unknown.
+    #[response(status = 502, content_type = "application/problem+json")]
+    BadGateway(ProblemBody),
     /// The cluster did not answer in time. A write's outcome is then unknown: send it again
     /// with the same `Idempotency-Key` to learn it, without applying it twice.
     #[response(status = 503, content_type = "application/problem+json")]
     Unavailable(ProblemBody),
+}
+
+/// What a request was, for what its failure means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Call {
+    Read,
+    /// A write under an `Idempotency-Key`: a retry with it learns the outcome.
+    KeyedWrite,
+    /// A write without one: a retry may apply it a second time.
+    UnkeyedWrite,
 }
 
 /// The serde variant name of an error and its fields, if it has any.
@@ -177,13 +191,13 @@ impl Problem {
         }
     }
 
-    /// A refusal by the node (not the ledger) or a failure to reach the cluster. `write`
-    /// says whether the request was a write, whose outcome is then unknown.
-    pub fn client(error: ClientError, write: bool) -> Problem {
+    /// A refusal by the node (not the ledger) or a failure to reach the cluster; a write's
+    /// outcome is then unknown.
+    pub fn client(error: ClientError, call: Call) -> Problem {
         match error {
             ClientError::Refused(e) => Problem::ledger(&e),
-            ClientError::Rejected(e) => Problem::api(&e, write),
-            ClientError::Unavailable { .. } => Problem::unavailable(write),
+            ClientError::Rejected(e) => Problem::api(&e, call),
+            ClientError::Unavailable { .. } => Problem::unavailable(call),
             ClientError::UnexpectedReply(reply) => Problem::unexpected(reply),
             ClientError::CertificateRefused { endpoint, reason } => {
                 tracing::error!(%endpoint, %reason, "a node refused the gateway's certificate");
@@ -198,25 +212,29 @@ impl Problem {
     }
 
     /// No answer from the cluster in time: a write's outcome is then unknown.
-    fn unavailable(write: bool) -> Problem {
-        let problem = if write {
-            Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "OutcomeUnknown",
+    fn unavailable(call: Call) -> Problem {
+        let unknown =
+            |detail: &str| Problem::new(StatusCode::SERVICE_UNAVAILABLE, "OutcomeUnknown", detail);
+        let problem = match call {
+            Call::KeyedWrite => unknown(
                 "the cluster did not answer in time; the request may or may not have been \
                  applied: send it again with the same Idempotency-Key to learn which",
-            )
-        } else {
-            Problem::new(
+            ),
+            Call::UnkeyedWrite => unknown(
+                "the cluster did not answer in time; the request may or may not have been \
+                 applied, and it carried no Idempotency-Key: read the resource to learn which \
+                 before sending it again (a retry may apply it twice)",
+            ),
+            Call::Read => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Unavailable",
                 "the cluster did not answer in time",
-            )
+            ),
         };
         problem.retryable(Some(1))
     }
 
-    fn api(error: &ApiError, write: bool) -> Problem {
+    fn api(error: &ApiError, call: Call) -> Problem {
         match error {
             ApiError::Ledger(e) => Problem::ledger(e),
             ApiError::Read(e) => {
@@ -225,9 +243,7 @@ impl Problem {
             }
             ApiError::Forbidden { .. } => Problem::forbidden(error.to_string()),
             ApiError::NotAllowed { .. } => Problem::bad_request("NotAllowed", error.to_string()),
-            ApiError::NotLeader { .. } | ApiError::Unavailable { .. } => {
-                Problem::unavailable(write)
-            }
+            ApiError::NotLeader { .. } | ApiError::Unavailable { .. } => Problem::unavailable(call),
             ApiError::BatchTooLarge { .. } => Problem::unexpected(error),
         }
     }

@@ -197,7 +197,7 @@ pub async fn start(config: GatewayConfig) -> Result<Running, String> {
         ledger_wire::tls::TlsIdentity::load(&config.tls.ca, &config.tls.cert, &config.tls.key)
             .map_err(|e| format!("gateway identity: {e}"))?;
     let keys = match &config.api_keys {
-        Some(path) => crate::keys::ApiKeys::load(path).map_err(|e| e.to_string())?,
+        Some(path) => crate::keys::ApiKeys::load_existing(path).map_err(|e| e.to_string())?,
         None => crate::keys::ApiKeys::default(),
     };
     let mut client = ledger_client::ClientConfig::new(config.endpoints.clone());
@@ -251,19 +251,29 @@ pub async fn start(config: GatewayConfig) -> Result<Running, String> {
 
 impl Running {
     /// Re-reads the TLS files (the CRL after a revocation) and the API key file (a removed
-    /// line is a revoked key). On an error what was in force stays.
+    /// line is a revoked key), each on its own: a file that fails to load leaves what was in
+    /// force from it, and does not hold up the other.
     pub fn reload(&self) -> Result<String, String> {
-        let revoked = self.tls.reload().map_err(|e| e.to_string())?;
+        let tls = self
+            .tls
+            .reload()
+            .map(|revoked| format!("{revoked} revoked certificates"))
+            .map_err(|e| format!("TLS files: {e}"));
         let keys = match &self.config.api_keys {
-            Some(path) => {
-                let keys = crate::keys::ApiKeys::load(path).map_err(|e| e.to_string())?;
-                let count = keys.len();
-                *self.app.keys.write().expect("keys lock") = keys;
-                count
-            }
-            None => 0,
+            Some(path) => crate::keys::ApiKeys::load_existing(path)
+                .map(|keys| {
+                    let count = keys.len();
+                    *self.app.keys.write().expect("keys lock") = keys;
+                    format!("{count} API keys")
+                })
+                .map_err(|e| format!("API keys: {e}")),
+            None => Ok("no API key file".to_owned()),
         };
-        Ok(format!("{revoked} revoked certificates, {keys} API keys"))
+        match (tls, keys) {
+            (Ok(tls), Ok(keys)) => Ok(format!("{tls}, {keys}")),
+            (Err(e), Ok(done)) | (Ok(done), Err(e)) => Err(format!("{e} (reloaded: {done})")),
+            (Err(a), Err(b)) => Err(format!("{a}; {b}")),
+        }
     }
 
     /// Where the admin port listens, if it was asked for.

@@ -101,6 +101,27 @@ async fn api_keys_and_certificates_let_in_their_principal_until_taken_away() {
         .bearer_auth(format!("{key}0"));
     assert_eq!(status_of(wrong).await.unwrap().0, 401);
 
+    // The scheme's name is case-insensitive.
+    let lower = http
+        .get(format!("{base}/merchants/7"))
+        .header("authorization", format!("bearer {key}"));
+    assert_eq!(status_of(lower).await.unwrap().0, 404);
+    // A merchant sees the cluster's health, not the bank's node addresses.
+    let (status, body) = status_of(http.get(format!("{base}/status")).bearer_auth(&key))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
+    let nodes = view["nodes"].as_array().expect("nodes");
+    assert!(!nodes.is_empty(), "{body}");
+    for node in nodes {
+        assert!(
+            node["endpoint"].is_null() && node["error"].is_null(),
+            "{body}"
+        );
+        assert_eq!(node["reachable"], true, "{body}");
+    }
+
     // Deleting the key's line and reloading revokes it, without a restart.
     std::fs::write(&keys, "").expect("empty the key file");
     gateway.reload().expect("reload");
@@ -136,7 +157,9 @@ async fn api_keys_and_certificates_let_in_their_principal_until_taken_away() {
 async fn the_gateway_never_acts_for_the_operator_and_counts_what_it_answers() {
     let _serial = serial().await;
     let cluster = Cluster::start(3).await;
+    // A key file with no key yet: only certificates authenticate.
     let keys = cluster.data_root().join("api-keys.txt");
+    std::fs::write(&keys, "").expect("an empty key file");
     let gateway = start_gateway(&cluster, &keys).await;
     let base = format!("https://localhost:{}/v1", gateway.addr.port());
 
