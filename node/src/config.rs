@@ -40,8 +40,8 @@ pub struct RunArgs {
     /// Where this node keeps its database, snapshots and SMS outbox.
     #[arg(long, env = "LEDGER_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// A member of the initial cluster, `ID=RAFT_ADDR,CLIENT_ADDR`; repeat for each (this node
-    /// included). Used with `--init`.
+    /// A member of the initial cluster, `ID=RAFT_ADDR,CLIENT_ADDR` (each IP:PORT or
+    /// HOST:PORT); repeat for each (this node included). Used with `--init`.
     #[arg(long = "peer", env = "LEDGER_PEERS", value_delimiter = ';')]
     pub peers: Vec<String>,
     /// Initialise the cluster with `--peer` members on start, unless already initialised.

@@ -87,7 +87,8 @@ struct RestoreArgs {
     /// This node's id in the new cluster.
     #[arg(long)]
     id: u64,
-    /// Each member of the new cluster as ID=RAFT_ADDR,CLIENT_ADDR (this node included).
+    /// Each member of the new cluster as ID=RAFT_ADDR,CLIENT_ADDR, addresses IP:PORT or
+    /// HOST:PORT (this node included).
     #[arg(long = "member", required = true)]
     members: Vec<String>,
 }

@@ -567,20 +567,20 @@ impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
         // On the leader, a read barrier first: the copy then holds every acknowledged write.
         let linearizable = self.shared.is_leader() && self.read_index().await.is_ok();
         let shared = self.shared.clone();
-        let copy = tokio::task::spawn_blocking(move || shared.reader.copy())
-            .await
-            .map_err(unavailable)?
-            .map_err(unavailable)?
-            .ok_or_else(|| unavailable("the cluster has no ledger yet (not initialised)"))?;
-        let shared = self.shared.clone();
         let manifest = tokio::task::spawn_blocking(move || {
+            let copy =
+                shared.reader.copy().map_err(unavailable)?.ok_or_else(|| {
+                    unavailable("the cluster has no ledger yet (not initialised)")
+                })?;
             let now_ms = shared.stamper.now_ms();
-            shared
-                .backups
-                .prepare(copy, shared.id, linearizable, now_ms)
+            Ok::<_, ApiError>(
+                shared
+                    .backups
+                    .prepare(copy, shared.id, linearizable, now_ms),
+            )
         })
         .await
-        .map_err(unavailable)?;
+        .map_err(unavailable)??;
         tracing::info!(
             principal = %self.principal,
             backup = manifest.backup_id,

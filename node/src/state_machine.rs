@@ -14,7 +14,7 @@ use crate::raft_types::{
 };
 use crate::state_store::{raw_records, SledState, META_PREFIX};
 use ledger_core::command::Context;
-use ledger_core::ledger::{decode_snapshot, encode_record, encode_snapshot};
+use ledger_core::ledger::{decode_snapshot, encode_record, encode_snapshot, StateHasher};
 use ledger_core::{Ledger, Outcome};
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -97,30 +97,30 @@ impl StateReader {
     /// its state hash, for a backup; `None` before genesis. Holds up applying while it scans.
     pub fn copy(&self) -> Result<Option<StateCopy>, sled::Error> {
         let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
-        let Some(ledger) = self.ledger() else {
+        let (Some(_), Some(applied)) = (self.ledger(), self.applied_log_id()) else {
             return Ok(None);
         };
-        let applied: Option<LogId> = match self.state.get(APPLIED)? {
-            Some(bytes) => bincode::deserialize(&bytes)
-                .map_err(|e| sled::Error::Unsupported(format!("unreadable applied log id: {e}")))?,
-            None => None,
-        };
-        let Some(applied) = applied else {
-            return Ok(None);
-        };
+        let records = raw_records(&self.state)?;
+        // The records are stored as the state hash sees them: one scan, not a second one.
+        let mut hasher = StateHasher::default();
+        for (k, v) in &records {
+            hasher.add(k, v);
+        }
         Ok(Some(StateCopy {
-            records: raw_records(&self.state)?,
+            records,
             applied,
-            state_hash: ledger.state_hash(),
+            state_hash: hasher.finish(),
         }))
+    }
+
+    fn applied_log_id(&self) -> Option<LogId> {
+        let bytes = self.state.get(APPLIED).ok()??;
+        bincode::deserialize::<Option<LogId>>(&bytes).ok()?
     }
 
     /// The last applied log index.
     pub fn applied_index(&self) -> Option<u64> {
-        let bytes = self.state.get(APPLIED).ok()??;
-        bincode::deserialize::<Option<LogId>>(&bytes)
-            .ok()?
-            .map(|l| l.index)
+        self.applied_log_id().map(|l| l.index)
     }
 }
 

@@ -46,3 +46,12 @@ pub fn deposit(account: AccountId, amount_fen: u64) -> Operation {
         amount_fen,
     })
 }
+
+/// A book transfer between two accounts.
+pub fn transfer(source: AccountId, target: AccountId, amount_fen: u64) -> Operation {
+    Operation::Command(Command::Transfer {
+        source,
+        target,
+        amount_fen,
+    })
+}

@@ -1,10 +1,8 @@
 //! Backup of a running cluster and restore into a new one, with the `ledger-node backup` and
 //! `restore` commands an operator runs, over real node processes on 127.0.0.1.
 
-use ledger_client::Operation;
-use ledger_core::command::Command;
 use ledger_core::types::MerchantId;
-use ledger_tests::ops::{balance, deposit, open_account};
+use ledger_tests::ops::{balance, deposit, open_account, transfer};
 use ledger_tests::{serial, workspace_binary, Cluster};
 use ledger_wire::principal::Principal;
 use std::path::Path;
@@ -51,11 +49,7 @@ async fn a_backup_restored_into_a_new_cluster_has_the_same_state_and_goes_on() {
     let b = open_account(&client, 2).await;
     client.submit(deposit(a, 50_000)).await.expect("deposit");
     client
-        .submit(Operation::Command(Command::Transfer {
-            source: a,
-            target: b,
-            amount_fen: 12_345,
-        }))
+        .submit(transfer(a, b, 12_345))
         .await
         .expect("transfer");
     // The client's last request: its answer is what a retry must get, before and after.

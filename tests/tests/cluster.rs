@@ -5,7 +5,7 @@ use ledger_core::command::Command;
 use ledger_core::intake::Secret;
 use ledger_core::outcome::Reply;
 use ledger_core::types::{AccountId, MerchantKind, Payee, RequestKey};
-use ledger_tests::ops::{balance, deposit, open_account};
+use ledger_tests::ops::{balance, deposit, open_account, transfer};
 use ledger_tests::{eventually, serial, Cluster};
 use ledger_wire::api::{ApiError, MAX_ACCOUNT_RANGE};
 use ledger_wire::principal::Principal;
@@ -235,11 +235,7 @@ async fn a_full_cluster_restart_preserves_state_on_every_replica() {
     let b = open_account(&client, 2).await;
     client.submit(deposit(a, 10_000)).await.expect("deposit");
     client
-        .submit(Operation::Command(Command::Transfer {
-            source: a,
-            target: b,
-            amount_fen: 2_500,
-        }))
+        .submit(transfer(a, b, 2_500))
         .await
         .expect("transfer");
     let before = cluster.wait_converged(&cluster.ids()).await;

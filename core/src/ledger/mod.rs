@@ -259,6 +259,38 @@ fn push_framed(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// The state hash (`Ledger::state_hash`) of records fed in key order, encoded as
+/// [`encode_record`] encodes them: a store that holds them so (the node's sled tree) hashes
+/// a copy of its records without decoding them.
+pub struct StateHasher {
+    hash: Sha256,
+    buf: Vec<u8>,
+}
+
+impl Default for StateHasher {
+    fn default() -> Self {
+        let mut hash = Sha256::new();
+        hash.update(b"ledger/state/v1");
+        StateHasher {
+            hash,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl StateHasher {
+    pub fn add(&mut self, key: &[u8], value: &[u8]) {
+        self.buf.clear();
+        push_framed(&mut self.buf, key);
+        push_framed(&mut self.buf, value);
+        self.hash.update(&self.buf);
+    }
+
+    pub fn finish(self) -> Digest32 {
+        Digest32(self.hash.finalize().into())
+    }
+}
+
 /// Snapshot bytes from encoded records in key order: magic, record count, length-framed
 /// records, and a SHA-256 of all that. Any store that holds records in the encoding of
 /// [`encode_record`] (the node's sled trees do) builds its snapshot with this.
@@ -396,17 +428,12 @@ impl<S: Store> Ledger<S> {
 
     /// A stable hash of the whole state: equal on replicas that applied the same commands.
     pub fn state_hash(&self) -> Digest32 {
-        let mut h = Sha256::new();
-        h.update(b"ledger/state/v1");
-        let mut buf = Vec::new();
+        let mut h = StateHasher::default();
         self.store.scan(&mut |k, v| {
-            buf.clear();
             let (k, v) = encode_record(k, v);
-            push_framed(&mut buf, &k);
-            push_framed(&mut buf, &v);
-            h.update(&buf);
+            h.add(&k, &v);
         });
-        Digest32(h.finalize().into())
+        h.finish()
     }
 
     /// Applies one command. Deterministic: the outcome and the new state depend only on the
