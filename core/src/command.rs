@@ -26,11 +26,14 @@ pub struct Envelope {
     /// requests whose secrets differ (another card number, another OTP code) have different
     /// digests even where the commands they became could not tell them apart.
     pub request_digest: Digest32,
+    /// Whose session the request opens if its client has none: which idle time and which
+    /// quota the session counts against.
+    pub owner: SessionOwner,
 }
 
 impl Envelope {
     /// An envelope for a command that came in as itself (no secret went into it): its
-    /// request digest is the command's own.
+    /// request digest is the command's own. It opens a client's session.
     pub fn new(key: RequestKey, acked_below: u64, command: Command) -> Self {
         let request_digest = command.digest();
         Envelope {
@@ -38,8 +41,30 @@ impl Envelope {
             acked_below,
             command,
             request_digest,
+            owner: SessionOwner::Client,
         }
     }
+
+    /// The same envelope, opening a session for `owner`.
+    pub fn owned_by(self, owner: SessionOwner) -> Self {
+        Envelope { owner, ..self }
+    }
+}
+
+/// Who an idempotency session serves, which decides how long it is kept idle and what it
+/// counts against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SessionOwner {
+    /// A client that numbers its requests and acknowledges its answers (the client library,
+    /// the nodes themselves): kept `client_session_idle_ms` idle, counted in
+    /// `max_client_sessions`, which every client shares.
+    #[default]
+    Client,
+    /// A session a principal opened through the HTTP gateway, one per `Idempotency-Key`
+    /// (`principal` is a digest of the principal's name): kept `keyed_session_idle_ms` idle,
+    /// counted in that principal's own `max_keyed_sessions_per_principal`, so one merchant's
+    /// keys never crowd out another's or the client library's sessions.
+    Keyed { principal: u64 },
 }
 
 /// What the leader stamps on a command when proposing it. The core reads time only from here.

@@ -117,6 +117,14 @@ pub struct LedgerConfig {
     /// Most client sessions held at once (default 1,000,000). A new client beyond it is
     /// refused (retryable: idle sessions expire) rather than forgetting a live one.
     pub max_client_sessions: u64,
+    /// A session opened for one HTTP `Idempotency-Key` (`SessionOwner::Keyed`) idle this long
+    /// is forgotten with its answer (default 24 hours, as payment APIs keep their keys): a
+    /// retry with the key after that is applied as new.
+    pub keyed_session_idle_ms: u64,
+    /// Most keyed sessions one principal holds at once (default 1,000,000). Past it, a new
+    /// key is refused with `TooManyIdempotencyKeys` until one has been idle for
+    /// `keyed_session_idle_ms`; other principals and the client library are not affected.
+    pub max_keyed_sessions_per_principal: u64,
     /// How long the leader keeps trying to deliver a payment event to a merchant's webhook
     /// (ledger time since the event; default 3 days). After it, the event leaves the outbox
     /// undelivered; the merchant still reads it from its event cursor.
@@ -153,6 +161,8 @@ impl Default for LedgerConfig {
             idempotency_window_per_client: 1_024,
             client_session_idle_ms: 7 * 86_400_000,
             max_client_sessions: 1_000_000,
+            keyed_session_idle_ms: 86_400_000,
+            max_keyed_sessions_per_principal: 1_000_000,
             event_retry_ms: 3 * 86_400_000,
             max_undelivered_events: 10_000,
             journal_retention_ms: MAX_STATEMENT_RANGE_MS,

@@ -23,7 +23,7 @@ pub mod time;
 pub mod types;
 pub mod validate;
 
-pub use command::{Command, Context, Envelope};
+pub use command::{Command, Context, Envelope, SessionOwner};
 pub use config::LedgerConfig;
 pub use ledger::Ledger;
 pub use outcome::{LedgerError, Outcome, Reply};

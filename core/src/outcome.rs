@@ -460,6 +460,8 @@ pub enum LedgerError {
     RequestTooOld { key: RequestKey, floor: u64 },
     #[error("the ledger holds its maximum of {max_sessions} client sessions; retry later")]
     TooManyClients { max_sessions: u64 },
+    #[error("the caller holds its maximum of {max_keys} idempotency keys used within the keys' idle time; a place frees when one has been unused that long")]
+    TooManyIdempotencyKeys { max_keys: u64 },
 }
 
 impl LedgerError {
@@ -473,6 +475,8 @@ impl LedgerError {
     /// refusals (each one more request against the phone's throttle) before turning a
     /// definite refusal into an unknown outcome. The caller gets the refusal at once with
     /// `retry_after_ms`, and a person decides whether to ask for a code again.
+    /// `TooManyIdempotencyKeys` is not retryable for the same reason: a place frees only
+    /// when one of the caller's keys has been idle for a day.
     pub fn is_retryable(&self) -> bool {
         matches!(self, LedgerError::TooManyClients { .. })
     }

@@ -8,7 +8,7 @@
 //! fixed-width big-endian fields), so every backend iterates in the same order and the state
 //! hash and the snapshot are identical, byte for byte, whatever holds the state.
 
-use crate::command::{CampaignFlags, Command, PasswordHash};
+use crate::command::{CampaignFlags, Command, PasswordHash, SessionOwner};
 use crate::config::LedgerConfig;
 use crate::outcome::{EnrolmentStep, Outcome};
 use crate::types::{
@@ -453,9 +453,12 @@ pub struct Session {
     pub floor: u64,
     pub records: u64,
     pub last_seen_ms: u64,
-    /// Where the session sits in the idle queue (`Key::SessionIdle`); lags `last_seen_ms`
-    /// by at most a minute, so a busy client does not rewrite the queue on every request.
-    pub queued_ms: u64,
+    /// Where the session sits in the idle queue (`Key::SessionIdle`): when it may be
+    /// forgotten if nothing uses it again. Lags `last_seen_ms` plus the owner's idle time by
+    /// at most a minute, so a busy client does not rewrite the queue on every request.
+    pub idle_until_ms: u64,
+    /// Whose session it is: which idle time and which quota apply.
+    pub owner: SessionOwner,
 }
 
 /// Counters and clocks of the whole ledger.
@@ -511,7 +514,7 @@ pub enum Key {
     Idempotency(RequestKey),
     /// Client id → its idempotency session.
     Session(u64),
-    /// (queued ms, client id): sessions in idle order, oldest first.
+    /// (idle-until ms, client id): sessions in the order they may be forgotten, soonest first.
     SessionIdle(u64, u64),
     /// Challenges whose SMS the leader has not yet confirmed sending.
     Outbox(ChallengeId),
@@ -541,6 +544,8 @@ pub enum Key {
     Event(MerchantId, u64),
     /// (merchant, event id): the events still to push to the merchant's webhook.
     EventOutbox(MerchantId, u64),
+    /// A principal's digest (`SessionOwner::Keyed`) → how many keyed sessions it holds.
+    KeyedSessions(u64),
 }
 
 /// A record. Each `Key` variant holds the `Value` variant of the same name.
@@ -578,6 +583,7 @@ pub enum Value {
     Webhook(Box<Webhook>),
     Event(Box<Event>),
     EventOutbox,
+    KeyedSessions(u64),
 }
 
 /// A key that could not be decoded from bytes: a corrupt store or snapshot.
@@ -620,6 +626,7 @@ impl Ord for Key {
             (Posting(a), Posting(b)) => a.cmp(b),
             (AccountPosting(a, t, s), AccountPosting(b, u, r)) => (a, t, s).cmp(&(b, u, r)),
             (Webhook(a), Webhook(b)) => a.cmp(b),
+            (KeyedSessions(a), KeyedSessions(b)) => a.cmp(b),
             (Event(m, e), Event(n, f)) | (EventOutbox(m, e), EventOutbox(n, f)) => {
                 (m, e).cmp(&(n, f))
             }
@@ -636,7 +643,7 @@ impl PartialOrd for Key {
 }
 
 /// Number of `Key` variants (tags 0..KEY_TAGS).
-pub const KEY_TAGS: usize = 32;
+pub const KEY_TAGS: usize = 33;
 
 impl Key {
     /// The variant's tag: the first byte of the encoding, and the table it lives in.
@@ -675,6 +682,7 @@ impl Key {
             Key::Webhook(_) => 29,
             Key::Event(..) => 30,
             Key::EventOutbox(..) => 31,
+            Key::KeyedSessions(_) => 32,
         }
     }
 
@@ -756,6 +764,7 @@ impl Key {
                 out.extend_from_slice(&seq.to_be_bytes());
             }
             Key::Webhook(m) => out.extend([&[29][..], &m.0.to_be_bytes()].concat()),
+            Key::KeyedSessions(p) => out.extend([&[32][..], &p.to_be_bytes()].concat()),
             Key::Event(m, e) | Key::EventOutbox(m, e) => {
                 out.push(self.tag());
                 out.extend_from_slice(&m.0.to_be_bytes());
@@ -845,6 +854,7 @@ impl Key {
                 ));
             }
             29 => Key::Webhook(MerchantId(u64_at(0)?)),
+            32 => Key::KeyedSessions(u64_at(0)?),
             30 | 31 => {
                 expect_len(16)?;
                 let (m, e) = (MerchantId(u64_at(0)?), u64_at(8)?);
@@ -1107,7 +1117,8 @@ mod tests {
             )),
             id.clone().prop_map(|m| Key::Webhook(MerchantId(m))),
             (id.clone(), id.clone()).prop_map(|(m, e)| Key::Event(MerchantId(m), e)),
-            (id.clone(), id).prop_map(|(m, e)| Key::EventOutbox(MerchantId(m), e)),
+            (id.clone(), id.clone()).prop_map(|(m, e)| Key::EventOutbox(MerchantId(m), e)),
+            id.prop_map(Key::KeyedSessions),
         ]
     }
 

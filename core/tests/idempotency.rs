@@ -5,7 +5,7 @@
 mod common;
 
 use common::{balance, deposit, driver, driver_with, refused, transfer, unchanged, with_card};
-use ledger_core::command::{Command, Context, Envelope};
+use ledger_core::command::{Command, Context, Envelope, SessionOwner};
 use ledger_core::config::YUAN;
 use ledger_core::outcome::LedgerError;
 use ledger_core::time::DAY_MS;
@@ -225,5 +225,99 @@ fn a_client_seen_within_the_week_is_not_taken_for_idle() {
     d.submit(deposit(a.account, 1)).unwrap();
     assert!(d.ledger.session(8).is_none());
     assert!(d.ledger.session(7).is_some());
+    d.ledger.check_invariants().unwrap();
+}
+
+/// An HTTP `Idempotency-Key` of principal `p`: a session of its own.
+fn keyed(d: &mut Driver, p: u64, client_id: u64) {
+    d.owner = SessionOwner::Keyed { principal: p };
+    d.client_id = client_id;
+}
+
+#[test]
+fn a_principal_at_its_key_quota_is_refused_and_nobody_else_is() {
+    let mut d = driver_with(|c| c.max_keyed_sessions_per_principal = 2);
+    let a = d.funded_card(1, 100 * YUAN); // client 7
+    keyed(&mut d, 1, 100);
+    let first = d.fresh_key();
+    d.submit_with_key(first, deposit(a.account, 1)).unwrap();
+    keyed(&mut d, 1, 101);
+    d.submit(deposit(a.account, 1)).unwrap();
+    assert_eq!(d.ledger.keyed_sessions(1), 2);
+    keyed(&mut d, 1, 102);
+    let full = LedgerError::TooManyIdempotencyKeys { max_keys: 2 };
+    refused(&mut d, deposit(a.account, 1), full.clone());
+    assert!(!full.is_retryable());
+    // A retry of a key it holds still answers, from the record.
+    let before = balance(&d, a.account);
+    keyed(&mut d, 1, 100);
+    d.submit_with_key(first, deposit(a.account, 1)).unwrap();
+    assert_eq!(balance(&d, a.account), before);
+    // Another principal and the client library's sessions are not held up.
+    keyed(&mut d, 2, 200);
+    d.submit(deposit(a.account, 1)).unwrap();
+    d.owner = SessionOwner::Client;
+    d.client_id = 8;
+    d.submit(deposit(a.account, 1)).unwrap();
+    assert_eq!(
+        (d.ledger.keyed_sessions(1), d.ledger.keyed_sessions(2)),
+        (2, 1)
+    );
+    assert_eq!(d.ledger.meta().client_sessions, 2);
+    d.ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn keyed_sessions_are_forgotten_after_a_day_and_client_sessions_after_a_week() {
+    let mut d = driver();
+    let a = d.funded_card(1, 100 * YUAN); // client 7
+    keyed(&mut d, 1, 100);
+    let key = d.fresh_key();
+    d.submit_with_key(key, deposit(a.account, 1)).unwrap();
+    d.advance(DAY_MS);
+    keyed(&mut d, 2, 200);
+    d.submit(deposit(a.account, 1)).unwrap();
+    assert!(d.ledger.session(100).is_none());
+    assert!(d.ledger.idempotency_record(key).is_none());
+    assert_eq!(d.ledger.keyed_sessions(1), 0);
+    assert!(d.ledger.session(7).is_some());
+    // The key is new again after a day: applied once more.
+    let before = balance(&d, a.account);
+    keyed(&mut d, 1, 100);
+    d.submit_with_key(key, deposit(a.account, 1)).unwrap();
+    assert_eq!(balance(&d, a.account), before + 1);
+    // A week after client 7 was last seen, each command forgets one due session, soonest
+    // due first: the two keys (due a day after their use), then client 7.
+    d.advance(6 * DAY_MS);
+    d.owner = SessionOwner::Client;
+    d.client_id = 8;
+    d.submit(deposit(a.account, 1)).unwrap();
+    d.submit(deposit(a.account, 1)).unwrap();
+    assert_eq!(d.ledger.keyed_sessions(1) + d.ledger.keyed_sessions(2), 0);
+    assert!(d.ledger.session(7).is_some());
+    d.submit(deposit(a.account, 1)).unwrap();
+    assert!(d.ledger.session(7).is_none());
+    d.ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn a_full_principal_takes_the_place_of_its_own_idle_key_behind_another_owners() {
+    let mut d = driver_with(|c| c.max_keyed_sessions_per_principal = 1);
+    let a = d.funded_card(1, 100 * YUAN); // client 7
+    keyed(&mut d, 1, 100);
+    d.submit(deposit(a.account, 1)).unwrap();
+    d.advance(1);
+    keyed(&mut d, 2, 200);
+    d.submit(deposit(a.account, 1)).unwrap();
+    d.advance(DAY_MS);
+    // Principal 1's idle key is due first; principal 2's new key forgets its own.
+    keyed(&mut d, 2, 201);
+    d.submit(deposit(a.account, 1)).unwrap();
+    assert!(d.ledger.session(200).is_none());
+    assert!(d.ledger.session(100).is_some());
+    assert_eq!(
+        (d.ledger.keyed_sessions(1), d.ledger.keyed_sessions(2)),
+        (1, 1)
+    );
     d.ledger.check_invariants().unwrap();
 }

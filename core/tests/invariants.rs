@@ -243,14 +243,17 @@ fn client_sessions_that_disagree_with_their_records_or_queue_are_reported() {
     meta.client_sessions += 1;
     let found = broken(&mut d, vec![(Key::Meta, Some(Value::Meta(meta)))]);
     assert!(
-        found.contains("sessions 1, idle queue 1, counter 2"),
+        found.contains("sessions 1 (1 of clients, counter 2), idle queue 1"),
         "{found}"
     );
     // A session missing from the idle queue.
     let mut d = driver();
     d.funded_card(1, 0);
     let (client, s) = session_of(&d);
-    let found = broken(&mut d, vec![(Key::SessionIdle(s.queued_ms, client), None)]);
+    let found = broken(
+        &mut d,
+        vec![(Key::SessionIdle(s.idle_until_ms, client), None)],
+    );
     assert!(found.contains("idle queue"), "{found}");
     // A second place in the idle queue for the same session.
     let mut d = driver();
@@ -259,12 +262,12 @@ fn client_sessions_that_disagree_with_their_records_or_queue_are_reported() {
     let found = broken(
         &mut d,
         vec![(
-            Key::SessionIdle(s.queued_ms + 1, client),
+            Key::SessionIdle(s.idle_until_ms + 1, client),
             Some(Value::SessionIdle),
         )],
     );
     assert!(
-        found.contains("sessions 1, idle queue 2, counter 1"),
+        found.contains("sessions 1 (1 of clients, counter 1), idle queue 2"),
         "{found}"
     );
     // A session counting other records than it has.
@@ -297,11 +300,29 @@ fn client_sessions_that_disagree_with_their_records_or_queue_are_reported() {
         &mut d,
         vec![
             (Key::Session(client), None),
-            (Key::SessionIdle(s.queued_ms, client), None),
+            (Key::SessionIdle(s.idle_until_ms, client), None),
             (Key::Meta, Some(Value::Meta(meta))),
         ],
     );
     assert!(found.contains("records without a session"), "{found}");
+}
+
+#[test]
+fn a_principal_counting_other_keyed_sessions_than_it_holds_is_reported() {
+    let mut d = driver();
+    let a = d.funded_card(1, 0);
+    d.owner = ledger_core::SessionOwner::Keyed { principal: 5 };
+    d.client_id = 100;
+    d.submit(ledger_core::Command::Deposit {
+        account: a.account,
+        amount_fen: 1,
+    })
+    .unwrap();
+    let found = broken(
+        &mut d,
+        vec![(Key::KeyedSessions(5), Some(Value::KeyedSessions(2)))],
+    );
+    assert!(found.contains("keyed sessions per principal"), "{found}");
 }
 
 #[test]

@@ -79,7 +79,8 @@ pub enum Problems {
     /// The ledger refused: insufficient funds, a wrong code, over a limit, ...
     #[response(status = 422, content_type = "application/problem+json")]
     Unprocessable(ProblemBody),
-    /// Too many codes for this phone, or too many idempotency sessions: see `Retry-After`.
+    /// Too many codes for this phone, too many `Idempotency-Key`s in use by the caller, or
+    /// too many client sessions in all: see `Retry-After`.
     #[response(status = 429, content_type = "application/problem+json")]
     TooManyRequests(ProblemBody),
     /// The cluster answered in a way this gateway does not know (a version mismatch between
@@ -187,6 +188,8 @@ impl Problem {
                 problem.retryable(Some(retry_after_ms.div_ceil(1000).max(1)))
             }
             LedgerError::TooManyClients { .. } => problem.retryable(Some(1)),
+            // A place frees when one of the caller's keys has been idle for a day.
+            LedgerError::TooManyIdempotencyKeys { .. } => problem.retryable(Some(60)),
             _ => problem,
         }
     }
@@ -352,7 +355,9 @@ pub fn ledger_status(error: &LedgerError) -> StatusCode {
         | E::PoolClosed { .. }
         | E::PoolExhausted { .. }
         | E::NotEligible { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        E::TooManyChallenges { .. } | E::TooManyClients { .. } => StatusCode::TOO_MANY_REQUESTS,
+        E::TooManyChallenges { .. }
+        | E::TooManyClients { .. }
+        | E::TooManyIdempotencyKeys { .. } => StatusCode::TOO_MANY_REQUESTS,
     }
 }
 
@@ -374,5 +379,21 @@ impl IntoResponse for Problem {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_principal_out_of_idempotency_keys_gets_429_with_retry_after() {
+        let response =
+            Problem::ledger(&LedgerError::TooManyIdempotencyKeys { max_keys: 5 }).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "60");
+        let clients = Problem::ledger(&LedgerError::TooManyClients { max_sessions: 5 });
+        assert_eq!(clients.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(clients.retry_after_s, Some(1));
     }
 }

@@ -10,7 +10,7 @@ use crate::raft_types::{LedgerTypes, Proposal, ProposalBody, TypeConfig};
 use crate::roles;
 use crate::state_store::SledState;
 use futures::{future, StreamExt};
-use ledger_core::command::Envelope;
+use ledger_core::command::{Envelope, SessionOwner};
 use ledger_core::config::LedgerConfig;
 use ledger_core::types::RequestKey;
 use ledger_core::{Ledger, LedgerError};
@@ -93,6 +93,10 @@ pub fn plaintext_principal() -> Principal {
 pub struct ClientService<C: LedgerTypes = TypeConfig> {
     shared: Arc<Shared<C>>,
     principal: Arc<Principal>,
+    /// Whose sessions the caller's requests open: a client's, or, for calls a gateway makes
+    /// for a principal (`submit_as`), that principal's keyed sessions, one per HTTP
+    /// `Idempotency-Key`, kept a day and counted against the principal's own quota.
+    owner: SessionOwner,
 }
 
 impl<C: LedgerTypes> Clone for ClientService<C> {
@@ -100,6 +104,7 @@ impl<C: LedgerTypes> Clone for ClientService<C> {
         ClientService {
             shared: self.shared.clone(),
             principal: self.principal.clone(),
+            owner: self.owner,
         }
     }
 }
@@ -115,6 +120,7 @@ impl<C: LedgerTypes> ClientService<C> {
         ClientService {
             shared,
             principal: Arc::new(principal),
+            owner: SessionOwner::Client,
         }
     }
 
@@ -198,7 +204,13 @@ impl<C: LedgerTypes> ClientService<C> {
     fn delegate(&self, principal: Principal) -> Result<Self, ApiError> {
         roles::authorize_delegation(&self.principal, &principal).map_err(|e| self.forbidden(e))?;
         tracing::debug!(gateway = %self.principal, %principal, "delegated call");
-        Ok(self.for_principal(principal))
+        let owner = SessionOwner::Keyed {
+            principal: principal.digest64(),
+        };
+        Ok(ClientService {
+            owner,
+            ..self.for_principal(principal)
+        })
     }
 
     fn ledger(&self) -> Result<Ledger<SledState>, ApiError> {
@@ -305,6 +317,7 @@ impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
                         acked_below: request.acked_below,
                         command,
                         request_digest,
+                        owner: self.owner,
                     });
                     slots.push(slot);
                 }

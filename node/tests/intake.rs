@@ -44,6 +44,7 @@ fn ledger_with_record(
         acked_below: 0,
         command,
         request_digest: intake.digest(operation),
+        owner: ledger_core::SessionOwner::Client,
     };
     ledger
         .apply(

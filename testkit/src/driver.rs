@@ -4,7 +4,7 @@
 //!
 //! It is not used to apply commands on a node; the node has its own intake wiring.
 
-use ledger_core::command::{CampaignFlags, Command, Context, Envelope};
+use ledger_core::command::{CampaignFlags, Command, Context, Envelope, SessionOwner};
 use ledger_core::config::{LedgerConfig, ARTICLE_CAMPAIGN_ENDS_MS, ARTICLE_CAMPAIGN_STARTS_MS};
 use ledger_core::intake::{self, OpenAccountRequest, Secret, SecretKeys};
 use ledger_core::ledger::Ledger;
@@ -55,6 +55,8 @@ pub struct Driver {
     prelude: Vec<(Context, Envelope)>,
     /// What the driver's client acknowledges on every request (default 0: nothing).
     pub acked_below: u64,
+    /// Whose session the driver's requests open (default: a client's).
+    pub owner: SessionOwner,
     next_request: u64,
     rng: u64,
 }
@@ -115,6 +117,7 @@ impl Driver {
             journal: None,
             prelude: Vec::new(),
             acked_below: 0,
+            owner: SessionOwner::Client,
             next_request: 1,
             rng: 42,
         }
@@ -137,7 +140,7 @@ impl Driver {
             index: self.index,
             now_ms: self.now_ms,
         };
-        let envelope = Envelope::new(key, self.acked_below, command);
+        let envelope = Envelope::new(key, self.acked_below, command).owned_by(self.owner);
         let outcome = self.ledger.apply(&ctx, &envelope);
         if let Some(journal) = &mut self.journal {
             journal.push((ctx, envelope));

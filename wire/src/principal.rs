@@ -184,6 +184,15 @@ impl Principal {
         let id = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
         id % node_ids_from.max(1)
     }
+
+    /// A 64-bit digest of the principal, the same on every node: how the ledger counts the
+    /// idempotency keys a principal holds (`SessionOwner::Keyed`) without storing its name.
+    pub fn digest64(&self) -> u64 {
+        let mut h = Sha256::new();
+        h.update(b"ledger/principal-digest/v1");
+        h.update(self.to_uri().as_bytes());
+        u64::from_be_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
+    }
 }
 
 impl fmt::Display for Principal {
@@ -229,6 +238,19 @@ mod tests {
             "a".repeat(MAX_PRINCIPAL_NAME_BYTES + 1)
         );
         assert_eq!(Principal::from_uri(&long), Err(PrincipalError::BadName));
+    }
+
+    #[test]
+    fn digests_tell_principals_apart_and_are_stable() {
+        let a = Principal::new(Role::Merchant, "1").unwrap();
+        let b = Principal::new(Role::Merchant, "2").unwrap();
+        let c = Principal::new(Role::Channel, "1").unwrap();
+        assert_eq!(
+            a.digest64(),
+            Principal::new(Role::Merchant, "1").unwrap().digest64()
+        );
+        assert_ne!(a.digest64(), b.digest64());
+        assert_ne!(a.digest64(), c.digest64());
     }
 
     #[test]

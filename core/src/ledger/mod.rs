@@ -668,6 +668,14 @@ impl<S: Store> Ledger<S> {
         self.read(Key::Session(client_id))
     }
 
+    /// How many keyed sessions (HTTP `Idempotency-Key`s) the principal with this digest holds.
+    pub fn keyed_sessions(&self, principal: u64) -> u64 {
+        match self.store.get(&Key::KeyedSessions(principal)) {
+            Some(Value::KeyedSessions(n)) => n,
+            _ => 0,
+        }
+    }
+
     /// Challenges whose SMS is still to be sent (or confirmed sent), oldest first.
     pub fn outbox(&self, limit: usize) -> Vec<ChallengeId> {
         self.store
@@ -731,6 +739,7 @@ impl<S: Store> Ledger<S> {
         let mut records_per_client = std::collections::BTreeMap::<u64, (u64, u64)>::new();
         let mut sessions = Vec::new();
         let mut idle_queue = std::collections::BTreeSet::new();
+        let mut keyed_counters = std::collections::BTreeMap::<u64, u64>::new();
         let mut pending = std::collections::BTreeSet::new();
         let mut pending_queue = std::collections::BTreeSet::new();
         let mut balances = std::collections::BTreeMap::<AccountId, i64>::new();
@@ -806,8 +815,11 @@ impl<S: Store> Ledger<S> {
                 entry.1 = entry.1.min(k.request_id);
             }
             (Key::Session(client), Value::Session(s)) => sessions.push((*client, *s)),
-            (Key::SessionIdle(queued_ms, client), _) => {
-                idle_queue.insert((*queued_ms, *client));
+            (Key::SessionIdle(due_ms, client), _) => {
+                idle_queue.insert((*due_ms, *client));
+            }
+            (Key::KeyedSessions(principal), Value::KeyedSessions(n)) => {
+                keyed_counters.insert(*principal, *n);
             }
             (Key::OtpIssues(phone), Value::OtpIssues(issues)) => {
                 let limit = self.config.otp_challenges_per_phone as usize;
@@ -865,14 +877,24 @@ impl<S: Store> Ledger<S> {
                 ));
             }
         }
-        if sessions.len() as u64 != meta.client_sessions
-            || idle_queue.len() as u64 != meta.client_sessions
-        {
+        let mut keyed = std::collections::BTreeMap::<u64, u64>::new();
+        for (_, s) in &sessions {
+            if let crate::command::SessionOwner::Keyed { principal } = s.owner {
+                *keyed.entry(principal).or_default() += 1;
+            }
+        }
+        let clients = sessions.len() as u64 - keyed.values().sum::<u64>();
+        if clients != meta.client_sessions || idle_queue.len() != sessions.len() {
             problems.push(format!(
-                "sessions {}, idle queue {}, counter {}",
+                "sessions {} ({clients} of clients, counter {}), idle queue {}",
                 sessions.len(),
+                meta.client_sessions,
                 idle_queue.len(),
-                meta.client_sessions
+            ));
+        }
+        if keyed != keyed_counters {
+            problems.push(format!(
+                "keyed sessions per principal {keyed:?}, counters {keyed_counters:?}"
             ));
         }
         for (client, s) in sessions {
@@ -883,7 +905,7 @@ impl<S: Store> Ledger<S> {
                     "client {client}: {count} records (lowest {lowest}), session {s:?}"
                 ));
             }
-            if !idle_queue.contains(&(s.queued_ms, client)) {
+            if !idle_queue.contains(&(s.idle_until_ms, client)) {
                 problems.push(format!("client {client} missing from the idle queue"));
             }
         }

@@ -5,10 +5,17 @@
 //! (`Envelope::acked_below`) and the ledger forgets its records below that; a client that
 //! never acknowledges keeps at most `idempotency_window_per_client` records. Ids below a
 //! client's floor are refused as too old, so a forgotten request is never applied twice.
-//! Sessions idle for `client_session_idle_ms` are forgotten, one per applied command at most.
+//! Sessions idle for their owner's idle time are forgotten, one per applied command at most.
+//!
+//! Two kinds of owner share the machinery (`SessionOwner`): clients, which number their
+//! requests (kept `client_session_idle_ms`, at most `max_client_sessions` in all), and the
+//! sessions a principal opens through the HTTP gateway, one per `Idempotency-Key` (kept
+//! `keyed_session_idle_ms`, at most `max_keyed_sessions_per_principal` per principal, each
+//! principal counted under `Key::KeyedSessions`). The idle queue orders both by the time
+//! each may be forgotten.
 
 use super::Tx;
-use crate::command::Envelope;
+use crate::command::{Envelope, SessionOwner};
 use crate::config::LedgerConfig;
 use crate::outcome::{LedgerError, Outcome};
 use crate::state::{IdempotencyRecord, Key, Meta, Session, Value};
@@ -16,6 +23,11 @@ use crate::types::RequestKey;
 
 /// A busy session's place in the idle queue is refreshed at most this often.
 const SESSION_REQUEUE_MS: u64 = 60_000;
+
+/// Most due sessions a new session looks through, when its quota is full, for one of the
+/// same quota to forget in its place. Other owners' due sessions ahead of it are forgotten
+/// by the commands that apply meanwhile, one each.
+const QUOTA_SCAN: usize = 64;
 
 /// What to do with a request before applying it.
 pub(super) enum Admission {
@@ -47,6 +59,62 @@ fn session(tx: &Tx<'_>, client_id: u64) -> Option<Session> {
     tx.get(Key::Session(client_id))
 }
 
+/// How long a session of `owner` is kept idle.
+fn idle_ms(config: &LedgerConfig, owner: SessionOwner) -> u64 {
+    match owner {
+        SessionOwner::Client => config.client_session_idle_ms,
+        SessionOwner::Keyed { .. } => config.keyed_session_idle_ms,
+    }
+}
+
+/// When a session of `owner` last seen at `seen_ms` may be forgotten.
+fn idle_until(config: &LedgerConfig, owner: SessionOwner, seen_ms: u64) -> u64 {
+    seen_ms.saturating_add(idle_ms(config, owner))
+}
+
+/// How many keyed sessions `principal` holds.
+fn keyed_sessions(tx: &Tx<'_>, principal: u64) -> u64 {
+    match tx.get_value(&Key::KeyedSessions(principal)) {
+        Some(Value::KeyedSessions(n)) => n,
+        _ => 0,
+    }
+}
+
+/// Counts a session of `owner` in or out of its quota.
+fn count(tx: &mut Tx<'_>, meta: &mut Meta, owner: SessionOwner, opened: bool) {
+    match owner {
+        SessionOwner::Client if opened => meta.client_sessions += 1,
+        SessionOwner::Client => meta.client_sessions -= 1,
+        SessionOwner::Keyed { principal } => {
+            let n = keyed_sessions(tx, principal);
+            let n = if opened { n + 1 } else { n - 1 };
+            let value = (n > 0).then_some(Value::KeyedSessions(n));
+            tx.put_value(Key::KeyedSessions(principal), value);
+        }
+    }
+}
+
+/// The refusal for a new session of `owner` when its quota is full, if it is.
+fn quota_full(
+    tx: &Tx<'_>,
+    meta: &Meta,
+    config: &LedgerConfig,
+    owner: SessionOwner,
+) -> Option<LedgerError> {
+    match owner {
+        SessionOwner::Client => (meta.client_sessions >= config.max_client_sessions).then_some(
+            LedgerError::TooManyClients {
+                max_sessions: config.max_client_sessions,
+            },
+        ),
+        SessionOwner::Keyed { principal } => (keyed_sessions(tx, principal)
+            >= config.max_keyed_sessions_per_principal)
+            .then_some(LedgerError::TooManyIdempotencyKeys {
+                max_keys: config.max_keyed_sessions_per_principal,
+            }),
+    }
+}
+
 /// Decides whether a request is a replay, too old, or new; and which idle session (if any)
 /// this command will expire.
 pub(super) fn admit(
@@ -75,24 +143,33 @@ pub(super) fn admit(
             });
         }
     }
-    let horizon = now_ms.checked_sub(config.client_session_idle_ms);
-    let idle = horizon.and_then(|h| {
-        let rows = tx.range(Key::SessionIdle(0, 0), Key::SessionIdle(h + 1, 0), 1);
-        match rows.first() {
-            Some((Key::SessionIdle(queued_ms, client), _)) if *client != key.client_id => {
-                Some((*queued_ms, *client))
-            }
-            _ => None,
+    let due = Key::SessionIdle(now_ms.saturating_add(1), 0);
+    let mut idle = match tx.range(Key::SessionIdle(0, 0), due, 1).first() {
+        Some((Key::SessionIdle(due_ms, client), _)) if *client != key.client_id => {
+            Some((*due_ms, *client))
         }
-    });
-    if own.is_none() && meta.client_sessions >= config.max_client_sessions {
-        let frees_one = idle.is_some_and(|(_, client)| {
-            session(tx, client).is_some_and(|s| horizon.is_some_and(|h| s.last_seen_ms <= h))
-        });
-        if !frees_one {
-            return Err(LedgerError::TooManyClients {
-                max_sessions: config.max_client_sessions,
+        _ => None,
+    };
+    if own.is_none() {
+        if let Some(full) = quota_full(tx, meta, config, envelope.owner) {
+            // Admitted only if this command forgets a session that frees a place in the
+            // same quota: one of the first few due, in place of the first.
+            let rows = tx.range(Key::SessionIdle(0, 0), due, QUOTA_SCAN);
+            let frees_one = rows.iter().find_map(|(k, _)| match k {
+                Key::SessionIdle(due_ms, client) if *client != key.client_id => {
+                    session(tx, *client)
+                        .is_some_and(|s| {
+                            s.owner == envelope.owner
+                                && idle_until(config, s.owner, s.last_seen_ms) <= now_ms
+                        })
+                        .then_some((*due_ms, *client))
+                }
+                _ => None,
             });
+            match frees_one {
+                Some(place) => idle = Some(place),
+                None => return Err(full),
+            }
         }
     }
     Ok(Admission::Admit { session: own, idle })
@@ -113,23 +190,21 @@ pub(super) fn record(
     idle: Option<(u64, u64)>,
 ) {
     let window = config.idempotency_window_per_client;
-    if let Some((queued_ms, client)) = idle {
+    if let Some((due_ms, client)) = idle {
         let mut s = session(tx, client)
             .unwrap_or_else(|| panic!("corrupt state: idle queue names missing session {client}"));
-        tx.delete(Key::SessionIdle(queued_ms, client));
-        if now_ms.saturating_sub(s.last_seen_ms) >= config.client_session_idle_ms {
+        tx.delete(Key::SessionIdle(due_ms, client));
+        let until = idle_until(config, s.owner, s.last_seen_ms);
+        if until <= now_ms {
             for (k, _) in tx.range(request(client, 0), client_end(client), window as usize + 1) {
                 tx.delete(k);
             }
             tx.delete(Key::Session(client));
-            meta.client_sessions -= 1;
+            count(tx, meta, s.owner, false);
         } else {
-            s.queued_ms = s.last_seen_ms;
+            s.idle_until_ms = until;
             tx.put(Key::Session(client), s);
-            tx.put_value(
-                Key::SessionIdle(s.queued_ms, client),
-                Some(Value::SessionIdle),
-            );
+            tx.put_value(Key::SessionIdle(until, client), Some(Value::SessionIdle));
         }
     }
 
@@ -138,16 +213,19 @@ pub(super) fn record(
         request_id,
     } = envelope.key;
     let mut s = own.unwrap_or_else(|| {
-        meta.client_sessions += 1;
+        let owner = envelope.owner;
+        count(tx, meta, owner, true);
+        let idle_until_ms = idle_until(config, owner, now_ms);
         tx.put_value(
-            Key::SessionIdle(now_ms, client_id),
+            Key::SessionIdle(idle_until_ms, client_id),
             Some(Value::SessionIdle),
         );
         Session {
             floor: 0,
             records: 0,
             last_seen_ms: now_ms,
-            queued_ms: now_ms,
+            idle_until_ms,
+            owner,
         }
     });
     // A client cannot acknowledge the request it is sending.
@@ -184,13 +262,11 @@ pub(super) fn record(
         s.floor = oldest.request_id + 1;
     }
     s.last_seen_ms = now_ms;
-    if now_ms - s.queued_ms >= SESSION_REQUEUE_MS {
-        tx.delete(Key::SessionIdle(s.queued_ms, client_id));
-        tx.put_value(
-            Key::SessionIdle(now_ms, client_id),
-            Some(Value::SessionIdle),
-        );
-        s.queued_ms = now_ms;
+    let until = idle_until(config, s.owner, now_ms);
+    if until.saturating_sub(s.idle_until_ms) >= SESSION_REQUEUE_MS {
+        tx.delete(Key::SessionIdle(s.idle_until_ms, client_id));
+        tx.put_value(Key::SessionIdle(until, client_id), Some(Value::SessionIdle));
+        s.idle_until_ms = until;
     }
     tx.put(Key::Session(client_id), s);
 }

@@ -297,14 +297,18 @@ const QUIESCE_WAIT: Duration = Duration::from_secs(30);
 
 /// Waits until no payment is pending (those begun under an unknown outcome included): the
 /// last one's code expires at most `OTP_EXPIRY_MS` after the run stopped, and the leader
-/// then expires it by itself. The reads through the cluster and of each node then see the
-/// same state.
-async fn quiesce(_run: &Run, client: &Client) {
+/// then expires it by itself. Then until every payment's end has its event: a payment whose
+/// code has expired already reads as `Expired`, but its event comes with the leader's
+/// `ExpirePayments`, a moment later. The reads through the cluster and of each node then
+/// see the same state.
+async fn quiesce(run: &Run, client: &Client) {
     let mut pending = BTreeSet::new();
+    let mut payments = 0;
     for p in 1.. {
         let query = Query::Payment(PaymentId(p));
         match client.query(query, Consistency::Linearizable).await {
             Ok(QueryReply::Payment(Some(payment))) => {
+                payments = p;
                 if payment.state == PaymentState::Pending {
                     pending.insert(p);
                 }
@@ -333,6 +337,44 @@ async fn quiesce(_run: &Run, client: &Client) {
         if !pending.is_empty() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+    let merchant = MerchantId(run.setup.merchant.expect("merchant"));
+    while tokio::time::Instant::now() < deadline {
+        match ended_payments(client, merchant).await {
+            Ok(ended) if ended.len() as u64 >= payments => return,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            // Unreadable now: the final read will say what it can.
+            Err(_) => return,
+        }
+    }
+}
+
+/// The payments that have an end event (settled, cancelled, expired, superseded, failed)
+/// among the merchant's events.
+async fn ended_payments(
+    client: &Client,
+    merchant: MerchantId,
+) -> Result<BTreeSet<u64>, ledger_client::ClientError> {
+    let mut ended = BTreeSet::new();
+    let mut after = 0;
+    loop {
+        let page = client
+            .events(
+                merchant,
+                after,
+                MAX_EVENT_BATCH as u32,
+                Consistency::Linearizable,
+            )
+            .await?;
+        let Some(last) = page.last() else {
+            return Ok(ended);
+        };
+        after = last.id;
+        ended.extend(
+            page.iter()
+                .filter(|e| !matches!(e.kind, EventKind::Refunded { .. }))
+                .map(|e| e.payment.0),
+        );
     }
 }
 
