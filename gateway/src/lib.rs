@@ -22,12 +22,21 @@ use ledger_core::Reply;
 use ledger_wire::api::{Consistency, Operation, Query, QueryReply};
 use problem::{Call, Problem};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Default of `GatewayConfig::request_deadline`: longest a request waits for the cluster
+/// before the gateway answers 503, under the 30 s at which many HTTP clients give up (the
+/// client library alone may keep retrying through a failover for over a minute).
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(25);
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct App {
     pub client: Arc<Client>,
     pub keys: Arc<RwLock<ApiKeys>>,
+    /// Longest a request waits for the cluster: past it a read is 503 `Unavailable`, a write
+    /// 503 `OutcomeUnknown` (its retry with the same `Idempotency-Key` learns the outcome).
+    pub deadline: Duration,
 }
 
 impl App {
@@ -35,6 +44,7 @@ impl App {
         App {
             client: Arc::new(client),
             keys: Arc::new(RwLock::new(keys)),
+            deadline: REQUEST_DEADLINE,
         }
     }
 
@@ -49,17 +59,21 @@ impl App {
             Some(text) => (extract::http_request_key(text), Call::KeyedWrite),
             None => (self.client.new_key(), Call::UnkeyedWrite),
         };
-        self.client
-            .submit_as(&caller.0, request_key, operation)
-            .await
-            .map_err(|e| Problem::client(e, call))
+        let answer = self.client.submit_as(&caller.0, request_key, operation);
+        match tokio::time::timeout(self.deadline, answer).await {
+            Ok(answer) => answer.map_err(|e| Problem::client(e, call)),
+            Err(_) => Err(Problem::unavailable(call)),
+        }
     }
 
     /// Reads for the caller (linearizable).
     pub async fn query(&self, caller: &Caller, query: Query) -> Result<QueryReply, Problem> {
-        self.client
-            .query_as(&caller.0, query, Consistency::Linearizable)
-            .await
-            .map_err(|e: ClientError| Problem::client(e, Call::Read))
+        let answer = self
+            .client
+            .query_as(&caller.0, query, Consistency::Linearizable);
+        match tokio::time::timeout(self.deadline, answer).await {
+            Ok(answer) => answer.map_err(|e: ClientError| Problem::client(e, Call::Read)),
+            Err(_) => Err(Problem::unavailable(Call::Read)),
+        }
     }
 }

@@ -7,7 +7,7 @@
 use clap::{Parser, Subcommand};
 use ledger_gateway::server::{self, GatewayConfig};
 use ledger_wire::principal::{Principal, Role};
-use ledger_wire::tls::TlsFiles;
+use ledger_wire::tls::{ServingCert, TlsFiles};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -24,8 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Commands {
-    /// Serve HTTPS: /v1 (the API), /openapi.json, /docs, /health. SIGHUP re-reads the CRL and
-    /// the API key file.
+    /// Serve HTTPS: /v1 (the API), /openapi.json, /docs, /health. SIGHUP re-reads the TLS
+    /// files (the CRL, the certificates) and the API key file.
     Serve(ServeArgs),
     /// API keys for principals that cannot present a client certificate.
     #[command(subcommand)]
@@ -57,10 +57,22 @@ struct ServeArgs {
     /// The CA's revocation list (re-read on SIGHUP).
     #[arg(long, env = "LEDGER_GATEWAY_CRL")]
     crl: Option<PathBuf>,
+    /// A certificate chain (PEM) for HTTPS callers, from a CA their HTTP stacks already
+    /// trust (a public one), presented instead of --cert, which the nodes still see. Re-read
+    /// on SIGHUP. Needs --https-key.
+    #[arg(long, env = "LEDGER_GATEWAY_HTTPS_CERT", requires = "https_key")]
+    https_cert: Option<PathBuf>,
+    /// The private key of --https-cert.
+    #[arg(long, env = "LEDGER_GATEWAY_HTTPS_KEY", requires = "https_cert")]
+    https_key: Option<PathBuf>,
     /// The API key file (`ledger-gateway keys issue`); without it only client certificates
     /// authenticate.
     #[arg(long, env = "LEDGER_GATEWAY_API_KEYS")]
     api_keys: Option<PathBuf>,
+    /// Longest a request waits for the cluster, in seconds, before the gateway answers 503
+    /// (a write's outcome is then unknown: retry it with the same Idempotency-Key).
+    #[arg(long, env = "LEDGER_GATEWAY_REQUEST_DEADLINE_SECS", default_value_t = ledger_gateway::REQUEST_DEADLINE.as_secs(), value_parser = clap::value_parser!(u64).range(1..=600))]
+    request_deadline_secs: u64,
     /// Serve plain-HTTP /metrics (OpenMetrics: requests by route and status, latency by
     /// route) and /health here, for the operator; keep it off the public network.
     #[arg(long, env = "LEDGER_GATEWAY_ADMIN")]
@@ -109,7 +121,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             key: args.key,
             crl: args.crl,
         },
+        https: args
+            .https_cert
+            .zip(args.https_key)
+            .map(|(cert, key)| ServingCert { cert, key }),
         api_keys: args.api_keys,
+        request_deadline: std::time::Duration::from_secs(args.request_deadline_secs),
         admin: args.admin,
     })
     .await?;

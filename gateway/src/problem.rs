@@ -215,7 +215,7 @@ impl Problem {
     }
 
     /// No answer from the cluster in time: a write's outcome is then unknown.
-    fn unavailable(call: Call) -> Problem {
+    pub fn unavailable(call: Call) -> Problem {
         let unknown =
             |detail: &str| Problem::new(StatusCode::SERVICE_UNAVAILABLE, "OutcomeUnknown", detail);
         let problem = match call {

@@ -171,8 +171,13 @@ pub struct GatewayConfig {
     /// The cluster CA, the gateway's certificate (role gateway: its HTTPS server certificate
     /// and its identity to the nodes) and key, and the CA's revocation list.
     pub tls: ledger_wire::tls::TlsFiles,
+    /// A certificate for HTTPS callers from a CA their HTTP stacks trust, presented instead
+    /// of the gateway certificate in `tls` (which the nodes still see); `None` serves that one.
+    pub https: Option<ledger_wire::tls::ServingCert>,
     /// The API key file (hashes only); `None` accepts client certificates only.
     pub api_keys: Option<std::path::PathBuf>,
+    /// Longest a request waits for the cluster before a 503 (`crate::REQUEST_DEADLINE`).
+    pub request_deadline: std::time::Duration,
     /// Where to serve plain-HTTP `/metrics` and `/health` for the operator (keep it off the
     /// public network); `None` serves none.
     pub admin: Option<std::net::SocketAddr>,
@@ -191,7 +196,7 @@ pub struct Running {
 
 /// Loads the TLS files and the keys, binds, and serves in a task.
 pub async fn start(config: GatewayConfig) -> Result<Running, String> {
-    let tls = NodeTls::load_for(config.tls.clone(), ledger_wire::tls::ServerKind::Gateway)
+    let tls = NodeTls::load_gateway(config.tls.clone(), config.https.clone())
         .map_err(|e| format!("gateway TLS: {e}"))?;
     let identity =
         ledger_wire::tls::TlsIdentity::load(&config.tls.ca, &config.tls.cert, &config.tls.key)
@@ -202,7 +207,8 @@ pub async fn start(config: GatewayConfig) -> Result<Running, String> {
     };
     let mut client = ledger_client::ClientConfig::new(config.endpoints.clone());
     client.tls = Some(identity);
-    let app = App::new(ledger_client::Client::new(client), keys);
+    let mut app = App::new(ledger_client::Client::new(client), keys);
+    app.deadline = config.request_deadline;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("binding {}: {e}", config.listen))?;

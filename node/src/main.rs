@@ -488,7 +488,9 @@ async fn start_dev_gateway(
             key: certs_dir.join(format!("{gateway_stem}.key")),
             crl: Some(certs_dir.join(pki::CRL_FILE)),
         },
+        https: None,
         api_keys: Some(keys_file),
+        request_deadline: ledger_gateway::REQUEST_DEADLINE,
         admin: Some(std::net::SocketAddr::from((
             [127, 0, 0, 1],
             args.base_port + 304,

@@ -8,7 +8,6 @@ use ledger_gateway::server::{self, GatewayConfig, Running};
 use ledger_tests::{eventually, free_ports, serial, Cluster};
 use ledger_wire::principal::{Principal, Role};
 use ledger_wire::tls::{TlsFiles, TlsIdentity};
-use rustls::pki_types::{pem::PemObject, CertificateDer};
 use std::path::Path;
 use std::time::Duration;
 
@@ -31,7 +30,9 @@ async fn start_gateway(cluster: &Cluster, keys: &Path) -> Running {
             key,
             crl: Some(pki.dir().join(ledger_wire::pki::CRL_FILE)),
         },
+        https: None,
         api_keys: Some(keys.to_owned()),
+        request_deadline: ledger_gateway::REQUEST_DEADLINE,
         admin: Some(format!("127.0.0.1:{}", ports[1]).parse().unwrap()),
     })
     .await
@@ -41,17 +42,7 @@ async fn start_gateway(cluster: &Cluster, keys: &Path) -> Running {
 /// An HTTPS client trusting the cluster CA, presenting no certificate (it sends API keys).
 fn keyed_client(cluster: &Cluster) -> reqwest::Client {
     let ca = cluster.pki().dir().join(ledger_wire::pki::CA_CERT_FILE);
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&ca).expect("ca.crt") {
-        roots.add(cert.expect("a certificate")).expect("a root");
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = ledger_wire::tls::trusting_client_config(&ca).expect("the CA");
     reqwest::Client::builder()
         .tls_backend_preconfigured(config)
         .no_proxy()

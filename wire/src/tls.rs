@@ -114,6 +114,18 @@ pub struct TlsFiles {
     pub crl: Option<PathBuf>,
 }
 
+/// A certificate and key a gateway presents to its HTTPS callers in place of its own
+/// (`ledger:gateway:…`, which it still presents to the nodes): one from a CA the merchants'
+/// HTTP stacks already trust. Any certificate for the gateway's host name; it names no
+/// principal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServingCert {
+    /// The certificate chain (PEM), leaf first.
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -228,6 +240,16 @@ fn client_config(
     Ok(Arc::new(config))
 }
 
+/// A client that trusts only the CA in `ca_path` and presents no certificate (TLS 1.2 and
+/// 1.3): how a caller with an API key reaches the gateway.
+pub fn trusting_client_config(ca_path: &Path) -> Result<ClientConfig, TlsError> {
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(config_error)?
+        .with_root_certificates(roots(ca_path)?)
+        .with_no_client_auth())
+}
+
 /// The serials a CRL file revokes (its signature is checked by the verifier that uses it).
 fn revoked_serials(
     crls: &[CertificateRevocationListDer<'static>],
@@ -262,7 +284,11 @@ pub enum ServerKind {
 }
 
 impl NodeTrust {
-    fn load(files: &TlsFiles, kind: ServerKind) -> Result<NodeTrust, TlsError> {
+    fn load(
+        files: &TlsFiles,
+        kind: ServerKind,
+        serving: Option<&ServingCert>,
+    ) -> Result<NodeTrust, TlsError> {
         let roots = roots(&files.ca)?;
         let chain = load_certs(&files.cert)?;
         let own = peer_identity(&chain[0])?;
@@ -282,14 +308,12 @@ impl NodeTrust {
         }
         let key = load_key(&files.key)?;
         let crls = load_crls(files.crl.as_deref())?;
+        let (served_chain, served_key) = match serving {
+            Some(s) => (load_certs(&s.cert)?, load_key(&s.key)?),
+            None => (chain.clone(), key.clone_key()),
+        };
         Ok(NodeTrust {
-            server: server_config(
-                kind,
-                roots.clone(),
-                chain.clone(),
-                key.clone_key(),
-                crls.clone(),
-            )?,
+            server: server_config(kind, roots.clone(), served_chain, served_key, crls.clone())?,
             client: client_config(roots, chain, key, crls.clone())?,
             revoked: Arc::new(revoked_serials(&crls)?),
         })
@@ -303,6 +327,7 @@ impl NodeTrust {
 pub struct NodeTls {
     files: TlsFiles,
     kind: ServerKind,
+    serving: Option<ServingCert>,
     current: RwLock<(Arc<ServerConfig>, Arc<ClientConfig>)>,
     revoked: watch::Sender<Arc<BTreeSet<Serial>>>,
 }
@@ -315,10 +340,28 @@ impl NodeTls {
 
     /// The TLS of a server of `kind` (its certificate must name that role).
     pub fn load_for(files: TlsFiles, kind: ServerKind) -> Result<NodeTls, TlsError> {
-        let trust = NodeTrust::load(&files, kind)?;
+        NodeTls::load_serving(files, kind, None)
+    }
+
+    /// The gateway's TLS: `files` as for `load_for`, and, if given, `serving` presented to
+    /// its HTTPS callers instead of `files.cert` (re-read on `reload` too).
+    pub fn load_gateway(
+        files: TlsFiles,
+        serving: Option<ServingCert>,
+    ) -> Result<NodeTls, TlsError> {
+        NodeTls::load_serving(files, ServerKind::Gateway, serving)
+    }
+
+    fn load_serving(
+        files: TlsFiles,
+        kind: ServerKind,
+        serving: Option<ServingCert>,
+    ) -> Result<NodeTls, TlsError> {
+        let trust = NodeTrust::load(&files, kind, serving.as_ref())?;
         Ok(NodeTls {
             files,
             kind,
+            serving,
             current: RwLock::new((trust.server, trust.client)),
             revoked: watch::Sender::new(trust.revoked),
         })
@@ -327,7 +370,7 @@ impl NodeTls {
     /// Re-reads every file. On an error the trust in force stays unchanged.
     /// Returns the number of revoked serials now in force.
     pub fn reload(&self) -> Result<usize, TlsError> {
-        let trust = NodeTrust::load(&self.files, self.kind)?;
+        let trust = NodeTrust::load(&self.files, self.kind, self.serving.as_ref())?;
         *self.current.write().expect("TLS lock poisoned") = (trust.server, trust.client);
         let count = trust.revoked.len();
         self.revoked.send_replace(trust.revoked);
