@@ -2,7 +2,7 @@
 # README's "A merchant's first payment over HTTP", run as written: the shell block is taken
 # from README.md itself, against a fresh `ledger-node dev` on the default ports in
 # ./data/dev, and its answers are checked (the payment settled, the day's reconciliation
-# lists it). Needs the release ledger-node (`cargo build --release -p ledger-node`);
+# CSV lists it). Needs the release ledger-node (`cargo build --release -p ledger-node`);
 # ledgerctl is the block's own `cargo run`. Refuses to touch an existing ./data/dev; removes
 # what it made at exit.
 #
@@ -46,5 +46,6 @@ bash -euo pipefail "$work/block.sh" >"$work/out.txt" 2>&1 || {
 }
 cat "$work/out.txt"
 grep -q '"state":"settled"' "$work/out.txt" || { echo "README: payment 1 did not settle"; exit 1; }
-grep -q 'order-1' "$work/out.txt" || { echo "README: the reconciliation does not list order-1"; exit 1; }
+grep -q ',payment,payment 1,16,128.00,' "$work/out.txt" \
+  || { echo "README: the day's reconciliation does not list payment 1"; exit 1; }
 echo "README's first payment over HTTP: works as written"
