@@ -15,4 +15,5 @@ pub mod ops;
 pub mod plots;
 pub mod report;
 pub mod runner;
+pub mod sweep;
 pub mod workloads;

@@ -1,6 +1,7 @@
 //! `ledger-jepsen`: Jepsen-style tests of real `ledger-node` processes under faults.
 //!
 //! - `ledger-jepsen test --workload bank --nemesis partition,kill,pause --nodes 5 --time-limit 60`
+//! - `ledger-jepsen sweep --runs 20 --workloads bank,epay --nemeses 'all;partition,kill'`
 //! - `ledger-jepsen check store/bank-partition+kill+pause/latest`
 //! - `ledger-jepsen clean`: removes what a crashed run left behind.
 //!
@@ -33,6 +34,14 @@ enum Commands {
         after_help = "Exit codes: 0 valid, 1 invalid, 2 unknown or harness failure (also a usage error), 3 not root, no network namespaces, or iproute2/nftables missing."
     )]
     Test(TestArgs),
+    /// Runs many tests, one after another: `--runs` of every workload under every fault set,
+    /// each with its own seed; prints a table (runs, valid, invalid, unknown, p99 latency of
+    /// ok operations, longest unavailability). Keeps the folders of runs that were not
+    /// valid, removes the others.
+    #[command(
+        after_help = "Exit codes: 0 every run valid, 1 some run invalid, 2 none invalid but some unknown (or a usage error), 3 not root, no network namespaces, or iproute2/nftables missing."
+    )]
+    Sweep(SweepArgs),
     /// Re-runs the checkers on a stored run (its folder, or its history.jsonl).
     Check {
         /// A run folder (store/<test>/<time>/ or a `latest` link), or a history.jsonl in one.
@@ -52,6 +61,39 @@ struct TestArgs {
     /// `none`.
     #[arg(long, default_value = "partition,kill,pause", value_parser = parse_nemesis)]
     nemesis: NemesisList,
+    /// Seed of the nemesis's and the clients' choices (random if not given).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// TEST ONLY: start the nodes with --unsafe-local-reads, which answer reads without
+    /// confirming leadership. The checkers must then find stale reads (the harness's proof
+    /// that it can fail).
+    #[arg(long)]
+    unsafe_local_reads: bool,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(clap::Args)]
+struct SweepArgs {
+    /// Tests of each workload under each fault set (1 to 10,000).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    runs: u64,
+    /// Workloads, comma-separated: bank, vouchers, epay, idempotency, or `all`.
+    #[arg(long, default_value = "all", value_parser = parse_workloads)]
+    workloads: WorkloadList,
+    /// Fault sets, separated by `;`, each as for `test --nemesis` (`all;partition,kill;none`).
+    #[arg(long, default_value = "all", value_parser = parse_nemeses)]
+    nemeses: NemesesList,
+    /// Seed of the first test; the next ones count up from it (random if not given).
+    #[arg(long)]
+    seed: Option<u64>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// What every test of `test` and `sweep` shares.
+#[derive(clap::Args)]
+struct RunArgs {
     /// Nodes in the cluster (3 to 9).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(3..=9))]
     nodes: u64,
@@ -65,9 +107,6 @@ struct TestArgs {
     /// and with it the linearizability search.
     #[arg(long, default_value_t = 200.0)]
     rate: f64,
-    /// Seed of the nemesis's and the clients' choices (random if not given).
-    #[arg(long)]
-    seed: Option<u64>,
     /// Seconds between nemesis actions (a fault starts or heals at each).
     #[arg(long, default_value_t = 10.0)]
     nemesis_interval: f64,
@@ -80,15 +119,54 @@ struct TestArgs {
     /// Log entries between the nodes' snapshots (small, so snapshots happen under faults).
     #[arg(long, default_value_t = 500)]
     snapshot_every: u64,
-    /// TEST ONLY: start the nodes with --unsafe-local-reads, which answer reads without
-    /// confirming leadership. The checkers must then find stale reads (the harness's proof
-    /// that it can fail).
-    #[arg(long)]
-    unsafe_local_reads: bool,
 }
 
 #[derive(Clone, Debug)]
 struct NemesisList(Vec<Fault>);
+
+#[derive(Clone, Debug)]
+struct NemesesList(Vec<Vec<Fault>>);
+
+#[derive(Clone, Debug)]
+struct WorkloadList(Vec<Kind>);
+
+fn parse_nemeses(text: &str) -> Result<NemesesList, String> {
+    let mut sets = Vec::new();
+    for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let set = parse_nemesis(part)?.0;
+        if !sets.contains(&set) {
+            sets.push(set);
+        }
+    }
+    if sets.is_empty() {
+        return Err("name at least one fault set (`all`, `partition,kill`, `none`)".to_owned());
+    }
+    Ok(NemesesList(sets))
+}
+
+fn parse_workloads(text: &str) -> Result<WorkloadList, String> {
+    use clap::ValueEnum;
+    let mut kinds = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part {
+            "all" => kinds.extend(Kind::value_variants().iter().copied()),
+            other => kinds.push(Kind::from_str(other, true).map_err(|_| {
+                format!("unknown workload `{other}`: use bank, vouchers, epay, idempotency or all")
+            })?),
+        }
+    }
+    if kinds.is_empty() {
+        return Err("name at least one workload".to_owned());
+    }
+    let mut seen = Vec::new();
+    kinds.retain(|k| {
+        !seen.contains(k) && {
+            seen.push(*k);
+            true
+        }
+    });
+    Ok(WorkloadList(kinds))
+}
 
 fn parse_nemesis(text: &str) -> Result<NemesisList, String> {
     use clap::ValueEnum;
@@ -141,29 +219,42 @@ fn main() {
             }
         },
         Commands::Test(args) => test(args),
+        Commands::Sweep(args) => sweep(args),
     };
     std::process::exit(code);
 }
 
-fn test(args: TestArgs) -> i32 {
-    if !(0.1..=3600.0).contains(&args.nemesis_interval) {
-        eprintln!("ledger-jepsen: --nemesis-interval must be between 0.1 and 3600 seconds");
-        return EXIT_UNKNOWN;
+/// The options of one test, from the shared arguments.
+fn options(
+    run: RunArgs,
+    workload: Kind,
+    nemesis: Vec<Fault>,
+    seed: u64,
+    unsafe_local_reads: bool,
+) -> Result<Options, String> {
+    if !(0.1..=3600.0).contains(&run.nemesis_interval) {
+        return Err("--nemesis-interval must be between 0.1 and 3600 seconds".to_owned());
     }
-    let options = Options {
-        workload: args.workload,
-        nemesis: args.nemesis.0,
-        nodes: args.nodes,
-        time_limit: Duration::from_secs(args.time_limit),
-        concurrency: args.concurrency,
-        rate: args.rate.max(0.0),
-        seed: args.seed.unwrap_or_else(rand::random),
-        nemesis_interval: Duration::from_secs_f64(args.nemesis_interval),
-        node_bin: args.node_bin.unwrap_or_else(default_node_bin),
-        store: args.store,
-        snapshot_every: args.snapshot_every.max(1),
-        unsafe_local_reads: args.unsafe_local_reads,
-    };
+    Ok(Options {
+        workload,
+        nemesis,
+        nodes: run.nodes,
+        time_limit: Duration::from_secs(run.time_limit),
+        concurrency: run.concurrency,
+        rate: run.rate.max(0.0),
+        seed,
+        nemesis_interval: Duration::from_secs_f64(run.nemesis_interval),
+        node_bin: run.node_bin.unwrap_or_else(default_node_bin),
+        store: run.store,
+        snapshot_every: run.snapshot_every.max(1),
+        unsafe_local_reads,
+    })
+}
+
+/// Runs `body` on a runtime, after the harness's preflight checks, cleaning up after it.
+fn with_harness<T>(
+    body: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, (i32, String)> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -173,9 +264,66 @@ fn test(args: TestArgs) -> i32 {
         if let Err(e) = ledger_jepsen::net::preflight() {
             return Err((EXIT_NO_PRIVILEGE, e.to_string()));
         }
-        runner::run(options).await.map_err(|e| (EXIT_UNKNOWN, e))
+        body.await.map_err(|e| (EXIT_UNKNOWN, e))
     });
     ledger_jepsen::cleanup::run_all();
+    outcome
+}
+
+fn sweep(args: SweepArgs) -> i32 {
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let template = match options(args.run, Kind::Bank, Vec::new(), seed, false) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("ledger-jepsen: {e}");
+            return EXIT_UNKNOWN;
+        }
+    };
+    let store = template.store.clone();
+    let plan = ledger_jepsen::sweep::Sweep {
+        runs: args.runs,
+        workloads: args.workloads.0,
+        nemeses: args.nemeses.0,
+        seed,
+        template,
+    };
+    match with_harness(async { Ok(ledger_jepsen::sweep::run(plan).await) }) {
+        Ok(rows) => {
+            let table = ledger_jepsen::sweep::table(&rows);
+            print!("{table}");
+            let file = store.join(format!(
+                "sweep-{}.txt",
+                runner::timestamp(ledger_jepsen::db::now_ms())
+            ));
+            match std::fs::write(&file, &table) {
+                Ok(()) => println!("table: {}", file.display()),
+                Err(e) => eprintln!("ledger-jepsen: {}: {e}", file.display()),
+            }
+            runner::exit_code(ledger_jepsen::sweep::verdict(&rows))
+        }
+        Err((code, e)) => {
+            eprintln!("ledger-jepsen: {e}");
+            code
+        }
+    }
+}
+
+fn test(args: TestArgs) -> i32 {
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let options = match options(
+        args.run,
+        args.workload,
+        args.nemesis.0,
+        seed,
+        args.unsafe_local_reads,
+    ) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("ledger-jepsen: {e}");
+            return EXIT_UNKNOWN;
+        }
+    };
+    let outcome = with_harness(runner::run(options));
     match outcome {
         Ok((dir, results)) => {
             print!("{}", runner::summary(&results));

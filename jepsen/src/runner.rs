@@ -89,6 +89,18 @@ pub fn timestamp(ms: u64) -> String {
     )
 }
 
+/// A fault set's name in test names and tables: `partition+kill`, or `none`.
+pub fn nemesis_name(faults: &[Fault]) -> String {
+    if faults.is_empty() {
+        return "none".to_owned();
+    }
+    faults
+        .iter()
+        .map(|f| f.name())
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
 /// Runs the test; returns the run's folder and its results. Errors are harness failures.
 /// The caller has checked `crate::net::preflight` (root, tools, namespaces) first.
 pub async fn run(options: Options) -> Result<(PathBuf, Results), String> {
@@ -98,17 +110,11 @@ pub async fn run(options: Options) -> Result<(PathBuf, Results), String> {
             options.node_bin.display()
         ));
     }
-    let nemesis_name = if options.nemesis.is_empty() {
-        "none".to_owned()
-    } else {
-        options
-            .nemesis
-            .iter()
-            .map(|f| f.name())
-            .collect::<Vec<_>>()
-            .join("+")
-    };
-    let name = format!("{:?}-{nemesis_name}", options.workload).to_lowercase();
+    let name = format!(
+        "{}-{}",
+        options.workload.name(),
+        nemesis_name(&options.nemesis)
+    );
     let started_ms = now_ms();
     let dir = options.store.join(&name).join(timestamp(started_ms));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;

@@ -30,7 +30,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 /// The workloads `--workload` accepts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// Transfers between accounts and reads of every balance: the total stays constant, no
@@ -49,6 +51,11 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Its name on the command line and in test names (`bank`).
+    pub fn name(self) -> String {
+        format!("{self:?}").to_lowercase()
+    }
+
     /// The workload of this kind.
     pub fn workload(self) -> &'static dyn Workload {
         match self {
