@@ -209,7 +209,8 @@ fn describe(results: &Results) -> String {
     text
 }
 
-/// Removes a valid run's folder, and the `latest` links that named it.
+/// Removes a valid run's folder, the `latest` links that named it, and its test's folder
+/// if nothing else is left in it.
 fn remove_run(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
     for parent in dir.ancestors().skip(1).take(2) {
@@ -217,6 +218,9 @@ fn remove_run(dir: &Path) {
         if std::fs::read_link(&link).is_ok() && !link.exists() {
             let _ = std::fs::remove_file(&link);
         }
+    }
+    if let Some(test) = dir.parent() {
+        let _ = std::fs::remove_dir(test);
     }
 }
 
