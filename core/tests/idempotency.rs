@@ -321,3 +321,121 @@ fn a_full_principal_takes_the_place_of_its_own_idle_key_behind_another_owners() 
     );
     d.ledger.check_invariants().unwrap();
 }
+
+mod sessions_under_load {
+    //! Random traffic from clients and from two principals' keys, time jumping between
+    //! requests, against small quotas: after every step the quotas hold, the invariants
+    //! hold, a refusal changes nothing and comes only at a full quota, and a session used
+    //! within its idle time is never forgotten (its retry gets the first answer).
+
+    use super::*;
+    use ledger_core::{LedgerConfig, Outcome};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    const HOUR_MS: u64 = 3_600_000;
+    const MAX_CLIENTS: u64 = 3;
+    const MAX_KEYS: u64 = 2;
+
+    /// One step: who sends (0: a client, 1 and 2: a principal's keys), which of its
+    /// sessions, how long after the previous step, and whether it retries its last request.
+    #[derive(Clone, Debug)]
+    struct Step {
+        owner: u64,
+        session: u64,
+        after_ms: u64,
+        retry: bool,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let after = prop_oneof![
+            Just(0),
+            Just(HOUR_MS),
+            Just(12 * HOUR_MS),
+            Just(DAY_MS - 1),
+            Just(DAY_MS),
+            Just(3 * DAY_MS),
+            Just(7 * DAY_MS),
+        ];
+        (0..3u64, 0..4u64, after, any::<bool>()).prop_map(|(owner, session, after_ms, retry)| {
+            Step {
+                owner,
+                session,
+                after_ms,
+                retry,
+            }
+        })
+    }
+
+    fn owner_of(owner: u64) -> SessionOwner {
+        match owner {
+            0 => SessionOwner::Client,
+            p => SessionOwner::Keyed { principal: p },
+        }
+    }
+
+    /// The session's last applied request: when, its key, its command and its answer.
+    type Last = (u64, RequestKey, Command, Outcome);
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn quotas_and_idle_times_hold(steps in prop::collection::vec(step(), 1..60)) {
+            let mut d = driver_with(|c| {
+                c.max_client_sessions = MAX_CLIENTS;
+                c.max_keyed_sessions_per_principal = MAX_KEYS;
+            });
+            let a = d.funded_card(1, 0); // client 7: a client session from the start
+            let mut last: BTreeMap<u64, Last> = BTreeMap::new();
+            for (i, s) in steps.iter().enumerate() {
+                d.advance(s.after_ms);
+                let owner = owner_of(s.owner);
+                let idle_ms = match owner {
+                    SessionOwner::Client => LedgerConfig::default().client_session_idle_ms,
+                    SessionOwner::Keyed { .. } => LedgerConfig::default().keyed_session_idle_ms,
+                };
+                d.owner = owner;
+                d.client_id = 100 * (s.owner + 1) + s.session;
+                let fresh = last
+                    .get(&d.client_id)
+                    .filter(|(at, ..)| d.now_ms - at < idle_ms)
+                    .cloned();
+                if let (true, Some((_, key, command, first))) = (s.retry, fresh) {
+                    // Used within its idle time: still remembered, the same answer.
+                    prop_assert!(d.ledger.session(d.client_id).is_some(), "step {i}: forgotten early");
+                    let again = unchanged(&mut d, |d| d.submit_with_key(key, command));
+                    prop_assert_eq!(again, first, "step {}: another answer on retry", i);
+                    continue;
+                }
+                let held = match owner {
+                    SessionOwner::Client => d.ledger.meta().client_sessions,
+                    SessionOwner::Keyed { principal } => d.ledger.keyed_sessions(principal),
+                };
+                let opens = d.ledger.session(d.client_id).is_none();
+                let before = d.ledger.state_hash();
+                let key = d.fresh_key();
+                let command = deposit(a.account, 1);
+                let outcome = d.submit_with_key(key, command.clone());
+                match &outcome {
+                    Ok(_) => {
+                        last.insert(d.client_id, (d.now_ms, key, command, outcome.clone()));
+                    }
+                    Err(LedgerError::TooManyClients { .. } | LedgerError::TooManyIdempotencyKeys { .. }) => {
+                        prop_assert!(opens, "step {i}: a held session refused");
+                        prop_assert_eq!(held, match owner {
+                            SessionOwner::Client => MAX_CLIENTS,
+                            SessionOwner::Keyed { .. } => MAX_KEYS,
+                        }, "step {}: refused below the quota", i);
+                        prop_assert_eq!(d.ledger.state_hash(), before, "step {}: a refusal changed the state", i);
+                    }
+                    Err(e) => prop_assert!(false, "step {i}: unexpected {e:?}"),
+                }
+                prop_assert!(d.ledger.meta().client_sessions <= MAX_CLIENTS);
+                prop_assert!(d.ledger.keyed_sessions(1) <= MAX_KEYS && d.ledger.keyed_sessions(2) <= MAX_KEYS);
+                if let Err(e) = d.ledger.check_invariants() {
+                    prop_assert!(false, "step {i}: {e:?}");
+                }
+            }
+        }
+    }
+}
