@@ -19,6 +19,13 @@ pub const MAX_ENTRY_COMMANDS: usize = 4_096;
 pub const MAX_ENTRIES_IN_FLIGHT: usize = 4;
 /// Calls waiting for an entry; beyond it callers wait to enqueue (back-pressure).
 const QUEUE: usize = 16_384;
+/// Longest an entry holds its place in flight. openraft answers a proposal when its entry is
+/// applied or truncated, but not when a snapshot installed over the log skips its index (a
+/// leader that lost its term, took a snapshot from the next leader, and leads again): such
+/// a proposal never returns, and `MAX_ENTRIES_IN_FLIGHT` of them stopped every write on the
+/// node for good (a chaos run, 2026-12-04: 90 s of reads and no write). Past this bound the
+/// callers hear the outcome is unknown; their retries under the same keys learn it.
+pub const PROPOSAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 struct Pending {
     envelopes: Vec<Envelope>,
@@ -117,8 +124,22 @@ async fn run<C: LedgerTypes>(
                 now_ms,
                 body: ProposalBody::Commands(envelopes),
             };
-            let result = raft.client_write(proposal).await;
+            let result = tokio::time::timeout(PROPOSAL_TIMEOUT, raft.client_write(proposal)).await;
             drop(permit);
+            let Ok(result) = result else {
+                tracing::warn!(
+                    commands = count,
+                    "an entry was not applied within {} s; its callers are told the outcome is unknown",
+                    PROPOSAL_TIMEOUT.as_secs()
+                );
+                for reply in replies {
+                    let _ = reply.send(Err(unavailable(format!(
+                        "the entry was not applied within {} s: its outcome is unknown",
+                        PROPOSAL_TIMEOUT.as_secs()
+                    ))));
+                }
+                return;
+            };
             match result {
                 Ok(response) => match response.data {
                     Applied::Outcomes(outcomes) => {
