@@ -81,8 +81,12 @@ pub async fn run<C: LedgerTypes>(
             now_ms,
             body: ProposalBody::Commands(envelopes),
         };
-        if let Err(e) = shared.raft.client_write(proposal).await {
-            tracing::debug!(error = %e, "outbox round not committed; it is done again next round");
+        match crate::proposer::write_bounded(&shared.raft, proposal).await {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "outbox round not committed; it is done again next round")
+            }
+            None => tracing::warn!("outbox round not applied in time; it is done again next round"),
         }
     }
 }

@@ -71,6 +71,23 @@ fn unavailable(reason: impl std::fmt::Display) -> ApiError {
 }
 
 /// Maps a Raft write error to what a client is told.
+/// What `client_write` answers, for this node's types.
+pub type WriteResult<C> =
+    Result<openraft::raft::ClientWriteResponse<C>, RaftError<u64, ClientWriteError<u64, NodeAddr>>>;
+
+/// Proposes an entry and waits for openraft's answer at most `PROPOSAL_TIMEOUT`. `None`: no
+/// answer in time, the entry's outcome is unknown. Every proposal of the node goes through
+/// here, its own too (outbox rounds, webhook acknowledgements, genesis): one that waited
+/// forever stopped the SMS outbox and payment expiry on the node that made it.
+pub async fn write_bounded<C: LedgerTypes>(
+    raft: &openraft::Raft<C>,
+    proposal: Proposal,
+) -> Option<WriteResult<C>> {
+    tokio::time::timeout(PROPOSAL_TIMEOUT, raft.client_write(proposal))
+        .await
+        .ok()
+}
+
 pub fn write_error(e: RaftError<u64, ClientWriteError<u64, NodeAddr>>) -> ApiError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ApiError::NotLeader {
@@ -124,9 +141,9 @@ async fn run<C: LedgerTypes>(
                 now_ms,
                 body: ProposalBody::Commands(envelopes),
             };
-            let result = tokio::time::timeout(PROPOSAL_TIMEOUT, raft.client_write(proposal)).await;
+            let result = write_bounded(&raft, proposal).await;
             drop(permit);
-            let Ok(result) = result else {
+            let Some(result) = result else {
                 tracing::warn!(
                     commands = count,
                     "an entry was not applied within {} s; its callers are told the outcome is unknown",

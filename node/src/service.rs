@@ -523,10 +523,9 @@ impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
             now_ms: self.shared.stamper.now_ms(),
             body: ProposalBody::Genesis(config),
         };
-        self.shared
-            .raft
-            .client_write(proposal)
+        crate::proposer::write_bounded(&self.shared.raft, proposal)
             .await
+            .ok_or_else(|| unavailable("genesis was not applied in time: its outcome is unknown"))?
             .map_err(|e| self.write_error(e))?;
         Ok(())
     }

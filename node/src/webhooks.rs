@@ -422,7 +422,15 @@ impl<C: LedgerTypes> MerchantRound<C> {
             now_ms: self.shared.stamper.now_ms(),
             body: ProposalBody::Commands(vec![Envelope::new(key, key.request_id, command)]),
         };
-        match self.shared.raft.client_write(proposal).await {
+        let Some(written) = crate::proposer::write_bounded(&self.shared.raft, proposal).await
+        else {
+            tracing::warn!(
+                merchant = self.merchant.0,
+                "webhook acknowledgement not applied in time; the events are sent again"
+            );
+            return (failed, delivered_any);
+        };
+        match written {
             Ok(written) => {
                 if let Applied::Outcomes(outcomes) = written.data {
                     for refused in outcomes.iter().filter_map(|o| o.as_ref().err()) {

@@ -302,9 +302,13 @@ const QUIESCE_WAIT: Duration = Duration::from_secs(30);
 /// `ExpirePayments`, a moment later. The reads through the cluster and of each node then
 /// see the same state.
 async fn quiesce(run: &Run, client: &Client) {
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_millis(crate::db::OTP_EXPIRY_MS)
+        + QUIESCE_WAIT;
     let mut pending = BTreeSet::new();
     let mut payments = 0;
-    for p in 1.. {
+    let mut p = 1;
+    while tokio::time::Instant::now() < deadline {
         let query = Query::Payment(PaymentId(p));
         match client.query(query, Consistency::Linearizable).await {
             Ok(QueryReply::Payment(Some(payment))) => {
@@ -312,15 +316,14 @@ async fn quiesce(run: &Run, client: &Client) {
                 if payment.state == PaymentState::Pending {
                     pending.insert(p);
                 }
+                p += 1;
             }
             Ok(_) => break,
-            // Unreadable now: the final read will say what it can.
-            Err(_) => return,
+            // Unreadable for a moment (a leader changing): ask again. Past the deadline the
+            // final read says what it can.
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
-    let deadline = tokio::time::Instant::now()
-        + Duration::from_millis(crate::db::OTP_EXPIRY_MS)
-        + QUIESCE_WAIT;
     while !pending.is_empty() && tokio::time::Instant::now() < deadline {
         let mut still = BTreeSet::new();
         for p in pending {
@@ -342,9 +345,7 @@ async fn quiesce(run: &Run, client: &Client) {
     while tokio::time::Instant::now() < deadline {
         match ended_payments(client, merchant).await {
             Ok(ended) if ended.len() as u64 >= payments => return,
-            Ok(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-            // Unreadable now: the final read will say what it can.
-            Err(_) => return,
+            Ok(_) | Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
 }
