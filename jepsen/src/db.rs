@@ -32,7 +32,15 @@ pub struct DbOptions {
     /// TEST ONLY: start the nodes with `--unsafe-local-reads` (the harness's proof that it
     /// catches stale reads).
     pub unsafe_local_reads: bool,
+    /// Run each node under libfaketime, its wall clock offset by what the harness writes to
+    /// its clock file (`Db::step_clock`); its monotonic clock untouched.
+    pub fake_clocks: bool,
 }
+
+/// Where Debian's `libfaketime` package puts the library the clock nemesis preloads.
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+/// How long libfaketime keeps a clock file's offset before reading it again, in seconds.
+const FAKETIME_CACHE_SECS: &str = "1";
 
 struct NodeSlot {
     launcher: NodeLauncher,
@@ -87,11 +95,25 @@ fn launcher(
     .arg("--otp-expiry-ms")
     .arg(OTP_EXPIRY_MS.to_string())
     .die_with_parent();
+    let launcher = if options.fake_clocks {
+        launcher
+            .env("LD_PRELOAD", LIBFAKETIME)
+            .env("FAKETIME_TIMESTAMP_FILE", clock_file(root, host.id))
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .env("FAKETIME_CACHE_DURATION", FAKETIME_CACHE_SECS)
+    } else {
+        launcher
+    };
     if options.unsafe_local_reads {
         launcher.arg("--unsafe-local-reads")
     } else {
         launcher
     }
+}
+
+/// The file libfaketime reads node `id`'s clock offset from.
+fn clock_file(root: &Path, id: u64) -> PathBuf {
+    root.join(format!("n{id}.faketime"))
 }
 
 impl Db {
@@ -103,8 +125,16 @@ impl Db {
         rand::Rng::fill(&mut rand::thread_rng(), &mut key);
         std::fs::write(root.join("master.key"), key)?;
         let pki = ClusterPki::create(&root.join("certs")).map_err(std::io::Error::other)?;
+        if options.fake_clocks && !Path::new(LIBFAKETIME).exists() {
+            return Err(std::io::Error::other(format!(
+                "the clock nemesis needs {LIBFAKETIME} (apt-get install libfaketime)"
+            )));
+        }
         let mut slots = Vec::new();
         for host in &net.hosts {
+            if options.fake_clocks {
+                std::fs::write(clock_file(&root, host.id), "+0")?;
+            }
             let tls = pki.node(host.id).map_err(std::io::Error::other)?;
             let launcher = launcher(&options, host, &root, tls);
             std::fs::create_dir_all(launcher.data_dir())?;
@@ -205,6 +235,16 @@ impl Db {
         }
         slot.paused = paused;
         true
+    }
+
+    /// Steps node `id`'s wall clock to `offset_secs` from true time (0: true time again),
+    /// running or not; it takes effect within `FAKETIME_CACHE_SECS`. Only for a `Db` made
+    /// with `fake_clocks`.
+    pub fn step_clock(&self, id: u64, offset_secs: i64) -> std::io::Result<()> {
+        let file = clock_file(&self.root, id);
+        let staged = file.with_extension("next");
+        std::fs::write(&staged, format!("{offset_secs:+}"))?;
+        std::fs::rename(staged, file)
     }
 
     pub fn is_running(&self, id: u64) -> bool {

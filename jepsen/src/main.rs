@@ -57,7 +57,7 @@ struct TestArgs {
     /// What the clients do.
     #[arg(long, value_enum, default_value = "bank")]
     workload: Kind,
-    /// Faults to inject, comma-separated: partition, loss, kill, pause, membership; `all`, or
+    /// Faults to inject, comma-separated: partition, loss, kill, pause, membership, clock; `all`, or
     /// `none`.
     #[arg(long, default_value = "partition,kill,pause", value_parser = parse_nemesis)]
     nemesis: NemesisList,

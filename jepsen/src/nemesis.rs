@@ -30,6 +30,10 @@ pub enum Fault {
     Pause,
     /// A voter removed from the cluster (it keeps running); added back when healed.
     Membership,
+    /// A node's wall clock (a random node's or the leader's) stepped forward or back by one
+    /// minute to two hours, with libfaketime; its monotonic clock runs on. Back to true
+    /// time when healed.
+    Clock,
 }
 
 impl Fault {
@@ -40,9 +44,13 @@ impl Fault {
             Fault::Kill => "kill",
             Fault::Pause => "pause",
             Fault::Membership => "membership",
+            Fault::Clock => "clock",
         }
     }
 }
+
+/// Smallest and largest step of a node's clock, either way, in seconds.
+pub const CLOCK_STEP_SECS: (i64, i64) = (60, 7_200);
 
 /// Longest the end of a run keeps trying to heal a fault that will not heal.
 pub const HEAL_DEADLINE: Duration = Duration::from_secs(120);
@@ -58,6 +66,7 @@ enum Active {
     Kill(u64),
     Pause(u64),
     Membership(u64),
+    Clock(u64),
 }
 
 impl Active {
@@ -68,6 +77,7 @@ impl Active {
             Active::Kill(_) => Fault::Kill,
             Active::Pause(_) => Fault::Pause,
             Active::Membership(_) => Fault::Membership,
+            Active::Clock(_) => Fault::Clock,
         }
     }
 }
@@ -253,6 +263,16 @@ impl Nemesis {
                     self.failed_start(fault);
                 }
             }
+            Fault::Clock => {
+                let (node, _) = self.target().await;
+                let size = self.rng.gen_range(CLOCK_STEP_SECS.0..=CLOCK_STEP_SECS.1);
+                let offset = if self.rng.gen_bool(0.5) { size } else { -size };
+                if self.step_clock(name, node, offset).await {
+                    self.active.push(Active::Clock(node));
+                } else {
+                    self.failed_start(fault);
+                }
+            }
             Fault::Membership => {
                 let (node, how) = self.target().await;
                 let client = self.db.lock().await.client(Duration::from_secs(2), 5);
@@ -268,6 +288,17 @@ impl Nemesis {
                 self.active.push(Active::Membership(node));
             }
         }
+    }
+
+    /// Steps a node's clock and records it; false if the step failed.
+    async fn step_clock(&self, name: String, node: u64, offset_secs: i64) -> bool {
+        let result = self.db.lock().await.step_clock(node, offset_secs);
+        self.record(
+            name,
+            json!({"node": node, "offset_s": offset_secs}),
+            result.as_ref().err().map(|e| e.to_string()),
+        );
+        result.is_ok()
     }
 
     /// Heals a fault; false if it could not be healed (yet).
@@ -294,6 +325,7 @@ impl Nemesis {
                 self.db.lock().await.resume(node);
                 self.record(name, json!({"node": node}), None);
             }
+            Active::Clock(node) => return self.step_clock(name, node, 0).await,
             Active::Membership(node) => {
                 let (client, info) = {
                     let db = self.db.lock().await;

@@ -142,6 +142,7 @@ pub async fn run(options: Options) -> Result<(PathBuf, Results), String> {
             node_bin: options.node_bin.clone(),
             snapshot_every: options.snapshot_every,
             unsafe_local_reads: options.unsafe_local_reads,
+            fake_clocks: options.nemesis.contains(&Fault::Clock),
         },
         &net,
         data_root.clone(),

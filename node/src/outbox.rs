@@ -42,12 +42,14 @@ pub async fn run<C: LedgerTypes>(
             _ = shared.sms_wakeup.notified() => {}
             _ = tick.tick() => {}
         }
-        if !shared.is_leader() {
-            continue;
-        }
         let Some(ledger) = shared.reader.ledger() else {
             continue;
         };
+        // Every node carries ledger time on, so that the next leader stamps no earlier.
+        shared.stamper.observe(ledger.meta().last_now_ms);
+        if !shared.is_leader() {
+            continue;
+        }
         let now_ms = shared.stamper.now_ms();
         let done = send_round(&shared, gateway.as_ref(), &ledger, now_ms).await;
         let expired = ledger.expired_payments(now_ms, MAX_EXPIRE_BATCH);

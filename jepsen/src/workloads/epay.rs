@@ -602,6 +602,7 @@ fn epay(setup: &Setup, history: &[Record<'_>]) -> Finding {
             json!({"error": "acknowledged payment missing from the final state", "payment": id}),
         );
     }
+    errors.extend(ledger_time(payments));
     errors.extend(money(setup, balances, payments));
     if let Some(days) = days {
         errors.extend(reconciliation(setup, balances, payments, days));
@@ -613,6 +614,37 @@ fn epay(setup: &Setup, history: &[Record<'_>]) -> Finding {
     }
     stats["final_states"] = json!(ends);
     Finding::from_errors(errors, stats)
+}
+
+/// Ledger time never goes back, whatever the nodes' clocks do: payments are numbered in
+/// log order, so their creation times never fall, and each ends no earlier than it began.
+/// And no code works past its expiry by ledger time: an e-Pay payment settles before
+/// `OTP_EXPIRY_MS` of ledger time have passed since its code was issued (with it).
+fn ledger_time(payments: &BTreeMap<u64, Payment>) -> Vec<Value> {
+    let mut errors = Vec::new();
+    let mut latest: Option<(u64, u64)> = None;
+    for (id, payment) in payments {
+        if let Some((before, at)) = latest.filter(|(_, at)| payment.created_ms < *at) {
+            errors.push(json!({"error": "ledger time went back: a payment was created before the one before it", "payment": id, "created_ms": payment.created_ms, "previous": before, "previous_created_ms": at}));
+        }
+        latest = Some((*id, payment.created_ms));
+        let ended_ms = match payment.state {
+            PaymentState::Settled { settled_ms, .. } => Some(settled_ms),
+            PaymentState::Cancelled { cancelled_ms } => Some(cancelled_ms),
+            PaymentState::Expired { expired_ms } => Some(expired_ms),
+            _ => None,
+        };
+        if ended_ms.is_some_and(|end| end < payment.created_ms) {
+            errors.push(json!({"error": "ledger time went back: a payment ended before it began", "payment": id, "created_ms": payment.created_ms, "state": payment.state}));
+        }
+        if let PaymentState::Settled { settled_ms, .. } = payment.state {
+            let expires_ms = payment.created_ms + crate::db::OTP_EXPIRY_MS;
+            if payment.challenge().is_some() && settled_ms >= expires_ms {
+                errors.push(json!({"error": "a code worked past its expiry by ledger time", "payment": id, "created_ms": payment.created_ms, "settled_ms": settled_ms, "expires_ms": expires_ms}));
+            }
+        }
+    }
+    errors
 }
 
 /// The merchant's days reconcile: each day's net equals its settlement account's movement
@@ -832,6 +864,58 @@ mod tests {
                 "{error}: {found:?}"
             );
         }
+    }
+
+    fn epay_payment(created_ms: u64, state: Value) -> Payment {
+        serde_json::from_value(json!({
+            "payer": 16, "payee": {"Merchant": 1}, "amount_fen": 100, "order_id": "o",
+            "method": {"Epay": {"challenge": 1}}, "state": state, "created_ms": created_ms,
+            "refunds": {"count": 0, "total_fen": 0, "to_payer_fen": 0, "points_taken": 0},
+            "points_earned": 0
+        }))
+        .expect("a payment")
+    }
+
+    #[test]
+    fn the_ledger_time_checker_flags_time_going_back_and_codes_past_expiry() {
+        let settled_at = |ms: u64| json!({"Settled": {"debited_fen": 100, "voucher": null, "settled_ms": ms, "points_earned": 0}});
+        let expiry = crate::db::OTP_EXPIRY_MS;
+        let good: BTreeMap<u64, Payment> = [
+            (1, epay_payment(1_000, settled_at(1_000 + expiry - 1))),
+            (
+                2,
+                epay_payment(1_000, json!({"Expired": {"expired_ms": 1_000 + expiry}})),
+            ),
+            (3, epay_payment(5_000, json!("Pending"))),
+        ]
+        .into();
+        assert_eq!(ledger_time(&good), Vec::<Value>::new());
+        let errors_of = |payments: BTreeMap<u64, Payment>| -> Vec<String> {
+            ledger_time(&payments)
+                .iter()
+                .map(|e| e["error"].as_str().expect("an error").to_owned())
+                .collect()
+        };
+        let late = [(1, epay_payment(1_000, settled_at(1_000 + expiry)))].into();
+        assert_eq!(
+            errors_of(late),
+            ["a code worked past its expiry by ledger time"]
+        );
+        let back = [
+            (1, epay_payment(9_000, json!("Pending"))),
+            (
+                2,
+                epay_payment(8_999, json!({"Cancelled": {"cancelled_ms": 8_000}})),
+            ),
+        ]
+        .into();
+        assert_eq!(
+            errors_of(back),
+            [
+                "ledger time went back: a payment was created before the one before it",
+                "ledger time went back: a payment ended before it began"
+            ]
+        );
     }
 
     #[test]
