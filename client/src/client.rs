@@ -411,6 +411,10 @@ impl<T: Transport> Client<T> {
                             }
                             Attempt::Retry(format!("{endpoint}: not the leader"))
                         }
+                        // Not applied, and not soon to change: the caller decides when.
+                        Ok(Ok(Err(e @ ApiError::DiskFull { .. }))) => {
+                            return Err(ClientError::Rejected(e))
+                        }
                         Ok(Ok(Err(e))) if e.is_retryable() => {
                             Attempt::Retry(format!("{endpoint}: {e}"))
                         }

@@ -248,9 +248,20 @@ impl Problem {
             ApiError::NotAllowed { .. } => Problem::bad_request("NotAllowed", error.to_string()),
             ApiError::NotLeader { .. } | ApiError::Unavailable { .. } => Problem::unavailable(call),
             ApiError::BatchTooLarge { .. } => Problem::unexpected(error),
+            // Nothing was applied: a retry (with or without the key) is safe, once space
+            // returns.
+            ApiError::DiskFull { .. } => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "DiskFull",
+                "the ledger is not taking writes: the leader's disk is nearly full; nothing was applied",
+            )
+            .retryable(Some(DISK_FULL_RETRY_SECS)),
         }
     }
 }
+
+/// `Retry-After` of a write refused for a full disk: an operator has to free space.
+const DISK_FULL_RETRY_SECS: u64 = 30;
 
 fn read_status(error: &ReadError) -> StatusCode {
     match error {
@@ -395,5 +406,26 @@ mod tests {
         let clients = Problem::ledger(&LedgerError::TooManyClients { max_sessions: 5 });
         assert_eq!(clients.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(clients.retry_after_s, Some(1));
+    }
+
+    #[test]
+    fn a_write_refused_for_a_full_disk_is_503_disk_full_not_outcome_unknown() {
+        let full = ApiError::DiskFull {
+            free_bytes: 1,
+            reserve_bytes: 2,
+        };
+        for call in [Call::KeyedWrite, Call::UnkeyedWrite] {
+            let problem = Problem::client(ClientError::Rejected(full.clone()), call);
+            assert_eq!(problem.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(problem.retry_after_s, Some(DISK_FULL_RETRY_SECS));
+            let response = problem.into_response();
+            assert_eq!(response.headers()[header::RETRY_AFTER], "30");
+        }
+        let body = Problem::client(ClientError::Rejected(full), Call::KeyedWrite).body;
+        assert!(body.retryable);
+        assert_eq!(
+            serde_json::to_value(&body).expect("json")["error"],
+            "DiskFull"
+        );
     }
 }

@@ -107,6 +107,11 @@ pub struct RunArgs {
     /// sled page cache in MiB.
     #[arg(long, env = "LEDGER_CACHE_MB")]
     pub cache_mb: Option<u64>,
+    /// Free space, in MiB, the data directory's filesystem must keep: below it the node,
+    /// when leader, refuses client writes (DiskFull, retryable; reads go on) until space
+    /// returns (default 256).
+    #[arg(long, env = "LEDGER_MIN_FREE_DISK_MIB")]
+    pub min_free_disk_mib: Option<u64>,
     /// Log format.
     #[arg(long, env = "LEDGER_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -179,6 +184,7 @@ struct FileConfig {
     event_retention_ms: Option<u64>,
     payment_retention_ms: Option<u64>,
     cache_mb: Option<u64>,
+    min_free_disk_mib: Option<u64>,
     log_format: Option<LogFormat>,
     snapshot_every: Option<u64>,
     otp_codes_per_phone: Option<u32>,
@@ -231,6 +237,8 @@ pub struct NodeConfig {
     /// Whether http:// webhooks are posted to (`--webhook-plain-http`).
     pub webhook_plain_http: bool,
     pub cache_bytes: u64,
+    /// Free space the data directory must keep before client writes are refused.
+    pub min_free_disk_bytes: u64,
     pub log_format: LogFormat,
     /// Log entries between snapshots.
     pub snapshot_every: u64,
@@ -440,6 +448,11 @@ impl RunArgs {
             webhook_ca: self.webhook_ca.or(file.webhook_ca),
             webhook_plain_http: self.webhook_plain_http || file.webhook_plain_http.unwrap_or(false),
             cache_bytes: self.cache_mb.or(file.cache_mb).unwrap_or(256) * 1024 * 1024,
+            min_free_disk_bytes: self
+                .min_free_disk_mib
+                .or(file.min_free_disk_mib)
+                .unwrap_or(crate::disk::DEFAULT_MIN_FREE_DISK_MIB)
+                .saturating_mul(1024 * 1024),
             log_format: self
                 .log_format
                 .or(file.log_format)

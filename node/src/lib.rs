@@ -19,6 +19,7 @@ pub mod admin;
 pub mod backup;
 pub mod certs;
 pub mod config;
+pub mod disk;
 pub mod intake;
 pub mod log_store;
 pub mod metrics;

@@ -245,6 +245,7 @@ async fn start_node(config: &NodeConfig) -> Result<RunningNode, String> {
         ),
         webhook_options: WebhookOptions::default(),
         cache_bytes: config.cache_bytes,
+        min_free_disk_bytes: config.min_free_disk_bytes,
         unsafe_local_reads: config.unsafe_local_reads,
         tls,
     })
@@ -373,6 +374,7 @@ async fn dev(args: DevArgs) -> Result<(), String> {
             webhook_ca: None,
             webhook_plain_http: true,
             cache_bytes: 64 * 1024 * 1024,
+            min_free_disk_bytes: ledger_node::disk::DEFAULT_MIN_FREE_DISK_MIB * 1024 * 1024,
             log_format: args.log_format,
             snapshot_every: ledger_node::config::DEFAULT_SNAPSHOT_EVERY,
             security: if args.insecure_plaintext {

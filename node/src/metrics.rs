@@ -53,6 +53,10 @@ pub struct Metrics {
     pub queries: Counter,
     pub sms_sent: Counter,
     pub sms_failed: Counter,
+    /// Client calls refused because the data directory's free space is below its reserve.
+    pub disk_full: Counter,
+    /// Steps of the wall clock against the node's monotonic clock (`stamp::LedgerClock`).
+    pub clock_steps: Counter,
     /// Webhook events a merchant answered with a 2xx.
     pub webhook_delivered: Counter,
     /// Webhook POSTs that failed (error status, connection, timeout; retried).
@@ -84,6 +88,8 @@ impl Default for Metrics {
             queries: Counter::default(),
             sms_sent: Counter::default(),
             sms_failed: Counter::default(),
+            clock_steps: Counter::default(),
+            disk_full: Counter::default(),
             webhook_delivered: Counter::default(),
             webhook_failed: Counter::default(),
             webhook_abandoned: Counter::default(),
@@ -102,7 +108,7 @@ impl Metrics {
     /// collector of the Raft and storage gauges (which holds the node weakly, so a registry
     /// kept past the node reads nothing rather than keeping it alive).
     pub fn register(&self, registry: &mut Registry, shared: Weak<Shared>) {
-        let counters: [(&str, &str, &Counter); 12] = [
+        let counters: [(&str, &str, &Counter); 14] = [
             (
                 "ledger_submit_calls",
                 "Client submit calls",
@@ -143,6 +149,16 @@ impl Metrics {
                 "ledger_sms_failed",
                 "SMS deliveries that failed (retried)",
                 &self.sms_failed,
+            ),
+            (
+                "ledger_disk_full",
+                "Client calls refused because the data directory's free space was below its reserve",
+                &self.disk_full,
+            ),
+            (
+                "ledger_clock_steps",
+                "Steps of the wall clock (either way, over 1 s) against the node's monotonic clock",
+                &self.clock_steps,
             ),
             (
                 "ledger_webhook_delivered",
@@ -273,6 +289,16 @@ impl Collector for NodeCollector {
             "ledger_disk_bytes",
             "Size of the node's sled database on disk.",
             i64::try_from(shared.disk_bytes()).unwrap_or(i64::MAX),
-        )
+        )?;
+        let free = shared.disk.as_ref().and_then(|d| d.free_bytes());
+        if let Some(free) = free {
+            gauge(
+                &mut encoder,
+                "ledger_disk_free_bytes",
+                "Free space on the data directory's filesystem (writes are refused below the reserve).",
+                i64::try_from(free).unwrap_or(i64::MAX),
+            )?;
+        }
+        Ok(())
     }
 }

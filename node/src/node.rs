@@ -1,6 +1,7 @@
 //! A running payment node: opens its storage, starts Raft, serves the client and Raft ports,
 //! delivers SMS and merchants' webhook events while it leads, and shuts down cleanly.
 
+use crate::disk::DiskReserve;
 use crate::intake::{CpuWork, Intake};
 use crate::log_store::LogStore;
 use crate::metrics::Metrics;
@@ -11,7 +12,7 @@ use crate::proposer::Proposer;
 use crate::raft_types::{LedgerTypes, NodeAddr, NodeId, Raft, TypeConfig};
 use crate::service;
 use crate::sms::SmsGateway;
-use crate::stamp::Stamper;
+use crate::stamp::{LedgerClock, Stamper};
 use crate::state_machine::{StateMachine, StateReader};
 use crate::state_store::SledState;
 use crate::webhooks::{self, WebhookOptions, WebhookTransport};
@@ -46,6 +47,9 @@ pub struct NodeOptions {
     pub webhook_options: WebhookOptions,
     /// sled's page cache, in bytes.
     pub cache_bytes: u64,
+    /// Free space the data directory's filesystem keeps: below it client writes are
+    /// refused (`disk::DiskReserve`).
+    pub min_free_disk_bytes: u64,
     /// TEST ONLY: answer linearizable reads from local state without confirming leadership
     /// (stale reads under a partition). The chaos harness's proof that it catches them.
     pub unsafe_local_reads: bool,
@@ -78,7 +82,8 @@ pub struct Shared<C: LedgerTypes = TypeConfig> {
     pub raft: openraft::Raft<C>,
     pub reader: StateReader,
     pub intake: Intake,
-    pub stamper: Arc<dyn Stamper>,
+    /// The time this node stamps entries with (its wall clock, never going back).
+    pub stamper: Arc<LedgerClock>,
     pub metrics: Metrics,
     /// Batches client commands into Raft entries.
     pub proposer: Proposer,
@@ -89,6 +94,9 @@ pub struct Shared<C: LedgerTypes = TypeConfig> {
     pub unsafe_local_reads: bool,
     /// The backup this node has prepared for `backup_chunk`, if any.
     pub backups: crate::backup::Backups,
+    /// The data directory's free space against its reserve (none in the simulator, whose
+    /// nodes share the machine's disk).
+    pub disk: Option<DiskReserve>,
     db: sled::Db,
     next_internal_request: AtomicU64,
 }
@@ -161,6 +169,8 @@ pub struct NodeParts<C: LedgerTypes> {
     pub cpu: CpuWork,
     /// TEST ONLY (see `NodeOptions::unsafe_local_reads`).
     pub unsafe_local_reads: bool,
+    /// Refuse client writes while the data directory's free space is below a reserve.
+    pub disk: Option<DiskReserve>,
     /// SIMULATOR ONLY: a deliberately broken piece of the node's code.
     pub planted: Option<PlantedBug>,
 }
@@ -168,8 +178,10 @@ pub struct NodeParts<C: LedgerTypes> {
 /// Starts the node's own tasks (the proposer, the SMS outbox loop and the webhook delivery
 /// loop) around its Raft.
 pub fn assemble<C: LedgerTypes>(parts: NodeParts<C>) -> RunningNode<C> {
+    let metrics = Metrics::default();
+    let stamper = Arc::new(LedgerClock::new(parts.stamper, metrics.clock_steps.clone()));
     let (proposer, proposer_task) =
-        Proposer::start(parts.raft.clone(), parts.stamper.clone(), parts.planted);
+        Proposer::start(parts.raft.clone(), stamper.clone(), parts.planted);
     let shared = Arc::new(Shared {
         id: parts.id,
         raft: parts.raft,
@@ -180,12 +192,13 @@ pub fn assemble<C: LedgerTypes>(parts: NodeParts<C>) -> RunningNode<C> {
             planted: parts.planted,
             plain_http_webhooks: parts.webhooks.posts_plain_http(),
         },
-        stamper: parts.stamper,
-        metrics: Metrics::default(),
+        stamper,
+        metrics,
         proposer,
         sms_wakeup: tokio::sync::Notify::new(),
         unsafe_local_reads: parts.unsafe_local_reads,
         backups: Default::default(),
+        disk: parts.disk,
         db: parts.db,
         next_internal_request: AtomicU64::new(0),
     });
@@ -272,6 +285,10 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         webhook_options: options.webhook_options,
         cpu: CpuWork::BlockingPool,
         unsafe_local_reads: options.unsafe_local_reads,
+        disk: Some(DiskReserve::new(
+            options.data_dir.clone(),
+            options.min_free_disk_bytes,
+        )),
         planted: None,
     });
     let refused = node.shared.metrics.tls_refused.clone();

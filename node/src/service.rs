@@ -273,6 +273,11 @@ impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
         if !self.shared.is_leader() {
             return Err(self.not_leader());
         }
+        if let Some(disk) = &self.shared.disk {
+            disk.check().inspect_err(|_| {
+                metrics.disk_full.inc();
+            })?;
+        }
         if requests
             .iter()
             .any(|r| r.key.client_id >= NODE_CLIENT_ID_BASE)

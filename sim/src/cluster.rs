@@ -170,6 +170,7 @@ impl Cluster {
             },
             cpu: CpuWork::Inline,
             unsafe_local_reads: false,
+            disk: None,
             planted: self.bug.and_then(Bug::planted),
         });
         self.clients.open(

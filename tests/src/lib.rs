@@ -139,6 +139,16 @@ impl Cluster {
 
     /// Like `start`, with a snapshot every `snapshot_every` log entries.
     pub async fn start_with(n: u64, snapshot_every: u64) -> Cluster {
+        Self::start_prepared(n, snapshot_every, |_| {}).await
+    }
+
+    /// Like `start_with`, calling `prepare` on each node's (empty) data directory before
+    /// the node first starts (to mount a filesystem there, say).
+    pub async fn start_prepared(
+        n: u64,
+        snapshot_every: u64,
+        mut prepare: impl FnMut(&Path),
+    ) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("ledger-e2e-")
             .tempdir()
@@ -156,6 +166,9 @@ impl Cluster {
             cluster.add_process(id);
         }
         cluster.members = cluster.nodes.iter().map(|n| n.info.clone()).collect();
+        for node in &cluster.nodes {
+            prepare(&node.data_dir);
+        }
         for i in 0..cluster.nodes.len() {
             cluster.spawn(i, i == 0);
         }

@@ -131,6 +131,12 @@ pub enum ApiError {
     /// A read of the journal was refused (bad range, page size or cursor; unknown account).
     #[error("read refused: {0}")]
     Read(#[from] ReadError),
+    /// The leader's disk has less free space than its reserve (`--min-free-disk-mib`): it
+    /// takes no writes until space returns. Nothing was applied; reads still work.
+    #[error(
+        "the leader's disk is nearly full ({free_bytes} bytes free, {reserve_bytes} kept in reserve): nothing was applied, retry later"
+    )]
+    DiskFull { free_bytes: u64, reserve_bytes: u64 },
 }
 
 impl ApiError {
@@ -138,6 +144,7 @@ impl ApiError {
         match self {
             ApiError::Ledger(e) => e.is_retryable(),
             ApiError::NotLeader { .. } | ApiError::Unavailable { .. } => true,
+            ApiError::DiskFull { .. } => true,
             ApiError::BatchTooLarge { .. }
             | ApiError::NotAllowed { .. }
             | ApiError::Forbidden { .. }
