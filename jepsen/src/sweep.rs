@@ -95,9 +95,16 @@ impl Row {
 /// The table, one row per (workload, fault set), in the order they were run.
 pub fn table(rows: &[((Kind, Vec<Fault>), Row)]) -> String {
     let mut out = String::new();
+    // The nemesis column as wide as its longest name (`all` spells out every fault).
+    let width = rows
+        .iter()
+        .map(|((_, faults), _)| runner::nemesis_name(faults).len())
+        .chain(["nemesis".len()])
+        .max()
+        .unwrap_or(0);
     let _ = writeln!(
         out,
-        "{:<12} {:<36} {:>5} {:>6} {:>8} {:>8} {:>9} {:>14}",
+        "{:<12} {:<width$} {:>5} {:>6} {:>8} {:>8} {:>9} {:>14}",
         "workload", "nemesis", "runs", "valid", "invalid", "unknown", "p99 ms", "max unavail s"
     );
     for ((kind, faults), row) in rows {
@@ -106,7 +113,7 @@ pub fn table(rows: &[((Kind, Vec<Fault>), Row)]) -> String {
         let p99 = percentile(&latencies, 0.99).map_or("-".to_owned(), |v| format!("{v:.0}"));
         let _ = writeln!(
             out,
-            "{:<12} {:<36} {:>5} {:>6} {:>8} {:>8} {:>9} {:>14.1}",
+            "{:<12} {:<width$} {:>5} {:>6} {:>8} {:>8} {:>9} {:>14.1}",
             kind.name(),
             runner::nemesis_name(faults),
             row.runs,
@@ -266,5 +273,17 @@ mod tests {
             printed.lines().nth(1).unwrap().contains(" 20 "),
             "{printed}"
         );
+    }
+
+    #[test]
+    fn the_table_lines_up_however_long_a_fault_set_is_named() {
+        let every: Vec<Fault> = <Fault as clap::ValueEnum>::value_variants().to_vec();
+        let rows = [
+            ((Kind::Bank, vec![Fault::Clock]), Row::default()),
+            ((Kind::Epay, every), Row::default()),
+        ];
+        let printed = table(&rows);
+        let widths: Vec<usize> = printed.lines().map(str::len).collect();
+        assert!(widths.windows(2).all(|w| w[0] == w[1]), "{printed}");
     }
 }
