@@ -46,8 +46,9 @@ struct Args {
     /// Accounts to transfer between.
     #[arg(long, default_value_t = 64)]
     accounts: u64,
-    /// Requests per submit call (batching in the client protocol).
-    #[arg(long, default_value_t = 1)]
+    /// Requests per submit call (batching in the client protocol), at most 1024 (the
+    /// protocol's `MAX_BATCH`).
+    #[arg(long, default_value_t = 1, value_parser = batch_size)]
     batch: usize,
     /// Full two-step e-Pay payments instead of book transfers.
     #[arg(long)]
@@ -424,12 +425,28 @@ fn dir_size(path: &std::path::Path) -> u64 {
         .sum()
 }
 
+/// `--batch`: 1 to `MAX_BATCH`.
+fn batch_size(text: &str) -> Result<usize, String> {
+    let batch: usize = text.parse().map_err(|e| format!("{e}"))?;
+    if (1..=ledger_wire::api::MAX_BATCH).contains(&batch) {
+        Ok(batch)
+    } else {
+        Err(format!(
+            "a batch holds 1 to {} requests (the protocol's MAX_BATCH)",
+            ledger_wire::api::MAX_BATCH
+        ))
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Args::parse();
     let mut config = ClientConfig::new(args.endpoints.clone());
     config.tls = args.tls.resolve()?;
     config.call_timeout = Duration::from_secs(10);
+    // Each worker has a client of its own: room for its whole batch at once (a batch above
+    // the in-flight bound is refused, and the run would measure nothing but refusals).
+    config.max_in_flight = config.max_in_flight.max(args.batch);
     let client_config = config.clone();
     let client = Arc::new(Client::new(config));
     let tail = Arc::new(Mutex::new(SmsTail::new(&args.data_dir)));
