@@ -367,6 +367,14 @@ impl<T: Transport> Client<T> {
             });
         }
         let mut last = String::new();
+        // An earlier attempt that reached a node without an answer (timed out, connection
+        // lost, outcome unknown): a later refusal by a node (its TLS handshake, a full disk)
+        // says nothing about that one, which may have been applied.
+        let mut unanswered: Option<String> = None;
+        let unknown = |attempt: u32, refusal: String, earlier: &str| ClientError::Unavailable {
+            attempts: attempt + 1,
+            last: format!("{refusal}; an earlier attempt may have been applied ({earlier})"),
+        };
         for attempt in 0..self.config.max_attempts {
             if attempt > 0 {
                 self.backoff(attempt - 1).await;
@@ -375,10 +383,11 @@ impl<T: Transport> Client<T> {
             let outcome = match self.connection(&endpoint).await {
                 // The TLS handshake refused our certificate: no retry changes that.
                 Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                    return Err(ClientError::CertificateRefused {
-                        endpoint,
-                        reason: e.to_string(),
-                    });
+                    let reason = e.to_string();
+                    if let Some(earlier) = &unanswered {
+                        return Err(unknown(attempt, format!("{endpoint}: {reason}"), earlier));
+                    }
+                    return Err(ClientError::CertificateRefused { endpoint, reason });
                 }
                 Err(e) => {
                     self.forget(&endpoint);
@@ -396,14 +405,18 @@ impl<T: Transport> Client<T> {
                                 .expect("client state")
                                 .leader
                                 .take_if(|l| *l == endpoint);
-                            Attempt::Retry(format!(
+                            let reason = format!(
                                 "{endpoint}: no answer within {:?}",
                                 self.config.call_timeout
-                            ))
+                            );
+                            unanswered = Some(reason.clone());
+                            Attempt::Retry(reason)
                         }
                         Ok(Err(rpc)) => {
                             self.forget(&endpoint);
-                            Attempt::Retry(format!("{endpoint}: {rpc}"))
+                            let reason = format!("{endpoint}: {rpc}");
+                            unanswered = Some(reason.clone());
+                            Attempt::Retry(reason)
                         }
                         Ok(Ok(Err(ApiError::NotLeader { leader }))) => {
                             if self.config.follow_leader {
@@ -413,10 +426,15 @@ impl<T: Transport> Client<T> {
                         }
                         // Not applied, and not soon to change: the caller decides when.
                         Ok(Ok(Err(e @ ApiError::DiskFull { .. }))) => {
-                            return Err(ClientError::Rejected(e))
+                            if let Some(earlier) = &unanswered {
+                                return Err(unknown(attempt, format!("{endpoint}: {e}"), earlier));
+                            }
+                            return Err(ClientError::Rejected(e));
                         }
                         Ok(Ok(Err(e))) if e.is_retryable() => {
-                            Attempt::Retry(format!("{endpoint}: {e}"))
+                            let reason = format!("{endpoint}: {e}");
+                            unanswered = Some(reason.clone());
+                            Attempt::Retry(reason)
                         }
                         Ok(Ok(Err(ApiError::Ledger(e)))) => return Err(ClientError::Refused(e)),
                         Ok(Ok(Err(e))) => return Err(ClientError::Rejected(e)),
@@ -666,5 +684,136 @@ impl<T: Transport> Client<T> {
     pub async fn remove_node(&self, id: u64) -> Result<(), ClientError> {
         self.with_leader(|c, ctx| async move { c.remove_node(ctx, id).await })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_core::types::AccountId;
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+    use tarpc::client::RpcError;
+
+    /// What the next attempt meets.
+    #[derive(Clone, Copy, Debug)]
+    enum Meets {
+        /// A node that takes the request and never answers.
+        Silence,
+        /// The node's TLS handshake refuses the client's certificate.
+        CertificateRefused,
+        /// The leader's disk is below its reserve.
+        DiskFull,
+    }
+
+    #[derive(Clone)]
+    struct Scripted(Arc<Mutex<VecDeque<Meets>>>);
+
+    impl Scripted {
+        fn new(script: &[Meets]) -> Scripted {
+            Scripted(Arc::new(Mutex::new(script.iter().copied().collect())))
+        }
+        fn next(&self) -> Meets {
+            self.0
+                .lock()
+                .expect("script")
+                .pop_front()
+                .expect("a scripted attempt")
+        }
+        fn peek(&self) -> Option<Meets> {
+            self.0.lock().expect("script").front().copied()
+        }
+    }
+
+    impl tarpc::client::stub::Stub for Scripted {
+        type Req = LedgerRpcRequest;
+        type Resp = LedgerRpcResponse;
+
+        async fn call(
+            &self,
+            _: tarpc::context::Context,
+            _: LedgerRpcRequest,
+        ) -> Result<LedgerRpcResponse, RpcError> {
+            match self.next() {
+                Meets::DiskFull => Ok(LedgerRpcResponse::Submit(Err(ApiError::DiskFull {
+                    free_bytes: 1,
+                    reserve_bytes: 2,
+                }))),
+                _ => std::future::pending().await,
+            }
+        }
+    }
+
+    impl Transport for Scripted {
+        type Stub = Scripted;
+
+        async fn connect(&self, _: &str, _: Duration) -> std::io::Result<Scripted> {
+            if let Some(Meets::CertificateRefused) = self.peek() {
+                self.next();
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "certificate expired",
+                ));
+            }
+            Ok(self.clone())
+        }
+
+        fn now_us(&self) -> u64 {
+            1_000_000
+        }
+
+        fn random_u64(&self) -> u64 {
+            0
+        }
+    }
+
+    fn client(script: &[Meets]) -> Client<Scripted> {
+        let mut config = ClientConfig::new(["a:1", "b:1"]);
+        config.call_timeout = Duration::from_millis(50);
+        config.backoff_initial = Duration::from_millis(1);
+        config.backoff_max = Duration::from_millis(1);
+        config.max_attempts = 3;
+        Client::with_transport(config, Scripted::new(script))
+    }
+
+    fn deposit() -> Operation {
+        Operation::Command(ledger_core::command::Command::Deposit {
+            account: AccountId(16),
+            amount_fen: 1,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_refusal_that_applied_nothing_is_reported_as_such_on_a_first_attempt() {
+        let full = client(&[Meets::DiskFull]).submit(deposit()).await;
+        assert!(
+            matches!(full, Err(ClientError::Rejected(ApiError::DiskFull { .. }))),
+            "{full:?}"
+        );
+        let refused = client(&[Meets::CertificateRefused]).submit(deposit()).await;
+        assert!(
+            matches!(refused, Err(ClientError::CertificateRefused { .. })),
+            "{refused:?}"
+        );
+    }
+
+    /// The chaos harness, 2026-12-04: a transfer timed out on one node, the retry met a node
+    /// whose clock was stepped back (so the client's certificate was not yet valid there),
+    /// and the client said nothing had been sent: yet the first attempt had been applied.
+    #[tokio::test]
+    async fn a_refusal_after_an_unanswered_attempt_leaves_the_outcome_unknown() {
+        for refusal in [Meets::CertificateRefused, Meets::DiskFull] {
+            let answer = client(&[Meets::Silence, refusal]).submit(deposit()).await;
+            match answer {
+                Err(ClientError::Unavailable { attempts, last }) => {
+                    assert_eq!(attempts, 2);
+                    assert!(
+                        last.contains("an earlier attempt may have been applied"),
+                        "{last}"
+                    );
+                }
+                other => panic!("{refusal:?} after silence: expected Unavailable, got {other:?}"),
+            }
+        }
     }
 }

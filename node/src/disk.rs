@@ -1,5 +1,5 @@
-//! The disk reserve. A leader whose data directory's filesystem has less free space than
-//! the reserve takes no client writes (`ApiError::DiskFull`, retryable, nothing applied)
+//! The disk reserve. A leader whose database (`<data dir>/sled`) is on a filesystem with
+//! less free space than the reserve takes no client writes (`ApiError::DiskFull`, retryable, nothing applied)
 //! and keeps answering reads; it takes writes again as soon as space returns. The reserve
 //! is what the node's own writes still need meanwhile: Raft's blank entries and votes, the
 //! outbox's acknowledgements, a snapshot. A sled that hits ENOSPC poisons itself until the

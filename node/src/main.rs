@@ -533,7 +533,13 @@ async fn run(args: RunArgs) -> Result<(), String> {
             }
         });
     }
-    shutdown_signal().await;
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        fatal = node.failed() => {
+            tracing::error!(error = %fatal, "raft stopped on a storage failure; the node exits (restart it once the cause is fixed: it recovers from what is durable)");
+            return Err(format!("raft stopped on a storage failure: {fatal}"));
+        }
+    }
     node.shutdown().await;
     Ok(())
 }

@@ -285,10 +285,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         webhook_options: options.webhook_options,
         cpu: CpuWork::BlockingPool,
         unsafe_local_reads: options.unsafe_local_reads,
-        disk: Some(DiskReserve::new(
-            options.data_dir.clone(),
-            options.min_free_disk_bytes,
-        )),
+        disk: Some(DiskReserve::new(sled_path, options.min_free_disk_bytes)),
         planted: None,
     });
     let refused = node.shared.metrics.tls_refused.clone();
@@ -317,6 +314,25 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
 impl<C: LedgerTypes> RunningNode<C> {
     pub fn raft(&self) -> &openraft::Raft<C> {
         &self.shared.raft
+    }
+
+    /// Resolves when Raft has stopped on a fatal error (a log or state write that failed: a
+    /// full disk, an I/O error), with that error; never on a normal shutdown. The node must
+    /// then stop: its storage may no longer hold what it acknowledged, and a restart
+    /// recovers from what is durable and catches up from its peers.
+    pub async fn failed(&self) -> String {
+        let mut metrics = self.shared.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow_and_update().running_state {
+                if !matches!(fatal, openraft::error::Fatal::Stopped) {
+                    return fatal.to_string();
+                }
+            }
+            if metrics.changed().await.is_err() {
+                // Raft is gone without a fatal error: a shutdown under way.
+                return std::future::pending().await;
+            }
+        }
     }
 
     /// Stops serving, stops Raft, and flushes storage.

@@ -327,6 +327,11 @@ impl Cluster {
         self.nodes[self.index(id)].process().is_some()
     }
 
+    /// How node `id` exited, if it was started and has exited on its own.
+    pub fn exit_status(&self, id: u64) -> Option<std::process::ExitStatus> {
+        self.nodes[self.index(id)].exited()
+    }
+
     /// Panics, with its log, if a node the harness started has exited on its own.
     pub fn assert_alive(&self) {
         for node in &self.nodes {

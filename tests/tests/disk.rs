@@ -1,6 +1,6 @@
-//! A disk filling up, for real: each node's data directory is a tmpfs of its own, and the
-//! test fills the leader's with a file until less than the node's reserve is free (the
-//! default `--min-free-disk-mib`, 256). Needs root (it mounts); CI runs as root.
+//! A disk filling up, for real: each node's database folder (`<data dir>/sled`) is a tmpfs
+//! of its own (its log file stays outside, so that it can say why it stopped), and the
+//! tests fill one with a file. Needs root (it mounts); CI runs as root.
 
 use ledger_client::ClientError;
 use ledger_node::disk::DEFAULT_MIN_FREE_DISK_MIB;
@@ -19,7 +19,10 @@ const TMPFS_MIB: u64 = DEFAULT_MIN_FREE_DISK_MIB + 64;
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount(dir: &Path, mib: u64) -> Tmpfs {
+    /// Mounts one at the database folder of the data directory `data_dir`.
+    fn mount(data_dir: &Path, mib: u64) -> Tmpfs {
+        let dir = data_dir.join("sled");
+        std::fs::create_dir_all(&dir).expect("the database folder");
         let status = Command::new("mount")
             .args([
                 "-t",
@@ -28,11 +31,11 @@ impl Tmpfs {
                 &format!("size={mib}m"),
                 "ledger-e2e-disk",
             ])
-            .arg(dir)
+            .arg(&dir)
             .status()
             .expect("run mount");
         assert!(status.success(), "mount a tmpfs at {}", dir.display());
-        Tmpfs(dir.to_owned())
+        Tmpfs(dir)
     }
 }
 
@@ -47,25 +50,26 @@ fn free_mib(dir: &Path) -> u64 {
     stat.f_bavail * stat.f_frsize / (1024 * 1024)
 }
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
+/// Three nodes, each with its database on a tmpfs of `TMPFS_MIB`.
+async fn cluster_on_tmpfs() -> (Cluster, Vec<Tmpfs>) {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test mounts tmpfs filesystems: run it as root (CI does)"
+    );
+    let mut mounts = Vec::new();
+    let cluster = Cluster::start_prepared(3, 10_000, |dir| {
+        mounts.push(Tmpfs::mount(dir, TMPFS_MIB));
+    })
+    .await;
+    (cluster, mounts)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_disk_fills_refuses_writes_answers_reads_and_resumes() {
-    assert!(
-        is_root(),
-        "this test mounts tmpfs filesystems: run it as root (CI does)"
-    );
     let _serial = serial().await;
-    let mut mounted = Vec::new();
-    let cluster = Cluster::start_prepared(3, 10_000, |dir| {
-        mounted.push(Tmpfs::mount(dir, TMPFS_MIB));
-    })
-    .await;
-    // Dropped before the cluster (even on a panic): unmounted first, so that removing the
-    // cluster's folder finds plain directories.
-    let mounts = mounted;
+    let (cluster, mounts) = cluster_on_tmpfs().await;
+    // `mounts` is dropped before `cluster` (even on a panic): unmounted first, so that
+    // removing the cluster's folder finds plain directories.
     let client = cluster.client();
     let account = open_account(&client, 1).await;
     client
@@ -75,11 +79,11 @@ async fn a_leader_whose_disk_fills_refuses_writes_answers_reads_and_resumes() {
 
     // The leader's disk fills to below its reserve.
     let leader = cluster.leader().await;
-    let data_dir = cluster.data_root().join(format!("node{leader}"));
-    let filler = data_dir.join("filler");
-    let fill_mib = free_mib(&data_dir) - DEFAULT_MIN_FREE_DISK_MIB / 2;
+    let db_dir = cluster.data_root().join(format!("node{leader}/sled"));
+    let filler = db_dir.join("filler");
+    let fill_mib = free_mib(&db_dir) - DEFAULT_MIN_FREE_DISK_MIB / 2;
     std::fs::write(&filler, vec![0u8; (fill_mib * 1024 * 1024) as usize]).expect("fill");
-    assert!(free_mib(&data_dir) < DEFAULT_MIN_FREE_DISK_MIB);
+    assert!(free_mib(&db_dir) < DEFAULT_MIN_FREE_DISK_MIB);
 
     let refused = eventually(
         "a write refused for the full disk",
@@ -147,4 +151,73 @@ async fn a_leader_whose_disk_fills_refuses_writes_answers_reads_and_resumes() {
     let root = cluster.data_root().to_owned();
     drop(cluster);
     assert!(!root.exists(), "the cluster's folder is removed");
+}
+
+/// A follower whose disk fills to the last byte cannot write what the leader sends: Raft
+/// stops on the storage error and the node exits, saying why, rather than linger half
+/// alive. The others go on; once space returns, the node restarted recovers from what was
+/// durable and catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_out_of_disk_stops_with_a_clear_error_and_recovers_when_restarted() {
+    let _serial = serial().await;
+    let (mut cluster, mounts) = cluster_on_tmpfs().await;
+    let client = cluster.client();
+    let account = open_account(&client, 1).await;
+    let leader = cluster.leader().await;
+    let follower = *cluster
+        .ids()
+        .iter()
+        .find(|id| **id != leader)
+        .expect("a follower");
+
+    // Every byte of the follower's filesystem taken (the write itself fails at the end).
+    let db_dir = cluster.data_root().join(format!("node{follower}/sled"));
+    let filler = db_dir.join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; (TMPFS_MIB * 1024 * 1024) as usize]);
+    assert_eq!(free_mib(&db_dir), 0);
+
+    // Deposits of 1 fen: those acknowledged were applied, the others may have been.
+    let (mut acknowledged, mut sent) = (0, 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = cluster.exit_status(follower) {
+            break status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the follower did not stop within 60 s; its log:\n{}",
+            cluster.log(follower)
+        );
+        sent += 1;
+        if client.submit(deposit(account, 1)).await.is_ok() {
+            acknowledged += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success(), "{status}");
+    let log = cluster.log(follower);
+    assert!(
+        log.contains("raft stopped on a storage failure"),
+        "the node says why it stopped: {log}"
+    );
+    // The leader and the other follower are a majority: writes go on.
+    client
+        .submit(deposit(account, 1))
+        .await
+        .expect("a write without the stopped follower");
+    acknowledged += 1;
+    sent += 1;
+
+    std::fs::remove_file(&filler).expect("remove the filler");
+    cluster.kill(follower);
+    cluster.restart(follower);
+    cluster.wait_converged(&cluster.ids()).await;
+    let held = balance(&client, account).await;
+    assert!(
+        (acknowledged..=sent).contains(&held),
+        "{held} fen: {acknowledged} deposits acknowledged, {sent} sent"
+    );
+    cluster.assert_alive();
+    drop(mounts);
+    drop(cluster);
 }
