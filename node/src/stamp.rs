@@ -112,11 +112,14 @@ impl LedgerClock {
             );
         }
         let now = wall.max(expected);
-        *carried = Carried {
-            ms: now,
-            at: tokio::time::Instant::now(),
-            wall_offset_ms: offset(wall, now),
-        };
+        // Re-anchored only when the wall clock is the time: re-anchoring the carried time
+        // at every stamp would drop the part of a millisecond each one lost, and stamps
+        // less than a millisecond apart would hold it still.
+        if wall >= expected {
+            carried.ms = wall;
+            carried.at = tokio::time::Instant::now();
+        }
+        carried.wall_offset_ms = offset(wall, now);
         now
     }
 }
@@ -174,6 +177,18 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(clock.now_ms(), wall.now_ms());
         assert_eq!(steps.get(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stamps_less_than_a_millisecond_apart_do_not_hold_time_still() {
+        let (wall, clock, _) = clock();
+        let before = clock.now_ms();
+        wall.offset_ms.store(-HOUR_MS, Ordering::Relaxed);
+        for _ in 0..20 {
+            tokio::time::advance(Duration::from_micros(500)).await;
+            let _ = clock.now_ms();
+        }
+        assert_eq!(clock.now_ms(), before + 10);
     }
 
     #[tokio::test(start_paused = true)]
