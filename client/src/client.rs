@@ -206,6 +206,8 @@ pub struct Client<T: Transport = Tcp> {
 
 enum Attempt<T> {
     Done(T),
+    /// Sent, and no answer: it may have been applied.
+    Unanswered(String),
     Retry(String),
 }
 
@@ -405,18 +407,14 @@ impl<T: Transport> Client<T> {
                                 .expect("client state")
                                 .leader
                                 .take_if(|l| *l == endpoint);
-                            let reason = format!(
+                            Attempt::Unanswered(format!(
                                 "{endpoint}: no answer within {:?}",
                                 self.config.call_timeout
-                            );
-                            unanswered = Some(reason.clone());
-                            Attempt::Retry(reason)
+                            ))
                         }
                         Ok(Err(rpc)) => {
                             self.forget(&endpoint);
-                            let reason = format!("{endpoint}: {rpc}");
-                            unanswered = Some(reason.clone());
-                            Attempt::Retry(reason)
+                            Attempt::Unanswered(format!("{endpoint}: {rpc}"))
                         }
                         Ok(Ok(Err(ApiError::NotLeader { leader }))) => {
                             if self.config.follow_leader {
@@ -432,9 +430,7 @@ impl<T: Transport> Client<T> {
                             return Err(ClientError::Rejected(e));
                         }
                         Ok(Ok(Err(e))) if e.is_retryable() => {
-                            let reason = format!("{endpoint}: {e}");
-                            unanswered = Some(reason.clone());
-                            Attempt::Retry(reason)
+                            Attempt::Unanswered(format!("{endpoint}: {e}"))
                         }
                         Ok(Ok(Err(ApiError::Ledger(e)))) => return Err(ClientError::Refused(e)),
                         Ok(Ok(Err(e))) => return Err(ClientError::Rejected(e)),
@@ -452,6 +448,10 @@ impl<T: Transport> Client<T> {
                     return Ok(answer);
                 }
                 Attempt::Retry(reason) => last = reason,
+                Attempt::Unanswered(reason) => {
+                    unanswered = Some(reason.clone());
+                    last = reason;
+                }
             }
         }
         Err(ClientError::Unavailable {

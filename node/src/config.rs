@@ -107,9 +107,9 @@ pub struct RunArgs {
     /// sled page cache in MiB.
     #[arg(long, env = "LEDGER_CACHE_MB")]
     pub cache_mb: Option<u64>,
-    /// Free space, in MiB, the data directory's filesystem must keep: below it the node,
-    /// when leader, refuses client writes (DiskFull, retryable; reads go on) until space
-    /// returns (default 256).
+    /// Free space, in MiB, the filesystem of the node's database (DATA_DIR/sled) must keep:
+    /// below it the node, when leader, refuses client writes (DiskFull, retryable; reads go
+    /// on) until space returns (default 256).
     #[arg(long, env = "LEDGER_MIN_FREE_DISK_MIB")]
     pub min_free_disk_mib: Option<u64>,
     /// Log format.
@@ -237,7 +237,7 @@ pub struct NodeConfig {
     /// Whether http:// webhooks are posted to (`--webhook-plain-http`).
     pub webhook_plain_http: bool,
     pub cache_bytes: u64,
-    /// Free space the data directory must keep before client writes are refused.
+    /// Free space the database's filesystem must keep before client writes are refused.
     pub min_free_disk_bytes: u64,
     pub log_format: LogFormat,
     /// Log entries between snapshots.

@@ -1,9 +1,10 @@
 //! The disk reserve. A leader whose database (`<data dir>/sled`) is on a filesystem with
-//! less free space than the reserve takes no client writes (`ApiError::DiskFull`, retryable, nothing applied)
-//! and keeps answering reads; it takes writes again as soon as space returns. The reserve
-//! is what the node's own writes still need meanwhile: Raft's blank entries and votes, the
-//! outbox's acknowledgements, a snapshot. A sled that hits ENOSPC poisons itself until the
-//! process restarts, so the node refuses well before the disk is full rather than at it.
+//! less free space than the reserve takes no client writes (`ApiError::DiskFull`,
+//! retryable, nothing applied) and keeps answering reads; it takes writes again as soon as
+//! space returns. The reserve is what the node's own writes still need meanwhile: Raft's
+//! blank entries and votes, the outbox's acknowledgements, a snapshot. A sled that hits
+//! ENOSPC poisons itself until the process restarts, so the node refuses well before the
+//! disk is full rather than at it.
 
 use ledger_wire::api::ApiError;
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ pub const DEFAULT_MIN_FREE_DISK_MIB: u64 = 256;
 /// How long one reading of the free space is used before the filesystem is asked again.
 pub const FREE_SPACE_READ_EVERY: Duration = Duration::from_millis(500);
 
-/// A data directory's free space against its reserve.
+/// The database folder's free space against its reserve.
 #[derive(Debug)]
 pub struct DiskReserve {
     path: PathBuf,
@@ -32,7 +33,7 @@ impl DiskReserve {
         }
     }
 
-    /// Bytes free to an unprivileged writer on the data directory's filesystem, read at
+    /// Bytes free to an unprivileged writer on the database folder's filesystem, read at
     /// most every `FREE_SPACE_READ_EVERY`; `None` if the filesystem cannot say.
     pub fn free_bytes(&self) -> Option<u64> {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
@@ -48,7 +49,7 @@ impl DiskReserve {
                 Some(free)
             }
             Err(e) => {
-                tracing::warn!(path = %self.path.display(), error = %e, "cannot read the data directory's free space");
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot read the database folder's free space");
                 None
             }
         }

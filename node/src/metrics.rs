@@ -53,7 +53,7 @@ pub struct Metrics {
     pub queries: Counter,
     pub sms_sent: Counter,
     pub sms_failed: Counter,
-    /// Client calls refused because the data directory's free space is below its reserve.
+    /// Client calls refused because the database folder's free space is below its reserve.
     pub disk_full: Counter,
     /// Steps of the wall clock against the node's monotonic clock (`stamp::LedgerClock`).
     pub clock_steps: Counter,
@@ -152,7 +152,7 @@ impl Metrics {
             ),
             (
                 "ledger_disk_full",
-                "Client calls refused because the data directory's free space was below its reserve",
+                "Client calls refused because the database folder's free space was below its reserve",
                 &self.disk_full,
             ),
             (
@@ -295,7 +295,7 @@ impl Collector for NodeCollector {
             gauge(
                 &mut encoder,
                 "ledger_disk_free_bytes",
-                "Free space on the data directory's filesystem (writes are refused below the reserve).",
+                "Free space on the database folder's filesystem (writes are refused below the reserve).",
                 i64::try_from(free).unwrap_or(i64::MAX),
             )?;
         }

@@ -47,8 +47,8 @@ pub struct NodeOptions {
     pub webhook_options: WebhookOptions,
     /// sled's page cache, in bytes.
     pub cache_bytes: u64,
-    /// Free space the data directory's filesystem keeps: below it client writes are
-    /// refused (`disk::DiskReserve`).
+    /// Free space the database's filesystem (`<data_dir>/sled`) keeps: below it client
+    /// writes are refused (`disk::DiskReserve`).
     pub min_free_disk_bytes: u64,
     /// TEST ONLY: answer linearizable reads from local state without confirming leadership
     /// (stale reads under a partition). The chaos harness's proof that it catches them.
@@ -94,7 +94,7 @@ pub struct Shared<C: LedgerTypes = TypeConfig> {
     pub unsafe_local_reads: bool,
     /// The backup this node has prepared for `backup_chunk`, if any.
     pub backups: crate::backup::Backups,
-    /// The data directory's free space against its reserve (none in the simulator, whose
+    /// The database folder's free space against its reserve (none in the simulator, whose
     /// nodes share the machine's disk).
     pub disk: Option<DiskReserve>,
     db: sled::Db,
@@ -169,7 +169,7 @@ pub struct NodeParts<C: LedgerTypes> {
     pub cpu: CpuWork,
     /// TEST ONLY (see `NodeOptions::unsafe_local_reads`).
     pub unsafe_local_reads: bool,
-    /// Refuse client writes while the data directory's free space is below a reserve.
+    /// Refuse client writes while the database folder's free space is below a reserve.
     pub disk: Option<DiskReserve>,
     /// SIMULATOR ONLY: a deliberately broken piece of the node's code.
     pub planted: Option<PlantedBug>,
