@@ -325,6 +325,7 @@ fn write_data_dir(
     let mut batch = sled::Batch::default();
     for (key, value) in records {
         let (k, v) = encode_record(key, value);
+        let v = crate::state_store::seal_state(&k, v);
         batch.insert(k, v);
     }
     crate::state_machine::add_markers(&mut batch, &Some(applied), &membership).map_err(|e| {

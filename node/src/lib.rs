@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod backup;
 pub mod certs;
+pub mod checksum;
 pub mod config;
 pub mod disk;
 pub mod intake;

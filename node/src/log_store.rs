@@ -1,11 +1,14 @@
 //! The Raft log on sled: entries in tree `raft_log` (big-endian index → bincode entry), the
-//! vote, the committed and the purged markers in tree `raft_meta`.
+//! vote, the committed and the purged markers in tree `raft_meta`. Every value carries a
+//! checksum (`checksum`), checked on every read: a corrupt entry or marker is a storage error,
+//! never an entry applied, sent to a follower or voted on.
 //!
 //! Nothing is acknowledged before it is durable: an append is flushed once per batch of
 //! entries (group commit) before openraft is told it is on disk, and a vote is flushed
 //! before it is answered. The flush is sled's synchronous `flush`, so a simulated clock
 //! never runs while a write is in flight.
 
+use crate::checksum::{seal, strip, unseal, Corrupt};
 use crate::raft_types::{LedgerTypes, LogId, NodeId, StorageError};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageIOError, Vote};
@@ -16,12 +19,16 @@ use std::ops::{Bound, RangeBounds};
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
 const PURGED: &[u8] = b"purged";
+pub const LOG_TREE: &str = "raft_log";
+pub const META_TREE: &str = "raft_meta";
 
 /// The log store. Cheap to clone: replication streams read through clones.
 pub struct LogStore<C> {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
+    /// Off only in the simulator's planted bug `log-skips-checksums`.
+    verify: bool,
     _config: PhantomData<C>,
 }
 
@@ -31,6 +38,7 @@ impl<C> Clone for LogStore<C> {
             db: self.db.clone(),
             log: self.log.clone(),
             meta: self.meta.clone(),
+            verify: self.verify,
             _config: PhantomData,
         }
     }
@@ -48,10 +56,45 @@ impl<C: LedgerTypes> LogStore<C> {
     pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
         Ok(LogStore {
             db: db.clone(),
-            log: db.open_tree("raft_log")?,
-            meta: db.open_tree("raft_meta")?,
+            log: db.open_tree(LOG_TREE)?,
+            meta: db.open_tree(META_TREE)?,
+            verify: true,
             _config: PhantomData,
         })
+    }
+
+    /// The simulator's planted bug `log-skips-checksums`: values are read without checking
+    /// their checksums. Never called by `ledger-node`.
+    pub fn skipping_checksums(mut self) -> Self {
+        self.verify = false;
+        self
+    }
+
+    fn unseal<'a>(
+        &self,
+        tree: &'static str,
+        key: &[u8],
+        stored: &'a [u8],
+    ) -> Result<&'a [u8], Corrupt> {
+        if self.verify {
+            unseal(tree, key, stored)
+        } else {
+            Ok(strip(stored))
+        }
+    }
+
+    /// Decodes a stored value after checking its checksum.
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: &'static str,
+        key: &[u8],
+        stored: &[u8],
+        subject: ErrorSubject<NodeId>,
+    ) -> Result<T, StorageError> {
+        let bytes = self
+            .unseal(tree, key, stored)
+            .map_err(|e| io_error(subject.clone(), ErrorVerb::Read, e))?;
+        bincode::deserialize(bytes).map_err(|e| io_error(subject, ErrorVerb::Read, e))
     }
 
     fn flush(&self, subject: ErrorSubject<NodeId>) -> Result<(), StorageError> {
@@ -73,9 +116,7 @@ impl<C: LedgerTypes> LogStore<C> {
         else {
             return Ok(None);
         };
-        bincode::deserialize(&bytes)
-            .map(Some)
-            .map_err(|e| io_error(subject, ErrorVerb::Read, e))
+        self.decode(META_TREE, key, &bytes, subject).map(Some)
     }
 
     fn write_meta<T: serde::Serialize>(
@@ -87,21 +128,20 @@ impl<C: LedgerTypes> LogStore<C> {
         let bytes = bincode::serialize(value)
             .map_err(|e| io_error(subject.clone(), ErrorVerb::Write, e))?;
         self.meta
-            .insert(key, bytes)
+            .insert(key, seal(key, bytes))
             .map_err(|e| io_error(subject, ErrorVerb::Write, e))?;
         Ok(())
     }
 
     fn last_entry_log_id(&self) -> Result<Option<LogId>, StorageError> {
-        let Some((_, bytes)) = self
+        let Some((key, bytes)) = self
             .log
             .last()
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?
         else {
             return Ok(None);
         };
-        let entry: C::Entry = bincode::deserialize(&bytes)
-            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let entry: C::Entry = self.decode(LOG_TREE, &key, &bytes, ErrorSubject::Logs)?;
         Ok(Some(entry.log_id))
     }
 
@@ -128,9 +168,23 @@ pub(crate) fn write_restored_markers(
     .map_err(|e| sled::Error::Unsupported(format!("encoding a marker: {e}")))?;
     let mut batch = sled::Batch::default();
     for (key, value) in [PURGED, COMMITTED, VOTE].into_iter().zip(encoded) {
-        batch.insert(key, value);
+        batch.insert(key, seal(key, value));
     }
     meta.apply_batch(batch)
+}
+
+/// The entries as a batch of sealed values under their big-endian indexes.
+fn entries_batch<C: LedgerTypes>(
+    entries: impl IntoIterator<Item = C::Entry>,
+) -> Result<sled::Batch, StorageError> {
+    let mut batch = sled::Batch::default();
+    for entry in entries {
+        let bytes = bincode::serialize(&entry)
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        let key = entry.log_id.index.to_be_bytes();
+        batch.insert(&key, seal(&key, bytes));
+    }
+    Ok(batch)
 }
 
 fn bound_index(bound: Bound<&u64>, start: bool) -> Option<u64> {
@@ -159,9 +213,8 @@ impl<C: LedgerTypes> RaftLogReader<C> for LogStore<C> {
             None => self.log.range(start.to_be_bytes()..),
         };
         iter.map(|r| {
-            let (_, bytes) = r.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-            bincode::deserialize(&bytes)
-                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))
+            let (key, bytes) = r.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            self.decode(LOG_TREE, &key, &bytes, ErrorSubject::Logs)
         })
         .collect()
     }
@@ -209,12 +262,7 @@ impl<C: LedgerTypes> RaftLogStorage<C> for LogStore<C> {
         I: IntoIterator<Item = C::Entry> + Send,
         I::IntoIter: Send,
     {
-        let mut batch = sled::Batch::default();
-        for entry in entries {
-            let bytes = bincode::serialize(&entry)
-                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-            batch.insert(&entry.log_id.index.to_be_bytes(), bytes);
-        }
+        let batch = entries_batch::<C>(entries)?;
         self.log
             .apply_batch(batch)
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
@@ -247,5 +295,73 @@ impl<C: LedgerTypes> RaftLogStorage<C> for LogStore<C> {
             .apply_batch(batch)
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft_types::TypeConfig;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload};
+
+    fn entry(index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    /// Flips one bit of the value stored under `key` in `tree`, as a disk would.
+    fn flip(tree: &sled::Tree, key: &[u8]) {
+        let mut value = tree.get(key).unwrap().unwrap().to_vec();
+        value[0] ^= 0x10;
+        tree.insert(key, value).unwrap();
+    }
+
+    /// A bit flipped in a stored entry or marker is a storage error on every read of it
+    /// (never the entry), and the scrub names it; a store planted with the bug of skipping
+    /// checksums reads it without complaint.
+    #[tokio::test]
+    async fn a_flipped_bit_in_an_entry_or_a_marker_is_a_read_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let mut store = LogStore::<TypeConfig>::open(&db).unwrap();
+        store
+            .log
+            .apply_batch(entries_batch::<TypeConfig>((1..=5).map(entry)).unwrap())
+            .unwrap();
+        store.save_vote(&Vote::new(3, 2)).await.unwrap();
+        assert_eq!(store.try_get_log_entries(1..=5).await.unwrap().len(), 5);
+        assert!(crate::checksum::scrub(&db, &dir.path().join("none")).is_ok());
+
+        flip(&store.log, &3u64.to_be_bytes());
+        let error = store
+            .try_get_log_entries(2..=4)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("fails its checksum"), "{error}");
+        assert!(
+            error.contains("raft_log") && error.contains("0000000000000003"),
+            "{error}"
+        );
+        // Around it, entries read as before.
+        assert_eq!(store.try_get_log_entries(4..=5).await.unwrap().len(), 2);
+        let scrubbed = crate::checksum::scrub(&db, &dir.path().join("none"));
+        assert!(
+            matches!(&scrubbed, Err(crate::checksum::ScrubError::Corrupt(c)) if c.tree == "raft_log"),
+            "{scrubbed:?}"
+        );
+        let mut skipping = store.clone().skipping_checksums();
+        assert_eq!(skipping.try_get_log_entries(4..=5).await.unwrap().len(), 2);
+
+        flip(&store.log, &5u64.to_be_bytes());
+        assert!(
+            store.get_log_state().await.is_err(),
+            "the last entry is read at start"
+        );
+        flip(&store.meta, VOTE);
+        let error = store.read_vote().await.unwrap_err().to_string();
+        assert!(error.contains("raft_meta"), "{error}");
     }
 }

@@ -58,6 +58,17 @@ enum Commands {
     /// Write one node's data directory of a new cluster from a backup file. Restore every
     /// member from the same file, then start them with `run` (without --init).
     Restore(RestoreArgs),
+    /// Check a stopped node's storage: read every log entry, Raft marker and state record and
+    /// its checksum, and the snapshot file. Exits 1 at the first corrupt value; wipe such a
+    /// node and let it rejoin (ARCHITECTURE.md, "Corrupted storage").
+    Scrub(ScrubArgs),
+}
+
+#[derive(clap::Args)]
+struct ScrubArgs {
+    /// The node's data directory (the node must be stopped: its database is locked).
+    #[arg(long)]
+    data_dir: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -629,6 +640,27 @@ async fn backup(args: BackupArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn scrub(args: ScrubArgs) -> Result<(), String> {
+    let sled_path = args.data_dir.join("sled");
+    if !sled_path.is_dir() {
+        return Err(format!("{}: no node database here", sled_path.display()));
+    }
+    let db = sled::Config::new()
+        .path(&sled_path)
+        .open()
+        .map_err(|e| format!("{}: {e}", sled_path.display()))?;
+    let scrubbed = ledger_node::checksum::scrub(&db, &args.data_dir.join("snapshots"))
+        .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
+    for (tree, values) in &scrubbed.values {
+        println!("{tree}: {values} values, every checksum good");
+    }
+    match scrubbed.snapshot {
+        Some(at) => println!("snapshot: at index {}, checksum good", at.index),
+        None => println!("snapshot: none"),
+    }
+    Ok(())
+}
+
 fn restore(args: RestoreArgs) -> Result<(), String> {
     let members = args
         .members
@@ -665,6 +697,7 @@ fn main() -> ExitCode {
             Commands::Certs(command) => certs::run(command),
             Commands::Backup(args) => backup(args).await,
             Commands::Restore(args) => restore(args),
+            Commands::Scrub(args) => scrub(args),
         }
     });
     match result {

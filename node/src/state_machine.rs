@@ -12,9 +12,13 @@
 use crate::raft_types::{
     Applied, LedgerTypes, LogId, NodeId, ProposalBody, SnapshotMeta, StorageError, StoredMembership,
 };
-use crate::state_store::{raw_records, SledState, META_PREFIX};
+use crate::state_store::{
+    raw_records, seal_state, unseal_state, SledState, StateError, META_PREFIX, STATE_TREE,
+};
 use ledger_core::command::Context;
-use ledger_core::ledger::{decode_snapshot, encode_record, encode_snapshot, StateHasher};
+use ledger_core::ledger::{
+    decode_snapshot, encode_record, encode_snapshot, verify_snapshot, StateHasher,
+};
 use ledger_core::{Ledger, Outcome};
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -95,7 +99,7 @@ impl StateReader {
 
     /// A point-in-time copy of every record with the log id it holds everything up to and
     /// its state hash, for a backup; `None` before genesis. Holds up applying while it scans.
-    pub fn copy(&self) -> Result<Option<StateCopy>, sled::Error> {
+    pub fn copy(&self) -> Result<Option<StateCopy>, StateError> {
         let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
         let (Some(_), Some(applied)) = (self.ledger(), self.applied_log_id()) else {
             return Ok(None);
@@ -114,7 +118,8 @@ impl StateReader {
     }
 
     fn applied_log_id(&self) -> Option<LogId> {
-        let bytes = self.state.get(APPLIED).ok()??;
+        let stored = self.state.get(APPLIED).ok()??;
+        let bytes = unseal_state(APPLIED, &stored).ok()?;
         bincode::deserialize::<Option<LogId>>(&bytes).ok()?
     }
 
@@ -127,10 +132,13 @@ impl StateReader {
 impl<C: LedgerTypes> StateMachine<C> {
     /// Opens the state machine stored in `db`; snapshots go to `snapshot_dir`.
     pub fn open(db: &sled::Db, snapshot_dir: &Path) -> Result<Self, StorageError> {
-        let state = db.open_tree("state").map_err(sm_error)?;
+        let state = db.open_tree(STATE_TREE).map_err(sm_error)?;
         std::fs::create_dir_all(snapshot_dir).map_err(snapshot_error)?;
         let read = |key: &[u8]| -> Result<Option<sled::IVec>, StorageError> {
-            state.get(key).map_err(sm_error)
+            match state.get(key).map_err(sm_error)? {
+                Some(stored) => Ok(Some(unseal_state(key, &stored).map_err(sm_error)?)),
+                None => Ok(None),
+            }
         };
         let applied = match read(APPLIED)? {
             Some(bytes) => bincode::deserialize(&bytes).map_err(sm_error)?,
@@ -140,13 +148,18 @@ impl<C: LedgerTypes> StateMachine<C> {
             Some(bytes) => bincode::deserialize(&bytes).map_err(sm_error)?,
             None => StoredMembership::default(),
         };
-        let ledger = Ledger::open(SledState::new(state.clone()));
-        if let Some(ledger) = &ledger {
-            // After reading back: the money invariants hold, or this replica must not serve.
+        // After reading back: every record read passes its checksum and the money invariants
+        // hold, or this replica must not serve.
+        let ledger = caught("opening the state", || {
+            let ledger = Ledger::open(SledState::new(state.clone()));
+            if let Some(ledger) = &ledger {
+                ledger
+                    .check_invariants()
+                    .unwrap_or_else(|e| panic!("state read back from disk is broken: {e}"));
+            }
             ledger
-                .check_invariants()
-                .unwrap_or_else(|e| panic!("state read back from disk is broken: {e}"));
-        }
+        })
+        .map_err(sm_error)?;
         Ok(StateMachine {
             db: db.clone(),
             state,
@@ -218,6 +231,19 @@ impl<C: LedgerTypes> StateMachine<C> {
     }
 }
 
+/// Runs `f`, turning a panic (the state store's answer to a corrupt record or a failed read)
+/// into an error that says what was being done.
+fn caught<T>(doing: &str, f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic");
+        format!("{doing}: {message}")
+    })
+}
+
 /// Adds the markers stored with the records to `batch`: the last applied log id and the
 /// membership as of it.
 pub(crate) fn add_markers(
@@ -225,8 +251,11 @@ pub(crate) fn add_markers(
     applied: &Option<LogId>,
     membership: &StoredMembership,
 ) -> Result<(), bincode::Error> {
-    batch.insert(APPLIED, bincode::serialize(applied)?);
-    batch.insert(MEMBERSHIP, bincode::serialize(membership)?);
+    batch.insert(APPLIED, seal_state(APPLIED, bincode::serialize(applied)?));
+    batch.insert(
+        MEMBERSHIP,
+        seal_state(MEMBERSHIP, bincode::serialize(membership)?),
+    );
     Ok(())
 }
 
@@ -250,6 +279,12 @@ pub(crate) fn persist_snapshot(
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Reads the snapshot file in `dir`, if any, and checks it: its log position, or why it is
+/// unreadable (`ledger-node scrub`).
+pub fn check_snapshot_file(dir: &Path) -> std::io::Result<Option<LogId>> {
+    Ok(read_snapshot(&dir.join(SNAPSHOT_FILE))?.and_then(|(meta, _)| meta.last_log_id))
+}
+
 fn read_snapshot(path: &Path) -> std::io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
@@ -269,12 +304,21 @@ fn read_snapshot(path: &Path) -> std::io::Result<Option<(SnapshotMeta, Vec<u8>)>
         .filter(|end| *end <= bytes.len())
         .ok_or_else(bad)?;
     let meta: SnapshotMeta = bincode::deserialize(&bytes[8..meta_end]).map_err(|_| bad())?;
+    // The records carry their own checksum: a snapshot whose bytes rotted on disk is an
+    // error here, not something sent to a follower.
+    verify_snapshot(&bytes[meta_end..]).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("snapshot file {}: {e}", path.display()),
+        )
+    })?;
     Ok(Some((meta, bytes[meta_end..].to_vec())))
 }
 
 /// Builds a snapshot from a point-in-time copy of the records.
 pub struct SnapshotBuilder<C> {
-    records: Vec<(sled::IVec, sled::IVec)>,
+    /// The records, or why they could not be read (a corrupt one: no snapshot is built).
+    records: Result<Vec<(sled::IVec, sled::IVec)>, String>,
     applied: Option<LogId>,
     membership: StoredMembership,
     dir: PathBuf,
@@ -284,7 +328,11 @@ pub struct SnapshotBuilder<C> {
 
 impl<C: LedgerTypes> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError> {
-        let data = encode_snapshot(self.records.iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
+        let records = self
+            .records
+            .as_ref()
+            .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+        let data = encode_snapshot(records.iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let snapshot_id = match self.applied {
             Some(l) => format!("{}-{}-{seq}", l.leader_id.term, l.index),
@@ -327,7 +375,12 @@ impl<C: LedgerTypes> RaftStateMachine<C> for StateMachine<C> {
             let reply = match entry.payload {
                 EntryPayload::Blank => Applied::Nothing,
                 EntryPayload::Normal(proposal) => {
-                    self.apply_body(log_id.index, proposal.now_ms, &proposal.body)
+                    // A record failing its checksum (or any other broken read) panics in the
+                    // store: this replica stops with a storage error, its batch unwritten.
+                    caught(&format!("applying entry {}", log_id.index), || {
+                        self.apply_body(log_id.index, proposal.now_ms, &proposal.body)
+                    })
+                    .map_err(|e| io_error(ErrorSubject::Apply(log_id), ErrorVerb::Read, e))?
                 }
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(log_id), m);
@@ -342,7 +395,7 @@ impl<C: LedgerTypes> RaftStateMachine<C> for StateMachine<C> {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        let records = raw_records(&self.state).unwrap_or_else(|e| panic!("state scan failed: {e}"));
+        let records = raw_records(&self.state).map_err(|e| e.to_string());
         SnapshotBuilder {
             records,
             applied: self.applied,
@@ -371,6 +424,7 @@ impl<C: LedgerTypes> RaftStateMachine<C> for StateMachine<C> {
         }
         for (key, value) in &records {
             let (k, v) = encode_record(key, value);
+            let v = seal_state(&k, v);
             batch.insert(k, v);
         }
         self.applied = meta.last_log_id;

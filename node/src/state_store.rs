@@ -5,16 +5,41 @@
 //! in the same tree under the 0xFF prefix, so one `sled::Batch` on one tree makes "entries
 //! applied + their idempotency records + last applied index" atomic.
 //!
+//! Every stored value ends with its checksum (`checksum::seal`), checked on every read.
+//!
 //! Writes go to an overlay until the state machine commits a whole batch of Raft entries.
-//! Reads see the overlay first. A sled error or an undecodable record while applying is a
-//! broken disk or a bug: the replica panics rather than serve wrong money.
+//! Reads see the overlay first. A sled error, a record failing its checksum or an undecodable
+//! one is a broken disk or a bug: the read panics rather than serve wrong money (the state
+//! machine turns that into a storage error that stops the replica; a query fails).
 
+use crate::checksum::{seal, unseal, Corrupt};
 use ledger_core::ledger::{decode_record, encode_record};
 use ledger_core::state::{Key, Store, Value, WriteSet};
 use std::collections::BTreeMap;
 
 /// Prefix of the state machine's own markers in the state tree.
 pub const META_PREFIX: u8 = 0xFF;
+/// The sled tree of the state.
+pub const STATE_TREE: &str = "state";
+
+/// A failed read of the state tree.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("reading the state: {0}")]
+    Sled(#[from] sled::Error),
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
+}
+
+/// The value stored under `key` in the state tree, its checksum checked and removed.
+pub fn unseal_state(key: &[u8], stored: &sled::IVec) -> Result<sled::IVec, Corrupt> {
+    unseal(STATE_TREE, key, stored).map(sled::IVec::from)
+}
+
+/// `value` sealed with its checksum under `key`, for the state tree.
+pub fn seal_state(key: &[u8], value: Vec<u8>) -> Vec<u8> {
+    seal(key, value)
+}
 
 /// The ledger's state in a sled tree, plus the writes not yet committed.
 pub struct SledState {
@@ -23,7 +48,8 @@ pub struct SledState {
 }
 
 fn decode(k: &[u8], v: &[u8]) -> (Key, Value) {
-    decode_record(k, v).unwrap_or_else(|| panic!("corrupt state record at key {k:02x?}"))
+    let v = unseal(STATE_TREE, k, v).unwrap_or_else(|e| panic!("{e}"));
+    decode_record(k, v).unwrap_or_else(|| panic!("undecodable state record at key {k:02x?}"))
 }
 
 impl SledState {
@@ -55,7 +81,10 @@ impl SledState {
                 delta += i128::from(new) - i128::from(old);
             }
             match value {
-                Some(v) => batch.insert(encoded, encode_record(&key, &v).1),
+                Some(v) => {
+                    let value = seal(&encoded, encode_record(&key, &v).1);
+                    batch.insert(encoded, value)
+                }
                 None => batch.remove(encoded),
             }
         }
@@ -181,9 +210,16 @@ fn merge<'a>(
     rows
 }
 
-/// Every ledger record of a tree, encoded, in key order: the input of a snapshot.
-pub fn raw_records(tree: &sled::Tree) -> sled::Result<Vec<(sled::IVec, sled::IVec)>> {
-    tree.range(..end_of_records()).collect()
+/// Every ledger record of a tree, encoded, in key order, each checked against its checksum
+/// (and without it): the input of a snapshot and of a backup.
+pub fn raw_records(tree: &sled::Tree) -> Result<Vec<(sled::IVec, sled::IVec)>, StateError> {
+    tree.range(..end_of_records())
+        .map(|row| {
+            let (k, v) = row?;
+            let v = unseal_state(&k, &v)?;
+            Ok((k, v))
+        })
+        .collect()
 }
 
 #[cfg(test)]

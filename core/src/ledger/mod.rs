@@ -311,9 +311,9 @@ pub fn encode_snapshot<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     body
 }
 
-/// Checks snapshot bytes (header, checksum, framing, decodable records in strictly
-/// increasing key order) and returns the records.
-pub fn decode_snapshot(snapshot: &[u8]) -> Result<Vec<(Key, Value)>, SnapshotError> {
+/// Checks snapshot bytes' header and checksum, without decoding the records; returns the
+/// bytes the checksum covers.
+pub fn verify_snapshot(snapshot: &[u8]) -> Result<&[u8], SnapshotError> {
     if snapshot.len() < 8 + 8 + 32 || &snapshot[..8] != SNAPSHOT_MAGIC {
         return Err(SnapshotError::BadHeader);
     }
@@ -321,6 +321,13 @@ pub fn decode_snapshot(snapshot: &[u8]) -> Result<Vec<(Key, Value)>, SnapshotErr
     if Sha256::digest(body).as_slice() != checksum {
         return Err(SnapshotError::BadChecksum);
     }
+    Ok(body)
+}
+
+/// Checks snapshot bytes (header, checksum, framing, decodable records in strictly
+/// increasing key order) and returns the records.
+pub fn decode_snapshot(snapshot: &[u8]) -> Result<Vec<(Key, Value)>, SnapshotError> {
+    let body = verify_snapshot(snapshot)?;
     let count = u64::from_be_bytes(body[8..16].try_into().expect("8 bytes"));
     let mut at = 16;
     let take = |at: &mut usize| -> Option<&[u8]> {
