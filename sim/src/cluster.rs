@@ -1,7 +1,9 @@
 //! The simulated cluster: each node is the production node (`ledger_node::node::assemble`:
 //! its Raft, storage, state machine, intake, proposer and SMS outbox loop) on the simulator's
 //! router, its own virtual clock and the simulated SMS gateway. A crash stops a node's tasks
-//! and closes its database; a restart reopens its data folder.
+//! and closes its database; a restart reopens its data folder. A corrupted node (the
+//! `storage` fault) is repaired as an operator would: removed from the membership, its data
+//! wiped, started empty and added again.
 
 use crate::clients::{endpoint, ClientNet};
 use crate::merchants::Endpoints;
@@ -23,7 +25,7 @@ use ledger_node::state_machine::{StateMachine, StateReader};
 use ledger_node::webhooks::WebhookOptions;
 use ledger_wire::webhook::Backoff;
 use openraft::Raft;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,6 +38,9 @@ const WEBHOOK_BACKOFF: Backoff = Backoff {
     first_ms: 100,
     max_ms: 2_000,
 };
+/// How many of a log's last entries the `storage` fault picks from: the ones a lagging
+/// follower is most likely still to be sent.
+const ROT_LOG_ENTRIES: usize = 16;
 /// How long a restart waits for a crashed node's last tasks to let go of its database.
 const REOPEN_TRIES: u32 = 200;
 
@@ -72,6 +77,8 @@ impl Stamper for SimClock {
 /// A running simulated node.
 pub struct SimNode {
     pub node: RunningNode<SimConfig>,
+    /// Its database, for the `storage` fault and the scrub after healing.
+    pub db: sled::Db,
     /// A reader of the node's log, for the "committed entries never change" check.
     pub log: LogStore<SimConfig>,
 }
@@ -107,6 +114,8 @@ pub struct Cluster {
     pub disk_delay_ms: BTreeMap<NodeId, u64>,
     pub started: tokio::time::Instant,
     pub bug: Option<Bug>,
+    /// Nodes whose stored data the `storage` fault corrupted, until they are wiped.
+    pub corrupted: BTreeSet<NodeId>,
 }
 
 impl Cluster {
@@ -123,7 +132,10 @@ impl Cluster {
         if let Some(from) = self.lost_suffix.remove(&id) {
             lose_log_suffix(&db, from);
         }
-        let log_reader = LogStore::<SimConfig>::open(&db).expect("log store");
+        let mut log_reader = LogStore::<SimConfig>::open(&db).expect("log store");
+        if self.bug == Some(Bug::LogSkipsChecksums) {
+            log_reader = log_reader.skipping_checksums();
+        }
         let log = SimLogStore {
             inner: log_reader.clone(),
             id,
@@ -132,8 +144,14 @@ impl Cluster {
             unflushed: (self.bug == Some(Bug::StorageAcksBeforeFlush))
                 .then(|| self.unflushed.clone()),
         };
-        let inner =
-            StateMachine::<SimConfig>::open(&db, &dir.join("snapshots")).expect("state machine");
+        // A node whose stored data is corrupt may refuse to open it: it does not start.
+        let inner = match StateMachine::<SimConfig>::open(&db, &dir.join("snapshots")) {
+            Ok(inner) => inner,
+            Err(e) => {
+                self.trace(&format!("start {id} refused: {e}\n"));
+                return false;
+            }
+        };
         let reader = inner.reader();
         let sm = SimStateMachine {
             inner,
@@ -146,15 +164,19 @@ impl Cluster {
             id,
             router: self.router.clone(),
         };
-        let raft = Raft::new(id, Arc::new(raft_config(min)), network, log, sm)
-            .await
-            .expect("raft");
+        let raft = match Raft::new(id, Arc::new(raft_config(min)), network, log, sm).await {
+            Ok(raft) => raft,
+            Err(e) => {
+                self.trace(&format!("start {id} refused: {e}\n"));
+                return false;
+            }
+        };
         lock(&self.router.0).nodes.insert(id, raft.clone());
         let node = assemble(NodeParts {
             id,
             raft,
             reader,
-            db,
+            db: db.clone(),
             keys: keys(),
             stamper: Arc::new(SimClock {
                 node: id,
@@ -184,6 +206,7 @@ impl Cluster {
             id,
             SimNode {
                 node,
+                db,
                 log: log_reader,
             },
         );
@@ -229,6 +252,76 @@ impl Cluster {
             self.lost_suffix.insert(id, first);
             self.trace(&format!("node {id} loses log entries from {first}\n"));
         }
+    }
+
+    /// The `storage` fault: flips one bit of one stored value of running node `id`, as a
+    /// disk would under it: of one of the last `ROT_LOG_ENTRIES` log entries, or of any
+    /// ledger record, as the seed picks. The bit is in the value, not its checksum, so that a
+    /// store that skips the check reads a changed value. Returns what it flipped.
+    pub fn rot(&mut self, id: NodeId) -> Option<String> {
+        let db = self.nodes.get(&id)?.db.clone();
+        let in_log = self.rng.chance(0.5);
+        let (name, keys): (&str, Vec<sled::IVec>) = if in_log {
+            let tree = db.open_tree("raft_log").ok()?;
+            let mut keys: Vec<_> = tree
+                .iter()
+                .keys()
+                .rev()
+                .take(ROT_LOG_ENTRIES)
+                .collect::<Result<_, _>>()
+                .ok()?;
+            keys.reverse();
+            ("raft_log", keys)
+        } else {
+            let tree = db.open_tree("state").ok()?;
+            let end = [ledger_node::state_store::META_PREFIX];
+            (
+                "state",
+                tree.range(..end.as_slice())
+                    .keys()
+                    .collect::<Result<_, _>>()
+                    .ok()?,
+            )
+        };
+        if keys.is_empty() {
+            return None;
+        }
+        let key = keys[self.rng.below(keys.len() as u64) as usize].clone();
+        let tree = db.open_tree(name).ok()?;
+        let mut value = tree.get(&key).ok()??.to_vec();
+        let bits = (value
+            .len()
+            .checked_sub(ledger_node::checksum::CHECKSUM_LEN)?
+            * 8) as u64;
+        if bits == 0 {
+            return None;
+        }
+        let bit = self.rng.below(bits) as usize;
+        value[bit / 8] ^= 1 << (bit % 8);
+        tree.insert(&key, value).ok()?;
+        self.corrupted.insert(id);
+        let flipped = format!("{name} key {key:02x?} bit {bit}");
+        self.trace(&format!("rot {id}: {flipped}\n"));
+        Some(flipped)
+    }
+
+    /// Reads every stored value of running node `id` and checks it: the first corruption.
+    pub fn scrub(&self, id: NodeId) -> Result<(), String> {
+        let Some(node) = self.nodes.get(&id) else {
+            return Ok(());
+        };
+        let snapshots = self.dir.join(format!("node{id}")).join("snapshots");
+        ledger_node::checksum::scrub(&node.db, &snapshots)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Deletes a stopped node's data folder: it starts empty next time.
+    pub fn wipe(&mut self, id: NodeId) {
+        let _ = std::fs::remove_dir_all(self.dir.join(format!("node{id}")));
+        self.corrupted.remove(&id);
+        self.lost_suffix.remove(&id);
+        self.trace(&format!("wipe {id}\n"));
     }
 
     /// The leader with the highest term, as the simulator (not a client) sees it.

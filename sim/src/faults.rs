@@ -1,11 +1,13 @@
 //! The nemesis: one fault decision every 200-1,000 virtual ms, drawn from the seed. One
 //! partition at a time: a new one only once every link of the last is unclogged (one by one,
 //! in the seed's order: FoundationDB's swizzle), so runs alternate between trouble and
-//! progress. At most one node crashed at once; crashed nodes restart on a later draw.
+//! progress. At most one node crashed at once; crashed nodes restart on a later draw. At
+//! most one node's storage corrupted at once: once it stops on what it found (or cannot
+//! start), it is repaired (removed, wiped, added again), one membership change at a time.
 
 use crate::clients::SimTransport;
 use crate::cluster::Cluster;
-use crate::membership::change_membership;
+use crate::membership::{change_membership, repair};
 use crate::options::{FaultKind, FaultKinds};
 use crate::rng::SimRng;
 use crate::trace::lock;
@@ -39,6 +41,8 @@ pub enum Fault {
     ClockStep { node: NodeId, step_ms: i64 },
     /// The spare node joins, or leaves.
     Membership,
+    /// Flip a bit in one stored value of a node.
+    Rot { victim: NodeId },
 }
 
 impl Fault {
@@ -51,6 +55,7 @@ impl Fault {
             Fault::CrashOrRestart { .. } => FaultKind::Crashes,
             Fault::ClockStep { .. } => FaultKind::Clocks,
             Fault::Membership => FaultKind::Membership,
+            Fault::Rot { .. } => FaultKind::Storage,
         }
     }
 }
@@ -66,6 +71,9 @@ pub struct Nemesis {
     /// Drives membership changes through the nodes' administration calls.
     pub admin: Arc<Client<SimTransport>>,
     membership: Option<JoinHandle<()>>,
+    /// Nodes found stopped on (or unable to start from) corrupt storage, not yet repaired.
+    pub to_repair: BTreeSet<NodeId>,
+    repairing: Option<JoinHandle<(NodeId, bool)>>,
 }
 
 impl Nemesis {
@@ -84,6 +92,8 @@ impl Nemesis {
             crashed: BTreeSet::new(),
             admin,
             membership: None,
+            to_repair: BTreeSet::new(),
+            repairing: None,
         }
     }
 
@@ -94,7 +104,7 @@ impl Nemesis {
     /// The next fault, drawn from the seed. While links are clogged, partitions give way
     /// to healing.
     fn draw(&mut self, clogged: bool) -> Fault {
-        let draw = self.rng.below(8);
+        let draw = self.rng.below(9);
         let draw = if clogged && draw <= 2 { 3 } else { draw };
         match draw {
             0 if self.rng.chance(0.5) => Fault::ClogLink {
@@ -114,7 +124,10 @@ impl Nemesis {
                 node: self.node(),
                 step_ms: self.rng.below(2 * MAX_CLOCK_STEP_MS) as i64 - MAX_CLOCK_STEP_MS as i64,
             },
-            _ => Fault::Membership,
+            7 => Fault::Membership,
+            _ => Fault::Rot {
+                victim: self.node(),
+            },
         }
     }
 
@@ -134,6 +147,7 @@ impl Nemesis {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200 + self.rng.below(800))).await;
+            self.tend(cluster).await;
             if faults {
                 let clogged = { !lock(&cluster.lock().await.router.0).cut.is_empty() };
                 let fault = self.draw(clogged);
@@ -148,6 +162,46 @@ impl Nemesis {
         stop.store(true, Ordering::Relaxed);
         if let Some(task) = self.membership.take() {
             let _ = task.await;
+        }
+        if let Some(task) = self.repairing.take() {
+            if let Ok((id, true)) = task.await {
+                self.to_repair.remove(&id);
+            }
+        }
+    }
+
+    /// Notes the corrupted nodes that stopped or cannot start, and repairs one of them when
+    /// no membership change is under way.
+    async fn tend(&mut self, cluster: &Arc<tokio::sync::Mutex<Cluster>>) {
+        let c = cluster.lock().await;
+        for id in &c.corrupted {
+            let stopped = c
+                .nodes
+                .get(id)
+                .is_none_or(|n| n.raft().metrics().borrow().running_state.is_err());
+            if stopped {
+                self.to_repair.insert(*id);
+            }
+        }
+        if let Some(task) = self.repairing.take_if(|t| t.is_finished()) {
+            if let Ok((id, true)) = task.await {
+                self.to_repair.remove(&id);
+            }
+        }
+        let busy =
+            self.repairing.is_some() || self.membership.as_ref().is_some_and(|t| !t.is_finished());
+        if busy || c.leader().is_none() {
+            return;
+        }
+        if let Some(id) = self.to_repair.first().copied() {
+            // The repair restarts it: it is no longer the crash fault's to restart.
+            self.crashed.remove(&id);
+            c.trace(&format!("repair {id}\n"));
+            self.repairing = Some(tokio::spawn(repair(
+                cluster.clone(),
+                self.admin.clone(),
+                id,
+            )));
         }
     }
 
@@ -179,10 +233,11 @@ impl Nemesis {
             }
             Fault::CrashOrRestart { victim } => {
                 if let Some(id) = self.crashed.first().copied() {
-                    if c.start(id).await {
+                    // A repair may have started it meanwhile.
+                    if c.nodes.contains_key(&id) || c.start(id).await {
                         self.crashed.remove(&id);
                     }
-                } else {
+                } else if !self.to_repair.contains(&victim) {
                     self.crashed.insert(victim);
                     c.crash(victim).await;
                 }
@@ -192,6 +247,11 @@ impl Nemesis {
                 c.trace(&format!("clock {node} {step_ms}\n"));
             }
             Fault::Membership => self.change_membership(cluster, &mut c).await,
+            // One corrupted node at a time: a minority.
+            Fault::Rot { victim } if c.corrupted.is_empty() && self.to_repair.is_empty() => {
+                c.rot(victim);
+            }
+            Fault::Rot { .. } => {}
         }
     }
 
@@ -201,7 +261,10 @@ impl Nemesis {
         cluster: &Arc<tokio::sync::Mutex<Cluster>>,
         c: &mut Cluster,
     ) {
-        if self.membership.as_ref().is_some_and(|t| !t.is_finished()) || c.leader().is_none() {
+        if self.membership.as_ref().is_some_and(|t| !t.is_finished())
+            || self.repairing.is_some()
+            || c.leader().is_none()
+        {
             return;
         }
         let spare = self.spare;

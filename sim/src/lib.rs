@@ -70,6 +70,8 @@ pub const EPOCH_MS: u64 = 1_420_041_598_000;
 const LIVENESS_LIMIT: Duration = Duration::from_secs(30);
 /// ...every replica reach the same applied index within this...
 const CONVERGENCE_LIMIT: Duration = Duration::from_secs(60);
+/// A corrupted node is repaired (removed, wiped, added again) within this of healing.
+const REPAIR_LIMIT: Duration = Duration::from_secs(30);
 /// ...and the SMS outbox drain within this (all counted from healing).
 const OUTBOX_DRAIN_LIMIT: Duration = Duration::from_secs(90);
 /// Client ids: the setup's, the nemesis' administration client's, the liveness probe's.
@@ -181,16 +183,16 @@ async fn simulate(options: SimOptions, dir: PathBuf) -> Report {
             None
         }
     };
-    let (history, observed, crashed) = match &fixture {
+    let (history, observed, faulted) = match &fixture {
         Some(fixture) => load_and_faults(&run, fixture).await,
-        None => Default::default(),
+        None => (Vec::new(), Observed::default(), Faulted::default()),
     };
     run.violations.extend(observed.fatal.iter().cloned());
     if fixture.is_some() && history.is_empty() {
         run.violations
             .push("no client operation completed during the run: the harness did nothing".into());
     }
-    heal(&mut run, crashed).await;
+    heal(&mut run, faulted).await;
     require_progress(&mut run, fixture.as_ref()).await;
     finish(run, &history, &observed).await
 }
@@ -259,6 +261,7 @@ async fn start_cluster(options: SimOptions, dir: PathBuf) -> Run {
         disk_delay_ms,
         started,
         bug: options.bug,
+        corrupted: BTreeSet::new(),
     };
     cluster.trace(&format!(
         "seed {seed} faults {faults:?} {client_faults:?}\n"
@@ -329,7 +332,14 @@ async fn set_up(run: &Run) -> Result<Fixture, String> {
 }
 
 /// Phase 3: clients, the nemesis and the monitor, for the run's duration.
-async fn load_and_faults(run: &Run, fixture: &Fixture) -> (Vec<Event>, Observed, BTreeSet<NodeId>) {
+/// What the nemesis leaves for healing.
+#[derive(Default)]
+struct Faulted {
+    crashed: BTreeSet<NodeId>,
+    to_repair: BTreeSet<NodeId>,
+}
+
+async fn load_and_faults(run: &Run, fixture: &Fixture) -> (Vec<Event>, Observed, Faulted) {
     let history: History = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -377,24 +387,70 @@ async fn load_and_faults(run: &Run, fixture: &Fixture) -> (Vec<Event>, Observed,
     }
     let observed = monitor.await.unwrap_or_default();
     let history = lock(&history).clone();
-    (history, observed, nemesis.crashed)
+    let faulted = Faulted {
+        crashed: nemesis.crashed,
+        to_repair: nemesis.to_repair,
+    };
+    (history, observed, faulted)
 }
 
-/// Phase 4: every link healed, faults off, crashed nodes restarted, a spare that is no
-/// member stopped.
-async fn heal(run: &mut Run, crashed: BTreeSet<NodeId>) {
-    let mut c = run.cluster.lock().await;
-    lock(&c.router.0).cut.clear();
-    lock(&c.router.0).faults = NetFaults::NONE;
-    c.clients.set_faults(HEALTHY_CLIENT_LINKS);
-    for id in crashed {
-        if !c.start(id).await {
-            run.violations
-                .push(format!("node {id} could not restart from its data"));
+/// Phase 4: every link healed, faults off, crashed nodes restarted, every node's storage
+/// scrubbed and a corrupted one repaired, a spare that is no member stopped.
+async fn heal(run: &mut Run, faulted: Faulted) {
+    let mut to_repair = faulted.to_repair;
+    {
+        let mut c = run.cluster.lock().await;
+        lock(&c.router.0).cut.clear();
+        lock(&c.router.0).faults = NetFaults::NONE;
+        c.clients.set_faults(HEALTHY_CLIENT_LINKS);
+        for id in faulted.crashed {
+            if !c.nodes.contains_key(&id) && !c.start(id).await {
+                if c.corrupted.contains(&id) {
+                    to_repair.insert(id);
+                } else {
+                    run.violations
+                        .push(format!("node {id} could not restart from its data"));
+                }
+            }
+        }
+        // Every value each replica stores, read and checked (what a background scrub does):
+        // corruption left by the `storage` fault is repaired; any other is a bug.
+        let running: Vec<NodeId> = c.nodes.keys().copied().collect();
+        for id in running {
+            if let Err(e) = c.scrub(id) {
+                c.trace(&format!("scrub {id}: {e}\n"));
+                if c.corrupted.contains(&id) {
+                    to_repair.insert(id);
+                } else {
+                    run.violations.push(format!(
+                        "node {id}'s storage is corrupt though no fault corrupted it: {e}"
+                    ));
+                }
+            }
+        }
+        to_repair.extend(c.corrupted.iter().filter(|id| !c.nodes.contains_key(id)));
+        membership::stop_spare_unless_voter(&mut c, run.options.nodes + 1).await;
+        c.trace("heal all\n");
+    }
+    let admin = Arc::new(client(run, ADMIN_CLIENT, operator()));
+    let deadline = run.started.elapsed() + REPAIR_LIMIT;
+    for id in to_repair {
+        loop {
+            if membership::repair(run.cluster.clone(), admin.clone(), id)
+                .await
+                .1
+            {
+                break;
+            }
+            if run.started.elapsed() > deadline {
+                run.violations.push(format!(
+                    "node {id}, corrupted, was not repaired within {REPAIR_LIMIT:?} of healing"
+                ));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
-    membership::stop_spare_unless_voter(&mut c, run.options.nodes + 1).await;
-    c.trace("heal all\n");
 }
 
 /// Phase 5: a write commits within `LIVENESS_LIMIT`, the SMS and webhook outboxes drain, and

@@ -30,10 +30,11 @@ struct Args {
     /// Run without faults.
     #[arg(long)]
     no_faults: bool,
-    /// Which faults, comma-separated: network, partitions, crashes, clocks, disks, membership, sms.
+    /// Which faults, comma-separated: network, partitions, crashes, clocks, disks, membership,
+    /// sms, storage (a bit flipped in one node's stored log entry or state record).
     #[arg(
         long,
-        default_value = "network,partitions,crashes,clocks,disks,membership,sms"
+        default_value = "network,partitions,crashes,clocks,disks,membership,sms,storage"
     )]
     faults: String,
     /// Run with a deliberately broken piece (see --list-bugs).

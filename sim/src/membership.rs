@@ -62,3 +62,69 @@ pub async fn stop_spare_unless_voter(c: &mut Cluster, spare: NodeId) {
         c.crash(spare).await;
     }
 }
+
+/// Whether the leader's membership holds `id` (voter or learner), once that membership has
+/// been applied on the leader (so committed: it cannot be rolled back); `None` without a
+/// leader or while a change is not yet committed.
+fn committed_member(c: &Cluster, id: NodeId) -> Option<bool> {
+    let leader = c.leader()?;
+    let m = c.nodes.get(&leader)?.raft().metrics().borrow().clone();
+    let config = &m.membership_config;
+    let applied = m.last_applied.map(|l| l.index);
+    let at = config.log_id().map(|l| l.index);
+    (at <= applied).then(|| config.membership().get_node(&id).is_some())
+}
+
+/// Repairs a node whose storage is corrupt, as an operator would: stops it, removes it from
+/// the membership (a committed removal: only then may its data go), wipes its data, starts
+/// it empty and adds it again (learner, then voter: it catches up from its peers before it
+/// votes). Whether it is a member again; a step that does not go through within `LIMIT`
+/// leaves the repair to be tried again.
+pub async fn repair(
+    cluster: Arc<tokio::sync::Mutex<Cluster>>,
+    admin: Arc<Client<SimTransport>>,
+    id: NodeId,
+) -> (NodeId, bool) {
+    let member = {
+        let mut c = cluster.lock().await;
+        if c.nodes.contains_key(&id) {
+            c.crash(id).await;
+        }
+        committed_member(&c, id)
+    };
+    let removal = match member {
+        Some(false) => None,
+        Some(true) => Some(tokio::time::timeout(LIMIT, admin.remove_node(id)).await),
+        None => return (id, false),
+    };
+    // The removal answered may still not be what the leader shows: check it again.
+    let out = committed_member(&*cluster.lock().await, id) == Some(false);
+    if !out {
+        cluster
+            .lock()
+            .await
+            .trace(&format!("repair {id}: removal abandoned: {removal:?}\n"));
+        return (id, false);
+    }
+    {
+        let mut c = cluster.lock().await;
+        c.wipe(id);
+        if !c.start(id).await {
+            return (id, false);
+        }
+    }
+    let node = NodeInfo {
+        id,
+        raft_addr: endpoint(id),
+        client_addr: endpoint(id),
+    };
+    let joined = matches!(
+        tokio::time::timeout(LIMIT, admin.add_node(node)).await,
+        Ok(Ok(()))
+    );
+    cluster.lock().await.trace(&format!(
+        "repair {id}: {}\n",
+        if joined { "rejoined" } else { "join abandoned" }
+    ));
+    (id, joined)
+}

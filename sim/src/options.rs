@@ -35,10 +35,13 @@ pub enum FaultKind {
     Membership,
     /// The SMS gateway refusing messages now and then.
     Sms,
+    /// A bit flipped in a stored log entry or state record of one node at a time: the node
+    /// must stop rather than use it, and is repaired (removed, wiped, rejoined).
+    Storage,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::Network,
         FaultKind::Partitions,
         FaultKind::Crashes,
@@ -46,6 +49,7 @@ impl FaultKind {
         FaultKind::Disks,
         FaultKind::Membership,
         FaultKind::Sms,
+        FaultKind::Storage,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +61,7 @@ impl FaultKind {
             FaultKind::Disks => "disks",
             FaultKind::Membership => "membership",
             FaultKind::Sms => "sms",
+            FaultKind::Storage => "storage",
         }
     }
 
@@ -117,6 +122,9 @@ pub enum Bug {
     /// A log store that acknowledges appends before they are durable: a crash loses the
     /// last `LOST_WRITES_MS` of acknowledged entries.
     StorageAcksBeforeFlush,
+    /// A log store that reads entries without checking their checksums: a bit the disk
+    /// flipped reaches a follower or the state machine.
+    LogSkipsChecksums,
     /// A bug planted in the node's intake, proposer or SMS outbox.
     Node(PlantedBug),
 }
@@ -128,6 +136,7 @@ impl Bug {
             Bug::NetworkDuplicatesAnswer,
             Bug::NodeAppliesTwice,
             Bug::StorageAcksBeforeFlush,
+            Bug::LogSkipsChecksums,
         ];
         all.extend(PlantedBug::ALL.map(Bug::Node));
         all
@@ -139,6 +148,7 @@ impl Bug {
             Bug::NetworkDuplicatesAnswer => "network-duplicates-answer",
             Bug::NodeAppliesTwice => "node-applies-twice",
             Bug::StorageAcksBeforeFlush => "storage-acks-before-flush",
+            Bug::LogSkipsChecksums => "log-skips-checksums",
             Bug::Node(bug) => bug.name(),
         }
     }
