@@ -13,6 +13,9 @@ pub enum Resource {
     Netns(String),
     Link(String),
     Dir(PathBuf),
+    /// A filesystem mounted for a node (unmounted lazily: a node still on it lets go when
+    /// it dies).
+    Mount(PathBuf),
 }
 
 static REGISTRY: Mutex<Vec<Resource>> = Mutex::new(Vec::new());
@@ -64,6 +67,7 @@ fn remove(resource: &Resource) {
         Resource::Dir(path) => {
             let _ = std::fs::remove_dir_all(path);
         }
+        Resource::Mount(path) => quiet("umount", &["-l", &path.to_string_lossy()]),
     }
 }
 
@@ -160,12 +164,27 @@ pub fn sweep_orphans() -> Vec<String> {
                 .strip_prefix("ledger-jepsen-")
                 .and_then(|p| p.parse::<u32>().ok());
             if pid.is_some_and(|p| !is_jepsen(p)) {
+                for mount in mounts_under(&entry.path()) {
+                    remove(&Resource::Mount(mount.clone()));
+                    removed.push(format!("mount {}", mount.display()));
+                }
                 remove(&Resource::Dir(entry.path()));
                 removed.push(format!("data directory {}", entry.path().display()));
             }
         }
     }
     removed
+}
+
+/// Mount points at or under `dir`, from /proc/mounts.
+fn mounts_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(PathBuf::from)
+        .filter(|m| m.starts_with(dir))
+        .collect()
 }
 
 fn is_jepsen(pid: u32) -> bool {

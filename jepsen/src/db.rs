@@ -35,7 +35,20 @@ pub struct DbOptions {
     /// Run each node under libfaketime, its wall clock offset by what the harness writes to
     /// its clock file (`Db::step_clock`); its monotonic clock untouched.
     pub fake_clocks: bool,
+    /// Each node's database folder (`<data dir>/sled`) on a tmpfs of its own of this many
+    /// MiB, for the disk-full nemesis to fill.
+    pub disk_mib: Option<u64>,
 }
+
+/// The tmpfs each node's database gets when the disk nemesis is on: room for a run's data
+/// well above the node's default reserve of free space (256 MiB).
+pub const NODE_DISK_MIB: u64 = 1_024;
+
+/// The nodes' reserve of free space (`ledger-node --min-free-disk-mib`, left at its default).
+pub const NODE_RESERVE_MIB: u64 = 256;
+
+/// The file the disk nemesis fills a node's filesystem with.
+const FILLER: &str = "filler";
 
 /// Where Debian's `libfaketime` package puts the library the clock nemesis preloads.
 pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
@@ -56,6 +69,9 @@ impl NodeSlot {
 
 /// The nodes of one test.
 pub struct Db {
+    node_bin: PathBuf,
+    /// The tmpfs filesystems mounted for the nodes' databases.
+    mounts: Vec<PathBuf>,
     root: PathBuf,
     /// The cluster's CA and certificates: nodes serve mutual TLS, clients act as an operator.
     pki: ClusterPki,
@@ -111,6 +127,38 @@ fn launcher(
     }
 }
 
+/// Mounts a tmpfs of `mib` MiB at `dir` (registered for unmounting at exit).
+fn mount_tmpfs(dir: &Path, mib: u64) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    cleanup::register(Resource::Mount(dir.to_owned()));
+    let status = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={mib}m"),
+            "ledger-jepsen",
+        ])
+        .arg(dir)
+        .status()?;
+    if !status.success() {
+        return Err(std::io::Error::other(format!(
+            "mount a tmpfs at {}: {status}",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Free bytes on the filesystem holding `dir`.
+fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let stat = rustix::fs::statvfs(dir)?;
+    Ok(stat.f_bavail * stat.f_frsize)
+}
+
+/// How the corruption nemesis changed a node's files: (file, offset) of each flipped byte.
+pub type Flipped = Vec<(String, u64)>;
+
 /// The file libfaketime reads node `id`'s clock offset from.
 fn clock_file(root: &Path, id: u64) -> PathBuf {
     root.join(format!("n{id}.faketime"))
@@ -131,6 +179,7 @@ impl Db {
             )));
         }
         let mut slots = Vec::new();
+        let mut mounts = Vec::new();
         for host in &net.hosts {
             if options.fake_clocks {
                 std::fs::write(clock_file(&root, host.id), "+0")?;
@@ -138,6 +187,11 @@ impl Db {
             let tls = pki.node(host.id).map_err(std::io::Error::other)?;
             let launcher = launcher(&options, host, &root, tls);
             std::fs::create_dir_all(launcher.data_dir())?;
+            if let Some(mib) = options.disk_mib {
+                let dir = launcher.data_dir().join("sled");
+                mount_tmpfs(&dir, mib)?;
+                mounts.push(dir);
+            }
             slots.push(NodeSlot {
                 launcher,
                 process: None,
@@ -145,6 +199,8 @@ impl Db {
             });
         }
         Ok(Db {
+            node_bin: options.node_bin.clone(),
+            mounts,
             root,
             pki,
             members: slots.iter().map(|n| n.info().clone()).collect(),
@@ -245,6 +301,122 @@ impl Db {
         let staged = file.with_extension("next");
         std::fs::write(&staged, format!("{offset_secs:+}"))?;
         std::fs::rename(staged, file)
+    }
+
+    /// Node `id`'s data directory.
+    fn data_dir(&self, id: u64) -> PathBuf {
+        self.slot(id).launcher.data_dir().to_owned()
+    }
+
+    /// Flips `count` bytes at random offsets of node `id`'s database file (sled's `db`),
+    /// which must be stopped: what a failing disk does.
+    pub fn flip_bytes(
+        &self,
+        id: u64,
+        count: usize,
+        rng: &mut impl rand::Rng,
+    ) -> std::io::Result<Flipped> {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        assert!(
+            !self.is_running(id),
+            "flip bytes only in a stopped node's files"
+        );
+        let path = self.data_dir(id).join("sled").join("db");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        let len = file.metadata()?.len();
+        let mut flipped = Vec::new();
+        for _ in 0..count.min(len as usize) {
+            let offset = rng.gen_range(0..len);
+            let mut byte = [0u8];
+            file.seek(SeekFrom::Start(offset))?;
+            file.read_exact(&mut byte)?;
+            byte[0] ^= 1 << rng.gen_range(0..8);
+            file.seek(SeekFrom::Start(offset))?;
+            file.write_all(&byte)?;
+            flipped.push((path.display().to_string(), offset));
+        }
+        file.sync_all()?;
+        Ok(flipped)
+    }
+
+    /// `ledger-node scrub` on stopped node `id`: every stored value read and checked. The
+    /// error is its report.
+    pub fn scrub(&self, id: u64) -> Result<(), String> {
+        let out = std::process::Command::new(&self.node_bin)
+            .arg("scrub")
+            .arg("--data-dir")
+            .arg(self.data_dir(id))
+            .output()
+            .map_err(|e| format!("run ledger-node scrub: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+
+    /// Deletes stopped node `id`'s database, snapshot and log watermark (not its identity,
+    /// certificates or log): it starts empty next time, to be added to the cluster again.
+    pub fn wipe(&self, id: u64) -> std::io::Result<()> {
+        assert!(!self.is_running(id), "wipe only a stopped node");
+        let dir = self.data_dir(id);
+        // The database folder may be a mount point: empty it, keep it.
+        let sled = dir.join("sled");
+        if sled.is_dir() {
+            for entry in std::fs::read_dir(&sled)? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    std::fs::remove_dir_all(&path)?;
+                } else {
+                    std::fs::remove_file(&path)?;
+                }
+            }
+        }
+        match std::fs::remove_dir_all(dir.join("snapshots")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        // What the old log had made durable (`ledger-node`'s `raft-watermark`).
+        match std::fs::remove_file(dir.join("raft-watermark")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Fills node `id`'s database filesystem (the tmpfs of `DbOptions::disk_mib`) until
+    /// `leave` bytes are free, or to the last byte. Returns the bytes free after.
+    pub fn fill_disk(&self, id: u64, leave: u64) -> std::io::Result<u64> {
+        use std::io::Write;
+        let sled = self.data_dir(id).join("sled");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(sled.join(FILLER))?;
+        let chunk = vec![0u8; 1 << 20];
+        loop {
+            let free = free_bytes(&sled)?;
+            if free <= leave {
+                return Ok(free);
+            }
+            let n = (free - leave).min(chunk.len() as u64) as usize;
+            match file.write_all(&chunk[..n]) {
+                Ok(()) => {}
+                // Full to the last byte: what was asked for when `leave` is 0.
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => return free_bytes(&sled),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Removes what `fill_disk` wrote.
+    pub fn free_disk(&self, id: u64) -> std::io::Result<()> {
+        match std::fs::remove_file(self.data_dir(id).join("sled").join(FILLER)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     pub fn is_running(&self, id: u64) -> bool {
@@ -467,6 +639,14 @@ pub async fn wait_for_code(
 impl Drop for Db {
     fn drop(&mut self) {
         self.kill_all();
+        // The nodes' filesystems first: a mount point cannot be removed.
+        for mount in std::mem::take(&mut self.mounts) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&mount)
+                .status();
+            cleanup::forget(&Resource::Mount(mount));
+        }
         let _ = std::fs::remove_dir_all(&self.root);
         cleanup::forget(&Resource::Dir(self.root.clone()));
     }

@@ -19,7 +19,7 @@ use std::time::Duration;
 #[command(
     name = "ledger-jepsen",
     version,
-    about = "Jepsen-style tests of real ledger-node processes in network namespaces, under partitions, packet loss, kill -9, pauses and membership changes",
+    about = "Jepsen-style tests of real ledger-node processes in network namespaces, under partitions, packet loss, kill -9, pauses, membership changes, clock steps, corrupted files and full disks",
     after_help = "Exit codes: 0 valid, 1 invalid, 2 unknown or harness failure, 3 not root or no network namespace support.\nNeeds root, iproute2 and nftables. Results go to STORE/<test>/<time>/ with a `latest` link."
 )]
 struct Cli {

@@ -1,7 +1,7 @@
 //! The nemesis: faults on a schedule, each recorded in the history when it starts and when
 //! it is healed, and all healed at the end of the run.
 
-use crate::db::Db;
+use crate::db::{Db, NODE_RESERVE_MIB};
 use crate::history::{OpType, Process, Recorder};
 use crate::net::{partitions, Network};
 use rand::rngs::StdRng;
@@ -34,6 +34,16 @@ pub enum Fault {
     /// minute to two hours, with libfaketime; its monotonic clock runs on. Back to true
     /// time when healed.
     Clock,
+    /// Bytes flipped in a node's database file while it is stopped (kill -9, 1-8 random
+    /// bytes of its sled `db` file, restart): it must stop on what it reads or go on
+    /// unharmed. Healed by a scrub (`ledger-node scrub`, the node stopped); a node whose
+    /// scrub fails is repaired: removed from the cluster, wiped, started empty, added back.
+    /// One node at a time, a minority.
+    Corrupt,
+    /// A node's database filesystem (a tmpfs of its own) filled: to below its reserve of
+    /// free space (a leader refuses writes with `DiskFull`) or to the last byte (a node whose
+    /// write fails stops). Healed by removing the filler and starting the node if it stopped.
+    Disk,
 }
 
 impl Fault {
@@ -45,12 +55,17 @@ impl Fault {
             Fault::Pause => "pause",
             Fault::Membership => "membership",
             Fault::Clock => "clock",
+            Fault::Corrupt => "corrupt",
+            Fault::Disk => "disk",
         }
     }
 }
 
 /// Smallest and largest step of a node's clock, either way, in seconds.
 pub const CLOCK_STEP_SECS: (i64, i64) = (60, 7_200);
+
+/// Most bytes the corruption nemesis flips in one node's database file.
+pub const MAX_FLIPPED_BYTES: usize = 8;
 
 /// Longest the end of a run keeps trying to heal a fault that will not heal.
 pub const HEAL_DEADLINE: Duration = Duration::from_secs(120);
@@ -67,6 +82,8 @@ enum Active {
     Pause(u64),
     Membership(u64),
     Clock(u64),
+    Corrupt(u64),
+    Disk(u64),
 }
 
 impl Active {
@@ -78,6 +95,8 @@ impl Active {
             Active::Pause(_) => Fault::Pause,
             Active::Membership(_) => Fault::Membership,
             Active::Clock(_) => Fault::Clock,
+            Active::Corrupt(_) => Fault::Corrupt,
+            Active::Disk(_) => Fault::Disk,
         }
     }
 }
@@ -173,12 +192,22 @@ impl Nemesis {
         );
     }
 
+    /// A node for a fault: the leader or a random one, among those running, not paused and
+    /// not already removed, corrupted or filled by another fault.
     async fn target(&mut self) -> (u64, &'static str) {
+        let taken: Vec<u64> = self
+            .active
+            .iter()
+            .filter_map(|a| match a {
+                Active::Membership(n) | Active::Corrupt(n) | Active::Disk(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
         let db = self.db.lock().await;
         let candidates: Vec<u64> = db
             .ids()
             .into_iter()
-            .filter(|id| db.is_running(*id) && !db.is_paused(*id))
+            .filter(|id| db.is_running(*id) && !db.is_paused(*id) && !taken.contains(id))
             .collect();
         if self.rng.gen_bool(0.5) {
             if let Some(leader) = db.some_leader().await.filter(|l| candidates.contains(l)) {
@@ -273,6 +302,38 @@ impl Nemesis {
                     self.failed_start(fault);
                 }
             }
+            Fault::Corrupt => {
+                let (node, how) = self.target().await;
+                let count = self.rng.gen_range(1..=MAX_FLIPPED_BYTES);
+                let mut db = self.db.lock().await;
+                db.kill(node);
+                let flipped = db.flip_bytes(node, count, &mut self.rng);
+                let started = flipped
+                    .as_ref()
+                    .map_err(|e| e.to_string())
+                    .and_then(|_| db.start(node, false).map_err(|e| format!("restart: {e}")));
+                drop(db);
+                let value = json!({"node": node, "chosen": how, "flipped": flipped.as_ref().ok()});
+                self.record(name, value, started.as_ref().err().cloned());
+                // Even a failed restart leaves a node to heal.
+                self.active.push(Active::Corrupt(node));
+            }
+            Fault::Disk => {
+                let (node, how) = self.target().await;
+                let to_the_last_byte = self.rng.gen_bool(0.5);
+                let leave = if to_the_last_byte {
+                    0
+                } else {
+                    NODE_RESERVE_MIB * 1024 * 1024 / 2
+                };
+                let result = self.db.lock().await.fill_disk(node, leave);
+                self.record(
+                    name,
+                    json!({"node": node, "chosen": how, "free_bytes": result.as_ref().ok()}),
+                    result.as_ref().err().map(|e| e.to_string()),
+                );
+                self.active.push(Active::Disk(node));
+            }
             Fault::Membership => {
                 let (node, how) = self.target().await;
                 let client = self.db.lock().await.client(Duration::from_secs(2), 5);
@@ -301,6 +362,55 @@ impl Nemesis {
         result.is_ok()
     }
 
+    /// Heals the corruption of `node`: stopped, scrubbed; started again if every stored
+    /// value checks, else repaired from its peers (removed, wiped, started empty, added
+    /// back). False if the removal did not go through (no quorum yet): the node stays
+    /// stopped and healing is tried again.
+    async fn repair(&mut self, name: String, node: u64) -> bool {
+        let (scrubbed, client) = {
+            let mut db = self.db.lock().await;
+            db.kill(node);
+            (db.scrub(node), db.client(Duration::from_secs(2), 5))
+        };
+        let Err(report) = scrubbed else {
+            let started = self.db.lock().await.start(node, false);
+            self.record(
+                name,
+                json!({"node": node, "scrub": "clean"}),
+                started.err().map(|e| e.to_string()),
+            );
+            return true;
+        };
+        let removed =
+            match tokio::time::timeout(Duration::from_secs(15), client.remove_node(node)).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("no answer within 15 s".to_owned()),
+            };
+        if let Some(error) = removed {
+            self.record(
+                "heal-failed".to_owned(),
+                json!({"repair": node, "scrub": report}),
+                Some(error),
+            );
+            return false;
+        }
+        let restarted = {
+            let mut db = self.db.lock().await;
+            db.wipe(node)
+                .map_err(|e| format!("wipe: {e}"))
+                .and_then(|()| db.start(node, false).map_err(|e| format!("restart: {e}")))
+        };
+        self.record(
+            name,
+            json!({"node": node, "scrub": report, "repair": "removed, wiped, restarted"}),
+            restarted.err(),
+        );
+        // Adding it back is the membership fault's healing: tried until it goes through.
+        self.active.push(Active::Membership(node));
+        true
+    }
+
     /// Heals a fault; false if it could not be healed (yet).
     async fn heal(&mut self, active: Active) -> bool {
         let name = format!("stop-{}", active.fault().name());
@@ -326,6 +436,17 @@ impl Nemesis {
                 self.record(name, json!({"node": node}), None);
             }
             Active::Clock(node) => return self.step_clock(name, node, 0).await,
+            Active::Corrupt(node) => return self.repair(name, node).await,
+            Active::Disk(node) => {
+                let mut db = self.db.lock().await;
+                let mut result = db.free_disk(node).map_err(|e| e.to_string());
+                // A node whose write failed has stopped: it starts again on the freed disk.
+                if result.is_ok() && !db.is_running(node) {
+                    result = db.start(node, false).map_err(|e| format!("restart: {e}"));
+                }
+                drop(db);
+                self.record(name, json!({"node": node}), result.err());
+            }
             Active::Membership(node) => {
                 let (client, info) = {
                     let db = self.db.lock().await;

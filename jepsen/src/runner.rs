@@ -143,6 +143,10 @@ pub async fn run(options: Options) -> Result<(PathBuf, Results), String> {
             snapshot_every: options.snapshot_every,
             unsafe_local_reads: options.unsafe_local_reads,
             fake_clocks: options.nemesis.contains(&Fault::Clock),
+            disk_mib: options
+                .nemesis
+                .contains(&Fault::Disk)
+                .then_some(crate::db::NODE_DISK_MIB),
         },
         &net,
         data_root.clone(),

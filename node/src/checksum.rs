@@ -77,28 +77,54 @@ pub enum ScrubError {
     Corrupt(#[from] Corrupt),
     #[error("the snapshot: {0}")]
     Snapshot(std::io::Error),
+    #[error(transparent)]
+    Watermark(#[from] crate::watermark::WatermarkError),
+    #[error("{0}")]
+    WentBack(String),
 }
 
 /// Reads every value of a node's database (log, Raft markers, state) and its snapshot file,
-/// and checks each checksum: the first corruption is the error. For a node that is stopped
-/// (`ledger-node scrub`), or, in the simulator, one whose tasks are not running.
-pub fn scrub(db: &sled::Db, snapshot_dir: &std::path::Path) -> Result<Scrubbed, ScrubError> {
+/// checks each checksum, and checks that the log and vote are not behind the watermark (what
+/// was durable): the first fault found is the error. For a node that is stopped (`ledger-node
+/// scrub`), or, in the simulator, one whose tasks are not running. `data_dir` holds the
+/// snapshot folder and the watermark file.
+pub fn scrub(db: &sled::Db, data_dir: &std::path::Path) -> Result<Scrubbed, ScrubError> {
     use crate::log_store::{LOG_TREE, META_TREE};
     use crate::state_store::STATE_TREE;
     let mut values = Vec::new();
+    let mut last_log = None;
+    let mut markers = std::collections::BTreeMap::new();
     for name in [LOG_TREE, META_TREE, STATE_TREE] {
         let read = |source| ScrubError::Read { tree: name, source };
         let tree = db.open_tree(name).map_err(read)?;
         let mut count = 0;
         for row in tree.iter() {
             let (key, stored) = row.map_err(read)?;
-            unseal(name, &key, &stored)?;
+            let value = unseal(name, &key, &stored)?;
+            if name == LOG_TREE {
+                // An entry's encoding starts with its log id.
+                last_log = bincode::deserialize::<crate::raft_types::LogId>(value).ok();
+            } else if name == META_TREE {
+                markers.insert(key.to_vec(), value.to_vec());
+            }
             count += 1;
         }
         values.push((name, count));
     }
-    let snapshot =
-        crate::state_machine::check_snapshot_file(snapshot_dir).map_err(ScrubError::Snapshot)?;
+    let snapshot = crate::state_machine::check_snapshot_file(&data_dir.join("snapshots"))
+        .map_err(ScrubError::Snapshot)?;
+    let watermark = data_dir.join(crate::node::WATERMARK_FILE);
+    if watermark.exists() {
+        if let (_, Some(durable)) = crate::watermark::Watermark::open(&watermark)? {
+            let marker = |key: &[u8]| markers.get(key).cloned().unwrap_or_default();
+            let purged: Option<crate::raft_types::LogId> =
+                bincode::deserialize(&marker(crate::log_store::PURGED)).ok();
+            let vote: Option<openraft::Vote<crate::raft_types::NodeId>> =
+                bincode::deserialize(&marker(crate::log_store::VOTE)).ok();
+            crate::watermark::check(&durable, last_log.or(purged), vote)
+                .map_err(ScrubError::WentBack)?;
+        }
+    }
     Ok(Scrubbed { values, snapshot })
 }
 

@@ -36,4 +36,5 @@ pub mod sms;
 pub mod stamp;
 pub mod state_machine;
 pub mod state_store;
+pub mod watermark;
 pub mod webhooks;

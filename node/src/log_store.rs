@@ -10,15 +10,18 @@
 
 use crate::checksum::{seal, strip, unseal, Corrupt};
 use crate::raft_types::{LedgerTypes, LogId, NodeId, StorageError};
+use crate::watermark::{Mark, Watermark, WatermarkError};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageIOError, Vote};
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::Arc;
 
-const VOTE: &[u8] = b"vote";
+pub(crate) const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
-const PURGED: &[u8] = b"purged";
+pub(crate) const PURGED: &[u8] = b"purged";
 pub const LOG_TREE: &str = "raft_log";
 pub const META_TREE: &str = "raft_meta";
 
@@ -29,6 +32,9 @@ pub struct LogStore<C> {
     meta: sled::Tree,
     /// Off only in the simulator's planted bug `log-skips-checksums`.
     verify: bool,
+    /// What was durable, kept outside sled (`watermark.rs`), and what it held at open.
+    watermark: Option<Arc<Watermark>>,
+    durable: Option<Mark>,
     _config: PhantomData<C>,
 }
 
@@ -39,6 +45,8 @@ impl<C> Clone for LogStore<C> {
             log: self.log.clone(),
             meta: self.meta.clone(),
             verify: self.verify,
+            watermark: self.watermark.clone(),
+            durable: self.durable.clone(),
             _config: PhantomData,
         }
     }
@@ -59,8 +67,27 @@ impl<C: LedgerTypes> LogStore<C> {
             log: db.open_tree(LOG_TREE)?,
             meta: db.open_tree(META_TREE)?,
             verify: true,
+            watermark: None,
+            durable: None,
             _config: PhantomData,
         })
+    }
+
+    /// Keeps what is durable in the watermark file at `path` as well, and refuses to start
+    /// on a log or vote behind what it held (sled lost writes).
+    pub fn with_watermark(mut self, path: &Path) -> Result<Self, WatermarkError> {
+        let (watermark, durable) = Watermark::open(path)?;
+        self.watermark = Some(Arc::new(watermark));
+        self.durable = durable;
+        Ok(self)
+    }
+
+    /// Records in the watermark what sled now holds durably.
+    fn mark(&self, change: impl FnOnce(&mut Mark)) -> std::io::Result<()> {
+        match &self.watermark {
+            Some(w) => w.record(change),
+            None => Ok(()),
+        }
     }
 
     /// The simulator's planted bug `log-skips-checksums`: values are read without checking
@@ -226,6 +253,16 @@ impl<C: LedgerTypes> RaftLogStorage<C> for LogStore<C> {
     async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError> {
         let last_purged_log_id: Option<LogId> = self.read_meta(PURGED, ErrorSubject::Logs)?;
         let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
+        if let Some(durable) = &self.durable {
+            let vote = self.read_meta(VOTE, ErrorSubject::Vote)?;
+            crate::watermark::check(durable, last_log_id, vote).map_err(|e| {
+                io_error(
+                    ErrorSubject::Logs,
+                    ErrorVerb::Read,
+                    std::io::Error::other(e),
+                )
+            })?;
+        }
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -238,7 +275,9 @@ impl<C: LedgerTypes> RaftLogStorage<C> for LogStore<C> {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
         self.write_meta(VOTE, vote, ErrorSubject::Vote)?;
-        self.flush(ErrorSubject::Vote)
+        self.flush(ErrorSubject::Vote)?;
+        self.mark(|m| m.vote = Some(*vote))
+            .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
@@ -262,12 +301,20 @@ impl<C: LedgerTypes> RaftLogStorage<C> for LogStore<C> {
         I: IntoIterator<Item = C::Entry> + Send,
         I::IntoIter: Send,
     {
-        let batch = entries_batch::<C>(entries)?;
+        let mut last = None;
+        let batch = entries_batch::<C>(entries.into_iter().inspect(|e| last = Some(e.log_id)))?;
         self.log
             .apply_batch(batch)
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         // One fsync for the whole batch: group commit.
-        let flushed = self.db.flush().map(|_| ()).map_err(std::io::Error::other);
+        let flushed = self
+            .db
+            .flush()
+            .map_err(std::io::Error::other)
+            .and_then(|_| match last {
+                Some(last) => self.mark(|m| m.last_log = Some(last)),
+                None => Ok(()),
+            });
         callback.log_io_completed(flushed);
         Ok(())
     }
@@ -280,7 +327,12 @@ impl<C: LedgerTypes> RaftLogStorage<C> for LogStore<C> {
         self.log
             .apply_batch(batch)
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
-        self.flush(ErrorSubject::Logs)
+        self.flush(ErrorSubject::Logs)?;
+        // The log now ends before `log_id`: what is durable went back, on purpose.
+        let purged: Option<LogId> = self.read_meta(PURGED, ErrorSubject::Logs)?;
+        let last = self.last_entry_log_id()?.or(purged);
+        self.mark(|m| m.last_log = last)
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -363,5 +415,59 @@ mod tests {
         flip(&store.meta, VOTE);
         let error = store.read_vote().await.unwrap_err().to_string();
         assert!(error.contains("raft_meta"), "{error}");
+    }
+
+    /// sled losing the end of the log (what it does past a damaged segment) or the vote
+    /// going back is refused at start and by the scrub, once the watermark knew better.
+    #[tokio::test]
+    async fn a_log_or_vote_behind_the_watermark_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let watermark = dir.path().join(crate::node::WATERMARK_FILE);
+        let db = sled::Config::new()
+            .path(dir.path().join("sled"))
+            .open()
+            .unwrap();
+        let mut store = LogStore::<TypeConfig>::open(&db)
+            .unwrap()
+            .with_watermark(&watermark)
+            .unwrap();
+        store
+            .log
+            .apply_batch(entries_batch::<TypeConfig>((1..=5).map(entry)).unwrap())
+            .unwrap();
+        store.mark(|m| m.last_log = Some(entry(5).log_id)).unwrap();
+        store.save_vote(&Vote::new(3, 2)).await.unwrap();
+        let reopened = |db: &sled::Db| {
+            LogStore::<TypeConfig>::open(db)
+                .unwrap()
+                .with_watermark(&watermark)
+                .unwrap()
+        };
+        assert!(reopened(&db).get_log_state().await.is_ok());
+        assert!(crate::checksum::scrub(&db, dir.path()).is_ok());
+
+        store.log.remove(5u64.to_be_bytes()).unwrap();
+        let error = reopened(&db).get_log_state().await.unwrap_err().to_string();
+        assert!(error.contains("lost acknowledged entries"), "{error}");
+        let scrubbed = crate::checksum::scrub(&db, dir.path());
+        assert!(
+            matches!(&scrubbed, Err(crate::checksum::ScrubError::WentBack(_))),
+            "{scrubbed:?}"
+        );
+
+        store
+            .log
+            .apply_batch(entries_batch::<TypeConfig>([entry(5)]).unwrap())
+            .unwrap();
+        store
+            .write_meta(VOTE, &Vote::<NodeId>::new(2, 2), ErrorSubject::Vote)
+            .unwrap();
+        let error = reopened(&db).get_log_state().await.unwrap_err().to_string();
+        assert!(error.contains("vote went back"), "{error}");
+
+        // A truncation is recorded: the shorter log is what is durable now.
+        store.save_vote(&Vote::new(3, 2)).await.unwrap();
+        store.truncate(entry(4).log_id).await.unwrap();
+        assert!(reopened(&db).get_log_state().await.is_ok());
     }
 }

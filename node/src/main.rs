@@ -649,7 +649,7 @@ fn scrub(args: ScrubArgs) -> Result<(), String> {
         .path(&sled_path)
         .open()
         .map_err(|e| format!("{}: {e}", sled_path.display()))?;
-    let scrubbed = ledger_node::checksum::scrub(&db, &args.data_dir.join("snapshots"))
+    let scrubbed = ledger_node::checksum::scrub(&db, &args.data_dir)
         .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
     for (tree, values) in &scrubbed.values {
         println!("{tree}: {values} values, every checksum good");

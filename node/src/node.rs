@@ -30,6 +30,10 @@ use tokio::task::JoinHandle;
 /// Client ids at or above this are the nodes' own (SMS acknowledgements).
 pub const NODE_CLIENT_ID_BASE: u64 = 1 << 63;
 
+/// The file in the data directory that keeps what the log store made durable
+/// (`watermark.rs`).
+pub const WATERMARK_FILE: &str = "raft-watermark";
+
 /// Everything needed to start a node.
 pub struct NodeOptions {
     pub id: NodeId,
@@ -227,6 +231,8 @@ pub enum StartError {
     Storage { path: PathBuf, source: sled::Error },
     #[error("opening the state machine: {0}")]
     StateMachine(String),
+    #[error("reading the log's watermark: {0}")]
+    Watermark(#[from] crate::watermark::WatermarkError),
     #[error("invalid Raft configuration: {0}")]
     Config(String),
     #[error("starting Raft: {0}")]
@@ -251,10 +257,12 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
             path: sled_path.clone(),
             source,
         })?;
-    let log_store = LogStore::<TypeConfig>::open(&db).map_err(|source| StartError::Storage {
-        path: sled_path.clone(),
-        source,
-    })?;
+    let log_store = LogStore::<TypeConfig>::open(&db)
+        .map_err(|source| StartError::Storage {
+            path: sled_path.clone(),
+            source,
+        })?
+        .with_watermark(&options.data_dir.join(WATERMARK_FILE))?;
     let state_machine = StateMachine::<TypeConfig>::open(&db, &options.data_dir.join("snapshots"))
         .map_err(|e| StartError::StateMachine(e.to_string()))?;
     let reader = state_machine.reader();

@@ -102,7 +102,7 @@ mod corruption {
             .expect("a corrupt state is refused")
             .to_string();
         assert!(error.contains("fails its checksum"), "{error}");
-        let scrubbed = ledger_node::checksum::scrub(&db, &snapshots);
+        let scrubbed = ledger_node::checksum::scrub(&db, dir.path());
         assert!(
             matches!(&scrubbed, Err(ledger_node::checksum::ScrubError::Corrupt(c)) if c.tree == "state"),
             "{scrubbed:?}"

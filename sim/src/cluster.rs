@@ -133,6 +133,17 @@ impl Cluster {
             lose_log_suffix(&db, from);
         }
         let mut log_reader = LogStore::<SimConfig>::open(&db).expect("log store");
+        // A store that acknowledges before flushing (the planted bug) keeps no watermark.
+        if self.bug != Some(Bug::StorageAcksBeforeFlush) {
+            let watermark = dir.join(ledger_node::node::WATERMARK_FILE);
+            match log_reader.with_watermark(&watermark) {
+                Ok(store) => log_reader = store,
+                Err(e) => {
+                    self.trace(&format!("start {id} refused: {e}\n"));
+                    return false;
+                }
+            }
+        }
         if self.bug == Some(Bug::LogSkipsChecksums) {
             log_reader = log_reader.skipping_checksums();
         }
@@ -310,8 +321,7 @@ impl Cluster {
         let Some(node) = self.nodes.get(&id) else {
             return Ok(());
         };
-        let snapshots = self.dir.join(format!("node{id}")).join("snapshots");
-        ledger_node::checksum::scrub(&node.db, &snapshots)
+        ledger_node::checksum::scrub(&node.db, &self.dir.join(format!("node{id}")))
             .map(drop)
             .map_err(|e| e.to_string())
     }

@@ -67,6 +67,7 @@ async fn repair(cluster: &mut Cluster, id: u64) {
     for folder in ["sled", "snapshots"] {
         let _ = std::fs::remove_dir_all(data_dir.join(folder));
     }
+    let _ = std::fs::remove_file(data_dir.join(ledger_node::node::WATERMARK_FILE));
     cluster.kill(id); // the exited process's slot
     cluster.restart(id);
     admin

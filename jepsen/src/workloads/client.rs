@@ -14,6 +14,7 @@ use ledger_core::outcome::{LedgerError, Reply};
 use ledger_core::types::{AccountId, RequestKey};
 use ledger_testkit::driver::{test_pan, test_phone};
 use ledger_testkit::nodes;
+use ledger_wire::api::ApiError;
 use rand::rngs::StdRng;
 use rand::Rng;
 use serde_json::{json, Value};
@@ -67,6 +68,9 @@ pub fn classify(e: ClientError) -> Done {
             Some(serde_json::to_value(l).expect("errors serialise")),
         ),
         ClientError::Rejected(ref a) if !a.is_retryable() => Done::Fail(e.to_string(), None),
+        // The leader refused before proposing; the client returns it as `Rejected` only when
+        // no earlier attempt of the call went unanswered (else `Unavailable`).
+        ClientError::Rejected(ApiError::DiskFull { .. }) => Done::Fail(e.to_string(), None),
         // Refused in the TLS handshake: nothing was sent.
         ClientError::CertificateRefused { .. } => Done::Fail(e.to_string(), None),
         other => Done::Info(other.to_string()),
