@@ -253,6 +253,9 @@ impl<C: LedgerTypes> RaftLogStorage<C> for LogStore<C> {
     async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError> {
         let last_purged_log_id: Option<LogId> = self.read_meta(PURGED, ErrorSubject::Logs)?;
         let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
+        // The watermark as read at open: openraft asks for the log state only in `Raft::new`
+        // (a truncation since then may have lowered the log on purpose, so this check is
+        // for start-up only; do not call it after writing).
         if let Some(durable) = &self.durable {
             let vote = self.read_meta(VOTE, ErrorSubject::Vote)?;
             crate::watermark::check(durable, last_log_id, vote).map_err(|e| {

@@ -35,7 +35,6 @@ pub struct Mark {
 
 /// The watermark file of one node.
 pub struct Watermark {
-    path: PathBuf,
     state: Mutex<(File, u64, Mark)>,
 }
 
@@ -94,7 +93,6 @@ impl Watermark {
         };
         let (seq, mark) = found.clone().unwrap_or_default();
         let watermark = Watermark {
-            path: path.to_owned(),
             state: Mutex::new((file, seq, mark)),
         };
         Ok((watermark, found.map(|(_, mark)| mark)))
@@ -120,10 +118,6 @@ impl Watermark {
         slot.resize(SLOT, 0);
         file.seek(SeekFrom::Start((*seq % 2) * SLOT as u64))?;
         file.write_all(&slot)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

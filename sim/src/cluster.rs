@@ -271,9 +271,13 @@ impl Cluster {
     /// store that skips the check reads a changed value. Returns what it flipped.
     pub fn rot(&mut self, id: NodeId) -> Option<String> {
         let db = self.nodes.get(&id)?.db.clone();
-        let in_log = self.rng.chance(0.5);
-        let (name, keys): (&str, Vec<sled::IVec>) = if in_log {
-            let tree = db.open_tree("raft_log").ok()?;
+        let name = if self.rng.chance(0.5) {
+            "raft_log"
+        } else {
+            "state"
+        };
+        let tree = db.open_tree(name).ok()?;
+        let keys: Vec<sled::IVec> = if name == "raft_log" {
             let mut keys: Vec<_> = tree
                 .iter()
                 .keys()
@@ -282,23 +286,18 @@ impl Cluster {
                 .collect::<Result<_, _>>()
                 .ok()?;
             keys.reverse();
-            ("raft_log", keys)
+            keys
         } else {
-            let tree = db.open_tree("state").ok()?;
             let end = [ledger_node::state_store::META_PREFIX];
-            (
-                "state",
-                tree.range(..end.as_slice())
-                    .keys()
-                    .collect::<Result<_, _>>()
-                    .ok()?,
-            )
+            tree.range(..end.as_slice())
+                .keys()
+                .collect::<Result<_, _>>()
+                .ok()?
         };
         if keys.is_empty() {
             return None;
         }
         let key = keys[self.rng.below(keys.len() as u64) as usize].clone();
-        let tree = db.open_tree(name).ok()?;
         let mut value = tree.get(&key).ok()??.to_vec();
         let bits = (value
             .len()
