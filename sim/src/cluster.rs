@@ -43,6 +43,13 @@ const WEBHOOK_BACKOFF: Backoff = Backoff {
 const ROT_LOG_ENTRIES: usize = 16;
 /// How long a restart waits for a crashed node's last tasks to let go of its database.
 const REOPEN_TRIES: u32 = 200;
+/// Before each of those waits (in virtual time), how many times a restart tries again in
+/// real time, 1 ms apart, without letting virtual time move: sled closes a dropped
+/// database's file (and its lock) when its memory reclamation gets to it, which another
+/// thread of the process (a sled IO thread, another seed's run) may hold up for a moment of
+/// real time. Waiting for that in virtual time made a run's timing depend on the machine's
+/// (a restart 220 virtual ms late, seen with two seeds run at once).
+const REOPEN_REAL_TRIES: u32 = 2_000;
 
 /// The bank's keys, the same on every node (as the master key file is in production).
 pub fn keys() -> SecretKeys {
@@ -225,18 +232,24 @@ impl Cluster {
         true
     }
 
-    /// Opens a node's database. A crashed node's last tasks may still hold it for a few
-    /// virtual milliseconds: wait for them, up to `REOPEN_TRIES` × 10 ms.
+    /// Opens a node's database. sled may not have closed the crashed node's file yet (see
+    /// `REOPEN_REAL_TRIES`); the node's last tasks may still hold it for a few virtual
+    /// milliseconds: wait for them, up to `REOPEN_TRIES` × 10 ms.
     async fn open_db(&self, id: NodeId, dir: &std::path::Path) -> Option<sled::Db> {
-        for _ in 0..REOPEN_TRIES {
-            match sled::Config::new()
+        let open = || {
+            sled::Config::new()
                 .path(dir.join("sled"))
                 .flush_every_ms(None)
                 .open()
-            {
-                Ok(db) => return Some(db),
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        };
+        for _ in 0..REOPEN_TRIES {
+            for _ in 0..REOPEN_REAL_TRIES {
+                match open() {
+                    Ok(db) => return Some(db),
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
             }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         self.trace(&format!(
             "restart {id} failed: the database stayed locked\n"

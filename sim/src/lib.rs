@@ -146,10 +146,14 @@ pub fn run(options: &SimOptions) -> Report {
         ))
         .build()
         .expect("runtime");
+    let scratch = options
+        .scratch
+        .clone()
+        .unwrap_or_else(options::default_scratch);
     let dir = tempfile::Builder::new()
         .prefix("ledger-sim-")
-        .tempdir()
-        .expect("temp dir");
+        .tempdir_in(&scratch)
+        .unwrap_or_else(|e| panic!("a run's folder under {}: {e}", scratch.display()));
     let report = runtime.block_on(simulate(options.clone(), dir.path().to_owned()));
     drop(runtime);
     report

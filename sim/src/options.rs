@@ -16,6 +16,27 @@ pub struct SimOptions {
     pub kinds: FaultKinds,
     /// A deliberately broken piece, to show the checks catch it.
     pub bug: Option<Bug>,
+    /// Where the nodes' data folders go (a fresh folder under it per run); `None`:
+    /// `default_scratch()`.
+    pub scratch: Option<std::path::PathBuf>,
+}
+
+/// Where runs keep their nodes' files unless told: `/dev/shm` when it is a folder we may
+/// write (a RAM filesystem on Linux: the nodes' sled files then cost no disk writes, and
+/// crashes are simulated at the storage boundary, not by the disk), else the system's
+/// temporary folder.
+pub fn default_scratch() -> std::path::PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    let writable = shm.is_dir()
+        && tempfile::Builder::new()
+            .prefix("ledger-sim-probe-")
+            .tempfile_in(shm)
+            .is_ok();
+    if writable {
+        shm.to_owned()
+    } else {
+        std::env::temp_dir()
+    }
 }
 
 /// A kind of fault a run may inject.
