@@ -148,7 +148,8 @@ enum ClusterCommand {
         #[arg(long = "member", required = true)]
         members: Vec<String>,
     },
-    /// Add a node (it must be running): learner first, voter once caught up.
+    /// Add a node (it must be running): learner first, voter once its log is within 256
+    /// entries of the leader's (until then the call fails, retryable, and it stays a learner).
     Add {
         #[arg(long, required = true)]
         endpoint: Vec<String>,
@@ -156,7 +157,7 @@ enum ClusterCommand {
         #[arg(long)]
         node: String,
     },
-    /// Remove a voter.
+    /// Remove a node from the membership (a voter, or a learner whose add never finished).
     Remove {
         #[arg(long, required = true)]
         endpoint: Vec<String>,

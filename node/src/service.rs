@@ -27,8 +27,16 @@ use openraft::{ChangeMembers, ServerState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tarpc::server::{BaseChannel, Channel};
+
+/// A node added to the cluster becomes a voter only once its log is within this many
+/// entries of the leader's: a node that is down or cannot be reached stays a learner
+/// (counted in no quorum) rather than a voter nobody hears.
+pub const LEARNER_MAX_LAG: u64 = 256;
+/// How long one `add_node` call waits for the new learner to come within
+/// `LEARNER_MAX_LAG`; then it answers `Unavailable` (retryable: the client asks again).
+pub const LEARNER_CATCH_UP_WAIT: Duration = Duration::from_millis(500);
 
 /// Serves the client port until the task is aborted: with mutual TLS when `tls` is given
 /// (each connection answered as the principal its certificate names; node certificates
@@ -256,6 +264,17 @@ fn view(ledger: &Ledger<SledState>, account: ledger_core::types::AccountId) -> O
         flags: a.flags,
         vip: a.vip,
     })
+}
+
+/// Whether learner `id` has matched the leader's log to within `LEARNER_MAX_LAG` entries;
+/// `None` when this node no longer leads (the promotion that follows then says so).
+fn learner_caught_up<N: openraft::Node>(
+    m: &openraft::RaftMetrics<u64, N>,
+    id: u64,
+) -> Option<bool> {
+    let matched = m.replication.as_ref()?.get(&id).copied().flatten();
+    // A learner that never answered has matched nothing, however short the log.
+    Some(matched.is_some_and(|l| l.index + LEARNER_MAX_LAG >= m.last_log_index.unwrap_or(0)))
 }
 
 impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
@@ -540,11 +559,39 @@ impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
         if !self.shared.is_leader() {
             return Err(self.not_leader());
         }
-        self.shared
-            .raft
-            .add_learner(node.id, node_addr(&node), true)
+        let raft = &self.shared.raft;
+        // Already a voter (in every configuration, when a change is half way): done.
+        let voter = raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_joint_config()
+            .iter()
+            .all(|config| config.contains(&node.id));
+        if voter {
+            return Ok(());
+        }
+        raft.add_learner(node.id, node_addr(&node), false)
             .await
             .map_err(|e| self.write_error(e))?;
+        // openraft's own blocking wait gives up after a while and reports success anyway;
+        // this one refuses until the learner has caught up.
+        let caught_up = raft
+            .wait(Some(LEARNER_CATCH_UP_WAIT))
+            .metrics(
+                |m| learner_caught_up(m, node.id) != Some(false),
+                "the new learner catching up",
+            )
+            .await;
+        if caught_up.is_err() {
+            return Err(ApiError::Unavailable {
+                reason: format!(
+                    "node {} is a learner that has not caught up with the leader's log yet: it becomes a voter once it has (make sure it runs and reaches the leader, then add it again), or remove it",
+                    node.id
+                ),
+            });
+        }
         self.change_voters(ChangeMembers::AddVoterIds(BTreeSet::from([node.id])))
             .await
     }
@@ -575,8 +622,26 @@ impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
         if !self.shared.is_leader() {
             return Err(self.not_leader());
         }
-        self.change_voters(ChangeMembers::RemoveVoters(BTreeSet::from([id])))
-            .await
+        // A voter leaves the voters and the nodes at once; a learner (a node added whose
+        // promotion never went through) is removed as a node. Removing a node that is
+        // neither changes nothing.
+        let membership = self
+            .shared
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
+        let ids = BTreeSet::from([id]);
+        let change = if membership.voter_ids().any(|v| v == id) {
+            ChangeMembers::RemoveVoters(ids)
+        } else if membership.learner_ids().any(|l| l == id) {
+            ChangeMembers::RemoveNodes(ids)
+        } else {
+            return Ok(());
+        };
+        self.change_voters(change).await
     }
 
     async fn backup_begin(self, _: tarpc::context::Context) -> Result<BackupManifest, ApiError> {

@@ -117,10 +117,14 @@ fn check_leaders(c: &Cluster, o: &mut Observed) {
             c.trace(&format!("leader {id} term {}\n", vote.leader_id.term));
         }
         if let Err(e) = &m.running_state {
-            // A node stopping on the corruption the `storage` fault put in its data is what it
-            // must do (it is repaired); stopping on anything else is a bug.
-            let found_corruption = e.to_string().contains("fails its checksum");
-            if !(c.corrupted.contains(id) && found_corruption) {
+            // A node stopping on the corruption the `storage` fault put in its data, or on a
+            // write its full disk refused, is what it must do (it is repaired, or restarted
+            // once there is room); stopping on anything else is a bug.
+            let e_text = e.to_string();
+            let found_corruption =
+                c.corrupted.contains(id) && e_text.contains("fails its checksum");
+            let out_of_space = c.ran_out.contains(id) && e_text.contains(crate::storage::NO_SPACE);
+            if !(found_corruption || out_of_space) {
                 o.fatal.insert(format!("node {id} stopped: {e}"));
             }
         }

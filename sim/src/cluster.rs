@@ -11,10 +11,13 @@ use crate::network::{Router, SimNetwork};
 use crate::options::Bug;
 use crate::phones::Gateway;
 use crate::rng::SimRng;
-use crate::storage::{SimLogStore, SimStateMachine, Unflushed, LOST_WRITES_MS};
+use crate::storage::{
+    FullDisks, Fullness, SimLogStore, SimStateMachine, Unflushed, LOST_WRITES_MS, SIM_RESERVE_BYTES,
+};
 use crate::trace::{lock, Trace};
 use crate::{SimConfig, EPOCH_MS};
 use ledger_core::intake::SecretKeys;
+use ledger_node::disk::DiskReserve;
 use ledger_node::intake::CpuWork;
 use ledger_node::log_store::LogStore;
 use ledger_node::node::{assemble, NodeParts, RunningNode};
@@ -49,7 +52,9 @@ const REOPEN_TRIES: u32 = 200;
 /// thread of the process (a sled IO thread, another seed's run) may hold up for a moment of
 /// real time. Waiting for that in virtual time made a run's timing depend on the machine's
 /// (a restart 220 virtual ms late, seen with two seeds run at once).
-const REOPEN_REAL_TRIES: u32 = 2_000;
+const REOPEN_REAL_TRIES: u32 = 100;
+/// Turns the runtime is given (no virtual time passing) before those real-time tries.
+const REOPEN_YIELDS: u32 = 16;
 
 /// The bank's keys, the same on every node (as the master key file is in production).
 pub fn keys() -> SecretKeys {
@@ -123,6 +128,11 @@ pub struct Cluster {
     pub bug: Option<Bug>,
     /// Nodes whose stored data the `storage` fault corrupted, until they are wiped.
     pub corrupted: BTreeSet<NodeId>,
+    /// The disks the nemesis filled, and how full.
+    pub disks: FullDisks,
+    /// Nodes that ran out of disk space since they last started: they may stop on a failed
+    /// write (and are restarted once there is room).
+    pub ran_out: BTreeSet<NodeId>,
 }
 
 impl Cluster {
@@ -161,6 +171,8 @@ impl Cluster {
             started: self.started,
             unflushed: (self.bug == Some(Bug::StorageAcksBeforeFlush))
                 .then(|| self.unflushed.clone()),
+            disks: self.disks.clone(),
+            ignores_full_disk: self.bug == Some(Bug::LogIgnoresFullDisk),
         };
         // A node whose stored data is corrupt may refuse to open it: it does not start.
         let inner = match StateMachine::<SimConfig>::open(&db, &dir.join("snapshots")) {
@@ -174,6 +186,8 @@ impl Cluster {
         let sm = SimStateMachine {
             inner,
             applies_twice: self.bug == Some(Bug::NodeAppliesTwice) && id == 1,
+            id,
+            disks: self.disks.clone(),
         };
         // Election timeouts from the seed, max = min + 1: openraft's own random draw
         // then has nothing to choose.
@@ -210,7 +224,13 @@ impl Cluster {
             },
             cpu: CpuWork::Inline,
             unsafe_local_reads: false,
-            disk: None,
+            disk: Some(DiskReserve::simulated(
+                {
+                    let disks = self.disks.clone();
+                    Arc::new(move || crate::storage::free_bytes(&disks, id))
+                },
+                SIM_RESERVE_BYTES,
+            )),
             planted: self.bug.and_then(Bug::planted),
         });
         self.clients.open(
@@ -228,8 +248,39 @@ impl Cluster {
                 log: log_reader,
             },
         );
+        if crate::storage::free_bytes(&self.disks, id) != Some(0) {
+            self.ran_out.remove(&id);
+        }
         self.trace(&format!("start {id} election {min}\n"));
         true
+    }
+
+    /// Fills a node's disk: below its reserve, or to the last byte.
+    pub fn fill_disk(&mut self, id: NodeId, how: Fullness) {
+        lock(&self.disks).insert(id, how);
+        if how == Fullness::NoSpace {
+            self.ran_out.insert(id);
+        }
+        self.trace(&format!("fill disk {id} {how:?}\n"));
+    }
+
+    /// Gives a node's disk room again. A node that stopped on a failed write is crashed
+    /// (what its operator does, before restarting it once the disk has room): whether it was.
+    /// The restart is left for later, as after any crash: the node's last tasks may hold its
+    /// database for a while.
+    pub async fn free_disk(&mut self, id: NodeId) -> bool {
+        if lock(&self.disks).remove(&id).is_none() {
+            return false;
+        }
+        self.trace(&format!("free disk {id}\n"));
+        let stopped = self
+            .nodes
+            .get(&id)
+            .is_some_and(|n| n.raft().metrics().borrow().running_state.is_err());
+        if stopped {
+            self.crash(id).await;
+        }
+        stopped
     }
 
     /// Opens a node's database. sled may not have closed the crashed node's file yet (see
@@ -243,6 +294,10 @@ impl Cluster {
                 .open()
         };
         for _ in 0..REOPEN_TRIES {
+            // The node's aborted tasks let go of it when the runtime drops them.
+            for _ in 0..REOPEN_YIELDS {
+                tokio::task::yield_now().await;
+            }
             for _ in 0..REOPEN_REAL_TRIES {
                 match open() {
                     Ok(db) => return Some(db),

@@ -4,12 +4,15 @@
 //! progress. At most one node crashed at once; crashed nodes restart on a later draw. At
 //! most one node's storage corrupted at once: once it stops on what it found (or cannot
 //! start), it is repaired (removed, wiped, added again), one membership change at a time.
+//! At most one node's disk full at once (below its reserve, or to the last byte) for 0.5-3
+//! s; then it has room again, and a node a failed write stopped restarts on a later draw.
 
 use crate::clients::SimTransport;
 use crate::cluster::Cluster;
 use crate::membership::{change_membership, repair};
 use crate::options::{FaultKind, FaultKinds};
 use crate::rng::SimRng;
+use crate::storage::Fullness;
 use crate::trace::lock;
 use ledger_client::Client;
 use ledger_node::raft_types::NodeId;
@@ -21,6 +24,9 @@ use tokio::task::JoinHandle;
 
 /// Largest step of a node's clock, either way.
 const MAX_CLOCK_STEP_MS: u64 = 3_600_000;
+/// How long a disk stays full.
+const MIN_FULL_DISK_MS: u64 = 500;
+const MAX_FULL_DISK_MS: u64 = 3_000;
 /// Chance that a partition cuts both directions (else one way).
 const SYMMETRIC_PARTITION: f64 = 0.7;
 
@@ -43,6 +49,12 @@ pub enum Fault {
     Membership,
     /// Flip a bit in one stored value of a node.
     Rot { victim: NodeId },
+    /// Fill a node's disk (below its reserve, or to the last byte) for a while.
+    FillDisk {
+        victim: NodeId,
+        no_space: bool,
+        for_ms: u64,
+    },
 }
 
 impl Fault {
@@ -56,6 +68,7 @@ impl Fault {
             Fault::ClockStep { .. } => FaultKind::Clocks,
             Fault::Membership => FaultKind::Membership,
             Fault::Rot { .. } => FaultKind::Storage,
+            Fault::FillDisk { .. } => FaultKind::Disks,
         }
     }
 }
@@ -74,6 +87,8 @@ pub struct Nemesis {
     /// Nodes found stopped on (or unable to start from) corrupt storage, not yet repaired.
     pub to_repair: BTreeSet<NodeId>,
     repairing: Option<JoinHandle<(NodeId, bool)>>,
+    /// The node whose disk is full, and until when (virtual time since the run began).
+    disk_full_until: Option<(NodeId, Duration)>,
 }
 
 impl Nemesis {
@@ -94,6 +109,7 @@ impl Nemesis {
             membership: None,
             to_repair: BTreeSet::new(),
             repairing: None,
+            disk_full_until: None,
         }
     }
 
@@ -104,7 +120,7 @@ impl Nemesis {
     /// The next fault, drawn from the seed. While links are clogged, partitions give way
     /// to healing.
     fn draw(&mut self, clogged: bool) -> Fault {
-        let draw = self.rng.below(9);
+        let draw = self.rng.below(10);
         let draw = if clogged && draw <= 2 { 3 } else { draw };
         match draw {
             0 if self.rng.chance(0.5) => Fault::ClogLink {
@@ -125,8 +141,13 @@ impl Nemesis {
                 step_ms: self.rng.below(2 * MAX_CLOCK_STEP_MS) as i64 - MAX_CLOCK_STEP_MS as i64,
             },
             7 => Fault::Membership,
-            _ => Fault::Rot {
+            8 => Fault::Rot {
                 victim: self.node(),
+            },
+            _ => Fault::FillDisk {
+                victim: self.node(),
+                no_space: self.rng.chance(0.5),
+                for_ms: MIN_FULL_DISK_MS + self.rng.below(MAX_FULL_DISK_MS - MIN_FULL_DISK_MS),
             },
         }
     }
@@ -173,7 +194,15 @@ impl Nemesis {
     /// Notes the corrupted nodes that stopped or cannot start, and repairs one of them when
     /// no membership change is under way.
     async fn tend(&mut self, cluster: &Arc<tokio::sync::Mutex<Cluster>>) {
-        let c = cluster.lock().await;
+        let mut c = cluster.lock().await;
+        if let Some((id, until)) = self.disk_full_until {
+            if c.started.elapsed() >= until {
+                self.disk_full_until = None;
+                if c.free_disk(id).await {
+                    self.crashed.insert(id);
+                }
+            }
+        }
         for id in &c.corrupted {
             let stopped = c
                 .nodes
@@ -252,6 +281,24 @@ impl Nemesis {
                 c.rot(victim);
             }
             Fault::Rot { .. } => {}
+            // One full disk at a time; `tend` gives it room again when its time is up.
+            Fault::FillDisk {
+                victim,
+                no_space,
+                for_ms,
+            } => {
+                let busy = !lock(&c.disks).is_empty();
+                if !busy && c.nodes.contains_key(&victim) && !self.to_repair.contains(&victim) {
+                    let how = if no_space {
+                        Fullness::NoSpace
+                    } else {
+                        Fullness::BelowReserve
+                    };
+                    c.fill_disk(victim, how);
+                    self.disk_full_until =
+                        Some((victim, c.started.elapsed() + Duration::from_millis(for_ms)));
+                }
+            }
         }
     }
 

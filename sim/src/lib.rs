@@ -266,6 +266,8 @@ async fn start_cluster(options: SimOptions, dir: PathBuf) -> Run {
         started,
         bug: options.bug,
         corrupted: BTreeSet::new(),
+        disks: Arc::default(),
+        ran_out: BTreeSet::new(),
     };
     cluster.trace(&format!(
         "seed {seed} faults {faults:?} {client_faults:?}\n"
@@ -407,7 +409,14 @@ async fn heal(run: &mut Run, faulted: Faulted) {
         lock(&c.router.0).cut.clear();
         lock(&c.router.0).faults = NetFaults::NONE;
         c.clients.set_faults(HEALTHY_CLIENT_LINKS);
-        for id in faulted.crashed {
+        let mut crashed = faulted.crashed;
+        let full: Vec<NodeId> = lock(&c.disks).keys().copied().collect();
+        for id in full {
+            if c.free_disk(id).await {
+                crashed.insert(id);
+            }
+        }
+        for id in crashed {
             if !c.nodes.contains_key(&id) && !c.start(id).await {
                 if c.corrupted.contains(&id) {
                     to_repair.insert(id);
@@ -478,8 +487,27 @@ async fn require_progress(run: &mut Run, fixture: Option<&Fixture>) {
     })
     .await;
     if !matches!(committed, Ok(Ok(_) | Err(ClientError::Refused(_)))) {
+        let nodes: Vec<String> = {
+            let c = run.cluster.lock().await;
+            c.nodes
+                .iter()
+                .map(|(id, n)| {
+                    let m = n.raft().metrics().borrow().clone();
+                    format!(
+                        "{id}: {:?} {:?} last log {:?} applied {:?} {:?} running {:?}",
+                        m.state,
+                        m.vote,
+                        m.last_log_index,
+                        m.last_applied.map(|l| l.index),
+                        m.membership_config.membership(),
+                        m.running_state
+                    )
+                })
+                .collect()
+        };
         run.violations.push(format!(
-            "liveness: no write committed within {LIVENESS_LIMIT:?} of healing: {committed:?}"
+            "liveness: no write committed within {LIVENESS_LIMIT:?} of healing: {committed:?}; nodes: {}",
+            nodes.join("; ")
         ));
     }
     // The outboxes drain first: their acknowledgements are entries the replicas must then

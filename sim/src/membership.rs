@@ -45,20 +45,13 @@ pub async fn change_membership(
     stop_spare_unless_voter(&mut c, spare).await;
 }
 
-/// A spare the leader no longer counts as a member (voter or learner) stops, so that only
-/// members are compared. Without a leader nothing is decided. Its data folder stays; a
-/// later join starts it from there.
+/// A spare the leader's committed membership no longer holds (voter or learner) stops, so
+/// that only members are compared. Without a leader, or while the leader's last change is
+/// not committed, nothing is decided: a node that has not seen the change yet may still
+/// need the spare's vote (a joint configuration counts it). Its data folder stays; a later
+/// join starts it from there.
 pub async fn stop_spare_unless_voter(c: &mut Cluster, spare: NodeId) {
-    let member = c
-        .nodes
-        .values()
-        .filter_map(|n| {
-            let m = n.raft().metrics().borrow().clone();
-            (m.current_leader == Some(m.id))
-                .then(|| m.membership_config.membership().get_node(&spare).is_some())
-        })
-        .next();
-    if member == Some(false) && c.nodes.contains_key(&spare) {
+    if committed_member(c, spare) == Some(false) && c.nodes.contains_key(&spare) {
         c.crash(spare).await;
     }
 }
@@ -66,9 +59,22 @@ pub async fn stop_spare_unless_voter(c: &mut Cluster, spare: NodeId) {
 /// Whether the leader's membership holds `id` (voter or learner), once that membership has
 /// been applied on the leader (so committed: it cannot be rolled back); `None` without a
 /// leader or while a change is not yet committed.
+///
+/// A node that believes it leads an older term than one of its voters has seen (a leader
+/// restarted with its vote, not yet told of the later terms) decides nothing, nor while a
+/// voter has just started and not yet said which term it is in.
 fn committed_member(c: &Cluster, id: NodeId) -> Option<bool> {
     let leader = c.leader()?;
     let m = c.nodes.get(&leader)?.raft().metrics().borrow().clone();
+    let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+    // A node started a moment ago has not said its term yet (0): wait for it.
+    let stale = voters.iter().filter_map(|v| c.nodes.get(v)).any(|n| {
+        let term = n.raft().metrics().borrow().current_term;
+        term == 0 || term > m.current_term
+    });
+    if stale {
+        return None;
+    }
     let config = &m.membership_config;
     let applied = m.last_applied.map(|l| l.index);
     let at = config.log_id().map(|l| l.index);

@@ -50,7 +50,7 @@ pub enum FaultKind {
     Crashes,
     /// Node clock steps of up to an hour either way.
     Clocks,
-    /// Slow disks.
+    /// Slow disks, and full ones (below the reserve, or to the last byte).
     Disks,
     /// A spare node joining and leaving.
     Membership,
@@ -146,6 +146,9 @@ pub enum Bug {
     /// A log store that reads entries without checking their checksums: a bit the disk
     /// flipped reaches a follower or the state machine.
     LogSkipsChecksums,
+    /// A log store that goes on after an append failed for want of space, reporting the
+    /// entries durable: the node keeps serving (and voting) on a log it does not have.
+    LogIgnoresFullDisk,
     /// A bug planted in the node's intake, proposer or SMS outbox.
     Node(PlantedBug),
 }
@@ -158,6 +161,7 @@ impl Bug {
             Bug::NodeAppliesTwice,
             Bug::StorageAcksBeforeFlush,
             Bug::LogSkipsChecksums,
+            Bug::LogIgnoresFullDisk,
         ];
         all.extend(PlantedBug::ALL.map(Bug::Node));
         all
@@ -170,6 +174,7 @@ impl Bug {
             Bug::NodeAppliesTwice => "node-applies-twice",
             Bug::StorageAcksBeforeFlush => "storage-acks-before-flush",
             Bug::LogSkipsChecksums => "log-skips-checksums",
+            Bug::LogIgnoresFullDisk => "log-ignores-full-disk",
             Bug::Node(bug) => bug.name(),
         }
     }

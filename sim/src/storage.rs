@@ -1,6 +1,7 @@
 //! The storage boundary: the production log store and state machine, wrapped so that the
-//! simulator can slow a disk down, and plant the storage bugs (a store that acknowledges
-//! before flushing; a state machine that applies an entry twice).
+//! simulator can slow a disk down or fill it, and plant the storage bugs (a store that
+//! acknowledges before flushing; one that goes on after a write failed for want of space; a
+//! state machine that applies an entry twice).
 
 use crate::SimConfig;
 use ledger_node::log_store::LogStore;
@@ -18,6 +19,51 @@ pub type Unflushed = Arc<Mutex<BTreeMap<NodeId, Vec<(u64, u64)>>>>;
 /// default background flush interval, what a store relying on it would lose.
 pub const LOST_WRITES_MS: u64 = 500;
 
+/// How full a node's simulated disk is (a disk not in `FullDisks` has room).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fullness {
+    /// Below the node's reserve: the node refuses client writes (`DiskFull`), its own writes
+    /// still succeed.
+    BelowReserve,
+    /// Nothing left: every write fails, as sled's do on ENOSPC.
+    NoSpace,
+}
+
+/// The nodes whose disks the nemesis filled.
+pub type FullDisks = Arc<Mutex<BTreeMap<NodeId, Fullness>>>;
+
+/// The reserve each simulated node keeps (`--min-free-disk-mib` in production).
+pub const SIM_RESERVE_BYTES: u64 = 64 << 20;
+/// What a write to a disk with no space left fails with (what the OS tells sled).
+pub const NO_SPACE: &str = "No space left on device (os error 28)";
+
+/// A node's free space as the simulation says: half the reserve, none, or plenty.
+pub fn free_bytes(disks: &FullDisks, id: NodeId) -> Option<u64> {
+    Some(match fullness(disks, id) {
+        Some(Fullness::BelowReserve) => SIM_RESERVE_BYTES / 2,
+        Some(Fullness::NoSpace) => 0,
+        None => 1 << 40,
+    })
+}
+
+fn fullness(disks: &FullDisks, id: NodeId) -> Option<Fullness> {
+    disks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&id)
+        .copied()
+}
+
+/// The error of a write that found no space.
+fn no_space(subject: openraft::ErrorSubject<NodeId>) -> ledger_node::raft_types::StorageError {
+    openraft::StorageIOError::new(
+        subject,
+        openraft::ErrorVerb::Write,
+        openraft::AnyError::error(NO_SPACE),
+    )
+    .into()
+}
+
 /// The production log store; with the storage bug planted, it also notes what it appended
 /// and when, so that a crash can lose it (as a store that acknowledged before flushing would).
 pub struct SimLogStore {
@@ -26,6 +72,9 @@ pub struct SimLogStore {
     pub disk_delay_ms: u64,
     pub started: tokio::time::Instant,
     pub unflushed: Option<Unflushed>,
+    pub disks: FullDisks,
+    /// The `log-ignores-full-disk` bug: an append that found no space is reported done.
+    pub ignores_full_disk: bool,
 }
 
 impl Clone for SimLogStore {
@@ -36,6 +85,18 @@ impl Clone for SimLogStore {
             disk_delay_ms: self.disk_delay_ms,
             started: self.started,
             unflushed: self.unflushed.clone(),
+            disks: self.disks.clone(),
+            ignores_full_disk: self.ignores_full_disk,
+        }
+    }
+}
+
+impl SimLogStore {
+    /// Fails a write when the node's disk has no space left.
+    fn room(&self, subject: openraft::ErrorSubject<NodeId>) -> StorageResult<()> {
+        match fullness(&self.disks, self.id) {
+            Some(Fullness::NoSpace) => Err(no_space(subject)),
+            _ => Ok(()),
         }
     }
 }
@@ -65,6 +126,7 @@ impl openraft::storage::RaftLogStorage<SimConfig> for SimLogStore {
     }
 
     async fn save_vote(&mut self, vote: &openraft::Vote<NodeId>) -> StorageResult<()> {
+        self.room(openraft::ErrorSubject::Vote)?;
         self.inner.save_vote(vote).await
     }
 
@@ -76,6 +138,7 @@ impl openraft::storage::RaftLogStorage<SimConfig> for SimLogStore {
         &mut self,
         committed: Option<ledger_node::raft_types::LogId>,
     ) -> StorageResult<()> {
+        self.room(openraft::ErrorSubject::Store)?;
         self.inner.save_committed(committed).await
     }
 
@@ -96,6 +159,14 @@ impl openraft::storage::RaftLogStorage<SimConfig> for SimLogStore {
         if self.disk_delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.disk_delay_ms)).await;
         }
+        if let Err(e) = self.room(openraft::ErrorSubject::Logs) {
+            if !self.ignores_full_disk {
+                return Err(e);
+            }
+            // The bug: nothing was written, and the entries are reported durable.
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        }
         if let Some(unflushed) = &self.unflushed {
             let at = self.started.elapsed().as_millis() as u64;
             let mut u = unflushed.lock().unwrap_or_else(|p| p.into_inner());
@@ -107,10 +178,12 @@ impl openraft::storage::RaftLogStorage<SimConfig> for SimLogStore {
     }
 
     async fn truncate(&mut self, log_id: ledger_node::raft_types::LogId) -> StorageResult<()> {
+        self.room(openraft::ErrorSubject::Logs)?;
         self.inner.truncate(log_id).await
     }
 
     async fn purge(&mut self, log_id: ledger_node::raft_types::LogId) -> StorageResult<()> {
+        self.room(openraft::ErrorSubject::Logs)?;
         self.inner.purge(log_id).await
     }
 }
@@ -120,6 +193,18 @@ impl openraft::storage::RaftLogStorage<SimConfig> for SimLogStore {
 pub struct SimStateMachine {
     pub inner: StateMachine<SimConfig>,
     pub applies_twice: bool,
+    pub id: NodeId,
+    pub disks: FullDisks,
+}
+
+impl SimStateMachine {
+    /// Fails a write when the node's disk has no space left.
+    fn room(&self) -> Result<(), ledger_node::raft_types::StorageError> {
+        match fullness(&self.disks, self.id) {
+            Some(Fullness::NoSpace) => Err(no_space(openraft::ErrorSubject::StateMachine)),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl openraft::storage::RaftStateMachine<SimConfig> for SimStateMachine {
@@ -147,6 +232,7 @@ impl openraft::storage::RaftStateMachine<SimConfig> for SimStateMachine {
         I: IntoIterator<Item = openraft::Entry<SimConfig>> + Send,
         I::IntoIter: Send,
     {
+        self.room()?;
         let entries: Vec<_> = entries.into_iter().collect();
         let again: Vec<_> = if self.applies_twice {
             entries
@@ -182,6 +268,7 @@ impl openraft::storage::RaftStateMachine<SimConfig> for SimStateMachine {
         meta: &ledger_node::raft_types::SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), ledger_node::raft_types::StorageError> {
+        self.room()?;
         self.inner.install_snapshot(meta, snapshot).await
     }
 

@@ -297,6 +297,45 @@ async fn membership_grows_from_three_to_five_nodes_and_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_node_whose_promotion_never_went_through_removes_it() {
+    let _serial = serial().await;
+    let mut cluster = Cluster::start(3).await;
+    // Node 4 is given ports but not started: added, it becomes a learner that never
+    // catches up, and its promotion to voter never comes.
+    cluster.add_process(4);
+    let mut config = cluster.client_config(&[1, 2, 3]);
+    config.call_timeout = Duration::from_secs(2);
+    config.max_attempts = 1;
+    let impatient = ledger_client::Client::new(config);
+    assert!(
+        impatient.add_node(cluster.info(4)).await.is_err(),
+        "a node that is not running cannot be added as a voter"
+    );
+    let learner = eventually("node 4 a learner", Duration::from_secs(30), || async {
+        let s = cluster.status(cluster.leader().await).await?;
+        s.members.iter().any(|m| m.id == 4).then_some(s.voters)
+    })
+    .await;
+    assert_eq!(learner, vec![1, 2, 3]);
+    let client = cluster.client_for(&[1, 2, 3]);
+    client.remove_node(4).await.expect("remove the learner");
+    let members = eventually("node 4 gone", Duration::from_secs(30), || async {
+        let s = cluster.status(cluster.leader().await).await?;
+        let ids: Vec<u64> = s.members.iter().map(|m| m.id).collect();
+        (ids.len() == 3).then_some(ids)
+    })
+    .await;
+    assert_eq!(members, vec![1, 2, 3]);
+    // Removing a node that is no member changes nothing and says so without error.
+    client.remove_node(4).await.expect("remove again");
+    let account = open_account(&client, 1).await;
+    client
+        .submit(deposit(account, 5))
+        .await
+        .expect("write after");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_epay_payment_is_confirmed_with_the_otp_from_the_sms() {
     let _serial = serial().await;
     let cluster = Cluster::start(3).await;
