@@ -39,6 +39,8 @@ pub struct Observed {
     /// Digest of every applied entry by index, as first seen.
     committed: BTreeMap<u64, [u8; 32]>,
     checked: BTreeMap<NodeId, u64>,
+    /// Each replica's ledger time at its applied index, as last seen.
+    ledger_time: BTreeMap<NodeId, (Option<u64>, u64)>,
 }
 
 /// Samples the cluster until `stop`; returns what it saw.
@@ -49,6 +51,7 @@ pub async fn monitor(cluster: Arc<tokio::sync::Mutex<Cluster>>, stop: Arc<Atomic
             let c = cluster.lock().await;
             check_committed(&c, &mut observed).await;
             check_leaders(&c, &mut observed);
+            check_ledger_time(&c, &mut observed);
         }
         tokio::time::sleep(Duration::from_millis(MONITOR_EVERY_MS)).await;
     }
@@ -95,6 +98,32 @@ async fn check_committed(c: &Cluster, o: &mut Observed) {
             }
         }
         o.checked.insert(*id, applied);
+    }
+}
+
+/// Ledger time never goes back: on each replica, a later applied index has a ledger time at
+/// least the earlier one's, whatever the leaders' clocks did (the `clocks` fault steps them
+/// by up to an hour either way). A replica whose applied index went down was wiped: it
+/// starts over. Corrupted replicas are not read (they stop when they read the bad record).
+fn check_ledger_time(c: &Cluster, o: &mut Observed) {
+    for (id, node) in &c.nodes {
+        if c.corrupted.contains(id) {
+            continue;
+        }
+        let Some((now_ms, applied)) = node
+            .reader()
+            .read(|l, applied| (l.meta().last_now_ms, applied))
+        else {
+            continue;
+        };
+        if let Some((seen_applied, seen_ms)) = o.ledger_time.get(id).copied() {
+            if applied >= seen_applied && now_ms < seen_ms {
+                o.fatal.insert(format!(
+                    "ledger time went back on node {id}: {seen_ms} at index {seen_applied:?}, {now_ms} at index {applied:?}"
+                ));
+            }
+        }
+        o.ledger_time.insert(*id, (applied, now_ms));
     }
 }
 

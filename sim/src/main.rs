@@ -73,6 +73,15 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // `RUST_LOG=openraft=debug` (any filter): the nodes' logs on standard error, without
+    // wall-clock times (they would differ between runs of one seed).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .without_time()
+            .with_writer(std::io::stderr)
+            .init();
+    }
     if args.list_bugs {
         for bug in Bug::all() {
             println!("{}", bug.name());
