@@ -21,6 +21,7 @@ pub mod certs;
 pub mod checksum;
 pub mod config;
 pub mod disk;
+pub mod elections;
 pub mod intake;
 pub mod log_store;
 pub mod metrics;

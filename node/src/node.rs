@@ -177,6 +177,8 @@ pub struct NodeParts<C: LedgerTypes> {
     pub disk: Option<DiskReserve>,
     /// SIMULATOR ONLY: a deliberately broken piece of the node's code.
     pub planted: Option<PlantedBug>,
+    /// Seeds the delays of the elections a leaderless node calls itself (`elections`).
+    pub election_seed: u64,
 }
 
 /// Starts the node's own tasks (the proposer, the SMS outbox loop and the webhook delivery
@@ -212,9 +214,11 @@ pub fn assemble<C: LedgerTypes>(parts: NodeParts<C>) -> RunningNode<C> {
         parts.webhooks,
         parts.webhook_options,
     ));
+    let nudge = crate::elections::Nudge::for_config(shared.raft.config(), parts.election_seed);
+    let elections = tokio::spawn(crate::elections::run(shared.raft.clone(), shared.id, nudge));
     RunningNode {
         shared,
-        tasks: vec![outbox, webhooks, proposer_task],
+        tasks: vec![outbox, webhooks, proposer_task, elections],
     }
 }
 
@@ -295,6 +299,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         unsafe_local_reads: options.unsafe_local_reads,
         disk: Some(DiskReserve::new(sled_path, options.min_free_disk_bytes)),
         planted: None,
+        election_seed: rand::random(),
     });
     let refused = node.shared.metrics.tls_refused.clone();
     let raft_server = network::serve(

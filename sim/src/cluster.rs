@@ -232,6 +232,9 @@ impl Cluster {
                 SIM_RESERVE_BYTES,
             )),
             planted: self.bug.and_then(Bug::planted),
+            // From the draw above: no draw of its own, so that the rest of the run's draws
+            // stay as they were.
+            election_seed: (id << 32) ^ min,
         });
         self.clients.open(
             id,
