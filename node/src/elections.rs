@@ -1,10 +1,11 @@
 //! Breaking a tie that openraft's own timers cannot. openraft 0.9 draws a node's election
 //! timeout once, at `Raft::new`, and looks at it only on its tick (every 1.5 heartbeat
-//! intervals), so the timeouts in force are a few tick multiples (production: 1,200, 1,500,
-//! 1,800 or 2,100 ms). Two voters holding the same one, their ticks falling together, stand
-//! for the same term every round, each voting for itself; with the remaining voter unable to
-//! win (its log is behind) and one vote short of a majority each, no leader is ever elected.
-//! The simulator found it (its seed 83: 120 virtual s without a leader on a healthy network).
+//! intervals: 300 ms in production, 75 ms in the simulator). Two voters whose timeouts fall
+//! within one tick of each other and whose ticks come together call their elections at the
+//! same tick, round after round, each voting for itself; with the remaining voter unable to
+//! win (its log is behind) and each one vote short of a majority, no leader is ever elected.
+//! The simulator found it (its seed 83: 120 virtual s without a leader on a healthy network,
+//! two nodes with timeouts of 538 and 594 ms both calling at every eighth 75 ms tick).
 //!
 //! While no leader is known for `stall_after`, a voter calls an election itself after a delay
 //! of its own, drawn from its seed: whoever calls first stands alone in a newer term.
