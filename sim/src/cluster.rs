@@ -251,7 +251,7 @@ impl Cluster {
                 log: log_reader,
             },
         );
-        if crate::storage::free_bytes(&self.disks, id) != Some(0) {
+        if crate::storage::fullness(&self.disks, id) != Some(Fullness::NoSpace) {
             self.ran_out.remove(&id);
         }
         self.trace(&format!("start {id} election {min}\n"));

@@ -87,8 +87,8 @@ pub struct Nemesis {
     /// Nodes found stopped on (or unable to start from) corrupt storage, not yet repaired.
     pub to_repair: BTreeSet<NodeId>,
     repairing: Option<JoinHandle<(NodeId, bool)>>,
-    /// The node whose disk is full, and until when (virtual time since the run began).
-    disk_full_until: Option<(NodeId, Duration)>,
+    /// Until when (virtual time since the run began) the full disk stays full.
+    disk_full_until: Option<Duration>,
 }
 
 impl Nemesis {
@@ -195,9 +195,13 @@ impl Nemesis {
     /// no membership change is under way.
     async fn tend(&mut self, cluster: &Arc<tokio::sync::Mutex<Cluster>>) {
         let mut c = cluster.lock().await;
-        if let Some((id, until)) = self.disk_full_until {
-            if c.started.elapsed() >= until {
-                self.disk_full_until = None;
+        if self
+            .disk_full_until
+            .is_some_and(|until| c.started.elapsed() >= until)
+        {
+            self.disk_full_until = None;
+            let full: Vec<NodeId> = lock(&c.disks).keys().copied().collect();
+            for id in full {
                 if c.free_disk(id).await {
                     self.crashed.insert(id);
                 }
@@ -296,7 +300,7 @@ impl Nemesis {
                     };
                     c.fill_disk(victim, how);
                     self.disk_full_until =
-                        Some((victim, c.started.elapsed() + Duration::from_millis(for_ms)));
+                        Some(c.started.elapsed() + Duration::from_millis(for_ms));
                 }
             }
         }

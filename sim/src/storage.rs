@@ -46,7 +46,8 @@ pub fn free_bytes(disks: &FullDisks, id: NodeId) -> Option<u64> {
     })
 }
 
-fn fullness(disks: &FullDisks, id: NodeId) -> Option<Fullness> {
+/// How full a node's disk is; `None`: it has room.
+pub fn fullness(disks: &FullDisks, id: NodeId) -> Option<Fullness> {
     disks
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -54,14 +55,21 @@ fn fullness(disks: &FullDisks, id: NodeId) -> Option<Fullness> {
         .copied()
 }
 
-/// The error of a write that found no space.
-fn no_space(subject: openraft::ErrorSubject<NodeId>) -> ledger_node::raft_types::StorageError {
-    openraft::StorageIOError::new(
-        subject,
-        openraft::ErrorVerb::Write,
-        openraft::AnyError::error(NO_SPACE),
-    )
-    .into()
+/// Fails a write (to `subject`) when node `id`'s disk has no space left.
+fn room(
+    disks: &FullDisks,
+    id: NodeId,
+    subject: openraft::ErrorSubject<NodeId>,
+) -> Result<(), ledger_node::raft_types::StorageError> {
+    match fullness(disks, id) {
+        Some(Fullness::NoSpace) => Err(openraft::StorageIOError::new(
+            subject,
+            openraft::ErrorVerb::Write,
+            openraft::AnyError::error(NO_SPACE),
+        )
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 /// The production log store; with the storage bug planted, it also notes what it appended
@@ -91,16 +99,6 @@ impl Clone for SimLogStore {
     }
 }
 
-impl SimLogStore {
-    /// Fails a write when the node's disk has no space left.
-    fn room(&self, subject: openraft::ErrorSubject<NodeId>) -> StorageResult<()> {
-        match fullness(&self.disks, self.id) {
-            Some(Fullness::NoSpace) => Err(no_space(subject)),
-            _ => Ok(()),
-        }
-    }
-}
-
 type StorageResult<T> = Result<T, ledger_node::raft_types::StorageError>;
 
 impl openraft::RaftLogReader<SimConfig> for SimLogStore {
@@ -126,7 +124,7 @@ impl openraft::storage::RaftLogStorage<SimConfig> for SimLogStore {
     }
 
     async fn save_vote(&mut self, vote: &openraft::Vote<NodeId>) -> StorageResult<()> {
-        self.room(openraft::ErrorSubject::Vote)?;
+        room(&self.disks, self.id, openraft::ErrorSubject::Vote)?;
         self.inner.save_vote(vote).await
     }
 
@@ -138,7 +136,7 @@ impl openraft::storage::RaftLogStorage<SimConfig> for SimLogStore {
         &mut self,
         committed: Option<ledger_node::raft_types::LogId>,
     ) -> StorageResult<()> {
-        self.room(openraft::ErrorSubject::Store)?;
+        room(&self.disks, self.id, openraft::ErrorSubject::Store)?;
         self.inner.save_committed(committed).await
     }
 
@@ -159,7 +157,7 @@ impl openraft::storage::RaftLogStorage<SimConfig> for SimLogStore {
         if self.disk_delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.disk_delay_ms)).await;
         }
-        if let Err(e) = self.room(openraft::ErrorSubject::Logs) {
+        if let Err(e) = room(&self.disks, self.id, openraft::ErrorSubject::Logs) {
             if !self.ignores_full_disk {
                 return Err(e);
             }
@@ -178,12 +176,12 @@ impl openraft::storage::RaftLogStorage<SimConfig> for SimLogStore {
     }
 
     async fn truncate(&mut self, log_id: ledger_node::raft_types::LogId) -> StorageResult<()> {
-        self.room(openraft::ErrorSubject::Logs)?;
+        room(&self.disks, self.id, openraft::ErrorSubject::Logs)?;
         self.inner.truncate(log_id).await
     }
 
     async fn purge(&mut self, log_id: ledger_node::raft_types::LogId) -> StorageResult<()> {
-        self.room(openraft::ErrorSubject::Logs)?;
+        room(&self.disks, self.id, openraft::ErrorSubject::Logs)?;
         self.inner.purge(log_id).await
     }
 }
@@ -195,16 +193,6 @@ pub struct SimStateMachine {
     pub applies_twice: bool,
     pub id: NodeId,
     pub disks: FullDisks,
-}
-
-impl SimStateMachine {
-    /// Fails a write when the node's disk has no space left.
-    fn room(&self) -> Result<(), ledger_node::raft_types::StorageError> {
-        match fullness(&self.disks, self.id) {
-            Some(Fullness::NoSpace) => Err(no_space(openraft::ErrorSubject::StateMachine)),
-            _ => Ok(()),
-        }
-    }
 }
 
 impl openraft::storage::RaftStateMachine<SimConfig> for SimStateMachine {
@@ -232,7 +220,7 @@ impl openraft::storage::RaftStateMachine<SimConfig> for SimStateMachine {
         I: IntoIterator<Item = openraft::Entry<SimConfig>> + Send,
         I::IntoIter: Send,
     {
-        self.room()?;
+        room(&self.disks, self.id, openraft::ErrorSubject::StateMachine)?;
         let entries: Vec<_> = entries.into_iter().collect();
         let again: Vec<_> = if self.applies_twice {
             entries
@@ -268,7 +256,7 @@ impl openraft::storage::RaftStateMachine<SimConfig> for SimStateMachine {
         meta: &ledger_node::raft_types::SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), ledger_node::raft_types::StorageError> {
-        self.room()?;
+        room(&self.disks, self.id, openraft::ErrorSubject::StateMachine)?;
         self.inner.install_snapshot(meta, snapshot).await
     }
 
