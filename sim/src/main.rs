@@ -37,8 +37,9 @@ struct Args {
     /// Run without faults.
     #[arg(long)]
     no_faults: bool,
-    /// Which faults, comma-separated: network, partitions, crashes, clocks, disks, membership,
-    /// sms, storage (a bit flipped in one node's stored log entry or state record).
+    /// Which faults, comma-separated: network, partitions, crashes, clocks, disks (slow ones,
+    /// and one full for a while), membership, sms, storage (a bit flipped in one node's
+    /// stored log entry or state record).
     #[arg(
         long,
         default_value = "network,partitions,crashes,clocks,disks,membership,sms,storage"
@@ -50,7 +51,8 @@ struct Args {
     /// List the deliberately broken variants, one name a line.
     #[arg(long)]
     list_bugs: bool,
-    /// In a sweep, stop at the first failing seed.
+    /// In a sweep, start no seed after the first failure (seeds already running on other
+    /// jobs finish and are reported).
     #[arg(long)]
     stop_on_failure: bool,
     /// Where a failing seed's trace file goes.
