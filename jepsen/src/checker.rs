@@ -216,7 +216,8 @@ pub fn without_final_read(errors: Vec<Value>, stats: Value) -> Finding {
 fn lin_ops(test: &TestInfo, history: &[Record<'_>]) -> (Vec<LinOp<Observed>>, usize) {
     let resolved: BTreeMap<u64, &Record<'_>> = history
         .iter()
-        .filter(|r| matches!(r.outcome, OpType::Ok | OpType::Fail))
+        // A resolve that failed before the ledger saw it (a full disk) tells nothing.
+        .filter(|r| r.outcome == OpType::Ok || r.refused.is_some())
         .filter_map(|r| match r.op {
             ops::Op::Resolve { of, .. } => Some((of, r)),
             _ => None,
@@ -583,6 +584,79 @@ mod tests {
         assert_eq!(
             check(&t, &history(100)).checkers["idempotency"].valid,
             Validity::Invalid
+        );
+    }
+
+    #[test]
+    fn a_retry_refused_before_the_ledger_leaves_an_unknown_deposit_unknown() {
+        // CI, 2026-12-04: the first attempt's outcome was unknown (it had been applied); the
+        // retry under its key was refused by a leader whose disk was full, before the
+        // ledger looked the key up. The balance holds the deposit: not a violation.
+        let t = test(Kind::Idempotency, vec![16], 0);
+        let deposit = json!({"key": [7, 1], "account": 16, "amount": 50, "retry": false});
+        let retry = json!({"key": [7, 1], "account": 16, "amount": 50, "retry": true});
+        let history = |final_balance: i64| {
+            let mut h = History::default();
+            h.add(0, OpType::Invoke, "deposit", deposit.clone()).add(
+                0,
+                OpType::Info,
+                "deposit",
+                deposit.clone(),
+            );
+            h.call(10, "deposit", retry.clone(), OpType::Fail, Value::Null);
+            h.finals(json!({"balances": {"16": final_balance}, "applied_index": 3}));
+            h.0
+        };
+        for balance in [0, 50] {
+            let r = check(&t, &history(balance));
+            assert_eq!(
+                r.checkers["idempotency"].valid,
+                Validity::Unknown,
+                "{balance}"
+            );
+        }
+        assert_eq!(
+            check(&t, &history(100)).checkers["idempotency"].valid,
+            Validity::Invalid
+        );
+    }
+
+    #[test]
+    fn a_resolve_refused_before_the_ledger_does_not_undo_an_unknown_transfer() {
+        let transfer = json!({"from": 16, "to": 17, "amount": 30, "key": [1, 0]});
+        let history = |resolve_refused: Value| {
+            let mut h = History::default();
+            h.add(0, OpType::Invoke, "transfer", transfer.clone()).add(
+                0,
+                OpType::Info,
+                "transfer",
+                transfer.clone(),
+            );
+            h.call(
+                9,
+                "resolve",
+                json!({"of": 0, "f": "transfer", "key": [1, 0]}),
+                OpType::Fail,
+                resolve_refused,
+            );
+            h.finals(bank_state(70, 130, 5));
+            h.0
+        };
+        let t = test(Kind::Bank, vec![16, 17], 100);
+        // Refused before the ledger (a full disk): the transfer may have applied.
+        let full_disk = check(&t, &history(Value::Null));
+        for name in ["linearizable", "bank"] {
+            let verdict = full_disk.checkers[name].valid;
+            assert_eq!(verdict, Validity::Valid, "{:?}", verdicts(&full_disk));
+        }
+        // Refused by the ledger when asked again: it was not applied, yet the state shows it.
+        let refused = json!({"refused": {"InsufficientFunds": {"account": 16, "balance_fen": 0, "needed_fen": 30}}});
+        let r = check(&t, &history(refused));
+        assert_eq!(
+            r.checkers["linearizable"].valid,
+            Validity::Invalid,
+            "{:?}",
+            verdicts(&r)
         );
     }
 

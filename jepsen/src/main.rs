@@ -57,8 +57,9 @@ struct TestArgs {
     /// What the clients do.
     #[arg(long, value_enum, default_value = "bank")]
     workload: Kind,
-    /// Faults to inject, comma-separated: partition, loss, kill, pause, membership, clock; `all`, or
-    /// `none`.
+    /// Faults to inject, comma-separated: partition, loss, kill, pause, membership, clock,
+    /// corrupt (bytes flipped in a stopped minority's data files), disk (a node's data
+    /// directory filled); `all`, or `none`.
     #[arg(long, default_value = "partition,kill,pause", value_parser = parse_nemesis)]
     nemesis: NemesisList,
     /// Seed of the nemesis's and the clients' choices (random if not given).

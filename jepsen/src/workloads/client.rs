@@ -310,10 +310,25 @@ pub async fn keyed_write(
     kind
 }
 
+/// Whether an answer to a request under a key tells what became of the key: a reply, or a
+/// refusal by the ledger (which looked the key up and did not find it applied). A refusal
+/// before the ledger saw the request (a full disk, a refused certificate) tells nothing
+/// about earlier attempts under the key, nor does "request too old".
+fn ledger_answered<T>(result: &Result<T, ClientError>) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(ClientError::Refused(LedgerError::RequestTooOld { .. })) => false,
+        Err(ClientError::Refused(_)) => true,
+        Err(_) => false,
+    }
+}
+
 /// Asks again, under its key, for a write whose outcome is unknown. For the idempotency
 /// workload this is an operation like any other (`deposit` with `retry: true`); for the
-/// others a `resolve` naming the invocation it resolves.
-pub async fn retry(run: &Run, client: &Client, process: u64, pending: &Pending) -> OpType {
+/// others a `resolve` naming the invocation it resolves. Returns the completion's type and
+/// whether the ledger answered for the key (else it is still unknown, even if this asking
+/// certainly failed).
+pub async fn retry(run: &Run, client: &Client, process: u64, pending: &Pending) -> (OpType, bool) {
     let deposit = pending.f == "deposit";
     let (f, value) = if deposit {
         ("deposit", pending.value.clone())
@@ -330,23 +345,24 @@ pub async fn retry(run: &Run, client: &Client, process: u64, pending: &Pending) 
             reply_value(&reply)
         }
     };
-    run.op(
-        process,
-        f,
-        value,
-        Effect::Write,
-        client.submit_with_key(pending.key, pending.operation.clone()),
-        result,
-    )
-    .await
-    .0
+    let answered = AtomicBool::new(false);
+    let call = async {
+        let reply = client
+            .submit_with_key(pending.key, pending.operation.clone())
+            .await;
+        answered.store(ledger_answered(&reply), Ordering::Relaxed);
+        reply
+    };
+    let (kind, _, _) = run.op(process, f, value, Effect::Write, call, result).await;
+    (kind, answered.load(Ordering::Relaxed))
 }
 
-/// Asks again about the thread's oldest unknown write; it stays pending if still unknown.
+/// Asks again about the thread's oldest unknown write; it stays pending unless the ledger
+/// answered for its key.
 pub async fn retry_oldest(step: Step<'_>) -> OpType {
     let pending = step.thread.pending.remove(0);
-    let kind = retry(step.run, step.client, step.process, &pending).await;
-    if kind == OpType::Info {
+    let (kind, answered) = retry(step.run, step.client, step.process, &pending).await;
+    if !answered {
         step.thread.pending.push(pending);
     }
     kind
@@ -452,9 +468,9 @@ pub async fn finish(run: &Run, db: &Db, threads: Vec<(Client, Thread)>) {
                 if std::time::Instant::now() > deadline {
                     break;
                 }
-                let kind = retry(run, client, process, pending).await;
+                let (_, answered) = retry(run, client, process, pending).await;
                 process += 1;
-                if kind != OpType::Info {
+                if answered {
                     break;
                 }
             }

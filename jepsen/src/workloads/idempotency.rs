@@ -121,16 +121,23 @@ async fn deposit(
 struct KeyRecord {
     account: u64,
     amount_fen: u64,
-    /// The replies (as the client reported them), and the refusals.
+    /// The replies (as the client reported them), and the ledger's refusals.
     replies: Vec<Value>,
     refusals: Vec<LedgerError>,
-    /// Answers that it was certainly not applied (refusals among them).
+    /// Attempts that certainly did nothing (refused by the ledger, or before it: a full
+    /// disk), and attempts whose outcome is unknown.
     failures: usize,
+    unknown: usize,
 }
 
 impl KeyRecord {
+    /// Whether what became of the deposit is known: the ledger answered for the key, or
+    /// every attempt certainly did nothing. A failure before the ledger after an unknown
+    /// attempt says nothing of that attempt.
     fn answered(&self) -> bool {
-        !self.replies.is_empty() || self.failures > 0
+        !self.replies.is_empty()
+            || !self.refusals.is_empty()
+            || (self.failures > 0 && self.unknown == 0)
     }
 
     /// The answers saying the deposit was applied.
@@ -162,6 +169,7 @@ fn keys(history: &[Record<'_>]) -> (BTreeMap<(u64, u64), KeyRecord>, Vec<Value>)
             replies: vec![],
             refusals: vec![],
             failures: 0,
+            unknown: 0,
         });
         if let Some(Answer::Replied { reply, second }) = &r.answer {
             entry.replies.push(reply.clone());
@@ -169,9 +177,13 @@ fn keys(history: &[Record<'_>]) -> (BTreeMap<(u64, u64), KeyRecord>, Vec<Value>)
                 errors.push(json!({"error": "the same request sent twice at once got two answers", "op": describe(&r.pair)}));
             }
         }
-        if r.outcome == OpType::Fail {
-            entry.failures += 1;
-            entry.refusals.extend(r.refused.clone());
+        match r.outcome {
+            OpType::Fail => {
+                entry.failures += 1;
+                entry.refusals.extend(r.refused.clone());
+            }
+            OpType::Info => entry.unknown += 1,
+            _ => {}
         }
     }
     (keys, errors)
