@@ -558,28 +558,29 @@ mod tests {
         assert_eq!(r.checkers["linearizable"].valid, Validity::Invalid);
     }
 
+    /// A deposit of 50 fen to account 16 whose outcome was unknown, asked again under its
+    /// key with `kind` and `output`; the final read shows `final_balance`.
+    fn deposit_asked_again(kind: OpType, output: Value, final_balance: i64) -> Vec<Entry> {
+        let deposit = json!({"key": [7, 1], "account": 16, "amount": 50, "retry": false});
+        let mut retry = deposit.clone();
+        retry["retry"] = json!(true);
+        let mut h = History::default();
+        h.add(0, OpType::Invoke, "deposit", deposit.clone()).add(
+            0,
+            OpType::Info,
+            "deposit",
+            deposit,
+        );
+        h.call(10, "deposit", retry, kind, output);
+        h.finals(json!({"balances": {"16": final_balance}, "applied_index": 3}));
+        h.0
+    }
+
     #[test]
     fn a_deposit_applied_twice_is_caught_by_the_idempotency_checker() {
         let t = test(Kind::Idempotency, vec![16], 0);
-        let deposit = json!({"key": [7, 1], "account": 16, "amount": 50, "retry": false});
-        let history = |final_balance: i64| {
-            let mut h = History::default();
-            h.add(0, OpType::Invoke, "deposit", deposit.clone()).add(
-                0,
-                OpType::Info,
-                "deposit",
-                deposit.clone(),
-            );
-            h.call(
-                10,
-                "deposit",
-                deposit.clone(),
-                OpType::Ok,
-                json!({"reply": {"Posted": {"balance_fen": 50}}}),
-            );
-            h.finals(json!({"balances": {"16": final_balance}, "applied_index": 3}));
-            h.0
-        };
+        let posted = || json!({"reply": {"Posted": {"balance_fen": 50}}});
+        let history = |balance| deposit_asked_again(OpType::Ok, posted(), balance);
         assert_eq!(check(&t, &history(50)).valid, Validity::Valid);
         assert_eq!(
             check(&t, &history(100)).checkers["idempotency"].valid,
@@ -593,20 +594,7 @@ mod tests {
         // retry under its key was refused by a leader whose disk was full, before the
         // ledger looked the key up. The balance holds the deposit: not a violation.
         let t = test(Kind::Idempotency, vec![16], 0);
-        let deposit = json!({"key": [7, 1], "account": 16, "amount": 50, "retry": false});
-        let retry = json!({"key": [7, 1], "account": 16, "amount": 50, "retry": true});
-        let history = |final_balance: i64| {
-            let mut h = History::default();
-            h.add(0, OpType::Invoke, "deposit", deposit.clone()).add(
-                0,
-                OpType::Info,
-                "deposit",
-                deposit.clone(),
-            );
-            h.call(10, "deposit", retry.clone(), OpType::Fail, Value::Null);
-            h.finals(json!({"balances": {"16": final_balance}, "applied_index": 3}));
-            h.0
-        };
+        let history = |balance| deposit_asked_again(OpType::Fail, Value::Null, balance);
         for balance in [0, 50] {
             let r = check(&t, &history(balance));
             assert_eq!(
