@@ -33,6 +33,25 @@ pub fn forget(resource: &Resource) {
     registry().retain(|r| r != resource);
 }
 
+/// Process `pid` was killed and reaped by its owner: forgets it, and removes what
+/// libfaketime made for it. Under the clock nemesis, `ip netns exec` loads libfaketime
+/// first, which creates a semaphore and a shared-memory object named after the pid in
+/// /dev/shm; the node it execs inherits them and, not being their creator, never removes
+/// them (nor would a process killed with SIGKILL).
+pub fn reaped(pid: i32) {
+    forget(&Resource::Process(pid));
+    remove_faketime_objects(pid);
+}
+
+fn remove_faketime_objects(pid: i32) {
+    for name in [
+        format!("/dev/shm/faketime_shm_{pid}"),
+        format!("/dev/shm/sem.faketime_sem_{pid}"),
+    ] {
+        let _ = std::fs::remove_file(name);
+    }
+}
+
 /// Removes everything still registered, newest first (processes before their namespaces).
 pub fn run_all() {
     let resources: Vec<Resource> = std::mem::take(&mut *registry());
@@ -61,6 +80,7 @@ fn remove(resource: &Resource) {
                 libc::kill(*pid, libc::SIGCONT);
                 libc::waitpid(*pid, std::ptr::null_mut(), 0);
             }
+            remove_faketime_objects(*pid);
         }
         Resource::Netns(name) => quiet("ip", &["netns", "del", name]),
         Resource::Link(name) => quiet("ip", &["link", "del", name]),
@@ -173,6 +193,22 @@ pub fn sweep_orphans() -> Vec<String> {
             }
         }
     }
+    // libfaketime's objects whose process is gone (left by nodes of earlier harness
+    // versions, or of a harness killed with SIGKILL).
+    if let Ok(entries) = std::fs::read_dir("/dev/shm") {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix("faketime_shm_")
+                .or_else(|| name.strip_prefix("sem.faketime_sem_"))
+                .and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| command_of(p).is_none())
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed.push(format!("libfaketime object /dev/shm/{name}"));
+            }
+        }
+    }
     removed
 }
 
@@ -188,5 +224,11 @@ fn mounts_under(dir: &std::path::Path) -> Vec<PathBuf> {
 }
 
 fn is_jepsen(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "ledger-jepsen")
+    command_of(pid).is_some_and(|c| c == "ledger-jepsen")
+}
+
+/// The command name of live process `pid`.
+fn command_of(pid: u32) -> Option<String> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(comm.trim().to_owned())
 }

@@ -264,7 +264,7 @@ impl Db {
         if let Some(process) = slot.process.take() {
             let pid = process.pid();
             process.kill();
-            cleanup::forget(&Resource::Process(pid));
+            cleanup::reaped(pid);
         }
         slot.paused = false;
     }
@@ -436,7 +436,7 @@ impl Db {
             };
             if let Some(status) = process.exited() {
                 out.push((slot.launcher.info().id, status.to_string()));
-                cleanup::forget(&Resource::Process(process.pid()));
+                cleanup::reaped(process.pid());
                 slot.process = None;
             }
         }

@@ -184,8 +184,9 @@ fn a_correct_cluster_under_faults_is_valid_and_the_run_is_complete() {
     require_root();
     let _serial = serial();
     let store = tempfile::tempdir().expect("temp dir");
+    let orphans_before = orphaned_faketime_objects();
     let out = run(
-        "--workload bank --nemesis partition,kill,pause --nodes 3 --time-limit 20 --concurrency 6 --nemesis-interval 5 --seed 12",
+        "--workload bank --nemesis partition,kill,pause,clock --nodes 3 --time-limit 20 --concurrency 6 --nemesis-interval 5 --seed 12",
         store.path(),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -251,6 +252,24 @@ fn a_correct_cluster_under_faults_is_valid_and_the_run_is_complete() {
         Vec::<String>::new(),
         "left behind by the run"
     );
+    let orphans = orphaned_faketime_objects();
+    let new: Vec<&String> = orphans.difference(&orphans_before).collect();
+    assert!(new.is_empty(), "libfaketime objects left behind: {new:?}");
+}
+
+/// libfaketime's semaphores and shared memory in /dev/shm whose process is gone.
+fn orphaned_faketime_objects() -> std::collections::BTreeSet<String> {
+    std::fs::read_dir("/dev/shm")
+        .expect("/dev/shm")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            let pid = name
+                .strip_prefix("faketime_shm_")
+                .or_else(|| name.strip_prefix("sem.faketime_sem_"));
+            pid.is_some_and(|p| !Path::new("/proc").join(p).exists())
+        })
+        .collect()
 }
 
 /// The harness prints its data directory's name, which carries its pid.
