@@ -548,8 +548,8 @@ async fn run(args: RunArgs) -> Result<(), String> {
     tokio::select! {
         _ = shutdown_signal() => {}
         fatal = node.failed() => {
-            tracing::error!(error = %fatal, "raft stopped on a storage failure; the node exits (restart it once the cause is fixed: it recovers from what is durable)");
-            return Err(format!("raft stopped on a storage failure: {fatal}"));
+            tracing::error!(error = %fatal, "the node exits (restart it once the cause is fixed: it recovers from what is durable)");
+            return Err(fatal);
         }
     }
     node.shutdown().await;

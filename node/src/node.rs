@@ -330,20 +330,30 @@ impl<C: LedgerTypes> RunningNode<C> {
     }
 
     /// Resolves when Raft has stopped on a fatal error (a log or state write that failed: a
-    /// full disk, an I/O error), with that error; never on a normal shutdown. The node must
-    /// then stop: its storage may no longer hold what it acknowledged, and a restart
-    /// recovers from what is durable and catches up from its peers.
+    /// full disk, an I/O error, a record failing its checksum while applying), or when a
+    /// read outside applying (a query, the outbox, webhooks) found a state record broken,
+    /// saying what happened; never on a normal shutdown. The node must then stop: its storage
+    /// may no longer hold what it acknowledged, and a restart recovers from what is durable
+    /// and catches up from its peers (or refuses to start over a corrupt record).
     pub async fn failed(&self) -> String {
-        let mut metrics = self.shared.raft.metrics();
-        loop {
-            if let Err(fatal) = &metrics.borrow_and_update().running_state {
-                if !matches!(fatal, openraft::error::Fatal::Stopped) {
-                    return fatal.to_string();
+        let raft_failed = async {
+            let mut metrics = self.shared.raft.metrics();
+            loop {
+                if let Err(fatal) = &metrics.borrow_and_update().running_state {
+                    if !matches!(fatal, openraft::error::Fatal::Stopped) {
+                        return format!("raft stopped on a storage failure: {fatal}");
+                    }
+                }
+                if metrics.changed().await.is_err() {
+                    // Raft is gone without a fatal error: a shutdown under way.
+                    return std::future::pending().await;
                 }
             }
-            if metrics.changed().await.is_err() {
-                // Raft is gone without a fatal error: a shutdown under way.
-                return std::future::pending().await;
+        };
+        tokio::select! {
+            fatal = raft_failed => fatal,
+            broken = self.shared.reader.broken_reads().reported() => {
+                format!("a read of the state outside applying found it broken: {broken}")
             }
         }
     }

@@ -13,7 +13,8 @@ use crate::raft_types::{
     Applied, LedgerTypes, LogId, NodeId, ProposalBody, SnapshotMeta, StorageError, StoredMembership,
 };
 use crate::state_store::{
-    raw_records, seal_state, unseal_state, SledState, StateError, META_PREFIX, STATE_TREE,
+    raw_records, seal_state, unseal_state, BrokenReads, SledState, StateError, META_PREFIX,
+    STATE_TREE,
 };
 use ledger_core::command::Context;
 use ledger_core::ledger::{
@@ -58,6 +59,8 @@ pub struct StateMachine<C> {
     /// batch atomically for each key, not for a reader of several keys, so without it a
     /// query could see half of a batch (a transfer's debit without its credit).
     gate: Arc<RwLock<()>>,
+    /// Shared with the readers.
+    broken: BrokenReads,
     /// None until genesis is applied.
     ledger: Option<Ledger<SledState>>,
     applied: Option<LogId>,
@@ -80,13 +83,22 @@ pub struct StateCopy {
 pub struct StateReader {
     state: sled::Tree,
     gate: Arc<RwLock<()>>,
+    broken: BrokenReads,
 }
 
 impl StateReader {
     /// The ledger, if genesis has been applied. Reads of several records through it may
     /// straddle an applied batch: use `read` for anything that must be consistent.
     pub fn ledger(&self) -> Option<Ledger<SledState>> {
-        Ledger::open(SledState::new(self.state.clone()))
+        Ledger::open(SledState::reporting(
+            self.state.clone(),
+            self.broken.clone(),
+        ))
+    }
+
+    /// Where this reader's ledgers report a record they found broken (the node stops).
+    pub fn broken_reads(&self) -> &BrokenReads {
+        &self.broken
     }
 
     /// Runs `f` on the ledger with no batch applied meanwhile: every record it reads is
@@ -164,6 +176,7 @@ impl<C: LedgerTypes> StateMachine<C> {
             db: db.clone(),
             state,
             gate: Arc::new(RwLock::new(())),
+            broken: BrokenReads::default(),
             ledger,
             applied,
             membership,
@@ -177,6 +190,7 @@ impl<C: LedgerTypes> StateMachine<C> {
         StateReader {
             state: self.state.clone(),
             gate: self.gate.clone(),
+            broken: self.broken.clone(),
         }
     }
 

@@ -9,13 +9,16 @@
 //!
 //! Writes go to an overlay until the state machine commits a whole batch of Raft entries.
 //! Reads see the overlay first. A sled error, a record failing its checksum or an undecodable
-//! one is a broken disk or a bug: the read panics rather than serve wrong money (the state
-//! machine turns that into a storage error that stops the replica; a query fails).
+//! one is a broken disk or a bug: the read panics rather than serve wrong money. While
+//! applying, the state machine turns that into a storage error that stops Raft; any other
+//! read (a query, the outbox, webhooks) first reports it to the node's `BrokenReads`, and the
+//! node stops (`RunningNode::failed`).
 
 use crate::checksum::{seal, unseal, Corrupt};
 use ledger_core::ledger::{decode_record, encode_record};
 use ledger_core::state::{Key, Store, Value, WriteSet};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Prefix of the state machine's own markers in the state tree.
 pub const META_PREFIX: u8 = 0xFF;
@@ -41,15 +44,52 @@ pub fn seal_state(key: &[u8], value: Vec<u8>) -> Vec<u8> {
     seal(key, value)
 }
 
+/// Where reads of one node's state report that they found it broken: the first report is
+/// kept, and whoever subscribed hears of it.
+#[derive(Clone)]
+pub struct BrokenReads(Arc<tokio::sync::watch::Sender<Option<String>>>);
+
+impl Default for BrokenReads {
+    fn default() -> Self {
+        BrokenReads(Arc::new(tokio::sync::watch::Sender::new(None)))
+    }
+}
+
+impl BrokenReads {
+    fn report(&self, what: &str) {
+        self.0.send_if_modified(|first| {
+            first
+                .is_none()
+                .then(|| *first = Some(what.to_owned()))
+                .is_some()
+        });
+    }
+
+    /// The first report, if any.
+    pub fn first(&self) -> Option<String> {
+        self.0.borrow().clone()
+    }
+
+    /// Resolves with the first report (at once if there was one).
+    pub async fn reported(&self) -> String {
+        let mut seen = self.0.subscribe();
+        let first = match seen.wait_for(Option::is_some).await {
+            Ok(first) => first.clone(),
+            // The sender lives as long as `self`.
+            Err(_) => None,
+        };
+        match first {
+            Some(first) => first,
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// The ledger's state in a sled tree, plus the writes not yet committed.
 pub struct SledState {
     tree: sled::Tree,
     overlay: BTreeMap<Key, Option<Value>>,
-}
-
-fn decode(k: &[u8], v: &[u8]) -> (Key, Value) {
-    let v = unseal(STATE_TREE, k, v).unwrap_or_else(|e| panic!("{e}"));
-    decode_record(k, v).unwrap_or_else(|| panic!("undecodable state record at key {k:02x?}"))
+    broken: Option<BrokenReads>,
 }
 
 impl SledState {
@@ -57,7 +97,36 @@ impl SledState {
         SledState {
             tree,
             overlay: BTreeMap::new(),
+            broken: None,
         }
+    }
+
+    /// A state whose broken reads are reported to `broken` before they panic.
+    pub fn reporting(tree: sled::Tree, broken: BrokenReads) -> Self {
+        SledState {
+            broken: Some(broken),
+            ..SledState::new(tree)
+        }
+    }
+
+    /// A read found the state broken: reported, then a panic (no answer is better than a
+    /// wrong one).
+    fn broken(&self, what: String) -> ! {
+        if let Some(broken) = &self.broken {
+            broken.report(&what);
+        }
+        panic!("{what}")
+    }
+
+    fn decode(&self, k: &[u8], v: &[u8]) -> (Key, Value) {
+        let v = unseal(STATE_TREE, k, v).unwrap_or_else(|e| self.broken(e.to_string()));
+        decode_record(k, v)
+            .unwrap_or_else(|| self.broken(format!("undecodable state record at key {k:02x?}")))
+    }
+
+    fn decode_row(&self, row: sled::Result<(sled::IVec, sled::IVec)>) -> (Key, Value) {
+        let (k, v) = row.unwrap_or_else(|e| self.broken(format!("state scan failed: {e}")));
+        self.decode(&k, &v)
     }
 
     pub fn tree(&self) -> &sled::Tree {
@@ -95,8 +164,8 @@ impl SledState {
         let bytes = self
             .tree
             .get(key.encode())
-            .unwrap_or_else(|e| panic!("state read failed: {e}"))?;
-        Some(decode(&key.encode(), &bytes).1)
+            .unwrap_or_else(|e| self.broken(format!("state read failed: {e}")))?;
+        Some(self.decode(&key.encode(), &bytes).1)
     }
 }
 
@@ -125,6 +194,7 @@ impl Store for SledState {
             return Vec::new();
         }
         let stored = self.tree.range(from.encode()..to.encode());
+        let stored = stored.map(|row| self.decode_row(row));
         merge(stored, self.overlay.range(*from..*to), limit, false)
     }
 
@@ -133,6 +203,7 @@ impl Store for SledState {
             return Vec::new();
         }
         let stored = self.tree.range(from.encode()..to.encode()).rev();
+        let stored = stored.map(|row| self.decode_row(row));
         merge(stored, self.overlay.range(*from..*to).rev(), limit, true)
     }
 
@@ -144,10 +215,10 @@ impl Store for SledState {
 
     fn scan(&self, visit: &mut dyn FnMut(&Key, &Value)) {
         let mut merged: BTreeMap<Key, Option<Value>> = BTreeMap::new();
-        let stored = self.tree.range(..end_of_records()).map(|r| {
-            let (k, v) = r.unwrap_or_else(|e| panic!("state scan failed: {e}"));
-            decode(&k, &v)
-        });
+        let stored = self
+            .tree
+            .range(..end_of_records())
+            .map(|row| self.decode_row(row));
         if self.overlay.is_empty() {
             for (k, v) in stored {
                 visit(&k, &v);
@@ -172,18 +243,13 @@ impl Store for SledState {
 /// `descending`), stopping at `limit`: pending writes replace stored records, pending
 /// deletions hide them.
 fn merge<'a>(
-    stored: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    stored: impl Iterator<Item = (Key, Value)>,
     pending: impl Iterator<Item = (&'a Key, &'a Option<Value>)>,
     limit: usize,
     descending: bool,
 ) -> Vec<(Key, Value)> {
     use std::cmp::Ordering;
-    let mut stored = stored
-        .map(|r| {
-            let (k, v) = r.unwrap_or_else(|e| panic!("state scan failed: {e}"));
-            decode(&k, &v)
-        })
-        .peekable();
+    let mut stored = stored.peekable();
     let mut pending = pending.peekable();
     let mut rows = Vec::new();
     while rows.len() < limit {

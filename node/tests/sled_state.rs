@@ -5,7 +5,7 @@ use ledger_core::command::{Command, Context, Envelope};
 use ledger_core::config::LedgerConfig;
 use ledger_core::types::{AccountId, PoolId, RequestKey};
 use ledger_core::{Ledger, MemStore};
-use ledger_node::state_store::SledState;
+use ledger_node::state_store::{BrokenReads, SledState};
 use ledger_testkit::driver::{splitmix64, Driver};
 
 #[test]
@@ -99,4 +99,51 @@ fn sled_state_matches_the_memory_store_command_for_command() {
         }
     }
     sled_ledger.check_invariants().unwrap();
+}
+
+/// A record that fails its checksum when a query reads it (bit rot under a running node)
+/// is reported to the node's `BrokenReads` before the read panics: the node stops instead
+/// of answering, and its outbox and webhook loops do not die one by one.
+#[test]
+fn a_broken_record_met_outside_applying_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    let tree = db.open_tree("state").unwrap();
+    let mut setup = Driver::new(LedgerConfig::default());
+    let account = setup.funded_card(0, 100_000).account;
+    let mut ledger =
+        Ledger::restore(SledState::new(tree.clone()), &setup.ledger.snapshot()).unwrap();
+    let mut batch = sled::Batch::default();
+    ledger.store_mut().drain_into(&mut batch);
+    tree.apply_batch(batch).unwrap();
+
+    let broken = BrokenReads::default();
+    let reader = || Ledger::open(SledState::reporting(tree.clone(), broken.clone())).unwrap();
+    assert_eq!(
+        reader().account(account).map(|a| a.balance_fen),
+        Some(100_000)
+    );
+    assert_eq!(broken.first(), None, "a sound read reports nothing");
+
+    // One bit of the account's stored record flipped.
+    let key = ledger_core::state::Key::Account(account).encode();
+    let mut stored = tree
+        .get(&key)
+        .unwrap()
+        .expect("the account is stored")
+        .to_vec();
+    stored[0] ^= 0x10;
+    tree.insert(&key, stored).unwrap();
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader().account(account)));
+    assert!(read.is_err(), "a broken record is never answered: {read:?}");
+    let first = broken.first().expect("reported");
+    assert!(first.contains("fails its checksum"), "{first}");
+    let reported = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), broken.reported()).await
+        });
+    assert_eq!(reported.ok(), Some(first));
 }
