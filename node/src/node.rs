@@ -185,7 +185,11 @@ pub struct NodeParts<C: LedgerTypes> {
 /// loop) around its Raft.
 pub fn assemble<C: LedgerTypes>(parts: NodeParts<C>) -> RunningNode<C> {
     let metrics = Metrics::default();
-    let stamper = Arc::new(LedgerClock::new(parts.stamper, metrics.clock_steps.clone()));
+    let mut stamper = LedgerClock::new(parts.stamper, metrics.clock_steps.clone());
+    if parts.planted == Some(PlantedBug::ClockStampsWallTime) {
+        stamper = stamper.planted_wall_time_only();
+    }
+    let stamper = Arc::new(stamper);
     let (proposer, proposer_task) =
         Proposer::start(parts.raft.clone(), stamper.clone(), parts.planted);
     let shared = Arc::new(Shared {

@@ -1,6 +1,6 @@
 //! Deliberately broken variants of the node's own code. The simulator runs the node with one
-//! of them to show that its checks catch a bug in the client service, the intake, the proposer
-//! the SMS outbox or the webhook loop
+//! of them to show that its checks catch a bug in the client service, the intake, the proposer,
+//! the SMS outbox, the webhook loop or the leader's clock
 //! (`ledger-sim --list-bugs`). `ledger-node` never sets one: only the simulator's
 //! `NodeParts` carry a `PlantedBug`, and no configuration file, flag or environment variable
 //! reaches it.
@@ -27,16 +27,20 @@ pub enum PlantedBug {
     /// The webhook loop acknowledges an event the merchant did not accept: the merchant
     /// never hears that its payment settled.
     WebhookAcksUndelivered,
+    /// The leader stamps its entries with its wall clock alone, not carrying ledger time on
+    /// (`stamp::LedgerClock`): a leader whose clock stepped back holds ledger time still.
+    ClockStampsWallTime,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 6] = [
+    pub const ALL: [PlantedBug; 7] = [
         PlantedBug::IntakeIgnoresSecretOnRetry,
         PlantedBug::IntakeSkipsFieldLimits,
         PlantedBug::ProposerMisroutesReplies,
         PlantedBug::OutboxAcksUndelivered,
         PlantedBug::ServiceSkipsRoleCheck,
         PlantedBug::WebhookAcksUndelivered,
+        PlantedBug::ClockStampsWallTime,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +51,7 @@ impl PlantedBug {
             PlantedBug::OutboxAcksUndelivered => "outbox-acks-undelivered",
             PlantedBug::ServiceSkipsRoleCheck => "service-skips-role-check",
             PlantedBug::WebhookAcksUndelivered => "webhook-acks-undelivered",
+            PlantedBug::ClockStampsWallTime => "clock-stamps-wall-time",
         }
     }
 }

@@ -35,6 +35,8 @@ pub struct LedgerClock {
     wall: std::sync::Arc<dyn Stamper>,
     carried: std::sync::Mutex<Carried>,
     steps: prometheus_client::metrics::counter::Counter,
+    /// The planted bug `ClockStampsWallTime`: stamps are the wall clock's alone.
+    wall_time_only: bool,
 }
 
 /// The latest time stamped or seen, when (monotonic) it was, and how far the wall clock
@@ -66,6 +68,15 @@ impl LedgerClock {
             wall,
             carried: std::sync::Mutex::new(carried),
             steps,
+            wall_time_only: false,
+        }
+    }
+
+    /// The planted bug `ClockStampsWallTime` (the simulator's only).
+    pub(crate) fn planted_wall_time_only(self) -> LedgerClock {
+        LedgerClock {
+            wall_time_only: true,
+            ..self
         }
     }
 
@@ -99,6 +110,9 @@ impl LedgerClock {
     /// The time to stamp now: the later of the wall clock and the time carried on.
     pub fn now_ms(&self) -> u64 {
         let wall = self.wall.now_ms();
+        if self.wall_time_only {
+            return wall;
+        }
         let mut carried = self.lock();
         let expected = carried.now_ms();
         let step = offset(wall, expected).abs_diff(carried.wall_offset_ms);

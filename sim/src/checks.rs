@@ -41,7 +41,23 @@ pub struct Observed {
     checked: BTreeMap<NodeId, u64>,
     /// Each replica's ledger time at its applied index, as last seen.
     ledger_time: BTreeMap<NodeId, (Option<u64>, u64)>,
+    /// Each replica's ledger time when it last moved.
+    ledger_time_moved: BTreeMap<NodeId, Moved>,
 }
+
+/// A replica's ledger time when it last moved: when (virtual time), at which applied index.
+#[derive(Clone, Copy)]
+struct Moved {
+    ms: u64,
+    at: tokio::time::Instant,
+    applied: u64,
+}
+
+/// Ledger time may stand still this long (virtual) while entries apply: a leader that just
+/// took over (or restarted with its clock behind) stamps behind it until it has seen it.
+const LEDGER_TIME_STILL_MAX: Duration = Duration::from_secs(5);
+/// ...and only counts as standing still once this many entries applied meanwhile.
+const LEDGER_TIME_STILL_ENTRIES: u64 = 50;
 
 /// Samples the cluster until `stop`; returns what it saw.
 pub async fn monitor(cluster: Arc<tokio::sync::Mutex<Cluster>>, stop: Arc<AtomicBool>) -> Observed {
@@ -103,8 +119,12 @@ async fn check_committed(c: &Cluster, o: &mut Observed) {
 
 /// Ledger time never goes back: on each replica, a later applied index has a ledger time at
 /// least the earlier one's, whatever the leaders' clocks did (the `clocks` fault steps them
-/// by up to an hour either way). A replica whose applied index went down was wiped: it
-/// starts over. Corrupted replicas are not read (they stop when they read the bad record).
+/// by up to an hour either way). Nor does it stand still while entries apply: a leader
+/// whose clock stepped back (or lags the last leader's) that stamped its entries with it
+/// would hold ledger time still until its clock caught up, and every code issued
+/// meanwhile would stay valid that long. A replica whose applied index went down was
+/// wiped: it starts over. Corrupted replicas are not read (they stop when they read the
+/// bad record).
 fn check_ledger_time(c: &Cluster, o: &mut Observed) {
     for (id, node) in &c.nodes {
         if c.corrupted.contains(id) {
@@ -124,6 +144,30 @@ fn check_ledger_time(c: &Cluster, o: &mut Observed) {
             }
         }
         o.ledger_time.insert(*id, (applied, now_ms));
+        check_ledger_time_moves(*id, now_ms, applied.unwrap_or(0), o);
+    }
+}
+
+fn check_ledger_time_moves(id: NodeId, now_ms: u64, applied: u64, o: &mut Observed) {
+    let now = tokio::time::Instant::now();
+    let moved = Moved {
+        ms: now_ms,
+        at: now,
+        applied,
+    };
+    let last = *o.ledger_time_moved.entry(id).or_insert(moved);
+    if now_ms != last.ms || applied < last.applied {
+        o.ledger_time_moved.insert(id, moved);
+        return;
+    }
+    let still = now - last.at;
+    let entries = applied - last.applied;
+    if still > LEDGER_TIME_STILL_MAX && entries >= LEDGER_TIME_STILL_ENTRIES {
+        o.fatal.insert(format!(
+            "ledger time stood still on node {id} at {now_ms} for {} virtual ms while {entries} entries applied",
+            still.as_millis()
+        ));
+        o.ledger_time_moved.insert(id, moved);
     }
 }
 
