@@ -2,9 +2,11 @@
 //!
 //! Concurrent clients do book transfers (or, with `--payments`, full two-step e-Pay payments
 //! with the OTP read from the development SMS outbox) for a fixed time, then print the
-//! throughput, latency percentiles (p50, p99, p99.9, max), and the nodes' peak memory and
-//! disk use. Only ever sends to the endpoints it is given (default: the `ledger-node dev`
-//! cluster on 127.0.0.1).
+//! throughput, latency percentiles (p50, p99, p99.9, max), the CPU time the node processes
+//! and the bench itself spent meanwhile (and the nodes' per committed operation), and the
+//! processes' peak memory and the disk use. `--sweep` runs the standard loads one after
+//! another and prints them as one table. Only ever sends to the endpoints it is given
+//! (default: the `ledger-node dev` cluster on 127.0.0.1).
 
 use clap::Parser;
 use ledger_client::identity::{dev_channel, issued_identity};
@@ -25,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(
     name = "ledger-bench",
     version,
@@ -95,6 +97,34 @@ struct Args {
     /// in those phases.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
     phases: u64,
+    /// Runs the standard loads one after another, each for --duration seconds, and prints
+    /// them as one table: transfers at 1 client, at 128 clients, at 32 clients x batch 64 and
+    /// at 8 clients x batch 1024, then two-step e-Pay payments at 64 clients (with TLS
+    /// certificates; skipped with --insecure-plaintext). Each load opens accounts of its own.
+    #[arg(long, conflicts_with_all = ["payments", "webhook", "hanging_webhook", "accepting_webhook", "http", "phases"])]
+    sweep: bool,
+}
+
+/// One load of `--sweep`: its name, clients, requests per call, payments or transfers.
+const SWEEP: [(&str, usize, usize, bool); 5] = [
+    ("1 client, batch 1", 1, 1, false),
+    ("128 clients, batch 1", 128, 1, false),
+    ("32 clients x batch 64", 32, 64, false),
+    ("8 clients x batch 1024", 8, 1024, false),
+    ("e-Pay payments, 64 clients", 64, 1, true),
+];
+
+/// What one run measured.
+struct Measured {
+    ok_per_s: f64,
+    /// p50, p99, p99.9 and max latency, ms.
+    latency_ms: [f64; 4],
+    /// CPU seconds (user + system) the node processes and this one spent during the load.
+    node_cpu_s: f64,
+    bench_cpu_s: f64,
+    ok: u64,
+    /// Peak resident memory of the largest node process, MiB.
+    node_peak_mib: f64,
 }
 
 /// Connections the hanging webhook holds open at once; older ones are dropped (the node
@@ -383,32 +413,73 @@ async fn setup(
     Ok((accounts, merchant))
 }
 
-/// Peak resident memory (VmHWM) of every running ledger-node process, in KiB.
-fn node_peak_memory_kib() -> Vec<(u32, u64)> {
-    let mut out = Vec::new();
+/// The processes listening on the endpoints' ports (the nodes under load: not other
+/// ledger-node processes on the machine), from /proc's sockets.
+fn endpoint_processes(endpoints: &[String]) -> Vec<u32> {
+    let ports: Vec<u16> = endpoints
+        .iter()
+        .filter_map(|e| e.rsplit_once(':')?.1.parse().ok())
+        .collect();
+    // Listening sockets (state 0A) on those ports: their inodes.
+    let mut inodes = std::collections::BTreeSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) =
+                (fields.get(1), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            let port = local
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if *state == "0A" && port.is_some_and(|p| ports.contains(&p)) {
+                inodes.insert(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    let mut pids = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return out;
+        return pids;
     };
     for entry in entries.flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let first = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-        if !String::from_utf8_lossy(first).ends_with("ledger-node") {
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
             continue;
-        }
-        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
-        if let Some(kib) = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-        {
-            out.push((pid, kib));
+        };
+        let listens = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|target| inodes.contains(target.to_string_lossy().as_ref()))
+        });
+        if listens {
+            pids.push(pid);
         }
     }
-    out
+    pids
+}
+
+/// Peak resident memory of each node process (`endpoint_processes`), in KiB.
+fn node_peak_memory_kib(nodes: &[u32]) -> Vec<(u32, u64)> {
+    nodes
+        .iter()
+        .filter_map(|pid| Some((*pid, peak_memory_kib(&pid.to_string())?)))
+        .collect()
+}
+
+/// Peak resident memory (VmHWM) of process `pid` ("self" for this one), in KiB.
+fn peak_memory_kib(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
 }
 
 fn dir_size(path: &std::path::Path) -> u64 {
@@ -438,9 +509,86 @@ fn batch_size(text: &str) -> Result<usize, String> {
     }
 }
 
+/// CPU time (user + system) of process `pid` ("self" for this one) so far, in seconds.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which may hold spaces, within parentheses).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((utime + stime) as f64 / ticks)
+}
+
+/// CPU seconds so far of each node process.
+fn node_cpu_seconds(nodes: &[u32]) -> BTreeMap<u32, f64> {
+    nodes
+        .iter()
+        .filter_map(|pid| Some((*pid, cpu_seconds(&pid.to_string())?)))
+        .collect()
+}
+
+/// CPU seconds the node processes spent since `before` (a node that started meanwhile
+/// counts from zero).
+fn node_cpu_since(nodes: &[u32], before: &BTreeMap<u32, f64>) -> f64 {
+    node_cpu_seconds(nodes)
+        .into_iter()
+        .map(|(pid, now)| now - before.get(&pid).copied().unwrap_or(0.0))
+        .sum()
+}
+
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Args::parse();
+    if args.sweep {
+        return sweep(&args).await;
+    }
+    run(&args).await.map(|_| ())
+}
+
+/// `--sweep`: every load of `SWEEP`, then the table.
+async fn sweep(args: &Args) -> Result<(), String> {
+    let base_seed = card_seed(args);
+    let mut rows = Vec::new();
+    for (row, (name, concurrency, batch, payments)) in SWEEP.into_iter().enumerate() {
+        if payments && args.tls.resolve()?.is_none() {
+            eprintln!("skipping {name}: payments need TLS certificates");
+            continue;
+        }
+        println!("== {name}");
+        let load = Args {
+            concurrency,
+            batch,
+            payments,
+            // Each load opens cards of its own.
+            card_seed: Some(base_seed + row as u64),
+            sweep: false,
+            ..args.clone()
+        };
+        rows.push((name, run(&load).await?));
+        println!();
+    }
+    println!(
+        "| load | ok/s | p50 ms | p99 ms | p99.9 ms | max ms | node CPU s | bench CPU s | node CPU µs/op | node peak RSS MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (name, m) in rows {
+        let [p50, p99, p999, max] = m.latency_ms;
+        println!(
+            "| {name} | {:.0} | {p50:.2} | {p99:.2} | {p999:.2} | {max:.2} | {:.1} | {:.1} | {:.1} | {:.0} |",
+            m.ok_per_s,
+            m.node_cpu_s,
+            m.bench_cpu_s,
+            m.node_cpu_s * 1e6 / m.ok.max(1) as f64,
+            m.node_peak_mib
+        );
+    }
+    Ok(())
+}
+
+/// One load: setup, the run, what it measured (printed, and returned).
+async fn run(args: &Args) -> Result<Measured, String> {
     let mut config = ClientConfig::new(args.endpoints.clone());
     config.tls = args.tls.resolve()?;
     config.call_timeout = Duration::from_secs(10);
@@ -530,6 +678,9 @@ async fn main() -> Result<(), String> {
         args.concurrency,
         args.batch
     );
+    let nodes = endpoint_processes(&args.endpoints);
+    let nodes_cpu_before = node_cpu_seconds(&nodes);
+    let bench_cpu_before = cpu_seconds("self").unwrap_or(0.0);
     let stop = Arc::new(AtomicBool::new(false));
     let phase = Arc::new(AtomicUsize::new(0));
     let phases = args.phases as usize;
@@ -697,6 +848,10 @@ async fn main() -> Result<(), String> {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    // Processes that listen on the endpoints now (a node restarted meanwhile included).
+    let nodes = endpoint_processes(&args.endpoints);
+    let node_cpu_s = node_cpu_since(&nodes, &nodes_cpu_before);
+    let bench_cpu_s = cpu_seconds("self").unwrap_or(0.0) - bench_cpu_before;
     let what = if args.payments {
         "payments"
     } else {
@@ -768,11 +923,25 @@ async fn main() -> Result<(), String> {
     for (error, count) in &errors {
         println!("  {count} failed: {error}");
     }
-    for (pid, kib) in node_peak_memory_kib() {
+    if nodes.is_empty() {
         println!(
-            "ledger-node pid {pid}: peak memory {:.1} MiB",
-            kib as f64 / 1024.0
+            "(no process on this machine listens on the endpoints: node CPU and memory unknown)"
         );
+    }
+    println!(
+        "CPU during the load: ledger-node processes {node_cpu_s:.1} s ({:.1} µs per {}), ledger-bench {bench_cpu_s:.1} s",
+        node_cpu_s * 1e6 / all_ok.max(1) as f64,
+        what.trim_end_matches('s')
+    );
+    let peaks = node_peak_memory_kib(&nodes);
+    for (pid, kib) in &peaks {
+        println!(
+            "node process {pid}: peak memory {:.1} MiB",
+            *kib as f64 / 1024.0
+        );
+    }
+    if let Some(kib) = peak_memory_kib("self") {
+        println!("ledger-bench: peak memory {:.1} MiB", kib as f64 / 1024.0);
     }
     if args.data_dir.exists() {
         println!(
@@ -793,5 +962,12 @@ async fn main() -> Result<(), String> {
             );
         }
     }
-    Ok(())
+    Ok(Measured {
+        ok_per_s: all_ok as f64 / elapsed,
+        latency_ms: [0.50, 0.99, 0.999, 1.0].map(|p| percentile(&everything, p) as f64 / 1e3),
+        node_cpu_s,
+        bench_cpu_s,
+        ok: all_ok,
+        node_peak_mib: peaks.iter().map(|(_, kib)| *kib).max().unwrap_or(0) as f64 / 1024.0,
+    })
 }
