@@ -619,7 +619,7 @@ async fn run(args: &Args) -> Result<Measured, String> {
     };
     eprintln!("setting up {} accounts…", args.accounts);
     let (accounts, merchant) =
-        setup(&client, channel.as_ref().unwrap_or(&client), &args, &tail).await?;
+        setup(&client, channel.as_ref().unwrap_or(&client), args, &tail).await?;
     let worker_config = match merchant {
         Some(Payee::Merchant(merchant)) => as_identity(issued_identity(
             &args.tls.certs_dir(),
