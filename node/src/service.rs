@@ -560,21 +560,28 @@ impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
             return Err(self.not_leader());
         }
         let raft = &self.shared.raft;
-        // Already a voter (in every configuration, when a change is half way): done.
-        let voter = raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .get_joint_config()
-            .iter()
-            .all(|config| config.contains(&node.id));
+        let (voter, learner) = {
+            let metrics = raft.metrics();
+            let metrics = metrics.borrow();
+            let membership = metrics.membership_config.membership();
+            // Already a voter (in every configuration, when a change is half way): done.
+            let voter = membership
+                .get_joint_config()
+                .iter()
+                .all(|config| config.contains(&node.id));
+            // Already a learner at this address (an earlier call whose promotion did not go
+            // through): no second membership entry for it, only the catch-up and promotion.
+            let learner = membership.get_node(&node.id) == Some(&node_addr(&node));
+            (voter, learner)
+        };
         if voter {
             return Ok(());
         }
-        raft.add_learner(node.id, node_addr(&node), false)
-            .await
-            .map_err(|e| self.write_error(e))?;
+        if !learner {
+            raft.add_learner(node.id, node_addr(&node), false)
+                .await
+                .map_err(|e| self.write_error(e))?;
+        }
         // openraft's own blocking wait gives up after a while and reports success anyway;
         // this one refuses until the learner has caught up.
         let caught_up = raft

@@ -317,6 +317,20 @@ async fn removing_a_node_whose_promotion_never_went_through_removes_it() {
     })
     .await;
     assert_eq!(learner, vec![1, 2, 3]);
+    // Asked again, it is refused again, without a second membership entry for the learner
+    // (the cluster is idle: nothing else is appended to the log).
+    let leader = cluster.leader().await;
+    let before = cluster.status(leader).await.expect("status");
+    assert!(
+        impatient.add_node(cluster.info(4)).await.is_err(),
+        "still not running"
+    );
+    let after = cluster.status(leader).await.expect("status");
+    assert_eq!(
+        (after.last_log_index, after.voters),
+        (before.last_log_index, before.voters),
+        "the learner was not added twice"
+    );
     let client = cluster.client_for(&[1, 2, 3]);
     client.remove_node(4).await.expect("remove the learner");
     let members = eventually("node 4 gone", Duration::from_secs(30), || async {
