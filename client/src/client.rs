@@ -192,7 +192,20 @@ struct State<S> {
     connections: BTreeMap<String, LedgerRpcClient<S>>,
     leader: Option<String>,
     next_request: u64,
+    /// Keys not yet answered by the ledger (held, so that it keeps their records).
     in_flight: BTreeSet<u64>,
+    /// Of those, the keys a call has gone unanswered for: the request may have been applied.
+    /// Only the ledger's answer lets such a key go, not a later call refused before it
+    /// reached the ledger (a full disk, a refused certificate).
+    maybe_applied: BTreeSet<u64>,
+}
+
+impl<S> State<S> {
+    /// The key is answered for, or given up on: the ledger may forget its record.
+    fn release(&mut self, request_id: u64) {
+        self.in_flight.remove(&request_id);
+        self.maybe_applied.remove(&request_id);
+    }
 }
 
 /// A connection to a cluster.
@@ -247,6 +260,7 @@ impl<T: Transport> Client<T> {
                 leader: None,
                 next_request: now_us,
                 in_flight: BTreeSet::new(),
+                maybe_applied: BTreeSet::new(),
             }),
         }
     }
@@ -266,7 +280,9 @@ impl<T: Transport> Client<T> {
         state.next_request += 1;
         state.in_flight.insert(request_id);
         while state.in_flight.len() > MAX_UNANSWERED_KEYS {
-            state.in_flight.pop_first();
+            if let Some(oldest) = state.in_flight.first().copied() {
+                state.release(oldest);
+            }
         }
         RequestKey {
             client_id: self.client_id,
@@ -280,8 +296,7 @@ impl<T: Transport> Client<T> {
         self.state
             .lock()
             .expect("client state")
-            .in_flight
-            .remove(&key.request_id);
+            .release(key.request_id);
     }
 
     fn acked_below(&self) -> u64 {
@@ -559,12 +574,23 @@ impl<T: Transport> Client<T> {
                 }
             })
             .await;
-        // Answered: the ledger may forget these keys' records. Unanswered (Unavailable): the
-        // keys stay held, so a retry with the same key learns the outcome.
-        if !matches!(answer, Err(ClientError::Unavailable { .. })) {
+        // Answered by the ledger (a reply or its refusal): the ledger may forget the key's
+        // record. Unanswered (Unavailable): the key stays held, so that a retry under it
+        // learns the outcome. Refused before the ledger (a full disk, a certificate, a
+        // role): let go, unless an earlier call under the key went unanswered.
+        {
             let mut state = self.state.lock().expect("client state");
-            for (key, _) in &operations {
-                state.in_flight.remove(&key.request_id);
+            for (n, (key, _)) in operations.iter().enumerate() {
+                let ledger_answered = match &answer {
+                    Ok(results) => matches!(results.get(n), Some(Ok(_) | Err(ApiError::Ledger(_)))),
+                    Err(_) => false,
+                };
+                if matches!(answer, Err(ClientError::Unavailable { .. })) {
+                    state.in_flight.insert(key.request_id);
+                    state.maybe_applied.insert(key.request_id);
+                } else if ledger_answered || !state.maybe_applied.contains(&key.request_id) {
+                    state.release(key.request_id);
+                }
             }
         }
         Ok(answer?
@@ -704,6 +730,8 @@ mod tests {
         CertificateRefused,
         /// The leader's disk is below its reserve.
         DiskFull,
+        /// The ledger applies the deposit (or answers how it did).
+        Applied,
     }
 
     #[derive(Clone)]
@@ -739,6 +767,12 @@ mod tests {
                     free_bytes: 1,
                     reserve_bytes: 2,
                 }))),
+                Meets::Applied => Ok(LedgerRpcResponse::Submit(Ok(vec![Ok(
+                    ledger_core::outcome::Reply::Posted {
+                        account: AccountId(16),
+                        balance_fen: 1,
+                    },
+                )]))),
                 _ => std::future::pending().await,
             }
         }
@@ -768,11 +802,16 @@ mod tests {
     }
 
     fn client(script: &[Meets]) -> Client<Scripted> {
+        client_trying(script, 3)
+    }
+
+    /// A client that makes at most `attempts` attempts per call.
+    fn client_trying(script: &[Meets], attempts: u32) -> Client<Scripted> {
         let mut config = ClientConfig::new(["a:1", "b:1"]);
         config.call_timeout = Duration::from_millis(50);
         config.backoff_initial = Duration::from_millis(1);
         config.backoff_max = Duration::from_millis(1);
-        config.max_attempts = 3;
+        config.max_attempts = attempts;
         Client::with_transport(config, Scripted::new(script))
     }
 
@@ -815,5 +854,36 @@ mod tests {
                 other => panic!("{refusal:?} after silence: expected Unavailable, got {other:?}"),
             }
         }
+    }
+
+    /// The chaos harness, 2026-12-04: a deposit's call went unanswered; the retry under its
+    /// key, a new call, was refused before the ledger (a certificate not yet valid on a node
+    /// whose clock stepped back); the client let the key go, the ledger forgot it, and every
+    /// later retry was refused as too old: the outcome could never be learned.
+    #[tokio::test]
+    async fn a_key_left_unknown_is_held_until_the_ledger_answers_for_it() {
+        // (A refused certificate takes the same path as a full disk: any error but
+        // Unavailable.)
+        let c = client_trying(&[Meets::Silence, Meets::DiskFull, Meets::Applied], 1);
+        let key = c.new_key();
+        let first = c.submit_with_key(key, deposit()).await;
+        assert!(
+            matches!(first, Err(ClientError::Unavailable { .. })),
+            "{first:?}"
+        );
+        assert!(c.acked_below() <= key.request_id, "held while unknown");
+        let refused = c.submit_with_key(key, deposit()).await;
+        assert!(refused.is_err(), "{refused:?}");
+        assert!(
+            c.acked_below() <= key.request_id,
+            "a full disk before the ledger says nothing of the first call: still held"
+        );
+        c.submit_with_key(key, deposit()).await.expect("answered");
+        assert!(c.acked_below() > key.request_id, "let go once answered");
+        // A key no call went unanswered for is let go on a refusal before the ledger.
+        let c = client(&[Meets::DiskFull]);
+        let key = c.new_key();
+        assert!(c.submit_with_key(key, deposit()).await.is_err());
+        assert!(c.acked_below() > key.request_id);
     }
 }
