@@ -126,8 +126,19 @@ impl<C: LedgerTypes> Shared<C> {
         })
     }
 
+    /// Whether this node leads the cluster, as far as it knows (a write or a read index
+    /// confirms it with a quorum).
     pub fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow().current_leader == Some(self.id)
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        // A leader removed from the cluster goes on naming itself leader (openraft 0.9):
+        // not a leader of anything once no configuration holds it.
+        metrics.current_leader == Some(self.id)
+            && metrics
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == self.id)
     }
 
     /// A request key for a command the node proposes itself: above every earlier one, this

@@ -559,6 +559,11 @@ impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
         if !self.shared.is_leader() {
             return Err(self.not_leader());
         }
+        // The answers below come from this node's view of the membership: first confirm
+        // that it leads. (A leader removed from the cluster went on calling itself leader
+        // with the membership as of its removal, and answered the chaos harness's re-adding
+        // of a wiped node "already a voter" while the cluster had removed it.)
+        self.read_index().await?;
         let raft = &self.shared.raft;
         let (voter, learner) = {
             let metrics = raft.metrics();
@@ -632,6 +637,8 @@ impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
         // A voter leaves the voters and the nodes at once; a learner (a node added whose
         // promotion never went through) is removed as a node. Removing a node that is
         // neither changes nothing.
+        // As in `add_node`: "not a member" must come from a leader.
+        self.read_index().await?;
         let membership = self
             .shared
             .raft

@@ -296,6 +296,51 @@ async fn membership_grows_from_three_to_five_nodes_and_back() {
     assert_eq!(balance(&client, account).await, 10);
 }
 
+/// The chaos harness, 2026-12-04: a leader removed from the cluster went on calling itself
+/// leader, with the membership as of its removal; asked to re-add a node the cluster had
+/// removed since, it answered "already a voter", and the node stayed out for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_removed_from_the_cluster_answers_no_membership_call() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await;
+    let client = cluster.client_for(&[1, 2, 3]);
+    let old = cluster.leader().await;
+    client.remove_node(old).await.expect("remove the leader");
+    let others: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != old).collect();
+    let leader = eventually(
+        "a leader among the others",
+        Duration::from_secs(30),
+        || async {
+            let s = cluster.status(others[0]).await?;
+            s.leader.filter(|l| *l != old)
+        },
+    )
+    .await;
+    let follower = *others.iter().find(|id| **id != leader).expect("two others");
+    cluster
+        .client_for(&[leader])
+        .remove_node(follower)
+        .await
+        .expect("remove a follower");
+    // The removed leader, asked alone: as of its removal, `follower` was a voter.
+    let mut config = cluster.client_config(&[old]);
+    config.call_timeout = Duration::from_secs(2);
+    config.max_attempts = 2;
+    let stale = ledger_client::Client::new(config);
+    let answer = stale.add_node(cluster.info(follower)).await;
+    assert!(
+        answer.is_err(),
+        "the removed leader answered for the cluster: {answer:?}"
+    );
+    let removed = stale.remove_node(old).await;
+    assert!(
+        removed.is_err(),
+        "the removed leader answered for the cluster: {removed:?}"
+    );
+    let s = cluster.status(leader).await.expect("status");
+    assert_eq!(s.voters, vec![leader], "the cluster as it is");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_node_whose_promotion_never_went_through_removes_it() {
     let _serial = serial().await;
