@@ -47,8 +47,8 @@ enum Commands {
         /// A run folder (store/<test>/<time>/ or a `latest` link), or a history.jsonl in one.
         path: PathBuf,
     },
-    /// Removes namespaces, links and data directories left behind by runs that were killed
-    /// with SIGKILL (and so could not clean up).
+    /// Removes namespaces, links, data directories and libfaketime's /dev/shm objects left
+    /// behind by runs that were killed with SIGKILL (and so could not clean up).
     Clean,
 }
 
