@@ -118,6 +118,8 @@ pub struct RunArgs {
     /// Build a snapshot (and purge the log behind it) every this many log entries.
     #[arg(long, env = "LEDGER_SNAPSHOT_EVERY")]
     pub snapshot_every: Option<u64>,
+    #[command(flatten)]
+    pub raft_timing: RaftTimingArgs,
     /// Most OTP codes sent to one reserved phone per --otp-throttle-window-ms of ledger time
     /// (at initialisation; default 5, against SMS pumping).
     #[arg(long, env = "LEDGER_OTP_CODES_PER_PHONE")]
@@ -187,6 +189,9 @@ struct FileConfig {
     min_free_disk_mib: Option<u64>,
     log_format: Option<LogFormat>,
     snapshot_every: Option<u64>,
+    heartbeat_ms: Option<u64>,
+    election_timeout_min_ms: Option<u64>,
+    election_timeout_max_ms: Option<u64>,
     otp_codes_per_phone: Option<u32>,
     otp_throttle_window_ms: Option<u64>,
     tls: Option<FileTls>,
@@ -242,6 +247,8 @@ pub struct NodeConfig {
     pub log_format: LogFormat,
     /// Log entries between snapshots.
     pub snapshot_every: u64,
+    /// Heartbeats and election timeouts.
+    pub raft_timing: RaftTiming,
     /// TLS on both ports, or explicitly none.
     pub security: PortSecurity,
     /// TEST ONLY (`--unsafe-local-reads`).
@@ -250,6 +257,113 @@ pub struct NodeConfig {
 
 /// Log entries between snapshots unless configured.
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
+
+/// The Raft timing flags, shared by `ledger-node run` (where the --config file may set them
+/// too) and `ledger-node dev`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct RaftTimingArgs {
+    /// How often the leader sends heartbeats, in ms (default 200). It is also openraft's
+    /// deadline for one AppendEntries call, a follower's fsync included.
+    #[arg(long, env = "LEDGER_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Shortest election timeout, in ms (default 1000): at least 3 heartbeats.
+    #[arg(long, env = "LEDGER_ELECTION_TIMEOUT_MIN_MS")]
+    pub election_timeout_min_ms: Option<u64>,
+    /// Longest election timeout, in ms (default 2000), above the shortest. It is also the
+    /// leader's lease: a follower that heard from its leader within it refuses to vote, so
+    /// a dead leader is replaced about this long plus one election timeout after its last
+    /// heartbeat.
+    #[arg(long, env = "LEDGER_ELECTION_TIMEOUT_MAX_MS")]
+    pub election_timeout_max_ms: Option<u64>,
+}
+
+/// How often a leader sends heartbeats and how long a follower waits without one before it
+/// stands for election, checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RaftTiming {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+}
+
+/// Shortest heartbeat interval accepted: below it a TLS round trip and a follower's fsync
+/// miss openraft's AppendEntries deadline (the heartbeat interval) even on an idle machine.
+pub const MIN_HEARTBEAT_MS: u64 = 20;
+/// Heartbeats an election timeout must span at least, so that a follower stands for
+/// election only after missing more than two of them.
+pub const MIN_HEARTBEATS_PER_ELECTION_TIMEOUT: u64 = 3;
+/// Longest election timeout accepted: past it a dead leader goes unnoticed for minutes.
+pub const MAX_ELECTION_TIMEOUT_MS: u64 = 60_000;
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        RaftTiming {
+            heartbeat_ms: 200,
+            election_timeout_min_ms: 1_000,
+            election_timeout_max_ms: 2_000,
+        }
+    }
+}
+
+impl RaftTiming {
+    /// Flags (or environment) over `file` over the defaults, checked.
+    fn resolve(args: &RaftTimingArgs, file: [Option<u64>; 3]) -> Result<Self, ConfigError> {
+        let default = RaftTiming::default();
+        RaftTiming {
+            heartbeat_ms: args
+                .heartbeat_ms
+                .or(file[0])
+                .unwrap_or(default.heartbeat_ms),
+            election_timeout_min_ms: args
+                .election_timeout_min_ms
+                .or(file[1])
+                .unwrap_or(default.election_timeout_min_ms),
+            election_timeout_max_ms: args
+                .election_timeout_max_ms
+                .or(file[2])
+                .unwrap_or(default.election_timeout_max_ms),
+        }
+        .checked()
+    }
+
+    /// The timing of `ledger-node dev` (flags only).
+    pub fn from_args(args: &RaftTimingArgs) -> Result<Self, ConfigError> {
+        Self::resolve(args, [None; 3])
+    }
+
+    /// Itself if every limit holds, else which one it breaks.
+    pub fn checked(self) -> Result<Self, ConfigError> {
+        let bad = |reason| {
+            Err(ConfigError::RaftTiming {
+                timing: self,
+                reason,
+            })
+        };
+        if self.heartbeat_ms < MIN_HEARTBEAT_MS {
+            return bad("the heartbeat interval is below MIN_HEARTBEAT_MS (20 ms)");
+        }
+        if self.election_timeout_min_ms < MIN_HEARTBEATS_PER_ELECTION_TIMEOUT * self.heartbeat_ms {
+            return bad("the shortest election timeout spans fewer than 3 heartbeats");
+        }
+        if self.election_timeout_max_ms <= self.election_timeout_min_ms {
+            return bad("the longest election timeout is not above the shortest");
+        }
+        if self.election_timeout_max_ms > MAX_ELECTION_TIMEOUT_MS {
+            return bad("the longest election timeout is above MAX_ELECTION_TIMEOUT_MS (60 s)");
+        }
+        Ok(self)
+    }
+
+    /// `config` with this timing.
+    pub fn apply(&self, config: openraft::Config) -> openraft::Config {
+        openraft::Config {
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            ..config
+        }
+    }
+}
 
 /// What is wrong with a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -284,6 +398,16 @@ pub enum ConfigError {
     InitIdentityHalf,
     #[error("master key file {path}: {reason}")]
     MasterKey { path: PathBuf, reason: String },
+    #[error(
+        "Raft timing (heartbeat {} ms, election timeout {}..{} ms): {reason}",
+        timing.heartbeat_ms,
+        timing.election_timeout_min_ms,
+        timing.election_timeout_max_ms
+    )]
+    RaftTiming {
+        timing: RaftTiming,
+        reason: &'static str,
+    },
 }
 
 /// Parses `ID=RAFT_ADDR,CLIENT_ADDR`; each address is `IP:PORT` or `HOST:PORT` (a DNS name,
@@ -462,6 +586,14 @@ impl RunArgs {
                 .or(file.snapshot_every)
                 .unwrap_or(DEFAULT_SNAPSHOT_EVERY)
                 .max(1),
+            raft_timing: RaftTiming::resolve(
+                &self.raft_timing,
+                [
+                    file.heartbeat_ms,
+                    file.election_timeout_min_ms,
+                    file.election_timeout_max_ms,
+                ],
+            )?,
             security,
             unsafe_local_reads: self.unsafe_local_reads,
         })
@@ -621,6 +753,61 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn raft_timing_comes_from_flags_over_the_file_over_defaults_and_every_limit_is_checked() {
+        assert_eq!(
+            args("dev", true).resolve().unwrap().raft_timing,
+            RaftTiming::default()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(
+            &file,
+            "heartbeat_ms = 100\nelection_timeout_min_ms = 400\nelection_timeout_max_ms = 600\n",
+        )
+        .unwrap();
+        let mut from_file = args("dev", true);
+        from_file.config = Some(file);
+        from_file.raft_timing.election_timeout_max_ms = Some(700);
+        let timing = from_file.resolve().unwrap().raft_timing;
+        assert_eq!(
+            (
+                timing.heartbeat_ms,
+                timing.election_timeout_min_ms,
+                timing.election_timeout_max_ms
+            ),
+            (100, 400, 700)
+        );
+        let raft = timing.apply(openraft::Config::default());
+        assert_eq!(
+            (
+                raft.heartbeat_interval,
+                raft.election_timeout_min,
+                raft.election_timeout_max
+            ),
+            (100, 400, 700)
+        );
+        raft.validate().expect("openraft accepts a checked timing");
+        for (heartbeat_ms, min, max, reason) in [
+            (19, 100, 200, "MIN_HEARTBEAT_MS"),
+            (100, 299, 600, "fewer than 3 heartbeats"),
+            (100, 400, 400, "not above the shortest"),
+            (100, 400, 60_001, "MAX_ELECTION_TIMEOUT_MS"),
+        ] {
+            let mut bad = args("dev", true);
+            bad.raft_timing = RaftTimingArgs {
+                heartbeat_ms: Some(heartbeat_ms),
+                election_timeout_min_ms: Some(min),
+                election_timeout_max_ms: Some(max),
+            };
+            let error = bad.resolve().unwrap_err();
+            assert!(
+                matches!(&error, ConfigError::RaftTiming { reason: r, .. } if r.contains(reason)),
+                "{heartbeat_ms} {min} {max}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -14,7 +14,8 @@ use ledger_node::admin;
 use ledger_node::backup;
 use ledger_node::certs::{self, CertsCommand};
 use ledger_node::config::{
-    ensure_dev_master_key, load_keys, parse_peer, LogFormat, NodeConfig, PortSecurity, RunArgs,
+    ensure_dev_master_key, load_keys, parse_peer, LogFormat, NodeConfig, PortSecurity, RaftTiming,
+    RaftTimingArgs, RunArgs,
 };
 use ledger_node::node::{self, default_raft_config, NodeOptions, RunningNode};
 use ledger_node::sms::{DevGateway, ExecGateway, SmsGateway};
@@ -135,6 +136,8 @@ struct DevArgs {
     /// channel's certificates.
     #[arg(long)]
     insecure_plaintext: bool,
+    #[command(flatten)]
+    raft_timing: RaftTimingArgs,
 }
 
 #[derive(Subcommand)]
@@ -240,11 +243,11 @@ async fn start_node(config: &NodeConfig) -> Result<RunningNode, String> {
         client_addr: config.client_addr,
         data_dir: config.data_dir.clone(),
         keys,
-        raft_config: openraft::Config {
+        raft_config: config.raft_timing.apply(openraft::Config {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every),
             max_in_snapshot_log_to_keep: config.snapshot_every / 10,
             ..default_raft_config()
-        },
+        }),
         stamper: Arc::new(SystemStamper),
         sms: match config.sms.strip_prefix("exec:") {
             Some(program) => Arc::new(ExecGateway::new(program.into())) as Arc<dyn SmsGateway>,
@@ -364,6 +367,7 @@ async fn dev(args: DevArgs) -> Result<(), String> {
         otp_challenges_per_phone: DEV_OTP_CODES_PER_PHONE,
         ..LedgerConfig::default()
     };
+    let raft_timing = RaftTiming::from_args(&args.raft_timing).map_err(|e| e.to_string())?;
     let mut nodes = Vec::new();
     for m in &members {
         let config = NodeConfig {
@@ -389,6 +393,7 @@ async fn dev(args: DevArgs) -> Result<(), String> {
             min_free_disk_bytes: ledger_node::disk::DEFAULT_MIN_FREE_DISK_MIB * 1024 * 1024,
             log_format: args.log_format,
             snapshot_every: ledger_node::config::DEFAULT_SNAPSHOT_EVERY,
+            raft_timing,
             security: if args.insecure_plaintext {
                 PortSecurity::InsecurePlaintext
             } else {

@@ -11,6 +11,10 @@
 //!
 //!     cargo bench -p ledger-tests --bench failover             # 10 rounds
 //!     FAILOVER_ROUNDS=30 cargo bench -p ledger-tests --bench failover
+//!     FAILOVER_NODE_ARGS="--heartbeat-ms 100 --election-timeout-min-ms 300 \
+//!         --election-timeout-max-ms 500" cargo bench -p ledger-tests --bench failover
+//!
+//! `FAILOVER_NODE_ARGS` (split at white space) goes to every node: Raft timings to compare.
 
 use ledger_tests::ops::{deposit, open_account};
 use ledger_tests::Cluster;
@@ -31,7 +35,13 @@ async fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(DEFAULT_ROUNDS);
-    let mut cluster = Cluster::start(3).await;
+    let node_args: Vec<String> = std::env::var("FAILOVER_NODE_ARGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    println!("node flags: {node_args:?}");
+    let mut cluster = Cluster::start_with_node_args(3, &node_args).await;
     let client = Arc::new(cluster.client());
     let account = open_account(&client, 1).await;
     // When each write was acknowledged.

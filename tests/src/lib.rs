@@ -128,6 +128,8 @@ pub struct Cluster {
     pub nodes: Vec<NodeProcess>,
     members: Vec<NodeInfo>,
     snapshot_every: u64,
+    /// Flags every node is started with besides the harness's own.
+    node_args: Vec<String>,
 }
 
 impl Cluster {
@@ -142,11 +144,25 @@ impl Cluster {
         Self::start_prepared(n, snapshot_every, |_| {}).await
     }
 
+    /// Like `start`, every node started with `node_args` too (`--heartbeat-ms 100`, say).
+    pub async fn start_with_node_args(n: u64, node_args: &[String]) -> Cluster {
+        Self::launch(n, 10_000, node_args, |_| {}).await
+    }
+
     /// Like `start_with`, calling `prepare` on each node's (empty) data directory before
     /// the node first starts (to mount a filesystem there, say).
     pub async fn start_prepared(
         n: u64,
         snapshot_every: u64,
+        prepare: impl FnMut(&Path),
+    ) -> Cluster {
+        Self::launch(n, snapshot_every, &[], prepare).await
+    }
+
+    async fn launch(
+        n: u64,
+        snapshot_every: u64,
+        node_args: &[String],
         mut prepare: impl FnMut(&Path),
     ) -> Cluster {
         let dir = tempfile::Builder::new()
@@ -161,6 +177,7 @@ impl Cluster {
             nodes: Vec::new(),
             members: Vec::new(),
             snapshot_every,
+            node_args: node_args.to_vec(),
         };
         for id in 1..=n {
             cluster.add_process(id);
@@ -267,6 +284,10 @@ impl Cluster {
         .tls(self.pki.node(id).expect("node certificate"))
         // Test merchants receive webhooks on plain http at 127.0.0.1.
         .arg("--webhook-plain-http");
+        let launcher = self
+            .node_args
+            .iter()
+            .fold(launcher, |launcher, arg| launcher.arg(arg));
         self.nodes.push(NodeProcess {
             info,
             admin_addr: launcher.admin_addr().to_owned(),
