@@ -43,12 +43,20 @@ pub fn reaped(pid: i32) {
     remove_faketime_objects(pid);
 }
 
+/// How libfaketime names its objects in /dev/shm: a prefix, then the creator's pid.
+const FAKETIME_PREFIXES: [&str; 2] = ["faketime_shm_", "sem.faketime_sem_"];
+
+/// The pid a /dev/shm name of libfaketime's carries, if it is one.
+pub fn faketime_object_pid(name: &str) -> Option<u32> {
+    FAKETIME_PREFIXES
+        .iter()
+        .find_map(|prefix| name.strip_prefix(prefix))
+        .and_then(|pid| pid.parse().ok())
+}
+
 fn remove_faketime_objects(pid: i32) {
-    for name in [
-        format!("/dev/shm/faketime_shm_{pid}"),
-        format!("/dev/shm/sem.faketime_sem_{pid}"),
-    ] {
-        let _ = std::fs::remove_file(name);
+    for prefix in FAKETIME_PREFIXES {
+        let _ = std::fs::remove_file(format!("/dev/shm/{prefix}{pid}"));
     }
 }
 
@@ -198,10 +206,7 @@ pub fn sweep_orphans() -> Vec<String> {
     if let Ok(entries) = std::fs::read_dir("/dev/shm") {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let pid = name
-                .strip_prefix("faketime_shm_")
-                .or_else(|| name.strip_prefix("sem.faketime_sem_"))
-                .and_then(|p| p.parse::<u32>().ok());
+            let pid = faketime_object_pid(&name);
             if pid.is_some_and(|p| command_of(p).is_none())
                 && std::fs::remove_file(entry.path()).is_ok()
             {

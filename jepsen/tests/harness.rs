@@ -264,10 +264,8 @@ fn orphaned_faketime_objects() -> std::collections::BTreeSet<String> {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|name| {
-            let pid = name
-                .strip_prefix("faketime_shm_")
-                .or_else(|| name.strip_prefix("sem.faketime_sem_"));
-            pid.is_some_and(|p| !Path::new("/proc").join(p).exists())
+            ledger_jepsen::cleanup::faketime_object_pid(name)
+                .is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists())
         })
         .collect()
 }

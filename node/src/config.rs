@@ -811,6 +811,20 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_in_deploy_resolves_as_documented() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/node1.toml");
+        let config = RunArgs {
+            config: Some(example),
+            ..RunArgs::default()
+        }
+        .resolve()
+        .expect("deploy/node1.toml resolves");
+        assert_eq!((config.id, config.peers.len()), (1, 3));
+        assert_eq!(config.raft_timing, RaftTiming::default());
+        assert!(matches!(config.security, PortSecurity::Tls { .. }));
+    }
+
+    #[test]
     fn peers_parse_and_bad_ones_are_named() {
         let p = parse_peer("2=127.0.0.1:7102,127.0.0.1:7202").unwrap();
         assert_eq!(

@@ -345,6 +345,7 @@ const DEV_OTP_CODES_PER_PHONE: u32 = 100_000;
 
 async fn dev(args: DevArgs) -> Result<(), String> {
     init_logging(args.log_format);
+    let raft_timing = RaftTiming::from_args(&args.raft_timing).map_err(|e| e.to_string())?;
     let key_file = args.data_dir.join("master.key");
     ensure_dev_master_key(&key_file).map_err(|e| format!("{}: {e}", key_file.display()))?;
     let certs_dir = args.data_dir.join("certs");
@@ -367,7 +368,6 @@ async fn dev(args: DevArgs) -> Result<(), String> {
         otp_challenges_per_phone: DEV_OTP_CODES_PER_PHONE,
         ..LedgerConfig::default()
     };
-    let raft_timing = RaftTiming::from_args(&args.raft_timing).map_err(|e| e.to_string())?;
     let mut nodes = Vec::new();
     for m in &members {
         let config = NodeConfig {
