@@ -12,7 +12,7 @@ use ledger_wire::rpc::{LedgerRpcClient, LedgerRpcRequest, LedgerRpcResponse};
 pub use ledger_wire::tls::{TlsError, TlsIdentity};
 use ledger_wire::transport;
 use rand::Rng;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -113,6 +113,12 @@ pub struct ClientConfig {
     /// plaintext, which only a node started with `insecure_plaintext` accepts. The node
     /// answers this client as the principal the certificate names.
     pub tls: Option<TlsIdentity>,
+    /// Multibatching: concurrent `submit` and `submit_with_key` calls on this client ride
+    /// together. At most this many requests carry them at once; each leaves with every
+    /// operation waiting when it does (up to `MAX_BATCH`), so a hundred callers of single
+    /// transfers share a few requests, and a lone caller still goes at once. 0 (the
+    /// default): each call is its own request.
+    pub coalesce: usize,
 }
 
 /// Most keys a client holds unanswered (issued, or sent without an answer yet). Half the
@@ -137,6 +143,7 @@ impl ClientConfig {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             follow_leader: true,
             tls: None,
+            coalesce: 0,
         }
     }
 }
@@ -215,6 +222,36 @@ pub struct Client<T: Transport = Tcp> {
     transport: T,
     state: Mutex<State<T::Stub>>,
     in_flight: tokio::sync::Semaphore,
+    /// Operations waiting to ride together (`ClientConfig::coalesce`).
+    coalescing: Mutex<Coalescing>,
+    /// Wakes the waiting callers when a request carrying coalesced operations ends.
+    coalesce_turn: tokio::sync::Notify,
+}
+
+/// Concurrent callers' operations waiting for a request to carry them.
+#[derive(Default)]
+struct Coalescing {
+    waiting: VecDeque<Waiting>,
+    /// Requests carrying coalesced operations now outstanding.
+    sending: usize,
+}
+
+/// One caller's operation, and where its answer goes.
+struct Waiting {
+    key: RequestKey,
+    operation: Operation,
+    answer: tokio::sync::oneshot::Sender<Result<Reply, ClientError>>,
+}
+
+/// One of the `coalesce` request slots, taken; given back (and the waiting callers woken)
+/// when dropped, also when the caller sending it is cancelled.
+struct CoalesceSlot<'a, T: Transport>(&'a Client<T>);
+
+impl<T: Transport> Drop for CoalesceSlot<'_, T> {
+    fn drop(&mut self) {
+        self.0.coalescing.lock().expect("coalescing").sending -= 1;
+        self.0.coalesce_turn.notify_waiters();
+    }
 }
 
 enum Attempt<T> {
@@ -252,6 +289,8 @@ impl<T: Transport> Client<T> {
         let now_us = transport.now_us().max(1);
         Client {
             in_flight: tokio::sync::Semaphore::new(config.max_in_flight),
+            coalescing: Mutex::default(),
+            coalesce_turn: tokio::sync::Notify::new(),
             config,
             client_id,
             transport,
@@ -492,8 +531,89 @@ impl<T: Transport> Client<T> {
         key: RequestKey,
         operation: Operation,
     ) -> Result<Reply, ClientError> {
+        if self.config.coalesce > 0 {
+            return self.submit_coalesced(key, operation).await;
+        }
         let mut results = self.submit_batch_with_keys(vec![(key, operation)]).await?;
         results.pop().expect("one result per request")
+    }
+
+    /// Queues the operation, and sends the queue as one request whenever fewer than
+    /// `coalesce` such requests are outstanding (the caller that finds room sends what is
+    /// waiting, its own operation with the others'); returns once its answer is in.
+    async fn submit_coalesced(
+        &self,
+        key: RequestKey,
+        operation: Operation,
+    ) -> Result<Reply, ClientError> {
+        let (answer, mut answered) = tokio::sync::oneshot::channel();
+        self.coalescing
+            .lock()
+            .expect("coalescing")
+            .waiting
+            .push_back(Waiting {
+                key,
+                operation,
+                answer,
+            });
+        loop {
+            // Listening before looking for room: a slot given back in between still wakes us.
+            let turn = self.coalesce_turn.notified();
+            tokio::pin!(turn);
+            turn.as_mut().enable();
+            if let Some((slot, batch)) = self.take_coalesced() {
+                self.send_coalesced(batch).await;
+                drop(slot);
+            }
+            tokio::select! {
+                answer = &mut answered => {
+                    return answer.unwrap_or_else(|_| Err(ClientError::Unavailable {
+                        attempts: 1,
+                        last: "the call that carried this request was cancelled; it may have \
+                               been applied"
+                            .to_owned(),
+                    }));
+                }
+                () = &mut turn => {}
+            }
+        }
+    }
+
+    /// A request slot and the operations waiting (up to a batch), if there are both.
+    fn take_coalesced(&self) -> Option<(CoalesceSlot<'_, T>, Vec<Waiting>)> {
+        let mut coalescing = self.coalescing.lock().expect("coalescing");
+        if coalescing.waiting.is_empty() || coalescing.sending >= self.config.coalesce {
+            return None;
+        }
+        coalescing.sending += 1;
+        let n = coalescing.waiting.len().min(self.max_batch());
+        let batch = coalescing.waiting.drain(..n).collect();
+        Some((CoalesceSlot(self), batch))
+    }
+
+    /// Sends `batch` as one request and hands each caller its own answer.
+    async fn send_coalesced(&self, batch: Vec<Waiting>) {
+        let (operations, answers): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|w| ((w.key, w.operation), w.answer))
+            .unzip();
+        match self.submit_keyed(None, operations).await {
+            Ok(results) => {
+                for (answer, result) in answers.into_iter().zip(results) {
+                    let _ = answer.send(result);
+                }
+            }
+            Err(e) => {
+                for answer in answers {
+                    let _ = answer.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// Most operations one request of this client carries.
+    fn max_batch(&self) -> usize {
+        MAX_BATCH.min(self.config.max_in_flight)
     }
 
     /// Applies up to `MAX_BATCH` operations in one Raft entry, in order; one result each.
@@ -550,7 +670,7 @@ impl<T: Transport> Client<T> {
         principal: Option<&Principal>,
         operations: Vec<(RequestKey, Operation)>,
     ) -> Result<Vec<Result<Reply, ClientError>>, ClientError> {
-        let max = MAX_BATCH.min(self.config.max_in_flight);
+        let max = self.max_batch();
         if operations.len() > max {
             return Err(ClientError::Rejected(ApiError::BatchTooLarge { max }));
         }
@@ -739,16 +859,24 @@ mod tests {
         Applied,
         /// A node that is not the leader names the one at this client address.
         Redirect(&'static str),
+        /// The leader applies every request of the call, after this many ms.
+        AppliesAllAfter(u64),
     }
 
-    /// Answers each attempt as the script says, and records the endpoints connected to.
+    /// Answers each attempt as the script says, and records the endpoints connected to and
+    /// the requests per submit call.
     #[derive(Clone)]
-    struct Scripted(Arc<Mutex<VecDeque<Meets>>>, Arc<Mutex<Vec<String>>>);
+    struct Scripted(
+        Arc<Mutex<VecDeque<Meets>>>,
+        Arc<Mutex<Vec<String>>>,
+        Arc<Mutex<Vec<usize>>>,
+    );
 
     impl Scripted {
         fn new(script: &[Meets]) -> Scripted {
             Scripted(
                 Arc::new(Mutex::new(script.iter().copied().collect())),
+                Arc::default(),
                 Arc::default(),
             )
         }
@@ -771,8 +899,13 @@ mod tests {
         async fn call(
             &self,
             _: tarpc::context::Context,
-            _: LedgerRpcRequest,
+            request: LedgerRpcRequest,
         ) -> Result<LedgerRpcResponse, RpcError> {
+            let requests = match request {
+                LedgerRpcRequest::Submit { requests } => requests.len(),
+                _ => 0,
+            };
+            self.2.lock().expect("calls").push(requests);
             match self.next() {
                 Meets::DiskFull => Ok(LedgerRpcResponse::Submit(Err(ApiError::DiskFull {
                     free_bytes: 1,
@@ -791,6 +924,14 @@ mod tests {
                         client_addr: to.into(),
                     }),
                 }))),
+                Meets::AppliesAllAfter(ms) => {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    let posted = Ok(ledger_core::outcome::Reply::Posted {
+                        account: AccountId(16),
+                        balance_fen: 1,
+                    });
+                    Ok(LedgerRpcResponse::Submit(Ok(vec![posted; requests])))
+                }
                 _ => std::future::pending().await,
             }
         }
@@ -931,5 +1072,42 @@ mod tests {
             started.elapsed() >= Duration::from_millis(600),
             "backed off"
         );
+    }
+
+    /// Multibatching: while one request is out (`coalesce` = 1), the calls made meanwhile
+    /// wait and then leave together, each with its own answer.
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_calls_ride_together_while_the_requests_allowed_are_out() {
+        let mut config = ClientConfig::new(["a:1"]);
+        config.coalesce = 1;
+        let script = [Meets::AppliesAllAfter(10), Meets::AppliesAllAfter(10)];
+        let client = Client::with_transport(config, Scripted::new(&script));
+        let answers = futures::future::join_all((0..3).map(|_| client.submit(deposit()))).await;
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        assert_eq!(*client.transport().2.lock().unwrap(), [1, 2]);
+        assert!(
+            client.state.lock().unwrap().in_flight.is_empty(),
+            "every key let go once answered"
+        );
+    }
+
+    /// A caller cancelled while its request carried coalesced operations gives the request
+    /// slot back: the callers waiting behind it go on.
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_caller_strands_no_one_waiting_behind_it() {
+        let mut config = ClientConfig::new(["a:1"]);
+        config.coalesce = 1;
+        let script = [Meets::Silence, Meets::AppliesAllAfter(0)];
+        let client = Client::with_transport(config, Scripted::new(&script));
+        let mut first = Box::pin(client.submit(deposit()));
+        let mut second = Box::pin(client.submit(deposit()));
+        assert!(futures::poll!(&mut first).is_pending(), "out, never answered");
+        assert!(futures::poll!(&mut second).is_pending(), "waiting for the slot");
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(60), second)
+            .await
+            .expect("not stranded")
+            .expect("sent once the slot was given back");
+        assert_eq!(*client.transport().2.lock().unwrap(), [1, 1]);
     }
 }

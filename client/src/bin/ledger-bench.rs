@@ -42,6 +42,11 @@ struct Args {
     /// Concurrent clients.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Multibatching: the workers share one client, which coalesces their concurrent calls
+    /// into requests, at most this many out at once (`ClientConfig::coalesce`). 0 (the
+    /// default): a client of its own for each worker.
+    #[arg(long, default_value_t = 0)]
+    coalesce: usize,
     /// Seconds of load after setup.
     #[arg(long, default_value_t = 20)]
     duration: u64,
@@ -99,19 +104,22 @@ struct Args {
     phases: u64,
     /// Runs the standard loads one after another, each for --duration seconds, and prints
     /// them as one table: transfers at 1 client, at 128 clients, at 32 clients x batch 64 and
-    /// at 8 clients x batch 1024, then two-step e-Pay payments at 64 clients (with TLS
+    /// at 8 clients x batch 1024, 128 callers sharing one client that coalesces their calls
+    /// (4 requests out at most), then two-step e-Pay payments at 64 clients (with TLS
     /// certificates; skipped with --insecure-plaintext). Each load opens accounts of its own.
     #[arg(long, conflicts_with_all = ["payments", "webhook", "hanging_webhook", "accepting_webhook", "http", "phases"])]
     sweep: bool,
 }
 
-/// One load of `--sweep`: its name, clients, requests per call, payments or transfers.
-const SWEEP: [(&str, usize, usize, bool); 5] = [
-    ("1 client, batch 1", 1, 1, false),
-    ("128 clients, batch 1", 128, 1, false),
-    ("32 clients x batch 64", 32, 64, false),
-    ("8 clients x batch 1024", 8, 1024, false),
-    ("e-Pay payments, 64 clients", 64, 1, true),
+/// One load of `--sweep`: its name, clients (callers), requests per call, `--coalesce`,
+/// payments or transfers.
+const SWEEP: [(&str, usize, usize, usize, bool); 6] = [
+    ("1 client, batch 1", 1, 1, 0, false),
+    ("128 clients, batch 1", 128, 1, 0, false),
+    ("32 clients x batch 64", 32, 64, 0, false),
+    ("8 clients x batch 1024", 8, 1024, 0, false),
+    ("128 callers, one client coalescing", 128, 1, 4, false),
+    ("e-Pay payments, 64 clients", 64, 1, 0, true),
 ];
 
 /// What one run measured.
@@ -551,7 +559,7 @@ async fn main() -> Result<(), String> {
 async fn sweep(args: &Args) -> Result<(), String> {
     let base_seed = card_seed(args);
     let mut rows = Vec::new();
-    for (row, (name, concurrency, batch, payments)) in SWEEP.into_iter().enumerate() {
+    for (row, (name, concurrency, batch, coalesce, payments)) in SWEEP.into_iter().enumerate() {
         if payments && args.tls.resolve()?.is_none() {
             eprintln!("skipping {name}: payments need TLS certificates");
             continue;
@@ -560,6 +568,7 @@ async fn sweep(args: &Args) -> Result<(), String> {
         let load = Args {
             concurrency,
             batch,
+            coalesce,
             payments,
             // Each load opens cards of its own.
             card_seed: Some(base_seed + row as u64),
@@ -668,7 +677,7 @@ async fn run(args: &Args) -> Result<Measured, String> {
     }
     let accounts = Arc::new(accounts);
     eprintln!(
-        "running {} for {} s with {} clients, batch {}…",
+        "running {} for {} s with {} clients, batch {}{}…",
         if args.payments {
             "two-step payments"
         } else {
@@ -676,7 +685,15 @@ async fn run(args: &Args) -> Result<Measured, String> {
         },
         args.duration,
         args.concurrency,
-        args.batch
+        args.batch,
+        if args.coalesce > 0 {
+            format!(
+                ", one client coalescing them into {} requests at most",
+                args.coalesce
+            )
+        } else {
+            String::new()
+        }
     );
     let nodes = endpoint_processes(&args.endpoints);
     let nodes_cpu_before = node_cpu_seconds(&nodes);
@@ -686,9 +703,18 @@ async fn run(args: &Args) -> Result<Measured, String> {
     let phases = args.phases as usize;
     let started = Instant::now();
     let mut tasks = Vec::new();
+    // With --coalesce, one client for all (multibatching).
+    let shared = (args.coalesce > 0).then(|| {
+        Arc::new(Client::new(ClientConfig {
+            coalesce: args.coalesce,
+            ..worker_config.clone()
+        }))
+    });
     for worker in 0..args.concurrency {
-        // One client (one idempotency session) per worker, as each merchant has its own.
-        let client = Arc::new(Client::new(worker_config.clone()));
+        // Else one client (one idempotency session) per worker, as each merchant has its own.
+        let client = shared
+            .clone()
+            .unwrap_or_else(|| Arc::new(Client::new(worker_config.clone())));
         let (accounts, stop, tail) = (accounts.clone(), stop.clone(), tail.clone());
         let (phase, http) = (phase.clone(), http.clone());
         let (batch, payments) = (args.batch, args.payments);
