@@ -1101,8 +1101,14 @@ mod tests {
         let client = Client::with_transport(config, Scripted::new(&script));
         let mut first = Box::pin(client.submit(deposit()));
         let mut second = Box::pin(client.submit(deposit()));
-        assert!(futures::poll!(&mut first).is_pending(), "out, never answered");
-        assert!(futures::poll!(&mut second).is_pending(), "waiting for the slot");
+        assert!(
+            futures::poll!(&mut first).is_pending(),
+            "out, never answered"
+        );
+        assert!(
+            futures::poll!(&mut second).is_pending(),
+            "waiting for the slot"
+        );
         drop(first);
         tokio::time::timeout(Duration::from_secs(60), second)
             .await

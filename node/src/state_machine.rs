@@ -1,8 +1,13 @@
 //! The Raft state machine: applies committed entries to the ledger core, stored in sled.
 //!
 //! A batch of entries is applied into the core's overlay, then written as one atomic sled
-//! batch together with the last applied log id and membership, and flushed before openraft
-//! hears back: a restarted node comes back with exactly the state it acknowledged.
+//! batch together with the last applied log id and membership. Durability comes from the
+//! Raft log, not from a flush of the state per batch: the entries were flushed to the log
+//! before openraft counted them, and sled recovers a prefix of its writes, so a node killed
+//! before sled wrote the state out comes back at an earlier applied id, whole (the batch is
+//! atomic), and openraft applies the rest again from the log. The log is never purged past
+//! what the state has flushed: a snapshot is built only after a flush (the purge follows
+//! snapshots), and an installed snapshot is flushed before it counts.
 //!
 //! Snapshots: `get_snapshot_builder` copies the encoded records (a memory copy on the
 //! state-machine task, so it sees exactly the state at the applied index); the builder
@@ -219,23 +224,25 @@ impl<C: LedgerTypes> StateMachine<C> {
     }
 
     /// Writes the applied batch, the applied log id and the membership in one atomic sled
-    /// batch, and flushes it.
+    /// batch; no flush of its own (the module's comment says why that is safe).
     fn commit(&mut self) -> Result<(), StorageError> {
         let mut batch = sled::Batch::default();
         if let Some(ledger) = self.ledger.as_mut() {
             ledger.store_mut().drain_into(&mut batch);
         }
-        self.write_durably(batch)?;
-        Ok(())
+        self.write(batch)
     }
 
-    /// Adds the applied log id and membership to `batch`, applies it atomically, and flushes.
-    fn write_durably(&self, mut batch: sled::Batch) -> Result<(), StorageError> {
+    /// Adds the applied log id and membership to `batch` and applies it atomically.
+    fn write(&self, mut batch: sled::Batch) -> Result<(), StorageError> {
         add_markers(&mut batch, &self.applied, &self.membership).map_err(sm_error)?;
-        {
-            let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
-            self.state.apply_batch(batch).map_err(sm_error)?;
-        }
+        let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        self.state.apply_batch(batch).map_err(sm_error)
+    }
+
+    /// `write`, then flushed.
+    fn write_durably(&self, batch: sled::Batch) -> Result<(), StorageError> {
+        self.write(batch)?;
         self.db.flush().map_err(sm_error)?;
         Ok(())
     }
@@ -409,7 +416,13 @@ impl<C: LedgerTypes> RaftStateMachine<C> for StateMachine<C> {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        let records = raw_records(&self.state).map_err(|e| e.to_string());
+        // The state is flushed before a snapshot of it counts: openraft purges the log
+        // behind snapshots, and a node must never come back at an applied id whose next
+        // entries are gone from its log.
+        let records = match self.db.flush() {
+            Ok(_) => raw_records(&self.state).map_err(|e| e.to_string()),
+            Err(e) => Err(format!("flushing the state before a snapshot: {e}")),
+        };
         SnapshotBuilder {
             records,
             applied: self.applied,
