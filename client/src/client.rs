@@ -116,8 +116,10 @@ pub struct ClientConfig {
     /// Multibatching: concurrent `submit` and `submit_with_key` calls on this client ride
     /// together. At most this many requests carry them at once; each leaves with every
     /// operation waiting when it does (up to `MAX_BATCH`), so a hundred callers of single
-    /// transfers share a few requests, and a lone caller still goes at once. 0 (the
-    /// default): each call is its own request.
+    /// transfers share a few requests, and a lone caller still goes at once. A caller
+    /// cancelled while its operation waits sends nothing; one cancelled while its request is
+    /// out leaves the callers it carried with an unknown outcome (`Unavailable`), as a
+    /// cancelled call of its own would. 0 (the default): each call is its own request.
     pub coalesce: usize,
 }
 
@@ -241,6 +243,20 @@ struct Waiting {
     key: RequestKey,
     operation: Operation,
     answer: tokio::sync::oneshot::Sender<Result<Reply, ClientError>>,
+}
+
+/// A caller's operation in the queue, taken out again if the caller is cancelled before a
+/// request carried it: a call given up on sends nothing it had not sent.
+struct Queued<'a, T: Transport> {
+    client: &'a Client<T>,
+    key: RequestKey,
+}
+
+impl<T: Transport> Drop for Queued<'_, T> {
+    fn drop(&mut self) {
+        let mut coalescing = self.client.coalescing.lock().expect("coalescing");
+        coalescing.waiting.retain(|w| w.key != self.key);
+    }
 }
 
 /// One of the `coalesce` request slots, taken; given back (and the waiting callers woken)
@@ -556,6 +572,7 @@ impl<T: Transport> Client<T> {
                 operation,
                 answer,
             });
+        let _queued = Queued { client: self, key };
         loop {
             // Listening before looking for room: a slot given back in between still wakes us.
             let turn = self.coalesce_turn.notified();
@@ -1115,5 +1132,26 @@ mod tests {
             .expect("not stranded")
             .expect("sent once the slot was given back");
         assert_eq!(*client.transport().2.lock().unwrap(), [1, 1]);
+    }
+
+    /// A caller cancelled while its operation still waited for a request: it is not sent.
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_cancelled_while_waiting_sends_nothing() {
+        let mut config = ClientConfig::new(["a:1"]);
+        config.coalesce = 1;
+        let script = [Meets::Silence, Meets::AppliesAllAfter(0)];
+        let client = Client::with_transport(config, Scripted::new(&script));
+        let mut out = Box::pin(client.submit(deposit()));
+        let mut waiting = Box::pin(client.submit(deposit()));
+        assert!(futures::poll!(&mut out).is_pending());
+        assert!(futures::poll!(&mut waiting).is_pending());
+        drop(waiting);
+        drop(out);
+        client.submit(deposit()).await.expect("applied");
+        assert_eq!(
+            *client.transport().2.lock().unwrap(),
+            [1, 1],
+            "the last request carries the last call alone"
+        );
     }
 }
