@@ -880,32 +880,33 @@ mod tests {
         AppliesAllAfter(u64),
     }
 
-    /// Answers each attempt as the script says, and records the endpoints connected to and
-    /// the requests per submit call.
+    /// Answers each attempt as the script says, and records what the client did.
     #[derive(Clone)]
-    struct Scripted(
-        Arc<Mutex<VecDeque<Meets>>>,
-        Arc<Mutex<Vec<String>>>,
-        Arc<Mutex<Vec<usize>>>,
-    );
+    struct Scripted {
+        script: Arc<Mutex<VecDeque<Meets>>>,
+        /// The endpoints connected to, in order.
+        connected: Arc<Mutex<Vec<String>>>,
+        /// Requests carried by each submit call, in order.
+        calls: Arc<Mutex<Vec<usize>>>,
+    }
 
     impl Scripted {
         fn new(script: &[Meets]) -> Scripted {
-            Scripted(
-                Arc::new(Mutex::new(script.iter().copied().collect())),
-                Arc::default(),
-                Arc::default(),
-            )
+            Scripted {
+                script: Arc::new(Mutex::new(script.iter().copied().collect())),
+                connected: Arc::default(),
+                calls: Arc::default(),
+            }
         }
         fn next(&self) -> Meets {
-            self.0
+            self.script
                 .lock()
                 .expect("script")
                 .pop_front()
                 .expect("a scripted attempt")
         }
         fn peek(&self) -> Option<Meets> {
-            self.0.lock().expect("script").front().copied()
+            self.script.lock().expect("script").front().copied()
         }
     }
 
@@ -922,18 +923,13 @@ mod tests {
                 LedgerRpcRequest::Submit { requests } => requests.len(),
                 _ => 0,
             };
-            self.2.lock().expect("calls").push(requests);
+            self.calls.lock().expect("calls").push(requests);
             match self.next() {
                 Meets::DiskFull => Ok(LedgerRpcResponse::Submit(Err(ApiError::DiskFull {
                     free_bytes: 1,
                     reserve_bytes: 2,
                 }))),
-                Meets::Applied => Ok(LedgerRpcResponse::Submit(Ok(vec![Ok(
-                    ledger_core::outcome::Reply::Posted {
-                        account: AccountId(16),
-                        balance_fen: 1,
-                    },
-                )]))),
+                Meets::Applied => Ok(LedgerRpcResponse::Submit(Ok(vec![posted()]))),
                 Meets::Redirect(to) => Ok(LedgerRpcResponse::Submit(Err(ApiError::NotLeader {
                     leader: Some(NodeInfo {
                         id: 2,
@@ -943,11 +939,7 @@ mod tests {
                 }))),
                 Meets::AppliesAllAfter(ms) => {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
-                    let posted = Ok(ledger_core::outcome::Reply::Posted {
-                        account: AccountId(16),
-                        balance_fen: 1,
-                    });
-                    Ok(LedgerRpcResponse::Submit(Ok(vec![posted; requests])))
+                    Ok(LedgerRpcResponse::Submit(Ok(vec![posted(); requests])))
                 }
                 _ => std::future::pending().await,
             }
@@ -958,7 +950,10 @@ mod tests {
         type Stub = Scripted;
 
         async fn connect(&self, endpoint: &str, _: Duration) -> std::io::Result<Scripted> {
-            self.1.lock().expect("endpoints").push(endpoint.to_owned());
+            self.connected
+                .lock()
+                .expect("endpoints")
+                .push(endpoint.to_owned());
             if let Some(Meets::CertificateRefused) = self.peek() {
                 self.next();
                 return Err(std::io::Error::new(
@@ -990,6 +985,21 @@ mod tests {
         config.backoff_initial = Duration::from_millis(1);
         config.backoff_max = Duration::from_millis(1);
         config.max_attempts = attempts;
+        Client::with_transport(config, Scripted::new(script))
+    }
+
+    /// The ledger's answer to `deposit()`.
+    fn posted() -> Result<ledger_core::outcome::Reply, ApiError> {
+        Ok(ledger_core::outcome::Reply::Posted {
+            account: AccountId(16),
+            balance_fen: 1,
+        })
+    }
+
+    /// A client that coalesces its calls into one request at a time.
+    fn coalescing(script: &[Meets]) -> Client<Scripted> {
+        let mut config = ClientConfig::new(["a:1"]);
+        config.coalesce = 1;
         Client::with_transport(config, Scripted::new(script))
     }
 
@@ -1080,7 +1090,10 @@ mod tests {
         let started = tokio::time::Instant::now();
         redirected.submit(deposit()).await.expect("applied");
         assert!(started.elapsed() < Duration::from_millis(1), "no back-off");
-        assert_eq!(*redirected.transport().1.lock().unwrap(), ["a:1", "b:1"]);
+        assert_eq!(
+            *redirected.transport().connected.lock().unwrap(),
+            ["a:1", "b:1"]
+        );
         // A node naming itself redirects nowhere: a retry like any other.
         let pointed_back = backing_off(&[Meets::Redirect("a:1"), Meets::Applied]);
         let started = tokio::time::Instant::now();
@@ -1095,13 +1108,10 @@ mod tests {
     /// wait and then leave together, each with its own answer.
     #[tokio::test(start_paused = true)]
     async fn concurrent_calls_ride_together_while_the_requests_allowed_are_out() {
-        let mut config = ClientConfig::new(["a:1"]);
-        config.coalesce = 1;
-        let script = [Meets::AppliesAllAfter(10), Meets::AppliesAllAfter(10)];
-        let client = Client::with_transport(config, Scripted::new(&script));
+        let client = coalescing(&[Meets::AppliesAllAfter(10), Meets::AppliesAllAfter(10)]);
         let answers = futures::future::join_all((0..3).map(|_| client.submit(deposit()))).await;
         assert!(answers.iter().all(Result::is_ok), "{answers:?}");
-        assert_eq!(*client.transport().2.lock().unwrap(), [1, 2]);
+        assert_eq!(*client.transport().calls.lock().unwrap(), [1, 2]);
         assert!(
             client.state.lock().unwrap().in_flight.is_empty(),
             "every key let go once answered"
@@ -1112,10 +1122,7 @@ mod tests {
     /// slot back: the callers waiting behind it go on.
     #[tokio::test(start_paused = true)]
     async fn a_cancelled_caller_strands_no_one_waiting_behind_it() {
-        let mut config = ClientConfig::new(["a:1"]);
-        config.coalesce = 1;
-        let script = [Meets::Silence, Meets::AppliesAllAfter(0)];
-        let client = Client::with_transport(config, Scripted::new(&script));
+        let client = coalescing(&[Meets::Silence, Meets::AppliesAllAfter(0)]);
         let mut first = Box::pin(client.submit(deposit()));
         let mut second = Box::pin(client.submit(deposit()));
         assert!(
@@ -1131,16 +1138,13 @@ mod tests {
             .await
             .expect("not stranded")
             .expect("sent once the slot was given back");
-        assert_eq!(*client.transport().2.lock().unwrap(), [1, 1]);
+        assert_eq!(*client.transport().calls.lock().unwrap(), [1, 1]);
     }
 
     /// A caller cancelled while its operation still waited for a request: it is not sent.
     #[tokio::test(start_paused = true)]
     async fn a_caller_cancelled_while_waiting_sends_nothing() {
-        let mut config = ClientConfig::new(["a:1"]);
-        config.coalesce = 1;
-        let script = [Meets::Silence, Meets::AppliesAllAfter(0)];
-        let client = Client::with_transport(config, Scripted::new(&script));
+        let client = coalescing(&[Meets::Silence, Meets::AppliesAllAfter(0)]);
         let mut out = Box::pin(client.submit(deposit()));
         let mut waiting = Box::pin(client.submit(deposit()));
         assert!(futures::poll!(&mut out).is_pending());
@@ -1149,7 +1153,7 @@ mod tests {
         drop(out);
         client.submit(deposit()).await.expect("applied");
         assert_eq!(
-            *client.transport().2.lock().unwrap(),
+            *client.transport().calls.lock().unwrap(),
             [1, 1],
             "the last request carries the last call alone"
         );

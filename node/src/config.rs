@@ -296,6 +296,7 @@ pub const MIN_HEARTBEATS_PER_ELECTION_TIMEOUT: u64 = 3;
 pub const MAX_ELECTION_TIMEOUT_MS: u64 = 60_000;
 
 impl Default for RaftTiming {
+    /// The node's defaults, which `node::default_raft_config` applies.
     fn default() -> Self {
         RaftTiming {
             heartbeat_ms: 200,
@@ -306,29 +307,29 @@ impl Default for RaftTiming {
 }
 
 impl RaftTiming {
-    /// Flags (or environment) over `file` over the defaults, checked.
-    fn resolve(args: &RaftTimingArgs, file: [Option<u64>; 3]) -> Result<Self, ConfigError> {
+    /// Flags (or environment) over the file's settings over the defaults, checked.
+    fn resolve(flags: &RaftTimingArgs, file: &RaftTimingArgs) -> Result<Self, ConfigError> {
         let default = RaftTiming::default();
+        let pick = |flag: Option<u64>, file: Option<u64>, default| flag.or(file).unwrap_or(default);
         RaftTiming {
-            heartbeat_ms: args
-                .heartbeat_ms
-                .or(file[0])
-                .unwrap_or(default.heartbeat_ms),
-            election_timeout_min_ms: args
-                .election_timeout_min_ms
-                .or(file[1])
-                .unwrap_or(default.election_timeout_min_ms),
-            election_timeout_max_ms: args
-                .election_timeout_max_ms
-                .or(file[2])
-                .unwrap_or(default.election_timeout_max_ms),
+            heartbeat_ms: pick(flags.heartbeat_ms, file.heartbeat_ms, default.heartbeat_ms),
+            election_timeout_min_ms: pick(
+                flags.election_timeout_min_ms,
+                file.election_timeout_min_ms,
+                default.election_timeout_min_ms,
+            ),
+            election_timeout_max_ms: pick(
+                flags.election_timeout_max_ms,
+                file.election_timeout_max_ms,
+                default.election_timeout_max_ms,
+            ),
         }
         .checked()
     }
 
     /// The timing of `ledger-node dev` (flags only).
-    pub fn from_args(args: &RaftTimingArgs) -> Result<Self, ConfigError> {
-        Self::resolve(args, [None; 3])
+    pub fn from_args(flags: &RaftTimingArgs) -> Result<Self, ConfigError> {
+        Self::resolve(flags, &RaftTimingArgs::default())
     }
 
     /// Itself if every limit holds, else which one it breaks.
@@ -340,16 +341,24 @@ impl RaftTiming {
             })
         };
         if self.heartbeat_ms < MIN_HEARTBEAT_MS {
-            return bad("the heartbeat interval is below MIN_HEARTBEAT_MS (20 ms)");
+            return bad(format!(
+                "the heartbeat interval is below MIN_HEARTBEAT_MS ({MIN_HEARTBEAT_MS} ms)"
+            ));
         }
         if self.election_timeout_min_ms < MIN_HEARTBEATS_PER_ELECTION_TIMEOUT * self.heartbeat_ms {
-            return bad("the shortest election timeout spans fewer than 3 heartbeats");
+            return bad(format!(
+                "the shortest election timeout spans fewer than \
+                 {MIN_HEARTBEATS_PER_ELECTION_TIMEOUT} heartbeats"
+            ));
         }
         if self.election_timeout_max_ms <= self.election_timeout_min_ms {
-            return bad("the longest election timeout is not above the shortest");
+            return bad("the longest election timeout is not above the shortest".to_owned());
         }
         if self.election_timeout_max_ms > MAX_ELECTION_TIMEOUT_MS {
-            return bad("the longest election timeout is above MAX_ELECTION_TIMEOUT_MS (60 s)");
+            return bad(format!(
+                "the longest election timeout is above MAX_ELECTION_TIMEOUT_MS \
+                 ({MAX_ELECTION_TIMEOUT_MS} ms)"
+            ));
         }
         Ok(self)
     }
@@ -404,10 +413,7 @@ pub enum ConfigError {
         timing.election_timeout_min_ms,
         timing.election_timeout_max_ms
     )]
-    RaftTiming {
-        timing: RaftTiming,
-        reason: &'static str,
-    },
+    RaftTiming { timing: RaftTiming, reason: String },
 }
 
 /// Parses `ID=RAFT_ADDR,CLIENT_ADDR`; each address is `IP:PORT` or `HOST:PORT` (a DNS name,
@@ -588,11 +594,11 @@ impl RunArgs {
                 .max(1),
             raft_timing: RaftTiming::resolve(
                 &self.raft_timing,
-                [
-                    file.heartbeat_ms,
-                    file.election_timeout_min_ms,
-                    file.election_timeout_max_ms,
-                ],
+                &RaftTimingArgs {
+                    heartbeat_ms: file.heartbeat_ms,
+                    election_timeout_min_ms: file.election_timeout_min_ms,
+                    election_timeout_max_ms: file.election_timeout_max_ms,
+                },
             )?,
             security,
             unsafe_local_reads: self.unsafe_local_reads,

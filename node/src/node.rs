@@ -65,11 +65,8 @@ pub struct NodeOptions {
 /// The Raft configuration a node runs with unless told otherwise. The heartbeat interval is
 /// also openraft's AppendEntries timeout, which includes the follower's fsync.
 pub fn default_raft_config() -> openraft::Config {
-    openraft::Config {
+    crate::config::RaftTiming::default().apply(openraft::Config {
         cluster_name: "payment-ledger".into(),
-        heartbeat_interval: 200,
-        election_timeout_min: 1_000,
-        election_timeout_max: 2_000,
         install_snapshot_timeout: 10_000,
         max_payload_entries: 256,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
@@ -77,7 +74,7 @@ pub fn default_raft_config() -> openraft::Config {
         snapshot_max_chunk_size: 1024 * 1024,
         purge_batch_size: 256,
         ..Default::default()
-    }
+    })
 }
 
 /// What the node's tasks share: its Raft, its state, its intake, its proposer.
