@@ -24,6 +24,11 @@ const COMMITTED: &[u8] = b"committed";
 pub(crate) const PURGED: &[u8] = b"purged";
 pub const LOG_TREE: &str = "raft_log";
 pub const META_TREE: &str = "raft_meta";
+/// The stored size of the entries one AppendEntries call carries, at most (a single larger
+/// entry goes alone). Well inside a frame (`api::MAX_FRAME_BYTES`, 16 MiB), and small enough
+/// for a follower to receive and fsync within a heartbeat interval: 256 entries of 1,024
+/// transfers each (~100 KB an entry) made 25 MB payloads that timed out at 200 ms.
+pub const MAX_APPEND_PAYLOAD_BYTES: usize = 1024 * 1024;
 
 /// The log store. Cheap to clone: replication streams read through clones.
 pub struct LogStore<C> {
@@ -244,6 +249,29 @@ impl<C: LedgerTypes> RaftLogReader<C> for LogStore<C> {
             self.decode(LOG_TREE, &key, &bytes, ErrorSubject::Logs)
         })
         .collect()
+    }
+
+    /// What replication sends a follower in one AppendEntries call: the entries from `start`
+    /// on, before `end`, while their stored size stays within `MAX_APPEND_PAYLOAD_BYTES`
+    /// (always at least one). openraft bounds a payload by count only (`max_payload_entries`)
+    /// and gives the call one heartbeat interval, fsync included; entries of large batches
+    /// would otherwise make payloads no follower takes in time, or no frame holds.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<C::Entry>, StorageError> {
+        let mut entries = Vec::new();
+        let mut bytes_so_far = 0usize;
+        for r in self.log.range(start.to_be_bytes()..end.to_be_bytes()) {
+            let (key, bytes) = r.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            bytes_so_far = bytes_so_far.saturating_add(bytes.len());
+            if !entries.is_empty() && bytes_so_far > MAX_APPEND_PAYLOAD_BYTES {
+                break;
+            }
+            entries.push(self.decode(LOG_TREE, &key, &bytes, ErrorSubject::Logs)?);
+        }
+        Ok(entries)
     }
 }
 
@@ -472,5 +500,63 @@ mod tests {
         store.save_vote(&Vote::new(3, 2)).await.unwrap();
         store.truncate(entry(4).log_id).await.unwrap();
         assert!(reopened(&db).get_log_state().await.is_ok());
+    }
+
+    /// An entry whose stored size is about `bytes`: a membership naming one node with an
+    /// address that long.
+    fn entry_of_size(index: u64, bytes: usize) -> Entry<TypeConfig> {
+        let node = crate::raft_types::NodeAddr {
+            raft: "a".repeat(bytes),
+            client: String::new(),
+        };
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Membership(openraft::Membership::new(
+                vec![[1].into()],
+                std::collections::BTreeMap::from([(1, node)]),
+            )),
+        }
+    }
+
+    /// Replication reads at most `MAX_APPEND_PAYLOAD_BYTES` of entries for one call (a larger
+    /// entry alone), never past `end`, and never nothing.
+    #[tokio::test]
+    async fn a_payload_for_a_follower_is_bounded_in_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let mut store = LogStore::<TypeConfig>::open(&db).unwrap();
+        let big = MAX_APPEND_PAYLOAD_BYTES * 3 / 10;
+        let entries = (1..=10)
+            .map(|i| entry_of_size(i, big))
+            .chain([entry_of_size(11, MAX_APPEND_PAYLOAD_BYTES * 2)])
+            .chain((12..=20).map(entry));
+        store
+            .log
+            .apply_batch(entries_batch::<TypeConfig>(entries).unwrap())
+            .unwrap();
+
+        let indexes = |entries: Vec<Entry<TypeConfig>>| {
+            entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            indexes(store.limited_get_log_entries(1, 21).await.unwrap()),
+            [1, 2, 3]
+        );
+        assert_eq!(
+            indexes(store.limited_get_log_entries(9, 21).await.unwrap()),
+            [9, 10]
+        );
+        assert_eq!(
+            indexes(store.limited_get_log_entries(11, 21).await.unwrap()),
+            [11]
+        );
+        assert_eq!(
+            indexes(store.limited_get_log_entries(12, 21).await.unwrap()),
+            (12..=20).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            indexes(store.limited_get_log_entries(12, 15).await.unwrap()),
+            [12, 13, 14]
+        );
     }
 }

@@ -110,6 +110,14 @@ impl openraft::RaftLogReader<SimConfig> for SimLogStore {
     ) -> StorageResult<Vec<openraft::Entry<SimConfig>>> {
         self.inner.try_get_log_entries(range).await
     }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> StorageResult<Vec<openraft::Entry<SimConfig>>> {
+        self.inner.limited_get_log_entries(start, end).await
+    }
 }
 
 impl openraft::storage::RaftLogStorage<SimConfig> for SimLogStore {
