@@ -21,10 +21,11 @@ use ledger_node::disk::DiskReserve;
 use ledger_node::intake::CpuWork;
 use ledger_node::log_store::LogStore;
 use ledger_node::node::{assemble, NodeParts, RunningNode};
-use ledger_node::raft_types::{NodeAddr, NodeId};
+use ledger_node::raft_types::{LogId, NodeAddr, NodeId};
 use ledger_node::service::ClientService;
 use ledger_node::stamp::Stamper;
 use ledger_node::state_machine::{StateMachine, StateReader};
+use ledger_node::state_store::STATE_TREE;
 use ledger_node::webhooks::WebhookOptions;
 use ledger_wire::webhook::Backoff;
 use openraft::Raft;
@@ -122,6 +123,11 @@ pub struct Cluster {
     pub unflushed: Unflushed,
     /// Log indexes from which a crashed node's log is lost (applied at its restart).
     pub lost_suffix: BTreeMap<NodeId, u64>,
+    /// Crashed nodes whose state machine comes back behind their log at restart (at its last
+    /// snapshot), with what they had applied when they crashed.
+    pub state_behind: BTreeMap<NodeId, Option<LogId>>,
+    /// Whether a crash loses the state's unflushed writes (`STATE_LOSS_CHANCE`).
+    pub state_loss_rng: SimRng,
     /// Slow disks: virtual ms each log append of a node takes.
     pub disk_delay_ms: BTreeMap<NodeId, u64>,
     pub started: tokio::time::Instant,
@@ -175,17 +181,39 @@ impl Cluster {
             ignores_full_disk: self.bug == Some(Bug::LogIgnoresFullDisk),
         };
         // A node whose stored data is corrupt may refuse to open it: it does not start.
-        let inner = match StateMachine::<SimConfig>::open(&db, &dir.join("snapshots")) {
+        let behind = self.state_behind.remove(&id);
+        if behind.is_some() {
+            if let Err(e) = db.open_tree(STATE_TREE).and_then(|state| state.clear()) {
+                self.trace(&format!("start {id} refused: {e}\n"));
+                return false;
+            }
+        }
+        let mut inner = match StateMachine::<SimConfig>::open(&db, &dir.join("snapshots")) {
             Ok(inner) => inner,
             Err(e) => {
                 self.trace(&format!("start {id} refused: {e}\n"));
                 return false;
             }
         };
+        if behind.is_some() {
+            match back_to_last_snapshot(&mut inner).await {
+                Ok(at) => self.trace(&format!(
+                    "node {id} state back at its last snapshot {:?}\n",
+                    at.map(|l| l.index)
+                )),
+                Err(e) => {
+                    self.trace(&format!("start {id} refused: {e}\n"));
+                    return false;
+                }
+            }
+        }
         let reader = inner.reader();
         let sm = SimStateMachine {
             inner,
             applies_twice: self.bug == Some(Bug::NodeAppliesTwice) && id == 1,
+            claims_applied: behind
+                .flatten()
+                .filter(|_| self.bug == Some(Bug::StateAcksBeforeFlush)),
             id,
             disks: self.disks.clone(),
         };
@@ -318,10 +346,21 @@ impl Cluster {
     pub async fn crash(&mut self, id: NodeId) {
         lock(&self.router.0).nodes.remove(&id);
         self.clients.close(id);
+        let mut applied = None;
         if let Some(node) = self.nodes.remove(&id) {
+            applied = node.raft().metrics().borrow().last_applied;
             node.node.shutdown().await;
         }
         self.trace(&format!("crash {id}\n"));
+        // The state machine's batches are not flushed on their own (durability from the
+        // log): a crash may lose what it applied since the database's last flush, at worst
+        // back to its last snapshot (flushed before it was built). Sled keeps everything in
+        // the simulator, so the restart takes the state back there. A corrupted node keeps
+        // its corruption for the checks that it is found.
+        if !self.corrupted.contains(&id) && self.state_loss_rng.chance(STATE_LOSS_CHANCE) {
+            self.state_behind.insert(id, applied);
+            self.trace(&format!("node {id} loses its unflushed state\n"));
+        }
         // The planted storage bug: what was acknowledged but not yet durable is gone.
         let now = self.started.elapsed().as_millis() as u64;
         let entries = lock(&self.unflushed).remove(&id).unwrap_or_default();
@@ -401,6 +440,7 @@ impl Cluster {
         let _ = std::fs::remove_dir_all(self.dir.join(format!("node{id}")));
         self.corrupted.remove(&id);
         self.lost_suffix.remove(&id);
+        self.state_behind.remove(&id);
         self.trace(&format!("wipe {id}\n"));
     }
 
@@ -432,6 +472,24 @@ fn raft_config(election_timeout_min: u64) -> openraft::Config {
     }
     .validate()
     .expect("valid config")
+}
+
+/// How often a crash brings a node's state machine back at its last snapshot, behind its log.
+pub const STATE_LOSS_CHANCE: f64 = 0.5;
+
+/// Takes a restarted node's state back to its last snapshot (or to nothing, without one),
+/// as a crash that lost every state write since then would: wiped before the state machine
+/// opened, the snapshot installed now. Returns where the state now stands.
+async fn back_to_last_snapshot(
+    sm: &mut StateMachine<SimConfig>,
+) -> Result<Option<LogId>, ledger_node::raft_types::StorageError> {
+    use openraft::storage::RaftStateMachine;
+    let Some(snapshot) = sm.get_current_snapshot().await? else {
+        return Ok(None);
+    };
+    sm.install_snapshot(&snapshot.meta, snapshot.snapshot)
+        .await?;
+    Ok(snapshot.meta.last_log_id)
 }
 
 /// `storage-acks-before-flush`: a crashed node's log loses its entries from `from` on.

@@ -262,6 +262,8 @@ async fn start_cluster(options: SimOptions, dir: PathBuf) -> Run {
         trace: trace.clone(),
         unflushed: Arc::default(),
         lost_suffix: BTreeMap::new(),
+        state_behind: BTreeMap::new(),
+        state_loss_rng: SimRng::stream(seed, "state loss"),
         disk_delay_ms,
         started,
         bug: options.bug,

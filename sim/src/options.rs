@@ -143,6 +143,10 @@ pub enum Bug {
     /// A log store that acknowledges appends before they are durable: a crash loses the
     /// last `LOST_WRITES_MS` of acknowledged entries.
     StorageAcksBeforeFlush,
+    /// A state machine that takes what it applied as durable: after a crash that took its
+    /// state back to its last snapshot it reports what it had applied before, so the entries
+    /// in between are never applied again on that replica.
+    StateAcksBeforeFlush,
     /// A log store that reads entries without checking their checksums: a bit the disk
     /// flipped reaches a follower or the state machine.
     LogSkipsChecksums,
@@ -160,6 +164,7 @@ impl Bug {
             Bug::NetworkDuplicatesAnswer,
             Bug::NodeAppliesTwice,
             Bug::StorageAcksBeforeFlush,
+            Bug::StateAcksBeforeFlush,
             Bug::LogSkipsChecksums,
             Bug::LogIgnoresFullDisk,
         ];
@@ -173,6 +178,7 @@ impl Bug {
             Bug::NetworkDuplicatesAnswer => "network-duplicates-answer",
             Bug::NodeAppliesTwice => "node-applies-twice",
             Bug::StorageAcksBeforeFlush => "storage-acks-before-flush",
+            Bug::StateAcksBeforeFlush => "state-acks-before-flush",
             Bug::LogSkipsChecksums => "log-skips-checksums",
             Bug::LogIgnoresFullDisk => "log-ignores-full-disk",
             Bug::Node(bug) => bug.name(),

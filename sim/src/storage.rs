@@ -195,10 +195,14 @@ impl openraft::storage::RaftLogStorage<SimConfig> for SimLogStore {
 }
 
 /// The production state machine, or (for the `node-applies-twice` bug) one that applies a
-/// committed entry a second time now and then.
+/// committed entry a second time now and then, or (`state-acks-before-flush`) one that
+/// reports as applied what it had applied before a crash that lost it.
 pub struct SimStateMachine {
     pub inner: StateMachine<SimConfig>,
     pub applies_twice: bool,
+    /// The `state-acks-before-flush` bug: the applied log id reported at start, whatever the
+    /// state holds (as if every applied batch had been durable).
+    pub claims_applied: Option<ledger_node::raft_types::LogId>,
     pub id: NodeId,
     pub disks: FullDisks,
 }
@@ -217,7 +221,8 @@ impl openraft::storage::RaftStateMachine<SimConfig> for SimStateMachine {
         ),
         ledger_node::raft_types::StorageError,
     > {
-        self.inner.applied_state().await
+        let (applied, membership) = self.inner.applied_state().await?;
+        Ok((applied.max(self.claims_applied), membership))
     }
 
     async fn apply<I>(
