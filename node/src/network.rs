@@ -6,7 +6,9 @@
 //!
 //! Every call has a deadline (openraft's per-RPC `hard_ttl`, enforced with a tokio timeout);
 //! a broken connection is dropped and re-established on the next call, no sooner than a
-//! back-off after the last failure; frames are bounded (`api::MAX_FRAME_BYTES`), and an
+//! back-off after the last failure. A call past its deadline does not break the connection
+//! (a loaded or lossy link, or a paused peer, answers late; a new TLS handshake over the same
+//! link would only add to it): only one silent for `SILENT_CONNECTION_LIMIT` is dropped. Frames are bounded (`api::MAX_FRAME_BYTES`), and an
 //! oversized or undecodable frame closes that connection only.
 
 use crate::raft_types::{NodeAddr, NodeId, Raft, TypeConfig};
@@ -31,6 +33,9 @@ use tarpc::server::{BaseChannel, Channel};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// After a failed call, wait at least this long before connecting again.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
+/// A connection on which no call has been answered for this long is dropped at its next
+/// timed-out call and made anew (its peer may be gone without a reset).
+pub const SILENT_CONNECTION_LIMIT: Duration = Duration::from_secs(5);
 
 /// The Raft service between nodes.
 #[tarpc::service]
@@ -146,6 +151,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             client: None,
             connecting: None,
             last_failure: None,
+            last_answer: Instant::now(),
+            silent_limit: SILENT_CONNECTION_LIMIT,
         }
     }
 }
@@ -164,6 +171,9 @@ pub struct PeerConnection {
     /// happens to the call that started it; the next call takes its connection.
     connecting: Option<tokio::task::JoinHandle<Result<RaftRpcClient, String>>>,
     last_failure: Option<Instant>,
+    /// When a call was last answered (or the connection taken up).
+    last_answer: Instant,
+    silent_limit: Duration,
 }
 
 /// Opens a connection to `target` at `addr` (mutual TLS, presenting this node's
@@ -207,6 +217,7 @@ impl PeerConnection {
         let shared = self.open_connections().get(&self.peer()).cloned();
         if let Some(client) = shared {
             self.client = Some(client.clone());
+            self.last_answer = Instant::now();
             return Ok(client);
         }
         if self.connecting.is_none() {
@@ -229,6 +240,7 @@ impl PeerConnection {
         let client = outcome?;
         self.open_connections().insert(self.peer(), client.clone());
         self.client = Some(client.clone());
+        self.last_answer = Instant::now();
         Ok(client)
     }
 
@@ -266,17 +278,34 @@ impl PeerConnection {
         let ttl = option.hard_ttl();
         let mut ctx = tarpc::context::current();
         ctx.deadline = Instant::now() + ttl;
-        match tokio::time::timeout(ttl, f(client, ctx)).await {
+        let outcome = tokio::time::timeout(ttl, f(client, ctx)).await;
+        if matches!(
+            outcome,
+            Ok(Ok(_)) | Ok(Err(tarpc::client::RpcError::Server(_)))
+        ) {
+            self.last_answer = Instant::now();
+        }
+        match outcome {
             Ok(Ok(Ok(answer))) => Ok(answer),
             Ok(Ok(Err(remote))) => Err(CallError::Remote(remote)),
+            // Late, not broken: tarpc's own deadline (the same as ours) or ours.
+            Ok(Err(tarpc::client::RpcError::DeadlineExceeded)) | Err(_) => {
+                if self.last_answer.elapsed() >= self.silent_limit {
+                    self.drop_connection();
+                }
+                Err(CallError::Network(format!(
+                    "node {}: no answer within {ttl:?}",
+                    self.target
+                )))
+            }
+            // The server answered with an error of its own: the connection works.
+            Ok(Err(rpc @ tarpc::client::RpcError::Server(_))) => {
+                Err(CallError::Network(format!("node {}: {rpc}", self.target)))
+            }
             Ok(Err(rpc)) => {
                 self.drop_connection();
                 Err(CallError::Network(format!("node {}: {rpc}", self.target)))
             }
-            Err(_) => Err(CallError::Network(format!(
-                "node {}: no answer within {ttl:?}",
-                self.target
-            ))),
         }
     }
 
@@ -336,5 +365,71 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             .call(&option, |c, ctx| async move { c.vote(ctx, rpc).await })
             .await;
         result.map_err(|e| self.convert(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::Vote;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A peer that takes connections and never answers, counting them.
+    async fn silent_peer() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        (addr, accepted)
+    }
+
+    async fn vote(peer: &mut PeerConnection) {
+        let request = VoteRequest::new(Vote::new(1, 1), None);
+        let answer = peer
+            .vote(request, RPCOption::new(Duration::from_millis(50)))
+            .await;
+        assert!(answer.is_err(), "a silent peer answered: {answer:?}");
+    }
+
+    /// Calls past their deadline keep the connection (the old rule dropped it at tarpc's
+    /// "deadline exceeded" and put a handshake on an already slow link); one silent for the
+    /// limit is made anew.
+    #[tokio::test]
+    async fn a_late_call_keeps_its_connection_and_a_silent_one_is_made_anew() {
+        let (addr, accepted) = silent_peer().await;
+        let mut peer = PeerConnection {
+            target: 2,
+            addr,
+            tls: None,
+            open: Arc::default(),
+            client: None,
+            connecting: None,
+            last_failure: None,
+            last_answer: Instant::now(),
+            silent_limit: Duration::from_millis(800),
+        };
+        for _ in 0..6 {
+            vote(&mut peer).await;
+        }
+        assert!(peer.client.is_some(), "the connection was dropped");
+        assert!(peer.last_failure.is_none(), "a failure was recorded");
+
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        vote(&mut peer).await;
+        assert!(peer.client.is_none(), "a silent connection was kept");
+        vote(&mut peer).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while accepted.load(Ordering::SeqCst) < 2 {
+            assert!(Instant::now() < deadline, "no new connection");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 }
