@@ -278,18 +278,26 @@ impl PeerConnection {
         let ttl = option.hard_ttl();
         let mut ctx = tarpc::context::current();
         ctx.deadline = Instant::now() + ttl;
-        let outcome = tokio::time::timeout(ttl, f(client, ctx)).await;
-        if matches!(
-            outcome,
-            Ok(Ok(_)) | Ok(Err(tarpc::client::RpcError::Server(_)))
-        ) {
+        let outcome = tokio::time::timeout(ttl, f(client, ctx)).await.ok();
+        self.settle(outcome, ttl)
+    }
+
+    /// A call's result from its outcome (`None`: our timer ran out first), and what the
+    /// outcome says about the connection: answered, late, or broken (dropped).
+    fn settle<T, E>(
+        &mut self,
+        outcome: Option<Result<Result<T, E>, tarpc::client::RpcError>>,
+        ttl: Duration,
+    ) -> Result<T, CallError<E>> {
+        use tarpc::client::RpcError;
+        if matches!(outcome, Some(Ok(_)) | Some(Err(RpcError::Server(_)))) {
             self.last_answer = Instant::now();
         }
         match outcome {
-            Ok(Ok(Ok(answer))) => Ok(answer),
-            Ok(Ok(Err(remote))) => Err(CallError::Remote(remote)),
+            Some(Ok(Ok(answer))) => Ok(answer),
+            Some(Ok(Err(remote))) => Err(CallError::Remote(remote)),
             // Late, not broken: tarpc's own deadline (the same as ours) or ours.
-            Ok(Err(tarpc::client::RpcError::DeadlineExceeded)) | Err(_) => {
+            Some(Err(RpcError::DeadlineExceeded)) | None => {
                 if self.last_answer.elapsed() >= self.silent_limit {
                     self.drop_connection();
                 }
@@ -299,10 +307,10 @@ impl PeerConnection {
                 )))
             }
             // The server answered with an error of its own: the connection works.
-            Ok(Err(rpc @ tarpc::client::RpcError::Server(_))) => {
+            Some(Err(rpc @ RpcError::Server(_))) => {
                 Err(CallError::Network(format!("node {}: {rpc}", self.target)))
             }
-            Ok(Err(rpc)) => {
+            Some(Err(rpc)) => {
                 self.drop_connection();
                 Err(CallError::Network(format!("node {}: {rpc}", self.target)))
             }
@@ -373,6 +381,7 @@ mod tests {
     use super::*;
     use openraft::Vote;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use tarpc::client::RpcError;
 
     /// A peer that takes connections and never answers, counting them.
     async fn silent_peer() -> (String, Arc<AtomicUsize>) {
@@ -420,6 +429,16 @@ mod tests {
         }
         assert!(peer.client.is_some(), "the connection was dropped");
         assert!(peer.last_failure.is_none(), "a failure was recorded");
+        // Whichever timer fires first, tarpc's or ours, the call was late, not broken.
+        let ttl = Duration::from_millis(50);
+        let late = peer.settle::<(), ()>(Some(Err(RpcError::DeadlineExceeded)), ttl);
+        assert!(matches!(late, Err(CallError::Network(_))));
+        assert!(
+            peer.client.is_some(),
+            "tarpc's deadline dropped the connection"
+        );
+        assert!(peer.settle::<(), ()>(None, ttl).is_err());
+        assert!(peer.client.is_some(), "our deadline dropped the connection");
 
         tokio::time::sleep(Duration::from_millis(800)).await;
         vote(&mut peer).await;
@@ -431,5 +450,11 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+
+        // A broken connection is dropped at once.
+        assert!(peer.client.is_some());
+        let broken = peer.settle::<(), ()>(Some(Err(RpcError::Shutdown)), ttl);
+        assert!(matches!(broken, Err(CallError::Network(_))));
+        assert!(peer.client.is_none(), "a shut connection was kept");
     }
 }
