@@ -329,6 +329,8 @@ mod sessions_under_load {
     //! within its idle time is never forgotten (its retry gets the first answer).
 
     use super::*;
+    use ledger_core::ledger::Ledger;
+    use ledger_core::state::MemStore;
     use ledger_core::{LedgerConfig, Outcome};
     use proptest::prelude::*;
     use std::collections::BTreeMap;
@@ -385,6 +387,7 @@ mod sessions_under_load {
                 c.max_client_sessions = MAX_CLIENTS;
                 c.max_keyed_sessions_per_principal = MAX_KEYS;
             });
+            d.start_journal();
             let a = d.funded_card(1, 0); // client 7: a client session from the start
             let mut last: BTreeMap<u64, Last> = BTreeMap::new();
             for (i, s) in steps.iter().enumerate() {
@@ -436,6 +439,18 @@ mod sessions_under_load {
                     prop_assert!(false, "step {i}: {e:?}");
                 }
             }
+            // A replica opened afresh before every command (it reads the idle queue each
+            // time, knowing no bound) answers and ends the same.
+            let config = d.ledger.config().clone();
+            let mut running = Ledger::genesis(MemStore::new(), config.clone());
+            let mut reopened = Ledger::genesis(MemStore::new(), config);
+            for (i, (ctx, envelope)) in d.journal.clone().unwrap().iter().enumerate() {
+                reopened = Ledger::open(reopened.store().clone()).unwrap();
+                let answer = running.apply(ctx, envelope);
+                prop_assert_eq!(reopened.apply(ctx, envelope), answer, "command {}", i);
+            }
+            prop_assert_eq!(running.state_hash(), d.ledger.state_hash());
+            prop_assert_eq!(reopened.state_hash(), d.ledger.state_hash());
         }
     }
 }

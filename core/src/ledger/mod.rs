@@ -360,6 +360,12 @@ pub fn decode_snapshot(snapshot: &[u8]) -> Result<Vec<(Key, Value)>, SnapshotErr
 pub struct Ledger<S: Store> {
     store: S,
     config: LedgerConfig,
+    /// No session in the idle queue is due before this (ledger ms): a lower bound, lowered
+    /// by every queue entry this ledger writes, so that a command does not look through the
+    /// queue (a range read of the store) while none can be due. In memory only, never in
+    /// the state: a ledger opened afresh starts at 0 and looks. What a command decides is
+    /// the same with it or without it (`sessions::admit`).
+    idle_floor_ms: u64,
 }
 
 impl<S: Store> Ledger<S> {
@@ -403,13 +409,21 @@ impl<S: Store> Ledger<S> {
             writes.push((Key::Account(id), Some(account.into_value())));
         }
         store.write(writes);
-        Ledger { store, config }
+        Ledger {
+            store,
+            config,
+            idle_floor_ms: 0,
+        }
     }
 
     /// Opens a ledger on a store that already holds one (after a restart).
     pub fn open(store: S) -> Option<Self> {
         let config = Tx::new(&store).get::<LedgerConfig>(Key::Config)?;
-        Some(Ledger { store, config })
+        Some(Ledger {
+            store,
+            config,
+            idle_floor_ms: 0,
+        })
     }
 
     /// Restores a ledger from snapshot bytes into an empty store.
@@ -450,7 +464,15 @@ impl<S: Store> Ledger<S> {
         let meta: Meta = tx.get(Key::Meta).expect("state has meta");
         let now_ms = meta.last_now_ms.max(ctx.now_ms);
 
-        let (session, idle) = match sessions::admit(&tx, &meta, &self.config, envelope, now_ms) {
+        let admission = sessions::admit(
+            &tx,
+            &meta,
+            &self.config,
+            envelope,
+            now_ms,
+            &mut self.idle_floor_ms,
+        );
+        let (session, idle) = match admission {
             Ok(sessions::Admission::Replay(outcome)) => return outcome,
             Ok(sessions::Admission::Admit { session, idle }) => (session, idle),
             Err(e) => return Err(e),
@@ -486,6 +508,11 @@ impl<S: Store> Ledger<S> {
         );
         meta.last_now_ms = now_ms;
         tx.put(Key::Meta, meta);
+        for (key, value) in &tx.writes {
+            if let (Key::SessionIdle(due_ms, _), Some(_)) = (key, value) {
+                self.idle_floor_ms = self.idle_floor_ms.min(*due_ms);
+            }
+        }
         self.store.write(tx.writes.into_iter().collect());
         outcome
     }

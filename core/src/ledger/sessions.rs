@@ -116,13 +116,18 @@ fn quota_full(
 }
 
 /// Decides whether a request is a replay, too old, or new; and which idle session (if any)
-/// this command will expire.
+/// this command will expire: the first in the idle queue, if it is due and not the
+/// requester's own. `idle_floor_ms` is a lower bound of the queue's due times (the ledger's,
+/// in memory): while it is later than now the queue is not read, and each read sets it to
+/// the first due time found. The state this reads is the store's as committed (nothing of
+/// this command is written yet), so the bound holds whatever the command's fate.
 pub(super) fn admit(
     tx: &Tx<'_>,
     meta: &Meta,
     config: &LedgerConfig,
     envelope: &Envelope,
     now_ms: u64,
+    idle_floor_ms: &mut u64,
 ) -> Result<Admission, LedgerError> {
     let key = envelope.key;
     if let Some(record) = tx.get::<IdempotencyRecord>(Key::Idempotency(key)) {
@@ -144,12 +149,18 @@ pub(super) fn admit(
         }
     }
     let due = Key::SessionIdle(now_ms.saturating_add(1), 0);
-    let mut idle = match tx.range(Key::SessionIdle(0, 0), due, 1).first() {
-        Some((Key::SessionIdle(due_ms, client), _)) if *client != key.client_id => {
-            Some((*due_ms, *client))
+    let mut idle = None;
+    if *idle_floor_ms <= now_ms {
+        let queue_end = Key::SessionIdle(u64::MAX, u64::MAX);
+        let first = tx.range(Key::SessionIdle(0, 0), queue_end, 1);
+        *idle_floor_ms = u64::MAX;
+        if let Some((Key::SessionIdle(due_ms, client), _)) = first.first() {
+            *idle_floor_ms = *due_ms;
+            if *due_ms <= now_ms && *client != key.client_id {
+                idle = Some((*due_ms, *client));
+            }
         }
-        _ => None,
-    };
+    }
     if own.is_none() {
         if let Some(full) = quota_full(tx, meta, config, envelope.owner) {
             // Admitted only if this command forgets a session that frees a place in the
