@@ -8,8 +8,9 @@
 //! a broken connection is dropped and re-established on the next call, no sooner than a
 //! back-off after the last failure. A call past its deadline does not break the connection
 //! (a loaded or lossy link, or a paused peer, answers late; a new TLS handshake over the same
-//! link would only add to it): only one silent for `SILENT_CONNECTION_LIMIT` is dropped. Frames are bounded (`api::MAX_FRAME_BYTES`), and an
-//! oversized or undecodable frame closes that connection only.
+//! link would only add to it): only one silent for `SILENT_CONNECTION_LIMIT` is dropped.
+//! Frames are bounded (`api::MAX_FRAME_BYTES`), and an oversized or undecodable frame closes
+//! that connection only.
 
 use crate::raft_types::{NodeAddr, NodeId, Raft, TypeConfig};
 use futures::{future, StreamExt};
