@@ -262,6 +262,9 @@ impl<C: LedgerTypes> RaftLogReader<C> for LogStore<C> {
         end: u64,
     ) -> Result<Vec<C::Entry>, StorageError> {
         let mut entries = Vec::new();
+        if start >= end {
+            return Ok(entries);
+        }
         let mut bytes_so_far = 0usize;
         for r in self.log.range(start.to_be_bytes()..end.to_be_bytes()) {
             let (key, bytes) = r.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
@@ -558,5 +561,15 @@ mod tests {
             indexes(store.limited_get_log_entries(12, 15).await.unwrap()),
             [12, 13, 14]
         );
+        assert!(store
+            .limited_get_log_entries(15, 15)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store
+            .limited_get_log_entries(16, 15)
+            .await
+            .unwrap()
+            .is_empty());
     }
 }
