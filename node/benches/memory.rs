@@ -32,6 +32,10 @@ use openraft::{CommittedLeaderId, Entry, EntryPayload};
 use std::path::Path;
 use std::time::Instant;
 
+/// The allocator `ledger-node` runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The node's default sled cache (`--cache-mb`, 256).
 const CACHE_BYTES: u64 = 256 * 1024 * 1024;
 const START_MS: u64 = 1_764_547_200_000; // 2025-12-01 00:00 UTC
