@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod backup;
+pub mod blocking;
 pub mod certs;
 pub mod checksum;
 pub mod config;

@@ -8,6 +8,7 @@
 //! before it is answered. The flush is sled's synchronous `flush`, so a simulated clock
 //! never runs while a write is in flight.
 
+use crate::blocking::{blocking, blocking_if, IN_PLACE_BYTES};
 use crate::checksum::{seal, strip, unseal, Corrupt};
 use crate::raft_types::{LedgerTypes, LogId, NodeId, StorageError};
 use crate::watermark::{Mark, Watermark, WatermarkError};
@@ -206,17 +207,20 @@ pub(crate) fn write_restored_markers(
 }
 
 /// The entries as a batch of sealed values under their big-endian indexes.
+/// The entries as one sled batch, and their encoded size.
 fn entries_batch<C: LedgerTypes>(
     entries: impl IntoIterator<Item = C::Entry>,
-) -> Result<sled::Batch, StorageError> {
+) -> Result<(sled::Batch, usize), StorageError> {
     let mut batch = sled::Batch::default();
+    let mut size = 0;
     for entry in entries {
         let bytes = bincode::serialize(&entry)
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        size += bytes.len();
         let key = entry.log_id.index.to_be_bytes();
         batch.insert(&key, seal(&key, bytes));
     }
-    Ok(batch)
+    Ok((batch, size))
 }
 
 fn bound_index(bound: Bound<&u64>, start: bool) -> Option<u64> {
@@ -308,10 +312,12 @@ impl<C: LedgerTypes> RaftLogStorage<C> for LogStore<C> {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
-        self.write_meta(VOTE, vote, ErrorSubject::Vote)?;
-        self.flush(ErrorSubject::Vote)?;
-        self.mark(|m| m.vote = Some(*vote))
-            .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))
+        blocking(|| {
+            self.write_meta(VOTE, vote, ErrorSubject::Vote)?;
+            self.flush(ErrorSubject::Vote)?;
+            self.mark(|m| m.vote = Some(*vote))
+                .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))
+        })
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
@@ -336,24 +342,37 @@ impl<C: LedgerTypes> RaftLogStorage<C> for LogStore<C> {
         I::IntoIter: Send,
     {
         let mut last = None;
-        let batch = entries_batch::<C>(entries.into_iter().inspect(|e| last = Some(e.log_id)))?;
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-        // One fsync for the whole batch: group commit.
-        let flushed = self
-            .db
-            .flush()
-            .map_err(std::io::Error::other)
-            .and_then(|_| match last {
-                Some(last) => self.mark(|m| m.last_log = Some(last)),
-                None => Ok(()),
-            });
-        callback.log_io_completed(flushed);
-        Ok(())
+        let (batch, size) =
+            entries_batch::<C>(entries.into_iter().inspect(|e| last = Some(e.log_id)))?;
+        blocking_if(size > IN_PLACE_BYTES, || {
+            self.log
+                .apply_batch(batch)
+                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+            // One fsync for the whole batch: group commit.
+            let flushed = self
+                .db
+                .flush()
+                .map_err(std::io::Error::other)
+                .and_then(|_| match last {
+                    Some(last) => self.mark(|m| m.last_log = Some(last)),
+                    None => Ok(()),
+                });
+            callback.log_io_completed(flushed);
+            Ok(())
+        })
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        blocking(|| self.truncate_now(log_id))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        blocking(|| self.purge_now(log_id))
+    }
+}
+
+impl<C: LedgerTypes> LogStore<C> {
+    fn truncate_now(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut batch = sled::Batch::default();
         for key in self.log.range(log_id.index.to_be_bytes()..).keys() {
             batch.remove(key.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?);
@@ -369,7 +388,7 @@ impl<C: LedgerTypes> RaftLogStorage<C> for LogStore<C> {
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))
     }
 
-    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+    fn purge_now(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // The marker first, durably: a crash mid-purge then only leaves extra entries.
         self.write_meta(PURGED, &log_id, ErrorSubject::Logs)?;
         self.flush(ErrorSubject::Logs)?;

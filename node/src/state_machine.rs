@@ -14,8 +14,10 @@
 //! serialises, checksums and persists it on its own task while applying goes on. The current
 //! snapshot is one file in the data directory, replaced atomically.
 
+use crate::blocking::{blocking, blocking_if, IN_PLACE_COMMANDS};
 use crate::raft_types::{
-    Applied, LedgerTypes, LogId, NodeId, ProposalBody, SnapshotMeta, StorageError, StoredMembership,
+    Applied, LedgerTypes, LogId, NodeId, Proposal, ProposalBody, SnapshotMeta, StorageError,
+    StoredMembership,
 };
 use crate::state_store::{
     raw_records, seal_state, unseal_state, BrokenReads, SledState, StateError, META_PREFIX,
@@ -252,6 +254,17 @@ impl<C: LedgerTypes> StateMachine<C> {
     }
 }
 
+/// How many commands applying `entry` runs (a genesis or membership entry counts as one).
+fn commands_in<C: LedgerTypes>(entry: &C::Entry) -> usize {
+    match &entry.payload {
+        EntryPayload::Normal(Proposal {
+            body: ProposalBody::Commands(envelopes),
+            ..
+        }) => envelopes.len(),
+        _ => 1,
+    }
+}
+
 /// Runs `f`, turning a panic (the state store's answer to a corrupt record or a failed read)
 /// into an error that says what was being done.
 fn caught<T>(doing: &str, f: impl FnOnce() -> T) -> Result<T, String> {
@@ -349,6 +362,12 @@ pub struct SnapshotBuilder<C> {
 
 impl<C: LedgerTypes> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError> {
+        blocking(|| self.build_now())
+    }
+}
+
+impl<C: LedgerTypes> SnapshotBuilder<C> {
+    fn build_now(&mut self) -> Result<Snapshot<C>, StorageError> {
         let records = self
             .records
             .as_ref()
@@ -385,6 +404,47 @@ impl<C: LedgerTypes> RaftStateMachine<C> for StateMachine<C> {
         I: IntoIterator<Item = C::Entry> + Send,
         I::IntoIter: Send,
     {
+        let entries: Vec<C::Entry> = entries.into_iter().collect();
+        let commands: usize = entries.iter().map(commands_in::<C>).sum();
+        blocking_if(commands > IN_PLACE_COMMANDS, || self.apply_now(entries))
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        blocking(|| self.snapshot_builder_now())
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        blocking(|| self.install_now(meta, snapshot.into_inner()))
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<C>>, StorageError> {
+        blocking(|| {
+            let Some((meta, data)) =
+                read_snapshot(&self.snapshot_path()).map_err(snapshot_error)?
+            else {
+                return Ok(None);
+            };
+            Ok(Some(Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(data)),
+            }))
+        })
+    }
+}
+
+impl<C: LedgerTypes> StateMachine<C> {
+    fn apply_now(
+        &mut self,
+        entries: impl IntoIterator<Item = C::Entry>,
+    ) -> Result<Vec<Applied>, StorageError> {
         let mut replies = Vec::new();
         for entry in entries {
             let log_id = entry.log_id;
@@ -415,7 +475,7 @@ impl<C: LedgerTypes> RaftStateMachine<C> for StateMachine<C> {
         Ok(replies)
     }
 
-    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+    fn snapshot_builder_now(&mut self) -> SnapshotBuilder<C> {
         // The state is flushed before a snapshot of it counts: openraft purges the log
         // behind snapshots, and a node must never come back at an applied id whose next
         // entries are gone from its log.
@@ -433,16 +493,7 @@ impl<C: LedgerTypes> RaftStateMachine<C> for StateMachine<C> {
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
+    fn install_now(&mut self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<(), StorageError> {
         let records = decode_snapshot(&data).map_err(snapshot_error)?;
         // One atomic batch: every old record out, every snapshot record and the markers in.
         let mut batch = sled::Batch::default();
@@ -466,16 +517,5 @@ impl<C: LedgerTypes> RaftStateMachine<C> for StateMachine<C> {
         }
         tracing::info!(snapshot = %meta.snapshot_id, records = records.len(), "snapshot installed");
         Ok(())
-    }
-
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<C>>, StorageError> {
-        let Some((meta, data)) = read_snapshot(&self.snapshot_path()).map_err(snapshot_error)?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        }))
     }
 }
