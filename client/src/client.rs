@@ -451,9 +451,12 @@ impl<T: Transport> Client<T> {
         // failure, so the next attempt goes without backing off (a client that found the
         // new leader after a failover at once, not one back-off later).
         let mut redirected = false;
+        // Back-offs so far: a redirect does not lengthen the next one.
+        let mut backoffs = 0;
         for attempt in 0..self.config.max_attempts {
             if attempt > 0 && !std::mem::take(&mut redirected) {
-                self.backoff(attempt - 1).await;
+                self.backoff(backoffs).await;
+                backoffs += 1;
             }
             let endpoint = self.pick_endpoint(attempt);
             let outcome = match self.connection(&endpoint).await {
