@@ -433,7 +433,7 @@ mod tests {
         let mut store = LogStore::<TypeConfig>::open(&db).unwrap();
         store
             .log
-            .apply_batch(entries_batch::<TypeConfig>((1..=5).map(entry)).unwrap())
+            .apply_batch(entries_batch::<TypeConfig>((1..=5).map(entry)).unwrap().0)
             .unwrap();
         store.save_vote(&Vote::new(3, 2)).await.unwrap();
         assert_eq!(store.try_get_log_entries(1..=5).await.unwrap().len(), 5);
@@ -486,7 +486,7 @@ mod tests {
             .unwrap();
         store
             .log
-            .apply_batch(entries_batch::<TypeConfig>((1..=5).map(entry)).unwrap())
+            .apply_batch(entries_batch::<TypeConfig>((1..=5).map(entry)).unwrap().0)
             .unwrap();
         store.mark(|m| m.last_log = Some(entry(5).log_id)).unwrap();
         store.save_vote(&Vote::new(3, 2)).await.unwrap();
@@ -510,7 +510,7 @@ mod tests {
 
         store
             .log
-            .apply_batch(entries_batch::<TypeConfig>([entry(5)]).unwrap())
+            .apply_batch(entries_batch::<TypeConfig>([entry(5)]).unwrap().0)
             .unwrap();
         store
             .write_meta(VOTE, &Vote::<NodeId>::new(2, 2), ErrorSubject::Vote)
@@ -554,7 +554,7 @@ mod tests {
             .chain((12..=20).map(entry));
         store
             .log
-            .apply_batch(entries_batch::<TypeConfig>(entries).unwrap())
+            .apply_batch(entries_batch::<TypeConfig>(entries).unwrap().0)
             .unwrap();
 
         let indexes = |entries: Vec<Entry<TypeConfig>>| {

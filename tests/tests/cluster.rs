@@ -132,6 +132,73 @@ async fn a_write_sent_to_a_follower_names_the_leader_and_the_client_follows_it()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_whose_leader_died_holds_a_write_until_another_is_elected() {
+    let _serial = serial().await;
+    let mut cluster = Cluster::start(3).await;
+    let dead = cluster.leader().await;
+    let follower = cluster
+        .ids()
+        .into_iter()
+        .find(|id| *id != dead)
+        .expect("a follower");
+    let operator = cluster.pki().operator().expect("operator certificate");
+    let transport = ledger_wire::transport::connect_tls(
+        &cluster.info(follower).client_addr,
+        Duration::from_secs(1),
+        operator.client_config(),
+    )
+    .await
+    .expect("connect");
+    let raw = LedgerRpcClient::new(tarpc::client::Config::default(), transport).spawn();
+    cluster.kill(dead);
+    let killed = Instant::now();
+    // Past two silent heartbeat intervals (400 ms), well before the followers' lease on the
+    // dead leader (2 s) and an election timeout (1-2 s) have run out: a follower that
+    // answered at once would still name the dead leader.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let request = ledger_wire::api::ClientRequest {
+        key: RequestKey {
+            client_id: 1,
+            request_id: 1,
+        },
+        acked_below: 0,
+        operation: deposit(AccountId(16), 1),
+    };
+    let sent = Instant::now();
+    let answer = raw
+        .submit(tarpc::context::current(), vec![request])
+        .await
+        .expect("rpc");
+    match answer {
+        // Elected while it held the call: it served it.
+        Ok(_) => assert_eq!(cluster.leader().await, follower),
+        Err(ApiError::NotLeader {
+            leader: Some(leader),
+        }) => assert!(
+            leader.id != dead,
+            "the follower named the dead leader {dead}"
+        ),
+        // No leader yet when the hold ran out (2 x the 2 s election timeout, at most
+        // `MAX_LEADER_WAIT`): a slow election, but the whole hold was spent.
+        Err(ApiError::NotLeader { leader: None }) => assert!(
+            sent.elapsed() >= ledger_node::service::MAX_LEADER_WAIT,
+            "answered without a leader after {:?}",
+            sent.elapsed()
+        ),
+        other => panic!("unexpected answer {other:?}"),
+    }
+    let metrics = cluster.metrics(follower).await;
+    assert!(
+        metrics.contains("ledger_leader_waits_total 1"),
+        "the call was held: {metrics}"
+    );
+    println!(
+        "answered {} ms after the kill",
+        killed.elapsed().as_millis()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_under_load_loses_no_acknowledged_payment() {
     let _serial = serial().await;
     let mut cluster = Cluster::start(3).await;
