@@ -47,8 +47,6 @@ pub struct Metrics {
     pub commands_ok: Counter,
     pub commands_refused: Counter,
     pub not_leader: Counter,
-    /// Calls a follower held through an election before answering (`service`).
-    pub leader_waits: Counter,
     pub unavailable: Counter,
     /// Requests refused by the role table (`roles`), whatever their principal.
     pub forbidden: Counter,
@@ -85,7 +83,6 @@ impl Default for Metrics {
             commands_ok: Counter::default(),
             commands_refused: Counter::default(),
             not_leader: Counter::default(),
-            leader_waits: Counter::default(),
             unavailable: Counter::default(),
             forbidden: Counter::default(),
             queries: Counter::default(),
@@ -111,7 +108,7 @@ impl Metrics {
     /// collector of the Raft and storage gauges (which holds the node weakly, so a registry
     /// kept past the node reads nothing rather than keeping it alive).
     pub fn register(&self, registry: &mut Registry, shared: Weak<Shared>) {
-        let counters: [(&str, &str, &Counter); 15] = [
+        let counters: [(&str, &str, &Counter); 14] = [
             (
                 "ledger_submit_calls",
                 "Client submit calls",
@@ -131,11 +128,6 @@ impl Metrics {
                 "ledger_not_leader",
                 "Calls answered with NotLeader",
                 &self.not_leader,
-            ),
-            (
-                "ledger_leader_waits",
-                "Calls a follower held through an election before answering",
-                &self.leader_waits,
             ),
             (
                 "ledger_unavailable",

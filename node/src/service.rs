@@ -37,16 +37,6 @@ pub const LEARNER_MAX_LAG: u64 = 256;
 /// How long one `add_node` call waits for the new learner to come within
 /// `LEARNER_MAX_LAG`; then it answers `Unavailable` (retryable: the client asks again).
 pub const LEARNER_CATCH_UP_WAIT: Duration = Duration::from_millis(500);
-/// A follower that has not heard from its leader for this many heartbeat intervals (a
-/// living leader sends at least one each interval) holds a call only the leader serves
-/// until a leader is heard from again (`ClientService::leader_after_election`).
-pub const LEADER_SILENT_HEARTBEATS: u32 = 2;
-/// At most this many of the longest election timeouts (the leader lease, then one
-/// election) a follower holds such a call, and never past `MAX_LEADER_WAIT`.
-pub const LEADER_WAIT_ELECTION_TIMEOUTS: u32 = 2;
-/// The longest hold, whatever the Raft timings: below the client library's call timeout
-/// (5 s), so the caller hears the answer rather than a timeout.
-pub const MAX_LEADER_WAIT: Duration = Duration::from_secs(4);
 
 /// Serves the client port until the task is aborted: with mutual TLS when `tls` is given
 /// (each connection answered as the principal its certificate names; node certificates
@@ -151,56 +141,6 @@ impl<C: LedgerTypes> ClientService<C> {
         &self.principal
     }
 
-    /// Whether this node leads, after waiting through an election when one is under way.
-    ///
-    /// A follower that knows of no leader, or has not heard from the one it knows for
-    /// `LEADER_SILENT_HEARTBEATS` heartbeat intervals (a dead leader is named until the
-    /// followers' lease on it runs out), waits until a leader is heard from or it is elected
-    /// itself: at most `LEADER_WAIT_ELECTION_TIMEOUTS` longest election timeouts and
-    /// `MAX_LEADER_WAIT`. Its `NotLeader` then names the new leader and the caller goes
-    /// there at once, instead of following the dead one and backing off through the
-    /// election. A follower with a leader it hears from answers at once.
-    async fn leads_after_election(&self) -> bool {
-        let raft = &self.shared.raft;
-        let heartbeat = Duration::from_millis(raft.config().heartbeat_interval);
-        let silent = heartbeat * LEADER_SILENT_HEARTBEATS;
-        let hold = (Duration::from_millis(raft.config().election_timeout_max)
-            * LEADER_WAIT_ELECTION_TIMEOUTS)
-            .min(MAX_LEADER_WAIT);
-        let until = tokio::time::Instant::now() + hold;
-        let mut held = false;
-        loop {
-            if self.shared.is_leader() {
-                return true;
-            }
-            let known = raft.metrics().borrow().current_leader;
-            let in_doubt = match known {
-                None => true,
-                // A leader removed from the cluster: nothing to wait for.
-                Some(id) if id == self.shared.id => false,
-                Some(_) => {
-                    let since = |s: &openraft::RaftState<_, _, _>| {
-                        s.vote_last_modified()
-                            .map(|at| openraft::Instant::elapsed(&at))
-                    };
-                    match raft.with_raft_state(since).await {
-                        Ok(heard) => heard.is_none_or(|since| since > silent),
-                        Err(_) => false,
-                    }
-                }
-            };
-            let now = tokio::time::Instant::now();
-            if !in_doubt || now >= until {
-                return false;
-            }
-            if !held {
-                held = true;
-                self.shared.metrics.leader_waits.inc();
-            }
-            tokio::time::sleep(heartbeat.min(until - now)).await;
-        }
-    }
-
     fn not_leader(&self) -> ApiError {
         self.shared.metrics.not_leader.inc();
         let leader = self.shared.raft.metrics().borrow().current_leader;
@@ -254,12 +194,7 @@ impl<C: LedgerTypes> ClientService<C> {
 
     /// Read index: confirms leadership with a quorum, then waits until this node has applied
     /// everything committed before the call.
-    /// On a follower, it first waits through an election under way
-    /// (`leads_after_election`): a follower elected meanwhile serves the read.
     async fn read_index(&self) -> Result<(), ApiError> {
-        if !self.leads_after_election().await {
-            return Err(self.not_leader());
-        }
         self.shared
             .raft
             .ensure_linearizable()
@@ -354,7 +289,7 @@ impl<C: LedgerTypes> LedgerRpc for ClientService<C> {
         if requests.len() > MAX_BATCH {
             return Err(ApiError::BatchTooLarge { max: MAX_BATCH });
         }
-        if !self.leads_after_election().await {
+        if !self.shared.is_leader() {
             return Err(self.not_leader());
         }
         if let Some(disk) = &self.shared.disk {
