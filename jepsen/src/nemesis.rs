@@ -158,10 +158,15 @@ impl Nemesis {
                     || (!self.active.is_empty() && self.rng.gen_bool(0.5));
                 if heal {
                     // Newest first: a removed voter is re-added only once the faults that
-                    // came after it (and may have taken its quorum) are gone.
+                    // came after it (and may have taken its quorum) are gone. One that does
+                    // not heal goes behind the others, so that the next heal tries an
+                    // older fault: kept on top, a voter that could not be re-added under
+                    // an older partition was retried round after round while the
+                    // partition stayed, and the cluster had no quorum for the rest of
+                    // the run (vouchers, 54 s without an ok operation).
                     let newest = self.active.pop().expect("not empty");
                     if !self.heal(newest.clone()).await {
-                        self.active.push(newest);
+                        self.active.insert(0, newest);
                     }
                 } else {
                     let fault = *idle.choose(&mut self.rng).expect("not empty");
